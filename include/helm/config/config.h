@@ -1,0 +1,82 @@
+// The whole configuration of a HELM process: one YAML file, parsed once at start into typed,
+// validated options structs, one per component.
+//
+// Errors name the key path and what is allowed ("pool.chunk_bytes: must be a power of two >=
+// 65536, got 1000"); an unknown key is an error ("unknown key 'pool.chunk_byte'"). Processes exit
+// with status 2 on a config error, before opening any port. Thread-compatible value types.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "helm/cluster/options.h"
+#include "helm/config/describe.h"
+#include "helm/emb/options.h"
+#include "helm/kv/options.h"
+#include "helm/model/options.h"
+#include "helm/pool/options.h"
+#include "helm/route/options.h"
+#include "helm/serve/options.h"
+#include "helm/sim/options.h"
+#include "helm/workload/options.h"
+
+namespace helm::config {
+
+struct LogOptions {
+  // spdlog level: trace, debug, info, warn, error, critical, off.
+  std::string level = "info";
+
+  template <class V>
+  void Describe(V& v) {
+    v.Field("level", level, "log level",
+            OneOf({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  }
+};
+
+struct Config {
+  LogOptions log;
+  serve::NodeOptions node;
+  pool::PoolOptions pool;
+  emb::EmbOptions emb;
+  kv::KvOptions kv;
+  model::ModelOptions model;
+  route::RouterOptions router;
+  cluster::ClusterOptions cluster;
+  workload::WorkloadOptions workload;
+  sim::SimulatorOptions simulator;
+
+  template <class V>
+  void Describe(V& v) {
+    v.Section("log", log, "logging");
+    v.Section("node", node, "serving node (helm-node)");
+    v.Section("pool", pool, "unified HBM pool shared by the EMB and KV caches");
+    v.Section("emb", emb, "embedding hot cache and host item table");
+    v.Section("kv", kv, "paged KV cache");
+    v.Section("model", model, "HSTU model");
+    v.Section("router", router, "front router (helm-router)");
+    v.Section("cluster", cluster, "local cluster launcher (helm-cluster)");
+    v.Section("workload", workload, "workload generator (helm-bench, simulator)");
+    v.Section("simulator", simulator, "discrete-event simulator");
+  }
+
+  // Checks that span components (e.g. a KV block must fit in a pool chunk).
+  absl::Status Validate() const;
+};
+
+// Parses YAML text into a Config: absent keys keep their defaults; every value is checked.
+// `source` names the text in error messages (a file path, "<embedded>").
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source);
+
+// Reads and parses a YAML file. NotFound when it cannot be read.
+absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+
+// The effective config as YAML, every key present, each with its documentation as a comment.
+std::string ConfigToYaml(const Config& config);
+
+// Bytes of one KV block for a model and KV options (all layers, K and V).
+int64_t KvBlockBytes(const model::ModelOptions& model, const kv::KvOptions& kv);
+
+// Bytes per element of a dtype name ("fp32": 4, "fp16"/"bf16": 2).
+int DtypeBytes(const std::string& dtype);
+
+}  // namespace helm::config

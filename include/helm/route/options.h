@@ -1,0 +1,67 @@
+// Options of the front router (helm-router).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "helm/config/describe.h"
+
+namespace helm::route {
+
+struct RouterOptions {
+  std::string listen = "127.0.0.1:50060";
+  // The nodes: a static list of host:port, or `dns` (a name whose addresses are the nodes, with
+  // `dns_port`). Exactly one of the two.
+  std::vector<std::string> nodes = {"127.0.0.1:50061", "127.0.0.1:50062"};
+  std::string dns;
+  int32_t dns_port = 50061;
+  // Policy: "helm" (KV residency + EMB locality - load), or a baseline: "round_robin",
+  // "least_loaded", "consistent_hash" (on user), "kv_affinity" (residency only).
+  std::string policy = "helm";
+  double w_kv = 1.0;
+  double w_emb = 0.3;
+  double w_load = 1.0;
+  // Attempts per request at most (the first try included) on UNAVAILABLE / broken connections.
+  int32_t max_attempts = 3;
+  // Health checks: interval, and consecutive failures before a node is taken out.
+  int32_t health_check_interval_ms = 500;
+  int32_t failures_to_eject = 3;
+  // Deadline applied when a client sets none (ms).
+  int32_t default_deadline_ms = 1000;
+  int32_t grace_period_ms = 5000;
+
+  template <class V>
+  void Describe(V& v) {
+    v.Field("listen", listen, "host:port to serve on (port 0: any free port)", config::NotEmpty());
+    v.Field("nodes", nodes, "node addresses host:port (or use dns)");
+    v.Field("dns", dns, "DNS name whose addresses are the nodes (\"\": use nodes)");
+    v.Field("dns_port", dns_port, "node port for dns", config::InRange<int32_t>(1, 65535));
+    v.Field("policy", policy, "routing policy",
+            config::OneOf({"helm", "round_robin", "least_loaded", "consistent_hash",
+                           "kv_affinity"}));
+    v.Field("w_kv", w_kv, "weight of KV residency", config::InRange(0.0, 100.0));
+    v.Field("w_emb", w_emb, "weight of EMB locality", config::InRange(0.0, 100.0));
+    v.Field("w_load", w_load, "weight of load", config::InRange(0.0, 100.0));
+    v.Field("max_attempts", max_attempts, "tries per request at most",
+            config::InRange<int32_t>(1, 16));
+    v.Field("health_check_interval_ms", health_check_interval_ms, "health check interval (ms)",
+            config::InRange<int32_t>(10, 600000));
+    v.Field("failures_to_eject", failures_to_eject, "consecutive failures before ejecting a node",
+            config::InRange<int32_t>(1, 1000));
+    v.Field("default_deadline_ms", default_deadline_ms, "deadline when the client sets none (ms)",
+            config::InRange<int32_t>(1, 3600000));
+    v.Field("grace_period_ms", grace_period_ms, "time in-flight requests get on shutdown (ms)",
+            config::InRange<int32_t>(0, 600000));
+  }
+
+  absl::Status Validate() const {
+    if (nodes.empty() == dns.empty()) {
+      return absl::InvalidArgumentError("nodes: give either a non-empty nodes list or dns, not both");
+    }
+    return absl::OkStatus();
+  }
+};
+
+}  // namespace helm::route

@@ -1,0 +1,96 @@
+// The gRPC server scaffolding helm-node and helm-router share: listening, the standard health
+// service, server reflection, in-flight tracking and graceful shutdown.
+//
+// Shutdown(grace) is the one shutdown path: health goes NOT_SERVING, the drainer refuses new
+// requests (handlers answer UNAVAILABLE), in-flight requests get up to `grace` to finish, then the
+// server stops. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+
+namespace helm::rpc {
+
+// Counts requests in flight so that shutdown lets them finish. Thread-safe.
+class Drainer {
+ public:
+  // Held for the life of one request; its destruction ends the request. Move-only.
+  class Token {
+   public:
+    Token() = default;
+    Token(Token&& other) noexcept : drainer_(other.drainer_) { other.drainer_ = nullptr; }
+    Token& operator=(Token&& other) noexcept;
+    Token(const Token&) = delete;
+    Token& operator=(const Token&) = delete;
+    ~Token() { Release(); }
+    explicit operator bool() const { return drainer_ != nullptr; }
+    void Release();
+
+   private:
+    friend class Drainer;
+    explicit Token(Drainer* drainer) : drainer_(drainer) {}
+    Drainer* drainer_ = nullptr;
+  };
+
+  // An engaged token, or an empty one once draining started (answer UNAVAILABLE then).
+  Token TryEnter();
+  // From now on TryEnter refuses. Idempotent.
+  void StartDraining();
+  bool draining() const;
+  int in_flight() const;
+  // Blocks until nothing is in flight or `timeout` passed; true when idle.
+  bool WaitIdle(absl::Duration timeout);
+
+ private:
+  void Exit();
+
+  mutable absl::Mutex mu_;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+struct ServerOptions {
+  // host:port; port 0 picks a free port (see Server::port()).
+  std::string listen = "127.0.0.1:0";
+  // Services to register; not owned, must outlive the server.
+  std::vector<grpc::Service*> services;
+  // Largest request or reply accepted (bytes).
+  int32_t max_message_bytes = 64 << 20;
+  // In-flight tracking the services use (Drainer::TryEnter per request); not owned, must outlive
+  // the server. Null: the server tracks nothing and Shutdown does not wait.
+  Drainer* drainer = nullptr;
+};
+
+class Server {
+ public:
+  // Binds, registers the services plus grpc.health.v1 and reflection, and starts serving with
+  // health SERVING. Unavailable when the address cannot be bound.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  int port() const { return port_; }
+  // Sets the health status of the server and of every registered service.
+  void SetServing(bool serving);
+  // Graceful shutdown (see the file comment). Returns the requests still in flight when the grace
+  // period ended (0 when all finished). Idempotent; later calls return 0 at once.
+  int Shutdown(absl::Duration grace);
+
+ private:
+  Server() = default;
+
+  std::unique_ptr<grpc::Server> server_;
+  std::vector<std::string> service_names_;
+  int port_ = 0;
+  Drainer* drainer_ = nullptr;
+  absl::Mutex shutdown_mu_;
+  bool shut_down_ ABSL_GUARDED_BY(shutdown_mu_) = false;
+};
+
+}  // namespace helm::rpc

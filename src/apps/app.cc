@@ -1,0 +1,66 @@
+#include "apps/app.h"
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "helm/common/logging.h"
+
+namespace helm::app {
+
+void AddCommonFlags(CLI::App& cli, CommonFlags& flags) {
+  cli.add_option("--config", flags.config_path,
+                 "YAML config file (default: the embedded configs/local.yaml)");
+  cli.add_flag("--print-config", flags.print_config,
+               "print the effective config, defaults filled in, and exit");
+  cli.add_option("--log-level", flags.log_level,
+                 "log level: trace, debug, info, warn, error, critical, off");
+}
+
+void ParseFlagsOrExit(CLI::App& cli, int argc, char** argv) {
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    std::exit(cli.exit(e));
+  } catch (const CLI::CallForAllHelp& e) {
+    std::exit(cli.exit(e));
+  } catch (const CLI::ParseError& e) {
+    cli.exit(e);
+    std::exit(2);
+  }
+}
+
+config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& process_name,
+                                const std::function<void(config::Config&)>& override_fn) {
+  absl::StatusOr<config::Config> loaded =
+      flags.config_path.empty() ? config::ParseConfig(kEmbeddedConfig, "<embedded local.yaml>")
+                                : config::LoadConfigFile(flags.config_path);
+  if (!loaded.ok()) {
+    std::fprintf(stderr, "%s: config error: %s\n", process_name.c_str(),
+                 std::string(loaded.status().message()).c_str());
+    std::exit(2);
+  }
+  config::Config config = *std::move(loaded);
+  if (!flags.log_level.empty()) config.log.level = flags.log_level;
+  if (override_fn) {
+    override_fn(config);
+    // Flags went through the same checks as the file: re-parse the effective config.
+    absl::StatusOr<config::Config> checked =
+        config::ParseConfig(config::ConfigToYaml(config), "flags");
+    if (!checked.ok()) {
+      std::fprintf(stderr, "%s: config error: %s\n", process_name.c_str(),
+                   std::string(checked.status().message()).c_str());
+      std::exit(2);
+    }
+  }
+  if (absl::Status status = InitLogging(config.log.level, process_name); !status.ok()) {
+    std::fprintf(stderr, "%s: %s\n", process_name.c_str(), std::string(status.message()).c_str());
+    std::exit(2);
+  }
+  if (flags.print_config) {
+    std::fputs(config::ConfigToYaml(config).c_str(), stdout);
+    std::exit(0);
+  }
+  return config;
+}
+
+}  // namespace helm::app

@@ -1,0 +1,298 @@
+#include "helm/config/config.h"
+
+#include <cstring>
+#include <cstdint>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+#include <type_traits>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "yaml-cpp/yaml.h"
+
+namespace helm::config {
+namespace {
+
+std::string JoinPath(const std::string& path, const std::string& key) {
+  return path.empty() ? key : absl::StrCat(path, ".", key);
+}
+
+// Integers accept an optional binary size suffix ("2MiB", "64 GiB", "512KiB"), so byte sizes
+// read naturally in YAML.
+bool ParseInteger(std::string text, int64_t* out) {
+  text = std::string(absl::StripAsciiWhitespace(text));
+  static const std::pair<const char*, int64_t> kSuffixes[] = {
+      {"KiB", int64_t{1} << 10}, {"MiB", int64_t{1} << 20}, {"GiB", int64_t{1} << 30},
+      {"TiB", int64_t{1} << 40}};
+  int64_t scale = 1;
+  for (const auto& [suffix, factor] : kSuffixes) {
+    if (absl::EndsWith(text, suffix)) {
+      text = std::string(absl::StripAsciiWhitespace(text.substr(0, text.size() - strlen(suffix))));
+      scale = factor;
+      break;
+    }
+  }
+  int64_t value = 0;
+  if (!absl::SimpleAtoi(text, &value)) return false;
+  if (value != 0 && (value > std::numeric_limits<int64_t>::max() / scale ||
+                     value < std::numeric_limits<int64_t>::min() / scale)) {
+    return false;
+  }
+  *out = value * scale;
+  return true;
+}
+
+template <typename T>
+std::string Show(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return absl::StrCat("'", v, "'");
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    return absl::StrCat("[", absl::StrJoin(v, ", "), "]");
+  } else {
+    return absl::StrCat(v);
+  }
+}
+
+// Parses one scalar (or a sequence of strings) into `out`; returns "" or what was expected.
+template <typename T>
+std::string ParseValue(const YAML::Node& node, T* out) {
+  if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    if (!node.IsSequence()) return "expected a list of strings";
+    std::vector<std::string> values;
+    for (const auto& item : node) {
+      if (!item.IsScalar()) return "expected a list of strings";
+      values.push_back(item.Scalar());
+    }
+    *out = std::move(values);
+    return "";
+  } else {
+    if (!node.IsScalar()) return "expected a single value, got a map or list";
+    const std::string& text = node.Scalar();
+    if constexpr (std::is_same_v<T, std::string>) {
+      *out = text;
+    } else if constexpr (std::is_same_v<T, bool>) {
+      std::string t = absl::AsciiStrToLower(text);
+      if (t == "true" || t == "yes" || t == "on") {
+        *out = true;
+      } else if (t == "false" || t == "no" || t == "off") {
+        *out = false;
+      } else {
+        return absl::StrCat("expected true or false, got '", text, "'");
+      }
+    } else if constexpr (std::is_floating_point_v<T>) {
+      double d = 0;
+      if (!absl::SimpleAtod(text, &d)) return absl::StrCat("expected a number, got '", text, "'");
+      *out = static_cast<T>(d);
+    } else if constexpr (std::is_same_v<T, uint64_t>) {
+      uint64_t u = 0;
+      if (!absl::SimpleAtoi(text, &u)) {
+        return absl::StrCat("expected a non-negative integer, got '", text, "'");
+      }
+      *out = u;
+    } else {
+      static_assert(std::is_integral_v<T>, "unsupported option type");
+      int64_t i = 0;
+      if (!ParseInteger(text, &i)) return absl::StrCat("expected an integer, got '", text, "'");
+      if (i < std::numeric_limits<T>::min() || i > std::numeric_limits<T>::max()) {
+        return absl::StrCat("expected an integer in [", std::numeric_limits<T>::min(), ", ",
+                            std::numeric_limits<T>::max(), "], got ", i);
+      }
+      *out = static_cast<T>(i);
+    }
+    return "";
+  }
+}
+
+// Visitor that reads a YAML map into a described struct, collecting every error with its path.
+class Reader {
+ public:
+  Reader(YAML::Node node, std::string path, std::vector<std::string>* errors)
+      : node_(std::move(node)), path_(std::move(path)), errors_(errors) {}
+
+  template <typename T>
+  void Field(const char* key, T& field, const char* /*doc*/, Check<T> check = {}) {
+    known_.insert(key);
+    const std::string path = JoinPath(path_, key);
+    if (node_.IsMap() && node_[key]) {
+      std::string error = ParseValue(node_[key], &field);
+      if (!error.empty()) {
+        errors_->push_back(absl::StrCat(path, ": ", error));
+        return;
+      }
+    }
+    if (check) {
+      std::string error = check(field);
+      if (!error.empty()) errors_->push_back(absl::StrCat(path, ": ", error, ", got ", Show(field)));
+    }
+  }
+
+  template <typename S>
+  void Section(const char* key, S& section, const char* /*doc*/) {
+    known_.insert(key);
+    const std::string path = JoinPath(path_, key);
+    YAML::Node child;
+    if (node_.IsMap() && node_[key]) child = node_[key];
+    if (child && !child.IsNull() && !child.IsMap()) {
+      errors_->push_back(absl::StrCat(path, ": expected a map of options"));
+      return;
+    }
+    ReadStruct(child, path, section, errors_);
+  }
+
+  template <typename S>
+  static void ReadStruct(const YAML::Node& node, const std::string& path, S& s,
+                         std::vector<std::string>* errors) {
+    Reader reader(node, path, errors);
+    const size_t before = errors->size();
+    s.Describe(reader);
+    reader.CheckUnknownKeys();
+    if constexpr (requires { s.Validate(); }) {
+      if (errors->size() == before) {
+        absl::Status status = s.Validate();
+        if (!status.ok()) {
+          errors->push_back(path.empty() ? std::string(status.message())
+                                         : absl::StrCat(path, ".", status.message()));
+        }
+      }
+    }
+  }
+
+ private:
+  void CheckUnknownKeys() {
+    if (!node_ || !node_.IsMap()) return;
+    for (const auto& entry : node_) {
+      const std::string key = entry.first.as<std::string>();
+      if (!known_.count(key)) {
+        errors_->push_back(absl::StrCat("unknown key '", JoinPath(path_, key), "' (known keys: ",
+                                        absl::StrJoin(known_, ", "), ")"));
+      }
+    }
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  std::vector<std::string>* errors_;
+  std::set<std::string> known_;
+};
+
+std::string YamlScalar(const std::string& s) {
+  YAML::Emitter out;
+  out << YAML::DoubleQuoted << s;
+  return out.c_str();
+}
+
+template <typename T>
+std::string YamlValue(const T& v) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return YamlScalar(v);
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    std::vector<std::string> quoted;
+    for (const auto& s : v) quoted.push_back(YamlScalar(s));
+    return absl::StrCat("[", absl::StrJoin(quoted, ", "), "]");
+  } else {
+    return absl::StrCat(v);
+  }
+}
+
+// Visitor that writes a described struct as commented YAML.
+class Writer {
+ public:
+  Writer(std::ostringstream* out, int indent) : out_(out), indent_(indent) {}
+
+  template <typename T>
+  void Field(const char* key, T& field, const char* doc, Check<T> = {}) {
+    *out_ << std::string(indent_, ' ') << key << ": " << YamlValue(field) << "  # " << doc << "\n";
+  }
+
+  template <typename S>
+  void Section(const char* key, S& section, const char* doc) {
+    *out_ << std::string(indent_, ' ') << key << ":  # " << doc << "\n";
+    Writer child(out_, indent_ + 2);
+    section.Describe(child);
+  }
+
+ private:
+  std::ostringstream* out_;
+  int indent_;
+};
+
+}  // namespace
+
+int DtypeBytes(const std::string& dtype) { return dtype == "fp32" ? 4 : 2; }
+
+int64_t KvBlockBytes(const model::ModelOptions& model, const kv::KvOptions& kv) {
+  return int64_t{model.num_layers} * kv.tokens_per_block * model.num_heads *
+         (model.d_qk + model.d_v) * DtypeBytes(kv.dtype);
+}
+
+absl::Status Config::Validate() const {
+  const int64_t block_bytes = KvBlockBytes(model, kv);
+  if (block_bytes > pool.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv.tokens_per_block: a KV block (", block_bytes, " bytes for ", model.num_layers,
+        " layers x ", kv.tokens_per_block, " tokens) must fit in pool.chunk_bytes (",
+        pool.chunk_bytes, ")"));
+  }
+  const int64_t row_bytes = int64_t{emb.dim} * DtypeBytes(emb.dtype);
+  if (row_bytes > pool.chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("emb.dim: a row (", row_bytes,
+                                                   " bytes) must fit in pool.chunk_bytes (",
+                                                   pool.chunk_bytes, ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": not valid YAML: ", e.what()));
+  }
+  if (root && !root.IsNull() && !root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": expected a map of sections"));
+  }
+  Config config;
+  std::vector<std::string> errors;
+  try {
+    Reader::ReadStruct(root, "", config, &errors);
+  } catch (const YAML::Exception& e) {
+    errors.push_back(absl::StrCat("malformed YAML: ", e.what()));
+  }
+  if (!errors.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": ", absl::StrJoin(errors, absl::StrCat("\n", source, ": "))));
+  }
+  return config;
+}
+
+absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat("cannot read config file '", path, "'"));
+  }
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return ParseConfig(buffer.str(), path);
+}
+
+std::string ConfigToYaml(const Config& config) {
+  std::ostringstream out;
+  Writer writer(&out, 0);
+  Config copy = config;  // Describe takes non-const references; the writer only reads.
+  copy.Describe(writer);
+  return out.str();
+}
+
+}  // namespace helm::config
