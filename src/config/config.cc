@@ -1,6 +1,7 @@
 #include "helm/config/config.h"
 
 #include <cstring>
+#include <algorithm>
 #include <cstdint>
 #include <fstream>
 #include <limits>
@@ -46,6 +47,21 @@ bool ParseInteger(std::string text, int64_t* out) {
   }
   *out = value * scale;
   return true;
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t substitute = diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      diagonal = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, substitute});
+    }
+  }
+  return row[b.size()];
 }
 
 template <typename T>
@@ -170,10 +186,20 @@ class Reader {
     if (!node_ || !node_.IsMap()) return;
     for (const auto& entry : node_) {
       const std::string key = entry.first.as<std::string>();
-      if (!known_.count(key)) {
-        errors_->push_back(absl::StrCat("unknown key '", JoinPath(path_, key), "' (known keys: ",
-                                        absl::StrJoin(known_, ", "), ")"));
+      if (known_.count(key)) continue;
+      std::string closest;
+      size_t best = 3;  // suggest only near misses (typos)
+      for (const auto& k : known_) {
+        const size_t d = EditDistance(key, k);
+        if (d < best) {
+          best = d;
+          closest = k;
+        }
       }
+      errors_->push_back(absl::StrCat(
+          "unknown key '", JoinPath(path_, key), "'",
+          closest.empty() ? "" : absl::StrCat(" (did you mean '", JoinPath(path_, closest), "'?)"),
+          "; known keys here: ", absl::StrJoin(known_, ", ")));
     }
   }
 

@@ -80,14 +80,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   return server;
 }
 
-Server::~Server() { Shutdown(absl::ZeroDuration()); }
+Server::~Server() {
+  if (server_ != nullptr) Shutdown(absl::ZeroDuration());
+}
 
 void Server::SetServing(bool serving) {
   grpc::HealthCheckServiceInterface* health = server_->GetHealthCheckService();
   if (health != nullptr) health->SetServingStatus(serving);
 }
 
-int Server::Shutdown(absl::Duration grace) {
+int Server::Shutdown(absl::Duration grace, const std::function<void()>& cut_off) {
   {
     absl::MutexLock lock(&shutdown_mu_);
     if (shut_down_) return 0;
@@ -100,6 +102,7 @@ int Server::Shutdown(absl::Duration grace) {
     left = drainer_->in_flight();
     spdlog::warn("shutdown: {} request(s) still in flight after the {} ms grace period", left,
                  absl::ToInt64Milliseconds(grace));
+    if (cut_off) cut_off();
   }
   // Requests still running after the grace period are cancelled.
   server_->Shutdown(std::chrono::system_clock::now());

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,9 +79,12 @@ class Server {
   int port() const { return port_; }
   // Sets the health status of the server and of every registered service.
   void SetServing(bool serving);
-  // Graceful shutdown (see the file comment). Returns the requests still in flight when the grace
-  // period ended (0 when all finished). Idempotent; later calls return 0 at once.
-  int Shutdown(absl::Duration grace);
+  // Graceful shutdown (see the file comment). When requests are still in flight after `grace`,
+  // `cut_off` runs (it must make the services finish them, e.g. fail queued work with
+  // UNAVAILABLE: gRPC waits for every started call to finish) before the server stops. Returns the
+  // requests in flight when the grace period ended (0 when all finished). Idempotent; later calls
+  // return 0 at once.
+  int Shutdown(absl::Duration grace, const std::function<void()>& cut_off = {});
 
  private:
   Server() = default;

@@ -1,0 +1,110 @@
+// helm-ctl: a small admin client for HELM servers.
+//   helm-ctl health    --target HOST:PORT [--wait-ms N]  health of a node or the router
+//   helm-ctl stats     --target HOST:PORT                a node's counters (Node/GetStats)
+//   helm-ctl set-split --target HOST:PORT --emb-share R  move a node's EMB:KV split
+//   helm-ctl drain     --target HOST:PORT                stop admitting new requests
+// Exit status: 0 on success (health: SERVING), 1 on an RPC error or not serving, 2 on bad flags.
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "google/protobuf/util/json_util.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "helm/v1/node.grpc.pb.h"
+
+namespace {
+
+std::chrono::system_clock::time_point Deadline(int ms) {
+  return std::chrono::system_clock::now() + std::chrono::milliseconds(ms);
+}
+
+int Fail(const char* what, const grpc::Status& status) {
+  std::fprintf(stderr, "helm-ctl %s: %d %s\n", what, static_cast<int>(status.error_code()),
+               status.error_message().c_str());
+  return 1;
+}
+
+void PrintJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  std::fputs(json.c_str(), stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App cli("helm-ctl: admin client for helm-node and helm-router");
+  cli.require_subcommand(1);
+  std::string target = "127.0.0.1:50061";
+  int timeout_ms = 5000;
+  int wait_ms = 0;
+  double emb_share = 0.5;
+  cli.add_option("--target", target, "server address host:port")->capture_default_str();
+  cli.add_option("--timeout-ms", timeout_ms, "deadline of each call (ms)")->capture_default_str();
+  CLI::App* health = cli.add_subcommand("health", "health of the whole server (grpc.health.v1)");
+  health->add_option("--wait-ms", wait_ms, "retry until SERVING for up to this long (ms)");
+  CLI::App* stats = cli.add_subcommand("stats", "a node's statistics as JSON");
+  CLI::App* set_split = cli.add_subcommand("set-split", "move a node's EMB share of the pool");
+  set_split->add_option("--emb-share", emb_share, "target EMB chunks / all chunks")->required();
+  CLI::App* drain = cli.add_subcommand("drain", "stop a node admitting new requests");
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = cli.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  auto channel = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  if (health->parsed()) {
+    auto stub = grpc::health::v1::Health::NewStub(channel);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+    while (true) {
+      grpc::ClientContext context;
+      context.set_deadline(Deadline(timeout_ms));
+      grpc::health::v1::HealthCheckRequest request;
+      grpc::health::v1::HealthCheckResponse response;
+      const grpc::Status status = stub->Check(&context, request, &response);
+      const bool serving =
+          status.ok() && response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+      if (serving || std::chrono::steady_clock::now() >= give_up) {
+        if (!status.ok()) return Fail("health", status);
+        std::printf("%s: %s\n", target.c_str(),
+                    grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status())
+                        .c_str());
+        return serving ? 0 : 1;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+
+  auto node = helm::v1::Node::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(Deadline(timeout_ms));
+  if (stats->parsed()) {
+    helm::v1::NodeStats response;
+    const grpc::Status status = node->GetStats(&context, helm::v1::GetStatsRequest(), &response);
+    if (!status.ok()) return Fail("stats", status);
+    PrintJson(response);
+  } else if (set_split->parsed()) {
+    helm::v1::SetSplitRequest request;
+    request.set_emb_share(emb_share);
+    helm::v1::SetSplitResponse response;
+    const grpc::Status status = node->SetSplit(&context, request, &response);
+    if (!status.ok()) return Fail("set-split", status);
+    PrintJson(response);
+  } else if (drain->parsed()) {
+    helm::v1::DrainResponse response;
+    const grpc::Status status = node->Drain(&context, helm::v1::DrainRequest(), &response);
+    if (!status.ok()) return Fail("drain", status);
+    PrintJson(response);
+  }
+  return 0;
+}
