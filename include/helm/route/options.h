@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "helm/config/describe.h"
 
 namespace helm::route {
@@ -23,6 +24,8 @@ struct RouterOptions {
   double w_kv = 1.0;
   double w_emb = 0.3;
   double w_load = 1.0;
+  // Candidate ids sampled per request to estimate EMB locality (0: ignore EMB locality).
+  int32_t emb_sample = 16;
   // Attempts per request at most (the first try included) on UNAVAILABLE / broken connections.
   int32_t max_attempts = 3;
   // Health checks: interval, and consecutive failures before a node is taken out.
@@ -44,6 +47,8 @@ struct RouterOptions {
     v.Field("w_kv", w_kv, "weight of KV residency", config::InRange(0.0, 100.0));
     v.Field("w_emb", w_emb, "weight of EMB locality", config::InRange(0.0, 100.0));
     v.Field("w_load", w_load, "weight of load", config::InRange(0.0, 100.0));
+    v.Field("emb_sample", emb_sample, "candidate ids sampled per request for EMB locality",
+            config::InRange<int32_t>(0, 1024));
     v.Field("max_attempts", max_attempts, "tries per request at most",
             config::InRange<int32_t>(1, 16));
     v.Field("health_check_interval_ms", health_check_interval_ms, "health check interval (ms)",
@@ -59,6 +64,10 @@ struct RouterOptions {
   absl::Status Validate() const {
     if (nodes.empty() == dns.empty()) {
       return absl::InvalidArgumentError("nodes: give either a non-empty nodes list or dns, not both");
+    }
+    if (nodes.size() > 64) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("nodes: at most 64 nodes per router, got ", nodes.size()));
     }
     return absl::OkStatus();
   }

@@ -25,8 +25,11 @@ struct NodeOptions {
   int32_t state_publish_interval_ms = 20;
   // Statistics window the controller and GetStats read (ms).
   int32_t stats_window_ms = 1000;
-  // Bits per resident EMB row in the Bloom summary sent to the router.
-  int32_t emb_summary_bits_per_row = 8;
+  // The EMB hot-set summary sent to the router: a Bloom filter of this many bits (a power of two;
+  // the same on every node) with this many hashes, rebuilt at most every interval (ms).
+  int64_t emb_summary_bits = int64_t{1} << 20;
+  int32_t emb_summary_hashes = 2;
+  int32_t emb_summary_interval_ms = 500;
 
   template <class V>
   void Describe(V& v) {
@@ -48,9 +51,13 @@ struct NodeOptions {
             "state stream publish interval (ms)", config::InRange<int32_t>(1, 60000));
     v.Field("stats_window_ms", stats_window_ms, "statistics window (ms)",
             config::InRange<int32_t>(10, 3600000));
-    v.Field("emb_summary_bits_per_row", emb_summary_bits_per_row,
-            "Bloom filter bits per resident EMB row in the router summary",
-            config::InRange<int32_t>(1, 64));
+    v.Field("emb_summary_bits", emb_summary_bits,
+            "bits of the EMB hot-set Bloom summary sent to the router (same on every node)",
+            config::PowerOfTwoAtLeast(64));
+    v.Field("emb_summary_hashes", emb_summary_hashes, "hashes of the EMB Bloom summary",
+            config::InRange<int32_t>(1, 16));
+    v.Field("emb_summary_interval_ms", emb_summary_interval_ms,
+            "rebuild the EMB summary at most this often (ms)", config::InRange<int32_t>(10, 600000));
   }
 };
 

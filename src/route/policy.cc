@@ -1,0 +1,171 @@
+#include "helm/route/policy.h"
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+
+#include "absl/strings/str_cat.h"
+
+namespace helm::route {
+namespace {
+
+uint64_t Mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+template <typename Fn>
+void ForEachNode(NodeMask mask, Fn&& fn) {
+  for (; mask != 0; mask &= mask - 1) fn(std::countr_zero(mask));
+}
+
+int HighestRendezvous(int64_t user_id, NodeMask candidates) {
+  int best = -1;
+  uint64_t best_weight = 0;
+  ForEachNode(candidates, [&](int n) {
+    const uint64_t w = RendezvousWeight(user_id, n);
+    if (best < 0 || w > best_weight) {
+      best = n;
+      best_weight = w;
+    }
+  });
+  return best;
+}
+
+class HelmPolicy final : public Policy {
+ public:
+  explicit HelmPolicy(const RouterOptions& options)
+      : w_kv_(options.w_kv), w_emb_(options.w_emb), w_load_(options.w_load),
+        emb_sample_(options.emb_sample) {}
+
+  int Pick(const RouteRequest& request, const ClusterState& cluster,
+           NodeMask exclude) const override {
+    const NodeMask candidates = cluster.RoutableMask() & ~exclude;
+    if (candidates == 0) return -1;
+    std::array<int32_t, kMaxNodes> tokens;
+    cluster.CachedTokens(request.user_id, &tokens);
+
+    // EMB locality from an evenly spaced sample of the candidates.
+    std::array<int32_t, kMaxNodes> emb_hits{};
+    int64_t sample[1024];
+    int sampled = 0;
+    if (w_emb_ > 0 && emb_sample_ > 0 && request.num_candidates > 0) {
+      sampled = std::min(emb_sample_, request.num_candidates);
+      for (int i = 0; i < sampled; ++i) {
+        sample[i] = request.candidate_ids[static_cast<int64_t>(i) * request.num_candidates / sampled];
+      }
+      cluster.EmbCounts(sample, sampled, candidates, &emb_hits);
+    }
+
+    const double inv_history = request.history_length > 0 ? 1.0 / request.history_length : 0.0;
+    const double inv_sampled = sampled > 0 ? 1.0 / sampled : 0.0;
+    int best = -1;
+    double best_score = 0;
+    uint64_t best_tiebreak = 0;
+    ForEachNode(candidates, [&](int n) {
+      const double kv = std::min(1.0, tokens[n] * inv_history);
+      const double emb = emb_hits[n] * inv_sampled;
+      const double score = w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n);
+      if (best >= 0 && score < best_score) return;
+      const uint64_t tiebreak = RendezvousWeight(request.user_id, n);
+      if (best < 0 || score > best_score || tiebreak > best_tiebreak) {
+        best = n;
+        best_score = score;
+        best_tiebreak = tiebreak;
+      }
+    });
+    return best;
+  }
+  const char* name() const override { return "helm"; }
+
+ private:
+  double w_kv_, w_emb_, w_load_;
+  int emb_sample_;
+};
+
+class RoundRobinPolicy final : public Policy {
+ public:
+  int Pick(const RouteRequest&, const ClusterState& cluster, NodeMask exclude) const override {
+    const NodeMask candidates = cluster.RoutableMask() & ~exclude;
+    if (candidates == 0) return -1;
+    // The k-th routable node, so that a node out of rotation does not double its neighbour's share.
+    NodeMask mask = candidates;
+    for (uint64_t k = next_.fetch_add(1, std::memory_order_relaxed) % std::popcount(candidates);
+         k > 0; --k) {
+      mask &= mask - 1;
+    }
+    return std::countr_zero(mask);
+  }
+  const char* name() const override { return "round_robin"; }
+
+ private:
+  mutable std::atomic<uint64_t> next_{0};
+};
+
+class LeastLoadedPolicy final : public Policy {
+ public:
+  int Pick(const RouteRequest& request, const ClusterState& cluster,
+           NodeMask exclude) const override {
+    int best = -1;
+    double best_load = 0;
+    uint64_t best_tiebreak = 0;
+    ForEachNode(cluster.RoutableMask() & ~exclude, [&](int n) {
+      const double load = cluster.Load(n);
+      if (best >= 0 && load > best_load) return;
+      // Ties rotate with the user so an idle cluster still spreads requests.
+      const uint64_t tiebreak = RendezvousWeight(request.user_id, n);
+      if (best < 0 || load < best_load || tiebreak > best_tiebreak) {
+        best = n;
+        best_load = load;
+        best_tiebreak = tiebreak;
+      }
+    });
+    return best;
+  }
+  const char* name() const override { return "least_loaded"; }
+};
+
+class ConsistentHashPolicy final : public Policy {
+ public:
+  int Pick(const RouteRequest& request, const ClusterState& cluster,
+           NodeMask exclude) const override {
+    return HighestRendezvous(request.user_id, cluster.RoutableMask() & ~exclude);
+  }
+  const char* name() const override { return "consistent_hash"; }
+};
+
+class KvAffinityPolicy final : public Policy {
+ public:
+  int Pick(const RouteRequest& request, const ClusterState& cluster,
+           NodeMask exclude) const override {
+    const NodeMask candidates = cluster.RoutableMask() & ~exclude;
+    std::array<int32_t, kMaxNodes> tokens;
+    cluster.CachedTokens(request.user_id, &tokens);
+    int best = -1;
+    ForEachNode(candidates, [&](int n) {
+      if (tokens[n] > 0 && (best < 0 || tokens[n] > tokens[best])) best = n;
+    });
+    return best >= 0 ? best : HighestRendezvous(request.user_id, candidates);
+  }
+  const char* name() const override { return "kv_affinity"; }
+};
+
+}  // namespace
+
+uint64_t RendezvousWeight(int64_t user_id, int node) {
+  return Mix64(static_cast<uint64_t>(user_id) * 0x100000001b3ull + static_cast<uint64_t>(node));
+}
+
+absl::StatusOr<std::unique_ptr<Policy>> CreatePolicy(const RouterOptions& options) {
+  if (options.policy == "helm") return std::make_unique<HelmPolicy>(options);
+  if (options.policy == "round_robin") return std::make_unique<RoundRobinPolicy>();
+  if (options.policy == "least_loaded") return std::make_unique<LeastLoadedPolicy>();
+  if (options.policy == "consistent_hash") return std::make_unique<ConsistentHashPolicy>();
+  if (options.policy == "kv_affinity") return std::make_unique<KvAffinityPolicy>();
+  return absl::InvalidArgumentError(absl::StrCat("router.policy: unknown policy '", options.policy,
+                                                 "'"));
+}
+
+}  // namespace helm::route

@@ -1,0 +1,134 @@
+#include "helm/route/cluster_state.h"
+
+#include <random>
+
+#include "gtest/gtest.h"
+#include "helm/common/bloom.h"
+
+namespace helm::route {
+namespace {
+
+v1::NodeState Events(std::initializer_list<std::pair<int64_t, int32_t>> events,
+                     bool snapshot = false) {
+  v1::NodeState state;
+  state.set_full_snapshot(snapshot);
+  for (const auto& [user, tokens] : events) {
+    v1::KvResidencyEvent* e = state.add_kv_events();
+    e->set_user_id(user);
+    e->set_cached_tokens(tokens);
+  }
+  return state;
+}
+
+v1::NodeState Summary(const BloomFilter& filter) {
+  v1::NodeState state;
+  state.mutable_emb_summary()->set_bits(filter.ToBytes());
+  state.mutable_emb_summary()->set_num_hashes(filter.num_hashes());
+  state.mutable_emb_summary()->set_seed(filter.seed());
+  return state;
+}
+
+TEST(ClusterState, TracksKvResidencyPerNodeFromEvents) {
+  ClusterState cluster;
+  const int a = cluster.AddNode("a:1");
+  const int b = cluster.AddNode("b:1");
+  cluster.ApplyState(a, Events({{7, 100}, {8, 50}}));
+  cluster.ApplyState(b, Events({{7, 30}}));
+  std::array<int32_t, kMaxNodes> tokens;
+  cluster.CachedTokens(7, &tokens);
+  EXPECT_EQ(tokens[a], 100);
+  EXPECT_EQ(tokens[b], 30);
+  cluster.ApplyState(a, Events({{7, 0}}));  // dropped on a
+  cluster.CachedTokens(7, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+  EXPECT_EQ(tokens[b], 30);
+  cluster.ApplyState(b, Events({{9, 5}}, /*snapshot=*/true));  // b's snapshot forgets user 7
+  cluster.CachedTokens(7, &tokens);
+  EXPECT_EQ(tokens[b], 0);
+  cluster.CachedTokens(8, &tokens);
+  EXPECT_EQ(tokens[a], 50);
+  cluster.ForgetStreamedState(a);
+  cluster.CachedTokens(8, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+}
+
+TEST(ClusterState, EmbCountsMatchEachNodesBloomFilter) {
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  ClusterState cluster;
+  std::vector<BloomFilter> filters;
+  for (int n = 0; n < 5; ++n) {
+    cluster.AddNode("n" + std::to_string(n));
+    filters.emplace_back(1 << 14, 2, 77);
+    for (int64_t id = n * 100; id < n * 100 + 300; ++id) filters[n].Add(id);
+    cluster.ApplyState(n, Summary(filters[n]));
+  }
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> ids(64);
+  for (auto& id : ids) id = static_cast<int64_t>(rng() % 1000);
+  std::array<int32_t, kMaxNodes> counts{};
+  cluster.EmbCounts(ids.data(), static_cast<int>(ids.size()), 0b11111, &counts);
+  for (int n = 0; n < 5; ++n) {
+    int expected = 0;
+    for (int64_t id : ids) expected += filters[n].MayContain(id) ? 1 : 0;
+    EXPECT_EQ(counts[n], expected) << "node " << n << " seed " << seed;
+  }
+  // A new summary replaces the old one: node 0 now holds nothing.
+  cluster.ApplyState(0, Summary(BloomFilter(1 << 14, 2, 77)));
+  counts.fill(0);
+  cluster.EmbCounts(ids.data(), static_cast<int>(ids.size()), 0b11111, &counts);
+  EXPECT_EQ(counts[0], 0);
+}
+
+TEST(ClusterState, IgnoresSummariesOfAnotherShape) {
+  ClusterState cluster;
+  cluster.AddNode("a");
+  cluster.AddNode("b");
+  BloomFilter small(1 << 10, 2, 1), big(1 << 12, 2, 1);
+  small.Add(5);
+  big.Add(5);
+  cluster.ApplyState(0, Summary(small));
+  cluster.ApplyState(1, Summary(big));
+  std::array<int32_t, kMaxNodes> counts{};
+  const int64_t id = 5;
+  cluster.EmbCounts(&id, 1, 0b11, &counts);
+  EXPECT_EQ(counts[0], 1);
+  EXPECT_EQ(counts[1], 0);
+}
+
+TEST(ClusterState, LoadCountsRouterDispatchesAndNodeReports) {
+  ClusterState cluster;
+  const int n = cluster.AddNode("a");
+  v1::NodeState state;
+  state.mutable_load()->set_capacity(4);
+  state.mutable_load()->set_in_flight(2);
+  cluster.ApplyState(n, state);
+  EXPECT_DOUBLE_EQ(cluster.Load(n), 2.0 / 8.0);
+  for (int i = 0; i < 6; ++i) cluster.OnDispatch(n);
+  EXPECT_DOUBLE_EQ(cluster.Load(n), 6.0 / 8.0);
+  for (int i = 0; i < 6; ++i) cluster.OnComplete(n);
+  EXPECT_DOUBLE_EQ(cluster.Load(n), 2.0 / 8.0);
+  for (int i = 0; i < 100; ++i) cluster.OnDispatch(n);
+  EXPECT_DOUBLE_EQ(cluster.Load(n), 1.0);
+}
+
+TEST(ClusterState, RoutableMeansHealthyAndNotDraining) {
+  ClusterState cluster;
+  for (int i = 0; i < 3; ++i) cluster.AddNode("n");
+  EXPECT_EQ(cluster.RoutableMask(), 0u);
+  cluster.SetHealthy(0, true);
+  cluster.SetHealthy(2, true);
+  EXPECT_EQ(cluster.RoutableMask(), 0b101u);
+  v1::NodeState draining;
+  draining.set_draining(true);
+  cluster.ApplyState(2, draining);
+  EXPECT_EQ(cluster.RoutableMask(), 0b001u);
+}
+
+TEST(ClusterState, HoldsAtMost64Nodes) {
+  ClusterState cluster;
+  for (int i = 0; i < kMaxNodes; ++i) EXPECT_EQ(cluster.AddNode("n"), i);
+  EXPECT_EQ(cluster.AddNode("one too many"), -1);
+}
+
+}  // namespace
+}  // namespace helm::route

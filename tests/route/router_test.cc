@@ -1,0 +1,363 @@
+// The router against in-process test nodes: real gRPC servers on 127.0.0.1 whose Rank and state
+// stream the test controls.
+#include "helm/route/router.h"
+
+#include <deque>
+#include <functional>
+
+#include "absl/synchronization/notification.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+
+namespace helm::route {
+namespace {
+
+using RankFn = std::function<grpc::Status(grpc::CallbackServerContext*, const v1::RankRequest&,
+                                          v1::RankResponse*)>;
+
+// A test node: Rank runs `rank` (set by the test), WatchState streams what the test pushes.
+class TestNode {
+ public:
+  explicit TestNode(std::string id) : id_(std::move(id)), recommender_(this), node_service_(this) {
+    rpc::ServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.services = {&recommender_, &node_service_};
+    auto server = rpc::Server::Start(options);
+    EXPECT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    rank_ = [this](grpc::CallbackServerContext*, const v1::RankRequest& request,
+                   v1::RankResponse* response) {
+      response->set_request_id(request.request_id());
+      response->mutable_info()->set_node_id(id_);
+      return grpc::Status::OK;
+    };
+  }
+  ~TestNode() {
+    CloseStreams();
+    server_->Shutdown(absl::ZeroDuration());
+  }
+
+  std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+  void SetRank(RankFn fn) {
+    absl::MutexLock lock(&mu_);
+    rank_ = std::move(fn);
+  }
+  void SetServing(bool serving) { server_->SetServing(serving); }
+  int ranks() const { return ranks_.load(); }
+
+  // Sends `state` on every open state stream (and to streams opened later, as their snapshot).
+  void Publish(v1::NodeState state) {
+    absl::MutexLock lock(&mu_);
+    state.set_node_id(id_);
+    snapshot_.MergeFrom(state);
+    for (Writer* w : writers_) w->Push(state);
+  }
+  void CloseStreams() {
+    absl::MutexLock lock(&mu_);
+    for (Writer* w : writers_) w->Close();
+  }
+
+ private:
+  class Writer final : public grpc::ServerWriteReactor<v1::NodeState> {
+   public:
+    Writer(TestNode* node, v1::NodeState snapshot) : node_(node) {
+      snapshot.set_full_snapshot(true);
+      Push(std::move(snapshot));
+    }
+    void Push(v1::NodeState state) {
+      absl::MutexLock lock(&mu_);
+      queue_.push_back(std::move(state));
+      MaybeWriteLocked();
+    }
+    void Close() {
+      absl::MutexLock lock(&mu_);
+      if (!finished_) {
+        finished_ = true;
+        Finish(grpc::Status::OK);
+      }
+    }
+    void OnWriteDone(bool ok) override {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (ok) MaybeWriteLocked();
+    }
+    void OnCancel() override { Close(); }
+    void OnDone() override {
+      {
+        absl::MutexLock lock(&node_->mu_);
+        node_->writers_.erase(std::find(node_->writers_.begin(), node_->writers_.end(), this));
+      }
+      delete this;
+    }
+
+   private:
+    void MaybeWriteLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      if (writing_ || finished_ || queue_.empty()) return;
+      writing_ = true;
+      StartWrite(&queue_.front());
+    }
+    TestNode* node_;
+    absl::Mutex mu_;
+    std::deque<v1::NodeState> queue_ ABSL_GUARDED_BY(mu_);
+    bool writing_ ABSL_GUARDED_BY(mu_) = false;
+    bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  };
+
+  class Recommender final : public v1::Recommender::CallbackService {
+   public:
+    explicit Recommender(TestNode* node) : node_(node) {}
+    grpc::ServerUnaryReactor* Rank(grpc::CallbackServerContext* context,
+                                   const v1::RankRequest* request,
+                                   v1::RankResponse* response) override {
+      node_->ranks_.fetch_add(1);
+      RankFn fn;
+      {
+        absl::MutexLock lock(&node_->mu_);
+        fn = node_->rank_;
+      }
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      reactor->Finish(fn(context, *request, response));
+      return reactor;
+    }
+
+   private:
+    TestNode* node_;
+  };
+
+  class NodeService final : public v1::Node::CallbackService {
+   public:
+    explicit NodeService(TestNode* node) : node_(node) {}
+    grpc::ServerWriteReactor<v1::NodeState>* WatchState(
+        grpc::CallbackServerContext*, const v1::WatchStateRequest*) override {
+      absl::MutexLock lock(&node_->mu_);
+      auto* writer = new Writer(node_, node_->snapshot_);
+      node_->writers_.push_back(writer);
+      return writer;
+    }
+
+   private:
+    TestNode* node_;
+  };
+
+  std::string id_;
+  Recommender recommender_;
+  NodeService node_service_;
+  std::unique_ptr<rpc::Server> server_;
+  absl::Mutex mu_;
+  RankFn rank_ ABSL_GUARDED_BY(mu_);
+  v1::NodeState snapshot_ ABSL_GUARDED_BY(mu_);
+  std::vector<Writer*> writers_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> ranks_{0};
+};
+
+class RouterTest : public ::testing::Test {
+ protected:
+  void StartRouter(const std::string& policy, int num_nodes) {
+    RouterOptions options;
+    options.policy = policy;
+    options.nodes.clear();
+    options.health_check_interval_ms = 50;
+    options.failures_to_eject = 2;
+    for (int i = 0; i < num_nodes; ++i) {
+      nodes_.push_back(std::make_unique<TestNode>("node-" + std::to_string(i)));
+      options.nodes.push_back(nodes_.back()->address());
+    }
+    auto router = Router::Create(options);
+    ASSERT_TRUE(router.ok()) << router.status();
+    router_ = *std::move(router);
+    rpc::ServerOptions server_options;
+    server_options.services = {router_->service()};
+    server_options.drainer = router_->drainer();
+    auto server = rpc::Server::Start(server_options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    router_->Start();
+    ASSERT_TRUE(router_->WaitForRoutable(num_nodes, absl::Seconds(10)));
+    stub_ = v1::Recommender::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_ != nullptr) server_->Shutdown(absl::Seconds(5));
+    if (router_ != nullptr) router_->Stop();
+  }
+
+  grpc::Status Rank(int64_t user, v1::RankResponse* response, int history = 100,
+                    int deadline_ms = 5000) {
+    v1::RankRequest request;
+    request.set_user_id(user);
+    for (int i = 0; i < history; ++i) request.add_history_item_ids(i);
+    request.add_candidate_item_ids(1);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(deadline_ms));
+    return stub_->Rank(&context, request, response);
+  }
+
+  // Waits (bounded) until `predicate` holds; the router applies streamed state asynchronously.
+  static bool Eventually(const std::function<bool()>& predicate) {
+    for (int i = 0; i < 500; ++i) {
+      if (predicate()) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return predicate();
+  }
+
+  std::vector<std::unique_ptr<TestNode>> nodes_;
+  std::unique_ptr<Router> router_;
+  std::unique_ptr<rpc::Server> server_;
+  std::unique_ptr<v1::Recommender::Stub> stub_;
+};
+
+TEST_F(RouterTest, ForwardsTheNodesReplyAndCountsOneAttempt) {
+  StartRouter("round_robin", 2);
+  v1::RankResponse response;
+  const grpc::Status status = Rank(1, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.info().attempts(), 1);
+  EXPECT_TRUE(response.info().node_id() == "node-0" || response.info().node_id() == "node-1");
+}
+
+TEST_F(RouterTest, RetriesUnavailableOnAnotherNode) {
+  StartRouter("consistent_hash", 2);
+  for (auto& node : nodes_) {
+    node->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse*) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+    });
+  }
+  nodes_[1]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&,
+                        v1::RankResponse* response) {
+    response->mutable_info()->set_node_id("node-1");
+    return grpc::Status::OK;
+  });
+  for (int64_t user = 0; user < 10; ++user) {
+    v1::RankResponse response;
+    const grpc::Status status = Rank(user, &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_EQ(response.info().node_id(), "node-1");
+    EXPECT_GE(response.info().attempts(), 1);
+  }
+  EXPECT_GT(router_->counters().retries, 0);
+}
+
+TEST_F(RouterTest, PassesOtherErrorsThroughWithoutRetrying) {
+  StartRouter("round_robin", 2);
+  for (auto& node : nodes_) {
+    node->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse*) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "history_actions: bad");
+    });
+  }
+  v1::RankResponse response;
+  const grpc::Status status = Rank(3, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(status.error_message(), "history_actions: bad");
+  EXPECT_EQ(nodes_[0]->ranks() + nodes_[1]->ranks(), 1);
+}
+
+TEST_F(RouterTest, AllNodesFailingGivesTheLastErrorAfterMaxAttempts) {
+  StartRouter("round_robin", 3);
+  for (auto& node : nodes_) {
+    node->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse*) {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "node draining");
+    });
+  }
+  v1::RankResponse response;
+  const grpc::Status status = Rank(3, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(nodes_[0]->ranks() + nodes_[1]->ranks() + nodes_[2]->ranks(), 3);
+}
+
+TEST_F(RouterTest, EjectsAFailingNodeAndTakesItBackWhenHealthy) {
+  StartRouter("round_robin", 2);
+  nodes_[0]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse*) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+  });
+  // Health says NOT_SERVING too, so checks do not put it back while it fails.
+  nodes_[0]->SetServing(false);
+  for (int i = 0; i < 6; ++i) {
+    v1::RankResponse response;
+    ASSERT_TRUE(Rank(i, &response).ok());
+  }
+  EXPECT_TRUE(Eventually([&] { return !router_->cluster().healthy(0); }));
+  const int before = nodes_[0]->ranks();
+  for (int i = 0; i < 6; ++i) {
+    v1::RankResponse response;
+    ASSERT_TRUE(Rank(i, &response).ok());
+    EXPECT_EQ(response.info().node_id(), "node-1");
+  }
+  EXPECT_EQ(nodes_[0]->ranks(), before);
+  nodes_[0]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&,
+                        v1::RankResponse* response) {
+    response->mutable_info()->set_node_id("node-0");
+    return grpc::Status::OK;
+  });
+  nodes_[0]->SetServing(true);
+  EXPECT_TRUE(Eventually([&] { return router_->cluster().healthy(0); }));
+}
+
+TEST_F(RouterTest, PropagatesTheClientDeadline) {
+  StartRouter("round_robin", 1);
+  std::atomic<int64_t> remaining_ms{-1};
+  nodes_[0]->SetRank([&](grpc::CallbackServerContext* context, const v1::RankRequest&,
+                         v1::RankResponse*) {
+    remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                       context->deadline() - std::chrono::system_clock::now())
+                       .count();
+    return grpc::Status::OK;
+  });
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/700).ok());
+  EXPECT_GT(remaining_ms.load(), 300);
+  EXPECT_LE(remaining_ms.load(), 720);  // gRPC rounds deadlines up a little; the default is 1000
+}
+
+TEST_F(RouterTest, HelmPolicyFollowsStreamedKvResidency) {
+  StartRouter("helm", 3);
+  v1::NodeState state;
+  auto* event = state.add_kv_events();
+  event->set_user_id(555);
+  event->set_cached_tokens(90);
+  nodes_[2]->Publish(state);
+  ASSERT_TRUE(Eventually([&] {
+    std::array<int32_t, kMaxNodes> tokens;
+    router_->cluster().CachedTokens(555, &tokens);
+    return tokens[2] == 90;
+  }));
+  for (int i = 0; i < 5; ++i) {
+    v1::RankResponse response;
+    ASSERT_TRUE(Rank(555, &response).ok());
+    EXPECT_EQ(response.info().node_id(), "node-2");
+  }
+}
+
+TEST_F(RouterTest, ABrokenStateStreamForgetsResidency) {
+  StartRouter("helm", 2);
+  v1::NodeState state;
+  auto* event = state.add_kv_events();
+  event->set_user_id(9);
+  event->set_cached_tokens(50);
+  nodes_[1]->Publish(state);
+  auto tokens_on_1 = [&] {
+    std::array<int32_t, kMaxNodes> tokens;
+    router_->cluster().CachedTokens(9, &tokens);
+    return tokens[1];
+  };
+  ASSERT_TRUE(Eventually([&] { return tokens_on_1() == 50; }));
+  nodes_[1]->CloseStreams();
+  // Forgotten when the stream ends, then restored by the snapshot of the reconnected stream.
+  EXPECT_TRUE(Eventually([&] { return tokens_on_1() == 50; }));
+}
+
+TEST_F(RouterTest, NoHealthyNodeIsUnavailable) {
+  StartRouter("helm", 1);
+  nodes_[0]->SetServing(false);
+  ASSERT_TRUE(Eventually([&] { return router_->cluster().RoutableMask() == 0; }));
+  v1::RankResponse response;
+  const grpc::Status status = Rank(1, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(status.error_message(), "no healthy node");
+}
+
+}  // namespace
+}  // namespace helm::route
