@@ -1,38 +1,15 @@
-// helm-node: one serving node (one GPU, or the CPU backend).
+// helm-node: one serving node — a unified EMB/KV pool, the HSTU runtime, the Recommender and Node
+// gRPC services. SIGTERM/SIGINT: health NOT_SERVING, new requests refused, in-flight ones finish
+// within node.grace_period_ms.
 #include <cstdio>
-#include <cstdlib>
 
 #include "absl/time/time.h"
 #include "apps/app.h"
 #include "helm/common/logging.h"
 #include "helm/common/signals.h"
 #include "helm/rpc/server.h"
-#include "helm/v1/recommender.grpc.pb.h"
+#include "helm/serve/node_server.h"
 #include "spdlog/spdlog.h"
-
-namespace {
-
-// Rank answers UNIMPLEMENTED until the model runtime is wired in.
-class RecommenderService final : public helm::v1::Recommender::CallbackService {
- public:
-  explicit RecommenderService(helm::rpc::Drainer* drainer) : drainer_(drainer) {}
-  grpc::ServerUnaryReactor* Rank(grpc::CallbackServerContext* context,
-                                 const helm::v1::RankRequest*, helm::v1::RankResponse*) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    helm::rpc::Drainer::Token token = drainer_->TryEnter();
-    if (!token) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is shutting down"));
-    } else {
-      reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "Rank: model not loaded"));
-    }
-    return reactor;
-  }
-
- private:
-  helm::rpc::Drainer* drainer_;
-};
-
-}  // namespace
 
 int main(int argc, char** argv) {
   helm::BlockTerminationSignals();
@@ -44,31 +21,42 @@ int main(int argc, char** argv) {
   cli.add_option("--listen", listen, "host:port to serve on (overrides node.listen)");
   cli.add_option("--node-id", node_id, "node id (overrides node.id)");
   helm::app::ParseFlagsOrExit(cli, argc, argv);
-  helm::config::Config config =
+  const helm::config::Config config =
       helm::app::LoadConfigOrExit(flags, "helm-node", [&](helm::config::Config& c) {
         if (!listen.empty()) c.node.listen = listen;
         if (!node_id.empty()) c.node.id = node_id;
       });
 
+  absl::StatusOr<std::unique_ptr<helm::serve::NodeServer>> node =
+      helm::serve::NodeServer::Create(config);
+  if (!node.ok()) {
+    spdlog::error("cannot start: {}", node.status());
+    return node.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+  }
   helm::rpc::ServerOptions server_options;
   server_options.listen = config.node.listen;
-  helm::rpc::Drainer drainer;
-  RecommenderService recommender(&drainer);
-  server_options.services = {&recommender};
-  server_options.drainer = &drainer;
+  server_options.services = (*node)->services();
+  server_options.drainer = (*node)->drainer();
   absl::StatusOr<std::unique_ptr<helm::rpc::Server>> server =
       helm::rpc::Server::Start(server_options);
   if (!server.ok()) {
     spdlog::error("{}", server.status());
     return 1;
   }
-  spdlog::info("helm-node {} serving on 127.0.0.1:{}", config.node.id, (*server)->port());
+  spdlog::info("helm-node {} serving on port {} ({}; pool {} MiB, EMB share {:.2f})",
+               config.node.id, (*server)->port(), (*node)->engine().backend_description(),
+               config.pool.bytes >> 20, config.pool.initial_split);
   std::printf("LISTENING %d\n", (*server)->port());
   std::fflush(stdout);
 
   const int signal = helm::WaitForTerminationSignal();
   spdlog::info("signal {}: draining (grace {} ms)", signal, config.node.grace_period_ms);
-  const int left = (*server)->Shutdown(absl::Milliseconds(config.node.grace_period_ms));
-  spdlog::info("stopped ({} request(s) cut off)", left);
+  (*node)->StartDraining();
+  const int left = (*server)->Shutdown(absl::Milliseconds(config.node.grace_period_ms),
+                                       [&] { (*node)->Stop(); });
+  (*node)->Stop();
+  const helm::v1::NodeStats stats = (*node)->Stats();
+  spdlog::info("stopped: {} ok, {} failed ({} cut off)", stats.requests_ok(),
+               stats.requests_failed(), left);
   return 0;
 }

@@ -8,7 +8,7 @@ namespace helm::serve {
 
 Scheduler::Scheduler(const SchedulerOptions& options, Clock* clock, BatchFn batch_fn)
     : options_(options), clock_(clock), batch_fn_(std::move(batch_fn)) {
-  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
 Scheduler::~Scheduler() { Stop(); }
@@ -50,7 +50,7 @@ int Scheduler::in_flight() const {
   return static_cast<int>(queue_.size()) + running_;
 }
 
-void Scheduler::WorkerLoop() {
+void Scheduler::WorkerLoop(int worker) {
   std::vector<Job*> batch;
   std::vector<Job*> expired;
   while (true) {
@@ -90,7 +90,7 @@ void Scheduler::WorkerLoop() {
         job->started_us = start_us;
         job->batch_size = static_cast<int32_t>(batch.size());
       }
-      batch_fn_(batch);
+      batch_fn_(worker, batch);
     }
     absl::MutexLock lock(&mu_);
     running_ -= static_cast<int>(batch.size() + expired.size());

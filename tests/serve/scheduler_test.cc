@@ -41,7 +41,7 @@ TEST(Scheduler, BatchesQueuedJobsUpToMaxBatch) {
   options.max_batch = 4;
   options.max_batch_wait_us = 0;
   std::atomic<bool> first{true};
-  Scheduler scheduler(options, Clock::Real(), [&](absl::Span<Job* const> batch) {
+  Scheduler scheduler(options, Clock::Real(), [&](int, absl::Span<Job* const> batch) {
     if (first.exchange(false)) release.WaitForNotification();  // hold the worker once
     {
       absl::MutexLock lock(&recorder.mu);
@@ -69,7 +69,7 @@ TEST(Scheduler, FullQueueIsResourceExhaustedAndComputesNothing) {
   options.queue_capacity = 2;
   options.max_batch = 1;
   std::atomic<int> computed{0};
-  Scheduler scheduler(options, Clock::Real(), [&](absl::Span<Job* const> batch) {
+  Scheduler scheduler(options, Clock::Real(), [&](int, absl::Span<Job* const> batch) {
     release.WaitForNotification();
     for (Job* job : batch) {
       ++computed;
@@ -93,7 +93,7 @@ TEST(Scheduler, ExpiredJobsAreAnsweredWithoutComputing) {
   SchedulerOptions options;
   options.workers = 1;
   std::atomic<int> computed{0};
-  Scheduler scheduler(options, Clock::Real(), [&](absl::Span<Job* const> batch) {
+  Scheduler scheduler(options, Clock::Real(), [&](int, absl::Span<Job* const> batch) {
     for (Job* job : batch) {
       ++computed;
       job->done(job, absl::OkStatus());
@@ -114,7 +114,7 @@ TEST(Scheduler, StopAnswersQueuedJobsUnavailableAndRefusesNewOnes) {
   SchedulerOptions options;
   options.workers = 1;
   options.max_batch = 1;
-  Scheduler scheduler(options, Clock::Real(), [&](absl::Span<Job* const> batch) {
+  Scheduler scheduler(options, Clock::Real(), [&](int, absl::Span<Job* const> batch) {
     started.Notify();
     release.WaitForNotification();
     for (Job* job : batch) job->done(job, absl::OkStatus());

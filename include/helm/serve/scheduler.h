@@ -42,7 +42,8 @@ struct SchedulerOptions {
 
 class Scheduler {
  public:
-  using BatchFn = std::function<void(absl::Span<Job* const> batch)>;
+  // Runs a batch on worker `worker` (in [0, workers)): per-worker state can be indexed by it.
+  using BatchFn = std::function<void(int worker, absl::Span<Job* const> batch)>;
 
   // Starts the workers. `clock` must outlive the scheduler.
   Scheduler(const SchedulerOptions& options, Clock* clock, BatchFn batch_fn);
@@ -61,7 +62,7 @@ class Scheduler {
   const SchedulerOptions& options() const { return options_; }
 
  private:
-  void WorkerLoop();
+  void WorkerLoop(int worker);
 
   const SchedulerOptions options_;
   Clock* const clock_;
