@@ -334,8 +334,8 @@ RotationProbe ProbeRotation(const char* regime, uint64_t seed) {
   options.seed = seed;
   options.regime = regime;
   options.duration_s = 60;
-  options.rate_per_s = 200;
-  options.candidates = 64;
+  options.rate_per_s = 500;
+  options.candidates = 32;
   options.candidate_popular_share = 1.0;
   options.trend_amplitude = 0.5;
   options.trend_rotation_ranks_per_s = 2.0;
@@ -394,15 +394,15 @@ TEST(WorkloadGenerator, TrendRotatesPopularityAndSteadyDoesNot) {
 TEST(WorkloadGenerator, TrendRateFollowsTheDiurnalCurve) {
   const uint64_t seed = TestSeed();
   const RotationProbe trend = ProbeRotation("trend", seed);
-  // rate(t) = 200 * (1 - 0.5 cos(2 pi t / 60)): ~100/s at the edges, ~300/s in the middle.
+  // rate(t) = 500 * (1 - 0.5 cos(2 pi t / 60)): ~250/s at the edges, ~750/s in the middle.
   const double edges = (trend.per_second[0] + trend.per_second[1] + trend.per_second[58] +
                         trend.per_second[59]) / 4.0;
   const double middle = (trend.per_second[28] + trend.per_second[29] + trend.per_second[30] +
                          trend.per_second[31]) / 4.0;
-  EXPECT_NEAR(middle / edges, 3.0, 0.6) << "seed " << seed;
+  EXPECT_NEAR(middle / edges, 3.0, 0.4) << "seed " << seed;
   int64_t total = 0;
   for (int64_t c : trend.per_second) total += c;
-  EXPECT_NEAR(static_cast<double>(total), 200.0 * 60, 5 * std::sqrt(200.0 * 60)) << "seed " << seed;
+  EXPECT_NEAR(static_cast<double>(total), 500.0 * 60, 5 * std::sqrt(500.0 * 60)) << "seed " << seed;
 }
 
 TEST(WorkloadGenerator, PhasesRunBackToBackAndUsersCarryOver) {

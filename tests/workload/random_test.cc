@@ -29,7 +29,7 @@ TEST(ZipfSampler, AliasTableMatchesTheExactHeadShare) {
   Rng rng(TestSeed());
   const ZipfSampler zipf(27278, 0.8);
   for (int64_t k : {1, 10, 273, 5000}) {
-    EXPECT_NEAR(EmpiricalHead(zipf, k, 200000, rng), zipf.HeadShare(k), 0.005)
+    EXPECT_NEAR(EmpiricalHead(zipf, k, 200000, rng), zipf.HeadShare(k), 0.007)
         << "k " << k << " seed " << TestSeed();
   }
 }
@@ -39,7 +39,7 @@ TEST(ZipfSampler, RejectionInversionMatchesTheExactHeadShareOnHugeCatalogs) {
   for (double exponent : {0.6, 0.9, 1.0, 1.2}) {
     const ZipfSampler zipf(32038725, exponent);  // beyond the alias-table limit
     for (int64_t k : {1, 100, 100000}) {
-      EXPECT_NEAR(EmpiricalHead(zipf, k, 100000, rng), zipf.HeadShare(k), 0.006)
+      EXPECT_NEAR(EmpiricalHead(zipf, k, 100000, rng), zipf.HeadShare(k), 0.01)
           << "exponent " << exponent << " k " << k << " seed " << TestSeed();
     }
   }
