@@ -40,16 +40,16 @@ int64_t Rng::Poisson(double mean) {
 ZipfSampler::ZipfSampler(int64_t n, double exponent) : n_(n), exponent_(exponent) {
   assert(n >= 1 && exponent > 0);
   if (n <= kMaxTableRanks) {
-    // Vose's alias method: O(n) build, exact for the float precision of the table.
+    // Vose's alias method: O(n) build; probabilities kept to 32 bits.
     std::vector<double> p(static_cast<size_t>(n));
     double sum = 0;
     for (int64_t r = 0; r < n; ++r) {
       p[r] = std::pow(static_cast<double>(r + 1), -exponent);
       sum += p[r];
     }
-    prob_.assign(static_cast<size_t>(n), 1.0f);
-    alias_.resize(static_cast<size_t>(n));
-    std::iota(alias_.begin(), alias_.end(), 0);
+    std::vector<double> prob(static_cast<size_t>(n), 1.0);
+    std::vector<int32_t> alias(static_cast<size_t>(n));
+    std::iota(alias.begin(), alias.end(), 0);
     std::vector<int32_t> small;
     std::vector<int32_t> large;
     for (int64_t r = 0; r < n; ++r) {
@@ -60,17 +60,24 @@ ZipfSampler::ZipfSampler(int64_t n, double exponent) : n_(n), exponent_(exponent
       const int32_t s = small.back();
       small.pop_back();
       const int32_t l = large.back();
-      prob_[s] = static_cast<float>(p[s]);
-      alias_[s] = l;
+      prob[s] = p[s];
+      alias[s] = l;
       p[l] = (p[l] + p[s]) - 1.0;
       if (p[l] < 1.0) {
         large.pop_back();
         small.push_back(l);
       }
     }
-    // Leftovers are 1 up to rounding.
-    for (int32_t r : small) prob_[r] = 1.0f;
-    for (int32_t r : large) prob_[r] = 1.0f;
+    // Leftovers keep probability 1 (they are 1 up to rounding).
+    table_.resize(static_cast<size_t>(n));
+    for (int64_t r = 0; r < n; ++r) {
+      // A coin of 32 bits: threshold 2^32 cannot be stored, but probability 1 only needs every
+      // 32-bit value to be below it, and alias == r makes the other branch harmless.
+      const double scaled = std::floor(prob[r] * 4294967296.0);
+      table_[r].threshold =
+          scaled >= 4294967295.0 ? 0xffffffffU : static_cast<uint32_t>(std::max(0.0, scaled));
+      table_[r].alias = prob[r] >= 1.0 ? static_cast<int32_t>(r) : alias[r];
+    }
     return;
   }
   h_integral_x1_ = HIntegral(1.5) - 1.0;
@@ -136,6 +143,7 @@ Permutation::Permutation(int64_t n, uint64_t seed) : n_(std::max<int64_t>(n, 1))
   while (std::gcd(a, un) != 1) a = a + 1 < un ? a + 1 : 1;
   a_ = a;
   b_ = SplitMix64(seed ^ 0x5bd1e995ULL) % un;
+  if (un <= (uint64_t{1} << 32)) barrett_ = ~uint64_t{0} / un;
 }
 
 }  // namespace helm::workload

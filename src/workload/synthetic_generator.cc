@@ -84,7 +84,7 @@ class SyntheticGenerator final : public Generator {
                                          static_cast<uint64_t>(options_.burst_users)));
     } else {
       const int64_t rank = user_zipf_.Sample(rng_);
-      user_id = user_perm_(Mod(rank - user_shift, profile_.num_users));
+      user_id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
     }
     request->user_id = user_id;
     request->crowd_user = crowd;
@@ -130,8 +130,9 @@ class SyntheticGenerator final : public Generator {
   const DatasetProfile& profile() const override { return profile_; }
 
  private:
-  static int64_t Mod(int64_t x, int64_t n) {
-    const int64_t r = x % n;
+  // (rank - shift) mod n for rank, shift in [0, n): no division on the per-event path.
+  static int64_t Rotate(int64_t rank, int64_t shift, int64_t n) {
+    const int64_t r = rank - shift;
     return r < 0 ? r + n : r;
   }
 
@@ -229,7 +230,7 @@ class SyntheticGenerator final : public Generator {
     if (hot_share > 0 && rng_.Bernoulli(hot_share)) {
       return hot_items_[rng_.Below(hot_items_.size())];
     }
-    return item_perm_(Mod(item_zipf_.Sample(rng_) - item_shift_, profile_.num_items));
+    return item_perm_(Rotate(item_zipf_.Sample(rng_), item_shift_, profile_.num_items));
   }
 
   int32_t SampleAction() {
@@ -243,11 +244,14 @@ class SyntheticGenerator final : public Generator {
     user.items.resize(length);
     user.actions.resize(length);
     user.timestamps_ms.resize(length);
-    const double gap_ms = profile_.mean_event_gap_s * 1000.0;
+    // Gaps uniform in [0, 2 * mean): the profile's mean without a logarithm per event (initial
+    // histories of long-sequence profiles hold thousands of events).
+    const uint64_t gap_range_ms =
+        std::max<uint64_t>(1, static_cast<uint64_t>(2.0 * profile_.mean_event_gap_s * 1000.0));
     int64_t t = now_ms;
     for (int32_t i = length - 1; i >= 0; --i) {
       user.timestamps_ms[i] = t;
-      t -= static_cast<int64_t>(rng_.Exponential(gap_ms));
+      t -= static_cast<int64_t>(rng_.Below(gap_range_ms));
     }
     for (int32_t i = 0; i < length; ++i) {
       user.items[i] = SampleItem(hot_share);

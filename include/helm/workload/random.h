@@ -77,9 +77,13 @@ class ZipfSampler {
   ZipfSampler(int64_t n, double exponent);
 
   int64_t Sample(Rng& rng) const {
-    if (!prob_.empty()) {
-      const uint64_t i = rng.Below(static_cast<uint64_t>(n_));
-      return rng.Uniform() < prob_[i] ? static_cast<int64_t>(i) : alias_[i];
+    if (!table_.empty()) {
+      // One 64-bit draw: the high bits pick the slot, the low 32 bits are the coin.
+      const uint64_t bits = rng.NextU64();
+      const uint64_t i = static_cast<uint64_t>(
+          (static_cast<unsigned __int128>(bits) * static_cast<uint64_t>(n_)) >> 64);
+      const Slot& slot = table_[i];
+      return (bits & 0xffffffffULL) < slot.threshold ? static_cast<int64_t>(i) : slot.alias;
     }
     return SampleRejectionInversion(rng);
   }
@@ -98,9 +102,13 @@ class ZipfSampler {
 
   int64_t n_;
   double exponent_;
-  // Alias table (small catalogs).
-  std::vector<float> prob_;
-  std::vector<int32_t> alias_;
+  // Alias table (small catalogs): keep rank i with probability threshold / 2^32, else take
+  // `alias`. One 8-byte slot per rank, so a draw touches one cache line.
+  struct Slot {
+    uint32_t threshold;
+    int32_t alias;
+  };
+  std::vector<Slot> table_;
   // Rejection-inversion constants (large catalogs).
   double h_integral_x1_ = 0;
   double h_integral_n_ = 0;
@@ -108,14 +116,25 @@ class ZipfSampler {
 };
 
 // A bijection of [0, n): x -> (a * x + b) mod n with gcd(a, n) = 1, chosen from a seed. Maps
-// popularity ranks to ids so that the popular ids are spread over the catalog. O(1), no table.
+// popularity ranks to ids so that the popular ids are spread over the catalog. O(1), no table;
+// catalogs below 2^32 take a division-free (Barrett) path, a few ns per call.
 class Permutation {
  public:
   Permutation(int64_t n, uint64_t seed);
+  // REQUIRES: 0 <= x < n.
   int64_t operator()(int64_t x) const {
+    const uint64_t un = static_cast<uint64_t>(n_);
+    if (barrett_ != 0) {
+      // a, x < n <= 2^32, so a * x + b < 2^64; the estimated quotient is low by at most 2.
+      const uint64_t v = a_ * static_cast<uint64_t>(x) + b_;
+      const uint64_t q =
+          static_cast<uint64_t>((static_cast<unsigned __int128>(v) * barrett_) >> 64);
+      uint64_t r = v - q * un;
+      while (r >= un) r -= un;
+      return static_cast<int64_t>(r);
+    }
     return static_cast<int64_t>(
-        (static_cast<unsigned __int128>(a_) * static_cast<uint64_t>(x) + b_) %
-        static_cast<uint64_t>(n_));
+        (static_cast<unsigned __int128>(a_) * static_cast<uint64_t>(x) + b_) % un);
   }
   int64_t n() const { return n_; }
 
@@ -123,6 +142,7 @@ class Permutation {
   int64_t n_;
   uint64_t a_;
   uint64_t b_;
+  uint64_t barrett_ = 0;  // floor((2^64 - 1) / n) when n <= 2^32, else 0
 };
 
 }  // namespace helm::workload
