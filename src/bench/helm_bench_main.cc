@@ -15,8 +15,8 @@
 #include "apps/app.h"
 #include "bench/load_generator.h"
 #include "bench/report.h"
-#include "helm/workload/generator.h"
 #include "helm/v1/recommender.pb.h"
+#include "helm/workload/generator.h"
 #include "spdlog/spdlog.h"
 
 #ifndef HELM_SOURCE_DIR
@@ -120,8 +120,9 @@ int main(int argc, char** argv) {
   cli.add_option("--nodes", flags.nodes,
                  "comma-separated node host:port to poll with GetStats (default: router.nodes; "
                  "'none' to skip)");
-  cli.add_option("--profile", profile, "workload profile: movielens-20m, amazon-books, kuairand, "
-                                       "trace");
+  cli.add_option("--profile", profile,
+                 "workload profile: movielens-20m, amazon-books, kuairand, "
+                 "trace");
   cli.add_option("--regime", regime, "steady, trend or burst (one phase)");
   cli.add_option("--phases", phases, "phases, e.g. steady:20,trend:30,burst:20");
   cli.add_option("--rate", rate, "mean request rate (1/s)");
@@ -203,8 +204,7 @@ int main(int argc, char** argv) {
   info.target = load.target;
   info.profile = (*generator)->profile().name;
   for (const helm::workload::Phase& p : (*generator)->phases()) {
-    absl::StrAppend(&info.phases, info.phases.empty() ? "" : ",", p.name, ":",
-                    p.duration_us / 1e6);
+    absl::StrAppend(&info.phases, info.phases.empty() ? "" : ",", p.name, ":", p.duration_us / 1e6);
   }
   info.rate_per_s = w.rate_per_s;
   info.seed = w.seed;
@@ -212,8 +212,7 @@ int main(int argc, char** argv) {
   info.max_in_flight = w.max_in_flight;
   std::fprintf(stderr,
                "helm-bench: %s -> %s (%s; %lld users, %lld items, history <= %d), %s at %.1f/s\n",
-               info.profile.c_str(), load.target.c_str(),
-               (*generator)->profile().source.c_str(),
+               info.profile.c_str(), load.target.c_str(), (*generator)->profile().source.c_str(),
                static_cast<long long>((*generator)->num_users()),
                static_cast<long long>((*generator)->num_items()), (*generator)->max_history(),
                info.phases.c_str(), w.rate_per_s);
@@ -242,7 +241,8 @@ int main(int argc, char** argv) {
   }
   std::printf("\nfiles: %s, %s", json_path.c_str(), csv_path.c_str());
   if (!flags.no_plot) {
-    absl::Status plotted = helm::bench::MakePlot(flags.python, flags.plot_script, csv_path, png_path);
+    absl::Status plotted =
+        helm::bench::MakePlot(flags.python, flags.plot_script, csv_path, png_path);
     if (plotted.ok()) {
       std::printf(", %s\n", png_path.c_str());
     } else {

@@ -100,8 +100,6 @@ class NodePoller {
   }
   ~NodePoller() { Stop(); }
 
-  void set_start_us(int64_t start_us) { start_us_ = start_us; }
-
   // One round: every node once, concurrently; returns when all answered or timed out (500 ms).
   void PollOnce() {
     if (targets_.empty()) return;
@@ -122,7 +120,7 @@ class NodePoller {
                                    });
     }
     done.Wait();
-    const int64_t t_us = clock_->NowMicros() - start_us_;
+    const int64_t t_us = clock_->NowMicros();  // absolute until TakeSamples
     absl::MutexLock lock(&mu_);
     for (size_t i = 0; i < targets_.size(); ++i) {
       NodeSample sample;
@@ -132,9 +130,9 @@ class NodePoller {
       if (sample.ok) {
         sample.stats = std::move(pending[i].response);
       } else {
-        sample.error = absl::StrCat(absl::StatusCodeToString(static_cast<absl::StatusCode>(
-                                        statuses[i].error_code())),
-                                    ": ", statuses[i].error_message());
+        sample.error = absl::StrCat(
+            absl::StatusCodeToString(static_cast<absl::StatusCode>(statuses[i].error_code())), ": ",
+            statuses[i].error_message());
       }
       samples_.push_back(std::move(sample));
     }
@@ -157,7 +155,8 @@ class NodePoller {
     absl::MutexLock lock(&mu_);
     std::vector<std::string> last(targets_.size());
     for (const NodeSample& s : samples_) {
-      if (s.ok) last[s.target] = absl::StrFormat("%s %.2f", s.stats.node_id(), s.stats.committed_split());
+      if (s.ok)
+        last[s.target] = absl::StrFormat("%s %.2f", s.stats.node_id(), s.stats.committed_split());
     }
     std::string line;
     for (const std::string& entry : last) {
@@ -166,8 +165,10 @@ class NodePoller {
     return line;
   }
 
-  std::vector<NodeSample> TakeSamples() {
+  // The samples, timed from `start_us` (the baseline poll comes before it, so it is negative).
+  std::vector<NodeSample> TakeSamples(int64_t start_us) {
     absl::MutexLock lock(&mu_);
+    for (NodeSample& sample : samples_) sample.t_us -= start_us;
     return std::move(samples_);
   }
 
@@ -175,7 +176,6 @@ class NodePoller {
   const std::vector<std::string> targets_;
   Clock* const clock_;
   const int64_t interval_ms_;
-  int64_t start_us_ = 0;
   std::vector<std::unique_ptr<v1::Node::Stub>> stubs_;
   absl::Notification stop_;
   std::thread thread_;
@@ -266,8 +266,11 @@ struct LoadGenerator::Impl {
   void PrintProgress(int64_t now_us, int64_t* last_sent, int64_t* last_us, bool final) {
     if (options.progress == nullptr) return;
     const int64_t sent_now = sent.load(std::memory_order_relaxed);
-    const double dt_s = std::max<int64_t>(1, now_us - *last_us) * 1e-6;
-    const double rate = static_cast<double>(sent_now - *last_sent) / dt_s;
+    // The last line shows the mean rate of the run; the others the rate since the previous one.
+    const int64_t from_us = final ? 0 : *last_us;
+    const int64_t from_sent = final ? 0 : *last_sent;
+    const double dt_s = static_cast<double>(std::max<int64_t>(1, now_us - from_us)) * 1e-6;
+    const double rate = static_cast<double>(sent_now - from_sent) / dt_s;
     *last_sent = sent_now;
     *last_us = now_us;
     std::string phase_name = "drain";
@@ -315,11 +318,8 @@ absl::StatusOr<RunResult> LoadGenerator::Impl::Run() {
 
   // The first poll is the baseline of every counter; the run starts right after it, with a small
   // lead so the first requests are not already late.
-  start_us = options.clock->NowMicros();
-  poller.set_start_us(start_us);
   poller.PollOnce();
   start_us = options.clock->NowMicros() + 20'000;
-  poller.set_start_us(start_us);
   poller.Start();
 
   absl::Notification progress_stop;
@@ -403,12 +403,11 @@ absl::StatusOr<RunResult> LoadGenerator::Impl::Run() {
   result.duration_us = generator->duration_us();
   result.wall_s = static_cast<double>(end_us) * 1e-6;
   recorder.MoveInto(&result);
-  std::stable_sort(result.completions.begin(), result.completions.end(),
-                   [](const Completion& a, const Completion& b) {
-                     return a.scheduled_us < b.scheduled_us;
-                   });
+  std::stable_sort(
+      result.completions.begin(), result.completions.end(),
+      [](const Completion& a, const Completion& b) { return a.scheduled_us < b.scheduled_us; });
   result.poll_targets = options.nodes;
-  result.samples = poller.TakeSamples();
+  result.samples = poller.TakeSamples(start_us);
   return result;
 }
 

@@ -155,7 +155,8 @@ std::string FormatTable(const Report& report, const RunInfo& info) {
 std::string ResultLines(const Report& report) {
   const Summary& o = report.overall;
   std::string out;
-  absl::StrAppendFormat(&out, "HELM_RESULT p99_us %d\n", o.latency.p99_us);
+  // Without a single OK reply there is no latency to report (0 would read as a perfect score).
+  if (o.ok > 0) absl::StrAppendFormat(&out, "HELM_RESULT p99_us %d\n", o.latency.p99_us);
   absl::StrAppendFormat(&out, "HELM_RESULT slo_attainment %.4f\n", o.slo_attainment);
   absl::StrAppendFormat(&out, "HELM_RESULT goodput_per_s %.2f\n", o.goodput_per_s);
   const double kv = OverallKvHit(o);
@@ -167,10 +168,14 @@ std::string ResultLines(const Report& report) {
 
 nlohmann::json ToJson(const Report& report, const RunInfo& info) {
   nlohmann::json j;
-  j["run"] = {{"target", info.target},         {"profile", info.profile},
-              {"phases", info.phases},         {"rate_per_s", info.rate_per_s},
-              {"seed", info.seed},             {"slo_ms", report.slo_ms},
-              {"deadline_ms", info.deadline_ms}, {"max_in_flight", info.max_in_flight},
+  j["run"] = {{"target", info.target},
+              {"profile", info.profile},
+              {"phases", info.phases},
+              {"rate_per_s", info.rate_per_s},
+              {"seed", info.seed},
+              {"slo_ms", report.slo_ms},
+              {"deadline_ms", info.deadline_ms},
+              {"max_in_flight", info.max_in_flight},
               {"wall_s", report.wall_s}};
   j["overall"] = SummaryJson(report.overall);
   nlohmann::json phases = nlohmann::json::array();
@@ -202,9 +207,8 @@ absl::Status WriteJson(const Report& report, const RunInfo& info, const std::str
 absl::Status WriteCsv(const Report& report, const std::string& path) {
   std::ofstream out(path);
   if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write '", path, "'"));
-  std::vector<std::string> header = {"t_s",    "phase",         "scheduled", "sent",  "ok",
-                                     "errors", "dropped",       "ok_within_slo", "p50_us",
-                                     "p99_us"};
+  std::vector<std::string> header = {"t_s",    "phase",   "scheduled",     "sent",   "ok",
+                                     "errors", "dropped", "ok_within_slo", "p50_us", "p99_us"};
   for (const std::string& id : report.node_ids) {
     const std::string safe = absl::StrReplaceAll(id, {{",", "_"}, {" ", "_"}});
     header.push_back(absl::StrCat("split:", safe));
@@ -215,9 +219,11 @@ absl::Status WriteCsv(const Report& report, const std::string& path) {
   for (const SecondRow& row : report.series) {
     const std::string phase =
         row.phase < static_cast<int32_t>(report.phases.size()) ? report.phases[row.phase].name : "";
+    // Percentiles of a second without an OK reply are empty cells, not zeros.
+    const std::string p50 = row.ok > 0 ? absl::StrCat(row.p50_us) : "";
+    const std::string p99 = row.ok > 0 ? absl::StrCat(row.p99_us) : "";
     out << absl::StrCat(row.t_s, ",", phase, ",", row.scheduled, ",", row.sent, ",", row.ok, ",",
-                        row.errors, ",", row.dropped, ",", row.ok_within_slo, ",", row.p50_us, ",",
-                        row.p99_us);
+                        row.errors, ",", row.dropped, ",", row.ok_within_slo, ",", p50, ",", p99);
     for (size_t n = 0; n < report.node_ids.size(); ++n) {
       out << "," << Cell(row.split[n], "%.4f") << "," << Cell(row.kv_token_hit_ratio[n], "%.4f")
           << "," << Cell(row.emb_hit_rate[n], "%.4f");

@@ -25,9 +25,9 @@ struct RunInfo {
 // The human-readable table: overall and per phase (rows), errors by code, per node.
 std::string FormatTable(const Report& report, const RunInfo& info);
 
-// `HELM_RESULT <name> <value>` lines for the headline figures of the run: p99_us,
-// slo_attainment, goodput_per_s, and, when replies or node stats carried them,
-// kv_token_hit_ratio and emb_hit_rate.
+// `HELM_RESULT <name> <value>` lines for the headline figures of the run: p99_us (when any
+// request succeeded), slo_attainment, goodput_per_s, and, when replies or node stats carried
+// them, kv_token_hit_ratio and emb_hit_rate.
 std::string ResultLines(const Report& report);
 
 nlohmann::json ToJson(const Report& report, const RunInfo& info);

@@ -25,7 +25,9 @@ struct HitSums {
     emb_hits += c.emb_hits;
     emb_misses += c.emb_misses;
   }
-  double kv() const { return Ratio(static_cast<double>(cached), static_cast<double>(cached + computed)); }
+  double kv() const {
+    return Ratio(static_cast<double>(cached), static_cast<double>(cached + computed));
+  }
   double emb() const {
     return Ratio(static_cast<double>(emb_hits), static_cast<double>(emb_hits + emb_misses));
   }
@@ -253,8 +255,9 @@ Report BuildReport(const RunResult& run, double slo_ms) {
     }
   }
   for (const NodeSample& sample : run.samples) {
-    const int64_t t = sample.t_us / 1'000'000;
-    if (!sample.ok || t < 0 || t >= seconds) continue;
+    // The baseline poll just before the start belongs to second 0.
+    const int64_t t = std::max<int64_t>(0, sample.t_us) / 1'000'000;
+    if (!sample.ok || t >= seconds) continue;
     const int index = IndexOf(report.node_ids, target_ids[sample.target]);
     if (index >= 0) report.series[t].split[index] = sample.stats.committed_split();
   }

@@ -42,22 +42,22 @@ struct Completion {
 
 // One GetStats poll of one node.
 struct NodeSample {
-  int64_t t_us = 0;  // from the start of the run
+  int64_t t_us = 0;    // from the start of the run
   int32_t target = 0;  // index into RunResult::poll_targets
   bool ok = false;
-  std::string error;  // when !ok
+  std::string error;          // when !ok
   helm::v1::NodeStats stats;  // when ok
 };
 
 // Everything a run produced, before any arithmetic.
 struct RunResult {
   std::vector<workload::Phase> phases;
-  int64_t duration_us = 0;  // scheduled length of the run
-  double wall_s = 0;        // measured, including the final drain
-  std::vector<Completion> completions;  // in scheduled order
-  std::vector<std::string> node_ids;    // node ids seen in replies' ServingInfo
-  std::vector<std::string> poll_targets;  // addresses polled with GetStats
-  std::vector<NodeSample> samples;        // in time order
+  int64_t duration_us = 0;                     // scheduled length of the run
+  double wall_s = 0;                           // measured, including the final drain
+  std::vector<Completion> completions;         // in scheduled order
+  std::vector<std::string> node_ids;           // node ids seen in replies' ServingInfo
+  std::vector<std::string> poll_targets;       // addresses polled with GetStats
+  std::vector<NodeSample> samples;             // in time order
   std::map<int32_t, std::string> first_error;  // code -> first message seen
 };
 
@@ -81,7 +81,7 @@ int64_t NearestRank(absl::Span<const int64_t> sorted, double q);
 // GetStats-based ones are the node's own counters (all traffic the node saw meanwhile).
 struct NodeSummary {
   std::string node_id;
-  int64_t replies = 0;       // OK replies served by this node
+  int64_t replies = 0;             // OK replies served by this node
   double kv_token_hit_ratio = -1;  // cached / (cached + computed) history tokens; -1: no data
   double emb_hit_rate = -1;        // hits / (hits + misses); -1: no data
   // From GetStats polls (-1: no poll data).
@@ -104,8 +104,8 @@ struct Summary {
   std::map<std::string, int64_t> errors_by_code;
   LatencyPercentiles latency;  // of OK requests
   int64_t ok_within_slo = 0;
-  double slo_attainment = 0;   // ok_within_slo / scheduled (errors and drops are misses)
-  double goodput_per_s = 0;    // ok_within_slo / duration_s
+  double slo_attainment = 0;    // ok_within_slo / scheduled (errors and drops are misses)
+  double goodput_per_s = 0;     // ok_within_slo / duration_s
   double throughput_per_s = 0;  // ok / duration_s
   double offered_per_s = 0;     // scheduled / duration_s
   int64_t max_send_lag_us = 0;

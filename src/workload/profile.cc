@@ -12,10 +12,10 @@ std::vector<DatasetProfile> MakeProfiles() {
   // MovieLens 20M (GroupLens ml-20m README, files.grouplens.org/datasets/movielens/
   // ml-20m-README.html): 20,000,263 ratings of 27,278 movies by 138,493 users, every user with at
   // least 20 ratings; 20,000,263 / 138,493 = 144.4 ratings per user. The cap, 9,254, is the count
-  // commonly reported for the most active ML-20M user. Sigma 1.2 puts the median near 70 (mean/median =
-  // exp(sigma^2/2) ~ 2), the shape of a long-tailed per-user count with a floor of 20.
-  // The Zipf exponents are modelling choices, not fits: item exponent 0.8 gives the top 1% of
-  // movies ~1/3 of the events, user exponent 0.7 a moderately skewed return rate. Actions: the
+  // commonly reported for the most active ML-20M user. Sigma 1.2 puts the median near 70
+  // (mean/median = exp(sigma^2/2) ~ 2), the shape of a long-tailed per-user count with a floor
+  // of 20. The Zipf exponents are modelling choices, not fits: item exponent 0.8 gives the top 1%
+  // of movies ~1/3 of the events, user exponent 0.7 a moderately skewed return rate. Actions: the
   // rating in stars, half stars rounded up (0: 1 star ... 4: 5 stars), weighted roughly like the
   // dataset's rating histogram (4 stars most common, then 3 and 5).
   DatasetProfile movielens;
@@ -95,9 +95,8 @@ absl::StatusOr<DatasetProfile> FindProfile(absl::string_view name) {
     if (profile.name == name) return profile;
     names.push_back(profile.name);
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown workload profile '", name,
-                                                 "' (known: ", absl::StrJoin(names, ", "),
-                                                 ", trace)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown workload profile '", name, "' (known: ", absl::StrJoin(names, ", "), ", trace)"));
 }
 
 }  // namespace helm::workload

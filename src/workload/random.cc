@@ -124,10 +124,9 @@ double ZipfSampler::HeadShare(int64_t k) const {
     if (m > exact) {
       const double a = static_cast<double>(exact) + 0.5;
       const double b = static_cast<double>(m) + 0.5;
-      sum += exponent_ == 1.0
-                 ? std::log(b / a)
-                 : (std::pow(b, 1.0 - exponent_) - std::pow(a, 1.0 - exponent_)) /
-                       (1.0 - exponent_);
+      sum += exponent_ == 1.0 ? std::log(b / a)
+                              : (std::pow(b, 1.0 - exponent_) - std::pow(a, 1.0 - exponent_)) /
+                                    (1.0 - exponent_);
     }
     return sum;
   };

@@ -37,7 +37,8 @@ class SyntheticGenerator final : public Generator {
         item_perm_(profile_.num_items, options.seed ^ 0x1234567ULL),
         user_perm_(profile_.num_users, options.seed ^ 0x7654321ULL) {
     // mu such that the untruncated log-normal has the profile's mean.
-    log_mu_ = std::log(profile_.mean_history) - 0.5 * profile_.history_sigma * profile_.history_sigma;
+    log_mu_ =
+        std::log(profile_.mean_history) - 0.5 * profile_.history_sigma * profile_.history_sigma;
     new_events_mean_ = options.new_events_per_visit > 0 ? options.new_events_per_visit
                                                         : profile_.new_events_per_visit;
     keep_after_truncation_ = std::max(1, profile_.max_history - profile_.max_history / 4);
@@ -80,8 +81,8 @@ class SyntheticGenerator final : public Generator {
     int64_t user_id = 0;
     if (request->in_burst && rng_.Bernoulli(options_.burst_new_user_share)) {
       crowd = true;
-      user_id = profile_.num_users + static_cast<int64_t>(rng_.Below(
-                                         static_cast<uint64_t>(options_.burst_users)));
+      user_id = profile_.num_users +
+                static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(options_.burst_users)));
     } else {
       const int64_t rank = user_zipf_.Sample(rng_);
       user_id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
@@ -140,8 +141,9 @@ class SyntheticGenerator final : public Generator {
     const double base = options_.rate_per_s;
     switch (phase.regime) {
       case Regime::kTrend: {
-        const double period_us = options_.trend_period_s > 0 ? options_.trend_period_s * 1e6
-                                                             : static_cast<double>(phase.duration_us);
+        const double period_us = options_.trend_period_s > 0
+                                     ? options_.trend_period_s * 1e6
+                                     : static_cast<double>(phase.duration_us);
         const double x = static_cast<double>(t_us - phase.start_us) / period_us;
         return base * (1.0 - options_.trend_amplitude * std::cos(kTwoPi * x));
       }
@@ -190,8 +192,8 @@ class SyntheticGenerator final : public Generator {
     if (phase.regime == Regime::kBurst) {
       hot_items_.clear();
       for (int32_t i = 0; i < options_.burst_hot_items; ++i) {
-        hot_items_.push_back(static_cast<int64_t>(
-            rng_.Below(static_cast<uint64_t>(profile_.num_items))));
+        hot_items_.push_back(
+            static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(profile_.num_items))));
       }
     }
   }
@@ -282,8 +284,8 @@ class SyntheticGenerator final : public Generator {
 
   void FillCandidates(bool in_burst) {
     const int32_t total = options_.candidates;
-    const int32_t hot = in_burst ? static_cast<int32_t>(std::llround(total * options_.burst_hot_share))
-                                 : 0;
+    const int32_t hot =
+        in_burst ? static_cast<int32_t>(std::llround(total * options_.burst_hot_share)) : 0;
     const int32_t popular =
         static_cast<int32_t>(std::llround((total - hot) * options_.candidate_popular_share));
     candidates_.resize(total);
@@ -326,7 +328,8 @@ absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(const WorkloadO
   DatasetProfile profile = *std::move(found);
   if (options.max_users > 0) profile.num_users = std::min(profile.num_users, options.max_users);
   if (options.max_items > 0) profile.num_items = std::min(profile.num_items, options.max_items);
-  if (options.max_history > 0) profile.max_history = std::min(profile.max_history, options.max_history);
+  if (options.max_history > 0)
+    profile.max_history = std::min(profile.max_history, options.max_history);
   profile.min_history = std::min(profile.min_history, profile.max_history);
   absl::StatusOr<std::vector<Phase>> phases =
       ParsePhases(options.phases, options.regime, options.duration_s);

@@ -43,32 +43,33 @@ absl::StatusOr<std::vector<TraceEvent>> ParseTrace(std::istream& in, absl::strin
     if (line == 1 && absl::StrReplaceAll(text, {{" ", ""}}) == kHeader) continue;
     std::vector<absl::string_view> fields = absl::StrSplit(text, ',');
     if (fields.size() != 4) {
-      return LineError(source, line,
-                       absl::StrCat("expected 4 comma-separated fields (", kHeader, "), got ",
-                                    fields.size()));
+      return LineError(
+          source, line,
+          absl::StrCat("expected 4 comma-separated fields (", kHeader, "), got ", fields.size()));
     }
     TraceEvent event;
     event.line = line;
     int64_t action = 0;
     for (const auto& [field, name, out] :
          {std::tuple{fields[0], "user_id", &event.user_id},
-          std::tuple{fields[1], "item_id", &event.item_id}, std::tuple{fields[2], "action", &action},
+          std::tuple{fields[1], "item_id", &event.item_id},
+          std::tuple{fields[2], "action", &action},
           std::tuple{fields[3], "timestamp_ms", &event.timestamp_ms}}) {
       std::string error = ParseField(field, name, out);
       if (!error.empty()) return LineError(source, line, error);
     }
     if (action >= options.num_actions) {
-      return LineError(source, line,
-                       absl::StrCat("action ", action, " is out of range [0, ",
-                                    options.num_actions, ")"));
+      return LineError(
+          source, line,
+          absl::StrCat("action ", action, " is out of range [0, ", options.num_actions, ")"));
     }
     event.action = static_cast<int32_t>(action);
     if (options.max_items > 0 && event.item_id >= options.max_items) {
       if (!options.fold_items) {
-        return LineError(source, line,
-                         absl::StrCat("item_id ", event.item_id,
-                                      " is outside the catalog (max_items ", options.max_items,
-                                      "; set trace_fold_items to fold ids into it)"));
+        return LineError(
+            source, line,
+            absl::StrCat("item_id ", event.item_id, " is outside the catalog (max_items ",
+                         options.max_items, "; set trace_fold_items to fold ids into it)"));
       }
       event.item_id %= options.max_items;
     }

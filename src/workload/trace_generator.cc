@@ -123,8 +123,8 @@ class TraceGenerator final : public Generator {
 
   void FillCandidates(int64_t next_item) {
     const int32_t total = options_.candidates;
-    const int32_t popular = static_cast<int32_t>(
-        std::llround((total - 1) * options_.candidate_popular_share));
+    const int32_t popular =
+        static_cast<int32_t>(std::llround((total - 1) * options_.candidate_popular_share));
     candidates_.resize(total);
     candidates_[0] = next_item;
     int32_t i = 1;
@@ -204,9 +204,11 @@ absl::StatusOr<std::unique_ptr<Generator>> NewTraceGenerator(const WorkloadOptio
     last_arrival_us = arrival_us;
   }
   if (num_requests == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        options.trace_path, ": the trace yields no request (a user's first event only seeds its "
-        "history; requests come at every ", per_request, "-th later event)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(options.trace_path,
+                     ": the trace yields no request (a user's first event only seeds its "
+                     "history; requests come at every ",
+                     per_request, "-th later event)"));
   }
   profile.num_users = static_cast<int64_t>(seen.size());
   profile.num_items = options.max_items > 0 ? options.max_items : max_item + 1;
@@ -219,8 +221,8 @@ absl::StatusOr<std::unique_ptr<Generator>> NewTraceGenerator(const WorkloadOptio
   phase.name = "trace";
   phase.start_us = 0;
   phase.duration_us = ended ? duration_limit_us : last_arrival_us + 1;
-  return std::unique_ptr<Generator>(new TraceGenerator(
-      options, std::move(events), std::move(profile), {phase}, num_requests));
+  return std::unique_ptr<Generator>(
+      new TraceGenerator(options, std::move(events), std::move(profile), {phase}, num_requests));
 }
 
 }  // namespace helm::workload::internal

@@ -149,7 +149,8 @@ TEST(WorkloadGenerator, HistoriesOnlyGrowAndKeepTheirPrefixAcrossRevisits) {
       if (!r.truncated) {
         // Same prefix, new events appended.
         ASSERT_EQ(n, before.items.size() + r.new_events);
-        ASSERT_TRUE(std::equal(before.items.begin(), before.items.end(), r.history_item_ids.begin()));
+        ASSERT_TRUE(
+            std::equal(before.items.begin(), before.items.end(), r.history_item_ids.begin()));
         ASSERT_TRUE(
             std::equal(before.actions.begin(), before.actions.end(), r.history_actions.begin()));
         ASSERT_TRUE(std::equal(before.timestamps.begin(), before.timestamps.end(),
@@ -158,8 +159,8 @@ TEST(WorkloadGenerator, HistoriesOnlyGrowAndKeepTheirPrefixAcrossRevisits) {
         // The oldest events were dropped: what is left is a suffix of the previous history.
         ++truncations;
         ASSERT_LT(kept, before.items.size());
-        ASSERT_TRUE(std::equal(before.items.end() - kept, before.items.end(),
-                               r.history_item_ids.begin()));
+        ASSERT_TRUE(
+            std::equal(before.items.end() - kept, before.items.end(), r.history_item_ids.begin()));
       }
       ASSERT_GE(r.history_timestamps_ms[kept], before.timestamps.back());
     }
@@ -204,8 +205,8 @@ TEST(WorkloadGenerator, MeanHistoryLengthMatchesTheProfile) {
   // KuaiRand histories are ~12K events: fewer users, and the log-space mean (tighter spread).
   const DatasetProfile kuairand = *FindProfile("kuairand");
   const auto [mean, mean_log] = InitialHistoryMoments("kuairand", 300, seed);
-  const double mu = std::log(kuairand.mean_history) -
-                    0.5 * kuairand.history_sigma * kuairand.history_sigma;
+  const double mu =
+      std::log(kuairand.mean_history) - 0.5 * kuairand.history_sigma * kuairand.history_sigma;
   EXPECT_NEAR(mean_log, mu, 0.2) << "seed " << seed;
   EXPECT_GT(mean, 1000.0) << "thousands of events per user; seed " << seed;
 }
@@ -395,10 +396,12 @@ TEST(WorkloadGenerator, TrendRateFollowsTheDiurnalCurve) {
   const uint64_t seed = TestSeed();
   const RotationProbe trend = ProbeRotation("trend", seed);
   // rate(t) = 500 * (1 - 0.5 cos(2 pi t / 60)): ~250/s at the edges, ~750/s in the middle.
-  const double edges = (trend.per_second[0] + trend.per_second[1] + trend.per_second[58] +
-                        trend.per_second[59]) / 4.0;
-  const double middle = (trend.per_second[28] + trend.per_second[29] + trend.per_second[30] +
-                         trend.per_second[31]) / 4.0;
+  const double edges =
+      (trend.per_second[0] + trend.per_second[1] + trend.per_second[58] + trend.per_second[59]) /
+      4.0;
+  const double middle =
+      (trend.per_second[28] + trend.per_second[29] + trend.per_second[30] + trend.per_second[31]) /
+      4.0;
   EXPECT_NEAR(middle / edges, 3.0, 0.4) << "seed " << seed;
   int64_t total = 0;
   for (int64_t c : trend.per_second) total += c;

@@ -35,7 +35,7 @@ namespace helm::workload {
 struct Request {
   int64_t arrival_us = 0;  // scheduled time, from the start of the run; non-decreasing
   int64_t user_id = 0;
-  int32_t phase = 0;       // index into Generator::phases()
+  int32_t phase = 0;  // index into Generator::phases()
   // The user's history, oldest first, as parallel columns of equal length. Timestamps are in ms
   // since the Unix epoch and non-decreasing.
   absl::Span<const int64_t> history_item_ids;
@@ -49,8 +49,8 @@ struct Request {
   // The oldest events were dropped to keep the history within max_history, so this history is
   // not an extension of the user's previous one (a KV prefix cached for the user is stale).
   bool truncated = false;
-  bool in_burst = false;       // scheduled inside a burst phase's flash-crowd window
-  bool crowd_user = false;     // one of the flash crowd's new users
+  bool in_burst = false;    // scheduled inside a burst phase's flash-crowd window
+  bool crowd_user = false;  // one of the flash crowd's new users
 };
 
 class Generator {

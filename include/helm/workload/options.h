@@ -65,10 +65,10 @@ struct WorkloadOptions {
   bool trace_fold_items = false;
 
   // Load generator (helm-bench).
-  double slo_ms = 80.0;           // latency objective, measured from each request's scheduled time
-  int32_t deadline_ms = 1000;     // gRPC deadline, from the scheduled time
-  int32_t max_in_flight = 512;    // beyond this, a due request is dropped and counted as an error
-  int32_t top_k = 10;             // top_k of each Rank request (0: every candidate's score)
+  double slo_ms = 80.0;         // latency objective, measured from each request's scheduled time
+  int32_t deadline_ms = 1000;   // gRPC deadline, from the scheduled time
+  int32_t max_in_flight = 512;  // beyond this, a due request is dropped and counted as an error
+  int32_t top_k = 10;           // top_k of each Rank request (0: every candidate's score)
 
   template <class V>
   void Describe(V& v) {
@@ -79,9 +79,11 @@ struct WorkloadOptions {
     v.Field("rate_per_s", rate_per_s, "mean request rate (1/s)", config::InRange(0.001, 1e7));
     v.Field("duration_s", duration_s, "duration when phases is empty (s)",
             config::InRange(0.001, 1e7));
-    v.Field("phases", phases,
-            "phases \"regime:seconds,...\", e.g. \"steady:20,trend:30,burst:20\" (\"\": one phase)");
-    v.Field("candidates", candidates, "candidates per request", config::InRange<int32_t>(1, 1 << 20));
+    v.Field(
+        "phases", phases,
+        "phases \"regime:seconds,...\", e.g. \"steady:20,trend:30,burst:20\" (\"\": one phase)");
+    v.Field("candidates", candidates, "candidates per request",
+            config::InRange<int32_t>(1, 1 << 20));
     v.Field("candidate_popular_share", candidate_popular_share,
             "share of candidates drawn by popularity (rest uniform)", config::InRange(0.0, 1.0));
     v.Field("max_users", max_users, "cap on users (0: profile's)", config::AtLeast<int64_t>(0));
@@ -112,7 +114,8 @@ struct WorkloadOptions {
     v.Field("burst_hot_items", burst_hot_items, "burst: items in the hot set",
             config::InRange<int32_t>(1, 1 << 24));
     v.Field("burst_hot_share", burst_hot_share,
-            "burst: share of crowd events and candidates on the hot set", config::InRange(0.0, 1.0));
+            "burst: share of crowd events and candidates on the hot set",
+            config::InRange(0.0, 1.0));
     v.Field("trace_path", trace_path, "CSV trace for profile trace");
     v.Field("trace_speedup", trace_speedup,
             "trace: replay speed-up of trace timestamps (0: Poisson at rate_per_s)",
@@ -134,9 +137,9 @@ struct WorkloadOptions {
 
   absl::Status Validate() const {
     if (burst_start_fraction + burst_length_fraction > 1.0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "burst_start_fraction + burst_length_fraction: must be <= 1, got ",
-          burst_start_fraction + burst_length_fraction));
+      return absl::InvalidArgumentError(
+          absl::StrCat("burst_start_fraction + burst_length_fraction: must be <= 1, got ",
+                       burst_start_fraction + burst_length_fraction));
     }
     if (profile == "trace") {
       if (trace_path.empty()) {

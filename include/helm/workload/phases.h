@@ -94,8 +94,8 @@ inline absl::StatusOr<std::vector<Phase>> ParsePhases(absl::string_view spec,
     double seconds = 0;
     if (!absl::SimpleAtod(absl::StripAsciiWhitespace(parts[1]), &seconds) || !(seconds > 0) ||
         seconds > 1e7) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "phase '", entry, "': duration must be a number of seconds in (0, 1e7]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("phase '", entry, "': duration must be a number of seconds in (0, 1e7]"));
     }
     add(*regime, seconds);
   }
