@@ -89,10 +89,12 @@ def main():
         ax_split.text(0.5, 0.5, "no node stats (GetStats unavailable)", ha="center",
                       transform=ax_split.transAxes)
 
-    for node in node_ids(header, "kv_hit:"):
-        ax_hit.plot(t, column(rows, "kv_hit:" + node), label=f"KV token hit {node}")
-    for node in node_ids(header, "emb_hit:"):
-        ax_hit.plot(t, column(rows, "emb_hit:" + node), label=f"EMB hit {node}", linestyle="--")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, node in enumerate(node_ids(header, "kv_hit:")):
+        color = colors[i % len(colors)]
+        ax_hit.plot(t, column(rows, "kv_hit:" + node), label=f"KV token hit {node}", color=color)
+        ax_hit.plot(t, column(rows, "emb_hit:" + node), label=f"EMB hit {node}", color=color,
+                    linestyle="--")
     ax_hit.set_ylabel("hit ratio (replies)")
     ax_hit.set_ylim(0, 1)
     ax_hit.set_xlabel("time (s)")

@@ -70,15 +70,25 @@ std::string FitToNodes(helm::config::Config& config) {
   return "";
 }
 
-// Generates the whole schedule and builds every RankRequest without sending: the cost of
-// generation in the send loop.
+// Generates the whole schedule and builds every RankRequest without sending: what the send loop
+// spends per request, split into generation (first visits synthesise a whole history; revisits
+// append a few events and draw candidates) and building the request's columns.
 int DryRun(std::unique_ptr<helm::workload::Generator> generator) {
+  using Clock = std::chrono::steady_clock;
   helm::workload::Request request;
-  int64_t requests = 0;
-  int64_t events = 0;
   helm::v1::RankRequest proto;
-  const auto start = std::chrono::steady_clock::now();
+  struct Tally {
+    int64_t requests = 0;
+    int64_t events = 0;
+    double seconds = 0;
+  } first, revisit, build;
+  auto before = Clock::now();
   while (generator->Next(&request)) {
+    const auto generated = Clock::now();
+    Tally& kind = request.first_visit ? first : revisit;
+    ++kind.requests;
+    kind.events += static_cast<int64_t>(request.history_item_ids.size());
+    kind.seconds += std::chrono::duration<double>(generated - before).count();
     proto.Clear();
     proto.set_user_id(request.user_id);
     proto.mutable_history_item_ids()->Add(request.history_item_ids.begin(),
@@ -89,16 +99,30 @@ int DryRun(std::unique_ptr<helm::workload::Generator> generator) {
                                                request.history_timestamps_ms.end());
     proto.mutable_candidate_item_ids()->Add(request.candidate_item_ids.begin(),
                                             request.candidate_item_ids.end());
-    ++requests;
-    events += static_cast<int64_t>(request.history_item_ids.size());
+    before = Clock::now();
+    ++build.requests;
+    build.events += static_cast<int64_t>(request.history_item_ids.size());
+    build.seconds += std::chrono::duration<double>(before - generated).count();
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  std::printf("dry run: %lld requests, %.1f history events per request on average, %.3f s\n",
-              static_cast<long long>(requests),
-              requests > 0 ? static_cast<double>(events) / requests : 0.0, seconds);
-  std::printf("HELM_RESULT generate_and_build_us_per_request %.3f\n",
-              requests > 0 ? seconds * 1e6 / requests : 0.0);
+  auto per = [](const Tally& t, double scale) {
+    return t.requests > 0 ? t.seconds * scale / static_cast<double>(t.requests) : 0.0;
+  };
+  auto mean_events = [](const Tally& t) {
+    return t.requests > 0 ? static_cast<double>(t.events) / static_cast<double>(t.requests) : 0.0;
+  };
+  std::printf(
+      "dry run: %lld requests (%lld first visits, mean history %.0f events; %lld revisits, "
+      "mean history %.0f events)\n",
+      static_cast<long long>(build.requests), static_cast<long long>(first.requests),
+      mean_events(first), static_cast<long long>(revisit.requests), mean_events(revisit));
+  std::printf("  generate, revisit:     %8.2f us per request\n", per(revisit, 1e6));
+  std::printf("  generate, first visit: %8.2f us per request (%.1f ns per history event)\n",
+              per(first, 1e6), first.events > 0 ? first.seconds * 1e9 / first.events : 0.0);
+  std::printf("  build RankRequest:     %8.2f us per request (%.2f ns per history event)\n",
+              per(build, 1e6), build.events > 0 ? build.seconds * 1e9 / build.events : 0.0);
+  std::printf("HELM_RESULT generate_revisit_us %.3f\n", per(revisit, 1e6));
+  std::printf("HELM_RESULT generate_first_visit_us %.3f\n", per(first, 1e6));
+  std::printf("HELM_RESULT build_request_us %.3f\n", per(build, 1e6));
   return 0;
 }
 

@@ -138,10 +138,22 @@ class NodePoller {
     }
   }
 
-  void Start() {
+  // Polls at start + (k + 1/2) intervals: on a fixed cadence (a slow poll does not shift the
+  // later ones), mid-interval, so each second of the time series gets one sample.
+  void Start(int64_t start_us) {
     if (targets_.empty()) return;
-    thread_ = std::thread([this] {
-      while (!stop_.WaitForNotificationWithTimeout(absl::Milliseconds(interval_ms_))) PollOnce();
+    thread_ = std::thread([this, start_us] {
+      const int64_t interval_us = interval_ms_ * 1000;
+      int64_t k = 0;
+      while (true) {
+        const int64_t wait_us = start_us + k * interval_us + interval_us / 2 - clock_->NowMicros();
+        if (stop_.WaitForNotificationWithTimeout(
+                absl::Microseconds(std::max<int64_t>(0, wait_us)))) {
+          return;
+        }
+        PollOnce();
+        k = std::max(k + 1, (clock_->NowMicros() - start_us) / interval_us);
+      }
     });
   }
 
@@ -320,7 +332,7 @@ absl::StatusOr<RunResult> LoadGenerator::Impl::Run() {
   // lead so the first requests are not already late.
   poller.PollOnce();
   start_us = options.clock->NowMicros() + 20'000;
-  poller.Start();
+  poller.Start(start_us);
 
   absl::Notification progress_stop;
   std::thread progress_thread;

@@ -215,11 +215,12 @@ class SyntheticGenerator final : public Generator {
     return false;
   }
 
+  // A user whose drawn history exceeds max_history arrives with its most recent 3/4 of the cap,
+  // as right after a truncation, so it has room to grow before the prefix next changes.
   int32_t InitialHistoryLength() {
-    const double x = std::exp(log_mu_ + profile_.history_sigma * rng_.Normal());
-    const double clamped = std::clamp(std::round(x), static_cast<double>(profile_.min_history),
-                                      static_cast<double>(profile_.max_history));
-    return static_cast<int32_t>(clamped);
+    const double x = std::round(std::exp(log_mu_ + profile_.history_sigma * rng_.Normal()));
+    if (x > static_cast<double>(profile_.max_history)) return keep_after_truncation_;
+    return static_cast<int32_t>(std::max(x, static_cast<double>(profile_.min_history)));
   }
 
   // A new user of the flash crowd: a short history (one visit's worth of events).
@@ -243,6 +244,12 @@ class SyntheticGenerator final : public Generator {
   }
 
   void InitHistory(UserState& user, int32_t length, int64_t now_ms, double hot_share) {
+    // Room to grow (histories never exceed the cap), so revisits rarely reallocate.
+    const size_t capacity = static_cast<size_t>(
+        std::min<int64_t>(profile_.max_history, 2 * int64_t{length} + 16));
+    user.items.reserve(capacity);
+    user.actions.reserve(capacity);
+    user.timestamps_ms.reserve(capacity);
     user.items.resize(length);
     user.actions.resize(length);
     user.timestamps_ms.resize(length);
