@@ -188,7 +188,10 @@ int main(int argc, char** argv) {
         }
         if (trace_speedup >= 0) w.trace_speedup = trace_speedup;
         if (rate > 0) w.rate_per_s = rate;
-        if (duration > 0) w.duration_s = duration;
+        if (duration > 0) {
+          w.duration_s = duration;  // a one-phase run, like --regime
+          if (phases.empty()) w.phases.clear();
+        }
         if (seed >= 0) w.seed = static_cast<uint64_t>(seed);
         if (candidates > 0) w.candidates = candidates;
         if (max_history >= 0) w.max_history = max_history;
