@@ -1,0 +1,92 @@
+// The workload generator: a deterministic stream of Rank requests (arrival time, user, the user's
+// whole history as columns, candidates) for the load generator (helm-bench) and the simulator.
+//
+// Synthetic workloads follow a dataset profile (profile.h): users and items are Zipf-distributed,
+// a user's first request carries a log-normal number of past events, and each later request of
+// the same user carries the same history plus the events the user appended since (so a cached KV
+// prefix stays valid). Arrivals follow the phases' regimes (phases.h): `steady` is stationary
+// Poisson; `trend` has a diurnal rate curve and slowly rotating item and user popularity; `burst`
+// has a flash crowd of new users on a small hot item set, then goes back to steady.
+//
+// The max_history cap: a user whose drawn history is longer arrives with its most recent 3/4 of
+// the cap, and a history that outgrows the cap drops its oldest events down to 3/4 of the cap in
+// one step (Request::truncated), so its prefix changes once every cap/4 new events rather than on
+// every request (as a sliding window would).
+//
+// Trace replay (profile "trace") reads a CSV of events (trace.h) and turns a user's events into
+// requests whose history is the user's earlier events (see WorkloadOptions::trace_*).
+//
+// Cost: the history is not copied (Request holds views into the generator's per-user storage), so
+// a returning user's request costs a few draws per new event and per candidate whatever its
+// history length (~2-7 us on a 2-core dev machine, 10K-event histories included). A user's first
+// request synthesises its whole past history once, ~40-60 ns per event. Memory: ~20 bytes per
+// history event held, for every user seen (histories never exceed max_history).
+//
+// Thread-safety: a Generator is thread-compatible (one thread calls Next; no internal locking).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "helm/workload/options.h"
+#include "helm/workload/phases.h"
+#include "helm/workload/profile.h"
+
+namespace helm::workload {
+
+// One generated request. The spans point into the generator's storage and stay valid until the
+// next call to Next() (copy what must outlive it).
+struct Request {
+  int64_t arrival_us = 0;  // scheduled time, from the start of the run; non-decreasing
+  int64_t user_id = 0;
+  int32_t phase = 0;  // index into Generator::phases()
+  // The user's history, oldest first, as parallel columns of equal length. Timestamps are in ms
+  // since the Unix epoch and non-decreasing.
+  absl::Span<const int64_t> history_item_ids;
+  absl::Span<const int32_t> history_actions;
+  absl::Span<const int64_t> history_timestamps_ms;
+  absl::Span<const int64_t> candidate_item_ids;
+  // Events appended to the user's history since its previous request (all of them on a first
+  // request).
+  int32_t new_events = 0;
+  bool first_visit = false;  // the user's first request of the run
+  // The oldest events were dropped to keep the history within max_history, so this history is
+  // not an extension of the user's previous one (a KV prefix cached for the user is stale).
+  bool truncated = false;
+  bool in_burst = false;    // scheduled inside a burst phase's flash-crowd window
+  bool crowd_user = false;  // one of the flash crowd's new users
+};
+
+class Generator {
+ public:
+  // A synthetic generator for profiles "movielens-20m", "amazon-books", "kuairand", or a trace
+  // replay for "trace" (reads options.trace_path). InvalidArgument for inconsistent options, a
+  // malformed trace (naming the line and the reason) or a trace that yields no request; NotFound
+  // when the trace cannot be read.
+  static absl::StatusOr<std::unique_ptr<Generator>> Create(const WorkloadOptions& options);
+  virtual ~Generator() = default;
+
+  // Fills `request` with the next request in arrival order; false once the run is over (every
+  // phase elapsed, or the trace exhausted). The previous request's spans become invalid.
+  virtual bool Next(Request* request) = 0;
+
+  // The phases of the run (one "trace" phase for a replay), in order, back to back from 0.
+  virtual const std::vector<Phase>& phases() const = 0;
+  // End of the last phase (us).
+  int64_t duration_us() const { return phases().empty() ? 0 : phases().back().end_us(); }
+  // Expected arrival rate at `t_us` (1/s) by the regime's rate curve (for reports and tests).
+  virtual double RatePerS(int64_t t_us) const = 0;
+  // Item ids are in [0, num_items()); regular user ids in [0, num_users()) (the flash crowd's ids
+  // follow them).
+  virtual int64_t num_items() const = 0;
+  virtual int64_t num_users() const = 0;
+  // Cap on history length in effect.
+  virtual int32_t max_history() const = 0;
+  // The profile, with caps applied (for a trace: its measured figures).
+  virtual const DatasetProfile& profile() const = 0;
+};
+
+}  // namespace helm::workload

@@ -1,0 +1,350 @@
+// Synthetic workloads: Zipf users and items, log-normal histories that grow on every revisit, and
+// arrivals shaped by the phases' regimes.
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "helm/workload/generator.h"
+#include "helm/workload/random.h"
+#include "workload/generators.h"
+
+namespace helm::workload::internal {
+namespace {
+
+constexpr double kTwoPi = 6.283185307179586;
+
+// One user's history, oldest first. Grows at the back; loses its oldest events only when it
+// outgrows max_history.
+struct UserState {
+  std::vector<int64_t> items;
+  std::vector<int32_t> actions;
+  std::vector<int64_t> timestamps_ms;
+};
+
+class SyntheticGenerator final : public Generator {
+ public:
+  SyntheticGenerator(const WorkloadOptions& options, DatasetProfile profile,
+                     std::vector<Phase> phases)
+      : options_(options),
+        profile_(std::move(profile)),
+        phases_(std::move(phases)),
+        rng_(options.seed),
+        item_zipf_(profile_.num_items, profile_.item_zipf),
+        user_zipf_(profile_.num_users, profile_.user_zipf),
+        item_perm_(profile_.num_items, options.seed ^ 0x1234567ULL),
+        user_perm_(profile_.num_users, options.seed ^ 0x7654321ULL) {
+    // mu such that the untruncated log-normal has the profile's mean.
+    log_mu_ =
+        std::log(profile_.mean_history) - 0.5 * profile_.history_sigma * profile_.history_sigma;
+    new_events_mean_ = options.new_events_per_visit > 0 ? options.new_events_per_visit
+                                                        : profile_.new_events_per_visit;
+    keep_after_truncation_ = std::max(1, profile_.max_history - profile_.max_history / 4);
+    // Cumulative action weights, folded onto [0, num_actions).
+    std::vector<double> folded(static_cast<size_t>(options.num_actions), 0.0);
+    for (size_t a = 0; a < profile_.action_weights.size(); ++a) {
+      folded[a % folded.size()] += profile_.action_weights[a];
+    }
+    double sum = 0;
+    for (double w : folded) sum += w;
+    double acc = 0;
+    for (double w : folded) {
+      acc += sum > 0 ? w / sum : 1.0 / static_cast<double>(folded.size());
+      action_cdf_.push_back(acc);
+    }
+    // Seconds of trend regime before each phase: popularity rotation only advances in trend
+    // phases and is kept (not undone) by the phases that follow.
+    double trend_s = 0;
+    for (const Phase& phase : phases_) {
+      trend_before_s_.push_back(trend_s);
+      if (phase.regime == Regime::kTrend) trend_s += static_cast<double>(phase.duration_us) * 1e-6;
+    }
+    EnterPhase(0);
+  }
+
+  bool Next(Request* request) override {
+    if (!NextArrival()) return false;
+    const Phase& phase = phases_[phase_];
+    const int64_t t_us = static_cast<int64_t>(t_us_);
+    *request = Request();
+    request->arrival_us = t_us;
+    request->phase = static_cast<int32_t>(phase_);
+    request->in_burst = InBurstWindow(phase, t_us);
+
+    const double shift = RotationShift(t_us);
+    item_shift_ = static_cast<int64_t>(shift) % profile_.num_items;
+    const int64_t user_shift = static_cast<int64_t>(shift) % profile_.num_users;
+
+    bool crowd = false;
+    int64_t user_id = 0;
+    if (request->in_burst && rng_.Bernoulli(options_.burst_new_user_share)) {
+      crowd = true;
+      user_id = profile_.num_users +
+                static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(options_.burst_users)));
+    } else {
+      const int64_t rank = user_zipf_.Sample(rng_);
+      user_id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
+    }
+    request->user_id = user_id;
+    request->crowd_user = crowd;
+    // Crowd users' events lean on the hot set while their burst lasts.
+    const double hot_share = crowd && request->in_burst ? options_.burst_hot_share : 0.0;
+
+    const int64_t now_ms = kEpochMs + t_us / 1000;
+    auto [it, inserted] = user_index_.try_emplace(user_id, static_cast<int32_t>(users_.size()));
+    if (inserted) users_.emplace_back();
+    UserState& user = users_[it->second];
+    if (inserted) {
+      const int32_t length = crowd ? NewCrowdHistoryLength() : InitialHistoryLength();
+      InitHistory(user, length, now_ms, hot_share);
+      request->first_visit = true;
+      request->new_events = length;
+    } else {
+      int64_t k = 1 + rng_.Poisson(std::max(0.0, new_events_mean_ - 1.0));
+      k = std::min<int64_t>(k, keep_after_truncation_);
+      request->truncated = AppendEvents(user, static_cast<int32_t>(k), now_ms, hot_share);
+      request->new_events = static_cast<int32_t>(k);
+    }
+    request->history_item_ids = user.items;
+    request->history_actions = user.actions;
+    request->history_timestamps_ms = user.timestamps_ms;
+
+    FillCandidates(request->in_burst);
+    request->candidate_item_ids = candidates_;
+    return true;
+  }
+
+  const std::vector<Phase>& phases() const override { return phases_; }
+
+  double RatePerS(int64_t t_us) const override {
+    for (const Phase& phase : phases_) {
+      if (t_us >= phase.start_us && t_us < phase.end_us()) return Rate(phase, t_us);
+    }
+    return 0.0;
+  }
+
+  int64_t num_items() const override { return profile_.num_items; }
+  int64_t num_users() const override { return profile_.num_users; }
+  int32_t max_history() const override { return profile_.max_history; }
+  const DatasetProfile& profile() const override { return profile_; }
+
+ private:
+  // (rank - shift) mod n for rank, shift in [0, n): no division on the per-event path.
+  static int64_t Rotate(int64_t rank, int64_t shift, int64_t n) {
+    const int64_t r = rank - shift;
+    return r < 0 ? r + n : r;
+  }
+
+  double Rate(const Phase& phase, int64_t t_us) const {
+    const double base = options_.rate_per_s;
+    switch (phase.regime) {
+      case Regime::kTrend: {
+        const double period_us = options_.trend_period_s > 0
+                                     ? options_.trend_period_s * 1e6
+                                     : static_cast<double>(phase.duration_us);
+        const double x = static_cast<double>(t_us - phase.start_us) / period_us;
+        return base * (1.0 - options_.trend_amplitude * std::cos(kTwoPi * x));
+      }
+      case Regime::kBurst:
+        return InBurstWindow(phase, t_us) ? base * options_.burst_rate_multiplier : base;
+      default:
+        return base;
+    }
+  }
+
+  double MaxRate(const Phase& phase) const {
+    switch (phase.regime) {
+      case Regime::kTrend:
+        return options_.rate_per_s * (1.0 + options_.trend_amplitude);
+      case Regime::kBurst:
+        return options_.rate_per_s * options_.burst_rate_multiplier;
+      default:
+        return options_.rate_per_s;
+    }
+  }
+
+  bool InBurstWindow(const Phase& phase, int64_t t_us) const {
+    if (phase.regime != Regime::kBurst) return false;
+    const double d = static_cast<double>(phase.duration_us);
+    const double begin = static_cast<double>(phase.start_us) + options_.burst_start_fraction * d;
+    const double end = begin + options_.burst_length_fraction * d;
+    const double t = static_cast<double>(t_us);
+    return t >= begin && t < end;
+  }
+
+  // Popularity ranks rotated so far: trend seconds elapsed times the rotation speed.
+  double RotationShift(int64_t t_us) const {
+    const Phase& phase = phases_[phase_];
+    double trend_s = trend_before_s_[phase_];
+    if (phase.regime == Regime::kTrend) {
+      trend_s += static_cast<double>(t_us - phase.start_us) * 1e-6;
+    }
+    return std::floor(trend_s * options_.trend_rotation_ranks_per_s);
+  }
+
+  void EnterPhase(size_t index) {
+    phase_ = index;
+    if (phase_ >= phases_.size()) return;
+    const Phase& phase = phases_[phase_];
+    t_us_ = static_cast<double>(phase.start_us);
+    if (phase.regime == Regime::kBurst) {
+      hot_items_.clear();
+      for (int32_t i = 0; i < options_.burst_hot_items; ++i) {
+        hot_items_.push_back(
+            static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(profile_.num_items))));
+      }
+    }
+  }
+
+  // Non-homogeneous Poisson arrivals by thinning against the phase's peak rate; a candidate
+  // arrival past the phase's end restarts the (memoryless) process in the next phase.
+  bool NextArrival() {
+    while (phase_ < phases_.size()) {
+      const Phase& phase = phases_[phase_];
+      const double peak = MaxRate(phase);
+      t_us_ += rng_.Exponential(1e6 / peak);
+      if (t_us_ >= static_cast<double>(phase.end_us())) {
+        EnterPhase(phase_ + 1);
+        continue;
+      }
+      const int64_t t = static_cast<int64_t>(t_us_);
+      if (phase.regime == Regime::kSteady || rng_.Uniform() * peak < Rate(phase, t)) return true;
+    }
+    return false;
+  }
+
+  // A user whose drawn history exceeds max_history arrives with its most recent 3/4 of the cap,
+  // as right after a truncation, so it has room to grow before the prefix next changes.
+  int32_t InitialHistoryLength() {
+    const double x = std::round(std::exp(log_mu_ + profile_.history_sigma * rng_.Normal()));
+    if (x > static_cast<double>(profile_.max_history)) return keep_after_truncation_;
+    return static_cast<int32_t>(std::max(x, static_cast<double>(profile_.min_history)));
+  }
+
+  // A new user of the flash crowd: a short history (one visit's worth of events).
+  int32_t NewCrowdHistoryLength() {
+    const int64_t length = 1 + rng_.Poisson(std::max(0.0, new_events_mean_ - 1.0));
+    return static_cast<int32_t>(std::min<int64_t>(length, profile_.max_history));
+  }
+
+  int64_t SampleItem(double hot_share) {
+    if (hot_share > 0 && rng_.Bernoulli(hot_share)) {
+      return hot_items_[rng_.Below(hot_items_.size())];
+    }
+    return item_perm_(Rotate(item_zipf_.Sample(rng_), item_shift_, profile_.num_items));
+  }
+
+  int32_t SampleAction() {
+    const double u = rng_.Uniform();
+    int32_t a = 0;
+    while (a + 1 < static_cast<int32_t>(action_cdf_.size()) && u >= action_cdf_[a]) ++a;
+    return a;
+  }
+
+  void InitHistory(UserState& user, int32_t length, int64_t now_ms, double hot_share) {
+    // Room to grow (histories never exceed the cap), so revisits rarely reallocate.
+    const size_t capacity = static_cast<size_t>(
+        std::min<int64_t>(profile_.max_history, 2 * int64_t{length} + 16));
+    user.items.reserve(capacity);
+    user.actions.reserve(capacity);
+    user.timestamps_ms.reserve(capacity);
+    user.items.resize(length);
+    user.actions.resize(length);
+    user.timestamps_ms.resize(length);
+    // Gaps uniform in [0, 2 * mean): the profile's mean without a logarithm per event (initial
+    // histories of long-sequence profiles hold thousands of events).
+    const uint64_t gap_range_ms =
+        std::max<uint64_t>(1, static_cast<uint64_t>(2.0 * profile_.mean_event_gap_s * 1000.0));
+    int64_t t = now_ms;
+    for (int32_t i = length - 1; i >= 0; --i) {
+      user.timestamps_ms[i] = t;
+      t -= static_cast<int64_t>(rng_.Below(gap_range_ms));
+    }
+    for (int32_t i = 0; i < length; ++i) {
+      user.items[i] = SampleItem(hot_share);
+      user.actions[i] = SampleAction();
+    }
+  }
+
+  // Appends `k` events spread evenly over (last event, now]; returns true when the oldest events
+  // had to be dropped to stay within max_history.
+  bool AppendEvents(UserState& user, int32_t k, int64_t now_ms, double hot_share) {
+    const int64_t last_ms = user.timestamps_ms.empty() ? now_ms : user.timestamps_ms.back();
+    const int64_t span_ms = std::max<int64_t>(0, now_ms - last_ms);
+    for (int32_t j = 0; j < k; ++j) {
+      user.items.push_back(SampleItem(hot_share));
+      user.actions.push_back(SampleAction());
+      user.timestamps_ms.push_back(last_ms + span_ms * (j + 1) / k);
+    }
+    const int64_t size = static_cast<int64_t>(user.items.size());
+    if (size <= profile_.max_history) return false;
+    // Drop down to 3/4 of the cap in one step, so the prefix then stays stable for a while
+    // instead of changing on every request (a sliding window would defeat any KV cache).
+    const int64_t drop = size - keep_after_truncation_;
+    user.items.erase(user.items.begin(), user.items.begin() + drop);
+    user.actions.erase(user.actions.begin(), user.actions.begin() + drop);
+    user.timestamps_ms.erase(user.timestamps_ms.begin(), user.timestamps_ms.begin() + drop);
+    return true;
+  }
+
+  void FillCandidates(bool in_burst) {
+    const int32_t total = options_.candidates;
+    const int32_t hot =
+        in_burst ? static_cast<int32_t>(std::llround(total * options_.burst_hot_share)) : 0;
+    const int32_t popular =
+        static_cast<int32_t>(std::llround((total - hot) * options_.candidate_popular_share));
+    candidates_.resize(total);
+    int32_t i = 0;
+    for (; i < hot; ++i) candidates_[i] = hot_items_[rng_.Below(hot_items_.size())];
+    for (; i < hot + popular; ++i) candidates_[i] = SampleItem(0.0);
+    for (; i < total; ++i) {
+      candidates_[i] = static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(profile_.num_items)));
+    }
+  }
+
+  const WorkloadOptions options_;
+  const DatasetProfile profile_;
+  const std::vector<Phase> phases_;
+  Rng rng_;
+  ZipfSampler item_zipf_;
+  ZipfSampler user_zipf_;
+  Permutation item_perm_;
+  Permutation user_perm_;
+  double log_mu_ = 0;
+  double new_events_mean_ = 1;
+  int32_t keep_after_truncation_ = 1;
+  std::vector<double> action_cdf_;
+  std::vector<double> trend_before_s_;
+
+  size_t phase_ = 0;
+  double t_us_ = 0;
+  int64_t item_shift_ = 0;
+  std::vector<int64_t> hot_items_;
+  absl::flat_hash_map<int64_t, int32_t> user_index_;
+  std::vector<UserState> users_;
+  std::vector<int64_t> candidates_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(const WorkloadOptions& options) {
+  absl::StatusOr<DatasetProfile> found = FindProfile(options.profile);
+  if (!found.ok()) return found.status();
+  DatasetProfile profile = *std::move(found);
+  if (options.max_users > 0) profile.num_users = std::min(profile.num_users, options.max_users);
+  if (options.max_items > 0) profile.num_items = std::min(profile.num_items, options.max_items);
+  if (options.max_history > 0)
+    profile.max_history = std::min(profile.max_history, options.max_history);
+  profile.min_history = std::min(profile.min_history, profile.max_history);
+  absl::StatusOr<std::vector<Phase>> phases =
+      ParsePhases(options.phases, options.regime, options.duration_s);
+  if (!phases.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("phases: ", phases.status().message()));
+  }
+  return std::unique_ptr<Generator>(
+      new SyntheticGenerator(options, std::move(profile), *std::move(phases)));
+}
+
+}  // namespace helm::workload::internal
