@@ -15,12 +15,16 @@ namespace helm::emb {
 namespace {
 
 // Bounds on what one writer-lock hold of a resize step does (the lookup p99 depends on them).
-constexpr int kDrainSlotsPerLock = 256;
-constexpr int64_t kDrainBytesPerLock = int64_t{128} << 10;
+constexpr int kDrainSlotsPerLock = 128;
+constexpr int64_t kDrainVisitsPerLock = 1024;  // slots tried by victim searches
+constexpr int64_t kDrainBytesPerLock = int64_t{64} << 10;
 constexpr size_t kRejectedRing = 1024;
 constexpr size_t kSpareStagingBuffers = 8;
 constexpr int64_t kMinStagingBytes = int64_t{64} << 10;
 constexpr int kSketchDepth = 4;
+constexpr int kVictimSamples = 8;        // candidate rows compared per eviction
+constexpr int kVictimAttempts = 32;      // random slots tried per eviction at most
+constexpr size_t kPrefetchDistance = 8;  // ids ahead whose index slot is prefetched
 
 uint64_t Mix64(uint64_t x) {
   x ^= x >> 33;
@@ -36,7 +40,7 @@ std::atomic_ref<T> Atomic(T& field) {
   return std::atomic_ref<T>(field);
 }
 
-uint8_t Decay(uint8_t freq, uint16_t periods) {
+uint8_t Decay(uint8_t freq, uint8_t periods) {
   return periods >= 8 ? 0 : static_cast<uint8_t>(freq >> periods);
 }
 
@@ -176,10 +180,13 @@ EmbCache::~EmbCache() { pool_->Detach(pool::ChunkOwner::kEmb); }
 
 // ---- Live lookups (pins) -----------------------------------------------------------------------
 
-uint64_t EmbCache::Register() {
+uint64_t EmbCache::Register(uint64_t* epoch) {
   absl::MutexLock lock(&live_mu_);
   const uint64_t serial = next_serial_.fetch_add(1, std::memory_order_relaxed);
-  live_.emplace(serial, LiveLookup{});
+  LiveLookup l;
+  l.epoch = epoch_.load(std::memory_order_relaxed);
+  *epoch = l.epoch;
+  live_.emplace(serial, std::move(l));
   return serial;
 }
 
@@ -208,8 +215,9 @@ void EmbCache::Unregister(uint64_t serial) {
 
 uint64_t EmbCache::MinLiveSerial() {
   absl::MutexLock lock(&live_mu_);
+  // Serials and registration epochs grow together: the first live one has the oldest epoch.
   for (const auto& [serial, l] : live_) {
-    if (!l.escalated) return serial;
+    if (!l.escalated) return l.epoch;
   }
   return std::numeric_limits<uint64_t>::max();
 }
@@ -307,10 +315,10 @@ void EmbCache::MaybeAgeLocked() {
 }
 
 uint8_t EmbCache::EffectiveFreq(const Entry& e) const {
-  const uint16_t now = age_epoch_.load(std::memory_order_relaxed);
+  const uint8_t now = age_epoch_.load(std::memory_order_relaxed);
   return Decay(Atomic(const_cast<uint8_t&>(e.freq)).load(std::memory_order_relaxed),
-               static_cast<uint16_t>(
-                   now - Atomic(const_cast<uint16_t&>(e.age)).load(std::memory_order_relaxed)));
+               static_cast<uint8_t>(
+                   now - Atomic(const_cast<uint8_t&>(e.age)).load(std::memory_order_relaxed)));
 }
 
 // ---- Slots and eviction ------------------------------------------------------------------------
@@ -341,41 +349,38 @@ void EmbCache::ReclaimLimboLocked(uint64_t min_live) {
   }
 }
 
-int64_t EmbCache::FindVictimLocked(uint64_t min_live) {
-  const int32_t num_chunks = pool_->num_chunks();
+int64_t EmbCache::FindVictimLocked(uint64_t min_live, int64_t* visits) {
+  // Sampled LFU: of a few random resident rows that no live lookup may read, the least frequent
+  // (frequencies decay by aging, which supplies recency) goes. Bounded work per eviction, and no
+  // CLOCK sweep that would have to pass every recently hit row.
   const int32_t per_chunk = slots_.slots_per_chunk();
-  const uint16_t now = age_epoch_.load(std::memory_order_relaxed);
-  // Two sweeps clear every reference bit once; more finds nothing new.
-  const int64_t limit = 2 * slots_.capacity() + 2;
-  int64_t visited = 0;
-  int32_t chunks_skipped = 0;
-  while (visited < limit && chunks_skipped <= num_chunks) {
-    if (hand_index_ >= per_chunk) {
-      hand_index_ = 0;
-      hand_chunk_ = (hand_chunk_ + 1) % num_chunks;
-    }
-    if (!slots_.Owns(hand_chunk_) || slots_.Draining(hand_chunk_)) {
-      hand_index_ = per_chunk;
-      ++chunks_skipped;
-      continue;
-    }
-    chunks_skipped = 0;
-    const uint32_t slot = slots_.Slot(hand_chunk_, hand_index_++);
-    ++visited;
+  const size_t chunks = victim_chunks_.size();
+  if (chunks == 0) return -1;
+  int64_t best = -1;
+  int best_freq = 256;
+  int samples = 0;
+  int attempts = 0;
+  for (; attempts < kVictimAttempts && samples < kVictimSamples; ++attempts) {
+    victim_rng_ ^= victim_rng_ << 13;
+    victim_rng_ ^= victim_rng_ >> 7;
+    victim_rng_ ^= victim_rng_ << 17;
+    const int32_t chunk = victim_chunks_[(victim_rng_ >> 32) % chunks];
+    const uint32_t slot =
+        slots_.Slot(chunk, static_cast<int32_t>((victim_rng_ & 0xffffffffu) % per_chunk));
     const int64_t id = SlotId(slot);
     if (id < 0) continue;
     Entry& e = index_.find(id)->second;
     // Being filled, or possibly read by a live lookup.
     if (e.filling || e.tag >= min_live || Pins(slot) > 0) continue;
-    if (e.ref) {
-      e.ref = 0;
-      e.freq = Decay(e.freq, static_cast<uint16_t>(now - e.age));
-      e.age = now;
-      continue;
+    ++samples;
+    const uint8_t freq = EffectiveFreq(e);
+    if (freq < best_freq) {
+      best = id;
+      best_freq = freq;
     }
-    return id;
   }
-  return -1;
+  if (visits != nullptr) *visits += attempts;
+  return best;
 }
 
 void EmbCache::EvictLocked(Index::iterator it) {
@@ -396,8 +401,8 @@ int64_t EmbCache::TakeSlotLocked(uint8_t candidate_freq, bool use_admission, uin
   *rejected = false;
   const int64_t free_slot = slots_.Allocate();
   if (free_slot >= 0) return free_slot;
-  int64_t victim = FindVictimLocked(*min_live);
-  if (victim < 0 && EscalateLocked(self, min_live)) victim = FindVictimLocked(*min_live);
+  int64_t victim = FindVictimLocked(*min_live, nullptr);
+  if (victim < 0 && EscalateLocked(self, min_live)) victim = FindVictimLocked(*min_live, nullptr);
   if (victim < 0) {
     *rejected = true;
     return -1;
@@ -409,7 +414,7 @@ int64_t EmbCache::TakeSlotLocked(uint8_t candidate_freq, bool use_admission, uin
   }
   const uint32_t slot = it->second.slot;
   EvictLocked(it);
-  // No live lookup reads the victim (FindVictimLocked checked its tag): reuse it at once.
+  // No live lookup reads the victim (FindVictimLocked checked its tag and pins): reuse it now.
   SlotId(slot) = kReservedSlot;
   return slot;
 }
@@ -438,16 +443,24 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
   out->filled_ids_.clear();
   out->stage_copies_.clear();
   out->staged_index_.clear();
+  out->admitted_index_.clear();
   out->cache_ = this;
-  const uint64_t serial = Register();
+  uint64_t reg_epoch = 0;
+  const uint64_t serial = Register(&reg_epoch);
   out->serial_ = serial;
+  // Non-zero low bits of the serial: the mark this lookup leaves on entries (see Entry).
+  const uint8_t mark = static_cast<uint8_t>(serial) | 1;
   int64_t* loc = out->locations_.data();
   int64_t hits = 0, unique = 0;
-  const uint16_t now = age_epoch_.load(std::memory_order_relaxed);
+  const uint8_t now = age_epoch_.load(std::memory_order_relaxed);
 
   {
     absl::ReaderMutexLock lock(&mu_);
+    const uint64_t read_epoch = epoch_.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < std::min(n, kPrefetchDistance); ++i) index_.prefetch(ids[i]);
     for (size_t i = 0; i < n; ++i) {
+      // Batch lookups know their future keys: start loading the index slots a few ids ahead.
+      if (i + kPrefetchDistance < n) index_.prefetch(ids[i + kPrefetchDistance]);
       auto it = index_.find(ids[i]);
       if (it == index_.end()) {
         out->miss_positions_.push_back(static_cast<int32_t>(i));
@@ -458,18 +471,21 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
         out->miss_positions_.push_back(static_cast<int32_t>(i));
         continue;
       }
-      // Stamp: tag = max(tag, serial), exactly (the reuse rule relies on it).
-      std::atomic_ref<uint64_t> tag(e.tag);
-      uint64_t old = tag.load(std::memory_order_relaxed);
-      while (old < serial && !tag.compare_exchange_weak(old, serial, std::memory_order_relaxed)) {
+      // Stamp with the read section's epoch: every concurrent reader writes the same value.
+      if (Atomic(e.tag).load(std::memory_order_relaxed) < read_epoch) {
+        Atomic(e.tag).store(read_epoch, std::memory_order_relaxed);
       }
-      if (old != serial) ++unique;
-      const uint8_t f =
-          Decay(Atomic(e.freq).load(std::memory_order_relaxed),
-                static_cast<uint16_t>(now - Atomic(e.age).load(std::memory_order_relaxed)));
-      Atomic(e.freq).store(f == 255 ? f : static_cast<uint8_t>(f + 1), std::memory_order_relaxed);
-      Atomic(e.age).store(now, std::memory_order_relaxed);
-      Atomic(e.ref).store(1, std::memory_order_relaxed);
+      if (Atomic(e.mark).load(std::memory_order_relaxed) != mark) {
+        Atomic(e.mark).store(mark, std::memory_order_relaxed);
+        ++unique;
+      }
+      const uint8_t age = Atomic(e.age).load(std::memory_order_relaxed);
+      uint8_t f = Atomic(e.freq).load(std::memory_order_relaxed);
+      if (age != now) {
+        f = Decay(f, static_cast<uint8_t>(now - age));
+        Atomic(e.age).store(now, std::memory_order_relaxed);
+      }
+      if (f != 255) Atomic(e.freq).store(static_cast<uint8_t>(f + 1), std::memory_order_relaxed);
       loc[i] = slots_.Offset(e.slot);
       ++hits;
     }
@@ -480,32 +496,32 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
   if (!out->miss_positions_.empty()) {
     absl::MutexLock lock(&mu_);
     MaybeAgeLocked();
-    const uint16_t now_w = age_epoch_.load(std::memory_order_relaxed);
-    // Live lookups only come and go during this section; new ones are younger than every stamp,
-    // so a bound taken now stays safe for the whole section.
+    const uint8_t now_w = age_epoch_.load(std::memory_order_relaxed);
+    // Lookups that register during this section read only after it: a bound taken now stays
+    // safe for the whole section. A new epoch lets later stamps tell newer lookups apart.
     uint64_t min_live = MinLiveSerial();
+    AdvanceEpochLocked();
     ReclaimLimboLocked(min_live);
     for (int32_t pos : out->miss_positions_) {
       const int64_t id = ids[pos];
+      if (auto ait = out->admitted_index_.find(id); ait != out->admitted_index_.end()) {
+        // Admitted earlier in this lookup: the fill below covers every occurrence.
+        loc[pos] = ait->second;
+        continue;
+      }
       auto it = index_.find(id);
       if (it != index_.end()) {
         Entry& e = it->second;
         if (!e.filling) {
           // Became resident since the read phase (another lookup admitted it).
-          if (e.tag != serial) ++unique;
-          e.tag = std::max(e.tag, serial);
+          if (e.mark != mark) ++unique;
+          e.tag = std::max(e.tag, reg_epoch);
           e.freq = static_cast<uint8_t>(
-              std::min(255, Decay(e.freq, static_cast<uint16_t>(now_w - e.age)) + 1));
+              std::min(255, Decay(e.freq, static_cast<uint8_t>(now_w - e.age)) + 1));
           e.age = now_w;
-          e.ref = 1;
+          e.mark = mark;
           loc[pos] = slots_.Offset(e.slot);
           ++hits;
-          continue;
-        }
-        if (e.tag == serial) {
-          // Admitted earlier in this batch: the fill below covers it.
-          e.freq = static_cast<uint8_t>(std::min(255, e.freq + 1));
-          loc[pos] = slots_.Offset(e.slot);
           continue;
         }
         // Being filled by another lookup: serve it from staging.
@@ -517,11 +533,11 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
           const int64_t slot = TakeSlotLocked(est, use_admission_, serial, &min_live, &rejected);
           if (slot >= 0) {
             Entry e;
-            e.tag = serial;
+            e.tag = reg_epoch;
             e.slot = static_cast<uint32_t>(slot);
             e.age = now_w;
             e.freq = est;
-            e.ref = 1;
+            e.mark = mark;
             e.filling = 1;
             index_.emplace(id, e);
             SlotId(static_cast<uint32_t>(slot)) = id;
@@ -530,6 +546,7 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
             out->fill_copies_.push_back(
                 pool::HostCopy{offset, table_ ? table_->Row(id) : nullptr, row_bytes_});
             out->filled_ids_.push_back(id);
+            out->admitted_index_.emplace(id, offset);
             loc[pos] = offset;
             ++admitted;
             ++unique;
@@ -763,6 +780,7 @@ void EmbCache::AddChunk(int32_t chunk) {
   std::fill_n(chunk_ids_[chunk].get(), per_chunk, kFreeSlot);
   chunk_pins_[chunk].reset(new int32_t[static_cast<size_t>(per_chunk)]());
   chunk_live_[chunk] = 0;
+  victim_chunks_.push_back(chunk);
 }
 
 int32_t EmbCache::BeginRelease() {
@@ -775,6 +793,8 @@ int32_t EmbCache::BeginRelease() {
   if (best >= 0) {
     slots_.BeginDrain(best);
     drain_cursor_ = 0;
+    drain_victim_freq_ = 0;
+    victim_chunks_.erase(std::find(victim_chunks_.begin(), victim_chunks_.end(), best));
   }
   return best;
 }
@@ -784,7 +804,7 @@ std::vector<int32_t> EmbCache::HeldChunks() const {
   return slots_.OwnedChunks();
 }
 
-pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
+pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
   pool::DrainResult result;
   struct Move {
     int64_t id;
@@ -793,7 +813,8 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
   };
   std::vector<Move> moves;
   std::vector<pool::PoolCopy> copies;
-  int64_t budget = max_copy_bytes;
+  // The budget bounds the work of this call: every row handled (moved or dropped) uses its bytes.
+  int64_t budget = max_bytes;
   const int32_t per_chunk = slots_.slots_per_chunk();
   for (;;) {
     moves.clear();
@@ -806,15 +827,22 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
         return result;
       }
       uint64_t min_live = MinLiveSerial();
+      // Without new epochs, a stream of overlapping lookups would keep vacated slots in limbo.
+      AdvanceEpochLocked();
       ReclaimLimboLocked(min_live);
       int examined = 0;
-      int64_t planned = 0;
-      while (examined < kDrainSlotsPerLock &&
-             planned + row_bytes_ <= std::min(budget, kDrainBytesPerLock)) {
+      int64_t visits = 0;
+      int64_t handled = 0;
+      while (examined < kDrainSlotsPerLock && visits < kDrainVisitsPerLock &&
+             handled + row_bytes_ <= std::min(budget, kDrainBytesPerLock)) {
         if (drain_cursor_ >= per_chunk) {
           drain_cursor_ = 0;
           pass_done = true;
           break;
+        }
+        if (drain_cursor_ + kPrefetchDistance < static_cast<size_t>(per_chunk)) {
+          const int64_t ahead = SlotId(slots_.Slot(chunk, drain_cursor_ + kPrefetchDistance));
+          if (ahead >= 0) index_.prefetch(ahead);
         }
         const uint32_t slot = slots_.Slot(chunk, drain_cursor_++);
         ++examined;
@@ -823,17 +851,34 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
         auto it = index_.find(id);
         Entry& e = it->second;
         if (e.filling) continue;  // revisited on the next pass
-        bool rejected = false;
-        const int64_t dst =
-            TakeSlotLocked(EffectiveFreq(e), /*use_admission=*/true, 0, &min_live, &rejected);
+        handled += row_bytes_;
+        // Free room takes any row. Displacing another row needs a victim search, worth it only
+        // for a row hotter than the victims recent searches met (that level decays slowly, so
+        // a mostly-cold chunk is dropped without searching for every row).
+        const uint8_t freq = EffectiveFreq(e);
+        int64_t dst = slots_.Allocate();
+        if (dst < 0 && freq > drain_victim_freq_) {
+          const int64_t victim = FindVictimLocked(min_live, &visits);
+          if (victim >= 0) {
+            auto vit = index_.find(victim);
+            const uint8_t victim_freq = EffectiveFreq(vit->second);
+            if (victim_freq < freq) {
+              dst = vit->second.slot;
+              EvictLocked(vit);
+            } else {
+              drain_victim_freq_ = victim_freq;
+            }
+          }
+        } else if (dst < 0 && drain_victim_freq_ > 0 && ++drain_skips_ % 32 == 0) {
+          --drain_victim_freq_;
+        }
         if (dst >= 0) {
           SlotId(static_cast<uint32_t>(dst)) = kReservedSlot;
           moves.push_back(Move{id, slot, static_cast<uint32_t>(dst)});
           copies.push_back(pool::PoolCopy{slots_.Offset(slot),
                                           slots_.Offset(static_cast<uint32_t>(dst)), row_bytes_});
-          planned += row_bytes_;
         } else {
-          // Colder than everything it could displace: drop it (the host table keeps the row).
+          // Colder than what it could displace: drop it (the host table keeps the row).
           const uint64_t tag = e.tag;
           --chunk_live_[chunk];
           index_.erase(it);
@@ -842,6 +887,7 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
           s_dropped_.fetch_add(1, std::memory_order_relaxed);
         }
       }
+      budget -= handled - static_cast<int64_t>(moves.size()) * row_bytes_;  // drops
       if (moves.empty()) {
         if (slots_.Used(chunk) == 0) {
           slots_.RemoveChunk(chunk);
@@ -856,13 +902,12 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
           ReclaimLimboLocked(min_live);
           continue;
         }
-        if (pass_done) {
-          // Everything left is being filled or pinned by live lookups.
-          result.blocked = true;
+        if (pass_done || budget < row_bytes_) {
+          // Out of budget, or everything left is being filled or pinned by live lookups.
+          result.blocked = pass_done;
           result.remaining_bytes = int64_t{slots_.Used(chunk)} * row_bytes_;
           return result;
         }
-        if (budget < row_bytes_) break;
         continue;
       }
     }
@@ -898,11 +943,8 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
     const int64_t bytes = static_cast<int64_t>(moves.size()) * row_bytes_;
     result.copied_bytes += bytes;
     budget -= bytes;
-    if (budget < row_bytes_) break;
+    if (budget < row_bytes_) return result;
   }
-  absl::MutexLock lock(&mu_);
-  result.remaining_bytes = int64_t{slots_.Used(chunk)} * row_bytes_;
-  return result;
 }
 
 int64_t EmbCache::Prefetch(int64_t max_bytes) {
@@ -918,7 +960,7 @@ int64_t EmbCache::Prefetch(int64_t max_bytes) {
     }
     std::sort(candidates.begin(), candidates.end(), std::greater<>());
     candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-    const uint16_t now = age_epoch_.load(std::memory_order_relaxed);
+    const uint8_t now = age_epoch_.load(std::memory_order_relaxed);
     for (const auto& [freq, id] : candidates) {
       if (static_cast<int64_t>(ids.size() + 1) * row_bytes_ > max_bytes) break;
       if (index_.contains(id)) continue;

@@ -645,7 +645,7 @@ std::vector<int32_t> KvCache::HeldChunks() const {
   return slots_.OwnedChunks();
 }
 
-pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
+pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
   pool::DrainResult result;
   struct Move {
     uint32_t src;
@@ -656,7 +656,8 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
   };
   std::vector<Move> moves;
   std::vector<pool::PoolCopy> copies;
-  int64_t budget = max_copy_bytes;
+  // Bounds this call's work: every block moved or dropped uses its bytes.
+  int64_t budget = max_bytes;
   const int32_t per_chunk = slots_.slots_per_chunk();
   for (;;) {
     moves.clear();
@@ -669,8 +670,9 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
         return result;
       }
       int examined = 0;
+      int64_t dropped = 0;
       while (examined < kDrainBlocksPerLock &&
-             static_cast<int64_t>(moves.size() + 1) * block_bytes_ <= budget) {
+             static_cast<int64_t>(moves.size() + 1) * block_bytes_ + dropped <= budget) {
         if (drain_cursor_ >= per_chunk) {
           drain_cursor_ = 0;
           pass_done = true;
@@ -694,6 +696,7 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
               CeilDiv(users_.find(uid)->second.cached, options_.tokens_per_block);
           const int64_t freed = TrimLocked(uid, block_index_[block]);
           result.dropped_bytes += freed * block_bytes_;
+          dropped += freed * block_bytes_;
           if (freed > 0) {
             auto after = users_.find(uid);
             if (after == users_.end() || after->second.cached == 0) {
@@ -710,6 +713,7 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_copy_bytes) {
         copies.push_back(pool::PoolCopy{slots_.Offset(block),
                                         slots_.Offset(static_cast<uint32_t>(dst)), block_bytes_});
       }
+      budget -= dropped;
       if (moves.empty()) {
         if (slots_.Used(chunk) == 0) {
           slots_.RemoveChunk(chunk);

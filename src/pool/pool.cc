@@ -194,7 +194,7 @@ StepResult Pool::Step() {
     }
     const DrainResult d = source->Drain(chunk, std::max<int64_t>(budget, 0));
     result.copied_bytes += d.copied_bytes;
-    budget -= d.copied_bytes;
+    budget -= d.copied_bytes + d.dropped_bytes;
     bytes_done_.fetch_add(d.copied_bytes, std::memory_order_relaxed);
     bytes_dropped_.fetch_add(d.dropped_bytes, std::memory_order_relaxed);
     if (d.empty) {

@@ -11,17 +11,21 @@
 // relocated away (an entry may leave the index meanwhile, but its bytes stay until the last
 // result that returned them is gone). Ids outside [0, num_items) are InvalidArgument.
 //
-// Policy. TinyLFU admission in front of a CLOCK (second-chance) eviction: the frequency of
-// non-resident ids lives in a count-min sketch (4 rows of 8-bit counters), the frequency of
-// resident rows in their index entry; a miss is admitted into a free slot, or in place of the
-// CLOCK victim only when its estimated frequency beats the victim's. All counters halve every
-// sketch_reset_factor x capacity accesses. A burst of one-off ids therefore does not flush the hot
-// set. emb.admission = "always" admits every miss (CLOCK alone).
+// Policy. TinyLFU admission in front of a sampled-LFU eviction: the frequency of non-resident ids
+// lives in a count-min sketch (4 rows of 8-bit counters, conservative update), the frequency of
+// resident rows in their index entry (the sketch receives it back on eviction). A miss is
+// admitted into a free slot, or in place of the victim (the least frequent of 8 random resident
+// rows) only when its estimated frequency beats the victim's. All counters halve every
+// sketch_reset_factor x capacity accesses, which ages out rows that were hot once (recency). A
+// burst of one-off ids therefore does not flush the hot set. emb.admission = "always" admits every
+// miss (the eviction alone).
 //
-// Pinning is epoch-style: each lookup gets a serial number and stamps it on the entries it hits;
-// a slot may be reused only when no live lookup is at least as old as its last stamp. This keeps
-// the hit path to one hash probe and one cache line. A result held for long would protect every
-// row touched after it; when that leaves no eviction victim (or blocks a resize), the cache turns
+// Pinning is epoch-style. The cache keeps an epoch that only advances under its writer lock; a
+// lookup registers the epoch current when it starts and stamps the entries it hits with the
+// epoch of its read phase (all concurrent readers see the same one, so plain stores suffice and
+// the hit path needs no atomic read-modify-write). A slot may be reused only when no live lookup
+// registered at or before its last stamp. A result held for long would thus protect every row
+// touched after it; when that leaves no eviction victim (or blocks a resize), the cache turns
 // the older live results into explicit per-slot pins (what they returned, nothing more).
 //
 // Resize. As a pool::ChunkClient the cache gives up its chunk with the fewest resident rows: hot
@@ -118,6 +122,7 @@ class EmbLookup {
   std::vector<int64_t> filled_ids_;
   std::vector<pool::HostCopy> stage_copies_;
   absl::flat_hash_map<int64_t, int64_t> staged_index_;
+  absl::flat_hash_map<int64_t, int64_t> admitted_index_;  // admitted in this lookup -> offset
 };
 
 class EmbCache final : public pool::ChunkClient {
@@ -165,22 +170,25 @@ class EmbCache final : public pool::ChunkClient {
   // pool::ChunkClient
   void AddChunk(int32_t chunk) override;
   int32_t BeginRelease() override;
-  pool::DrainResult Drain(int32_t chunk, int64_t max_copy_bytes) override;
+  pool::DrainResult Drain(int32_t chunk, int64_t max_bytes) override;
   std::vector<int32_t> HeldChunks() const override;
   int64_t Prefetch(int64_t max_bytes) override;
 
  private:
-  // An index entry. `tag` is the largest serial of a lookup that returned this slot; the other
-  // small fields are updated with relaxed atomics under the reader lock (approximate under races,
-  // which only blurs frequencies), `filling` is set while the row's bytes are being copied in.
+  // An index entry (16 bytes, so that key and entry share 24 bytes). `tag` is the latest epoch
+  // in which a lookup returned this slot. The small fields are updated with relaxed atomics under
+  // the reader lock (approximate under races, which only blurs statistics and frequencies).
+  // `mark` holds the low bits of the last lookup's serial, so that a repeat inside one batch is
+  // recognised (for unique-id counts); `filling` is set while the row's bytes are being copied in.
   struct Entry {
     uint64_t tag = 0;
     uint32_t slot = 0;
-    uint16_t age = 0;  // aging period of `freq`
+    uint8_t age = 0;  // aging period `freq` was last brought up to date in (mod 256)
     uint8_t freq = 0;
-    uint8_t ref = 0;  // CLOCK reference bit
+    uint8_t mark = 0;
     uint8_t filling = 0;
   };
+  static_assert(sizeof(Entry) == 16);
   using Index = absl::flat_hash_map<int64_t, Entry>;
   static constexpr int64_t kFreeSlot = -1;
   static constexpr int64_t kReservedSlot = -2;  // destination of a relocation in flight
@@ -191,12 +199,17 @@ class EmbCache final : public pool::ChunkClient {
   EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
            std::shared_ptr<const HostTable> table);
 
-  uint64_t Register();
+  // Registers a lookup; returns its serial and sets *epoch to the epoch it registered at.
+  uint64_t Register(uint64_t* epoch);
   // Records a finished lookup's locations (read if it is ever escalated to explicit pins).
   void MarkComplete(uint64_t serial, const int64_t* locations, size_t count);
   void Unregister(uint64_t serial);
-  // Oldest live lookup still protected by its serial (escalated ones hold explicit pins).
+  // Oldest epoch a live lookup still relies on (escalated ones hold explicit pins instead).
   uint64_t MinLiveSerial();
+  // Starts a new epoch. REQUIRES: the writer lock (readers see one epoch per read section).
+  void AdvanceEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
   // Turns every complete live lookup other than `self` into explicit slot pins and advances
   // *min_live accordingly. Returns whether any lookup was escalated.
   bool EscalateLocked(uint64_t self, uint64_t* min_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -218,13 +231,13 @@ class EmbCache final : public pool::ChunkClient {
   int64_t SlotIdConst(uint32_t slot) const {
     return chunk_ids_[slots_.Chunk(slot)][slots_.IndexInChunk(slot)];
   }
-  // A slot for a new row: a free one, else the CLOCK victim's (one that no lookup at least as old
-  // as `min_live` returned), provided the candidate's frequency beats the victim's when
-  // `use_admission`. -1 (and *rejected) when there is none.
+  // A slot for a new row: a free one, else the eviction victim's (one that no live lookup
+  // registered at or before `min_live` returned), provided the candidate's frequency beats the
+  // victim's when `use_admission`. -1 (and *rejected) when there is none.
   int64_t TakeSlotLocked(uint8_t candidate_freq, bool use_admission, uint64_t self,
                          uint64_t* min_live, bool* rejected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The CLOCK victim's id, or -1.
-  int64_t FindVictimLocked(uint64_t min_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The eviction victim's id (sampled LFU), or -1; adds the slots it tried to *visits.
+  int64_t FindVictimLocked(uint64_t min_live, int64_t* visits) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked(Index::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Vacates a slot whose bytes a live lookup may still read (last stamped `tag`).
   void RetireSlotLocked(uint32_t slot, uint64_t tag, uint64_t min_live)
@@ -255,19 +268,23 @@ class EmbCache final : public pool::ChunkClient {
     uint64_t tag;
   };
   std::vector<Limbo> limbo_ ABSL_GUARDED_BY(mu_);
-  int32_t hand_chunk_ ABSL_GUARDED_BY(mu_) = 0;
-  int32_t hand_index_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<int32_t> victim_chunks_ ABSL_GUARDED_BY(mu_);  // owned, not draining
+  uint64_t victim_rng_ ABSL_GUARDED_BY(mu_) = 0x9e3779b97f4a7c15ull;
   int32_t drain_cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  uint8_t drain_victim_freq_ ABSL_GUARDED_BY(mu_) = 0;  // victims' frequency level seen lately
+  uint32_t drain_skips_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<uint8_t> sketch_ ABSL_GUARDED_BY(mu_);
   uint64_t sketch_mask_ = 0;  // per row
-  std::atomic<uint16_t> age_epoch_{0};
+  std::atomic<uint8_t> age_epoch_{0};
   std::atomic<int64_t> accesses_since_age_{0};
   std::vector<int64_t> rejected_ ABSL_GUARDED_BY(mu_);  // recent rejected ids (prefetch)
   size_t rejected_pos_ ABSL_GUARDED_BY(mu_) = 0;
 
-  // Live lookups' serials.
+  // Live lookups, by serial; the epoch advances only under the writer lock.
   std::atomic<uint64_t> next_serial_{1};
+  std::atomic<uint64_t> epoch_{1};
   struct LiveLookup {
+    uint64_t epoch = 0;                  // registered at
     const int64_t* locations = nullptr;  // set once the lookup completed
     size_t count = 0;
     bool escalated = false;

@@ -189,7 +189,7 @@ class KvCache final : public pool::ChunkClient {
   // pool::ChunkClient
   void AddChunk(int32_t chunk) override;
   int32_t BeginRelease() override;
-  pool::DrainResult Drain(int32_t chunk, int64_t max_copy_bytes) override;
+  pool::DrainResult Drain(int32_t chunk, int64_t max_bytes) override;
   std::vector<int32_t> HeldChunks() const override;
 
  private:

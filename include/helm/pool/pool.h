@@ -9,10 +9,10 @@
 //
 // Resize. SetTarget(emb_share) clamps to [r_min, r_max] and rounds to whole chunks. Nothing moves
 // until Step() is called: the pool has no thread of its own. The node calls Step() from one of its
-// threads (e.g. every few milliseconds, or back to back while Snapshot().pending_chunks > 0).
-// Each Step relocates at most pool.max_step_bytes of content and every lock it takes is held for
-// a short, bounded time; lookups and appends keep running. A chunk whose remaining content is
-// pinned (in use by an in-flight lookup or request) waits for a later Step.
+// threads (e.g. every millisecond or so while Snapshot().pending_chunks > 0). Each Step handles
+// at most pool.max_step_bytes of content (relocated plus dropped), in pieces that each hold a
+// cache lock for tens of microseconds; lookups and appends keep running in between. A chunk whose
+// remaining content is pinned (in use by an in-flight lookup or request) waits for a later Step.
 //
 // Clients. The caches implement ChunkClient and attach themselves when created (Attach) and
 // detach when destroyed (Detach). A side with no client attached holds its chunks as plain
@@ -41,7 +41,7 @@ namespace helm::pool {
 enum class ChunkOwner : uint8_t { kEmb = 0, kKv = 1 };
 const char* ChunkOwnerName(ChunkOwner owner);
 
-// What one ChunkClient::Drain call did.
+// What one ChunkClient::Drain call did. copied + dropped bytes stay within the call's budget.
 struct DrainResult {
   int64_t copied_bytes = 0;     // content relocated into the cache's other chunks
   int64_t dropped_bytes = 0;    // content dropped (evicted) instead
@@ -60,10 +60,11 @@ class ChunkClient {
   // it holds no chunk it could give up.
   virtual int32_t BeginRelease() = 0;
   // Empties the chunk picked by BeginRelease a bounded piece at a time: relocates still-useful
-  // content into free space of its other chunks (copying at most `max_copy_bytes` in this call)
-  // and drops the rest. Never moves or drops pinned content. When nothing is left, removes the
-  // chunk from its capacity and reports empty.
-  virtual DrainResult Drain(int32_t chunk, int64_t max_copy_bytes) = 0;
+  // content into free space of its other chunks and drops the rest, handling at most `max_bytes`
+  // of content (copied plus dropped) in this call, so that a step's work is bounded even when
+  // everything is dropped. Never moves or drops pinned content. When nothing is left, removes
+  // the chunk from its capacity and reports empty.
+  virtual DrainResult Drain(int32_t chunk, int64_t max_bytes) = 0;
   // The chunks it holds (those being drained included), for invariant checks.
   virtual std::vector<int32_t> HeldChunks() const = 0;
   // Background fill when idle (EMB prefetch of hot missing rows); copies at most `max_bytes` and
