@@ -32,8 +32,8 @@ struct EmbOptions {
     v.Field("table_path", table_path, "NumPy .npy table to mmap (\"\": seeded random rows)");
     v.Field("seed", seed, "seed of the random table");
     v.Field("admission", admission, "admission policy", config::OneOf({"tinylfu", "always"}));
-    v.Field("sketch_width_per_row", sketch_width_per_row,
-            "count-min counters per cacheable row", config::InRange<int32_t>(1, 64));
+    v.Field("sketch_width_per_row", sketch_width_per_row, "count-min counters per cacheable row",
+            config::InRange<int32_t>(1, 64));
     v.Field("sketch_reset_factor", sketch_reset_factor,
             "halve sketch counters every factor x capacity increments",
             config::InRange<int32_t>(1, 1000));

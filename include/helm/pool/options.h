@@ -47,8 +47,7 @@ struct PoolOptions {
     v.Field("prefetch_bytes_per_s", prefetch_bytes_per_s,
             "background EMB prefetch budget after EMB grows (bytes/s; 0: off)",
             config::AtLeast<int64_t>(0));
-    v.Field("backend", backend, "storage backend",
-            config::OneOf({"auto", "cpu", "cuda", "none"}));
+    v.Field("backend", backend, "storage backend", config::OneOf({"auto", "cpu", "cuda", "none"}));
     v.Field("device", device, "CUDA device ordinal", config::AtLeast<int32_t>(0));
     v.Field("pcie_emulation_gbps", pcie_emulation_gbps,
             "cpu backend: pace host->pool copies at this rate (GB/s; 0: off)",
@@ -65,8 +64,9 @@ struct PoolOptions {
                                                      r_min, ", ", r_max, "], got ", initial_split));
     }
     if (bytes < 2 * chunk_bytes) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "bytes: must hold at least two chunks of chunk_bytes (", 2 * chunk_bytes, "), got ", bytes));
+      return absl::InvalidArgumentError(
+          absl::StrCat("bytes: must hold at least two chunks of chunk_bytes (", 2 * chunk_bytes,
+                       "), got ", bytes));
     }
     return absl::OkStatus();
   }

@@ -1,0 +1,765 @@
+#include "helm/kv/kv_cache.h"
+
+#include <algorithm>
+#include <bit>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "helm/common/logging.h"
+#include "spdlog/spdlog.h"
+
+namespace helm::kv {
+namespace {
+
+// Bounds on one lock hold of a resize step.
+constexpr int kDrainBlocksPerLock = 64;
+
+uint64_t Mix64(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  x ^= x >> 33;
+  return x;
+}
+
+int DtypeBytes(const std::string& dtype) { return dtype == "fp32" ? 4 : 2; }
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+void HistoryHashes(const History& history, std::vector<uint64_t>* out) {
+  const size_t n = history.item_ids.size();
+  out->resize(n + 1);
+  uint64_t h = 0x6a09e667f3bcc909ull;
+  (*out)[0] = h;
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t token =
+        Mix64(static_cast<uint64_t>(history.item_ids[i]) * 0x9e3779b97f4a7c15ull ^
+              (static_cast<uint64_t>(history.timestamps_ms[i]) << 8) ^
+              static_cast<uint64_t>(static_cast<uint32_t>(history.actions[i])));
+    h = Mix64(h ^ token) + 0x632be59bd9b4e019ull;
+    (*out)[i + 1] = h;
+  }
+}
+
+KvStats KvStats::operator-(const KvStats& o) const {
+  KvStats d;
+  d.requests = requests - o.requests;
+  d.requested_tokens = requested_tokens - o.requested_tokens;
+  d.hit_tokens = hit_tokens - o.hit_tokens;
+  d.recomputed_tokens = recomputed_tokens - o.recomputed_tokens;
+  d.prefix_mismatches = prefix_mismatches - o.prefix_mismatches;
+  d.appended_tokens = appended_tokens - o.appended_tokens;
+  d.evicted_users = evicted_users - o.evicted_users;
+  d.trimmed_users = trimmed_users - o.trimmed_users;
+  d.evicted_blocks = evicted_blocks - o.evicted_blocks;
+  d.relocated_blocks = relocated_blocks - o.relocated_blocks;
+  d.reserve_exhausted = reserve_exhausted - o.reserve_exhausted;
+  d.reserve_conflicts = reserve_conflicts - o.reserve_conflicts;
+  return d;
+}
+
+// ---- KvLease -----------------------------------------------------------------------------------
+
+KvLease::KvLease(KvLease&& other) noexcept { *this = std::move(other); }
+
+KvLease& KvLease::operator=(KvLease&& other) noexcept {
+  if (this == &other) return *this;
+  Release();
+  cache_ = std::exchange(other.cache_, nullptr);
+  lease_id_ = other.lease_id_;
+  user_id_ = other.user_id_;
+  history_tokens_ = other.history_tokens_;
+  prefix_ = other.prefix_;
+  end_ = other.end_;
+  appending_ = other.appending_;
+  prefix_offsets_ = std::move(other.prefix_offsets_);
+  pinned_ = std::move(other.pinned_);
+  hashes_ = std::move(other.hashes_);
+  return *this;
+}
+
+absl::StatusOr<KvReservation> KvLease::Reserve(int64_t num_tokens) {
+  if (cache_ == nullptr) return absl::FailedPreconditionError("kv: lease is not active");
+  return cache_->Reserve(this, num_tokens);
+}
+
+absl::Status KvLease::Commit() {
+  if (cache_ == nullptr) return absl::FailedPreconditionError("kv: lease is not active");
+  return cache_->Commit(this);
+}
+
+void KvLease::Release() {
+  if (cache_ == nullptr) return;
+  cache_->Release(this);
+  cache_ = nullptr;
+  pinned_.clear();
+  prefix_offsets_.clear();
+  hashes_.clear();
+}
+
+// ---- Creation ----------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvOptions& options,
+                                                         const model::ModelOptions& model,
+                                                         pool::Pool* pool) {
+  if (pool == nullptr) return absl::InvalidArgumentError("kv cache: pool must not be null");
+  if (options.tokens_per_block < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.tokens_per_block: must be >= 1, got ", options.tokens_per_block));
+  }
+  if (options.dtype != "fp32" && options.dtype != "fp16" && options.dtype != "bf16") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.dtype: must be one of {fp32, fp16, bf16}, got '", options.dtype, "'"));
+  }
+  if (options.eviction != "cost_aware" && options.eviction != "lru") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv.eviction: must be one of {cost_aware, lru}, got '", options.eviction, "'"));
+  }
+  if (model.num_layers < 1 || model.num_heads < 1 || model.d_qk < 1 || model.d_v < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: num_layers, num_heads, d_qk and d_v must be >= 1, got ",
+                     model.num_layers, ", ", model.num_heads, ", ", model.d_qk, ", ", model.d_v));
+  }
+  // Same formula as config::KvBlockBytes (kv does not link the config library).
+  const int64_t block_bytes = int64_t{model.num_layers} * options.tokens_per_block *
+                              model.num_heads * (model.d_qk + model.d_v) *
+                              DtypeBytes(options.dtype);
+  if (block_bytes > pool->chunk_bytes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.tokens_per_block: a KV block (", block_bytes, " bytes for ",
+                     model.num_layers, " layers x ", options.tokens_per_block,
+                     " tokens) must fit in pool.chunk_bytes (", pool->chunk_bytes(), ")"));
+  }
+  std::unique_ptr<KvCache> cache(new KvCache(options, model, block_bytes, pool));
+  if (absl::Status s = pool->Attach(pool::ChunkOwner::kKv, cache.get()); !s.ok()) return s;
+  return cache;
+}
+
+namespace {
+// Attention cost per key over linear cost per token, per layer (they share the layer factor):
+// linear: 2*D*H*(2*d_qk + 2*d_v) for the U,V,Q,K projection plus 2*H*d_v*D for the output;
+// attention: 2*H*(d_qk + d_v) per earlier token (Q.K and A.V).
+double AttentionRatio(const model::ModelOptions& m) {
+  const double linear = 2.0 * m.d_model * m.num_heads * (2.0 * m.d_qk + 3.0 * m.d_v);
+  const double attention = 2.0 * m.num_heads * (m.d_qk + m.d_v);
+  return linear > 0 ? attention / linear : 0.0;
+}
+}  // namespace
+
+KvCache::KvCache(const KvOptions& options, const model::ModelOptions& model, int64_t block_bytes,
+                 pool::Pool* pool)
+    : options_(options),
+      model_(model),
+      block_bytes_(block_bytes),
+      cost_aware_(options.eviction == "cost_aware"),
+      attention_ratio_(AttentionRatio(model)),
+      pool_(pool),
+      storage_(pool->storage()),
+      slots_(pool->num_chunks(), pool->chunk_bytes(), block_bytes) {
+  absl::MutexLock lock(&mu_);
+  const size_t n = slots_.slot_id_limit();
+  block_user_.assign(n, kNoUser);
+  block_index_.assign(n, -1);
+  block_pins_.assign(n, 0);
+  block_gen_.assign(n, 0);
+}
+
+KvCache::~KvCache() { pool_->Detach(pool::ChunkOwner::kKv); }
+
+// ---- Bookkeeping helpers -----------------------------------------------------------------------
+
+void KvCache::Reprioritize(int64_t user_id, User& u, bool used) {
+  by_priority_.erase({u.priority, user_id});
+  if (cost_aware_) {
+    // GDSF: inflation + frequency x cost / size, where cost / size of a prefix of n tokens is the
+    // average per-token recompute cost (1 + ratio * n / 2) over a constant bytes per token.
+    const double per_byte = 1.0 + attention_ratio_ * static_cast<double>(u.cached) / 2.0;
+    u.priority = inflation_ + static_cast<double>(u.requests) * per_byte;
+  } else if (used) {
+    u.priority = static_cast<double>(++lru_clock_);
+  }
+  by_priority_.insert({u.priority, user_id});
+}
+
+void KvCache::EmitLocked(int64_t user_id, int64_t cached) {
+  absl::MutexLock lock(&events_mu_);
+  pending_events_[user_id] = cached;
+}
+
+void KvCache::FreeBlockLocked(uint32_t block) {
+  block_user_[block] = kNoUser;
+  block_index_[block] = -1;
+  slots_.Free(block);
+}
+
+void KvCache::MaybeEraseUserLocked(int64_t user_id) {
+  auto it = users_.find(user_id);
+  if (it == users_.end()) return;
+  const User& u = it->second;
+  if (!u.blocks.empty() || !u.leases.empty()) return;
+  by_priority_.erase({u.priority, user_id});
+  users_.erase(it);
+}
+
+int64_t KvCache::EvictableTail(const User& u) const {
+  int64_t n = 0;
+  for (auto it = u.blocks.rbegin(); it != u.blocks.rend() && block_pins_[*it] == 0; ++it) ++n;
+  return n;
+}
+
+int64_t KvCache::TrimLocked(int64_t user_id, int64_t keep_blocks) {
+  auto uit = users_.find(user_id);
+  if (uit == users_.end()) return 0;
+  User& u = uit->second;
+  int64_t freed = 0;
+  while (static_cast<int64_t>(u.blocks.size()) > keep_blocks && block_pins_[u.blocks.back()] == 0) {
+    FreeBlockLocked(u.blocks.back());
+    u.blocks.pop_back();
+    ++freed;
+  }
+  if (freed == 0) return 0;
+  const int64_t tpb = options_.tokens_per_block;
+  const int64_t kept = std::min<int64_t>(u.cached, static_cast<int64_t>(u.blocks.size()) * tpb);
+  if (kept != u.cached) {
+    u.cached = kept;
+    u.block_hashes.resize(static_cast<size_t>(kept / tpb));
+    u.tail_hash = 0;  // `kept` ends on a block boundary here
+    EmitLocked(user_id, kept);
+  }
+  s_evicted_blocks_.fetch_add(freed, std::memory_order_relaxed);
+  Reprioritize(user_id, u, /*used=*/false);
+  MaybeEraseUserLocked(user_id);
+  return freed;
+}
+
+bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user) {
+  while (slots_.allocatable() < blocks) {
+    const int64_t shortfall = blocks - slots_.allocatable();
+    int64_t victim = -1;
+    int64_t evictable = 0;
+    double priority = 0;
+    for (const auto& [p, uid] : by_priority_) {
+      if (uid == protect_user) continue;
+      const int64_t n = EvictableTail(users_.find(uid)->second);
+      if (n > 0) {
+        victim = uid;
+        evictable = n;
+        priority = p;
+        break;
+      }
+    }
+    if (victim < 0) return false;
+    User& u = users_.find(victim)->second;
+    const int64_t held = static_cast<int64_t>(u.blocks.size());
+    const bool trim = cost_aware_ && options_.allow_trim && evictable > shortfall;
+    const int64_t keep = trim ? held - shortfall : held - evictable;
+    if (cost_aware_) inflation_ = std::max(inflation_, priority);
+    TrimLocked(victim, keep);
+    auto after = users_.find(victim);
+    if (after == users_.end() || after->second.cached == 0) {
+      s_evicted_users_.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      s_trimmed_users_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return true;
+}
+
+// ---- Requests ----------------------------------------------------------------------------------
+
+absl::StatusOr<KvLease> KvCache::Acquire(int64_t user_id, const History& history) {
+  const size_t n = history.item_ids.size();
+  if (history.actions.size() != n || history.timestamps_ms.size() != n) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv acquire: history columns differ in length (item_ids ", n, ", actions ",
+        history.actions.size(), ", timestamps_ms ", history.timestamps_ms.size(), ")"));
+  }
+  std::vector<uint64_t> hashes;
+  HistoryHashes(history, &hashes);  // outside the lock: O(history) work
+  return AcquireImpl(user_id, static_cast<int64_t>(n), std::move(hashes));
+}
+
+absl::StatusOr<KvLease> KvCache::AcquireUnverified(int64_t user_id, int64_t history_tokens) {
+  if (history_tokens < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv acquire: history_tokens must be >= 0, got ", history_tokens));
+  }
+  return AcquireImpl(user_id, history_tokens, {});
+}
+
+absl::StatusOr<KvLease> KvCache::AcquireImpl(int64_t user_id, int64_t history_tokens,
+                                             std::vector<uint64_t> hashes) {
+  if (user_id < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv acquire: user_id must be >= 0, got ", user_id));
+  }
+  const bool verified = !hashes.empty();
+  const int64_t tpb = options_.tokens_per_block;
+  KvLease lease;
+  lease.user_id_ = user_id;
+  lease.history_tokens_ = history_tokens;
+  lease.hashes_ = std::move(hashes);
+  int64_t cached_before = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    User& u = users_[user_id];
+    cached_before = u.cached;
+    int64_t prefix = 0;
+    if (!verified) {
+      prefix = std::min(u.cached, history_tokens);
+    } else {
+      const int64_t full = std::min(u.cached, history_tokens) / tpb;
+      int64_t matched = 0;
+      while (matched < full &&
+             u.block_hashes[matched] == lease.hashes_[static_cast<size_t>((matched + 1) * tpb)]) {
+        ++matched;
+      }
+      prefix = matched * tpb;
+      if (matched == u.cached / tpb && u.cached % tpb != 0 && u.cached <= history_tokens &&
+          u.tail_hash == lease.hashes_[static_cast<size_t>(u.cached)]) {
+        prefix = u.cached;
+      }
+    }
+    lease.lease_id_ = next_lease_id_++;
+    lease.prefix_ = prefix;
+    lease.end_ = prefix;
+    const int64_t pin_blocks = CeilDiv(prefix, tpb);
+    lease.prefix_offsets_.reserve(static_cast<size_t>(pin_blocks));
+    lease.pinned_.reserve(static_cast<size_t>(pin_blocks));
+    for (int64_t i = 0; i < pin_blocks; ++i) {
+      const uint32_t b = u.blocks[static_cast<size_t>(i)];
+      ++block_pins_[b];
+      lease.pinned_.push_back(b);
+      lease.prefix_offsets_.push_back(slots_.Offset(b));
+    }
+    u.leases.push_back(LeaseRef{lease.lease_id_, prefix});
+    ++u.requests;
+    Reprioritize(user_id, u, /*used=*/true);
+    lease.cache_ = this;
+  }
+  s_requests_.fetch_add(1, std::memory_order_relaxed);
+  s_requested_.fetch_add(history_tokens, std::memory_order_relaxed);
+  s_hit_.fetch_add(lease.prefix_, std::memory_order_relaxed);
+  s_recomputed_.fetch_add(history_tokens - lease.prefix_, std::memory_order_relaxed);
+  if (lease.prefix_ < std::min(cached_before, history_tokens)) {
+    s_mismatch_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return lease;
+}
+
+absl::StatusOr<KvReservation> KvCache::Reserve(KvLease* lease, int64_t num_tokens) {
+  if (num_tokens < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv reserve: num_tokens must be >= 1, got ", num_tokens));
+  }
+  if (lease->end_ + num_tokens > lease->history_tokens_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv reserve: tokens [", lease->end_, ", ", lease->end_ + num_tokens,
+                     ") run past the request's history of ", lease->history_tokens_, " tokens"));
+  }
+  const int64_t tpb = options_.tokens_per_block;
+  const int64_t uid = lease->user_id_;
+  absl::MutexLock lock(&mu_);
+  User& u = users_.find(uid)->second;
+  if (u.appender != 0 && u.appender != lease->lease_id_) {
+    s_conflicts_.fetch_add(1, std::memory_order_relaxed);
+    return absl::FailedPreconditionError(
+        absl::StrCat("kv reserve: user ", uid, ": another in-flight request is already appending"));
+  }
+  if (!lease->appending_) {
+    int64_t other_reads = 0;
+    for (const LeaseRef& l : u.leases) {
+      if (l.lease_id != lease->lease_id_) other_reads = std::max(other_reads, l.prefix);
+    }
+    if (other_reads > lease->end_) {
+      s_conflicts_.fetch_add(1, std::memory_order_relaxed);
+      return absl::FailedPreconditionError(
+          absl::StrCat("kv reserve: user ", uid, ": another in-flight request reads ", other_reads,
+                       " cached tokens, beyond this request's reusable prefix of ", lease->end_));
+    }
+    if (u.cached > lease->end_ ||
+        static_cast<int64_t>(u.blocks.size()) > CeilDiv(lease->end_, tpb)) {
+      // The cache holds a tail this request's history disagrees with: cut it off before
+      // appending over it. Nobody reads it (checked above), so nothing beyond is pinned.
+      TrimLocked(uid, CeilDiv(lease->end_, tpb));
+      User& again = users_.find(uid)->second;
+      if (again.cached > lease->end_) {
+        again.cached = lease->end_;
+        again.block_hashes.resize(static_cast<size_t>(lease->end_ / tpb));
+        again.tail_hash = 0;
+        EmitLocked(uid, lease->end_);
+      }
+    }
+    users_.find(uid)->second.appender = lease->lease_id_;
+    lease->appending_ = true;
+  }
+  User& user = users_.find(uid)->second;
+  const int64_t first = lease->end_;
+  const int64_t last = first + num_tokens;  // exclusive
+  const int64_t need = CeilDiv(last, tpb) - static_cast<int64_t>(user.blocks.size());
+  if (need > 0 && !MakeRoomLocked(need, uid)) {
+    s_exhausted_.fetch_add(1, std::memory_order_relaxed);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("kv reserve: user ", uid, ": no room for ", need, " more blocks (",
+                     slots_.allocatable(), " free, everything else pinned or protected)"));
+  }
+  User& owner = users_.find(uid)->second;
+  for (int64_t i = 0; i < need; ++i) {
+    const int64_t b = slots_.Allocate();
+    const uint32_t block = static_cast<uint32_t>(b);
+    block_user_[block] = uid;
+    block_index_[block] = static_cast<int32_t>(owner.blocks.size());
+    ++block_pins_[block];
+    owner.blocks.push_back(block);
+    lease->pinned_.push_back(block);
+  }
+  KvReservation r;
+  r.first_token = first;
+  r.num_tokens = num_tokens;
+  for (int64_t i = first / tpb; i < CeilDiv(last, tpb); ++i) {
+    const uint32_t block = owner.blocks[static_cast<size_t>(i)];
+    // The caller writes this block now: a relocation planned before must not commit.
+    ++block_gen_[block];
+    r.block_offsets.push_back(slots_.Offset(block));
+  }
+  lease->end_ = last;
+  return r;
+}
+
+absl::Status KvCache::Commit(KvLease* lease) {
+  if (!lease->appending_) return absl::OkStatus();
+  const int64_t tpb = options_.tokens_per_block;
+  const int64_t uid = lease->user_id_;
+  absl::MutexLock lock(&mu_);
+  User& u = users_.find(uid)->second;
+  const int64_t end = lease->end_;
+  const bool verified = !lease->hashes_.empty();
+  u.block_hashes.resize(static_cast<size_t>(end / tpb));
+  for (int64_t b = lease->prefix_ / tpb; b < end / tpb; ++b) {
+    u.block_hashes[static_cast<size_t>(b)] =
+        verified ? lease->hashes_[static_cast<size_t>((b + 1) * tpb)] : 0;
+  }
+  u.tail_hash = (end % tpb != 0 && verified) ? lease->hashes_[static_cast<size_t>(end)] : 0;
+  const int64_t grew = end - u.cached;
+  u.cached = end;
+  u.appender = 0;
+  for (LeaseRef& l : u.leases) {
+    if (l.lease_id == lease->lease_id_) l.prefix = end;
+  }
+  lease->appending_ = false;
+  lease->prefix_ = end;
+  // The lease pins every block up to `end` (its prefix and its reservations): expose them all.
+  lease->prefix_offsets_.clear();
+  for (int64_t i = 0; i < CeilDiv(end, tpb); ++i) {
+    lease->prefix_offsets_.push_back(slots_.Offset(u.blocks[static_cast<size_t>(i)]));
+  }
+  Reprioritize(uid, u, /*used=*/false);
+  EmitLocked(uid, end);
+  s_appended_.fetch_add(grew, std::memory_order_relaxed);
+  return absl::OkStatus();
+}
+
+void KvCache::Release(KvLease* lease) {
+  const int64_t tpb = options_.tokens_per_block;
+  const int64_t uid = lease->user_id_;
+  absl::MutexLock lock(&mu_);
+  for (uint32_t b : lease->pinned_) --block_pins_[b];
+  auto it = users_.find(uid);
+  if (it == users_.end()) return;
+  User& u = it->second;
+  u.leases.erase(std::remove_if(u.leases.begin(), u.leases.end(),
+                                [&](const LeaseRef& l) { return l.lease_id == lease->lease_id_; }),
+                 u.leases.end());
+  if (lease->appending_) {
+    // Uncommitted: the reserved blocks beyond the committed length go back.
+    u.appender = 0;
+    TrimLocked(uid, CeilDiv(u.cached, tpb));
+  }
+  MaybeEraseUserLocked(uid);
+}
+
+// ---- Readers -----------------------------------------------------------------------------------
+
+int64_t KvCache::CachedTokens(int64_t user_id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = users_.find(user_id);
+  return it == users_.end() ? 0 : it->second.cached;
+}
+
+std::vector<int64_t> KvCache::BlockOffsets(int64_t user_id) const {
+  absl::MutexLock lock(&mu_);
+  std::vector<int64_t> out;
+  auto it = users_.find(user_id);
+  if (it == users_.end()) return out;
+  const int64_t n = CeilDiv(it->second.cached, options_.tokens_per_block);
+  for (int64_t i = 0; i < n; ++i) out.push_back(slots_.Offset(it->second.blocks[i]));
+  return out;
+}
+
+int64_t KvCache::used_blocks() const {
+  absl::MutexLock lock(&mu_);
+  int64_t used = 0;
+  for (int32_t c : slots_.OwnedChunks()) used += slots_.Used(c);
+  return used;
+}
+
+int64_t KvCache::capacity_blocks() const {
+  absl::MutexLock lock(&mu_);
+  return slots_.capacity();
+}
+
+int64_t KvCache::num_users() const {
+  absl::MutexLock lock(&mu_);
+  int64_t n = 0;
+  for (const auto& [uid, u] : users_) n += u.cached > 0 ? 1 : 0;
+  return n;
+}
+
+KvStats KvCache::stats() const {
+  KvStats s;
+  s.requests = s_requests_.load(std::memory_order_relaxed);
+  s.requested_tokens = s_requested_.load(std::memory_order_relaxed);
+  s.hit_tokens = s_hit_.load(std::memory_order_relaxed);
+  s.recomputed_tokens = s_recomputed_.load(std::memory_order_relaxed);
+  s.prefix_mismatches = s_mismatch_.load(std::memory_order_relaxed);
+  s.appended_tokens = s_appended_.load(std::memory_order_relaxed);
+  s.evicted_users = s_evicted_users_.load(std::memory_order_relaxed);
+  s.trimmed_users = s_trimmed_users_.load(std::memory_order_relaxed);
+  s.evicted_blocks = s_evicted_blocks_.load(std::memory_order_relaxed);
+  s.relocated_blocks = s_relocated_.load(std::memory_order_relaxed);
+  s.reserve_exhausted = s_exhausted_.load(std::memory_order_relaxed);
+  s.reserve_conflicts = s_conflicts_.load(std::memory_order_relaxed);
+  return s;
+}
+
+void KvCache::DrainResidencyEvents(std::vector<ResidencyEvent>* out) {
+  out->clear();
+  absl::flat_hash_map<int64_t, int64_t> taken;
+  {
+    absl::MutexLock lock(&events_mu_);
+    taken.swap(pending_events_);
+  }
+  out->reserve(taken.size());
+  for (const auto& [uid, cached] : taken) out->push_back(ResidencyEvent{uid, cached});
+  std::sort(out->begin(), out->end(),
+            [](const ResidencyEvent& a, const ResidencyEvent& b) { return a.user_id < b.user_id; });
+}
+
+std::vector<ResidencyEvent> KvCache::ResidentUsers() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<ResidencyEvent> out;
+  for (const auto& [uid, u] : users_) {
+    if (u.cached > 0) out.push_back(ResidencyEvent{uid, u.cached});
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ResidencyEvent& a, const ResidencyEvent& b) { return a.user_id < b.user_id; });
+  return out;
+}
+
+absl::Status KvCache::CheckInvariants() const {
+  absl::MutexLock lock(&mu_);
+  if (absl::Status s = slots_.CheckConsistent(); !s.ok()) return s;
+  const int64_t tpb = options_.tokens_per_block;
+  int64_t owned_blocks = 0;
+  std::vector<int32_t> pins(block_pins_.size(), 0);
+  for (const auto& [uid, u] : users_) {
+    if (static_cast<int64_t>(u.blocks.size()) < CeilDiv(u.cached, tpb)) {
+      return absl::InternalError(absl::StrCat("kv: user ", uid, " caches ", u.cached,
+                                              " tokens in only ", u.blocks.size(), " blocks"));
+    }
+    if (u.appender == 0 && static_cast<int64_t>(u.blocks.size()) != CeilDiv(u.cached, tpb)) {
+      return absl::InternalError(absl::StrCat("kv: user ", uid, " holds ", u.blocks.size(),
+                                              " blocks for ", u.cached, " tokens"));
+    }
+    if (static_cast<int64_t>(u.block_hashes.size()) != u.cached / tpb) {
+      return absl::InternalError(absl::StrCat("kv: user ", uid, " hash count wrong"));
+    }
+    if (!by_priority_.contains({u.priority, uid})) {
+      return absl::InternalError(absl::StrCat("kv: user ", uid, " missing from the priority set"));
+    }
+    for (size_t i = 0; i < u.blocks.size(); ++i) {
+      const uint32_t b = u.blocks[i];
+      if (!slots_.Owns(slots_.Chunk(b)) || slots_.IsFree(b) || block_user_[b] != uid ||
+          block_index_[b] != static_cast<int32_t>(i)) {
+        return absl::InternalError(
+            absl::StrCat("kv: user ", uid, " block ", i, " (id ", b, ") is not owned back"));
+      }
+    }
+    owned_blocks += static_cast<int64_t>(u.blocks.size());
+  }
+  if (by_priority_.size() != users_.size()) {
+    return absl::InternalError("kv: priority set and user table differ in size");
+  }
+  int64_t used = 0;
+  for (int32_t c : slots_.OwnedChunks()) used += slots_.Used(c);
+  if (used != owned_blocks) {
+    return absl::InternalError(
+        absl::StrCat("kv: ", used, " blocks allocated but users own ", owned_blocks));
+  }
+  for (size_t b = 0; b < block_pins_.size(); ++b) {
+    if (block_pins_[b] < 0) return absl::InternalError(absl::StrCat("kv: block ", b, " pins < 0"));
+    if (block_pins_[b] > 0 && block_user_[b] < 0) {
+      return absl::InternalError(absl::StrCat("kv: free block ", b, " is pinned"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// ---- Resize (pool::ChunkClient) ----------------------------------------------------------------
+
+void KvCache::AddChunk(int32_t chunk) {
+  absl::MutexLock lock(&mu_);
+  slots_.AddChunk(chunk);
+}
+
+int32_t KvCache::BeginRelease() {
+  absl::MutexLock lock(&mu_);
+  int32_t best = -1;
+  int64_t best_used = 0, best_pinned = 0;
+  for (int32_t c : slots_.OwnedChunks()) {
+    if (slots_.Draining(c)) continue;
+    int64_t pinned = 0;
+    for (int32_t j = 0; j < slots_.slots_per_chunk(); ++j) {
+      pinned += block_pins_[slots_.Slot(c, j)] > 0 ? 1 : 0;
+    }
+    const int64_t used = slots_.Used(c);
+    if (best < 0 || pinned < best_pinned || (pinned == best_pinned && used < best_used)) {
+      best = c;
+      best_used = used;
+      best_pinned = pinned;
+    }
+  }
+  if (best >= 0) {
+    slots_.BeginDrain(best);
+    drain_cursor_ = 0;
+  }
+  return best;
+}
+
+std::vector<int32_t> KvCache::HeldChunks() const {
+  absl::MutexLock lock(&mu_);
+  return slots_.OwnedChunks();
+}
+
+pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
+  pool::DrainResult result;
+  struct Move {
+    uint32_t src;
+    uint32_t dst;
+    uint32_t gen;
+    int64_t user;
+    int32_t index;
+  };
+  std::vector<Move> moves;
+  std::vector<pool::PoolCopy> copies;
+  // Bounds this call's work: every block moved or dropped uses its bytes.
+  int64_t budget = max_bytes;
+  const int32_t per_chunk = slots_.slots_per_chunk();
+  for (;;) {
+    moves.clear();
+    copies.clear();
+    bool pass_done = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!slots_.Owns(chunk) || !slots_.Draining(chunk)) {
+        result.empty = !slots_.Owns(chunk);
+        return result;
+      }
+      int examined = 0;
+      int64_t dropped = 0;
+      while (examined < kDrainBlocksPerLock &&
+             static_cast<int64_t>(moves.size() + 1) * block_bytes_ + dropped <= budget) {
+        if (drain_cursor_ >= per_chunk) {
+          drain_cursor_ = 0;
+          pass_done = true;
+          break;
+        }
+        const uint32_t block = slots_.Slot(chunk, drain_cursor_++);
+        ++examined;
+        const int64_t uid = block_user_[block];
+        if (uid < 0 || block_pins_[block] > 0) continue;
+        int64_t dst = slots_.Allocate();
+        if (dst < 0 && MakeRoomLocked(1, /*protect_user=*/-1)) dst = slots_.Allocate();
+        if (block_user_[block] != uid) {
+          // Making room evicted this very block.
+          if (dst >= 0) slots_.Free(static_cast<uint32_t>(dst));
+          continue;
+        }
+        if (dst < 0) {
+          // No room anywhere: cut the owner back to before this block (blocks after it are
+          // unpinned too, since pins cover prefixes and appenders pin their whole table).
+          const int64_t before =
+              CeilDiv(users_.find(uid)->second.cached, options_.tokens_per_block);
+          const int64_t freed = TrimLocked(uid, block_index_[block]);
+          result.dropped_bytes += freed * block_bytes_;
+          dropped += freed * block_bytes_;
+          if (freed > 0) {
+            auto after = users_.find(uid);
+            if (after == users_.end() || after->second.cached == 0) {
+              s_evicted_users_.fetch_add(1, std::memory_order_relaxed);
+            } else if (before > 0) {
+              s_trimmed_users_.fetch_add(1, std::memory_order_relaxed);
+            }
+          }
+          continue;
+        }
+        block_user_[static_cast<uint32_t>(dst)] = kReservedBlock;
+        moves.push_back(
+            Move{block, static_cast<uint32_t>(dst), block_gen_[block], uid, block_index_[block]});
+        copies.push_back(pool::PoolCopy{slots_.Offset(block),
+                                        slots_.Offset(static_cast<uint32_t>(dst)), block_bytes_});
+      }
+      budget -= dropped;
+      if (moves.empty()) {
+        if (slots_.Used(chunk) == 0) {
+          slots_.RemoveChunk(chunk);
+          result.empty = true;
+          return result;
+        }
+        if (pass_done || budget < block_bytes_) {
+          result.blocked = pass_done;
+          result.remaining_bytes = int64_t{slots_.Used(chunk)} * block_bytes_;
+          return result;
+        }
+        continue;
+      }
+    }
+    // Copy without the lock. A source written (Reserve bumps its generation), pinned or freed
+    // meanwhile makes the commit discard that move.
+    absl::Status copied = storage_->CopyPoolToPool(copies);
+    {
+      absl::MutexLock lock(&mu_);
+      for (const Move& m : moves) {
+        const bool still = copied.ok() && block_user_[m.src] == m.user &&
+                           block_index_[m.src] == m.index && block_gen_[m.src] == m.gen &&
+                           block_pins_[m.src] == 0;
+        if (!still) {
+          FreeBlockLocked(m.dst);
+          continue;
+        }
+        User& u = users_.find(m.user)->second;
+        u.blocks[static_cast<size_t>(m.index)] = m.dst;
+        block_user_[m.dst] = m.user;
+        block_index_[m.dst] = m.index;
+        block_gen_[m.dst] = 0;
+        FreeBlockLocked(m.src);
+        s_relocated_.fetch_add(1, std::memory_order_relaxed);
+        result.copied_bytes += block_bytes_;
+      }
+      result.remaining_bytes = int64_t{slots_.Used(chunk)} * block_bytes_;
+    }
+    if (!copied.ok()) {
+      spdlog::error("kv resize: relocation copy failed: {}", copied);
+      result.blocked = true;
+      return result;
+    }
+    budget -= static_cast<int64_t>(moves.size()) * block_bytes_;
+    if (budget < block_bytes_) return result;
+  }
+}
+
+}  // namespace helm::kv
