@@ -33,8 +33,10 @@ constexpr int64_t kQueryTile = 64;
 // exp(x) in fp32, branch-free so that loops calling it vectorise: Cephes' polynomial on
 // x - n*ln2, relative error ~2e-7 over the clamped range.
 inline float FastExp(float x) {
-  x = std::min(88.3762626647949f, std::max(-87.3365478515625f, x));
-  const float fx = std::floor(x * 1.44269504088896341f + 0.5f);
+  // Ternaries (not std::min/max) so GCC turns the clamp into vector min/max.
+  x = x < 88.3762626647949f ? x : 88.3762626647949f;
+  x = x > -87.3365478515625f ? x : -87.3365478515625f;
+  const float fx = __builtin_floorf(x * 1.44269504088896341f + 0.5f);
   float r = x - fx * 0.693359375f;
   r = r - fx * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -54,7 +56,7 @@ inline float FastExp(float x) {
 inline float Silu(float z) { return z / (1.0f + FastExp(-z)); }
 
 HELM_MULTIVERSION
-void BiasSiluRow(float* x, const float* bias, int64_t width) {
+void BiasSiluRow(float* __restrict x, const float* __restrict bias, int64_t width) {
   for (int64_t j = 0; j < width; ++j) x[j] = Silu(x[j] + bias[j]);
 }
 
@@ -97,7 +99,8 @@ float Dot(const float* a, const float* b, int64_t n) {
 // Scores of one query row: s[j] = SiLU(alpha*s[j] + dist[j] + time_bias[bucket[j]]) * inv_n for
 // the `visible` keys, 0 for the rest up to `width`.
 HELM_MULTIVERSION
-void TransformScores(float* s, const float* dist, const uint8_t* bucket, const float* time_bias,
+void TransformScores(float* __restrict s, const float* __restrict dist,
+                     const uint8_t* __restrict bucket, const float* __restrict time_bias,
                      float alpha, float inv_n, int64_t visible, int64_t width) {
   for (int64_t j = 0; j < visible; ++j) {
     const float z = alpha * s[j] + dist[j] + time_bias[bucket[j]];

@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "launchers.h"
@@ -62,10 +63,13 @@ AttentionTiling ChooseTiling(int d_qk, int d_v) {
   return t;
 }
 
-// grid (ceil(num_queries / QT), num_heads), kThreads threads. Shared memory (floats):
+// grid (ceil(num_queries / QT), num_heads, splits), kThreads threads. Without a softmax the
+// output is a plain sum over keys, so the keys are split across blockIdx.z and the partial sums
+// added atomically (splits > 1; out zeroed first) to fill the GPU when queries are few.
+// Shared memory (floats):
 // qs [QT][d_qk + 1] | ks [KC][d_qk + 1] | vs [KC][d_v] | sc [QT][KC] | self [QT].
 __global__ void __launch_bounds__(kThreads)
-    AttentionKernel(AttentionParams p, int query_tile, int key_chunk) {
+    AttentionKernel(AttentionParams p, int query_tile, int key_chunk, int splits) {
   extern __shared__ float smem[];
   const int QT = query_tile;
   const int KC = key_chunk;
@@ -97,8 +101,10 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
   for (int i = 0; i < kMaxAccPerThread; ++i) acc[i] = 0.0f;
 
-  for (int64_t k0 = 0; k0 < key_end; k0 += KC) {
-    const int kc = static_cast<int>(min(static_cast<int64_t>(KC), key_end - k0));
+  const int64_t key_begin = key_end * blockIdx.z / splits;
+  const int64_t key_stop = key_end * (blockIdx.z + 1) / splits;
+  for (int64_t k0 = key_begin; k0 < key_stop; k0 += KC) {
+    const int kc = static_cast<int>(min(static_cast<int64_t>(KC), key_stop - k0));
     __syncthreads();  // the previous chunk's readers are done
     for (int e = threadIdx.x; e < kc * dqk; e += kThreads) {
       const int j = e / dqk;
@@ -163,7 +169,7 @@ __global__ void __launch_bounds__(kThreads)
       }
     }
   }
-  if (p.candidates) {
+  if (p.candidates && blockIdx.z == 0) {
     __syncthreads();
     for (int r = threadIdx.x; r < QT; r += kThreads) {
       float s = 0.0f;
@@ -194,7 +200,14 @@ __global__ void __launch_bounds__(kThreads)
     if (e < QT * dv) {
       const int r = e / dv;
       const int c = e - r * dv;
-      if (r < rows) p.out[((q0 + r) * H + h) * dv + c] = acc[i];
+      if (r < rows) {
+        float* o = p.out + ((q0 + r) * H + h) * dv + c;
+        if (splits > 1) {
+          atomicAdd(o, acc[i]);
+        } else {
+          *o = acc[i];
+        }
+      }
     }
   }
 }
@@ -345,8 +358,26 @@ cudaError_t LaunchAttention(const AttentionParams& p, cudaStream_t stream) {
   const size_t smem =
       sizeof(float) * (t.query_tile * (p.d_qk + 1) + t.key_chunk * (p.d_qk + 1) +
                        t.key_chunk * p.d_v + t.query_tile * t.key_chunk + t.query_tile);
-  AttentionKernel<<<dim3(static_cast<unsigned>(tiles), p.num_heads), kThreads, smem, stream>>>(
-      p, t.query_tile, t.key_chunk);
+  // Split the keys until the grid holds ~4 blocks per SM, keeping >= 256 keys per split.
+  int device = 0;
+  int sms = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+    return cudaGetLastError();
+  }
+  const int64_t history = p.cached_tokens + p.suffix_tokens;
+  const int64_t blocks = tiles * p.num_heads;
+  int64_t splits = (4 * int64_t{sms} + blocks - 1) / blocks;
+  splits = std::min<int64_t>(splits, (history + 255) / 256);
+  splits = std::max<int64_t>(1, std::min<int64_t>(splits, 65535));
+  if (splits > 1) {
+    const cudaError_t e =
+        cudaMemsetAsync(p.out, 0, sizeof(float) * p.num_queries * p.num_heads * p.d_v, stream);
+    if (e != cudaSuccess) return e;
+  }
+  AttentionKernel<<<dim3(static_cast<unsigned>(tiles), p.num_heads, static_cast<unsigned>(splits)),
+                    kThreads, smem, stream>>>(p, t.query_tile, t.key_chunk,
+                                              static_cast<int>(splits));
   return cudaGetLastError();
 }
 
