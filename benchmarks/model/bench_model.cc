@@ -528,6 +528,7 @@ int main(int argc, char** argv) {
     helm::model::RunGpu(quick, results);
   } else {
     std::printf("GPU: none visible (or no CUDA build): GPU figures skipped\n");
+    if (gpu_only) return 1;
   }
   for (const auto& [name, value] : results.lines)
     std::printf("HELM_RESULT %s %.3f\n", name.c_str(), value);

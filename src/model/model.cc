@@ -53,10 +53,11 @@ class Buffer {
   // Backend memory of at least `bytes`, contents undefined after growth.
   absl::StatusOr<void*> Get(const Kernels& kernels, size_t bytes) {
     if (bytes > bytes_ || ptr_ == nullptr) {
+      // Grow by at least half, so a slowly growing request size reallocates rarely.
+      const size_t grown = std::max(bytes, bytes_ + bytes_ / 2);
       if (ptr_ != nullptr) kernels.Free(ptr_);
       ptr_ = nullptr;
       bytes_ = 0;
-      const size_t grown = std::max(bytes, bytes_ + bytes_ / 2);
       HELM_ASSIGN_OR_RETURN(ptr_, kernels.Allocate(std::max<size_t>(grown, 256)));
       bytes_ = std::max<size_t>(grown, 256);
       kernels_ = &kernels;
