@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <numeric>
 #include <random>
+#include <thread>
 
 #include "gtest/gtest.h"
 #include "model/model_test_util.h"
@@ -286,6 +287,35 @@ TEST(ModelForward, RejectsMalformedRequestsNamingTheField) {
   std::vector<void*> blocks(3, nullptr);
   EXPECT_EQ(model->AppendKv(*ws, blocks, 4, 2).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(model->AppendKv(*ws, blocks, 0, 10).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ModelForward, ConcurrentForwardsWithOwnWorkspacesMatchSequentialOnes) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937_64 rng(seed);
+  const ModelDims dims = SmallDims();
+  auto model = MakeModel(dims, "cpu", seed);
+  std::vector<RandomRequest> requests;
+  std::vector<std::vector<float>> sequential;
+  auto ws = model->NewWorkspace().value();
+  for (int i = 0; i < 8; ++i) {
+    requests.push_back(MakeRequest(dims, 20 + 9 * i, 6, rng));
+    sequential.push_back(
+        RunForward(*model, *ws, requests.back(), requests.back().length(), 0, nullptr, false));
+  }
+  std::vector<std::vector<float>> concurrent(requests.size());
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 2; ++t) {
+    workers.emplace_back([&, t] {
+      auto own = model->NewWorkspace().value();
+      for (size_t i = t; i < requests.size(); i += 2) {
+        concurrent[i] =
+            RunForward(*model, *own, requests[i], requests[i].length(), 0, nullptr, false);
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  EXPECT_EQ(concurrent, sequential);
 }
 
 TEST(TopK, OrdersByScoreThenLowerIndexOnTies) {

@@ -2,6 +2,7 @@
 #include "helm/model/weights.h"
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -145,6 +146,25 @@ TEST_F(BadWeights, OtherModelOptionsAreRejected) {
   other.num_layers = 4;
   const std::string e = LoadError(good_, other);
   EXPECT_NE(e.find("missing tensor 'layers.3."), std::string::npos) << e;
+}
+
+TEST(Weights, HelmWeightsToolWritesAFileTheDefaultModelLoads) {
+  // CTest sets HELM_BIN_DIR; run by hand, the test needs it too.
+  const char* bin_dir = std::getenv("HELM_BIN_DIR");
+  if (bin_dir == nullptr) GTEST_SKIP() << "HELM_BIN_DIR not set (run through ctest)";
+  const std::string path = TempPath("tool");
+  std::remove(path.c_str());
+  const std::string command = std::string(bin_dir) + "/helm-weights --out " + path +
+                              " --seed 3 --log-level off > /dev/null";
+  ASSERT_EQ(std::system(command.c_str()), 0) << command;
+  ModelOptions options;
+  emb::EmbOptions emb;
+  kv::KvOptions kv;
+  auto dims = DimsFromOptions(options, emb, kv);
+  ASSERT_TRUE(dims.ok());
+  auto loaded = Weights::Load(path, *dims);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ((*loaded)->Get("action_emb")[5], Weights::Random(*dims, 3)->Get("action_emb")[5]);
 }
 
 TEST(Weights, MissingFileIsNotFound) {
