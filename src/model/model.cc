@@ -247,7 +247,13 @@ absl::Status Model::GatherEmbeddings(Workspace& base_ws, const EmbeddingInput& i
   g.dim = dims_.emb_dim;
   g.dtype = dims_.emb_dtype;
   g.out = out;
+  const int64_t element_bytes = DtypeSize(dims_.emb_dtype);
   for (int64_t i = 0; i < n; ++i) {
+    if (input.locations[i] >= 0 && input.locations[i] % element_bytes != 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("embeddings: location ", i, " = ", input.locations[i],
+                       " is not a multiple of the ", element_bytes, "-byte element size"));
+    }
     if (input.locations[i] >= 0 ? input.arena_base == nullptr : input.staging_base == nullptr) {
       return absl::InvalidArgumentError(
           absl::StrCat("embeddings: location ", i, " = ", input.locations[i], " needs the ",

@@ -181,7 +181,8 @@ TEST(Kernels, CpuGatherMatchesReferenceForEveryDtype) {
       StoreFromFloat(arena.data(), Dtype::kFp16, i / 2, normal(rng));
     for (size_t i = 0; i + 1 < staging.size(); i += 2)
       StoreFromFloat(staging.data(), Dtype::kFp16, i / 2, normal(rng));
-    const std::vector<int64_t> locs = {0, -1, int64_t{dim} * DtypeSize(dtype) * 3, -4, 2};
+    const std::vector<int64_t> locs = {0, -1, int64_t{dim} * DtypeSize(dtype) * 3, -4,
+                                       2 * DtypeSize(dtype)};
     std::vector<float> a(locs.size() * dim), b(locs.size() * dim);
     GatherArgs g{arena.data(), staging.data(), locs.data(), 5, dim, dtype, a.data()};
     ASSERT_TRUE(ref->GatherEmbeddings(*ctx, g).ok());

@@ -124,7 +124,8 @@ TEST_F(CudaPath, OutputsUnchangedAfterBlocksAreRelocatedOnDevice) {
                     .ok());
   }
   for (size_t i = 0; i < dst.size(); ++i) arena.table()[i] = arena.Block(dst[i]);
-  EXPECT_EQ(RunForward(*gpu, *ws, r, 50, 50, &arena, false), before);
+  // Not bit-exact: with many keys, attention adds split-K partial sums atomically.
+  EXPECT_LE(MaxRelativeError(RunForward(*gpu, *ws, r, 50, 50, &arena, false), before), 1e-6);
 }
 
 TEST_F(CudaPath, GatherMatchesReferenceForEveryDtype) {

@@ -283,6 +283,15 @@ TEST(ModelForward, RejectsMalformedRequestsNamingTheField) {
   bad = req;
   bad.suffix.rows = nullptr;
   EXPECT_EQ(model->Forward(*ws, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  // An arena location must be aligned to the embedding element size.
+  std::vector<char> arena(1024);
+  std::vector<int64_t> locations(10, 0);
+  locations[7] = 6;  // not a multiple of 4 (fp32)
+  bad = req;
+  bad.suffix = {nullptr, arena.data(), nullptr, locations.data()};
+  const absl::Status misaligned = model->Forward(*ws, bad).status();
+  EXPECT_NE(misaligned.message().find("location 7 = 6 is not a multiple"), std::string::npos)
+      << misaligned;
   // AppendKv must start where the last forward's suffix starts.
   std::vector<void*> blocks(3, nullptr);
   EXPECT_EQ(model->AppendKv(*ws, blocks, 4, 2).code(), absl::StatusCode::kInvalidArgument);

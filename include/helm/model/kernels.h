@@ -83,8 +83,8 @@ struct AttentionArgs {
 };
 
 // Embedding gather: row r of `out` is the embedding at `locations[r]`: loc >= 0 is a byte offset
-// into the pool arena, loc < 0 is row -(loc + 1) of the staging buffer. Rows hold `dim` values of
-// `dtype`; out is fp32.
+// into the pool arena (a multiple of the element size), loc < 0 is row -(loc + 1) of the staging
+// buffer. Rows hold `dim` values of `dtype`; out is fp32.
 struct GatherArgs {
   const void* arena_base = nullptr;    // pool arena (bytes)
   const void* staging_base = nullptr;  // [staging_rows, dim] of dtype

@@ -112,8 +112,11 @@ inline uint16_t FloatToBf16(float f) {
 // Reads element `i` of an array of `dtype` as fp32.
 inline float LoadAsFloat(const void* base, Dtype dtype, int64_t i) {
   switch (dtype) {
-    case Dtype::kFp32:
-      return static_cast<const float*>(base)[i];
+    case Dtype::kFp32: {
+      float f;  // memcpy: host callers may hand rows at any byte offset
+      std::memcpy(&f, static_cast<const char*>(base) + 4 * i, sizeof(f));
+      return f;
+    }
     case Dtype::kFp16:
       return HalfToFloat(static_cast<const uint16_t*>(base)[i]);
     case Dtype::kBf16:
