@@ -2,9 +2,10 @@
 // run and reported as a ratio (HELM_RESULT lines at the end).
 //
 // CPU (fast path unless noted), production-style model (DESIGN.md §10: 3 layers, 4 heads,
-// d_qk = d_v = 128, D = 512, item embeddings of 256 projected to D), fp32 K/V, one thread:
+// d_qk = d_v = 128, D = 512, item embeddings of 256 projected to D), fp32 K/V, one thread, all
+// 128 candidates in one M-FALCON microbatch:
 //   cached_vs_full_speedup     history 2048, 95% cached, 128 candidates: full recompute time
-//                              over cached time.
+//                              over cached time (median over interleaved full/cached runs).
 //   fast_vs_reference_speedup  the cached request on the plain C++ reference over the fast path.
 //   dense_flops_vs_sgemm_peak  FLOP rate of the forward's dense layers (the Gemm calls of a full
 //                              recompute) over OpenBLAS sgemm at 2048^3 in the same run.

@@ -1,4 +1,5 @@
-// Options of the HSTU model a node serves.
+// Options of the HSTU model a node serves (the runtime: helm/model/model.h; weights file layout:
+// helm/model/weights.h).
 #pragma once
 
 #include <cstdint>
@@ -28,7 +29,8 @@ struct ModelOptions {
   // Kernel path: "auto" (fast CPU path, or CUDA on a GPU node), "reference" (plain C++ oracle),
   // "cpu" (fast CPU path), "cuda".
   std::string kernels = "auto";
-  // Threads the fast CPU path may use per forward (1: single-threaded; workers parallelise).
+  // Threads the fast CPU path may use per forward (1: single-threaded; workers parallelise). It
+  // sets OpenBLAS's thread count, a process-wide setting, when the kernels are created.
   int32_t cpu_threads = 1;
 
   template <class V>
