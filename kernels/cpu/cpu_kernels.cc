@@ -28,7 +28,7 @@ struct CpuContext : KernelContext {
   std::vector<float> dist_bias;  // [H, history + 1] reversed position-bias rows
 };
 
-constexpr int64_t kQueryTile = 64;
+constexpr int64_t kQueryTile = 128;
 
 // exp(x) in fp32, branch-free so that loops calling it vectorise: Cephes' polynomial on
 // x - n*ln2, relative error ~2e-7 over the clamped range.

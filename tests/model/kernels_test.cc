@@ -99,8 +99,8 @@ TEST(Kernels, CpuAttentionMatchesReferenceForEveryKvDtype) {
   for (Dtype dtype : {Dtype::kFp32, Dtype::kFp16, Dtype::kBf16}) {
     for (bool candidates : {false, true}) {
       for (auto [cached, suffix] :
-           {std::pair<int64_t, int64_t>{0, 70}, {23, 90}, {40, 0}, {0, 0}}) {
-        const int64_t queries = candidates ? 77 : suffix;
+           {std::pair<int64_t, int64_t>{0, 70}, {23, 300}, {40, 0}, {0, 0}}) {
+        const int64_t queries = candidates ? 200 : suffix;  // several query tiles
         SCOPED_TRACE(::testing::Message() << DtypeName(dtype) << " candidates " << candidates
                                           << " cached " << cached << " suffix " << suffix);
         const PagedInput p = MakePaged(cached, suffix, queries, dtype, rng);
