@@ -8,7 +8,8 @@
 //                              over cached time (median over interleaved full/cached runs).
 //   fast_vs_reference_speedup  the cached request on the plain C++ reference over the fast path.
 //   dense_flops_vs_sgemm_peak  FLOP rate of the forward's dense layers (the Gemm calls of a full
-//                              recompute) over OpenBLAS sgemm at 2048^3 in the same run.
+//                              recompute) over OpenBLAS sgemm at 2048^3 in the same run (the
+//                              fastest of several runs of each).
 // GPU (when a CUDA device is visible):
 //   paged_attention_bw_vs_d2d_copy  effective bandwidth of paged attention (8 candidate queries,
 //                              one query tile, over 16384 cached tokens: each K/V byte counted
@@ -282,11 +283,15 @@ double MaxRelErr(const std::vector<float>& a, const std::vector<float>& b) {
 
 double SgemmGflops(int n) {
   std::vector<float> a(size_t(n) * n, 0.5f), b(size_t(n) * n, 0.25f), c(size_t(n) * n);
-  const double s = MedianSeconds(3, [&] {
+  // The fastest of five runs, like the dense figure it is compared with.
+  double best = 1e30;
+  for (int i = 0; i < 6; ++i) {
+    const double t0 = Now();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a.data(), n, b.data(), n,
                 0.0f, c.data(), n);
-  });
-  return 2.0 * n * n * double(n) / s / 1e9;
+    if (i > 0) best = std::min(best, Now() - t0);
+  }
+  return 2.0 * n * n * double(n) / best / 1e9;
 }
 
 struct Results {
@@ -339,24 +344,29 @@ void RunCpu(bool quick, Results& out) {
   const double cached_s = median(cached_t);
   // The headline ratio: median over iterations of (full run) / (the two cached runs next to it).
   const double cached_speedup = median(ratios);
-  timed->gemm_seconds = 0;
-  timed->attention_seconds = 0;
-  timed->other_seconds = 0;
-  double t0 = Now();
-  fast.Forward(L, 0, C, false);
-  const double full_timed_s = Now() - t0;
-  const double full_gemm_s = timed->gemm_seconds;
-  const double full_attn_s = timed->attention_seconds;
-  const double full_other_s = timed->other_seconds;
-  timed->gemm_seconds = 0;
-  timed->attention_seconds = 0;
-  timed->other_seconds = 0;
-  t0 = Now();
-  fast.Forward(L, P, C, false);
-  const double cached_timed_s = Now() - t0;
-  const double cached_gemm_s = timed->gemm_seconds;
-  const double cached_attn_s = timed->attention_seconds;
-  const double cached_other_s = timed->other_seconds;
+  // Breakdowns: the fastest of three timed runs of each (noise on a shared machine only adds).
+  struct Breakdown {
+    double total = 1e30, gemm = 0, attention = 0, other = 0;
+  };
+  auto breakdown = [&](int64_t cached) {
+    Breakdown best;
+    for (int i = 0; i < 3; ++i) {
+      timed->gemm_seconds = timed->attention_seconds = timed->other_seconds = 0;
+      const double t0 = Now();
+      fast.Forward(L, cached, C, false);
+      const double total = Now() - t0;
+      if (total < best.total) {
+        best = {total, timed->gemm_seconds, timed->attention_seconds, timed->other_seconds};
+      }
+    }
+    return best;
+  };
+  const Breakdown full_b = breakdown(0);
+  const Breakdown cached_b = breakdown(P);
+  const double full_timed_s = full_b.total, full_gemm_s = full_b.gemm;
+  const double full_attn_s = full_b.attention, full_other_s = full_b.other;
+  const double cached_timed_s = cached_b.total, cached_gemm_s = cached_b.gemm;
+  const double cached_attn_s = cached_b.attention, cached_other_s = cached_b.other;
   const double ref_s = MedianSeconds(
       1, [&] { ref_scores = ref.Forward(L, P, C, false); }, false);
 
@@ -365,11 +375,11 @@ void RunCpu(bool quick, Results& out) {
   const double peak = SgemmGflops(quick ? 1024 : 2048);
 
   std::printf(
-      "  full recompute   %9.2f ms median; one timed run %.2f ms = dense %.2f + attention "
+      "  full recompute   %9.2f ms median; fastest timed run %.2f ms = dense %.2f + attention "
       "%.2f + norms/SiLU/copies %.2f + rest\n",
       full_s * 1e3, full_timed_s * 1e3, full_gemm_s * 1e3, full_attn_s * 1e3, full_other_s * 1e3);
   std::printf(
-      "  95%% cached       %9.2f ms median; one timed run %.2f ms = dense %.2f + attention "
+      "  95%% cached       %9.2f ms median; fastest timed run %.2f ms = dense %.2f + attention "
       "%.2f + norms/SiLU/copies %.2f + rest\n",
       cached_s * 1e3, cached_timed_s * 1e3, cached_gemm_s * 1e3, cached_attn_s * 1e3,
       cached_other_s * 1e3);

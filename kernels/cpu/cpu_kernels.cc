@@ -26,6 +26,7 @@ struct CpuContext : KernelContext {
   std::vector<float> scores;     // [tile, history]
   std::vector<uint8_t> buckets;  // [tile, history] time buckets
   std::vector<float> dist_bias;  // [H, history + 1] reversed position-bias rows
+  std::vector<float> bias_row;   // [history] the candidates' relative bias for one head
 };
 
 constexpr int64_t kQueryTile = 128;
@@ -65,14 +66,34 @@ void SiluRow(float* x, int64_t width) {
   for (int64_t j = 0; j < width; ++j) x[j] = Silu(x[j]);
 }
 
-// Mean and 1/sqrt(var + eps) of one row; two passes in double partial sums of fp32 lanes.
+// Sums in kLanes independent partial sums: a single running fp32 sum is one long dependency
+// chain that GCC may not reorder (no -ffast-math); independent lanes vectorise.
+constexpr int kLanes = 16;
+
+inline float ReduceLanes(const float* lanes) {
+  float sum = 0.0f;
+  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
+  return sum;
+}
+
+// Mean and 1/sqrt(var + eps) of one row (two passes).
 HELM_MULTIVERSION
 void RowMoments(const float* x, int64_t width, float* mean_out, float* inv_out) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j < width; ++j) sum += x[j];
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= width; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[j + l];
+  }
+  float sum = ReduceLanes(lanes);
+  for (; j < width; ++j) sum += x[j];
   const float mean = sum / static_cast<float>(width);
-  float sq = 0.0f;
-  for (int64_t j = 0; j < width; ++j) sq += (x[j] - mean) * (x[j] - mean);
+  float sq_lanes[kLanes] = {};
+  j = 0;
+  for (; j + kLanes <= width; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) sq_lanes[l] += (x[j + l] - mean) * (x[j + l] - mean);
+  }
+  float sq = ReduceLanes(sq_lanes);
+  for (; j < width; ++j) sq += (x[j] - mean) * (x[j] - mean);
   *mean_out = mean;
   *inv_out = 1.0f / std::sqrt(sq / static_cast<float>(width) + kLayerNormEps);
 }
@@ -91,8 +112,13 @@ void NormGateRow(const float* o, const float* u, float* out, int64_t width, floa
 
 HELM_MULTIVERSION
 float Dot(const float* a, const float* b, int64_t n) {
-  float sum = 0.0f;
-  for (int64_t j = 0; j < n; ++j) sum += a[j] * b[j];
+  float lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lanes[l] += a[j + l] * b[j + l];
+  }
+  float sum = ReduceLanes(lanes);
+  for (; j < n; ++j) sum += a[j] * b[j];
   return sum;
 }
 
@@ -107,6 +133,20 @@ void TransformScores(float* __restrict s, const float* __restrict dist,
     s[j] = Silu(z) * inv_n;
   }
   for (int64_t j = visible; j < width; ++j) s[j] = 0.0f;
+}
+
+// bias[j] = dist[j] + time_bias[bucket[j]]: the relative bias of one query row.
+HELM_MULTIVERSION
+void BiasRow(const float* __restrict dist, const uint8_t* __restrict bucket,
+             const float* __restrict time_bias, int64_t n, float* __restrict bias) {
+  for (int64_t j = 0; j < n; ++j) bias[j] = dist[j] + time_bias[bucket[j]];
+}
+
+// s[j] = SiLU(alpha*s[j] + bias[j]) * inv_n for every key (candidates see all of them).
+HELM_MULTIVERSION
+void TransformScoresWithBias(float* __restrict s, const float* __restrict bias, float alpha,
+                             float inv_n, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) s[j] = Silu(alpha * s[j] + bias[j]) * inv_n;
 }
 
 void TimeBuckets(const int64_t* ts, int64_t ts_q, int64_t n, int32_t num_buckets, uint8_t* out) {
@@ -262,7 +302,8 @@ absl::Status CpuKernels::Attention(KernelContext& base_ctx, const AttentionArgs&
     const int64_t rows = std::min(tile, a.num_queries - q0);
     // Keys any query of the tile sees (causal: up to the tile's last query).
     const int64_t keys = a.candidates ? history : a.cached_tokens + q0 + rows;
-    for (int64_t r = 0; r < rows; ++r) {
+    // Candidates share one position and timestamp, so one row of buckets serves the tile.
+    for (int64_t r = 0; r < (a.candidates ? 1 : rows); ++r) {
       const int64_t ts_q = a.candidates ? last_ts : a.timestamps[a.cached_tokens + q0 + r];
       TimeBuckets(a.timestamps, ts_q, keys, a.time_buckets, ctx.buckets.data() + r * keys);
     }
@@ -275,14 +316,25 @@ absl::Status CpuKernels::Attention(KernelContext& base_ctx, const AttentionArgs&
                     static_cast<int>(keys), a.d_qk, 1.0f, a.q + q0 * a.q_stride + h * a.d_qk,
                     static_cast<int>(a.q_stride), ctx.keys.data() + h * a.d_qk,
                     static_cast<int>(k_row), 0.0f, ctx.scores.data(), static_cast<int>(keys));
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t pos_q = a.candidates ? history : a.cached_tokens + q0 + r;
-          const int64_t visible = a.candidates ? history : pos_q + 1;
-          const float inv_n = 1.0f / static_cast<float>(visible + (a.candidates ? 1 : 0));
-          TransformScores(ctx.scores.data() + r * keys,
-                          ctx.dist_bias.data() + h * (history + 1) + (history - pos_q),
-                          ctx.buckets.data() + r * keys, a.time_bias + h * a.time_buckets, a.alpha,
-                          inv_n, visible, keys);
+        if (a.candidates) {
+          // One bias row (position L, the last timestamp) for every candidate of the tile.
+          ctx.bias_row.resize(keys);
+          BiasRow(ctx.dist_bias.data() + h * (history + 1), ctx.buckets.data(),
+                  a.time_bias + h * a.time_buckets, keys, ctx.bias_row.data());
+          const float inv_n = 1.0f / static_cast<float>(history + 1);
+          for (int64_t r = 0; r < rows; ++r) {
+            TransformScoresWithBias(ctx.scores.data() + r * keys, ctx.bias_row.data(), a.alpha,
+                                    inv_n, keys);
+          }
+        } else {
+          for (int64_t r = 0; r < rows; ++r) {
+            const int64_t pos_q = a.cached_tokens + q0 + r;
+            const float inv_n = 1.0f / static_cast<float>(pos_q + 1);
+            TransformScores(ctx.scores.data() + r * keys,
+                            ctx.dist_bias.data() + h * (history + 1) + (history - pos_q),
+                            ctx.buckets.data() + r * keys, a.time_bias + h * a.time_buckets,
+                            a.alpha, inv_n, pos_q + 1, keys);
+          }
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), a.d_v,
                     static_cast<int>(keys), 1.0f, ctx.scores.data(), static_cast<int>(keys),
