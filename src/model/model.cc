@@ -88,8 +88,8 @@ class WorkspaceImpl : public Workspace {
 
   const Kernels& kernels_;
   std::unique_ptr<KernelContext> ctx_;
-  Buffer timestamps, actions, block_table, locations, emb_hist, emb_cand, x_hist, norm, uvqk, attn,
-      gate, kv, x0_cand, x_cand, head, scores, dst_table;
+  Buffer timestamps, actions, block_table, locations, emb_hist, emb_cand, x, norm, uvqk, attn, gate,
+      kv, x0_cand, head, scores, dst_table;
   int64_t kv_tokens = 0;
   int64_t kv_first = 0;
 };
@@ -355,95 +355,99 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
     return k.CopyWithin(ctx, out, rows, sizeof(float) * n * D);
   };
 
-  // ---- History suffix: prefill every layer, keeping its K/V in ws.kv.
+  // ---- Layer-major over one set of rows: [0, S) the history suffix, [S, S + C) the candidates.
+  // Their dense layers run as single GEMMs over all rows; only attention tells them apart
+  // (causal history queries; M-FALCON candidate microbatches that see the history and
+  // themselves). The suffix's K/V of every layer stay in ws.kv for AppendKv.
+  const int64_t N = S + C;
   const int64_t kv_layer = S * H * (d.d_qk + d.d_v);
   HELM_ASSIGN_OR_RETURN(float* kv,
                         ws.kv.GetAs<float>(k, std::max<int64_t>(1, d.num_layers * kv_layer)));
   ws.kv_tokens = S;
   ws.kv_first = P;
-  const int64_t rows_max = std::max<int64_t>(S, std::min<int64_t>(C, mb_size));
-  HELM_ASSIGN_OR_RETURN(float* norm, ws.norm.GetAs<float>(k, std::max<int64_t>(1, rows_max * D)));
-  HELM_ASSIGN_OR_RETURN(float* uvqk, ws.uvqk.GetAs<float>(k, std::max<int64_t>(1, rows_max * W)));
-  HELM_ASSIGN_OR_RETURN(float* attn, ws.attn.GetAs<float>(k, std::max<int64_t>(1, rows_max * HV)));
-  HELM_ASSIGN_OR_RETURN(float* gate, ws.gate.GetAs<float>(k, std::max<int64_t>(1, rows_max * HV)));
-  if (S > 0) {
-    HELM_ASSIGN_OR_RETURN(float* x, ws.x_hist.GetAs<float>(k, S * D));
-    HELM_RETURN_IF_ERROR(embed(req.suffix, ws.emb_hist, S, x));
-    HELM_ASSIGN_OR_RETURN(const int32_t* acts,
-                          ToBackend(k, ctx, ws.actions, req.actions.data() + P, S));
-    HELM_RETURN_IF_ERROR(k.AddRows(ctx, x, S, D, w.action_emb, acts));
-    for (int32_t l = 0; l < d.num_layers; ++l) {
-      const DeviceWeights::Layer& lw = w.layers[l];
-      float* k_l = kv + l * kv_layer;
-      float* v_l = k_l + S * H * d.d_qk;
-      HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, x, norm, S, D, lw.norm_in_w, lw.norm_in_b));
-      HELM_RETURN_IF_ERROR(k.Gemm(ctx, S, W, D, norm, D, lw.uvqk_w, nullptr, uvqk, W, false));
-      HELM_RETURN_IF_ERROR(k.BiasSilu(ctx, uvqk, S, W, lw.uvqk_b));
-      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.k_offset(), S, H * d.d_qk, k_l));
-      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.v_offset(), S, HV, v_l));
-      if (l == d.num_layers - 1) break;  // the last layer's history outputs feed nothing
-      AttentionArgs a = base;
-      a.layer = l;
-      a.num_queries = S;
-      a.q = uvqk + d.q_offset();
-      a.q_stride = W;
-      a.candidates = false;
-      a.k_suffix = k_l;
-      a.v_suffix = v_l;
-      a.pos_bias = lw.pos_bias;
-      a.time_bias = lw.time_bias;
-      a.out = attn;
-      HELM_RETURN_IF_ERROR(k.Attention(ctx, a));
-      HELM_RETURN_IF_ERROR(k.LayerNormGate(ctx, attn, uvqk + d.u_offset(), W, gate, S, HV,
-                                           lw.norm_attn_w, lw.norm_attn_b));
-      HELM_RETURN_IF_ERROR(k.Gemm(ctx, S, D, HV, gate, HV, lw.out_w, lw.out_b, x, D, true));
-    }
-  }
-
-  // ---- Candidates, M-FALCON: each microbatch attends to the whole history and itself.
   ForwardResult result;
   result.cached_tokens = P;
   result.suffix_tokens = S;
   result.scores.assign(C, 0.0f);
+  if (N == 0) {
+    HELM_RETURN_IF_ERROR(k.Synchronize(ctx));
+    return result;
+  }
+  HELM_ASSIGN_OR_RETURN(float* x, ws.x.GetAs<float>(k, N * D));
+  HELM_ASSIGN_OR_RETURN(float* norm, ws.norm.GetAs<float>(k, N * D));
+  HELM_ASSIGN_OR_RETURN(float* uvqk, ws.uvqk.GetAs<float>(k, N * W));
+  HELM_ASSIGN_OR_RETURN(float* attn, ws.attn.GetAs<float>(k, N * HV));
+  HELM_ASSIGN_OR_RETURN(float* gate, ws.gate.GetAs<float>(k, N * HV));
+  if (S > 0) {
+    HELM_RETURN_IF_ERROR(embed(req.suffix, ws.emb_hist, S, x));
+    HELM_ASSIGN_OR_RETURN(const int32_t* acts,
+                          ToBackend(k, ctx, ws.actions, req.actions.data() + P, S));
+    HELM_RETURN_IF_ERROR(k.AddRows(ctx, x, S, D, w.action_emb, acts));
+  }
+  float* x0 = nullptr;  // the candidates' layer-0 input, kept for the scoring head
   if (C > 0) {
-    HELM_ASSIGN_OR_RETURN(float* x0, ws.x0_cand.GetAs<float>(k, C * D));
-    HELM_RETURN_IF_ERROR(embed(req.candidates, ws.emb_cand, C, x0));
-    const int64_t mb_max = std::min<int64_t>(C, mb_size);
-    HELM_ASSIGN_OR_RETURN(float* xc, ws.x_cand.GetAs<float>(k, mb_max * D));
-    HELM_ASSIGN_OR_RETURN(float* head, ws.head.GetAs<float>(k, mb_max * D));
-    HELM_ASSIGN_OR_RETURN(float* scores, ws.scores.GetAs<float>(k, C));
-    for (int64_t c0 = 0; c0 < C; c0 += mb_max) {
-      const int64_t m = std::min(mb_max, C - c0);
-      HELM_RETURN_IF_ERROR(k.CopyWithin(ctx, xc, x0 + c0 * D, sizeof(float) * m * D));
-      for (int32_t l = 0; l < d.num_layers; ++l) {
-        const DeviceWeights::Layer& lw = w.layers[l];
-        HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, xc, norm, m, D, lw.norm_in_w, lw.norm_in_b));
-        HELM_RETURN_IF_ERROR(k.Gemm(ctx, m, W, D, norm, D, lw.uvqk_w, nullptr, uvqk, W, false));
-        HELM_RETURN_IF_ERROR(k.BiasSilu(ctx, uvqk, m, W, lw.uvqk_b));
-        AttentionArgs a = base;
-        a.layer = l;
-        a.num_queries = m;
-        a.q = uvqk + d.q_offset();
-        a.q_stride = W;
-        a.candidates = true;
-        a.k_self = uvqk + d.k_offset();
-        a.v_self = uvqk + d.v_offset();
-        a.self_stride = W;
-        a.k_suffix = S > 0 ? kv + l * kv_layer : nullptr;
-        a.v_suffix = S > 0 ? kv + l * kv_layer + S * H * d.d_qk : nullptr;
-        a.pos_bias = lw.pos_bias;
-        a.time_bias = lw.time_bias;
-        a.out = attn;
-        HELM_RETURN_IF_ERROR(k.Attention(ctx, a));
-        HELM_RETURN_IF_ERROR(k.LayerNormGate(ctx, attn, uvqk + d.u_offset(), W, gate, m, HV,
-                                             lw.norm_attn_w, lw.norm_attn_b));
-        HELM_RETURN_IF_ERROR(k.Gemm(ctx, m, D, HV, gate, HV, lw.out_w, lw.out_b, xc, D, true));
+    HELM_RETURN_IF_ERROR(embed(req.candidates, ws.emb_cand, C, x + S * D));
+    HELM_ASSIGN_OR_RETURN(x0, ws.x0_cand.GetAs<float>(k, C * D));
+    HELM_RETURN_IF_ERROR(k.CopyWithin(ctx, x0, x + S * D, sizeof(float) * C * D));
+  }
+  for (int32_t l = 0; l < d.num_layers; ++l) {
+    const DeviceWeights::Layer& lw = w.layers[l];
+    const bool last = l == d.num_layers - 1;
+    HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, x, norm, N, D, lw.norm_in_w, lw.norm_in_b));
+    HELM_RETURN_IF_ERROR(k.Gemm(ctx, N, W, D, norm, D, lw.uvqk_w, nullptr, uvqk, W, false));
+    HELM_RETURN_IF_ERROR(k.BiasSilu(ctx, uvqk, N, W, lw.uvqk_b));
+    float* k_l = kv + l * kv_layer;
+    float* v_l = k_l + S * H * d.d_qk;
+    AttentionArgs a = base;
+    a.layer = l;
+    a.q_stride = W;
+    a.k_suffix = S > 0 ? k_l : nullptr;
+    a.v_suffix = S > 0 ? v_l : nullptr;
+    a.pos_bias = lw.pos_bias;
+    a.time_bias = lw.time_bias;
+    if (S > 0) {
+      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.k_offset(), S, H * d.d_qk, k_l));
+      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.v_offset(), S, HV, v_l));
+      // The last layer's history outputs feed nothing: history tokens need only its K/V.
+      if (!last) {
+        AttentionArgs h = a;
+        h.num_queries = S;
+        h.q = uvqk + d.q_offset();
+        h.candidates = false;
+        h.out = attn;
+        HELM_RETURN_IF_ERROR(k.Attention(ctx, h));
       }
-      HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, xc, norm, m, D, w.final_norm_w, w.final_norm_b));
-      HELM_RETURN_IF_ERROR(
-          k.Gemm(ctx, m, D, D, x0 + c0 * D, D, w.head_w, w.head_b, head, D, false));
-      HELM_RETURN_IF_ERROR(k.RowDot(ctx, norm, head, m, D, scores + c0));
     }
+    for (int64_t c0 = 0; c0 < C; c0 += mb_size) {
+      const float* rows = uvqk + (S + c0) * W;
+      AttentionArgs c = a;
+      c.num_queries = std::min<int64_t>(mb_size, C - c0);
+      c.q = rows + d.q_offset();
+      c.candidates = true;
+      c.k_self = rows + d.k_offset();
+      c.v_self = rows + d.v_offset();
+      c.self_stride = W;
+      c.out = attn + (S + c0) * HV;
+      HELM_RETURN_IF_ERROR(k.Attention(ctx, c));
+    }
+    const int64_t first = last ? S : 0;  // rows whose output this layer still needs
+    const int64_t count = N - first;
+    if (count == 0) continue;
+    HELM_RETURN_IF_ERROR(k.LayerNormGate(ctx, attn + first * HV, uvqk + first * W + d.u_offset(), W,
+                                         gate + first * HV, count, HV, lw.norm_attn_w,
+                                         lw.norm_attn_b));
+    HELM_RETURN_IF_ERROR(k.Gemm(ctx, count, D, HV, gate + first * HV, HV, lw.out_w, lw.out_b,
+                                x + first * D, D, true));
+  }
+
+  // ---- Scoring head: < final_norm(y_c), head(x0_c) >.
+  if (C > 0) {
+    float* y = norm + S * D;
+    HELM_ASSIGN_OR_RETURN(float* head, ws.head.GetAs<float>(k, C * D));
+    HELM_ASSIGN_OR_RETURN(float* scores, ws.scores.GetAs<float>(k, C));
+    HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, x + S * D, y, C, D, w.final_norm_w, w.final_norm_b));
+    HELM_RETURN_IF_ERROR(k.Gemm(ctx, C, D, D, x0, D, w.head_w, w.head_b, head, D, false));
+    HELM_RETURN_IF_ERROR(k.RowDot(ctx, y, head, C, D, scores));
     HELM_RETURN_IF_ERROR(k.CopyToHost(ctx, result.scores.data(), scores, sizeof(float) * C));
   }
   HELM_RETURN_IF_ERROR(k.Synchronize(ctx));

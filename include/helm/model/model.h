@@ -14,8 +14,9 @@
 //    candidate = projected item embedding (no action). Candidates sit at position L with the
 //    timestamp of the last history event (0 for an empty history).
 //  - Mask: causal over the history; a candidate sees every history token and itself, never other
-//    candidates (M-FALCON), so candidates are computed in microbatches whose size does not change
-//    the scores.
+//    candidates (M-FALCON), so candidate attention runs in microbatches whose size does not change
+//    the scores. The forward is layer-major: each layer's dense math runs as one GEMM over the
+//    suffix and candidate rows together; attention then tells them apart.
 //  - Scoring head: score_c = < final_norm(y_c), head.weight · x0_c + head.bias >, with y_c the
 //    candidate's final state and x0_c its projected item embedding (its layer-0 input).
 //  - History tokens need no output from the last layer (only their K/V), so it is skipped.
