@@ -1,4 +1,5 @@
-// Options of the HSTU model a node serves.
+// Options of the HSTU model a node serves (the runtime: helm/model/model.h; weights file layout:
+// helm/model/weights.h).
 #pragma once
 
 #include <cstdint>
@@ -13,9 +14,9 @@ namespace helm::model {
 struct ModelOptions {
   int32_t num_layers = 2;
   int32_t num_heads = 2;
-  int32_t d_qk = 32;     // per-head query/key width
-  int32_t d_v = 32;      // per-head value width
-  int32_t d_model = 64;  // model width D; item embeddings are projected to D when emb.dim != D
+  int32_t d_qk = 32;        // per-head query/key width
+  int32_t d_v = 32;         // per-head value width
+  int32_t d_model = 64;     // model width D; item embeddings are projected to D when emb.dim != D
   int32_t num_actions = 8;  // distinct action ids in histories (0 .. num_actions-1)
   // Relative attention bias: buckets of log2(position distance) and of log2(time delta seconds).
   int32_t position_buckets = 32;
@@ -28,7 +29,8 @@ struct ModelOptions {
   // Kernel path: "auto" (fast CPU path, or CUDA on a GPU node), "reference" (plain C++ oracle),
   // "cpu" (fast CPU path), "cuda".
   std::string kernels = "auto";
-  // Threads the fast CPU path may use per forward (1: single-threaded; workers parallelise).
+  // Threads the fast CPU path may use per forward (1: single-threaded; workers parallelise). It
+  // sets OpenBLAS's thread count, a process-wide setting, when the kernels are created.
   int32_t cpu_threads = 1;
 
   template <class V>
@@ -38,7 +40,8 @@ struct ModelOptions {
     v.Field("d_qk", d_qk, "per-head query/key width", config::InRange<int32_t>(1, 1024));
     v.Field("d_v", d_v, "per-head value width", config::InRange<int32_t>(1, 1024));
     v.Field("d_model", d_model, "model width D", config::InRange<int32_t>(1, 8192));
-    v.Field("num_actions", num_actions, "distinct action ids", config::InRange<int32_t>(1, 1 << 16));
+    v.Field("num_actions", num_actions, "distinct action ids",
+            config::InRange<int32_t>(1, 1 << 16));
     v.Field("position_buckets", position_buckets, "log-bucketed position-distance biases",
             config::InRange<int32_t>(1, 256));
     v.Field("time_buckets", time_buckets, "log-bucketed time-delta biases",

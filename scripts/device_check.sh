@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# GPU check of the HSTU runtime's CUDA path, in two halves:
+#
+#   scripts/device_check.sh build [BUNDLE]   here (nvcc, no GPU): builds the CUDA test and
+#       benchmark binaries and bundles them with the non-system shared libraries they link
+#       (found with ldd) into BUNDLE (default .device/model, git-ignored). cuBLAS is not bundled
+#       (libcublasLt alone is ~540 MB): the GPU machine's CUDA toolkit or PyTorch wheel provides it.
+#   scripts/device_check.sh run [BUNDLE]     on the GPU machine: runs helm-cuda-info, the
+#       CUDA-vs-reference tests and the GPU benchmarks, and prints a short table. Exit status 0
+#       when every step passed.
+#
+# With the device tool: build here, then one call
+#   run(command="scripts/device_check.sh run", carry=[".device/model"], timeout_s=300)
+# Environment: BUILD_DIR (default build), JOBS (default 2).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+mode="${1:-}"
+bundle="${2:-.device/model}"
+build_dir="${BUILD_DIR:-build}"
+bins=(helm_model_cuda_test helm_bench_model helm-cuda-info)
+
+# Libraries the GPU machine has itself, or that must come from its driver/toolkit.
+is_system_lib() {
+  case "$(basename "$1")" in
+    linux-vdso*|ld-linux*|libc.so*|libm.so*|libdl.so*|librt.so*|libpthread.so*|libstdc++.so*|\
+    libgcc_s.so*|libcuda.so*|libcublas.so*|libcublasLt.so*) return 0 ;;
+  esac
+  return 1
+}
+
+do_build() {
+  set -e
+  if [[ ! -f "$build_dir/build.ninja" ]] || ! grep -q "HELM_CUDA_ENABLED:INTERNAL=ON\|HELM_WITH_CUDA:STRING=\(AUTO\|ON\)" "$build_dir/CMakeCache.txt"; then
+    cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHELM_WITH_CUDA=ON
+  fi
+  ninja -C "$build_dir" -j "${JOBS:-2}" "${bins[@]}"
+  rm -rf "$bundle"
+  mkdir -p "$bundle/lib"
+  for b in "${bins[@]}"; do
+    [[ -x "$build_dir/bin/$b" ]] || { echo "device_check: $b was not built (is nvcc there?)" >&2; exit 1; }
+    cp "$build_dir/bin/$b" "$bundle/"
+    strip --strip-unneeded "$bundle/$b" 2>/dev/null || true
+    ldd "$build_dir/bin/$b" | awk '/=> \//{print $3}' | while read -r lib; do
+      if ! is_system_lib "$lib" && [[ ! -e "$bundle/lib/$(basename "$lib")" ]]; then
+        cp -L "$lib" "$bundle/lib/"
+      fi
+    done
+  done
+  git rev-parse --short HEAD > "$bundle/COMMIT" 2>/dev/null || true
+  echo "device_check: bundle $bundle ($(du -sh "$bundle" | cut -f1)):"
+  ls "$bundle" "$bundle/lib" | tr '\n' ' '
+  echo
+}
+
+# Directory holding libcublas.so.13 on the GPU machine (toolkit or PyTorch's nvidia-cublas wheel).
+find_cublas() {
+  local d
+  for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 \
+           /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+    [[ -e "$d/libcublas.so.13" ]] && { echo "$d"; return; }
+  done
+  d=$(python3 -c 'import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], "lib"))' \
+      2>/dev/null) && [[ -e "$d/libcublas.so.13" ]] && { echo "$d"; return; }
+  d=$(find /usr /opt -name libcublas.so.13 -print -quit 2>/dev/null) && [[ -n "$d" ]] &&
+    { dirname "$d"; return; }
+}
+
+do_run() {
+  [[ -d "$bundle" ]] || { echo "device_check: no bundle at $bundle (run 'build' first, carry it)" >&2; exit 2; }
+  local cublas_dir
+  cublas_dir=$(find_cublas)
+  export LD_LIBRARY_PATH="$PWD/$bundle/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "device_check: bundle of commit $(cat "$bundle/COMMIT" 2>/dev/null || echo '?'), cuBLAS from ${cublas_dir:-NOT FOUND}"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  local status=0 info test_out test_rc bench_out bench_rc
+  info=$("$bundle/helm-cuda-info" 2>&1); echo "$info"
+  test_out=$(timeout 240 "$bundle/helm_model_cuda_test" --gtest_brief=1 2>&1); test_rc=$?
+  echo "$test_out" | tail -40
+  bench_out=$(timeout 240 "$bundle/helm_bench_model" --gpu-only 2>&1); bench_rc=$?
+  echo "$bench_out"
+  echo
+  echo "================ device_check summary ================"
+  printf '%-34s %s\n' "helm-cuda-info" "$(echo "$info" | grep -q 'hello kernel ok' && echo PASS || echo FAIL)"
+  echo "$info" | grep -q 'hello kernel ok' || status=1
+  local passed failed skipped
+  passed=$(echo "$test_out" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
+  failed=$(echo "$test_out" | grep -c '^\[  FAILED  \] [A-Za-z]')
+  skipped=$(echo "$test_out" | sed -n 's/.*\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -1)
+  printf '%-34s %s (passed %s, failed %s, skipped %s, exit %s)\n' "helm_model_cuda_test" \
+    "$([[ $test_rc -eq 0 && ${skipped:-0} -le 1 ]] && echo PASS || echo FAIL)" "${passed:-0}" \
+    "$failed" "${skipped:-0}" "$test_rc"
+  [[ $test_rc -eq 0 && ${skipped:-0} -le 1 ]] || status=1
+  printf '%-34s %s (exit %s)\n' "helm_bench_model --gpu-only" \
+    "$([[ $bench_rc -eq 0 ]] && echo PASS || echo FAIL)" "$bench_rc"
+  [[ $bench_rc -eq 0 ]] || status=1
+  echo "$bench_out" | awk '/^HELM_RESULT/{printf "  %-32s %s\n", $2, $3}'
+  echo "======================================================"
+  exit $status
+}
+
+case "$mode" in
+  build) do_build ;;
+  run) do_run ;;
+  *) echo "usage: scripts/device_check.sh build|run [BUNDLE]" >&2; exit 2 ;;
+esac
