@@ -104,6 +104,29 @@ absl::StatusOr<const T*> ToBackend(const Kernels& k, KernelContext& ctx, Buffer&
   return dst;
 }
 
+// Checks dims however they were built (options or by hand), naming the option of each field.
+absl::Status ValidateDims(const ModelDims& d) {
+  const std::pair<const char*, int32_t> positive[] = {
+      {"model.num_layers", d.num_layers},
+      {"model.num_heads", d.num_heads},
+      {"model.d_qk", d.d_qk},
+      {"model.d_v", d.d_v},
+      {"model.d_model", d.d_model},
+      {"emb.dim", d.emb_dim},
+      {"model.num_actions", d.num_actions},
+      {"model.position_buckets", d.position_buckets},
+      {"model.time_buckets", d.time_buckets},
+      {"kv.tokens_per_block", d.tokens_per_block}};
+  for (const auto& [key, value] : positive) {
+    if (value <= 0)
+      return absl::InvalidArgumentError(absl::StrCat(key, ": must be >= 1, got ", value));
+  }
+  if (d.position_buckets > 256 || d.time_buckets > 256) {
+    return absl::InvalidArgumentError("model.position_buckets/time_buckets: must be <= 256");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<ModelDims> DimsFromOptions(const ModelOptions& model, const emb::EmbOptions& emb,
@@ -128,24 +151,7 @@ absl::StatusOr<ModelDims> DimsFromOptions(const ModelOptions& model, const emb::
     return absl::InvalidArgumentError(absl::StrCat("kv.", kv_dtype.status().message()));
   d.emb_dtype = *emb_dtype;
   d.kv_dtype = *kv_dtype;
-  const std::pair<const char*, int32_t> positive[] = {
-      {"model.num_layers", d.num_layers},
-      {"model.num_heads", d.num_heads},
-      {"model.d_qk", d.d_qk},
-      {"model.d_v", d.d_v},
-      {"model.d_model", d.d_model},
-      {"emb.dim", d.emb_dim},
-      {"model.num_actions", d.num_actions},
-      {"model.position_buckets", d.position_buckets},
-      {"model.time_buckets", d.time_buckets},
-      {"kv.tokens_per_block", d.tokens_per_block}};
-  for (const auto& [key, value] : positive) {
-    if (value <= 0)
-      return absl::InvalidArgumentError(absl::StrCat(key, ": must be >= 1, got ", value));
-  }
-  if (d.position_buckets > 256 || d.time_buckets > 256) {
-    return absl::InvalidArgumentError("model.position_buckets/time_buckets: must be <= 256");
-  }
+  HELM_RETURN_IF_ERROR(ValidateDims(d));
   return d;
 }
 
@@ -175,6 +181,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(std::shared_ptr<const Weigh
     return absl::InvalidArgumentError(
         absl::StrCat("model.candidate_microbatch: must be >= 1, got ", candidate_microbatch));
   }
+  HELM_RETURN_IF_ERROR(ValidateDims(weights->dims()));
   std::unique_ptr<Model> m(new Model());
   m->dims_ = weights->dims();
   m->weights_ = std::move(weights);

@@ -49,6 +49,7 @@ class Weights {
  public:
   // Seeded random weights (uniform, scaled by 1/sqrt(fan-in); LayerNorm gains near 1): the
   // embedded default and the tests' weights. Same seed and dims: same weights.
+  // REQUIRES: valid dims (as DimsFromOptions returns them).
   static std::unique_ptr<Weights> Random(const ModelDims& dims, uint64_t seed);
 
   // Maps a safetensors file and checks it against `dims`. NotFound when the file cannot be
