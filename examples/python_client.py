@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 
 import grpc
 
@@ -39,11 +38,13 @@ def main():
 
     pb = load_messages()
     request = pb.RankRequest(user_id=args.user, top_k=args.top_k, request_id="python-client")
-    now_ms = int(time.time() * 1000)
+    # A deterministic history per user: a later call with a longer --history extends it, so the
+    # node serving the user reuses the K/V of the common prefix (see cached_tokens in the reply).
+    start_ms = 1_700_000_000_000 + args.user * 1_000
     for i in range(args.history):
         request.history_item_ids.append((args.user * 31 + i * 17) % 1000)
         request.history_actions.append(i % 3)
-        request.history_timestamps_ms.append(now_ms - (args.history - i) * 60_000)
+        request.history_timestamps_ms.append(start_ms + i * 60_000)
     request.candidate_item_ids.extend(range(100, 100 + args.candidates))
 
     channel = grpc.insecure_channel(args.target)

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/blas_core.h"
 #include "helm/model/kernels.h"
 #include "helm/model/model.h"
 
@@ -521,17 +522,8 @@ void RunGpu(bool quick, Results& out) {
 }  // namespace helm::model
 
 int main(int argc, char** argv) {
-  // OpenBLAS 0.3.21 picks its kernels when it loads and falls back to the SSE3 "Prescott" kernels
-  // on CPU models it does not know (e.g. Emerald Rapids), which is ~8x slower than its AVX-512
-  // kernels. Where the CPU has AVX-512 and nobody chose a core, run again with SkylakeX chosen.
-  if (std::getenv("OPENBLAS_CORETYPE") == nullptr &&
-      std::strcmp(openblas_get_corename(), "Prescott") == 0 && __builtin_cpu_supports("avx512f") &&
-      __builtin_cpu_supports("avx512bw")) {
-    setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-    execv("/proc/self/exe", argv);
-  }
-  std::printf("OpenBLAS core: %s%s\n", openblas_get_corename(),
-              std::getenv("OPENBLAS_CORETYPE") != nullptr ? " (OPENBLAS_CORETYPE)" : "");
+  helm::kernels::cpu::ReexecWithFastBlasIfNeeded(argv);
+  std::printf("OpenBLAS core: %s\n", helm::kernels::cpu::BlasCoreDescription());
   bool gpu_only = false;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {

@@ -5,6 +5,7 @@
 
 #include "absl/time/time.h"
 #include "apps/app.h"
+#include "cpu/blas_core.h"
 #include "helm/common/logging.h"
 #include "helm/common/signals.h"
 #include "helm/rpc/server.h"
@@ -12,6 +13,7 @@
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  helm::kernels::cpu::ReexecWithFastBlasIfNeeded(argv);
   helm::BlockTerminationSignals();
   CLI::App cli("helm-node: a HELM serving node (unified EMB/KV pool + HSTU runtime)");
   helm::app::CommonFlags flags;
@@ -43,9 +45,10 @@ int main(int argc, char** argv) {
     spdlog::error("{}", server.status());
     return 1;
   }
-  spdlog::info("helm-node {} serving on port {} ({}; pool {} MiB, EMB share {:.2f})",
+  spdlog::info("helm-node {} serving on port {} ({}; pool {} MiB, EMB share {:.2f}; OpenBLAS {})",
                config.node.id, (*server)->port(), (*node)->engine().backend_description(),
-               config.pool.bytes >> 20, config.pool.initial_split);
+               config.pool.bytes >> 20, config.pool.initial_split,
+               helm::kernels::cpu::BlasCoreDescription());
   std::printf("LISTENING %d\n", (*server)->port());
   std::fflush(stdout);
 

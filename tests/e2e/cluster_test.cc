@@ -1,0 +1,323 @@
+// A local cluster under traffic: helm-router and helm-node as real processes on 127.0.0.1, driven
+// over real gRPC. Scores through the router equal direct scores; helm routing reuses more KV than
+// round robin; a node killed mid-run loses no request; bad requests, a full queue, a passed
+// deadline and a drain on SIGTERM each give their documented status while the cluster keeps
+// serving.
+#include <signal.h>
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/load_generator.h"
+#include "bench/stats.h"
+#include "e2e_support.h"
+#include "gmock/gmock.h"
+#include "grpcpp/client_context.h"
+#include "gtest/gtest.h"
+#include "helm/cluster/local_cluster.h"
+#include "helm/v1/recommender.grpc.pb.h"
+#include "helm/workload/generator.h"
+
+namespace helm::e2e {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Small enough that four node processes start in about a second on 2 cores.
+constexpr int64_t kNumItems = 50000;
+
+std::string ClusterConfig(const std::string& node_extra = "") {
+  return absl::StrCat(R"(log:
+  level: warn
+node:
+  workers: 1
+  queue_capacity: 64
+  max_batch: 4
+  max_history: 1024
+  max_candidates: 256
+  grace_period_ms: 5000
+)",
+                      node_extra, R"(pool:
+  bytes: 16MiB
+  chunk_bytes: 512KiB
+  initial_split: 0.5
+emb:
+  num_items: )",
+                      kNumItems, R"(
+router:
+  health_check_interval_ms: 200
+  failures_to_eject: 2
+)");
+}
+
+std::unique_ptr<cluster::LocalCluster> StartCluster(const TempDir& dir, int nodes,
+                                                    const std::string& policy,
+                                                    const std::string& config_text) {
+  cluster::LocalClusterOptions options;
+  options.bin_dir = BinDir();
+  options.config_path = dir.Write("cluster.yaml", config_text);
+  options.num_nodes = nodes;
+  options.policy = policy;
+  options.log_dir = dir.path();
+  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
+      cluster::LocalCluster::Start(options);
+  EXPECT_TRUE(started.ok()) << started.status();
+  return started.ok() ? *std::move(started) : nullptr;
+}
+
+v1::RankRequest MakeRequest(int64_t user, int history, int candidates, int top_k) {
+  v1::RankRequest request;
+  request.set_user_id(user);
+  for (int i = 0; i < history; ++i) {
+    request.add_history_item_ids((user * 7919 + i * 104729) % kNumItems);
+    request.add_history_actions(i % 8);
+    request.add_history_timestamps_ms(1'700'000'000'000 + int64_t{i} * 30'000);
+  }
+  for (int c = 0; c < candidates; ++c) request.add_candidate_item_ids((c * 613 + 5) % kNumItems);
+  request.set_top_k(top_k);
+  return request;
+}
+
+struct Reply {
+  grpc::Status status;
+  v1::RankResponse response;
+};
+
+Reply Rank(const std::string& address, const v1::RankRequest& request,
+           absl::Duration deadline = absl::Seconds(10)) {
+  auto stub = v1::Recommender::NewStub(Connect(address));
+  grpc::ClientContext context;
+  context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  Reply reply;
+  reply.status = stub->Rank(&context, request, &reply.response);
+  return reply;
+}
+
+void ExpectSameScores(const v1::RankResponse& got, const v1::RankResponse& want) {
+  ASSERT_EQ(got.items_size(), want.items_size());
+  for (int i = 0; i < got.items_size(); ++i) {
+    EXPECT_EQ(got.items(i).item_id(), want.items(i).item_id()) << "rank " << i;
+    // One side may have reused cached K/V, the other recomputed it: equal to fp32 rounding.
+    EXPECT_NEAR(got.items(i).score(), want.items(i).score(),
+                1e-5 * std::max(1.0f, std::abs(want.items(i).score())))
+        << "rank " << i;
+  }
+}
+
+TEST(Cluster, ScoresThroughTheRouterEqualDirectScores) {
+  TempDir dir;
+  auto cluster = StartCluster(dir, 2, "helm", ClusterConfig());
+  ASSERT_NE(cluster, nullptr);
+
+  for (int top_k : {0, 10}) {
+    const v1::RankRequest request = MakeRequest(/*user=*/42 + top_k, 700, 128, top_k);
+    const Reply routed = Rank(cluster->router_address(), request);
+    ASSERT_TRUE(routed.status.ok()) << routed.status.error_message();
+    EXPECT_EQ(routed.response.items_size(), top_k == 0 ? 128 : top_k);
+    EXPECT_THAT(routed.response.info().node_id(), HasSubstr("node-"));
+    EXPECT_FALSE(routed.response.request_id().empty());
+    for (const std::string& node : cluster->node_addresses()) {
+      const Reply direct = Rank(node, request);
+      ASSERT_TRUE(direct.status.ok()) << direct.status.error_message();
+      ExpectSameScores(routed.response, direct.response);
+    }
+  }
+  EXPECT_EQ(cluster->Stop(absl::Seconds(10)), 0);
+}
+
+// Runs the Zipf user stream of `options` through the router of a fresh cluster with `policy`.
+bench::Summary RunWorkload(const std::string& policy, const workload::WorkloadOptions& options,
+                           int nodes, const std::string& config_text) {
+  TempDir dir;
+  auto cluster = StartCluster(dir, nodes, policy, config_text);
+  if (cluster == nullptr) return {};
+  auto generator = workload::Generator::Create(options);
+  EXPECT_TRUE(generator.ok()) << generator.status();
+  if (!generator.ok()) return {};
+  bench::LoadOptions load;
+  load.target = cluster->router_address();
+  load.nodes = cluster->node_addresses();
+  load.deadline_ms = 5000;
+  auto loader = bench::LoadGenerator::Create(load, *std::move(generator));
+  EXPECT_TRUE(loader.ok()) << loader.status();
+  if (!loader.ok()) return {};
+  absl::StatusOr<bench::RunResult> run = (*loader)->Run();
+  EXPECT_TRUE(run.ok()) << run.status();
+  EXPECT_EQ(cluster->Stop(absl::Seconds(10)), 0);
+  if (!run.ok()) return {};
+  return bench::Summarize(*run, policy, 0, run->duration_us, options.slo_ms * 1000);
+}
+
+TEST(Cluster, HelmRoutingReusesAtLeastOneAndAHalfTimesTheKvOfRoundRobin) {
+  workload::WorkloadOptions options;
+  options.profile = "movielens-20m";
+  options.regime = "steady";
+  options.rate_per_s = 40;
+  options.duration_s = 10;
+  options.candidates = 32;
+  options.max_items = kNumItems;
+  options.max_history = 512;
+  options.max_users = 600;
+  options.seed = 7;
+  options.slo_ms = 1000;
+  const bench::Summary helm = RunWorkload("helm", options, 3, ClusterConfig());
+  const bench::Summary round_robin = RunWorkload("round_robin", options, 3, ClusterConfig());
+  std::printf("KV token hit ratio: helm %.3f, round_robin %.3f (%lld / %lld OK)\n",
+              helm.kv_token_hit_ratio, round_robin.kv_token_hit_ratio,
+              static_cast<long long>(helm.ok), static_cast<long long>(round_robin.ok));
+  ASSERT_GT(helm.ok, 0.95 * helm.scheduled);
+  ASSERT_GT(round_robin.ok, 0.95 * round_robin.scheduled);
+  EXPECT_GE(helm.kv_token_hit_ratio, 1.5 * round_robin.kv_token_hit_ratio);
+}
+
+TEST(Cluster, KillingANodeMidRunLosesNoRequest) {
+  TempDir dir;
+  auto cluster = StartCluster(dir, 2, "helm", ClusterConfig());
+  ASSERT_NE(cluster, nullptr);
+  workload::WorkloadOptions options;
+  options.rate_per_s = 25;
+  options.duration_s = 8;
+  options.candidates = 32;
+  options.max_items = kNumItems;
+  options.max_history = 256;
+  options.max_users = 200;
+  options.seed = 3;
+  auto generator = workload::Generator::Create(options);
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  bench::LoadOptions load;
+  load.target = cluster->router_address();
+  load.deadline_ms = 5000;
+  auto loader = bench::LoadGenerator::Create(load, *std::move(generator));
+  ASSERT_TRUE(loader.ok()) << loader.status();
+
+  constexpr int64_t kKillAtUs = 3'000'000;
+  std::thread killer([&] {
+    absl::SleepFor(absl::Microseconds(kKillAtUs));
+    cluster->node(1)->Signal(SIGKILL);
+  });
+  absl::StatusOr<bench::RunResult> run = (*loader)->Run();
+  killer.join();
+  ASSERT_TRUE(run.ok()) << run.status();
+
+  int64_t ok = 0;
+  int64_t after_kill = 0;
+  for (const bench::Completion& c : run->completions) {
+    // Every request ends with OK or, at worst, a clear UNAVAILABLE: never dropped, never INTERNAL.
+    EXPECT_TRUE(c.code == grpc::StatusCode::OK || c.code == grpc::StatusCode::UNAVAILABLE)
+        << "scheduled at " << c.scheduled_us << " us ended " << bench::CodeName(c.code) << ": "
+        << run->first_error[c.code];
+    ok += c.code == grpc::StatusCode::OK;
+    if (c.scheduled_us > kKillAtUs + 1'000'000) {
+      ++after_kill;
+      // Once the router has seen the failure, everything lands on the live node.
+      EXPECT_EQ(c.code, grpc::StatusCode::OK) << "scheduled at " << c.scheduled_us << " us";
+      if (c.code == grpc::StatusCode::OK) {
+        EXPECT_EQ(run->node_ids[c.node], "node-0");
+      }
+    }
+  }
+  EXPECT_GE(ok, static_cast<int64_t>(0.98 * run->completions.size()));
+  EXPECT_GT(after_kill, 50);
+  EXPECT_EQ(HealthStatus(Connect(cluster->router_address())), "SERVING");
+  cluster->Stop(absl::Seconds(10));  // node-1's exit status is the kill's
+}
+
+TEST(Cluster, DocumentedStatusesAndTheClusterKeepsServing) {
+  TempDir dir;
+  // One worker that takes one request at a time behind a queue of two, so a burst overflows it.
+  auto cluster = StartCluster(dir, 2, "helm",
+                              absl::StrCat(R"(log:
+  level: warn
+node:
+  workers: 1
+  queue_capacity: 2
+  max_batch: 1
+  max_history: 4096
+  max_candidates: 512
+  grace_period_ms: 10000
+pool:
+  bytes: 16MiB
+  chunk_bytes: 512KiB
+emb:
+  num_items: )",
+                                               kNumItems, "\n"));
+  ASSERT_NE(cluster, nullptr);
+  const std::string router = cluster->router_address();
+  const v1::RankRequest good = MakeRequest(1, 300, 64, 10);
+
+  {  // Bad requests: INVALID_ARGUMENT naming the field, through the router and direct.
+    v1::RankRequest unequal = good;
+    unequal.mutable_history_actions()->RemoveLast();
+    for (const std::string& target : {router, cluster->node_addresses()[0]}) {
+      const Reply reply = Rank(target, unequal);
+      EXPECT_EQ(reply.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << target;
+      EXPECT_THAT(reply.status.error_message(), HasSubstr("history_actions"));
+    }
+    v1::RankRequest outside = good;
+    outside.set_candidate_item_ids(3, kNumItems + 5);
+    const Reply reply = Rank(router, outside);
+    EXPECT_EQ(reply.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(reply.status.error_message(), HasSubstr("candidate_item_ids[3]"));
+  }
+  {  // A deadline that passes before compute: DEADLINE_EXCEEDED.
+    const Reply reply = Rank(router, MakeRequest(2, 4000, 512, 10), absl::Milliseconds(2));
+    EXPECT_EQ(reply.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  }
+  {  // A burst at one node overflows its queue: RESOURCE_EXHAUSTED for some, OK for the rest.
+    const std::string node = cluster->node_addresses()[0];
+    std::vector<Reply> replies(16);
+    std::vector<std::thread> senders;
+    for (int i = 0; i < 16; ++i) {
+      senders.emplace_back([&, i] { replies[i] = Rank(node, MakeRequest(100 + i, 3000, 512, 10)); });
+    }
+    for (std::thread& t : senders) t.join();
+    int exhausted = 0;
+    int ok = 0;
+    for (const Reply& reply : replies) {
+      exhausted += reply.status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+      ok += reply.status.ok();
+    }
+    EXPECT_GT(exhausted, 0);
+    EXPECT_GT(ok, 0);
+    EXPECT_EQ(exhausted + ok, 16);
+  }
+  {  // SIGTERM drains: requests in flight finish OK, the node exits 0, the router moves on.
+    const std::string node = cluster->node_addresses()[1];
+    std::vector<Reply> replies(2);
+    std::vector<absl::Time> answered(2);
+    std::vector<std::thread> senders;
+    for (int i = 0; i < 2; ++i) {
+      senders.emplace_back([&, i] {
+        replies[i] = Rank(node, MakeRequest(200 + i, 3000, 512, 10));
+        answered[i] = absl::Now();
+      });
+    }
+    absl::SleepFor(absl::Milliseconds(40));  // the requests are admitted
+    const absl::Time signalled = absl::Now();
+    cluster->node(1)->Signal(SIGTERM);
+    for (std::thread& t : senders) t.join();
+    for (const Reply& reply : replies) {
+      EXPECT_TRUE(reply.status.ok()) << reply.status.error_message();
+    }
+    // The node had work in flight when the signal came (one worker, two long requests).
+    EXPECT_GT(*std::max_element(answered.begin(), answered.end()), signalled);
+    const Reply refused = Rank(node, good, absl::Seconds(2));
+    EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+    const std::optional<int> status = cluster->node(1)->Wait(absl::Seconds(20));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(ExitCode(*status), 0);
+  }
+  // The cluster keeps serving: every request lands on the remaining node.
+  for (int i = 0; i < 5; ++i) {
+    const Reply reply = Rank(router, MakeRequest(300 + i, 200, 32, 5));
+    ASSERT_TRUE(reply.status.ok()) << reply.status.error_message();
+    EXPECT_EQ(reply.response.info().node_id(), "node-0");
+  }
+  cluster->Stop(absl::Seconds(10));
+}
+
+}  // namespace
+}  // namespace helm::e2e

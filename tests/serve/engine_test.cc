@@ -1,0 +1,149 @@
+// The engine end to end in one process (no network): KV reuse across a user's requests gives the
+// scores of a cold full recompute, and moving the pool split (relocating cached K/V and EMB rows)
+// leaves scores unchanged.
+#include "helm/serve/engine.h"
+
+#include <cmath>
+#include <random>
+
+#include "gtest/gtest.h"
+
+namespace helm::serve {
+namespace {
+
+config::Config SmallConfig() {
+  config::Config config;
+  config.pool.bytes = int64_t{8} << 20;
+  config.pool.chunk_bytes = int64_t{256} << 10;
+  config.pool.backend = "cpu";
+  config.pool.initial_split = 0.5;
+  config.pool.r_min = 0.1;
+  config.pool.r_max = 0.9;
+  config.emb.num_items = 20000;
+  config.model.kernels = "cpu";
+  config.node.max_history = 1024;
+  return config;
+}
+
+// A user's history of `length` events, deterministic for (user, i): a longer call extends a
+// shorter one.
+v1::RankRequest MakeRequest(int64_t user, int length, int candidates) {
+  v1::RankRequest request;
+  request.set_user_id(user);
+  for (int i = 0; i < length; ++i) {
+    request.add_history_item_ids((user * 7919 + i * 104729) % 20000);
+    request.add_history_actions(static_cast<int32_t>((user + i) % 8));
+    request.add_history_timestamps_ms(1'700'000'000'000 + user * 1000 + int64_t{i} * 45'000);
+  }
+  for (int c = 0; c < candidates; ++c) request.add_candidate_item_ids((user * 31 + c * 613) % 20000);
+  request.set_top_k(0);  // all candidates, in request order
+  return request;
+}
+
+struct Ranked {
+  std::vector<float> scores;
+  RankStats stats;
+};
+
+Ranked Rank(const Engine& engine, Worker& worker, const v1::RankRequest& request) {
+  v1::RankResponse response;
+  Ranked out;
+  const absl::Status status = engine.Rank(worker, request, &response, &out.stats);
+  EXPECT_TRUE(status.ok()) << status;
+  for (const v1::ScoredItem& item : response.items()) out.scores.push_back(item.score());
+  return out;
+}
+
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const float tolerance = 1e-5f * std::max(1.0f, std::abs(want[i]));
+    EXPECT_NEAR(got[i], want[i], tolerance) << "candidate " << i;
+  }
+}
+
+TEST(Engine, ColdPartlyCachedAndFullyCachedUsersScoreAlike) {
+  auto cold_engine = Engine::Create(SmallConfig());
+  ASSERT_TRUE(cold_engine.ok()) << cold_engine.status();
+  auto cold_worker = (*cold_engine)->NewWorker();
+  ASSERT_TRUE(cold_worker.ok());
+
+  auto engine = Engine::Create(SmallConfig());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto worker = (*engine)->NewWorker();
+  ASSERT_TRUE(worker.ok());
+
+  for (int64_t user : {3, 11}) {
+    // Split points inside a block and on a block boundary (tokens_per_block 16).
+    for (const auto& [first, second] : {std::pair{101, 333}, std::pair{160, 192}}) {
+      const int64_t u = user * 100 + first;
+      const Ranked full = Rank(**cold_engine, **cold_worker, MakeRequest(u, second, 40));
+      ASSERT_EQ(full.stats.cached_tokens, 0);
+      ASSERT_EQ(full.stats.computed_tokens, second);
+
+      const Ranked prefix = Rank(**engine, **worker, MakeRequest(u, first, 40));
+      EXPECT_EQ(prefix.stats.cached_tokens, 0);
+      const Ranked partly = Rank(**engine, **worker, MakeRequest(u, second, 40));
+      EXPECT_GT(partly.stats.cached_tokens, 0);
+      EXPECT_LE(partly.stats.cached_tokens, first);
+      EXPECT_EQ(partly.stats.cached_tokens + partly.stats.computed_tokens, second);
+      ExpectClose(partly.scores, full.scores);
+
+      const Ranked fully = Rank(**engine, **worker, MakeRequest(u, second, 40));
+      EXPECT_EQ(fully.stats.cached_tokens, second);
+      EXPECT_EQ(fully.stats.computed_tokens, 0);
+      ExpectClose(fully.scores, full.scores);
+    }
+  }
+}
+
+TEST(Engine, ChangedHistoryIsAMissNotAWrongReuse) {
+  auto engine = Engine::Create(SmallConfig());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto worker = (*engine)->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  v1::RankRequest request = MakeRequest(5, 200, 20);
+  Rank(**engine, **worker, request);
+  request.set_history_item_ids(3, (request.history_item_ids(3) + 1) % 20000);  // rewrite the past
+  const Ranked changed = Rank(**engine, **worker, request);
+  EXPECT_EQ(changed.stats.cached_tokens, 0);
+
+  auto fresh = Engine::Create(SmallConfig());
+  ASSERT_TRUE(fresh.ok());
+  auto fresh_worker = (*fresh)->NewWorker();
+  ASSERT_TRUE(fresh_worker.ok());
+  ExpectClose(changed.scores, Rank(**fresh, **fresh_worker, request).scores);
+}
+
+TEST(Engine, MovingTheSplitLeavesScoresUnchanged) {
+  auto engine = Engine::Create(SmallConfig());
+  ASSERT_TRUE(engine.ok()) << engine.status();
+  auto worker = (*engine)->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  pool::Pool& pool = (*engine)->pool();
+
+  std::vector<v1::RankRequest> requests;
+  std::vector<std::vector<float>> before;
+  for (int64_t user = 0; user < 12; ++user) {
+    requests.push_back(MakeRequest(user, 150 + 37 * static_cast<int>(user), 32));
+    before.push_back(Rank(**engine, **worker, requests.back()).scores);
+  }
+  // Shrink the KV side (relocating surviving blocks), then shrink the EMB side.
+  for (double target : {0.8, 0.2}) {
+    pool.SetTarget(target);
+    for (int step = 0; step < 10000 && !pool.Step().idle; ++step) {
+    }
+    ASSERT_NEAR(pool.Snapshot().committed_split, target, 0.05);
+    ASSERT_TRUE(pool.CheckInvariants().ok());
+    for (size_t i = 0; i < requests.size(); ++i) {
+      const Ranked after = Rank(**engine, **worker, requests[i]);
+      EXPECT_EQ(after.stats.cached_tokens + after.stats.computed_tokens,
+                requests[i].history_item_ids_size());
+      ExpectClose(after.scores, before[i]);
+    }
+  }
+  EXPECT_GT(pool.stats().migration_bytes_done + pool.stats().migration_bytes_dropped, 0);
+}
+
+}  // namespace
+}  // namespace helm::serve
