@@ -41,5 +41,8 @@ serve: build
 bench: build
 	scripts/bench.sh $(BUILD_DIR)
 
+bench-cluster: build
+	$(BUILD_DIR)/bin/helm_bench_cluster --out out/bench-cluster
+
 clean:
 	rm -rf $(BUILD_DIR)

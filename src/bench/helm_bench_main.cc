@@ -41,35 +41,6 @@ int Fail(const std::string& message, int code) {
   return code;
 }
 
-// Checks the workload against the serving config so the nodes will accept every request, and fills
-// the caps left at 0 from it. Returns "" or what is wrong.
-std::string FitToNodes(helm::config::Config& config) {
-  helm::workload::WorkloadOptions& w = config.workload;
-  if (w.max_items > config.emb.num_items) {
-    return absl::StrCat("workload.max_items (", w.max_items, ") exceeds emb.num_items (",
-                        config.emb.num_items, "): item ids must be < emb.num_items");
-  }
-  if (w.max_items == 0) w.max_items = config.emb.num_items;
-  if (w.max_history > config.node.max_history) {
-    return absl::StrCat("workload.max_history (", w.max_history, ") exceeds node.max_history (",
-                        config.node.max_history, "): the nodes would reject the requests");
-  }
-  if (w.max_history == 0) w.max_history = config.node.max_history;
-  if (w.candidates > config.node.max_candidates) {
-    return absl::StrCat("workload.candidates (", w.candidates, ") exceeds node.max_candidates (",
-                        config.node.max_candidates, ")");
-  }
-  if (w.num_actions > config.model.num_actions) {
-    return absl::StrCat("workload.num_actions (", w.num_actions, ") exceeds model.num_actions (",
-                        config.model.num_actions, ")");
-  }
-  if (w.top_k > w.candidates) {
-    return absl::StrCat("workload.top_k (", w.top_k, ") exceeds workload.candidates (",
-                        w.candidates, ")");
-  }
-  return "";
-}
-
 // Generates the whole schedule and builds every RankRequest without sending: what the send loop
 // spends per request, split into generation (first visits synthesise a whole history; revisits
 // append a few events and draw candidates) and building the request's columns.
@@ -202,7 +173,7 @@ int main(int argc, char** argv) {
         if (max_in_flight > 0) w.max_in_flight = max_in_flight;
         if (top_k >= 0) w.top_k = top_k;
       });
-  if (const std::string error = FitToNodes(config); !error.empty()) return Fail(error, 2);
+  if (const std::string error = helm::bench::FitWorkloadToNodes(config); !error.empty()) return Fail(error, 2);
 
   absl::StatusOr<std::unique_ptr<helm::workload::Generator>> generator =
       helm::workload::Generator::Create(config.workload);

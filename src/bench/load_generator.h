@@ -23,6 +23,7 @@
 #include "absl/status/statusor.h"
 #include "bench/stats.h"
 #include "helm/common/clock.h"
+#include "helm/config/config.h"
 #include "helm/workload/generator.h"
 
 namespace helm::bench {
@@ -65,5 +66,11 @@ class LoadGenerator {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// Checks config.workload against the serving sections of the same config (item ids below
+// emb.num_items, histories and candidates within the node's caps, actions within the model's), so
+// that the nodes accept every request, and fills the caps left at 0 from them. "" or what is wrong,
+// naming the keys.
+std::string FitWorkloadToNodes(config::Config& config);
 
 }  // namespace helm::bench

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -83,60 +84,77 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   }
 
   void Dispatch() {
-    absl::MutexLock lock(&mu_);
-    DispatchLocked();
+    std::optional<grpc::Status> finish;
+    int attempts = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      finish = DispatchLocked();
+      attempts = attempts_;
+    }
+    if (finish.has_value()) Complete(*finish, attempts);
   }
 
   void OnCancel() override {
     absl::MutexLock lock(&mu_);
     cancelled_ = true;
-    if (client_context_ != nullptr) client_context_->TryCancel();
+    if (!contexts_.empty()) contexts_.back()->TryCancel();
   }
 
   void OnDone() override { delete this; }
 
  private:
-  void DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (cancelled_) return FinishLocked(grpc::Status::CANCELLED);
+  // Sends the next attempt; returns the status to finish with instead when there is none to send.
+  std::optional<grpc::Status> DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (cancelled_) return grpc::Status::CANCELLED;
     if (std::chrono::system_clock::now() >= deadline_) {
-      return FinishLocked(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                                       absl::StrCat("deadline passed in the router after ",
-                                                    attempts_, " attempt(s)")));
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                          absl::StrCat("deadline passed in the router after ", attempts_,
+                                       " attempt(s)"));
     }
     const int node = router_->policy_->Pick(route_, router_->cluster_, tried_);
     if (node < 0) {
-      return FinishLocked(attempts_ == 0
-                              ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no healthy node")
-                              : last_status_);
+      return attempts_ == 0 ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no healthy node")
+                            : last_status_;
     }
     ++attempts_;
     tried_ |= NodeMask{1} << node;
     router_->cluster_.OnDispatch(node);
-    client_context_ = std::make_unique<grpc::ClientContext>();
-    client_context_->set_deadline(deadline_);
+    // Each attempt's context lives as long as the call (at most max_attempts of them).
+    contexts_.push_back(std::make_unique<grpc::ClientContext>());
+    contexts_.back()->set_deadline(deadline_);
     response_->Clear();
     router_->conn(node)->recommender->async()->Rank(
-        client_context_.get(), request_, response_,
+        contexts_.back().get(), request_, response_,
         [this, node](grpc::Status status) { OnAttemptDone(node, std::move(status)); });
+    return std::nullopt;
   }
 
   void OnAttemptDone(int node, grpc::Status status) {
     router_->cluster_.OnComplete(node);
     router_->OnNodeResult(node, status);
-    absl::MutexLock lock(&mu_);
-    const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                           status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
-    if (retryable && attempts_ < router_->options_.max_attempts && !cancelled_) {
-      last_status_ = status;
-      router_->retries_.fetch_add(1, std::memory_order_relaxed);
-      return DispatchLocked();
+    std::optional<grpc::Status> finish;
+    int attempts = 0;
+    {
+      absl::MutexLock lock(&mu_);
+      const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                             status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+      if (retryable && attempts_ < router_->options_.max_attempts && !cancelled_) {
+        last_status_ = status;
+        router_->retries_.fetch_add(1, std::memory_order_relaxed);
+        finish = DispatchLocked();
+      } else {
+        finish = std::move(status);
+      }
+      attempts = attempts_;
     }
-    FinishLocked(status);
+    if (finish.has_value()) Complete(*finish, attempts);
   }
 
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Answers the client. Called without mu_ held and with no attempt outstanding: Finish may run
+  // OnDone, which deletes this, before it returns.
+  void Complete(const grpc::Status& status, int attempts) {
     if (status.ok()) {
-      response_->mutable_info()->set_attempts(attempts_);
+      response_->mutable_info()->set_attempts(attempts);
       router_->ok_.fetch_add(1, std::memory_order_relaxed);
     } else {
       router_->failed_.fetch_add(1, std::memory_order_relaxed);
@@ -153,7 +171,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   std::chrono::system_clock::time_point deadline_;
 
   absl::Mutex mu_;
-  std::unique_ptr<grpc::ClientContext> client_context_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts_ ABSL_GUARDED_BY(mu_);
   NodeMask tried_ ABSL_GUARDED_BY(mu_) = 0;
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;

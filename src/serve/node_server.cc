@@ -35,31 +35,36 @@ class NodeServer::StateStream final : public grpc::ServerWriteReactor<v1::NodeSt
 
   // Queues `state`; false when the subscriber is too far behind (the stream is then ended).
   bool Push(const v1::NodeState& state) {
-    absl::MutexLock lock(&mu_);
-    if (finished_) return false;
-    if (queue_.size() >= kMaxQueuedStates) {
-      FinishLocked(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "state subscriber too slow; reconnect for a fresh snapshot"));
-      return false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return false;
+      if (queue_.size() < kMaxQueuedStates) {
+        queue_.push_back(state);
+        MaybeWriteLocked();
+        return true;
+      }
+      finished_ = true;
     }
-    queue_.push_back(state);
-    MaybeWriteLocked();
-    return true;
+    Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        "state subscriber too slow; reconnect for a fresh snapshot"));
+    return false;
   }
   void End() {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is shutting down"));
+    if (MarkFinished()) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is shutting down"));
+    }
   }
   void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&mu_);
-    writing_ = false;
-    queue_.pop_front();
-    if (!ok) return FinishLocked(grpc::Status::CANCELLED);
-    MaybeWriteLocked();
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      queue_.pop_front();
+      if (ok) return MaybeWriteLocked();
+    }
+    if (MarkFinished()) Finish(grpc::Status::CANCELLED);
   }
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    FinishLocked(grpc::Status::CANCELLED);
+    if (MarkFinished()) Finish(grpc::Status::CANCELLED);
   }
   void OnDone() override {
     server_->Unsubscribe(this);
@@ -72,10 +77,13 @@ class NodeServer::StateStream final : public grpc::ServerWriteReactor<v1::NodeSt
     writing_ = true;
     StartWrite(&queue_.front());
   }
-  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (finished_) return;
+  // True for the one caller that must call Finish. Finish is called without mu_ held: OnDone,
+  // which deletes this, may run on another thread as soon as Finish is called.
+  bool MarkFinished() {
+    absl::MutexLock lock(&mu_);
+    if (finished_) return false;
     finished_ = true;
-    Finish(status);
+    return true;
   }
 
   NodeServer* server_;

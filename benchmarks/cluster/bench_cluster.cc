@@ -1,0 +1,341 @@
+// helm_bench_cluster (make bench-cluster): the serving path measured on a local cluster of real
+// processes on 127.0.0.1 (helm-router + 2 helm-node, the embedded config unless --config).
+//
+// 1. Router hop. At light load (one request at a time), interleaved round by round: a bare gRPC
+//    echo (an in-process Recommender that answers at once), the same request direct to the node
+//    that holds the user's K/V, and through the router. Requests carry 2048-event histories, so
+//    the router's handling of large requests shows.
+//      router_hop_overhead_vs_grpc_echo = (P50 via router - P50 direct) / P50 echo
+// 2. Routing policies. The config's workload (same seed) through a fresh cluster with
+//    round_robin, then with helm, open loop at ~70% of the nodes' capacity (measured first: the
+//    nodes' service time at light load under round robin).
+//      kv_hit_helm_vs_round_robin = KV token hit ratio (helm) / (round_robin)
+//      p99_helm_vs_round_robin    = P99 latency (helm) / (round_robin)
+// Each run's table, summary.json, timeseries.csv and plot.png go under --out.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "apps/app.h"
+#include "bench/load_generator.h"
+#include "bench/report.h"
+#include "bench/stats.h"
+#include "grpcpp/grpcpp.h"
+#include "helm/cluster/local_cluster.h"
+#include "helm/v1/recommender.grpc.pb.h"
+#include "helm/workload/generator.h"
+
+#ifndef HELM_SOURCE_DIR
+#define HELM_SOURCE_DIR "."
+#endif
+
+namespace helm::bench {
+namespace {
+
+struct Flags {
+  std::string bin_dir;
+  std::string out_dir = "out/bench-cluster";
+  double seconds = 60;      // per policy run
+  int hop_rounds = 400;     // rounds of (echo, direct, router)
+  double load = 0.7;        // offered load over the measured capacity
+  double rate = 0;          // requests/s for the policy runs; 0: load x measured capacity
+  int num_nodes = 2;
+  std::string python = "/usr/bin/python3";
+  std::string plot_script = std::string(HELM_SOURCE_DIR) + "/scripts/plot_bench.py";
+};
+
+// The bare echo: a Recommender that answers every Rank at once with the request id.
+class EchoService final : public v1::Recommender::Service {
+  grpc::Status Rank(grpc::ServerContext*, const v1::RankRequest* request,
+                    v1::RankResponse* response) override {
+    response->set_request_id(request->request_id());
+    return grpc::Status::OK;
+  }
+};
+
+std::unique_ptr<cluster::LocalCluster> StartCluster(const Flags& flags,
+                                                    const std::string& config_path,
+                                                    const std::string& policy,
+                                                    const std::string& log_dir) {
+  cluster::LocalClusterOptions options;
+  options.bin_dir = flags.bin_dir;
+  options.config_path = config_path;
+  options.num_nodes = flags.num_nodes;
+  options.policy = policy;
+  options.log_dir = log_dir;
+  std::filesystem::create_directories(log_dir);
+  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
+      cluster::LocalCluster::Start(options);
+  if (!started.ok()) {
+    std::fprintf(stderr, "helm_bench_cluster: %s\n", std::string(started.status().message()).c_str());
+    return nullptr;
+  }
+  return *std::move(started);
+}
+
+int64_t Median(std::vector<int64_t> values) {
+  std::sort(values.begin(), values.end());
+  return NearestRank(values, 0.5);
+}
+
+struct HopResult {
+  int64_t echo_p50_us = 0, direct_p50_us = 0, router_p50_us = 0;
+  bool ok = false;
+};
+
+HopResult MeasureHop(const Flags& flags, const config::Config& config,
+                     const std::string& config_path) {
+  HopResult result;
+  auto cluster = StartCluster(flags, config_path, "helm", flags.out_dir + "/logs/hop");
+  if (cluster == nullptr) return result;
+
+  EchoService echo;
+  int echo_port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &echo_port);
+  builder.RegisterService(&echo);
+  std::unique_ptr<grpc::Server> echo_server = builder.BuildAndStart();
+
+  // One user's 2048-event history (within the config's caps) and 64 candidates.
+  const int history = std::min(2048, config.node.max_history);
+  const int candidates = std::min(64, config.node.max_candidates);
+  v1::RankRequest request;
+  request.set_user_id(777);
+  request.set_top_k(10);
+  for (int i = 0; i < history; ++i) {
+    request.add_history_item_ids((int64_t{i} * 7919 + 13) % config.emb.num_items);
+    request.add_history_actions(i % std::max(1, config.model.num_actions));
+    request.add_history_timestamps_ms(1'700'000'000'000 + int64_t{i} * 60'000);
+  }
+  for (int c = 0; c < candidates; ++c) {
+    request.add_candidate_item_ids((int64_t{c} * 104729 + 5) % config.emb.num_items);
+  }
+
+  auto connect = [](const std::string& address) {
+    return v1::Recommender::NewStub(
+        grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+  };
+  auto router = connect(cluster->router_address());
+  auto echo_stub = connect(absl::StrCat("127.0.0.1:", echo_port));
+  auto call = [&](v1::Recommender::Stub& stub, v1::RankResponse* response) -> int64_t {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    const auto start = std::chrono::steady_clock::now();
+    const grpc::Status status = stub.Rank(&context, request, response);
+    const auto end = std::chrono::steady_clock::now();
+    if (!status.ok()) {
+      std::fprintf(stderr, "helm_bench_cluster: Rank failed: %s\n", status.error_message().c_str());
+      return -1;
+    }
+    return std::chrono::duration_cast<std::chrono::microseconds>(end - start).count();
+  };
+
+  // The first call through the router computes and caches the history on one node; every later
+  // call, direct or routed, reuses it there.
+  v1::RankResponse response;
+  if (call(*router, &response) < 0) return result;
+  const std::string holder = response.info().node_id();
+  int holder_index = -1;
+  for (int i = 0; i < flags.num_nodes; ++i) {
+    if (holder == absl::StrCat("node-", i)) holder_index = i;
+  }
+  if (holder_index < 0) {
+    std::fprintf(stderr, "helm_bench_cluster: unknown node id '%s'\n", holder.c_str());
+    return result;
+  }
+  auto direct = connect(cluster->node_addresses()[holder_index]);
+  std::vector<int64_t> echo_us, direct_us, router_us;
+  int routed_elsewhere = 0;
+  for (int round = -20; round < flags.hop_rounds; ++round) {  // 20 warm-up rounds
+    const int64_t e = call(*echo_stub, &response);
+    const int64_t d = call(*direct, &response);
+    const int64_t r = call(*router, &response);
+    if (e < 0 || d < 0 || r < 0) return result;
+    routed_elsewhere += response.info().node_id() != holder;
+    if (round < 0) continue;
+    echo_us.push_back(e);
+    direct_us.push_back(d);
+    router_us.push_back(r);
+  }
+  echo_server->Shutdown();
+  cluster->Stop(absl::Seconds(10));
+  result.echo_p50_us = Median(echo_us);
+  result.direct_p50_us = Median(direct_us);
+  result.router_p50_us = Median(router_us);
+  result.ok = true;
+  std::printf(
+      "router hop (%d rounds, %d-event history, %d candidates; cached on %s):\n"
+      "  P50 bare gRPC echo %lld us, direct to node %lld us, via router %lld us "
+      "(%d routed to another node)\n",
+      flags.hop_rounds, history, candidates, holder.c_str(),
+      static_cast<long long>(result.echo_p50_us), static_cast<long long>(result.direct_p50_us),
+      static_cast<long long>(result.router_p50_us), routed_elsewhere);
+  return result;
+}
+
+struct PolicyRun {
+  Report report;
+  // Requests/s the nodes sustain unbatched: sum over nodes of workers / smoothed service time, from
+  // each node's last GetStats poll (0 when no node answered).
+  double capacity_per_s = 0;
+};
+
+// One open-loop run of the config's workload at `rate` through a fresh cluster with `policy`.
+absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& config,
+                                    const std::string& config_path, const std::string& policy,
+                                    double rate, double seconds, const std::string& out_dir) {
+  auto cluster = StartCluster(flags, config_path, policy, out_dir + "/logs");
+  if (cluster == nullptr) return absl::UnavailableError("the cluster did not start");
+  workload::WorkloadOptions w = config.workload;
+  w.rate_per_s = rate;
+  w.duration_s = seconds;
+  w.phases.clear();
+  absl::StatusOr<std::unique_ptr<workload::Generator>> generator = workload::Generator::Create(w);
+  if (!generator.ok()) return generator.status();
+  LoadOptions load;
+  load.target = cluster->router_address();
+  load.nodes = cluster->node_addresses();
+  load.slo_ms = w.slo_ms;
+  load.deadline_ms = w.deadline_ms;
+  load.max_in_flight = w.max_in_flight;
+  load.top_k = w.top_k;
+  load.progress = stderr;
+  load.progress_in_place = isatty(fileno(stderr)) != 0;
+  std::fprintf(stderr, "== %s: %s steady at %.1f/s for %.0f s\n", policy.c_str(),
+               w.profile.c_str(), rate, seconds);
+  absl::StatusOr<std::unique_ptr<LoadGenerator>> runner =
+      LoadGenerator::Create(load, *std::move(generator));
+  if (!runner.ok()) return runner.status();
+  absl::StatusOr<RunResult> run = (*runner)->Run();
+  cluster->Stop(absl::Seconds(10));
+  if (!run.ok()) return run.status();
+
+  PolicyRun result;
+  std::vector<const NodeSample*> last(run->poll_targets.size(), nullptr);
+  for (const NodeSample& sample : run->samples) {
+    if (sample.ok && sample.stats.load().ewma_service_us() > 0) last[sample.target] = &sample;
+  }
+  for (const NodeSample* sample : last) {
+    if (sample == nullptr) continue;
+    const v1::NodeLoad& l = sample->stats.load();
+    result.capacity_per_s += l.workers() * 1e6 / l.ewma_service_us();
+  }
+  result.report = BuildReport(*run, w.slo_ms);
+  RunInfo info;
+  info.target = policy + " router";
+  info.profile = w.profile;
+  info.phases = absl::StrCat("steady:", seconds);
+  info.rate_per_s = rate;
+  info.seed = w.seed;
+  info.deadline_ms = w.deadline_ms;
+  info.max_in_flight = w.max_in_flight;
+  std::fputs("\n", stderr);
+  std::fputs(FormatTable(result.report, info).c_str(), stdout);
+  std::filesystem::create_directories(out_dir);
+  const std::string csv = out_dir + "/timeseries.csv";
+  if (absl::Status s = WriteJson(result.report, info, out_dir + "/summary.json"); !s.ok()) return s;
+  if (absl::Status s = WriteCsv(result.report, csv); !s.ok()) return s;
+  if (absl::Status s = MakePlot(flags.python, flags.plot_script, csv, out_dir + "/plot.png");
+      !s.ok()) {
+    std::printf("plot skipped: %s\n", std::string(s.message()).c_str());
+  }
+  std::printf("files: %s/{summary.json,timeseries.csv,plot.png}\n\n", out_dir.c_str());
+  return result;
+}
+
+int Main(int argc, char** argv) {
+  CLI::App cli("helm_bench_cluster: router hop and routing policies on a local cluster");
+  app::CommonFlags common;
+  app::AddCommonFlags(cli, common);
+  Flags flags;
+  flags.bin_dir = std::filesystem::canonical("/proc/self/exe").parent_path().string();
+  cli.add_option("--bin-dir", flags.bin_dir, "where helm-node and helm-router are");
+  cli.add_option("--out", flags.out_dir, "directory for each run's files");
+  cli.add_option("--seconds", flags.seconds, "length of each policy run (s)");
+  cli.add_option("--hop-rounds", flags.hop_rounds, "rounds of the router-hop measurement");
+  cli.add_option("--load", flags.load, "offered load over the measured capacity");
+  cli.add_option("--rate", flags.rate, "request rate of the policy runs (1/s; 0: from --load)");
+  cli.add_option("--nodes", flags.num_nodes, "node processes");
+  cli.add_option("--python", flags.python, "Python with matplotlib for the plots");
+  app::ParseFlagsOrExit(cli, argc, argv);
+  config::Config config = app::LoadConfigOrExit(common, "helm_bench_cluster");
+  if (const std::string error = FitWorkloadToNodes(config); !error.empty()) {
+    std::fprintf(stderr, "helm_bench_cluster: %s\n", error.c_str());
+    return 2;
+  }
+  // Every process reads the same config: a file, or the embedded default written out.
+  std::filesystem::create_directories(flags.out_dir);
+  std::string config_path = common.config_path;
+  if (config_path.empty()) {
+    config_path = flags.out_dir + "/config.yaml";
+    std::FILE* f = std::fopen(config_path.c_str(), "w");
+    if (f == nullptr) {
+      std::fprintf(stderr, "helm_bench_cluster: cannot write %s\n", config_path.c_str());
+      return 1;
+    }
+    std::fputs(app::kEmbeddedConfig, f);
+    std::fclose(f);
+  }
+
+  const HopResult hop = MeasureHop(flags, config, config_path);
+  if (!hop.ok) return 1;
+
+  double rate = flags.rate;
+  if (rate <= 0) {
+    absl::StatusOr<PolicyRun> light =
+        RunPolicy(flags, config, config_path, "round_robin", 5.0 * flags.num_nodes,
+                  std::max(10.0, flags.seconds / 4), flags.out_dir + "/calibration");
+    if (!light.ok() || light->capacity_per_s <= 0) {
+      std::fprintf(stderr, "helm_bench_cluster: capacity calibration failed: %s\n",
+                   light.ok() ? "no service time from the nodes"
+                              : std::string(light.status().message()).c_str());
+      return 1;
+    }
+    rate = flags.load * light->capacity_per_s;
+    std::printf("capacity (unbatched, from the nodes' service time at light load): %.1f/s; "
+                "policy runs at %.0f%% of it: %.1f/s\n\n",
+                light->capacity_per_s, 100 * flags.load, rate);
+  }
+  absl::StatusOr<PolicyRun> rr = RunPolicy(flags, config, config_path, "round_robin", rate,
+                                           flags.seconds, flags.out_dir + "/round_robin");
+  absl::StatusOr<PolicyRun> helm = RunPolicy(flags, config, config_path, "helm", rate,
+                                             flags.seconds, flags.out_dir + "/helm");
+  if (!rr.ok() || !helm.ok()) {
+    std::fprintf(stderr, "helm_bench_cluster: %s\n",
+                 std::string((rr.ok() ? helm.status() : rr.status()).message()).c_str());
+    return 1;
+  }
+  const Summary& a = rr->report.overall;
+  const Summary& b = helm->report.overall;
+  std::printf("%-12s %8s %8s %10s %10s %10s %8s\n", "policy", "sent", "ok", "p50_us", "p99_us",
+              "kv_hit", "slo");
+  for (const auto& [name, s] : {std::pair{"round_robin", &a}, std::pair{"helm", &b}}) {
+    std::printf("%-12s %8lld %8lld %10lld %10lld %10.3f %8.3f\n", name,
+                static_cast<long long>(s->sent), static_cast<long long>(s->ok),
+                static_cast<long long>(s->latency.p50_us),
+                static_cast<long long>(s->latency.p99_us), s->kv_token_hit_ratio,
+                s->slo_attainment);
+  }
+  std::printf("\nHELM_RESULT router_hop_overhead_vs_grpc_echo %.3f\n",
+              static_cast<double>(hop.router_p50_us - hop.direct_p50_us) / hop.echo_p50_us);
+  if (a.kv_token_hit_ratio > 0) {
+    std::printf("HELM_RESULT kv_hit_helm_vs_round_robin %.3f\n",
+                b.kv_token_hit_ratio / a.kv_token_hit_ratio);
+  }
+  if (a.latency.p99_us > 0 && b.latency.p99_us > 0) {
+    std::printf("HELM_RESULT p99_helm_vs_round_robin %.3f\n",
+                static_cast<double>(b.latency.p99_us) / a.latency.p99_us);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace helm::bench
+
+int main(int argc, char** argv) { return helm::bench::Main(argc, argv); }
