@@ -6,8 +6,8 @@
 #       (found with ldd) into BUNDLE (default .device/model, git-ignored). cuBLAS is not bundled
 #       (libcublasLt alone is ~540 MB): the GPU machine's CUDA toolkit or PyTorch wheel provides it.
 #   scripts/device_check.sh run [BUNDLE]     on the GPU machine: runs helm-cuda-info, the
-#       CUDA-vs-reference tests and the GPU benchmarks, and prints a short table. Exit status 0
-#       when every step passed.
+#       CUDA-vs-reference tests (model kernels; pool CUDA backend vs CPU) and the GPU
+#       benchmarks, and prints a short table. Exit status 0 when every step passed.
 #
 # With the device tool: build here, then one call
 #   run(command="scripts/device_check.sh run", carry=[".device/model"], timeout_s=300)
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-}"
 bundle="${2:-.device/model}"
 build_dir="${BUILD_DIR:-build}"
-bins=(helm_model_cuda_test helm_bench_model helm-cuda-info)
+bins=(helm_model_cuda_test helm_pool_gpu_test helm_bench_model helm-cuda-info)
 
 # Libraries the GPU machine has itself, or that must come from its driver/toolkit.
 is_system_lib() {
@@ -77,6 +77,9 @@ do_run() {
   info=$("$bundle/helm-cuda-info" 2>&1); echo "$info"
   test_out=$(timeout 240 "$bundle/helm_model_cuda_test" --gtest_brief=1 2>&1); test_rc=$?
   echo "$test_out" | tail -40
+  local pool_out pool_rc
+  pool_out=$(timeout 120 "$bundle/helm_pool_gpu_test" --gtest_brief=1 2>&1); pool_rc=$?
+  echo "$pool_out" | tail -20
   bench_out=$(timeout 240 "$bundle/helm_bench_model" --gpu-only 2>&1); bench_rc=$?
   echo "$bench_out"
   echo
@@ -91,6 +94,9 @@ do_run() {
     "$([[ $test_rc -eq 0 && ${skipped:-0} -le 1 ]] && echo PASS || echo FAIL)" "${passed:-0}" \
     "$failed" "${skipped:-0}" "$test_rc"
   [[ $test_rc -eq 0 && ${skipped:-0} -le 1 ]] || status=1
+  printf '%-34s %s (exit %s)\n' "helm_pool_gpu_test (CUDA vs CPU)" \
+    "$([[ $pool_rc -eq 0 ]] && ! echo "$pool_out" | grep -q SKIPPED && echo PASS || echo FAIL)" "$pool_rc"
+  [[ $pool_rc -eq 0 ]] && ! echo "$pool_out" | grep -q SKIPPED || status=1
   printf '%-34s %s (exit %s)\n' "helm_bench_model --gpu-only" \
     "$([[ $bench_rc -eq 0 ]] && echo PASS || echo FAIL)" "$bench_rc"
   [[ $bench_rc -eq 0 ]] || status=1

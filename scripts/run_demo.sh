@@ -10,7 +10,7 @@ mkdir -p "$out"
 
 echo "== HELM demo: local cluster on 127.0.0.1 (router + 2 nodes), then steady -> trend -> burst"
 "$bin/helm-cluster" --ephemeral-ports --log-dir "$out/logs" -- \
-  "$bin/helm-bench" --target {router} --nodes {nodes} \
-    --phases "${HELM_DEMO_PHASES:-steady:25,trend:30,burst:25}" --out "$out"
+  "$bin/helm-bench" --target {router} --nodes {nodes} ${HELM_DEMO_PHASES:+--phases "$HELM_DEMO_PHASES"} \
+    --out "$out"
 echo "== summary: $out/summary.json, time series: $out/timeseries.csv, plot: $out/plot.png"
 echo "== process logs: $out/logs"

@@ -7,8 +7,8 @@
 //    the router's handling of large requests shows.
 //      router_hop_overhead_vs_grpc_echo = (P50 via router - P50 direct) / P50 echo
 // 2. Routing policies. The config's workload (same seed) through a fresh cluster with
-//    round_robin, then with helm, open loop at ~70% of the nodes' capacity (measured first: the
-//    nodes' service time at light load under round robin).
+//    round_robin, then with helm, open loop at ~70% of the cluster's capacity (measured first: its
+//    throughput under round robin when offered far more than it can serve).
 //      kv_hit_helm_vs_round_robin = KV token hit ratio (helm) / (round_robin)
 //      p99_helm_vs_round_robin    = P99 latency (helm) / (round_robin)
 // Each run's table, summary.json, timeseries.csv and plot.png go under --out.
@@ -43,6 +43,7 @@ struct Flags {
   std::string out_dir = "out/bench-cluster";
   double seconds = 60;      // per policy run
   int hop_rounds = 400;     // rounds of (echo, direct, router)
+  int hop_history = 2048;   // history events of the router-hop requests
   double load = 0.7;        // offered load over the measured capacity
   double rate = 0;          // requests/s for the policy runs; 0: load x measured capacity
   int num_nodes = 2;
@@ -102,8 +103,9 @@ HopResult MeasureHop(const Flags& flags, const config::Config& config,
   builder.RegisterService(&echo);
   std::unique_ptr<grpc::Server> echo_server = builder.BuildAndStart();
 
-  // One user's 2048-event history (within the config's caps) and 64 candidates.
-  const int history = std::min(2048, config.node.max_history);
+  // One user's history (2048 events unless --hop-history; within the config's caps) and 64
+  // candidates.
+  const int history = std::min(flags.hop_history, config.node.max_history);
   const int candidates = std::min(64, config.node.max_candidates);
   v1::RankRequest request;
   request.set_user_id(777);
@@ -181,15 +183,13 @@ HopResult MeasureHop(const Flags& flags, const config::Config& config,
 
 struct PolicyRun {
   Report report;
-  // Requests/s the nodes sustain unbatched: sum over nodes of workers / smoothed service time, from
-  // each node's last GetStats poll (0 when no node answered).
-  double capacity_per_s = 0;
 };
 
 // One open-loop run of the config's workload at `rate` through a fresh cluster with `policy`.
 absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& config,
                                     const std::string& config_path, const std::string& policy,
-                                    double rate, double seconds, const std::string& out_dir) {
+                                    double rate, double seconds, const std::string& out_dir,
+                                    int32_t max_in_flight = 0) {
   auto cluster = StartCluster(flags, config_path, policy, out_dir + "/logs");
   if (cluster == nullptr) return absl::UnavailableError("the cluster did not start");
   workload::WorkloadOptions w = config.workload;
@@ -203,7 +203,7 @@ absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& co
   load.nodes = cluster->node_addresses();
   load.slo_ms = w.slo_ms;
   load.deadline_ms = w.deadline_ms;
-  load.max_in_flight = w.max_in_flight;
+  load.max_in_flight = max_in_flight > 0 ? max_in_flight : w.max_in_flight;
   load.top_k = w.top_k;
   load.progress = stderr;
   load.progress_in_place = isatty(fileno(stderr)) != 0;
@@ -217,15 +217,6 @@ absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& co
   if (!run.ok()) return run.status();
 
   PolicyRun result;
-  std::vector<const NodeSample*> last(run->poll_targets.size(), nullptr);
-  for (const NodeSample& sample : run->samples) {
-    if (sample.ok && sample.stats.load().ewma_service_us() > 0) last[sample.target] = &sample;
-  }
-  for (const NodeSample* sample : last) {
-    if (sample == nullptr) continue;
-    const v1::NodeLoad& l = sample->stats.load();
-    result.capacity_per_s += l.workers() * 1e6 / l.ewma_service_us();
-  }
   result.report = BuildReport(*run, w.slo_ms);
   RunInfo info;
   info.target = policy + " router";
@@ -234,7 +225,7 @@ absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& co
   info.rate_per_s = rate;
   info.seed = w.seed;
   info.deadline_ms = w.deadline_ms;
-  info.max_in_flight = w.max_in_flight;
+  info.max_in_flight = load.max_in_flight;
   std::fputs("\n", stderr);
   std::fputs(FormatTable(result.report, info).c_str(), stdout);
   std::filesystem::create_directories(out_dir);
@@ -259,6 +250,7 @@ int Main(int argc, char** argv) {
   cli.add_option("--out", flags.out_dir, "directory for each run's files");
   cli.add_option("--seconds", flags.seconds, "length of each policy run (s)");
   cli.add_option("--hop-rounds", flags.hop_rounds, "rounds of the router-hop measurement");
+  cli.add_option("--hop-history", flags.hop_history, "history events of the router-hop requests");
   cli.add_option("--load", flags.load, "offered load over the measured capacity");
   cli.add_option("--rate", flags.rate, "request rate of the policy runs (1/s; 0: from --load)");
   cli.add_option("--nodes", flags.num_nodes, "node processes");
@@ -288,19 +280,23 @@ int Main(int argc, char** argv) {
 
   double rate = flags.rate;
   if (rate <= 0) {
-    absl::StatusOr<PolicyRun> light =
-        RunPolicy(flags, config, config_path, "round_robin", 5.0 * flags.num_nodes,
-                  std::max(10.0, flags.seconds / 4), flags.out_dir + "/calibration");
-    if (!light.ok() || light->capacity_per_s <= 0) {
+    // Capacity: the throughput of the cluster offered far more than it can serve (4x the
+    // config's rate, at most 32 requests in flight; the rest are dropped, never queued).
+    absl::StatusOr<PolicyRun> saturated =
+        RunPolicy(flags, config, config_path, "round_robin", 4 * config.workload.rate_per_s,
+                  std::max(8.0, flags.seconds / 6), flags.out_dir + "/calibration",
+                  /*max_in_flight=*/32);
+    if (!saturated.ok() || saturated->report.overall.throughput_per_s <= 0) {
       std::fprintf(stderr, "helm_bench_cluster: capacity calibration failed: %s\n",
-                   light.ok() ? "no service time from the nodes"
-                              : std::string(light.status().message()).c_str());
+                   saturated.ok() ? "nothing was served"
+                                  : std::string(saturated.status().message()).c_str());
       return 1;
     }
-    rate = flags.load * light->capacity_per_s;
-    std::printf("capacity (unbatched, from the nodes' service time at light load): %.1f/s; "
-                "policy runs at %.0f%% of it: %.1f/s\n\n",
-                light->capacity_per_s, 100 * flags.load, rate);
+    const double capacity = saturated->report.overall.throughput_per_s;
+    rate = flags.load * capacity;
+    std::printf("capacity (throughput under overload, round robin): %.1f/s; policy runs at "
+                "%.0f%% of it: %.1f/s\n\n",
+                capacity, 100 * flags.load, rate);
   }
   absl::StatusOr<PolicyRun> rr = RunPolicy(flags, config, config_path, "round_robin", rate,
                                            flags.seconds, flags.out_dir + "/round_robin");
