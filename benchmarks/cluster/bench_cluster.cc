@@ -41,11 +41,11 @@ namespace {
 struct Flags {
   std::string bin_dir;
   std::string out_dir = "out/bench-cluster";
-  double seconds = 60;      // per policy run
-  int hop_rounds = 400;     // rounds of (echo, direct, router)
-  int hop_history = 2048;   // history events of the router-hop requests
-  double load = 0.7;        // offered load over the measured capacity
-  double rate = 0;          // requests/s for the policy runs; 0: load x measured capacity
+  double seconds = 60;     // per policy run
+  int hop_rounds = 400;    // rounds of (echo, direct, router)
+  int hop_history = 2048;  // history events of the router-hop requests
+  double load = 0.7;       // offered load over the measured capacity
+  double rate = 0;         // requests/s for the policy runs; 0: load x measured capacity
   int num_nodes = 2;
   std::string python = "/usr/bin/python3";
   std::string plot_script = std::string(HELM_SOURCE_DIR) + "/scripts/plot_bench.py";
@@ -74,7 +74,8 @@ std::unique_ptr<cluster::LocalCluster> StartCluster(const Flags& flags,
   absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
       cluster::LocalCluster::Start(options);
   if (!started.ok()) {
-    std::fprintf(stderr, "helm_bench_cluster: %s\n", std::string(started.status().message()).c_str());
+    std::fprintf(stderr, "helm_bench_cluster: %s\n",
+                 std::string(started.status().message()).c_str());
     return nullptr;
   }
   return *std::move(started);
@@ -181,15 +182,11 @@ HopResult MeasureHop(const Flags& flags, const config::Config& config,
   return result;
 }
 
-struct PolicyRun {
-  Report report;
-};
-
 // One open-loop run of the config's workload at `rate` through a fresh cluster with `policy`.
-absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& config,
-                                    const std::string& config_path, const std::string& policy,
-                                    double rate, double seconds, const std::string& out_dir,
-                                    int32_t max_in_flight = 0) {
+absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& config,
+                                 const std::string& config_path, const std::string& policy,
+                                 double rate, double seconds, const std::string& out_dir,
+                                 int32_t max_in_flight = 0) {
   auto cluster = StartCluster(flags, config_path, policy, out_dir + "/logs");
   if (cluster == nullptr) return absl::UnavailableError("the cluster did not start");
   workload::WorkloadOptions w = config.workload;
@@ -207,8 +204,8 @@ absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& co
   load.top_k = w.top_k;
   load.progress = stderr;
   load.progress_in_place = isatty(fileno(stderr)) != 0;
-  std::fprintf(stderr, "== %s: %s steady at %.1f/s for %.0f s\n", policy.c_str(),
-               w.profile.c_str(), rate, seconds);
+  std::fprintf(stderr, "== %s: %s steady at %.1f/s for %.0f s\n", policy.c_str(), w.profile.c_str(),
+               rate, seconds);
   absl::StatusOr<std::unique_ptr<LoadGenerator>> runner =
       LoadGenerator::Create(load, *std::move(generator));
   if (!runner.ok()) return runner.status();
@@ -216,8 +213,7 @@ absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& co
   cluster->Stop(absl::Seconds(10));
   if (!run.ok()) return run.status();
 
-  PolicyRun result;
-  result.report = BuildReport(*run, w.slo_ms);
+  Report report = BuildReport(*run, w.slo_ms);
   RunInfo info;
   info.target = policy + " router";
   info.profile = w.profile;
@@ -227,17 +223,17 @@ absl::StatusOr<PolicyRun> RunPolicy(const Flags& flags, const config::Config& co
   info.deadline_ms = w.deadline_ms;
   info.max_in_flight = load.max_in_flight;
   std::fputs("\n", stderr);
-  std::fputs(FormatTable(result.report, info).c_str(), stdout);
+  std::fputs(FormatTable(report, info).c_str(), stdout);
   std::filesystem::create_directories(out_dir);
   const std::string csv = out_dir + "/timeseries.csv";
-  if (absl::Status s = WriteJson(result.report, info, out_dir + "/summary.json"); !s.ok()) return s;
-  if (absl::Status s = WriteCsv(result.report, csv); !s.ok()) return s;
+  if (absl::Status s = WriteJson(report, info, out_dir + "/summary.json"); !s.ok()) return s;
+  if (absl::Status s = WriteCsv(report, csv); !s.ok()) return s;
   if (absl::Status s = MakePlot(flags.python, flags.plot_script, csv, out_dir + "/plot.png");
       !s.ok()) {
     std::printf("plot skipped: %s\n", std::string(s.message()).c_str());
   }
   std::printf("files: %s/{summary.json,timeseries.csv,plot.png}\n\n", out_dir.c_str());
-  return result;
+  return report;
 }
 
 int Main(int argc, char** argv) {
@@ -282,41 +278,41 @@ int Main(int argc, char** argv) {
   if (rate <= 0) {
     // Capacity: the throughput of the cluster offered far more than it can serve (4x the
     // config's rate, at most 32 requests in flight; the rest are dropped, never queued).
-    absl::StatusOr<PolicyRun> saturated =
+    absl::StatusOr<Report> saturated =
         RunPolicy(flags, config, config_path, "round_robin", 4 * config.workload.rate_per_s,
                   std::max(8.0, flags.seconds / 6), flags.out_dir + "/calibration",
                   /*max_in_flight=*/32);
-    if (!saturated.ok() || saturated->report.overall.throughput_per_s <= 0) {
+    if (!saturated.ok() || saturated->overall.throughput_per_s <= 0) {
       std::fprintf(stderr, "helm_bench_cluster: capacity calibration failed: %s\n",
                    saturated.ok() ? "nothing was served"
                                   : std::string(saturated.status().message()).c_str());
       return 1;
     }
-    const double capacity = saturated->report.overall.throughput_per_s;
+    const double capacity = saturated->overall.throughput_per_s;
     rate = flags.load * capacity;
-    std::printf("capacity (throughput under overload, round robin): %.1f/s; policy runs at "
-                "%.0f%% of it: %.1f/s\n\n",
-                capacity, 100 * flags.load, rate);
+    std::printf(
+        "capacity (throughput under overload, round robin): %.1f/s; policy runs at "
+        "%.0f%% of it: %.1f/s\n\n",
+        capacity, 100 * flags.load, rate);
   }
-  absl::StatusOr<PolicyRun> rr = RunPolicy(flags, config, config_path, "round_robin", rate,
-                                           flags.seconds, flags.out_dir + "/round_robin");
-  absl::StatusOr<PolicyRun> helm = RunPolicy(flags, config, config_path, "helm", rate,
-                                             flags.seconds, flags.out_dir + "/helm");
+  absl::StatusOr<Report> rr = RunPolicy(flags, config, config_path, "round_robin", rate,
+                                        flags.seconds, flags.out_dir + "/round_robin");
+  absl::StatusOr<Report> helm =
+      RunPolicy(flags, config, config_path, "helm", rate, flags.seconds, flags.out_dir + "/helm");
   if (!rr.ok() || !helm.ok()) {
     std::fprintf(stderr, "helm_bench_cluster: %s\n",
                  std::string((rr.ok() ? helm.status() : rr.status()).message()).c_str());
     return 1;
   }
-  const Summary& a = rr->report.overall;
-  const Summary& b = helm->report.overall;
+  const Summary& a = rr->overall;
+  const Summary& b = helm->overall;
   std::printf("%-12s %8s %8s %10s %10s %10s %8s\n", "policy", "sent", "ok", "p50_us", "p99_us",
               "kv_hit", "slo");
   for (const auto& [name, s] : {std::pair{"round_robin", &a}, std::pair{"helm", &b}}) {
-    std::printf("%-12s %8lld %8lld %10lld %10lld %10.3f %8.3f\n", name,
-                static_cast<long long>(s->sent), static_cast<long long>(s->ok),
-                static_cast<long long>(s->latency.p50_us),
-                static_cast<long long>(s->latency.p99_us), s->kv_token_hit_ratio,
-                s->slo_attainment);
+    std::printf(
+        "%-12s %8lld %8lld %10lld %10lld %10.3f %8.3f\n", name, static_cast<long long>(s->sent),
+        static_cast<long long>(s->ok), static_cast<long long>(s->latency.p50_us),
+        static_cast<long long>(s->latency.p99_us), s->kv_token_hit_ratio, s->slo_attainment);
   }
   std::printf("\nHELM_RESULT router_hop_overhead_vs_grpc_echo %.3f\n",
               static_cast<double>(hop.router_p50_us - hop.direct_p50_us) / hop.echo_p50_us);

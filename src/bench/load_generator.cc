@@ -477,5 +477,4 @@ std::string FitWorkloadToNodes(config::Config& config) {
   return "";
 }
 
-
 }  // namespace helm::bench

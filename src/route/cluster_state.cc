@@ -92,6 +92,11 @@ void ClusterState::ApplyState(int node, const v1::NodeState& state) {
   if (state.has_emb_summary()) ApplyEmbSummary(node, state.emb_summary());
 }
 
+void ClusterState::NoteResidency(int node, int64_t user_id, int32_t tokens) {
+  absl::MutexLock lock(&mu_);
+  SetResidencyLocked(node, user_id, tokens);
+}
+
 void ClusterState::ForgetStreamedState(int node) {
   v1::NodeState empty;
   empty.set_full_snapshot(true);
@@ -121,10 +126,10 @@ void ClusterState::ApplyEmbSummary(int node, const v1::EmbSummary& summary) {
   }
   if (emb_slices_.size() != words * 64 || emb_hashes_ != summary.num_hashes() ||
       emb_seed_ != summary.seed()) {
-    spdlog::warn("router: EMB summary of {} ({} bits, {} hashes) differs from the cluster's ({}, "
-                 "{}); ignoring it (give every node the same node.emb_summary_* settings)",
-                 nodes_[node]->address, words * 64, summary.num_hashes(), emb_slices_.size(),
-                 emb_hashes_);
+    spdlog::warn(
+        "router: EMB summary of {} ({} bits, {} hashes) differs from the cluster's ({}, "
+        "{}); ignoring it (give every node the same node.emb_summary_* settings)",
+        nodes_[node]->address, words * 64, summary.num_hashes(), emb_slices_.size(), emb_hashes_);
     return;
   }
   const NodeMask bit = NodeMask{1} << node;

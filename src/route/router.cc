@@ -68,10 +68,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
  public:
   ForwardCall(Router* router, grpc::CallbackServerContext* server_context,
               const v1::RankRequest* request, v1::RankResponse* response, rpc::Drainer::Token token)
-      : router_(router),
-        request_(request),
-        response_(response),
-        token_(std::move(token)) {
+      : router_(router), request_(request), response_(response), token_(std::move(token)) {
     deadline_ = server_context->deadline();
     if (deadline_ == std::chrono::system_clock::time_point::max()) {
       deadline_ = std::chrono::system_clock::now() +
@@ -107,9 +104,9 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   std::optional<grpc::Status> DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (cancelled_) return grpc::Status::CANCELLED;
     if (std::chrono::system_clock::now() >= deadline_) {
-      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                          absl::StrCat("deadline passed in the router after ", attempts_,
-                                       " attempt(s)"));
+      return grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          absl::StrCat("deadline passed in the router after ", attempts_, " attempt(s)"));
     }
     const int node = router_->policy_->Pick(route_, router_->cluster_, tried_);
     if (node < 0) {
@@ -131,6 +128,9 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
 
   void OnAttemptDone(int node, grpc::Status status) {
     router_->cluster_.OnComplete(node);
+    if (status.ok() && response_->info().has_resident_tokens()) {
+      router_->cluster_.NoteResidency(node, route_.user_id, response_->info().resident_tokens());
+    }
     router_->OnNodeResult(node, status);
     std::optional<grpc::Status> finish;
     int attempts = 0;
@@ -290,8 +290,8 @@ void Router::OnNodeResult(int node, const grpc::Status& status) {
   const int failures = c->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
   if (failures >= options_.failures_to_eject && !c->ejected.exchange(true)) {
     cluster_.SetHealthy(node, false);
-    spdlog::warn("router: node {} ({}) ejected after {} consecutive failures: {}", node,
-                 c->address, failures, status.error_message());
+    spdlog::warn("router: node {} ({}) ejected after {} consecutive failures: {}", node, c->address,
+                 failures, status.error_message());
   }
 }
 

@@ -23,8 +23,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
         device_pool ? "device" : "host", " memory (pool.backend '", config.pool.backend,
         "'); use cuda kernels with a cuda pool and cpu/reference kernels with a cpu pool"));
   }
-  HELM_ASSIGN_OR_RETURN(engine->emb_,
-                        emb::EmbCache::Create(config.emb, engine->pool_.get()));
+  HELM_ASSIGN_OR_RETURN(engine->emb_, emb::EmbCache::Create(config.emb, engine->pool_.get()));
   HELM_ASSIGN_OR_RETURN(engine->kv_,
                         kv::KvCache::Create(config.kv, config.model, engine->pool_.get()));
   HELM_ASSIGN_OR_RETURN(engine->model_, model::Model::Create(model_options, config.emb, config.kv));
@@ -52,10 +51,9 @@ absl::Status Engine::Rank(Worker& w, const v1::RankRequest& request, v1::RankRes
                           RankStats* stats) const {
   const int64_t history = request.history_item_ids_size();
   const int64_t candidates = request.candidate_item_ids_size();
-  const kv::History columns{
-      absl::MakeConstSpan(request.history_item_ids().data(), history),
-      absl::MakeConstSpan(request.history_actions().data(), history),
-      absl::MakeConstSpan(request.history_timestamps_ms().data(), history)};
+  const kv::History columns{absl::MakeConstSpan(request.history_item_ids().data(), history),
+                            absl::MakeConstSpan(request.history_actions().data(), history),
+                            absl::MakeConstSpan(request.history_timestamps_ms().data(), history)};
 
   // (1) The reusable cached prefix, pinned until the lease goes.
   HELM_ASSIGN_OR_RETURN(kv::KvLease lease, kv_->Acquire(request.user_id(), columns));
@@ -132,6 +130,8 @@ absl::Status Engine::Rank(Worker& w, const v1::RankRequest& request, v1::RankRes
   info->set_computed_tokens(stats->computed_tokens);
   info->set_emb_hits(stats->emb_hits);
   info->set_emb_misses(stats->emb_misses);
+  info->set_resident_tokens(stats->kv_appended ? static_cast<int32_t>(history)
+                                               : stats->cached_tokens);
   return absl::OkStatus();
 }
 

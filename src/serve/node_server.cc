@@ -109,9 +109,9 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
       return reactor;
     }
     const config::Config& c = server_->config_;
-    const absl::Status valid = ValidateRankRequest(
-        *request, RequestLimits{c.node.max_history, c.node.max_candidates, c.emb.num_items,
-                                c.model.num_actions});
+    const absl::Status valid =
+        ValidateRankRequest(*request, RequestLimits{c.node.max_history, c.node.max_candidates,
+                                                    c.emb.num_items, c.model.num_actions});
     if (!valid.ok()) {
       server_->failed_.fetch_add(1, std::memory_order_relaxed);
       reactor->Finish(rpc::ToGrpcStatus(valid));
@@ -215,7 +215,8 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Create(const config::Con
   scheduler.max_batch_wait_us = config.node.max_batch_wait_us;
   NodeServer* s = server.get();
   server->scheduler_ = std::make_unique<Scheduler>(
-      scheduler, clock, [s](int worker, absl::Span<Job* const> batch) { s->RunBatch(worker, batch); });
+      scheduler, clock,
+      [s](int worker, absl::Span<Job* const> batch) { s->RunBatch(worker, batch); });
   {
     absl::MutexLock lock(&server->window_mu_);
     server->window_start_ = server->engine_->CacheStats();

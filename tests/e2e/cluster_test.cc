@@ -128,6 +128,41 @@ TEST(Cluster, ScoresThroughTheRouterEqualDirectScores) {
   EXPECT_EQ(cluster->Stop(absl::Seconds(10)), 0);
 }
 
+TEST(Cluster, AUsersNextRequestFindsItsCachedHistoryAtOnce) {
+  TempDir dir;
+  auto cluster = StartCluster(dir, 2, "helm", ClusterConfig());
+  ASSERT_NE(cluster, nullptr);
+  // Each user's second request is sent as soon as the first is answered, before the node's state
+  // stream could have reported the new residency: the router learns it from the reply.
+  for (int64_t user = 500; user < 510; ++user) {
+    const Reply first = Rank(cluster->router_address(), MakeRequest(user, 600, 16, 5));
+    ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+    EXPECT_EQ(first.response.info().resident_tokens(), 600);
+    const Reply second = Rank(cluster->router_address(), MakeRequest(user, 640, 16, 5));
+    ASSERT_TRUE(second.status.ok()) << second.status.error_message();
+    EXPECT_EQ(second.response.info().node_id(), first.response.info().node_id()) << "user " << user;
+    EXPECT_EQ(second.response.info().cached_tokens(), 600) << "user " << user;
+  }
+  EXPECT_EQ(cluster->Stop(absl::Seconds(10)), 0);
+}
+
+// A steady Zipf user stream of MovieLens-like users over the test catalog, 32 candidates each.
+workload::WorkloadOptions SteadyWorkload(double rate_per_s, double duration_s, int32_t max_history,
+                                         int64_t max_users, uint64_t seed) {
+  workload::WorkloadOptions options;
+  options.profile = "movielens-20m";
+  options.regime = "steady";
+  options.rate_per_s = rate_per_s;
+  options.duration_s = duration_s;
+  options.candidates = 32;
+  options.max_items = kNumItems;
+  options.max_history = max_history;
+  options.max_users = max_users;
+  options.seed = seed;
+  options.slo_ms = 1000;
+  return options;
+}
+
 // Runs the Zipf user stream of `options` through the router of a fresh cluster with `policy`.
 bench::Summary RunWorkload(const std::string& policy, const workload::WorkloadOptions& options,
                            int nodes, const std::string& config_text) {
@@ -152,17 +187,9 @@ bench::Summary RunWorkload(const std::string& policy, const workload::WorkloadOp
 }
 
 TEST(Cluster, HelmRoutingReusesAtLeastOneAndAHalfTimesTheKvOfRoundRobin) {
-  workload::WorkloadOptions options;
-  options.profile = "movielens-20m";
-  options.regime = "steady";
-  options.rate_per_s = 40;
-  options.duration_s = 10;
-  options.candidates = 32;
-  options.max_items = kNumItems;
-  options.max_history = 512;
-  options.max_users = 600;
-  options.seed = 7;
-  options.slo_ms = 1000;
+  const workload::WorkloadOptions options =
+      SteadyWorkload(/*rate_per_s=*/40, /*duration_s=*/10, /*max_history=*/512,
+                     /*max_users=*/600, /*seed=*/7);
   const bench::Summary helm = RunWorkload("helm", options, 3, ClusterConfig());
   const bench::Summary round_robin = RunWorkload("round_robin", options, 3, ClusterConfig());
   std::printf("KV token hit ratio: helm %.3f, round_robin %.3f (%lld / %lld OK)\n",
@@ -177,14 +204,9 @@ TEST(Cluster, KillingANodeMidRunLosesNoRequest) {
   TempDir dir;
   auto cluster = StartCluster(dir, 2, "helm", ClusterConfig());
   ASSERT_NE(cluster, nullptr);
-  workload::WorkloadOptions options;
-  options.rate_per_s = 25;
-  options.duration_s = 8;
-  options.candidates = 32;
-  options.max_items = kNumItems;
-  options.max_history = 256;
-  options.max_users = 200;
-  options.seed = 3;
+  const workload::WorkloadOptions options =
+      SteadyWorkload(/*rate_per_s=*/25, /*duration_s=*/8, /*max_history=*/256,
+                     /*max_users=*/200, /*seed=*/3);
   auto generator = workload::Generator::Create(options);
   ASSERT_TRUE(generator.ok()) << generator.status();
   bench::LoadOptions load;
@@ -243,7 +265,7 @@ pool:
   chunk_bytes: 512KiB
 emb:
   num_items: )",
-                                               kNumItems, "\n"));
+                                           kNumItems, "\n"));
   ASSERT_NE(cluster, nullptr);
   const std::string router = cluster->router_address();
   const v1::RankRequest good = MakeRequest(1, 300, 64, 10);
@@ -271,7 +293,8 @@ emb:
     std::vector<Reply> replies(16);
     std::vector<std::thread> senders;
     for (int i = 0; i < 16; ++i) {
-      senders.emplace_back([&, i] { replies[i] = Rank(node, MakeRequest(100 + i, 3000, 512, 10)); });
+      senders.emplace_back(
+          [&, i] { replies[i] = Rank(node, MakeRequest(100 + i, 3000, 512, 10)); });
     }
     for (std::thread& t : senders) t.join();
     int exhausted = 0;

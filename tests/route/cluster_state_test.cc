@@ -52,6 +52,23 @@ TEST(ClusterState, TracksKvResidencyPerNodeFromEvents) {
   EXPECT_EQ(tokens[a], 0);
 }
 
+TEST(ClusterState, RepliesNoteResidencyAndLaterEventsOverrideIt) {
+  ClusterState cluster;
+  const int a = cluster.AddNode("a:1");
+  const int b = cluster.AddNode("b:1");
+  std::array<int32_t, kMaxNodes> tokens;
+  cluster.NoteResidency(b, 9, 640);
+  cluster.CachedTokens(9, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+  EXPECT_EQ(tokens[b], 640);
+  cluster.ApplyState(b, Events({{9, 320}}));  // the node trimmed the user's tail since
+  cluster.CachedTokens(9, &tokens);
+  EXPECT_EQ(tokens[b], 320);
+  cluster.NoteResidency(b, 9, 0);  // a reply from a node that holds nothing of the user
+  cluster.CachedTokens(9, &tokens);
+  EXPECT_EQ(tokens[b], 0);
+}
+
 TEST(ClusterState, EmbCountsMatchEachNodesBloomFilter) {
   const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
   ClusterState cluster;

@@ -35,7 +35,8 @@ v1::RankRequest MakeRequest(int64_t user, int length, int candidates) {
     request.add_history_actions(static_cast<int32_t>((user + i) % 8));
     request.add_history_timestamps_ms(1'700'000'000'000 + user * 1000 + int64_t{i} * 45'000);
   }
-  for (int c = 0; c < candidates; ++c) request.add_candidate_item_ids((user * 31 + c * 613) % 20000);
+  for (int c = 0; c < candidates; ++c)
+    request.add_candidate_item_ids((user * 31 + c * 613) % 20000);
   request.set_top_k(0);  // all candidates, in request order
   return request;
 }

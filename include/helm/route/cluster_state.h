@@ -48,12 +48,21 @@ class ClusterState {
   // --- State stream ---------------------------------------------------------------------------
   // Applies one NodeState message of `node` (a full snapshot replaces what was known).
   void ApplyState(int node, const v1::NodeState& state);
+  // A reply of `node` said it now holds `tokens` of `user_id`'s history (ServingInfo
+  // resident_tokens; 0: none). Its state stream would say the same within a publish interval;
+  // this makes the user's next request, often sent at once, find it. The stream's later events
+  // override it.
+  void NoteResidency(int node, int64_t user_id, int32_t tokens);
   // Forgets what `node` streamed (its stream broke; it may have restarted empty).
   void ForgetStreamedState(int node);
 
   // --- Dispatch accounting (every path: success, error, retry) -------------------------------
-  void OnDispatch(int node) { nodes_[node]->router_in_flight.fetch_add(1, std::memory_order_relaxed); }
-  void OnComplete(int node) { nodes_[node]->router_in_flight.fetch_sub(1, std::memory_order_relaxed); }
+  void OnDispatch(int node) {
+    nodes_[node]->router_in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+  void OnComplete(int node) {
+    nodes_[node]->router_in_flight.fetch_sub(1, std::memory_order_relaxed);
+  }
   int router_in_flight(int node) const {
     return nodes_[node]->router_in_flight.load(std::memory_order_relaxed);
   }
