@@ -276,7 +276,8 @@ struct TailLatency {
 };
 
 TailLatency ResizeTail() {
-  // 40 chunks of 2 MiB; EMB 24 -> 16 chunks (20% of the pool) and back, four times. The cache is
+  // 40 chunks of 2 MiB; EMB 24 -> 16 chunks (20% of the pool) and back, four times; idle windows
+  // (no resize running, from the same starting state) as long as the shrinks. The cache is
   // filled with 196K rows in random order; lookups draw Zipf(0.9) ids from the 100K hottest, which
   // fit in either split. So the lookups hit in both phases, and shrinking must relocate the hot
   // rows of the released chunks (displacing cold rows elsewhere) and drop cold ones: what is
@@ -320,12 +321,20 @@ TailLatency ResizeTail() {
   };
   LatencyHistogram idle, resizing;
   TailLatency out;
-  for (int round = 0; round < 4; ++round) {
+  // Back at EMB share 0.6 with the hot set warm, then idle lookups for `window` (at least 400).
+  auto settle_and_measure_idle = [&](Clock::duration window) {
     pool->SetTarget(0.6);
     while (!pool->Step().idle) {
     }
     for (int i = 0; i < 300; ++i) timed_lookup();  // unmeasured
-    for (int i = 0; i < 400; ++i) idle.Record(timed_lookup());
+    const auto end = Clock::now() + window;
+    for (int i = 0; i < 400 || Clock::now() < end; ++i) idle.Record(timed_lookup());
+  };
+  Clock::duration last_resize{};
+  for (int round = 0; round < 4; ++round) {
+    // Idle from the same state as the resize starts from, for as long as the last resize took:
+    // both windows are equally exposed to whatever else the machine does.
+    settle_and_measure_idle(last_resize);
     pool->SetTarget(0.4);
     std::atomic<bool> done{false};
     const auto t0 = Clock::now();
@@ -339,9 +348,11 @@ TailLatency ResizeTail() {
     });
     while (!done) resizing.Record(timed_lookup());
     resizer.join();
-    out.resize_ms += Seconds(Clock::now() - t0) * 1e3;
+    last_resize = Clock::now() - t0;
+    out.resize_ms += Seconds(last_resize) * 1e3;
     out.moved_bytes += pool->stats().migration_bytes_done - moved0;
   }
+  settle_and_measure_idle(last_resize);
   out.idle_p99_us = idle.Quantile(0.99) / 1e3;
   out.resize_p99_us = resizing.Quantile(0.99) / 1e3;
   out.idle_p50_us = idle.Quantile(0.5) / 1e3;
