@@ -242,6 +242,9 @@ void Router::EnsureNode(const std::string& address) {
   // Reconnect quickly after a node restarts.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // The router retries on the next-best node itself; gRPC's own retry layer would only buffer
+  // every forwarded request.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   conn->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   conn->recommender = v1::Recommender::NewStub(conn->channel);
   conn->node = v1::Node::NewStub(conn->channel);
