@@ -308,6 +308,14 @@ int Main(int argc, char** argv) {
   }
   const Summary& a = rr->overall;
   const Summary& b = helm->overall;
+  // A run where the cluster failed most requests measures nothing: say so and fail.
+  for (const auto& [name, summary] : {std::pair{"round_robin", &a}, std::pair{"helm", &b}}) {
+    if (summary->ok < summary->scheduled / 2) {
+      std::fprintf(stderr, "helm_bench_cluster: the %s run served %lld of %lld requests\n", name,
+                   static_cast<long long>(summary->ok), static_cast<long long>(summary->scheduled));
+      return 1;
+    }
+  }
   std::printf("%-12s %8s %8s %10s %10s %10s %8s\n", "policy", "sent", "ok", "p50_us", "p99_us",
               "kv_hit", "slo");
   for (const auto& [name, s] : {std::pair{"round_robin", &a}, std::pair{"helm", &b}}) {
