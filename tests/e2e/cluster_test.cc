@@ -18,6 +18,7 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "helm/cluster/local_cluster.h"
+#include "helm/v1/node.grpc.pb.h"
 #include "helm/v1/recommender.grpc.pb.h"
 #include "helm/workload/generator.h"
 
@@ -94,6 +95,23 @@ Reply Rank(const std::string& address, const v1::RankRequest& request,
   Reply reply;
   reply.status = stub->Rank(&context, request, &reply.response);
   return reply;
+}
+
+// Polls the node's GetStats until `count` requests are in flight there; false after `timeout`.
+bool WaitInFlight(const std::string& address, int count, absl::Duration timeout) {
+  auto stub = v1::Node::NewStub(Connect(address));
+  const absl::Time give_up = absl::Now() + timeout;
+  while (absl::Now() < give_up) {
+    grpc::ClientContext context;
+    context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    v1::GetStatsRequest request;
+    v1::NodeStats stats;
+    if (stub->GetStats(&context, request, &stats).ok() && stats.load().in_flight() >= count) {
+      return true;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return false;
 }
 
 void ExpectSameScores(const v1::RankResponse& got, const v1::RankResponse& want) {
@@ -318,15 +336,15 @@ emb:
         answered[i] = absl::Now();
       });
     }
-    absl::SleepFor(absl::Milliseconds(40));  // the requests are admitted
+    ASSERT_TRUE(WaitInFlight(node, 2, absl::Seconds(10))) << "the requests never arrived";
     const absl::Time signalled = absl::Now();
     cluster->node(1)->Signal(SIGTERM);
     for (std::thread& t : senders) t.join();
     for (const Reply& reply : replies) {
       EXPECT_TRUE(reply.status.ok()) << reply.status.error_message();
     }
-    // The node had work in flight when the signal came (one worker, two long requests).
-    EXPECT_GT(*std::max_element(answered.begin(), answered.end()), signalled);
+    // The node had both in flight when the signal came: they were answered after it.
+    EXPECT_GT(*std::min_element(answered.begin(), answered.end()), signalled);
     const Reply refused = Rank(node, good, absl::Seconds(2));
     EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
     const std::optional<int> status = cluster->node(1)->Wait(absl::Seconds(20));
