@@ -146,8 +146,10 @@ class EmbCache final : public pool::ChunkClient {
   absl::StatusOr<const uint8_t*> HostRow(int64_t id) const;
   const HostTable* table() const { return table_.get(); }
 
-  // Calls `fn` for every resident id (ready rows), under the reader lock: keep `fn` cheap. The
-  // node builds its Bloom-filter summary with this every few hundred milliseconds.
+  // Calls `fn` for every id that has a slot (rows still being filled included), a chunk at a
+  // time; `fn` runs without any lock held. Not an atomic snapshot: a row admitted, evicted or
+  // relocated meanwhile may be missed or seen twice. The node builds its Bloom-filter summary with
+  // this every few hundred milliseconds.
   void ForEachResidentId(absl::FunctionRef<void(int64_t)> fn) const;
   std::vector<int64_t> ResidentIds() const;
   bool IsResident(int64_t id) const;
