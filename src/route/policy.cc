@@ -34,10 +34,20 @@ int HighestRendezvous(int64_t user_id, NodeMask candidates) {
   return best;
 }
 
+// Tokens of a node's cached K/V the request can reuse. A node holding more of the user's history
+// than the request carries is credited nothing: histories are sent whole, oldest first, so a
+// shorter one means the client dropped its oldest events and the cached prefix no longer matches
+// (the node's prefix hash would miss).
+int32_t Reusable(int32_t cached_tokens, int32_t history_length) {
+  return cached_tokens <= history_length ? cached_tokens : 0;
+}
+
 class HelmPolicy final : public Policy {
  public:
   explicit HelmPolicy(const RouterOptions& options)
-      : w_kv_(options.w_kv), w_emb_(options.w_emb), w_load_(options.w_load),
+      : w_kv_(options.w_kv),
+        w_emb_(options.w_emb),
+        w_load_(options.w_load),
         emb_sample_(options.emb_sample) {}
 
   int Pick(const RouteRequest& request, const ClusterState& cluster,
@@ -54,7 +64,8 @@ class HelmPolicy final : public Policy {
     if (w_emb_ > 0 && emb_sample_ > 0 && request.num_candidates > 0) {
       sampled = std::min(emb_sample_, request.num_candidates);
       for (int i = 0; i < sampled; ++i) {
-        sample[i] = request.candidate_ids[static_cast<int64_t>(i) * request.num_candidates / sampled];
+        sample[i] =
+            request.candidate_ids[static_cast<int64_t>(i) * request.num_candidates / sampled];
       }
       cluster.EmbCounts(sample, sampled, candidates, &emb_hits);
     }
@@ -65,7 +76,7 @@ class HelmPolicy final : public Policy {
     double best_score = 0;
     uint64_t best_tiebreak = 0;
     ForEachNode(candidates, [&](int n) {
-      const double kv = std::min(1.0, tokens[n] * inv_history);
+      const double kv = Reusable(tokens[n], request.history_length) * inv_history;
       const double emb = emb_hits[n] * inv_sampled;
       const double score = w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n);
       if (best >= 0 && score < best_score) return;
@@ -145,7 +156,10 @@ class KvAffinityPolicy final : public Policy {
     cluster.CachedTokens(request.user_id, &tokens);
     int best = -1;
     ForEachNode(candidates, [&](int n) {
-      if (tokens[n] > 0 && (best < 0 || tokens[n] > tokens[best])) best = n;
+      const int32_t reusable = Reusable(tokens[n], request.history_length);
+      if (reusable > 0 && (best < 0 || reusable > Reusable(tokens[best], request.history_length))) {
+        best = n;
+      }
     });
     return best >= 0 ? best : HighestRendezvous(request.user_id, candidates);
   }
@@ -164,8 +178,8 @@ absl::StatusOr<std::unique_ptr<Policy>> CreatePolicy(const RouterOptions& option
   if (options.policy == "least_loaded") return std::make_unique<LeastLoadedPolicy>();
   if (options.policy == "consistent_hash") return std::make_unique<ConsistentHashPolicy>();
   if (options.policy == "kv_affinity") return std::make_unique<KvAffinityPolicy>();
-  return absl::InvalidArgumentError(absl::StrCat("router.policy: unknown policy '", options.policy,
-                                                 "'"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("router.policy: unknown policy '", options.policy, "'"));
 }
 
 }  // namespace helm::route

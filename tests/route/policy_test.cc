@@ -38,7 +38,8 @@ void Resident(ClusterState& cluster, int node, int64_t user, int32_t tokens) {
   cluster.ApplyState(node, state);
 }
 
-RouteRequest Request(int64_t user, int32_t history, const std::vector<int64_t>* candidates = nullptr) {
+RouteRequest Request(int64_t user, int32_t history,
+                     const std::vector<int64_t>* candidates = nullptr) {
   RouteRequest r;
   r.user_id = user;
   r.history_length = history;
@@ -62,6 +63,18 @@ TEST(HelmPolicy, PrefersTheNodeHoldingTheUsersKv) {
   EXPECT_EQ(policy->Pick(Request(42, 1000), cluster, 0), 2);
   // Excluding it (a failed try) falls back to the next best: the shorter prefix.
   EXPECT_EQ(policy->Pick(Request(42, 1000), cluster, NodeMask{1} << 2), 1);
+}
+
+TEST(HelmPolicy, CreditsNoKvLongerThanTheRequestsHistory) {
+  // The client dropped the user's oldest events (1200 -> 900): node 2's 1200 cached tokens start
+  // with events the request no longer has; node 1's 600 may still be a prefix of it.
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 4);
+  Resident(cluster, 2, 42, 1200);
+  Resident(cluster, 1, 42, 600);
+  EXPECT_EQ(Make("helm")->Pick(Request(42, 900), cluster, 0), 1);
+  EXPECT_EQ(Make("kv_affinity")->Pick(Request(42, 900), cluster, 0), 1);
+  EXPECT_EQ(Make("helm")->Pick(Request(42, 1300), cluster, 0), 2);
 }
 
 TEST(HelmPolicy, LoadOutweighsKvWhenTheCachedNodeIsSaturated) {
@@ -128,12 +141,14 @@ TEST(HelmPolicy, DoesNotHerdOntoOneNodeUnderABurstOfColdUsers) {
 TEST(Policies, ReturnMinusOneWhenNothingIsRoutable) {
   ClusterState cluster;
   AddHealthyNodes(cluster, 2);
-  for (const char* name : {"helm", "round_robin", "least_loaded", "consistent_hash", "kv_affinity"}) {
+  for (const char* name :
+       {"helm", "round_robin", "least_loaded", "consistent_hash", "kv_affinity"}) {
     EXPECT_EQ(Make(name)->Pick(Request(1, 10), cluster, 0b11), -1) << name;
   }
   cluster.SetHealthy(0, false);
   cluster.SetHealthy(1, false);
-  for (const char* name : {"helm", "round_robin", "least_loaded", "consistent_hash", "kv_affinity"}) {
+  for (const char* name :
+       {"helm", "round_robin", "least_loaded", "consistent_hash", "kv_affinity"}) {
     EXPECT_EQ(Make(name)->Pick(Request(1, 10), cluster, 0), -1) << name;
   }
 }
