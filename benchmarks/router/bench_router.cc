@@ -95,7 +95,11 @@ double MeasurePolicyNs(const Policy& policy, int rounds) {
   const auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < rounds; ++round) {
     for (int r = 0; r < kRequests; ++r) {
-      RouteRequest request{world.users[r], 2048, world.candidates[r].data(), kCandidates};
+      const RouteRequest request{.user_id = world.users[r],
+                                 .history_length = 2048,
+                                 .history_start = HistoryStartFingerprint(world.users[r], 0, 0),
+                                 .candidate_ids = world.candidates[r].data(),
+                                 .num_candidates = kCandidates};
       sink += policy.Pick(request, world.cluster, 0);
     }
   }
@@ -111,7 +115,11 @@ void BM_Route(benchmark::State& state, const char* name) {
   World& world = TheWorld();
   int r = 0;
   for (auto _ : state) {
-    RouteRequest request{world.users[r], 2048, world.candidates[r].data(), kCandidates};
+    const RouteRequest request{.user_id = world.users[r],
+                               .history_length = 2048,
+                               .history_start = HistoryStartFingerprint(world.users[r], 0, 0),
+                               .candidate_ids = world.candidates[r].data(),
+                               .num_candidates = kCandidates};
     benchmark::DoNotOptimize(policy.value()->Pick(request, world.cluster, 0));
     r = (r + 1) % kRequests;
   }
@@ -136,9 +144,10 @@ int main(int argc, char** argv) {
   helm::route::MeasurePolicyNs(*helm_policy.value(), 2);  // warm up
   const double helm_ns = helm::route::MeasurePolicyNs(*helm_policy.value(), 25);
   const double rr_ns = helm::route::MeasurePolicyNs(*rr_policy.value(), 25);
-  std::printf("\nrouting decision over 32 nodes, 400K resident users, 128 candidates (16 sampled):\n"
-              "  helm %.0f ns, round_robin %.0f ns (mean of %d decisions each)\n",
-              helm_ns, rr_ns, 25 * helm::route::kRequests);
+  std::printf(
+      "\nrouting decision over 32 nodes, 400K resident users, 128 candidates (16 sampled):\n"
+      "  helm %.0f ns, round_robin %.0f ns (mean of %d decisions each)\n",
+      helm_ns, rr_ns, 25 * helm::route::kRequests);
   std::printf("HELM_RESULT route_decision_ns_32_nodes %.0f\n", helm_ns);
   return 0;
 }

@@ -40,24 +40,32 @@ NodeMask ClusterState::RoutableMask() const {
   return mask;
 }
 
-void ClusterState::SetResidencyLocked(int node, int64_t user_id, int32_t tokens) {
+void ClusterState::SetResidencyLocked(int node, int64_t user_id, int32_t tokens,
+                                      const uint64_t* history_start) {
   auto it = residency_.find(user_id);
   if (it == residency_.end()) {
-    if (tokens > 0) residency_[user_id].push_back({static_cast<int8_t>(node), tokens});
+    if (tokens > 0) {
+      residency_[user_id].push_back(ResidencyEntry{static_cast<int8_t>(node), tokens,
+                                                   history_start != nullptr ? *history_start : 0});
+    }
     return;
   }
   Residency& entries = it->second;
   for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].first != node) continue;
+    if (entries[i].node != node) continue;
     if (tokens > 0) {
-      entries[i].second = tokens;
+      entries[i].tokens = tokens;
+      if (history_start != nullptr) entries[i].history_start = *history_start;
     } else {
       entries.erase(entries.begin() + i);
       if (entries.empty()) residency_.erase(it);
     }
     return;
   }
-  if (tokens > 0) entries.push_back({static_cast<int8_t>(node), tokens});
+  if (tokens > 0) {
+    entries.push_back(ResidencyEntry{static_cast<int8_t>(node), tokens,
+                                     history_start != nullptr ? *history_start : 0});
+  }
 }
 
 void ClusterState::ApplyState(int node, const v1::NodeState& state) {
@@ -76,7 +84,7 @@ void ClusterState::ApplyState(int node, const v1::NodeState& state) {
       for (auto it = residency_.begin(); it != residency_.end();) {
         Residency& entries = it->second;
         entries.erase(std::remove_if(entries.begin(), entries.end(),
-                                     [node](const auto& e) { return e.first == node; }),
+                                     [node](const ResidencyEntry& e) { return e.node == node; }),
                       entries.end());
         if (entries.empty()) {
           residency_.erase(it++);
@@ -86,15 +94,16 @@ void ClusterState::ApplyState(int node, const v1::NodeState& state) {
       }
     }
     for (const v1::KvResidencyEvent& event : state.kv_events()) {
-      SetResidencyLocked(node, event.user_id(), event.cached_tokens());
+      SetResidencyLocked(node, event.user_id(), event.cached_tokens(), nullptr);
     }
   }
   if (state.has_emb_summary()) ApplyEmbSummary(node, state.emb_summary());
 }
 
-void ClusterState::NoteResidency(int node, int64_t user_id, int32_t tokens) {
+void ClusterState::NoteResidency(int node, int64_t user_id, int32_t tokens,
+                                 uint64_t history_start) {
   absl::MutexLock lock(&mu_);
-  SetResidencyLocked(node, user_id, tokens);
+  SetResidencyLocked(node, user_id, tokens, &history_start);
 }
 
 void ClusterState::ForgetStreamedState(int node) {
@@ -154,12 +163,17 @@ void ClusterState::ApplyEmbSummary(int node, const v1::EmbSummary& summary) {
   emb_nodes_.fetch_or(bit, std::memory_order_relaxed);
 }
 
-void ClusterState::CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const {
+void ClusterState::CachedTokens(int64_t user_id, uint64_t history_start,
+                                std::array<int32_t, kMaxNodes>* out) const {
   out->fill(0);
   absl::ReaderMutexLock lock(&mu_);
   auto it = residency_.find(user_id);
   if (it == residency_.end()) return;
-  for (const auto& [node, tokens] : it->second) (*out)[node] = tokens;
+  for (const ResidencyEntry& e : it->second) {
+    const bool stale =
+        history_start != 0 && e.history_start != 0 && e.history_start != history_start;
+    (*out)[e.node] = stale ? 0 : e.tokens;
+  }
 }
 
 void ClusterState::EmbCounts(const int64_t* item_ids, int count, NodeMask nodes,

@@ -55,7 +55,7 @@ class HelmPolicy final : public Policy {
     const NodeMask candidates = cluster.RoutableMask() & ~exclude;
     if (candidates == 0) return -1;
     std::array<int32_t, kMaxNodes> tokens;
-    cluster.CachedTokens(request.user_id, &tokens);
+    cluster.CachedTokens(request.user_id, request.history_start, &tokens);
 
     // EMB locality from an evenly spaced sample of the candidates.
     std::array<int32_t, kMaxNodes> emb_hits{};
@@ -153,7 +153,7 @@ class KvAffinityPolicy final : public Policy {
            NodeMask exclude) const override {
     const NodeMask candidates = cluster.RoutableMask() & ~exclude;
     std::array<int32_t, kMaxNodes> tokens;
-    cluster.CachedTokens(request.user_id, &tokens);
+    cluster.CachedTokens(request.user_id, request.history_start, &tokens);
     int best = -1;
     ForEachNode(candidates, [&](int n) {
       const int32_t reusable = Reusable(tokens[n], request.history_length);
@@ -167,6 +167,13 @@ class KvAffinityPolicy final : public Policy {
 };
 
 }  // namespace
+
+uint64_t HistoryStartFingerprint(int64_t item_id, int32_t action, int64_t timestamp_ms) {
+  const uint64_t h = Mix64(Mix64(static_cast<uint64_t>(item_id) ^ 0x9e3779b97f4a7c15ull) ^
+                           (static_cast<uint64_t>(static_cast<uint32_t>(action)) << 32) ^
+                           static_cast<uint64_t>(timestamp_ms));
+  return h | 1;
+}
 
 uint64_t RendezvousWeight(int64_t user_id, int node) {
   return Mix64(static_cast<uint64_t>(user_id) * 0x100000001b3ull + static_cast<uint64_t>(node));

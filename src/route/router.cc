@@ -76,6 +76,12 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     }
     route_.user_id = request->user_id();
     route_.history_length = request->history_item_ids_size();
+    if (route_.history_length > 0 && request->history_actions_size() > 0 &&
+        request->history_timestamps_ms_size() > 0) {
+      route_.history_start =
+          HistoryStartFingerprint(request->history_item_ids(0), request->history_actions(0),
+                                  request->history_timestamps_ms(0));
+    }
     route_.candidate_ids = request->candidate_item_ids().data();
     route_.num_candidates = request->candidate_item_ids_size();
   }
@@ -129,7 +135,8 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   void OnAttemptDone(int node, grpc::Status status) {
     router_->cluster_.OnComplete(node);
     if (status.ok() && response_->info().has_resident_tokens()) {
-      router_->cluster_.NoteResidency(node, route_.user_id, response_->info().resident_tokens());
+      router_->cluster_.NoteResidency(node, route_.user_id, response_->info().resident_tokens(),
+                                      route_.history_start);
     }
     router_->OnNodeResult(node, status);
     std::optional<grpc::Status> finish;

@@ -57,16 +57,40 @@ TEST(ClusterState, RepliesNoteResidencyAndLaterEventsOverrideIt) {
   const int a = cluster.AddNode("a:1");
   const int b = cluster.AddNode("b:1");
   std::array<int32_t, kMaxNodes> tokens;
-  cluster.NoteResidency(b, 9, 640);
+  cluster.NoteResidency(b, 9, 640, /*history_start=*/0);
   cluster.CachedTokens(9, &tokens);
   EXPECT_EQ(tokens[a], 0);
   EXPECT_EQ(tokens[b], 640);
   cluster.ApplyState(b, Events({{9, 320}}));  // the node trimmed the user's tail since
   cluster.CachedTokens(9, &tokens);
   EXPECT_EQ(tokens[b], 320);
-  cluster.NoteResidency(b, 9, 0);  // a reply from a node that holds nothing of the user
+  cluster.NoteResidency(b, 9, 0, 0);  // a reply from a node that holds nothing of the user
   cluster.CachedTokens(9, &tokens);
   EXPECT_EQ(tokens[b], 0);
+}
+
+TEST(ClusterState, KvCachedForAnotherHistoryStartCountsNothing) {
+  ClusterState cluster;
+  const int a = cluster.AddNode("a:1");
+  const int b = cluster.AddNode("b:1");
+  constexpr uint64_t kOldStart = 0x1111, kNewStart = 0x2223;
+  cluster.NoteResidency(a, 5, 800, kOldStart);
+  cluster.NoteResidency(b, 5, 400, kNewStart);
+  cluster.ApplyState(a, Events({{5, 900}}));  // stream updates keep the fingerprint
+  std::array<int32_t, kMaxNodes> tokens;
+  cluster.CachedTokens(5, kNewStart, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+  EXPECT_EQ(tokens[b], 400);
+  cluster.CachedTokens(5, kOldStart, &tokens);
+  EXPECT_EQ(tokens[a], 900);
+  EXPECT_EQ(tokens[b], 0);
+  cluster.CachedTokens(5, /*history_start=*/0, &tokens);  // unknown: no check
+  EXPECT_EQ(tokens[a], 900);
+  EXPECT_EQ(tokens[b], 400);
+  // A node known only from its stream has no fingerprint: it is not ruled out.
+  cluster.ApplyState(b, Events({{6, 300}}));
+  cluster.CachedTokens(6, kNewStart, &tokens);
+  EXPECT_EQ(tokens[b], 300);
 }
 
 TEST(ClusterState, EmbCountsMatchEachNodesBloomFilter) {

@@ -77,6 +77,21 @@ TEST(HelmPolicy, CreditsNoKvLongerThanTheRequestsHistory) {
   EXPECT_EQ(Make("helm")->Pick(Request(42, 1300), cluster, 0), 2);
 }
 
+TEST(HelmPolicy, CreditsNoKvCachedForAnotherHistoryStart) {
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 3);
+  const uint64_t old_start = HistoryStartFingerprint(11, 0, 1000);
+  const uint64_t new_start = HistoryStartFingerprint(12, 1, 2000);
+  cluster.NoteResidency(2, 42, 950, old_start);  // before the client dropped the oldest events
+  cluster.NoteResidency(1, 42, 500, new_start);
+  RouteRequest request = Request(42, 1000);
+  request.history_start = new_start;
+  EXPECT_EQ(Make("helm")->Pick(request, cluster, 0), 1);
+  EXPECT_EQ(Make("kv_affinity")->Pick(request, cluster, 0), 1);
+  request.history_start = old_start;
+  EXPECT_EQ(Make("helm")->Pick(request, cluster, 0), 2);
+}
+
 TEST(HelmPolicy, LoadOutweighsKvWhenTheCachedNodeIsSaturated) {
   ClusterState cluster;
   AddHealthyNodes(cluster, 2, /*capacity=*/1);

@@ -129,8 +129,8 @@ class TestNode {
   class NodeService final : public v1::Node::CallbackService {
    public:
     explicit NodeService(TestNode* node) : node_(node) {}
-    grpc::ServerWriteReactor<v1::NodeState>* WatchState(
-        grpc::CallbackServerContext*, const v1::WatchStateRequest*) override {
+    grpc::ServerWriteReactor<v1::NodeState>* WatchState(grpc::CallbackServerContext*,
+                                                        const v1::WatchStateRequest*) override {
       absl::MutexLock lock(&node_->mu_);
       auto* writer = new Writer(node_, node_->snapshot_);
       node_->writers_.push_back(writer);
@@ -226,11 +226,11 @@ TEST_F(RouterTest, RetriesUnavailableOnAnotherNode) {
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
     });
   }
-  nodes_[1]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&,
-                        v1::RankResponse* response) {
-    response->mutable_info()->set_node_id("node-1");
-    return grpc::Status::OK;
-  });
+  nodes_[1]->SetRank(
+      [](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse* response) {
+        response->mutable_info()->set_node_id("node-1");
+        return grpc::Status::OK;
+      });
   for (int64_t user = 0; user < 10; ++user) {
     v1::RankResponse response;
     const grpc::Status status = Rank(user, &response);
@@ -287,11 +287,11 @@ TEST_F(RouterTest, EjectsAFailingNodeAndTakesItBackWhenHealthy) {
     EXPECT_EQ(response.info().node_id(), "node-1");
   }
   EXPECT_EQ(nodes_[0]->ranks(), before);
-  nodes_[0]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&,
-                        v1::RankResponse* response) {
-    response->mutable_info()->set_node_id("node-0");
-    return grpc::Status::OK;
-  });
+  nodes_[0]->SetRank(
+      [](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse* response) {
+        response->mutable_info()->set_node_id("node-0");
+        return grpc::Status::OK;
+      });
   nodes_[0]->SetServing(true);
   EXPECT_TRUE(Eventually([&] { return router_->cluster().healthy(0); }));
 }
@@ -299,13 +299,13 @@ TEST_F(RouterTest, EjectsAFailingNodeAndTakesItBackWhenHealthy) {
 TEST_F(RouterTest, PropagatesTheClientDeadline) {
   StartRouter("round_robin", 1);
   std::atomic<int64_t> remaining_ms{-1};
-  nodes_[0]->SetRank([&](grpc::CallbackServerContext* context, const v1::RankRequest&,
-                         v1::RankResponse*) {
-    remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       context->deadline() - std::chrono::system_clock::now())
-                       .count();
-    return grpc::Status::OK;
-  });
+  nodes_[0]->SetRank(
+      [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
+        remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           context->deadline() - std::chrono::system_clock::now())
+                           .count();
+        return grpc::Status::OK;
+      });
   v1::RankResponse response;
   ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/700).ok());
   EXPECT_GT(remaining_ms.load(), 300);

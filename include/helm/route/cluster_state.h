@@ -49,10 +49,11 @@ class ClusterState {
   // Applies one NodeState message of `node` (a full snapshot replaces what was known).
   void ApplyState(int node, const v1::NodeState& state);
   // A reply of `node` said it now holds `tokens` of `user_id`'s history (ServingInfo
-  // resident_tokens; 0: none). Its state stream would say the same within a publish interval;
-  // this makes the user's next request, often sent at once, find it. The stream's later events
-  // override it.
-  void NoteResidency(int node, int64_t user_id, int32_t tokens);
+  // resident_tokens; 0: none), for a request whose history starts with `history_start` (see
+  // HistoryStartFingerprint; 0: unknown). Its state stream would report the tokens within a
+  // publish interval; this makes the user's next request, often sent at once, find them. Stream
+  // events later update the tokens and keep the fingerprint (the stream does not carry one).
+  void NoteResidency(int node, int64_t user_id, int32_t tokens, uint64_t history_start);
   // Forgets what `node` streamed (its stream broke; it may have restarted empty).
   void ForgetStreamedState(int node);
 
@@ -68,8 +69,14 @@ class ClusterState {
   }
 
   // --- Queries (per request) ------------------------------------------------------------------
-  // Cached KV tokens of `user_id` on every node (0 where none): out[0 .. num_nodes()).
-  void CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const;
+  // Cached KV tokens of `user_id` on every node (0 where none): out[0 .. num_nodes()). With a
+  // non-zero `history_start`, a node whose cached history is known to start differently counts 0:
+  // the client has since dropped the user's oldest events, so that prefix cannot be reused.
+  void CachedTokens(int64_t user_id, uint64_t history_start,
+                    std::array<int32_t, kMaxNodes>* out) const;
+  void CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const {
+    CachedTokens(user_id, 0, out);
+  }
   // For each node in `nodes`, how many of `item_ids` its EMB summary may hold (Bloom: no false
   // negatives): out[n] for n in `nodes`, others untouched. Lock-free.
   void EmbCounts(const int64_t* item_ids, int count, NodeMask nodes,
@@ -91,9 +98,15 @@ class ClusterState {
     std::atomic<double> committed_split{0.0};
     std::atomic<int64_t> kv_resident_users{0};
   };
-  using Residency = absl::InlinedVector<std::pair<int8_t, int32_t>, 2>;  // (node, tokens)
+  struct ResidencyEntry {
+    int8_t node;
+    int32_t tokens;
+    uint64_t history_start;  // fingerprint of the cached history's first event; 0: unknown
+  };
+  using Residency = absl::InlinedVector<ResidencyEntry, 2>;
 
-  void SetResidencyLocked(int node, int64_t user_id, int32_t tokens)
+  // `history_start`: the fingerprint to record, or nullptr to keep the entry's (0 for a new one).
+  void SetResidencyLocked(int node, int64_t user_id, int32_t tokens, const uint64_t* history_start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyEmbSummary(int node, const v1::EmbSummary& summary);
 

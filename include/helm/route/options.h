@@ -41,9 +41,9 @@ struct RouterOptions {
     v.Field("nodes", nodes, "node addresses host:port (or use dns)");
     v.Field("dns", dns, "DNS name whose addresses are the nodes (\"\": use nodes)");
     v.Field("dns_port", dns_port, "node port for dns", config::InRange<int32_t>(1, 65535));
-    v.Field("policy", policy, "routing policy",
-            config::OneOf({"helm", "round_robin", "least_loaded", "consistent_hash",
-                           "kv_affinity"}));
+    v.Field(
+        "policy", policy, "routing policy",
+        config::OneOf({"helm", "round_robin", "least_loaded", "consistent_hash", "kv_affinity"}));
     v.Field("w_kv", w_kv, "weight of KV residency", config::InRange(0.0, 100.0));
     v.Field("w_emb", w_emb, "weight of EMB locality", config::InRange(0.0, 100.0));
     v.Field("w_load", w_load, "weight of load", config::InRange(0.0, 100.0));
@@ -63,7 +63,8 @@ struct RouterOptions {
 
   absl::Status Validate() const {
     if (nodes.empty() == dns.empty()) {
-      return absl::InvalidArgumentError("nodes: give either a non-empty nodes list or dns, not both");
+      return absl::InvalidArgumentError(
+          "nodes: give either a non-empty nodes list or dns, not both");
     }
     if (nodes.size() > 64) {
       return absl::InvalidArgumentError(

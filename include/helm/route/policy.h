@@ -29,9 +29,14 @@ namespace helm::route {
 struct RouteRequest {
   int64_t user_id = 0;
   int32_t history_length = 0;
+  uint64_t history_start = 0;  // HistoryStartFingerprint of the first event; 0: unknown
   const int64_t* candidate_ids = nullptr;
   int32_t num_candidates = 0;
 };
+
+// A non-zero fingerprint of a history's first event. When a client drops a user's oldest events
+// it changes, and a node's K/V cached for the old start cannot be reused.
+uint64_t HistoryStartFingerprint(int64_t item_id, int32_t action, int64_t timestamp_ms);
 
 class Policy {
  public:
