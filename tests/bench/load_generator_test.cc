@@ -148,6 +148,14 @@ class FakeRecommender final : public v1::Recommender::CallbackService {
     absl::MutexLock lock(&mu_);
     return received_;
   }
+  // Waits (10 s at most) until every request has been answered, so that no scheduled Finish
+  // runs while the server shuts down.
+  void WaitAnswered() {
+    absl::MutexLock lock(&mu_);
+    mu_.AwaitWithTimeout(absl::Condition(
+                             +[](int64_t* in_flight) { return *in_flight == 0; }, &in_flight_),
+                         absl::Seconds(10));
+  }
   int64_t max_in_flight() {
     absl::MutexLock lock(&mu_);
     return max_in_flight_;
@@ -203,7 +211,10 @@ class TestServer {
     EXPECT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
   }
-  ~TestServer() { server_->Shutdown(absl::ZeroDuration()); }
+  ~TestServer() {
+    recommender_.WaitAnswered();
+    server_->Shutdown(absl::ZeroDuration());
+  }
 
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
   FakeRecommender& recommender() { return recommender_; }

@@ -1,5 +1,7 @@
 #include "bench/stats.h"
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -287,12 +289,13 @@ TEST(BenchReport, PlotScriptWritesAPng) {
     GTEST_SKIP() << "/usr/bin/python3 cannot import matplotlib";
   }
   const Report report = BuildReport(MakeRun(), 500.0);
-  const std::string dir = ::testing::TempDir();
-  ASSERT_TRUE(WriteCsv(report, dir + "/plot_in.csv").ok());
-  const std::string png = dir + "/plot_out.png";
+  // Per-process names: concurrent runs of this test share the temporary directory.
+  const std::string base = ::testing::TempDir() + "/plot_" + std::to_string(getpid());
+  ASSERT_TRUE(WriteCsv(report, base + "_in.csv").ok());
+  const std::string png = base + "_out.png";
   std::remove(png.c_str());
-  const absl::Status status = MakePlot("/usr/bin/python3", HELM_SOURCE_DIR "/scripts/plot_bench.py",
-                                       dir + "/plot_in.csv", png);
+  const absl::Status status =
+      MakePlot("/usr/bin/python3", HELM_SOURCE_DIR "/scripts/plot_bench.py", base + "_in.csv", png);
   ASSERT_TRUE(status.ok()) << status;
   std::ifstream in(png, std::ios::binary);
   char magic[8] = {};
