@@ -227,8 +227,13 @@ struct LoadGenerator::Impl {
         c.emb_misses = info.emb_misses();
       }
       impl_->recorder.Record(c, node_id, status.error_message());
-      impl_->Finished(this);
+      // Out of `outstanding` (so no straggler cancel touches it), then gone with its
+      // ClientContext, then counted finished: Run() cannot return, and the LoadGenerator and its
+      // channel cannot go, while any part of the call is still being torn down.
+      Impl* const impl = impl_;
+      impl->Detach(this);
       delete this;
+      impl->Finished();
     }
 
     v1::RankRequest& request() { return request_; }
@@ -252,9 +257,17 @@ struct LoadGenerator::Impl {
 
   int64_t NowUs() const { return options.clock->NowMicros() - start_us; }
 
-  void Finished(Call* call) {
+  void Detach(Call* call) {
     absl::MutexLock lock(&mu);
     outstanding.erase(call);
+    ++finishing;
+  }
+  void Finished() {
+    absl::MutexLock lock(&mu);
+    --finishing;
+  }
+  bool IdleLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    return outstanding.empty() && finishing == 0;
   }
 
   int64_t InFlight() const {
@@ -318,6 +331,7 @@ struct LoadGenerator::Impl {
   std::atomic<int64_t> sent{0};
   mutable absl::Mutex mu;
   absl::flat_hash_set<Call*> outstanding ABSL_GUARDED_BY(mu);
+  int64_t finishing ABSL_GUARDED_BY(mu) = 0;  // detached calls still being deleted
 };
 
 absl::StatusOr<RunResult> LoadGenerator::Impl::Run() {
@@ -392,8 +406,7 @@ absl::StatusOr<RunResult> LoadGenerator::Impl::Run() {
   }
 
   // Every call ends by its deadline; cancel stragglers after a grace period so the run ends.
-  const absl::Condition idle(
-      +[](absl::flat_hash_set<Call*>* calls) { return calls->empty(); }, &outstanding);
+  const absl::Condition idle(this, &Impl::IdleLocked);
   {
     absl::MutexLock lock(&mu);
     if (!mu.AwaitWithTimeout(idle, absl::Microseconds(deadline_us) + absl::Seconds(5))) {
