@@ -226,15 +226,10 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   info.max_in_flight = load.max_in_flight;
   std::fputs("\n", stderr);
   std::fputs(FormatTable(report, info).c_str(), stdout);
-  std::filesystem::create_directories(out_dir);
-  const std::string csv = out_dir + "/timeseries.csv";
-  if (absl::Status s = WriteJson(report, info, out_dir + "/summary.json"); !s.ok()) return s;
-  if (absl::Status s = WriteCsv(report, csv); !s.ok()) return s;
-  if (absl::Status s = MakePlot(flags.python, flags.plot_script, csv, out_dir + "/plot.png");
-      !s.ok()) {
-    std::printf("plot skipped: %s\n", std::string(s.message()).c_str());
-  }
-  std::printf("files: %s/{summary.json,timeseries.csv,plot.png}\n\n", out_dir.c_str());
+  absl::StatusOr<std::string> files =
+      WriteRunFiles(report, info, out_dir, flags.python, flags.plot_script);
+  if (!files.ok()) return files.status();
+  std::printf("%s\n\n", files->c_str());
   return report;
 }
 

@@ -17,7 +17,6 @@
 //   gpu_cached_vs_full_speedup, gpu_vs_cpu_cached_speedup   the CPU request on the GPU.
 // Flags: --gpu-only (skip the CPU part), --quick (small sizes, a smoke run).
 #include <cblas.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>

@@ -6,7 +6,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -226,30 +225,10 @@ int main(int argc, char** argv) {
   std::fputs("\n", stdout);
   std::fputs(helm::bench::FormatTable(report, info).c_str(), stdout);
 
-  std::error_code ec;
-  std::filesystem::create_directories(flags.out_dir, ec);
-  if (ec) return Fail(absl::StrCat("cannot create ", flags.out_dir, ": ", ec.message()), 1);
-  const std::string json_path = flags.out_dir + "/summary.json";
-  const std::string csv_path = flags.out_dir + "/timeseries.csv";
-  const std::string png_path = flags.out_dir + "/plot.png";
-  if (absl::Status s = helm::bench::WriteJson(report, info, json_path); !s.ok()) {
-    return Fail(std::string(s.message()), 1);
-  }
-  if (absl::Status s = helm::bench::WriteCsv(report, csv_path); !s.ok()) {
-    return Fail(std::string(s.message()), 1);
-  }
-  std::printf("\nfiles: %s, %s", json_path.c_str(), csv_path.c_str());
-  if (!flags.no_plot) {
-    absl::Status plotted =
-        helm::bench::MakePlot(flags.python, flags.plot_script, csv_path, png_path);
-    if (plotted.ok()) {
-      std::printf(", %s\n", png_path.c_str());
-    } else {
-      std::printf("\nplot skipped: %s\n", std::string(plotted.message()).c_str());
-    }
-  } else {
-    std::printf("\n");
-  }
+  absl::StatusOr<std::string> files = helm::bench::WriteRunFiles(
+      report, info, flags.out_dir, flags.no_plot ? "" : flags.python, flags.plot_script);
+  if (!files.ok()) return Fail(std::string(files.status().message()), 1);
+  std::printf("\n%s\n", files->c_str());
   std::fputs(helm::bench::ResultLines(report).c_str(), stdout);
   return 0;
 }

@@ -1,6 +1,7 @@
 #include "bench/report.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/str_cat.h"
@@ -248,6 +249,26 @@ absl::Status MakePlot(const std::string& python, const std::string& script,
     return absl::InternalError(absl::StrCat("plot script failed (status ", rc, "): ", command));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> WriteRunFiles(const Report& report, const RunInfo& info,
+                                          const std::string& out_dir, const std::string& python,
+                                          const std::string& plot_script) {
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", out_dir, ": ", ec.message()));
+  const std::string json_path = out_dir + "/summary.json";
+  const std::string csv_path = out_dir + "/timeseries.csv";
+  const std::string png_path = out_dir + "/plot.png";
+  if (absl::Status s = WriteJson(report, info, json_path); !s.ok()) return s;
+  if (absl::Status s = WriteCsv(report, csv_path); !s.ok()) return s;
+  std::string line = absl::StrCat("files: ", json_path, ", ", csv_path);
+  if (!python.empty()) {
+    const absl::Status plotted = MakePlot(python, plot_script, csv_path, png_path);
+    absl::StrAppend(&line, plotted.ok() ? absl::StrCat(", ", png_path)
+                                        : absl::StrCat("\nplot skipped: ", plotted.message()));
+  }
+  return line;
 }
 
 }  // namespace helm::bench

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "bench/stats.h"
 #include "nlohmann/json.hpp"
 
@@ -41,5 +42,12 @@ absl::Status WriteCsv(const Report& report, const std::string& path);
 // import matplotlib (the plot is then skipped); Internal when the script fails.
 absl::Status MakePlot(const std::string& python, const std::string& script,
                       const std::string& csv_path, const std::string& png_path);
+
+// Writes summary.json and timeseries.csv into `out_dir` (created when missing) and, unless
+// `python` is empty, plot.png with `plot_script`. Returns one line naming the files written, and
+// why the plot was skipped when it was (not an error); an error when a file cannot be written.
+absl::StatusOr<std::string> WriteRunFiles(const Report& report, const RunInfo& info,
+                                          const std::string& out_dir, const std::string& python,
+                                          const std::string& plot_script);
 
 }  // namespace helm::bench

@@ -16,23 +16,23 @@ namespace helm::emb {
 namespace {
 
 // Bounds on what one writer-lock hold of a resize step does (the lookup p99 depends on them):
-// about 20 us (p50) on a 2-core dev VM. Lookups wait at most one section (LockForRead,
-// YieldToReaders).
+// about 20 us (p50) on a 2-core dev VM. Lookups wait at most one section (LockForLookup,
+// YieldToLookups).
 constexpr int kDrainSlotsPerLock = 32;
 constexpr int64_t kDrainVisitsPerLock = 128;  // slots tried by victim searches
-// How long a lookup spins for the reader lock before it blocks, and how long a drain holds back
-// its next section while lookups wait to read.
-constexpr std::chrono::microseconds kReaderSpin{500};
-constexpr std::chrono::microseconds kMaxYieldToReaders{2000};
+constexpr int64_t kDrainBytesPerLock = int64_t{64} << 10;
+// How long a lookup spins for the lock before it blocks, and how long a drain holds back its next
+// section while lookups wait for the lock.
+constexpr std::chrono::microseconds kLookupSpin{500};
+constexpr std::chrono::microseconds kMaxYieldToLookups{2000};
+constexpr size_t kRejectedRing = 1024;
+constexpr size_t kSpareStagingBuffers = 8;
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
 #endif
 }
-constexpr int64_t kDrainBytesPerLock = int64_t{64} << 10;
-constexpr size_t kRejectedRing = 1024;
-constexpr size_t kSpareStagingBuffers = 8;
 constexpr int64_t kMinStagingBytes = int64_t{64} << 10;
 constexpr int kSketchDepth = 4;
 constexpr int kVictimSamples = 8;        // candidate rows compared per eviction
@@ -834,9 +834,9 @@ std::vector<int32_t> EmbCache::HeldChunks() const {
 
 void EmbCache::LockForLookup(bool exclusive) const {
   auto try_lock = [&] { return exclusive ? mu_.TryLock() : mu_.ReaderTryLock(); };
-  readers_waiting_.fetch_add(1, std::memory_order_relaxed);
+  lookups_waiting_.fetch_add(1, std::memory_order_relaxed);
   if (!try_lock()) {
-    const auto give_up = std::chrono::steady_clock::now() + kReaderSpin;
+    const auto give_up = std::chrono::steady_clock::now() + kLookupSpin;
     for (;;) {
       CpuRelax();
       if (try_lock()) break;
@@ -846,13 +846,13 @@ void EmbCache::LockForLookup(bool exclusive) const {
       }
     }
   }
-  readers_waiting_.fetch_sub(1, std::memory_order_relaxed);
+  lookups_waiting_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void EmbCache::YieldToReaders() const {
-  if (readers_waiting_.load(std::memory_order_relaxed) == 0) return;
-  const auto give_up = std::chrono::steady_clock::now() + kMaxYieldToReaders;
-  while (readers_waiting_.load(std::memory_order_relaxed) > 0 &&
+void EmbCache::YieldToLookups() const {
+  if (lookups_waiting_.load(std::memory_order_relaxed) == 0) return;
+  const auto give_up = std::chrono::steady_clock::now() + kMaxYieldToLookups;
+  while (lookups_waiting_.load(std::memory_order_relaxed) > 0 &&
          std::chrono::steady_clock::now() < give_up) {
     CpuRelax();
   }
@@ -871,7 +871,7 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
   int64_t budget = max_bytes;
   const int32_t per_chunk = slots_.slots_per_chunk();
   for (;;) {
-    YieldToReaders();
+    YieldToLookups();
     moves.clear();
     copies.clear();
     bool pass_done = false;
@@ -970,7 +970,7 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
     // sources stay put (a draining chunk is never an eviction victim); the commit re-checks
     // each entry anyway and discards a copy whose entry moved on.
     absl::Status copied = storage_->CopyPoolToPool(copies);
-    YieldToReaders();
+    YieldToLookups();
     {
       absl::MutexLock lock(&mu_);
       const uint64_t min_live = MinLiveSerial();

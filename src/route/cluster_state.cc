@@ -163,16 +163,24 @@ void ClusterState::ApplyEmbSummary(int node, const v1::EmbSummary& summary) {
   emb_nodes_.fetch_or(bit, std::memory_order_relaxed);
 }
 
-void ClusterState::CachedTokens(int64_t user_id, uint64_t history_start,
-                                std::array<int32_t, kMaxNodes>* out) const {
+void ClusterState::CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const {
+  out->fill(0);
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = residency_.find(user_id);
+  if (it == residency_.end()) return;
+  for (const ResidencyEntry& e : it->second) (*out)[e.node] = e.tokens;
+}
+
+void ClusterState::ReusableTokens(int64_t user_id, int32_t history_length, uint64_t history_start,
+                                  std::array<int32_t, kMaxNodes>* out) const {
   out->fill(0);
   absl::ReaderMutexLock lock(&mu_);
   auto it = residency_.find(user_id);
   if (it == residency_.end()) return;
   for (const ResidencyEntry& e : it->second) {
-    const bool stale =
+    const bool other_start =
         history_start != 0 && e.history_start != 0 && e.history_start != history_start;
-    (*out)[e.node] = stale ? 0 : e.tokens;
+    (*out)[e.node] = e.tokens <= history_length && !other_start ? e.tokens : 0;
   }
 }
 

@@ -34,14 +34,6 @@ int HighestRendezvous(int64_t user_id, NodeMask candidates) {
   return best;
 }
 
-// Tokens of a node's cached K/V the request can reuse. A node holding more of the user's history
-// than the request carries is credited nothing: histories are sent whole, oldest first, so a
-// shorter one means the client dropped its oldest events and the cached prefix no longer matches
-// (the node's prefix hash would miss).
-int32_t Reusable(int32_t cached_tokens, int32_t history_length) {
-  return cached_tokens <= history_length ? cached_tokens : 0;
-}
-
 class HelmPolicy final : public Policy {
  public:
   explicit HelmPolicy(const RouterOptions& options)
@@ -55,7 +47,7 @@ class HelmPolicy final : public Policy {
     const NodeMask candidates = cluster.RoutableMask() & ~exclude;
     if (candidates == 0) return -1;
     std::array<int32_t, kMaxNodes> tokens;
-    cluster.CachedTokens(request.user_id, request.history_start, &tokens);
+    cluster.ReusableTokens(request.user_id, request.history_length, request.history_start, &tokens);
 
     // EMB locality from an evenly spaced sample of the candidates.
     std::array<int32_t, kMaxNodes> emb_hits{};
@@ -76,7 +68,7 @@ class HelmPolicy final : public Policy {
     double best_score = 0;
     uint64_t best_tiebreak = 0;
     ForEachNode(candidates, [&](int n) {
-      const double kv = Reusable(tokens[n], request.history_length) * inv_history;
+      const double kv = tokens[n] * inv_history;
       const double emb = emb_hits[n] * inv_sampled;
       const double score = w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n);
       if (best >= 0 && score < best_score) return;
@@ -153,13 +145,10 @@ class KvAffinityPolicy final : public Policy {
            NodeMask exclude) const override {
     const NodeMask candidates = cluster.RoutableMask() & ~exclude;
     std::array<int32_t, kMaxNodes> tokens;
-    cluster.CachedTokens(request.user_id, request.history_start, &tokens);
+    cluster.ReusableTokens(request.user_id, request.history_length, request.history_start, &tokens);
     int best = -1;
     ForEachNode(candidates, [&](int n) {
-      const int32_t reusable = Reusable(tokens[n], request.history_length);
-      if (reusable > 0 && (best < 0 || reusable > Reusable(tokens[best], request.history_length))) {
-        best = n;
-      }
+      if (tokens[n] > 0 && (best < 0 || tokens[n] > tokens[best])) best = n;
     });
     return best >= 0 ? best : HighestRendezvous(request.user_id, candidates);
   }

@@ -30,18 +30,17 @@ using ::testing::HasSubstr;
 // Small enough that four node processes start in about a second on 2 cores.
 constexpr int64_t kNumItems = 50000;
 
-std::string ClusterConfig(const std::string& node_extra = "") {
-  return absl::StrCat(R"(log:
-  level: warn
-node:
-  workers: 1
+// The node section of most tests: one worker, batches of 4, room for bursts.
+constexpr char kDefaultNode[] = R"(  workers: 1
   queue_capacity: 64
   max_batch: 4
   max_history: 1024
   max_candidates: 256
   grace_period_ms: 5000
-)",
-                      node_extra, R"(pool:
+)";
+
+std::string ClusterConfig(const std::string& node_section = kDefaultNode) {
+  return absl::StrCat("log:\n  level: warn\nnode:\n", node_section, R"(pool:
   bytes: 16MiB
   chunk_bytes: 512KiB
   initial_split: 0.5
@@ -268,22 +267,13 @@ TEST(Cluster, KillingANodeMidRunLosesNoRequest) {
 TEST(Cluster, DocumentedStatusesAndTheClusterKeepsServing) {
   TempDir dir;
   // One worker that takes one request at a time behind a queue of two, so a burst overflows it.
-  auto cluster = StartCluster(dir, 2, "helm",
-                              absl::StrCat(R"(log:
-  level: warn
-node:
-  workers: 1
+  auto cluster = StartCluster(dir, 2, "helm", ClusterConfig(R"(  workers: 1
   queue_capacity: 2
   max_batch: 1
   max_history: 4096
   max_candidates: 512
   grace_period_ms: 10000
-pool:
-  bytes: 16MiB
-  chunk_bytes: 512KiB
-emb:
-  num_items: )",
-                                           kNumItems, "\n"));
+)"));
   ASSERT_NE(cluster, nullptr);
   const std::string router = cluster->router_address();
   const v1::RankRequest good = MakeRequest(1, 300, 64, 10);

@@ -69,7 +69,7 @@ TEST(ClusterState, RepliesNoteResidencyAndLaterEventsOverrideIt) {
   EXPECT_EQ(tokens[b], 0);
 }
 
-TEST(ClusterState, KvCachedForAnotherHistoryStartCountsNothing) {
+TEST(ClusterState, KvCachedForAnotherHistoryStartOrALongerHistoryCountsNothing) {
   ClusterState cluster;
   const int a = cluster.AddNode("a:1");
   const int b = cluster.AddNode("b:1");
@@ -78,18 +78,23 @@ TEST(ClusterState, KvCachedForAnotherHistoryStartCountsNothing) {
   cluster.NoteResidency(b, 5, 400, kNewStart);
   cluster.ApplyState(a, Events({{5, 900}}));  // stream updates keep the fingerprint
   std::array<int32_t, kMaxNodes> tokens;
-  cluster.CachedTokens(5, kNewStart, &tokens);
+  cluster.ReusableTokens(5, 1000, kNewStart, &tokens);
   EXPECT_EQ(tokens[a], 0);
   EXPECT_EQ(tokens[b], 400);
-  cluster.CachedTokens(5, kOldStart, &tokens);
+  cluster.ReusableTokens(5, 1000, kOldStart, &tokens);
   EXPECT_EQ(tokens[a], 900);
   EXPECT_EQ(tokens[b], 0);
-  cluster.CachedTokens(5, /*history_start=*/0, &tokens);  // unknown: no check
+  cluster.ReusableTokens(5, 1000, /*history_start=*/0, &tokens);  // unknown: no check
   EXPECT_EQ(tokens[a], 900);
   EXPECT_EQ(tokens[b], 400);
   // A node known only from its stream has no fingerprint: it is not ruled out.
   cluster.ApplyState(b, Events({{6, 300}}));
-  cluster.CachedTokens(6, kNewStart, &tokens);
+  cluster.ReusableTokens(6, 1000, kNewStart, &tokens);
+  EXPECT_EQ(tokens[b], 300);
+  // A history shorter than what a node holds cannot extend it.
+  cluster.ReusableTokens(6, 299, kNewStart, &tokens);
+  EXPECT_EQ(tokens[b], 0);
+  cluster.CachedTokens(6, &tokens);  // as reported
   EXPECT_EQ(tokens[b], 300);
 }
 

@@ -211,11 +211,11 @@ class EmbCache final : public pool::ChunkClient {
   // Takes mu_ for a lookup (shared for the read phase, exclusive for misses). While a resize
   // drain holds it for one of its short sections the lookup spins (TryLock) instead of sleeping:
   // waking a sleeping thread can take far longer than the section (hundreds of microseconds on a
-  // VM). Blocks normally after kReaderSpin. The caller unlocks.
+  // VM). Blocks normally after kLookupSpin. The caller unlocks.
   void LockForLookup(bool exclusive) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Before each exclusive section of a drain: waits (bounded) until no lookup waits for mu_, so a
   // drain of many short sections cannot keep lookups out.
-  void YieldToReaders() const;
+  void YieldToLookups() const;
   // Starts a new epoch. REQUIRES: the writer lock (readers see one epoch per read section).
   void AdvanceEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -266,7 +266,7 @@ class EmbCache final : public pool::ChunkClient {
   const std::shared_ptr<const HostTable> table_;
 
   mutable absl::Mutex mu_;
-  mutable std::atomic<int> readers_waiting_{0};  // lookups in LockForLookup
+  mutable std::atomic<int> lookups_waiting_{0};  // lookups in LockForLookup
   Index index_ ABSL_GUARDED_BY(mu_);
   pool::ChunkSlots slots_ ABSL_GUARDED_BY(mu_);
   // Per owned chunk: the id held by each slot (or kFreeSlot / kReservedSlot / kLimboSlot).

@@ -69,14 +69,15 @@ class ClusterState {
   }
 
   // --- Queries (per request) ------------------------------------------------------------------
-  // Cached KV tokens of `user_id` on every node (0 where none): out[0 .. num_nodes()). With a
-  // non-zero `history_start`, a node whose cached history is known to start differently counts 0:
-  // the client has since dropped the user's oldest events, so that prefix cannot be reused.
-  void CachedTokens(int64_t user_id, uint64_t history_start,
-                    std::array<int32_t, kMaxNodes>* out) const;
-  void CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const {
-    CachedTokens(user_id, 0, out);
-  }
+  // Cached KV tokens of `user_id` on every node, as reported (0 where none): out[0 ..
+  // num_nodes()).
+  void CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const;
+  // Of those, the tokens a request with a `history_length`-event history starting with
+  // `history_start` (HistoryStartFingerprint; 0: unknown) can reuse. A node's cache counts 0 when
+  // it is longer than the history or known to start differently: either way the client has since
+  // dropped the user's oldest events, so the node's prefix hash would miss.
+  void ReusableTokens(int64_t user_id, int32_t history_length, uint64_t history_start,
+                      std::array<int32_t, kMaxNodes>* out) const;
   // For each node in `nodes`, how many of `item_ids` its EMB summary may hold (Bloom: no false
   // negatives): out[n] for n in `nodes`, others untouched. Lock-free.
   void EmbCounts(const int64_t* item_ids, int count, NodeMask nodes,
