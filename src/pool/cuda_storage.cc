@@ -163,6 +163,17 @@ class CudaStorage final : public Storage {
       return absl::ResourceExhaustedError(
           absl::StrCat("pinned staging mirror of ", bytes, " bytes: ", cudaGetErrorString(e)));
     }
+    {
+      // Zeroed like the cpu backend's staging, on the copy stream (see the arena's memset).
+      absl::MutexLock lock(&h2d_mu_);
+      cudaError_t e = cudaMemsetAsync(device, 0, n, h2d_stream_);
+      if (e == cudaSuccess) e = cudaStreamSynchronize(h2d_stream_);
+      if (e != cudaSuccess) {
+        cudaFreeHost(pinned);
+        cudaFree(device);
+        return CudaError("cudaMemsetAsync (staging)", e);
+      }
+    }
     return std::unique_ptr<StagingBuffer>(
         new DeviceStaging(device, static_cast<uint8_t*>(pinned), bytes));
   }
@@ -300,11 +311,6 @@ absl::StatusOr<std::unique_ptr<Storage>> CreateCudaStorageImpl(int64_t bytes, in
     return absl::ResourceExhaustedError(absl::StrCat("pool.bytes: cudaMalloc of ", bytes,
                                                      " bytes failed: ", cudaGetErrorString(e)));
   }
-  // A zeroed arena makes runs reproducible (and matches the cpu backend).
-  if (cudaError_t e = cudaMemset(arena, 0, static_cast<size_t>(bytes)); e != cudaSuccess) {
-    cudaFree(arena);
-    return CudaError("cudaMemset", e);
-  }
   void* pinned = nullptr;
   if (cudaError_t e = cudaMallocHost(&pinned, static_cast<size_t>(kPinnedBytes));
       e != cudaSuccess) {
@@ -319,6 +325,18 @@ absl::StatusOr<std::unique_ptr<Storage>> CreateCudaStorageImpl(int64_t bytes, in
     cudaFreeHost(pinned);
     cudaFree(arena);
     return absl::InternalError("cudaStreamCreateWithFlags failed");
+  }
+  // A zeroed arena makes runs reproducible (and matches the cpu backend). The memset runs on the
+  // upload stream and is waited for: a plain cudaMemset is asynchronous on the legacy stream,
+  // which the non-blocking copy streams do not wait for, so the first uploads could be zeroed.
+  cudaError_t e = cudaMemsetAsync(arena, 0, static_cast<size_t>(bytes), h2d);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(h2d);
+  if (e != cudaSuccess) {
+    cudaStreamDestroy(h2d);
+    cudaStreamDestroy(d2d);
+    cudaFreeHost(pinned);
+    cudaFree(arena);
+    return CudaError("cudaMemsetAsync", e);
   }
   return std::unique_ptr<Storage>(new CudaStorage(device, prop.name, static_cast<uint8_t*>(arena),
                                                   bytes, static_cast<uint8_t*>(pinned), h2d, d2d));
