@@ -39,11 +39,18 @@ struct Run {
   int64_t bytes = 0;
 };
 
-// Appends a copy to `runs`, extending the last run when both sides are adjacent.
-void AddRun(std::vector<Run>* runs, int64_t dst, int64_t src, int64_t bytes) {
+bool Overlap(int64_t a, int64_t b, int64_t bytes) { return a < b + bytes && b < a + bytes; }
+
+// Appends a copy to `runs`, extending the last run when both sides are adjacent. With
+// `same_space` (src and dst both in the arena), a run is never extended into one whose source
+// overlaps its destination: copies A->B then B->C would otherwise become one copy that reads
+// bytes it writes, where the cpu backend copies in order.
+void AddRun(std::vector<Run>* runs, int64_t dst, int64_t src, int64_t bytes,
+            bool same_space = false) {
   if (!runs->empty()) {
     Run& last = runs->back();
-    if (last.dst + last.bytes == dst && last.src + last.bytes == src) {
+    if (last.dst + last.bytes == dst && last.src + last.bytes == src &&
+        !(same_space && Overlap(last.dst, last.src, last.bytes + bytes))) {
       last.bytes += bytes;
       return;
     }
@@ -123,15 +130,34 @@ class CudaStorage final : public Storage {
           !s.ok()) {
         return s;
       }
-      AddRun(&runs, c.dst_offset, c.src_offset, c.bytes);
+      AddRun(&runs, c.dst_offset, c.src_offset, c.bytes, /*same_space=*/true);
       total += c.bytes;
     }
     absl::MutexLock lock(&d2d_mu_);
     HELM_CUDA_RETURN("cudaSetDevice", cudaSetDevice(device_));
     for (const Run& r : runs) {
-      HELM_CUDA_RETURN("cudaMemcpyAsync (device->device)",
-                       cudaMemcpyAsync(arena_ + r.dst, arena_ + r.src, static_cast<size_t>(r.bytes),
-                                       cudaMemcpyDeviceToDevice, d2d_stream_));
+      if (r.bytes == 0 || r.dst == r.src) continue;
+      if (!Overlap(r.dst, r.src, r.bytes)) {
+        HELM_CUDA_RETURN(
+            "cudaMemcpyAsync (device->device)",
+            cudaMemcpyAsync(arena_ + r.dst, arena_ + r.src, static_cast<size_t>(r.bytes),
+                            cudaMemcpyDeviceToDevice, d2d_stream_));
+        continue;
+      }
+      // cudaMemcpy leaves overlapping ranges undefined; the cpu backend memmoves. Go through a
+      // stream-ordered temporary (rare: the caches move into free space).
+      void* tmp = nullptr;
+      HELM_CUDA_RETURN("cudaMallocAsync (overlapping copy)",
+                       cudaMallocAsync(&tmp, static_cast<size_t>(r.bytes), d2d_stream_));
+      cudaError_t e = cudaMemcpyAsync(tmp, arena_ + r.src, static_cast<size_t>(r.bytes),
+                                      cudaMemcpyDeviceToDevice, d2d_stream_);
+      if (e == cudaSuccess) {
+        e = cudaMemcpyAsync(arena_ + r.dst, tmp, static_cast<size_t>(r.bytes),
+                            cudaMemcpyDeviceToDevice, d2d_stream_);
+      }
+      const cudaError_t freed = cudaFreeAsync(tmp, d2d_stream_);
+      HELM_CUDA_RETURN("cudaMemcpyAsync (overlapping copy)", e);
+      HELM_CUDA_RETURN("cudaFreeAsync (overlapping copy)", freed);
     }
     HELM_CUDA_RETURN("cudaStreamSynchronize", cudaStreamSynchronize(d2d_stream_));
     CountD2d(total);

@@ -47,6 +47,13 @@ TEST(CudaStorage, CopiesMatchTheCpuBackend) {
     ASSERT_TRUE(s->CopyPoolToPool({{PoolCopy{0, int64_t{48} << 20, 1 << 20},
                                     PoolCopy{2 << 20, int64_t{50} << 20, 32768}}})
                     .ok());
+    // Self-overlapping copies (both directions) and a chain A->B, B->C whose pieces are adjacent
+    // on both sides: in order, with memmove semantics, on both backends.
+    ASSERT_TRUE(s->CopyPoolToPool({{PoolCopy{20 << 20, (20 << 20) + 4096, 8192},
+                                    PoolCopy{(21 << 20) + 4096, 21 << 20, 8192},
+                                    PoolCopy{22 << 20, (22 << 20) + 1024, 1024},
+                                    PoolCopy{(22 << 20) + 1024, (22 << 20) + 2048, 1024}}})
+                    .ok());
   }
   std::vector<uint8_t> a(bytes), b(bytes);
   ASSERT_TRUE((*cuda)->CopyPoolToHost(0, a.data(), bytes).ok());
