@@ -347,6 +347,12 @@ unsigned GridFor(int64_t total) {
 // Rows go on grid.x (up to 2^31 - 1).
 bool RowsFit(int64_t rows) { return rows <= 0x7fffffff; }
 
+// A launch's own error is read back with cudaGetLastError, which returns the last error of any
+// earlier runtime call on this thread too (a failed cudaMalloc elsewhere, already reported there):
+// clear it before launching, so that a good launch is never reported as failed. Sticky errors
+// (a faulted context) are not cleared and still surface.
+void ClearStaleError() { static_cast<void>(cudaGetLastError()); }
+
 }  // namespace
 
 cudaError_t LaunchAttention(const AttentionParams& p, cudaStream_t stream) {
@@ -358,21 +364,20 @@ cudaError_t LaunchAttention(const AttentionParams& p, cudaStream_t stream) {
   const size_t smem =
       sizeof(float) * (t.query_tile * (p.d_qk + 1) + t.key_chunk * (p.d_qk + 1) +
                        t.key_chunk * p.d_v + t.query_tile * t.key_chunk + t.query_tile);
+  ClearStaleError();
   // Split the keys until the grid holds ~4 blocks per SM, keeping >= 256 keys per split.
   int device = 0;
   int sms = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-    return cudaGetLastError();
-  }
+  cudaError_t e = cudaGetDevice(&device);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device);
+  if (e != cudaSuccess) return e;
   const int64_t history = p.cached_tokens + p.suffix_tokens;
   const int64_t blocks = tiles * p.num_heads;
   int64_t splits = (4 * int64_t{sms} + blocks - 1) / blocks;
   splits = std::min<int64_t>(splits, (history + 255) / 256);
   splits = std::max<int64_t>(1, std::min<int64_t>(splits, 65535));
   if (splits > 1) {
-    const cudaError_t e =
-        cudaMemsetAsync(p.out, 0, sizeof(float) * p.num_queries * p.num_heads * p.d_v, stream);
+    e = cudaMemsetAsync(p.out, 0, sizeof(float) * p.num_queries * p.num_heads * p.d_v, stream);
     if (e != cudaSuccess) return e;
   }
   AttentionKernel<<<dim3(static_cast<unsigned>(tiles), p.num_heads, static_cast<unsigned>(splits)),
@@ -385,6 +390,7 @@ cudaError_t LaunchGather(const void* arena, const void* staging, const int64_t* 
                          int64_t n, int32_t dim, int32_t dtype, float* out, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (!RowsFit(n)) return cudaErrorInvalidValue;
+  ClearStaleError();
   GatherKernel<<<static_cast<unsigned>(n), kThreads, 0, stream>>>(static_cast<const char*>(arena),
                                                                   static_cast<const char*>(staging),
                                                                   locations, dim, dtype, out);
@@ -397,6 +403,7 @@ cudaError_t LaunchAppendKv(const float* src, int64_t src_tokens, int64_t src_fir
                            int32_t kv_dtype, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (!RowsFit(n) || num_layers > 65535) return cudaErrorInvalidValue;
+  ClearStaleError();
   AppendKvKernel<<<dim3(static_cast<unsigned>(n), num_layers), kThreads, 0, stream>>>(
       src, src_tokens, src_first, blocks, dst_first_token, num_heads, d_qk, d_v, tokens_per_block,
       kv_dtype);
@@ -407,6 +414,7 @@ cudaError_t LaunchRelocate(char* arena, const int64_t* src_offsets, const int64_
                            int64_t n, int64_t block_bytes, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
   if (!RowsFit(n)) return cudaErrorInvalidValue;
+  ClearStaleError();
   RelocateKernel<<<static_cast<unsigned>(n), 256, 0, stream>>>(arena, src_offsets, dst_offsets,
                                                                block_bytes);
   return cudaGetLastError();
@@ -415,6 +423,7 @@ cudaError_t LaunchRelocate(char* arena, const int64_t* src_offsets, const int64_
 cudaError_t LaunchBiasRows(float* c, int64_t rows, int64_t width, int64_t ldc, const float* bias,
                            int32_t accumulate, cudaStream_t stream) {
   if (rows * width == 0) return cudaSuccess;
+  ClearStaleError();
   BiasRowsKernel<<<GridFor(rows * width), 256, 0, stream>>>(c, rows, width, ldc, bias, accumulate);
   return cudaGetLastError();
 }
@@ -422,6 +431,7 @@ cudaError_t LaunchBiasRows(float* c, int64_t rows, int64_t width, int64_t ldc, c
 cudaError_t LaunchBiasSilu(float* x, int64_t rows, int64_t width, const float* bias,
                            cudaStream_t stream) {
   if (rows * width == 0) return cudaSuccess;
+  ClearStaleError();
   BiasSiluKernel<<<GridFor(rows * width), 256, 0, stream>>>(x, rows, width, bias);
   return cudaGetLastError();
 }
@@ -431,6 +441,7 @@ cudaError_t LaunchLayerNorm(const float* x, const float* u, int64_t u_stride, fl
                             float eps, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (!RowsFit(rows)) return cudaErrorInvalidValue;
+  ClearStaleError();
   LayerNormKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, u, u_stride, y, width,
                                                                         gamma, beta, eps);
   return cudaGetLastError();
@@ -440,6 +451,7 @@ cudaError_t LaunchAddRows(float* x, int64_t rows, int64_t width, const float* ta
                           const int32_t* ids, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (!RowsFit(rows)) return cudaErrorInvalidValue;
+  ClearStaleError();
   AddRowsKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, width, table, ids);
   return cudaGetLastError();
 }
@@ -448,6 +460,7 @@ cudaError_t LaunchCopyColumns(const float* src, int64_t src_stride, int64_t col,
                               int64_t width, float* dst, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (!RowsFit(rows)) return cudaErrorInvalidValue;
+  ClearStaleError();
   CopyColumnsKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(src, src_stride, col,
                                                                           width, dst);
   return cudaGetLastError();
@@ -457,6 +470,7 @@ cudaError_t LaunchRowDot(const float* a, const float* b, int64_t rows, int64_t w
                          cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   if (!RowsFit(rows)) return cudaErrorInvalidValue;
+  ClearStaleError();
   RowDotKernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(a, b, width, out);
   return cudaGetLastError();
 }
