@@ -3,6 +3,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -105,8 +106,25 @@ class CudaKernels : public model::Kernels {
   }
   absl::Status CopyWithin(KernelContext& ctx, void* dst, const void* src,
                           size_t bytes) const override {
-    if (bytes == 0) return absl::OkStatus();
-    return FromCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, S(ctx)), "D2D copy");
+    if (bytes == 0 || dst == src) return absl::OkStatus();
+    const auto d = reinterpret_cast<uintptr_t>(dst);
+    const auto s = reinterpret_cast<uintptr_t>(src);
+    if (d >= s + bytes || s >= d + bytes) {
+      return FromCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, S(ctx)),
+                      "D2D copy");
+    }
+    // Overlapping ranges: cudaMemcpy leaves them undefined, the reference memmoves. Go through a
+    // stream-ordered temporary.
+    void* tmp = nullptr;
+    if (auto st = FromCuda(cudaMallocAsync(&tmp, bytes, S(ctx)), "D2D copy (temporary)");
+        !st.ok()) {
+      return st;
+    }
+    cudaError_t e = cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, S(ctx));
+    if (e == cudaSuccess) e = cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, S(ctx));
+    const cudaError_t freed = cudaFreeAsync(tmp, S(ctx));
+    if (auto st = FromCuda(e, "D2D copy"); !st.ok()) return st;
+    return FromCuda(freed, "D2D copy (temporary)");
   }
   absl::Status Synchronize(KernelContext& ctx) const override {
     return FromCuda(cudaStreamSynchronize(S(ctx)), "stream synchronize");
@@ -127,6 +145,13 @@ class CudaKernels : public model::Kernels {
         return s;
       }
       beta = 1.0f;
+    }
+    if (k == 0) {
+      // An empty product (cuBLAS would also reject its lda = 0): c is bias (+ c), done above,
+      // c unchanged, or zeros.
+      if (bias != nullptr || accumulate) return absl::OkStatus();
+      return FromCuda(cudaMemset2DAsync(c, sizeof(float) * ldc, 0, sizeof(float) * n, m, S(ctx)),
+                      "gemm (k = 0)");
     }
     const float one = 1.0f;
     // Row-major C = A.B is column-major C^T = B^T.A^T.

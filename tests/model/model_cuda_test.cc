@@ -2,6 +2,7 @@
 // cleanly where there is none. Tolerances per K/V dtype: the CUDA path and the reference read the
 // same rounded K/V, so only the summation order differs (fp32 dense math, no TF32).
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -238,6 +239,46 @@ TEST_F(CudaPath, DenseRowOpsMatchReference) {
   std::vector<float> got(m * n);
   ASSERT_TRUE(gpu->CopyToHost(*ctx, got.data(), out, sizeof(float) * got.size()).ok());
   EXPECT_LE(MaxRelativeError(got, want), 1e-5);
+}
+
+// Overlapping CopyWithin (memmove on the reference) and an empty GEMM product (k = 0).
+TEST_F(CudaPath, EdgeCopiesAndEmptyGemmMatchReference) {
+  std::mt19937_64 rng(TestSeed());
+  auto ref = CreateKernels("reference").value();
+  auto gpu = CreateKernels("cuda").value();
+  auto ctx_ref = ref->CreateContext().value();
+  auto ctx = gpu->CreateContext().value();
+  std::vector<char> want(4096);
+  for (auto& b : want) b = static_cast<char>(rng());
+  BackendArray d(*gpu, *ctx, want.data(), want.size());
+  char* dev = static_cast<char*>(d.get());
+  for (const auto& [dst, src, bytes] : {std::tuple{100, 0, 1000}, std::tuple{0, 37, 2000}}) {
+    ASSERT_TRUE(ref->CopyWithin(*ctx_ref, want.data() + dst, want.data() + src, bytes).ok());
+    ASSERT_TRUE(gpu->CopyWithin(*ctx, dev + dst, dev + src, bytes).ok());
+  }
+  std::vector<char> got(want.size());
+  ASSERT_TRUE(gpu->CopyToHost(*ctx, got.data(), dev, got.size()).ok());
+  EXPECT_EQ(got, want);
+
+  const int64_t m = 5, n = 7;
+  std::vector<float> bias(n, 1.5f), c(m * n, 2.0f);
+  BackendArray dbias(*gpu, *ctx, bias.data(), sizeof(float) * n);
+  for (const bool with_bias : {false, true}) {
+    for (const bool accumulate : {false, true}) {
+      std::vector<float> w = c;
+      const float* b = with_bias ? bias.data() : nullptr;
+      ASSERT_TRUE(
+          ref->Gemm(*ctx_ref, m, n, 0, nullptr, 0, nullptr, b, w.data(), n, accumulate).ok());
+      BackendArray dc(*gpu, *ctx, c.data(), sizeof(float) * c.size());
+      float* out = static_cast<float*>(dc.get());
+      ASSERT_TRUE(gpu->Gemm(*ctx, m, n, 0, nullptr, 0, nullptr,
+                            with_bias ? dbias.floats() : nullptr, out, n, accumulate)
+                      .ok());
+      std::vector<float> g(c.size());
+      ASSERT_TRUE(gpu->CopyToHost(*ctx, g.data(), out, sizeof(float) * g.size()).ok());
+      EXPECT_EQ(g, w) << "bias " << with_bias << " accumulate " << accumulate;
+    }
+  }
 }
 
 TEST(CudaAvailability, FactoryAnswersUnavailableWithoutAGpu) {
