@@ -1,9 +1,9 @@
-#include "device.h"
-
 #include <cuda_runtime.h>
 
 #include <string>
 #include <vector>
+
+#include "device.h"
 
 namespace helm::kernels::cuda {
 namespace {
@@ -54,11 +54,17 @@ std::string RunHelloKernel(int ordinal, int n) {
       cudaMalloc(&dc, bytes) != cudaSuccess) {
     failure = "cudaMalloc failed";
   } else {
-    cudaMemcpy(da, a.data(), bytes, cudaMemcpyHostToDevice);
-    cudaMemcpy(db, b.data(), bytes, cudaMemcpyHostToDevice);
-    AddKernel<<<(n + 255) / 256, 256>>>(da, db, dc, n);
-    if (cudaError_t e = cudaDeviceSynchronize(); e != cudaSuccess) failure = Describe(e);
-    cudaMemcpy(c.data(), dc, bytes, cudaMemcpyDeviceToHost);
+    // Each step's error by name: a launch error (e.g. no kernel image for this architecture) is
+    // only reported by cudaGetLastError, not by the synchronize.
+    cudaError_t e = cudaMemcpy(da, a.data(), bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) e = cudaMemcpy(db, b.data(), bytes, cudaMemcpyHostToDevice);
+    if (e == cudaSuccess) {
+      AddKernel<<<(n + 255) / 256, 256>>>(da, db, dc, n);
+      e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    if (e == cudaSuccess) e = cudaMemcpy(c.data(), dc, bytes, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) failure = Describe(e);
     for (int i = 0; failure.empty() && i < n; ++i) {
       if (c[i] != a[i] + b[i]) failure = "wrong result at index " + std::to_string(i);
     }
