@@ -4,18 +4,9 @@
 #include <bit>
 #include <cstring>
 
+#include "helm/common/hash.h"
+
 namespace helm {
-namespace {
-
-uint64_t Mix64(uint64_t x) {
-  // splitmix64 finaliser: a cheap, well-distributed 64-bit hash.
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 BloomFilter::BloomFilter(int64_t bits, int num_hashes, uint64_t seed)
     : words_(std::bit_ceil(static_cast<uint64_t>(std::max<int64_t>(bits, 64))) / 64, 0),
@@ -30,12 +21,11 @@ BloomFilter BloomFilter::FromBytes(const std::string& bytes, int num_hashes, uin
   return filter;
 }
 
-void BloomFilter::Positions(int64_t id, int64_t bits, int num_hashes, uint64_t seed,
-                            int64_t* out) {
+void BloomFilter::Positions(int64_t id, int64_t bits, int num_hashes, uint64_t seed, int64_t* out) {
   // Double hashing (Kirsch-Mitzenmacher): positions h1 + i * h2.
-  const uint64_t h = Mix64(static_cast<uint64_t>(id) ^ seed);
+  const uint64_t h = SplitMix64(static_cast<uint64_t>(id) ^ seed);
   const uint64_t h1 = h;
-  const uint64_t h2 = Mix64(h) | 1;
+  const uint64_t h2 = SplitMix64(h) | 1;
   const uint64_t mask = static_cast<uint64_t>(bits) - 1;
   for (int i = 0; i < num_hashes; ++i) out[i] = static_cast<int64_t>((h1 + i * h2) & mask);
 }
@@ -43,7 +33,8 @@ void BloomFilter::Positions(int64_t id, int64_t bits, int num_hashes, uint64_t s
 void BloomFilter::Add(int64_t id) {
   int64_t positions[16];
   Positions(id, bits(), num_hashes_, seed_, positions);
-  for (int i = 0; i < num_hashes_; ++i) words_[positions[i] >> 6] |= uint64_t{1} << (positions[i] & 63);
+  for (int i = 0; i < num_hashes_; ++i)
+    words_[positions[i] >> 6] |= uint64_t{1} << (positions[i] & 63);
 }
 
 bool BloomFilter::MayContain(int64_t id) const {
@@ -58,7 +49,8 @@ bool BloomFilter::MayContain(int64_t id) const {
 void BloomFilter::Clear() { std::fill(words_.begin(), words_.end(), 0); }
 
 std::string BloomFilter::ToBytes() const {
-  return std::string(reinterpret_cast<const char*>(words_.data()), words_.size() * sizeof(uint64_t));
+  return std::string(reinterpret_cast<const char*>(words_.data()),
+                     words_.size() * sizeof(uint64_t));
 }
 
 }  // namespace helm

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "helm/common/hash.h"
 #include "helm/common/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -38,15 +39,6 @@ constexpr int kSketchDepth = 4;
 constexpr int kVictimSamples = 8;        // candidate rows compared per eviction
 constexpr int kVictimAttempts = 32;      // random slots tried per eviction at most
 constexpr size_t kPrefetchDistance = 8;  // ids ahead whose index slot is prefetched
-
-uint64_t Mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
 
 template <typename T>
 std::atomic_ref<T> Atomic(T& field) {
@@ -289,8 +281,8 @@ void EmbCache::ReturnStaging(std::unique_ptr<pool::StagingBuffer> staging) {
 // ---- Frequency sketch --------------------------------------------------------------------------
 
 uint8_t EmbCache::SketchEstimate(int64_t id) const {
-  const uint64_t h1 = Mix64(static_cast<uint64_t>(id));
-  const uint64_t h2 = Mix64(h1) | 1;
+  const uint64_t h1 = Fmix64(static_cast<uint64_t>(id));
+  const uint64_t h2 = Fmix64(h1) | 1;
   uint8_t est = 255;
   for (int r = 0; r < kSketchDepth; ++r) {
     const uint64_t i = (h1 + static_cast<uint64_t>(r) * h2) & sketch_mask_;
@@ -302,8 +294,8 @@ uint8_t EmbCache::SketchEstimate(int64_t id) const {
 void EmbCache::SketchIncrement(int64_t id, int amount) {
   // Conservative update: only counters at the current minimum grow, which keeps estimates of
   // rare ids low when counters are shared.
-  const uint64_t h1 = Mix64(static_cast<uint64_t>(id));
-  const uint64_t h2 = Mix64(h1) | 1;
+  const uint64_t h1 = Fmix64(static_cast<uint64_t>(id));
+  const uint64_t h2 = Fmix64(h1) | 1;
   uint8_t* c[kSketchDepth];
   uint8_t est = 255;
   for (int r = 0; r < kSketchDepth; ++r) {

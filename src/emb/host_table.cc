@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "helm/common/hash.h"
 
 namespace helm::emb {
 
@@ -123,13 +124,6 @@ float ElementToFloat(Dtype dtype, const void* row, int64_t index) {
 }
 
 namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 constexpr char kNpyMagic[] = "\x93NUMPY";
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "helm/common/hash.h"
 #include "helm/common/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -14,15 +15,6 @@ namespace {
 
 // Bounds on one lock hold of a resize step.
 constexpr int kDrainBlocksPerLock = 64;
-
-uint64_t Mix64(uint64_t x) {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccdull;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53ull;
-  x ^= x >> 33;
-  return x;
-}
 
 int DtypeBytes(const std::string& dtype) { return dtype == "fp32" ? 4 : 2; }
 
@@ -37,10 +29,10 @@ void HistoryHashes(const History& history, std::vector<uint64_t>* out) {
   (*out)[0] = h;
   for (size_t i = 0; i < n; ++i) {
     const uint64_t token =
-        Mix64(static_cast<uint64_t>(history.item_ids[i]) * 0x9e3779b97f4a7c15ull ^
-              (static_cast<uint64_t>(history.timestamps_ms[i]) << 8) ^
-              static_cast<uint64_t>(static_cast<uint32_t>(history.actions[i])));
-    h = Mix64(h ^ token) + 0x632be59bd9b4e019ull;
+        Fmix64(static_cast<uint64_t>(history.item_ids[i]) * 0x9e3779b97f4a7c15ull ^
+               (static_cast<uint64_t>(history.timestamps_ms[i]) << 8) ^
+               static_cast<uint64_t>(static_cast<uint32_t>(history.actions[i])));
+    h = Fmix64(h ^ token) + 0x632be59bd9b4e019ull;
     (*out)[i + 1] = h;
   }
 }
@@ -73,6 +65,7 @@ KvLease& KvLease::operator=(KvLease&& other) noexcept {
   lease_id_ = other.lease_id_;
   user_id_ = other.user_id_;
   history_tokens_ = other.history_tokens_;
+  history_start_ = other.history_start_;
   prefix_ = other.prefix_;
   end_ = other.end_;
   appending_ = other.appending_;
@@ -185,9 +178,10 @@ void KvCache::Reprioritize(int64_t user_id, User& u, bool used) {
   by_priority_.insert({u.priority, user_id});
 }
 
-void KvCache::EmitLocked(int64_t user_id, int64_t cached) {
+void KvCache::EmitLocked(int64_t user_id, const User& u) {
+  const ResidencyEvent event{user_id, u.cached, u.cached > 0 ? u.history_start : 0};
   absl::MutexLock lock(&events_mu_);
-  pending_events_[user_id] = cached;
+  pending_events_[user_id] = event;
 }
 
 void KvCache::FreeBlockLocked(uint32_t block) {
@@ -228,7 +222,7 @@ int64_t KvCache::TrimLocked(int64_t user_id, int64_t keep_blocks) {
     u.cached = kept;
     u.block_hashes.resize(static_cast<size_t>(kept / tpb));
     u.tail_hash = 0;  // `kept` ends on a block boundary here
-    EmitLocked(user_id, kept);
+    EmitLocked(user_id, u);
   }
   s_evicted_blocks_.fetch_add(freed, std::memory_order_relaxed);
   Reprioritize(user_id, u, /*used=*/false);
@@ -280,7 +274,10 @@ absl::StatusOr<KvLease> KvCache::Acquire(int64_t user_id, const History& history
   }
   std::vector<uint64_t> hashes;
   HistoryHashes(history, &hashes);  // outside the lock: O(history) work
-  return AcquireImpl(user_id, static_cast<int64_t>(n), std::move(hashes));
+  const uint64_t start = n > 0 ? HistoryStartFingerprint(history.item_ids[0], history.actions[0],
+                                                         history.timestamps_ms[0])
+                               : 0;
+  return AcquireImpl(user_id, static_cast<int64_t>(n), std::move(hashes), start);
 }
 
 absl::StatusOr<KvLease> KvCache::AcquireUnverified(int64_t user_id, int64_t history_tokens) {
@@ -288,11 +285,11 @@ absl::StatusOr<KvLease> KvCache::AcquireUnverified(int64_t user_id, int64_t hist
     return absl::InvalidArgumentError(
         absl::StrCat("kv acquire: history_tokens must be >= 0, got ", history_tokens));
   }
-  return AcquireImpl(user_id, history_tokens, {});
+  return AcquireImpl(user_id, history_tokens, {}, 0);
 }
 
 absl::StatusOr<KvLease> KvCache::AcquireImpl(int64_t user_id, int64_t history_tokens,
-                                             std::vector<uint64_t> hashes) {
+                                             std::vector<uint64_t> hashes, uint64_t history_start) {
   if (user_id < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("kv acquire: user_id must be >= 0, got ", user_id));
@@ -303,6 +300,7 @@ absl::StatusOr<KvLease> KvCache::AcquireImpl(int64_t user_id, int64_t history_to
   lease.user_id_ = user_id;
   lease.history_tokens_ = history_tokens;
   lease.hashes_ = std::move(hashes);
+  lease.history_start_ = history_start;
   int64_t cached_before = 0;
   {
     absl::MutexLock lock(&mu_);
@@ -391,7 +389,7 @@ absl::StatusOr<KvReservation> KvCache::Reserve(KvLease* lease, int64_t num_token
         again.cached = lease->end_;
         again.block_hashes.resize(static_cast<size_t>(lease->end_ / tpb));
         again.tail_hash = 0;
-        EmitLocked(uid, lease->end_);
+        EmitLocked(uid, again);
       }
     }
     users_.find(uid)->second.appender = lease->lease_id_;
@@ -445,6 +443,8 @@ absl::Status KvCache::Commit(KvLease* lease) {
   }
   u.tail_hash = (end % tpb != 0 && verified) ? lease->hashes_[static_cast<size_t>(end)] : 0;
   const int64_t grew = end - u.cached;
+  // A request that reused nothing wrote the history from its first event on.
+  if (lease->prefix_ == 0) u.history_start = lease->history_start_;
   u.cached = end;
   u.appender = 0;
   for (LeaseRef& l : u.leases) {
@@ -458,7 +458,7 @@ absl::Status KvCache::Commit(KvLease* lease) {
     lease->prefix_offsets_.push_back(slots_.Offset(u.blocks[static_cast<size_t>(i)]));
   }
   Reprioritize(uid, u, /*used=*/false);
-  EmitLocked(uid, end);
+  EmitLocked(uid, u);
   s_appended_.fetch_add(grew, std::memory_order_relaxed);
   return absl::OkStatus();
 }
@@ -538,13 +538,13 @@ KvStats KvCache::stats() const {
 
 void KvCache::DrainResidencyEvents(std::vector<ResidencyEvent>* out) {
   out->clear();
-  absl::flat_hash_map<int64_t, int64_t> taken;
+  absl::flat_hash_map<int64_t, ResidencyEvent> taken;
   {
     absl::MutexLock lock(&events_mu_);
     taken.swap(pending_events_);
   }
   out->reserve(taken.size());
-  for (const auto& [uid, cached] : taken) out->push_back(ResidencyEvent{uid, cached});
+  for (const auto& [uid, event] : taken) out->push_back(event);
   std::sort(out->begin(), out->end(),
             [](const ResidencyEvent& a, const ResidencyEvent& b) { return a.user_id < b.user_id; });
 }
@@ -553,7 +553,7 @@ std::vector<ResidencyEvent> KvCache::ResidentUsers() const {
   absl::MutexLock lock(&mu_);
   std::vector<ResidencyEvent> out;
   for (const auto& [uid, u] : users_) {
-    if (u.cached > 0) out.push_back(ResidencyEvent{uid, u.cached});
+    if (u.cached > 0) out.push_back(ResidencyEvent{uid, u.cached, u.history_start});
   }
   std::sort(out.begin(), out.end(),
             [](const ResidencyEvent& a, const ResidencyEvent& b) { return a.user_id < b.user_id; });

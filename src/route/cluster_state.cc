@@ -94,7 +94,10 @@ void ClusterState::ApplyState(int node, const v1::NodeState& state) {
       }
     }
     for (const v1::KvResidencyEvent& event : state.kv_events()) {
-      SetResidencyLocked(node, event.user_id(), event.cached_tokens(), nullptr);
+      // A node that cannot tell (0) leaves what a reply taught the router in place.
+      const uint64_t start = event.history_start();
+      SetResidencyLocked(node, event.user_id(), event.cached_tokens(),
+                         start != 0 ? &start : nullptr);
     }
   }
   if (state.has_emb_summary()) ApplyEmbSummary(node, state.emb_summary());

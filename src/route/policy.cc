@@ -5,16 +5,10 @@
 #include <bit>
 
 #include "absl/strings/str_cat.h"
+#include "helm/common/hash.h"
 
 namespace helm::route {
 namespace {
-
-uint64_t Mix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 template <typename Fn>
 void ForEachNode(NodeMask mask, Fn&& fn) {
@@ -157,15 +151,9 @@ class KvAffinityPolicy final : public Policy {
 
 }  // namespace
 
-uint64_t HistoryStartFingerprint(int64_t item_id, int32_t action, int64_t timestamp_ms) {
-  const uint64_t h = Mix64(Mix64(static_cast<uint64_t>(item_id) ^ 0x9e3779b97f4a7c15ull) ^
-                           (static_cast<uint64_t>(static_cast<uint32_t>(action)) << 32) ^
-                           static_cast<uint64_t>(timestamp_ms));
-  return h | 1;
-}
-
 uint64_t RendezvousWeight(int64_t user_id, int node) {
-  return Mix64(static_cast<uint64_t>(user_id) * 0x100000001b3ull + static_cast<uint64_t>(node));
+  return SplitMix64(static_cast<uint64_t>(user_id) * 0x100000001b3ull +
+                    static_cast<uint64_t>(node));
 }
 
 absl::StatusOr<std::unique_ptr<Policy>> CreatePolicy(const RouterOptions& options) {

@@ -356,6 +356,7 @@ v1::NodeState NodeServer::Snapshot() const {
     v1::KvResidencyEvent* event = state.add_kv_events();
     event->set_user_id(e.user_id);
     event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
+    event->set_history_start(e.history_start);
   }
   state.set_kv_resident_users(state.kv_events_size());
   return state;
@@ -391,6 +392,7 @@ void NodeServer::Publish(bool with_summary) {
     v1::KvResidencyEvent* event = state.add_kv_events();
     event->set_user_id(e.user_id);
     event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
+    event->set_history_start(e.history_start);
   }
   v1::EmbSummary summary;
   if (with_summary) summary = BuildSummary();

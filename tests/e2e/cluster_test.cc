@@ -2,7 +2,7 @@
 // over real gRPC. Scores through the router equal direct scores; helm routing reuses more KV than
 // round robin; a node killed mid-run loses no request; bad requests, a full queue, a passed
 // deadline and a drain on SIGTERM each give their documented status while the cluster keeps
-// serving.
+// serving. Nodes tell the router where each cached history starts.
 #include <signal.h>
 
 #include <algorithm>
@@ -159,6 +159,63 @@ TEST(Cluster, AUsersNextRequestFindsItsCachedHistoryAtOnce) {
     ASSERT_TRUE(second.status.ok()) << second.status.error_message();
     EXPECT_EQ(second.response.info().node_id(), first.response.info().node_id()) << "user " << user;
     EXPECT_EQ(second.response.info().cached_tokens(), 600) << "user " << user;
+  }
+  EXPECT_EQ(cluster->Stop(absl::Seconds(10)), 0);
+}
+
+// `request` without its oldest `n` history events, as a client that caps histories sends it.
+v1::RankRequest DropOldest(v1::RankRequest request, int n) {
+  request.mutable_history_item_ids()->erase(request.history_item_ids().begin(),
+                                            request.history_item_ids().begin() + n);
+  request.mutable_history_actions()->erase(request.history_actions().begin(),
+                                           request.history_actions().begin() + n);
+  request.mutable_history_timestamps_ms()->erase(request.history_timestamps_ms().begin(),
+                                                 request.history_timestamps_ms().begin() + n);
+  return request;
+}
+
+TEST(Cluster, NodesTellTheRouterWhereEachCachedHistoryStarts) {
+  TempDir dir;
+  auto cluster = StartCluster(dir, 2, "kv_affinity", ClusterConfig());
+  ASSERT_NE(cluster, nullptr);
+  const std::vector<std::string>& nodes = cluster->node_addresses();
+  // For each user: a short history starting at event 8 goes through the router to node X (no
+  // residency yet: consistent hashing), so the router learns from the reply that X caches 100
+  // tokens starting at event 8. Then the user's full 600-event history is sent straight to the
+  // other node Y: the router learns of it only from Y's state stream.
+  struct Placed {
+    int64_t user;
+    std::string x, y;  // node ids
+  };
+  std::vector<Placed> placed;
+  for (int64_t user = 700; user < 706; ++user) {
+    const Reply probe =
+        Rank(cluster->router_address(), DropOldest(MakeRequest(user, 108, 8, 5), 8));
+    ASSERT_TRUE(probe.status.ok()) << probe.status.error_message();
+    const std::string x = probe.response.info().node_id();
+    const int y = x == "node-0" ? 1 : 0;
+    const Reply warm = Rank(nodes[y], MakeRequest(user, 600, 8, 5));
+    ASSERT_TRUE(warm.status.ok()) << warm.status.error_message();
+    ASSERT_EQ(warm.response.info().resident_tokens(), 600);
+    placed.push_back({user, x, absl::StrCat("node-", y)});
+  }
+  absl::SleepFor(absl::Milliseconds(500));  // state streams publish every 20 ms
+  for (const Placed& p : placed) {
+    if (p.user % 2 == 0) {
+      // The history grew: Y's cache, known from its stream, is the longest reusable prefix.
+      const Reply grown = Rank(cluster->router_address(), MakeRequest(p.user, 640, 8, 5));
+      ASSERT_TRUE(grown.status.ok()) << grown.status.error_message();
+      EXPECT_EQ(grown.response.info().node_id(), p.y) << "user " << p.user;
+      EXPECT_EQ(grown.response.info().cached_tokens(), 600) << "user " << p.user;
+    } else {
+      // The client dropped the 8 oldest events: Y's stream said its cache starts at event 0, so
+      // it is useless; X's 100 tokens starting at event 8 are the reusable prefix.
+      const Reply capped =
+          Rank(cluster->router_address(), DropOldest(MakeRequest(p.user, 648, 8, 5), 8));
+      ASSERT_TRUE(capped.status.ok()) << capped.status.error_message();
+      EXPECT_EQ(capped.response.info().node_id(), p.x) << "user " << p.user;
+      EXPECT_EQ(capped.response.info().cached_tokens(), 100) << "user " << p.user;
+    }
   }
   EXPECT_EQ(cluster->Stop(absl::Seconds(10)), 0);
 }

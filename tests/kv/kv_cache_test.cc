@@ -3,6 +3,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
+#include "helm/common/hash.h"
 #include "helm/config/config.h"
 #include "kv/kv_test_util.h"
 
@@ -72,6 +73,11 @@ int64_t Serve(Fixture& f, int64_t user, const UserHistory& h) {
     EXPECT_TRUE(lease->Commit().ok());
   }
   return prefix;
+}
+
+// The fingerprint residency events carry for a cache of `h`.
+uint64_t Start(const UserHistory& h) {
+  return HistoryStartFingerprint(h.items[0], h.actions[0], h.timestamps[0]);
 }
 
 absl::Status Verify(Fixture& f, int64_t user, const UserHistory& h) {
@@ -199,12 +205,42 @@ TEST(KvCache, TailTrimmingKeepsAUsablePrefix) {
   EXPECT_EQ(f.kv->stats().trimmed_users, 1);
   EXPECT_EQ(f.kv->stats().evicted_users, 0);
   f.kv->DrainResidencyEvents(&events);
-  EXPECT_EQ(events, (std::vector<ResidencyEvent>{{20, 352}, {21, 160}}));
+  EXPECT_EQ(events, (std::vector<ResidencyEvent>{{20, 352, Start(a)}, {21, 160, Start(b)}}));
   auto lease = f.kv->Acquire(20, a.View());
   EXPECT_EQ(lease->cached_tokens(), 352);
   lease->Release();
   EXPECT_TRUE(Verify(f, 20, a).ok());
   EXPECT_TRUE(Verify(f, 21, b).ok());
+}
+
+TEST(KvCache, ResidencyEventsCarryTheStartOfTheCachedHistory) {
+  Fixture f = Make(2);
+  std::vector<ResidencyEvent> events;
+  UserHistory h = Events(50, 40);
+  Serve(f, 50, h);
+  f.kv->DrainResidencyEvents(&events);
+  EXPECT_EQ(events, (std::vector<ResidencyEvent>{{50, 40, Start(h)}}));
+  // Growth keeps the start.
+  h.Append(9, 1, 90000);
+  EXPECT_EQ(Serve(f, 50, h), 40);
+  f.kv->DrainResidencyEvents(&events);
+  EXPECT_EQ(events, (std::vector<ResidencyEvent>{{50, 41, Start(h)}}));
+  // The client drops the oldest 8 events: nothing matches, and the rewritten cache starts
+  // where the new history starts.
+  UserHistory dropped;
+  for (int64_t i = 8; i < h.size(); ++i) dropped.Append(h.items[i], h.actions[i], h.timestamps[i]);
+  ASSERT_NE(Start(dropped), Start(h));
+  EXPECT_EQ(Serve(f, 50, dropped), 0);
+  f.kv->DrainResidencyEvents(&events);
+  EXPECT_EQ(events, (std::vector<ResidencyEvent>{{50, 33, Start(dropped)}}));
+  EXPECT_EQ(f.kv->ResidentUsers(), events);
+  // A cache filled without history contents has no known start.
+  auto lease = f.kv->AcquireUnverified(51, 8);
+  ASSERT_TRUE(lease.ok());
+  ASSERT_TRUE(lease->Reserve(8).ok());
+  ASSERT_TRUE(lease->Commit().ok());
+  f.kv->DrainResidencyEvents(&events);
+  EXPECT_EQ(events, (std::vector<ResidencyEvent>{{51, 8, 0}}));
 }
 
 TEST(KvCache, LruDropsTheWholeLeastRecentUser) {
@@ -217,8 +253,10 @@ TEST(KvCache, LruDropsTheWholeLeastRecentUser) {
   EXPECT_EQ(f.kv->stats().evicted_users, 1);
   std::vector<ResidencyEvent> events;
   f.kv->DrainResidencyEvents(&events);
-  EXPECT_EQ(events.front(), (ResidencyEvent{30, 0}));
-  EXPECT_EQ(f.kv->ResidentUsers(), (std::vector<ResidencyEvent>{{31, 200}, {32, 160}}));
+  EXPECT_EQ(events.front(), (ResidencyEvent{30, 0, 0}));
+  EXPECT_EQ(f.kv->ResidentUsers(),
+            (std::vector<ResidencyEvent>{{31, 200, Start(Events(31, 200))},
+                                         {32, 160, Start(Events(32, 160))}}));
 }
 
 TEST(KvCache, CostAwareEvictionKeepsTheFrequentUserThatLruWouldDrop) {

@@ -8,14 +8,20 @@
 namespace helm::route {
 namespace {
 
-v1::NodeState Events(std::initializer_list<std::pair<int64_t, int32_t>> events,
-                     bool snapshot = false) {
+struct Event {
+  int64_t user;
+  int32_t tokens;
+  uint64_t history_start = 0;  // 0: the node did not say
+};
+
+v1::NodeState Events(std::initializer_list<Event> events, bool snapshot = false) {
   v1::NodeState state;
   state.set_full_snapshot(snapshot);
-  for (const auto& [user, tokens] : events) {
+  for (const Event& event : events) {
     v1::KvResidencyEvent* e = state.add_kv_events();
-    e->set_user_id(user);
-    e->set_cached_tokens(tokens);
+    e->set_user_id(event.user);
+    e->set_cached_tokens(event.tokens);
+    e->set_history_start(event.history_start);
   }
   return state;
 }
@@ -87,7 +93,7 @@ TEST(ClusterState, KvCachedForAnotherHistoryStartOrALongerHistoryCountsNothing) 
   cluster.ReusableTokens(5, 1000, /*history_start=*/0, &tokens);  // unknown: no check
   EXPECT_EQ(tokens[a], 900);
   EXPECT_EQ(tokens[b], 400);
-  // A node known only from its stream has no fingerprint: it is not ruled out.
+  // A node known only from a stream that carries no fingerprint is not ruled out.
   cluster.ApplyState(b, Events({{6, 300}}));
   cluster.ReusableTokens(6, 1000, kNewStart, &tokens);
   EXPECT_EQ(tokens[b], 300);
@@ -96,6 +102,31 @@ TEST(ClusterState, KvCachedForAnotherHistoryStartOrALongerHistoryCountsNothing) 
   EXPECT_EQ(tokens[b], 0);
   cluster.CachedTokens(6, &tokens);  // as reported
   EXPECT_EQ(tokens[b], 300);
+}
+
+TEST(ClusterState, StreamEventsTeachTheCachedHistoryStart) {
+  ClusterState cluster;
+  const int a = cluster.AddNode("a:1");
+  constexpr uint64_t kOldStart = 0x1111, kNewStart = 0x2223;
+  // A snapshot (as after a router restart) already says where each cached history starts.
+  cluster.ApplyState(a, Events({{5, 800, kOldStart}}, /*snapshot=*/true));
+  std::array<int32_t, kMaxNodes> tokens;
+  cluster.ReusableTokens(5, 1000, kNewStart, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+  cluster.ReusableTokens(5, 1000, kOldStart, &tokens);
+  EXPECT_EQ(tokens[a], 800);
+  // The node rewrote the user's cache for a history starting elsewhere.
+  cluster.ApplyState(a, Events({{5, 600, kNewStart}}));
+  cluster.ReusableTokens(5, 1000, kNewStart, &tokens);
+  EXPECT_EQ(tokens[a], 600);
+  cluster.ReusableTokens(5, 1000, kOldStart, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+  // An event without a fingerprint updates the length and keeps the one known.
+  cluster.ApplyState(a, Events({{5, 640}}));
+  cluster.ReusableTokens(5, 1000, kOldStart, &tokens);
+  EXPECT_EQ(tokens[a], 0);
+  cluster.ReusableTokens(5, 1000, kNewStart, &tokens);
+  EXPECT_EQ(tokens[a], 640);
 }
 
 TEST(ClusterState, EmbCountsMatchEachNodesBloomFilter) {

@@ -29,8 +29,11 @@
 // the least recently acquired user is dropped whole.
 //
 // Residency events: every change of a user's cached length (growth on commit, trim, drop) is
-// recorded as (user, cached_tokens), coalesced per user, and drained by the node with
-// DrainResidencyEvents; ResidentUsers() is the snapshot for a new subscriber.
+// recorded as (user, cached_tokens, history_start), coalesced per user, and drained by the node
+// with DrainResidencyEvents; ResidentUsers() is the snapshot for a new subscriber. history_start
+// fingerprints the cached history's first event (helm::HistoryStartFingerprint), so the router can
+// tell that a request whose history starts elsewhere (the client dropped the oldest events)
+// cannot reuse this cache.
 //
 // Resize: as a pool::ChunkClient the cache gives up its chunk with the fewest used blocks,
 // relocating unpinned blocks into free blocks elsewhere (evicting by policy to make room) and
@@ -70,6 +73,9 @@ struct History {
 struct ResidencyEvent {
   int64_t user_id = 0;
   int64_t cached_tokens = 0;  // 0: the user is gone
+  // HistoryStartFingerprint of the cached history's first event; 0 when unknown (cached through
+  // AcquireUnverified) or when nothing is cached.
+  uint64_t history_start = 0;
   bool operator==(const ResidencyEvent&) const = default;
 };
 
@@ -139,6 +145,7 @@ class KvLease {
   uint64_t lease_id_ = 0;
   int64_t user_id_ = 0;
   int64_t history_tokens_ = 0;
+  uint64_t history_start_ = 0;  // fingerprint of the history's first event; 0: unverified or empty
   int64_t prefix_ = 0;
   int64_t end_ = 0;
   bool appending_ = false;
@@ -203,6 +210,7 @@ class KvCache final : public pool::ChunkClient {
     std::vector<uint32_t> blocks;        // block ids, sequence order (may exceed cached: reserved)
     std::vector<uint64_t> block_hashes;  // h at each full block boundary within cached
     uint64_t tail_hash = 0;              // h at `cached` when it ends inside a block
+    uint64_t history_start = 0;          // fingerprint of the cached history's first event
     uint64_t appender = 0;               // lease id of the request appending, 0 if none
     std::vector<LeaseRef> leases;
     int64_t requests = 0;
@@ -214,9 +222,9 @@ class KvCache final : public pool::ChunkClient {
   KvCache(const KvOptions& options, const model::ModelOptions& model, int64_t block_bytes,
           pool::Pool* pool);
 
-  // Shared by both Acquire flavours; `hashes` empty means unverified.
+  // Shared by both Acquire flavours; `hashes` empty (and `history_start` 0) means unverified.
   absl::StatusOr<KvLease> AcquireImpl(int64_t user_id, int64_t history_tokens,
-                                      std::vector<uint64_t> hashes);
+                                      std::vector<uint64_t> hashes, uint64_t history_start);
 
   absl::StatusOr<KvReservation> Reserve(KvLease* lease, int64_t num_tokens);
   absl::Status Commit(KvLease* lease);
@@ -224,7 +232,8 @@ class KvCache final : public pool::ChunkClient {
 
   // Recomputes the user's eviction priority; `used` marks a new request (LRU recency).
   void Reprioritize(int64_t user_id, User& u, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void EmitLocked(int64_t user_id, int64_t cached) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a residency event for the user's current cached length and history start.
+  void EmitLocked(int64_t user_id, const User& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees up to `max_blocks` unpinned tail blocks of a user beyond its first `keep_blocks`;
   // returns how many were freed. Updates length, hashes, priority and events; erases a user left
   // with nothing.
@@ -259,7 +268,7 @@ class KvCache final : public pool::ChunkClient {
   int32_t drain_cursor_ ABSL_GUARDED_BY(mu_) = 0;
 
   mutable absl::Mutex events_mu_;
-  absl::flat_hash_map<int64_t, int64_t> pending_events_ ABSL_GUARDED_BY(events_mu_);
+  absl::flat_hash_map<int64_t, ResidencyEvent> pending_events_ ABSL_GUARDED_BY(events_mu_);
 
   std::atomic<int64_t> s_requests_{0}, s_requested_{0}, s_hit_{0}, s_recomputed_{0}, s_mismatch_{0},
       s_appended_{0}, s_evicted_users_{0}, s_trimmed_users_{0}, s_evicted_blocks_{0},

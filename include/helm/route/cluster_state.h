@@ -52,7 +52,8 @@ class ClusterState {
   // resident_tokens; 0: none), for a request whose history starts with `history_start` (see
   // HistoryStartFingerprint; 0: unknown). Its state stream would report the tokens within a
   // publish interval; this makes the user's next request, often sent at once, find them. Stream
-  // events later update the tokens and keep the fingerprint (the stream does not carry one).
+  // events carry the node's own fingerprint of the cached history's start; one of 0 (unknown)
+  // keeps the fingerprint already recorded.
   void NoteResidency(int node, int64_t user_id, int32_t tokens, uint64_t history_start);
   // Forgets what `node` streamed (its stream broke; it may have restarted empty).
   void ForgetStreamedState(int node);

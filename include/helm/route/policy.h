@@ -20,6 +20,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "helm/common/hash.h"
 #include "helm/route/cluster_state.h"
 #include "helm/route/options.h"
 
@@ -33,10 +34,6 @@ struct RouteRequest {
   const int64_t* candidate_ids = nullptr;
   int32_t num_candidates = 0;
 };
-
-// A non-zero fingerprint of a history's first event. When a client drops a user's oldest events
-// it changes, and a node's K/V cached for the old start cannot be reused.
-uint64_t HistoryStartFingerprint(int64_t item_id, int32_t action, int64_t timestamp_ms);
 
 class Policy {
  public:

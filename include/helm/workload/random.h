@@ -8,15 +8,9 @@
 #include <cstdint>
 #include <vector>
 
-namespace helm::workload {
+#include "helm/common/hash.h"
 
-// SplitMix64 step: a well-mixed 64-bit function of `x` (used for seeding and hashing).
-inline uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+namespace helm::workload {
 
 // xoshiro256** (Blackman & Vigna): 2^256 - 1 period, a few ns per draw.
 class Rng {
