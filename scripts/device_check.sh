@@ -6,8 +6,12 @@
 #       (found with ldd) into BUNDLE (default .device/model, git-ignored). cuBLAS is not bundled
 #       (libcublasLt alone is ~540 MB): the GPU machine's CUDA toolkit or PyTorch wheel provides it.
 #   scripts/device_check.sh run [BUNDLE]     on the GPU machine: runs helm-cuda-info, the
-#       CUDA-vs-reference tests (model kernels; pool CUDA backend vs CPU) and the GPU
-#       benchmarks, and prints a short table. Exit status 0 when every step passed.
+#       CUDA-vs-reference tests (model kernels; pool CUDA backend vs CPU), the GPU benchmarks
+#       and, where compute-sanitizer is found, a memcheck of the smaller model tests, and prints
+#       a short table. Exit status 0 when every step passed (memcheck counts only when it ran to
+#       the end: a missing sanitizer or its time limit is reported, not failed). Every step has
+#       a time limit and memcheck gets only what is left of a 270 s budget, so the run ends within
+#       about 4.5 minutes even when everything hangs; a normal run takes one to two.
 #
 # With the device tool: build here, then one call
 #   run(command="scripts/device_check.sh run", carry=[".device/model"], timeout_s=300)
@@ -53,6 +57,17 @@ do_build() {
   echo
 }
 
+# compute-sanitizer on the GPU machine (PATH or the toolkit), or nothing.
+find_sanitizer() {
+  local d
+  command -v compute-sanitizer 2>/dev/null && return
+  for d in "${CUDA_HOME:-/usr/local/cuda}" /usr/local/cuda /usr/local/cuda-13*; do
+    [[ -x "$d/bin/compute-sanitizer" ]] && { echo "$d/bin/compute-sanitizer"; return; }
+  done
+  d=$(find /usr/local /opt -name compute-sanitizer -type f -perm -u+x -print -quit 2>/dev/null)
+  [[ -n "$d" ]] && echo "$d"
+}
+
 # Directory holding libcublas.so.13 on the GPU machine (toolkit or PyTorch's nvidia-cublas wheel).
 find_cublas() {
   local d
@@ -74,14 +89,41 @@ do_run() {
   echo "device_check: bundle of commit $(cat "$bundle/COMMIT" 2>/dev/null || echo '?'), cuBLAS from ${cublas_dir:-NOT FOUND}"
   command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   local status=0 info test_out test_rc bench_out bench_rc
-  info=$("$bundle/helm-cuda-info" 2>&1); echo "$info"
-  test_out=$(timeout 240 "$bundle/helm_model_cuda_test" --gtest_brief=1 2>&1); test_rc=$?
+  info=$(timeout 30 "$bundle/helm-cuda-info" 2>&1); echo "$info"
+  test_out=$(timeout 90 "$bundle/helm_model_cuda_test" --gtest_brief=1 2>&1); test_rc=$?
   echo "$test_out" | tail -40
   local pool_out pool_rc
-  pool_out=$(timeout 120 "$bundle/helm_pool_gpu_test" --gtest_brief=1 2>&1); pool_rc=$?
+  pool_out=$(timeout 40 "$bundle/helm_pool_gpu_test" --gtest_brief=1 2>&1); pool_rc=$?
   echo "$pool_out" | tail -20
-  bench_out=$(timeout 240 "$bundle/helm_bench_model" --gpu-only 2>&1); bench_rc=$?
+  bench_out=$(timeout 90 "$bundle/helm_bench_model" --gpu-only 2>&1); bench_rc=$?
   echo "$bench_out"
+  # Memcheck of every CUDA path test but the long forward sweep (each kernel, both attention
+  # modes with split-K, cached bf16 blocks, relocation, copies): out-of-bounds or misaligned
+  # accesses the value comparisons can miss.
+  local sanitizer san_out san_rc san_errors san_verdict san_limit
+  sanitizer=$(find_sanitizer)
+  san_limit=$((270 - SECONDS))
+  ((san_limit > 75)) && san_limit=75
+  if [[ -z "$sanitizer" ]]; then
+    san_verdict="NOT RUN (compute-sanitizer not found; not counted)"
+  elif ((san_limit < 20)); then
+    san_verdict="NOT RUN (no time left; not counted)"
+  else
+    san_out=$(timeout "$san_limit" "$sanitizer" --tool memcheck --report-api-errors no --error-exitcode 3 \
+      "$bundle/helm_model_cuda_test" --gtest_brief=1 \
+      --gtest_filter='CudaPath.*-CudaPath.ForwardMatchesReferenceForEveryKvDtypeAndSplit' 2>&1)
+    san_rc=$?
+    echo "$san_out" | tail -30
+    san_errors=$(echo "$san_out" | sed -n 's/.*ERROR SUMMARY: \([0-9]*\) error.*/\1/p' | tail -1)
+    if [[ $san_rc -eq 124 || $san_rc -eq 137 ]]; then
+      san_verdict="NOT RUN (time limit ${san_limit} s; not counted)"
+    elif [[ $san_rc -eq 0 && "${san_errors:-x}" == 0 ]]; then
+      san_verdict="PASS (0 errors)"
+    else
+      san_verdict="FAIL (errors ${san_errors:-?}, exit $san_rc)"
+      status=1
+    fi
+  fi
   echo
   echo "================ device_check summary ================"
   printf '%-34s %s\n' "helm-cuda-info" "$(echo "$info" | grep -q 'hello kernel ok' && echo PASS || echo FAIL)"
@@ -101,6 +143,7 @@ do_run() {
     "$([[ $bench_rc -eq 0 ]] && echo PASS || echo FAIL)" "$bench_rc"
   [[ $bench_rc -eq 0 ]] || status=1
   echo "$bench_out" | awk '/^HELM_RESULT/{printf "  %-32s %s\n", $2, $3}'
+  printf '%-34s %s\n' "memcheck (model tests)" "$san_verdict"
   echo "======================================================"
   exit $status
 }
