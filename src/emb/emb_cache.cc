@@ -18,7 +18,7 @@ namespace {
 
 // Bounds on what one writer-lock hold of a resize step does (the lookup p99 depends on them):
 // about 20 us (p50) on a 2-core dev VM. Lookups wait at most one section (LockForLookup,
-// YieldToLookups).
+// LockForDrain).
 constexpr int kDrainSlotsPerLock = 32;
 constexpr int64_t kDrainVisitsPerLock = 128;  // slots tried by victim searches
 constexpr int64_t kDrainBytesPerLock = int64_t{64} << 10;
@@ -26,6 +26,13 @@ constexpr int64_t kDrainBytesPerLock = int64_t{64} << 10;
 // section while lookups wait for the lock.
 constexpr std::chrono::microseconds kLookupSpin{500};
 constexpr std::chrono::microseconds kMaxYieldToLookups{2000};
+constexpr std::chrono::microseconds kDrainSpin{2000};
+
+// Releases a lock taken with LockForLookup(true) / LockForDrain at the end of a scope.
+struct ExclusiveUnlocker {
+  absl::Mutex* mu;
+  ~ExclusiveUnlocker() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
+};
 constexpr size_t kRejectedRing = 1024;
 constexpr size_t kSpareStagingBuffers = 8;
 
@@ -36,9 +43,10 @@ inline void CpuRelax() {
 }
 constexpr int64_t kMinStagingBytes = int64_t{64} << 10;
 constexpr int kSketchDepth = 4;
-constexpr int kVictimSamples = 8;        // candidate rows compared per eviction
-constexpr int kVictimAttempts = 32;      // random slots tried per eviction at most
-constexpr size_t kPrefetchDistance = 8;  // ids ahead whose index slot is prefetched
+constexpr size_t kSketchHalvingSlice = 64 << 10;  // sketch counters halved per writer section
+constexpr int kVictimSamples = 8;                 // candidate rows compared per eviction
+constexpr int kVictimAttempts = 32;               // random slots tried per eviction at most
+constexpr size_t kPrefetchDistance = 8;           // ids ahead whose index slot is prefetched
 
 template <typename T>
 std::atomic_ref<T> Atomic(T& field) {
@@ -178,6 +186,7 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
   const uint64_t width = std::bit_ceil(static_cast<uint64_t>(per_row));
   sketch_mask_ = width - 1;
   sketch_.assign(width * kSketchDepth, 0);
+  sketch_halved_ = sketch_.size();
   rejected_.assign(kRejectedRing, -1);
 }
 
@@ -312,11 +321,25 @@ void EmbCache::SketchIncrement(int64_t id, int amount) {
 void EmbCache::MaybeAgeLocked() {
   const int64_t period = std::max<int64_t>(
       1, int64_t{options_.sketch_reset_factor} * std::max<int64_t>(slots_.capacity(), 1));
-  if (accesses_since_age_.load(std::memory_order_relaxed) < period) return;
-  accesses_since_age_.fetch_sub(period, std::memory_order_relaxed);
-  for (uint8_t& c : sketch_) c >>= 1;
-  // Resident frequencies halve lazily: each entry remembers the period it was last updated in.
-  age_epoch_.fetch_add(1, std::memory_order_relaxed);
+  if (accesses_since_age_.load(std::memory_order_relaxed) >= period) {
+    accesses_since_age_.fetch_sub(period, std::memory_order_relaxed);
+    // The last period's halving, when too few writer sections came to finish it, ends now.
+    HalveSketchLocked(sketch_.size() - sketch_halved_);
+    sketch_halved_ = 0;
+    // Resident frequencies halve lazily: each entry remembers the period it was last updated in.
+    age_epoch_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // One slice (a few microseconds) per section. Until the last slice, estimates of ids whose
+  // counters are not halved yet run up to 2x high: admission is briefly a little more lenient.
+  HalveSketchLocked(kSketchHalvingSlice);
+}
+
+void EmbCache::HalveSketchLocked(size_t max_counters) {
+  const size_t begin = sketch_halved_;
+  const size_t end = std::min(sketch_.size(), begin + max_counters);
+  uint8_t* counters = sketch_.data();
+  for (size_t i = begin; i < end; ++i) counters[i] >>= 1;  // locals only: this vectorises
+  sketch_halved_ = end;
 }
 
 uint8_t EmbCache::EffectiveFreq(const Entry& e) const {
@@ -630,11 +653,12 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
 }
 
 void EmbCache::ClearFilling(absl::Span<const int64_t> ids) {
-  absl::ReaderMutexLock lock(&mu_);
+  LockForLookup(/*exclusive=*/false);
   for (int64_t id : ids) {
     auto it = index_.find(id);
     if (it != index_.end()) Atomic(it->second.filling).store(0, std::memory_order_release);
   }
+  mu_.ReaderUnlock();
 }
 
 // ---- Readers -----------------------------------------------------------------------------------
@@ -841,6 +865,22 @@ void EmbCache::LockForLookup(bool exclusive) const {
   lookups_waiting_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void EmbCache::LockForDrain() const {
+  YieldToLookups();
+  if (mu_.TryLock()) return;
+  const auto give_up = std::chrono::steady_clock::now() + kDrainSpin;
+  for (;;) {
+    CpuRelax();
+    // A lookup that started waiting meanwhile goes first.
+    if (lookups_waiting_.load(std::memory_order_relaxed) > 0) YieldToLookups();
+    if (mu_.TryLock()) return;
+    if (std::chrono::steady_clock::now() >= give_up) {
+      mu_.Lock();
+      return;
+    }
+  }
+}
+
 void EmbCache::YieldToLookups() const {
   if (lookups_waiting_.load(std::memory_order_relaxed) == 0) return;
   const auto give_up = std::chrono::steady_clock::now() + kMaxYieldToLookups;
@@ -863,12 +903,12 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
   int64_t budget = max_bytes;
   const int32_t per_chunk = slots_.slots_per_chunk();
   for (;;) {
-    YieldToLookups();
     moves.clear();
     copies.clear();
     bool pass_done = false;
     {
-      absl::MutexLock lock(&mu_);
+      LockForDrain();
+      ExclusiveUnlocker unlock{&mu_};
       if (!slots_.Owns(chunk) || !slots_.Draining(chunk)) {
         result.empty = !slots_.Owns(chunk);
         return result;
@@ -962,9 +1002,9 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
     // sources stay put (a draining chunk is never an eviction victim); the commit re-checks
     // each entry anyway and discards a copy whose entry moved on.
     absl::Status copied = storage_->CopyPoolToPool(copies);
-    YieldToLookups();
     {
-      absl::MutexLock lock(&mu_);
+      LockForDrain();
+      ExclusiveUnlocker unlock{&mu_};
       const uint64_t min_live = MinLiveSerial();
       for (const Move& m : moves) {
         auto it = index_.find(m.id);
@@ -1002,6 +1042,7 @@ int64_t EmbCache::Prefetch(int64_t max_bytes) {
   // Yield to foreground lookups: never wait for the lock.
   if (!mu_.TryLock()) return 0;
   {
+    MaybeAgeLocked();  // a writer section like any other: it advances the sketch's halving
     std::vector<std::pair<uint8_t, int64_t>> candidates;
     for (int64_t id : rejected_) {
       if (id >= 0 && !index_.contains(id)) candidates.emplace_back(SketchEstimate(id), id);

@@ -16,9 +16,11 @@
 // resident rows in their index entry (the sketch receives it back on eviction). A miss is
 // admitted into a free slot, or in place of the victim (the least frequent of 8 random resident
 // rows) only when its estimated frequency beats the victim's. All counters halve every
-// sketch_reset_factor x capacity accesses, which ages out rows that were hot once (recency). A
-// burst of one-off ids therefore does not flush the hot set. emb.admission = "always" admits every
-// miss (the eviction alone).
+// sketch_reset_factor x capacity accesses, which ages out rows that were hot once (recency): the
+// resident rows' lazily (each entry remembers its period), the sketch's a slice per writer
+// section (halving megabytes of counters at once would stall lookups for hundreds of
+// microseconds). A burst of one-off ids therefore does not flush the hot set. emb.admission =
+// "always" admits every miss (the eviction alone).
 //
 // Pinning is epoch-style. The cache keeps an epoch that only advances under its writer lock; a
 // lookup registers the epoch current when it starts and stamps the entries it hits with the
@@ -213,8 +215,12 @@ class EmbCache final : public pool::ChunkClient {
   // waking a sleeping thread can take far longer than the section (hundreds of microseconds on a
   // VM). Blocks normally after kLookupSpin. The caller unlocks.
   void LockForLookup(bool exclusive) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
-  // Before each exclusive section of a drain: waits (bounded) until no lookup waits for mu_, so a
-  // drain of many short sections cannot keep lookups out.
+  // Takes mu_ exclusively for one section of a drain. First waits (bounded) until no lookup waits
+  // for mu_, so a drain of many short sections cannot keep lookups out; then spins on TryLock
+  // (bounded) rather than queueing as a waiting writer, which would turn new readers away and put
+  // both sides to sleep behind each other (each wake-up can take milliseconds on a VM). Blocks
+  // normally after kDrainSpin. The caller unlocks.
+  void LockForDrain() const ABSL_NO_THREAD_SAFETY_ANALYSIS;
   void YieldToLookups() const;
   // Starts a new epoch. REQUIRES: the writer lock (readers see one epoch per read section).
   void AdvanceEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -232,7 +238,11 @@ class EmbCache final : public pool::ChunkClient {
   // Sketch (count-min, 4 rows).
   uint8_t SketchEstimate(int64_t id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   void SketchIncrement(int64_t id, int amount) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Starts a new aging period when one is due, and halves the next slice of sketch counters while
+  // a period's halving is under way (called from every writer section of a lookup).
   void MaybeAgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Halves the next `max_counters` sketch counters of the current period (fewer at the end).
+  void HalveSketchLocked(size_t max_counters) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint8_t EffectiveFreq(const Entry& e) const;
 
   int64_t& SlotId(uint32_t slot) {
@@ -254,7 +264,8 @@ class EmbCache final : public pool::ChunkClient {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReclaimLimboLocked(uint64_t min_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeSlotLocked(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ClearFilling(absl::Span<const int64_t> ids);
+  // Publishes admitted rows as filled (takes mu_ shared, spinning like a lookup's read phase).
+  void ClearFilling(absl::Span<const int64_t> ids) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   const EmbOptions options_;
   const Dtype dtype_;
@@ -286,6 +297,8 @@ class EmbCache final : public pool::ChunkClient {
   uint32_t drain_skips_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<uint8_t> sketch_ ABSL_GUARDED_BY(mu_);
   uint64_t sketch_mask_ = 0;  // per row
+  // Sketch counters below this index are halved for the current period; sketch_.size(): done.
+  size_t sketch_halved_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<uint8_t> age_epoch_{0};
   std::atomic<int64_t> accesses_since_age_{0};
   std::vector<int64_t> rejected_ ABSL_GUARDED_BY(mu_);  // recent rejected ids (prefetch)
