@@ -50,12 +50,16 @@ class Buffer {
   ~Buffer() {
     if (ptr_ != nullptr) kernels_->Free(ptr_);
   }
-  // Backend memory of at least `bytes`, contents undefined after growth.
-  absl::StatusOr<void*> Get(const Kernels& kernels, size_t bytes) {
+  // Backend memory of at least `bytes`, contents undefined after growth. Growth waits for the
+  // work queued on `ctx` first: a kernel queued earlier may still use the old memory.
+  absl::StatusOr<void*> Get(const Kernels& kernels, KernelContext& ctx, size_t bytes) {
     if (bytes > bytes_ || ptr_ == nullptr) {
       // Grow by at least half, so a slowly growing request size reallocates rarely.
       const size_t grown = std::max(bytes, bytes_ + bytes_ / 2);
-      if (ptr_ != nullptr) kernels.Free(ptr_);
+      if (ptr_ != nullptr) {
+        HELM_RETURN_IF_ERROR(kernels.Synchronize(ctx));
+        kernels.Free(ptr_);
+      }
       ptr_ = nullptr;
       bytes_ = 0;
       HELM_ASSIGN_OR_RETURN(ptr_, kernels.Allocate(std::max<size_t>(grown, 256)));
@@ -65,8 +69,8 @@ class Buffer {
     return ptr_;
   }
   template <typename T>
-  absl::StatusOr<T*> GetAs(const Kernels& kernels, int64_t count) {
-    HELM_ASSIGN_OR_RETURN(void* p, Get(kernels, sizeof(T) * static_cast<size_t>(count)));
+  absl::StatusOr<T*> GetAs(const Kernels& kernels, KernelContext& ctx, int64_t count) {
+    HELM_ASSIGN_OR_RETURN(void* p, Get(kernels, ctx, sizeof(T) * static_cast<size_t>(count)));
     return static_cast<T*>(p);
   }
   void* data() const { return ptr_; }
@@ -99,7 +103,7 @@ template <typename T>
 absl::StatusOr<const T*> ToBackend(const Kernels& k, KernelContext& ctx, Buffer& buf, const T* host,
                                    int64_t count) {
   if (!k.on_device() || count == 0) return host;
-  HELM_ASSIGN_OR_RETURN(T * dst, buf.GetAs<T>(k, count));
+  HELM_ASSIGN_OR_RETURN(T * dst, buf.GetAs<T>(k, ctx, count));
   HELM_RETURN_IF_ERROR(k.CopyToBackend(ctx, dst, host, sizeof(T) * count));
   return dst;
 }
@@ -352,7 +356,7 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
                    float* out) -> absl::Status {
     const float* rows = in.rows;
     if (rows == nullptr) {
-      HELM_ASSIGN_OR_RETURN(float* g, gathered.GetAs<float>(k, n * E));
+      HELM_ASSIGN_OR_RETURN(float* g, gathered.GetAs<float>(k, ctx, n * E));
       HELM_RETURN_IF_ERROR(GatherEmbeddings(ws, in, n, g));
       rows = g;
     }
@@ -369,7 +373,7 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
   const int64_t N = S + C;
   const int64_t kv_layer = S * H * (d.d_qk + d.d_v);
   HELM_ASSIGN_OR_RETURN(float* kv,
-                        ws.kv.GetAs<float>(k, std::max<int64_t>(1, d.num_layers * kv_layer)));
+                        ws.kv.GetAs<float>(k, ctx, std::max<int64_t>(1, d.num_layers * kv_layer)));
   ws.kv_tokens = S;
   ws.kv_first = P;
   ForwardResult result;
@@ -380,11 +384,11 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
     HELM_RETURN_IF_ERROR(k.Synchronize(ctx));
     return result;
   }
-  HELM_ASSIGN_OR_RETURN(float* x, ws.x.GetAs<float>(k, N * D));
-  HELM_ASSIGN_OR_RETURN(float* norm, ws.norm.GetAs<float>(k, N * D));
-  HELM_ASSIGN_OR_RETURN(float* uvqk, ws.uvqk.GetAs<float>(k, N * W));
-  HELM_ASSIGN_OR_RETURN(float* attn, ws.attn.GetAs<float>(k, N * HV));
-  HELM_ASSIGN_OR_RETURN(float* gate, ws.gate.GetAs<float>(k, N * HV));
+  HELM_ASSIGN_OR_RETURN(float* x, ws.x.GetAs<float>(k, ctx, N * D));
+  HELM_ASSIGN_OR_RETURN(float* norm, ws.norm.GetAs<float>(k, ctx, N * D));
+  HELM_ASSIGN_OR_RETURN(float* uvqk, ws.uvqk.GetAs<float>(k, ctx, N * W));
+  HELM_ASSIGN_OR_RETURN(float* attn, ws.attn.GetAs<float>(k, ctx, N * HV));
+  HELM_ASSIGN_OR_RETURN(float* gate, ws.gate.GetAs<float>(k, ctx, N * HV));
   if (S > 0) {
     HELM_RETURN_IF_ERROR(embed(req.suffix, ws.emb_hist, S, x));
     HELM_ASSIGN_OR_RETURN(const int32_t* acts,
@@ -394,7 +398,7 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
   float* x0 = nullptr;  // the candidates' layer-0 input, kept for the scoring head
   if (C > 0) {
     HELM_RETURN_IF_ERROR(embed(req.candidates, ws.emb_cand, C, x + S * D));
-    HELM_ASSIGN_OR_RETURN(x0, ws.x0_cand.GetAs<float>(k, C * D));
+    HELM_ASSIGN_OR_RETURN(x0, ws.x0_cand.GetAs<float>(k, ctx, C * D));
     HELM_RETURN_IF_ERROR(k.CopyWithin(ctx, x0, x + S * D, sizeof(float) * C * D));
   }
   for (int32_t l = 0; l < d.num_layers; ++l) {
@@ -450,8 +454,8 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
   // ---- Scoring head: < final_norm(y_c), head(x0_c) >.
   if (C > 0) {
     float* y = norm + S * D;
-    HELM_ASSIGN_OR_RETURN(float* head, ws.head.GetAs<float>(k, C * D));
-    HELM_ASSIGN_OR_RETURN(float* scores, ws.scores.GetAs<float>(k, C));
+    HELM_ASSIGN_OR_RETURN(float* head, ws.head.GetAs<float>(k, ctx, C * D));
+    HELM_ASSIGN_OR_RETURN(float* scores, ws.scores.GetAs<float>(k, ctx, C));
     HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, x + S * D, y, C, D, w.final_norm_w, w.final_norm_b));
     HELM_RETURN_IF_ERROR(k.Gemm(ctx, C, D, D, x0, D, w.head_w, w.head_b, head, D, false));
     HELM_RETURN_IF_ERROR(k.RowDot(ctx, y, head, C, D, scores));
