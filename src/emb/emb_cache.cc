@@ -707,6 +707,11 @@ bool EmbCache::IsResident(int64_t id) const {
          Atomic(const_cast<uint8_t&>(it->second.filling)).load(std::memory_order_acquire) == 0;
 }
 
+uint8_t EmbCache::FrequencyEstimate(int64_t id) const {
+  absl::ReaderMutexLock lock(&mu_);
+  return SketchEstimate(id);
+}
+
 int64_t EmbCache::resident_rows() const {
   absl::ReaderMutexLock lock(&mu_);
   return static_cast<int64_t>(index_.size());

@@ -118,6 +118,40 @@ TEST(EmbCache, RejectedMissesAreStagedWithTheirHostRows) {
   EXPECT_EQ(f.cache->stats().admission_rejects, 2);
 }
 
+TEST(EmbCache, SketchCountsHalveOncePerAgingPeriod) {
+  Fixture f = Make(1);  // 1024 rows; a period is sketch_reset_factor (10) x 1024 accesses
+  std::vector<int64_t> warm(1024);
+  for (int i = 0; i < 1024; ++i) warm[i] = i;
+  for (int rep = 0; rep < 3; ++rep) ASSERT_TRUE(f.cache->Lookup(warm).ok());
+  // 24 misses of one id, turned away by the filter: its count climbs.
+  ASSERT_TRUE(f.cache->Lookup(std::vector<int64_t>(24, 5000)).ok());
+  EXPECT_FALSE(f.cache->IsResident(5000));
+  auto estimate = [&] { return static_cast<int>(f.cache->FrequencyEstimate(5000)); };
+  const int count = estimate();
+  ASSERT_GE(count, 24);
+  int64_t next_miss = 6000;
+  auto writer_sections = [&](int n) {  // lookups with one (rejected) miss each
+    for (int i = 0; i < n; ++i, ++next_miss) {
+      ASSERT_TRUE(f.cache->Lookup(absl::MakeConstSpan(&next_miss, 1)).ok());
+    }
+  };
+  auto one_period_of_hits = [&] {
+    for (int rep = 0; rep < 10; ++rep) ASSERT_TRUE(f.cache->Lookup(warm).ok());
+  };
+  writer_sections(4);
+  EXPECT_EQ(estimate(), count) << "halved before a period ended";
+  one_period_of_hits();
+  // The halving is spread over the writer sections that follow (a slice each), and happens once.
+  writer_sections(8);
+  EXPECT_EQ(estimate(), count / 2);
+  writer_sections(8);
+  EXPECT_EQ(estimate(), count / 2);
+  one_period_of_hits();
+  writer_sections(8);
+  EXPECT_EQ(estimate(), count / 4);
+  EXPECT_TRUE(f.cache->CheckInvariants().ok());
+}
+
 struct ScanOutcome {
   double head_resident = 0;      // share of the 200 hottest ids still cached after the scan
   double lru_head_resident = 0;  // the same for a plain LRU of equal capacity fed the same ids

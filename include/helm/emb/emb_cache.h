@@ -155,6 +155,9 @@ class EmbCache final : public pool::ChunkClient {
   void ForEachResidentId(absl::FunctionRef<void(int64_t)> fn) const;
   std::vector<int64_t> ResidentIds() const;
   bool IsResident(int64_t id) const;
+  // The admission filter's count for `id` (count-min estimate, 0..255; it counts misses, and a
+  // resident row's frequency once the row is evicted). For diagnostics and tests.
+  uint8_t FrequencyEstimate(int64_t id) const;
 
   int64_t num_items() const { return options_.num_items; }
   int32_t dim() const { return options_.dim; }
