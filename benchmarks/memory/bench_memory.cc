@@ -22,11 +22,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "benchmark/benchmark.h"
+#include "emb/zipf.h"  // tests/emb: the Zipf sampler the EMB tests use
 #include "helm/common/histogram.h"
 #include "helm/emb/emb_cache.h"
 #include "helm/kv/kv_cache.h"
 #include "helm/pool/pool.h"
-#include "memory/zipf.h"
 #include "spdlog/spdlog.h"
 
 namespace helm {
