@@ -27,6 +27,19 @@ struct CpuContext : KernelContext {
   std::vector<uint8_t> buckets;  // [tile, history] time buckets
   std::vector<float> dist_bias;  // [H, history + 1] reversed position-bias rows
   std::vector<float> bias_row;   // [history] the candidates' relative bias for one head
+  // What keys, values and dist_bias were prepared from (checked before reusing them).
+  struct Prepared {
+    const void* const* blocks = nullptr;
+    int64_t cached_tokens = -1;
+    int32_t layer = -1;
+    Dtype kv_dtype = Dtype::kFp32;
+    const float* k_suffix = nullptr;
+    const float* v_suffix = nullptr;
+    int64_t suffix_tokens = -1;
+    const float* pos_bias = nullptr;
+    int32_t position_buckets = 0;
+    bool operator==(const Prepared&) const = default;
+  } prepared;
 };
 
 constexpr int64_t kQueryTile = 128;
@@ -278,20 +291,30 @@ absl::Status CpuKernels::Attention(KernelContext& base_ctx, const AttentionArgs&
   const int64_t k_row = H * a.d_qk;
   const int64_t v_row = H * a.d_v;
 
-  ctx.keys.resize(std::max<int64_t>(1, history * k_row));
-  ctx.values.resize(std::max<int64_t>(1, history * v_row));
-  if (history > 0) {
-    GatherLayerKv(a, false, ctx.keys.data());
-    GatherLayerKv(a, true, ctx.values.data());
-  }
-  // dist_bias[h][i] = pos_bias[h][bucket(history - i)], so that a query at position p reads the
-  // bias of key j at index history - p + j: a contiguous, vectorisable row.
-  ctx.dist_bias.resize(H * (history + 1));
-  for (int64_t h = 0; h < H; ++h) {
-    for (int64_t i = 0; i <= history; ++i) {
-      ctx.dist_bias[h * (history + 1) + i] =
-          a.pos_bias[h * a.position_buckets + model::Log2Bucket(history - i, a.position_buckets)];
+  // The layer's K/V as contiguous rows and the position-bias rows: prepared once per layer when
+  // the caller says the K/V did not change since the last call (and they came from the same
+  // arguments), else now.
+  const CpuContext::Prepared wanted{a.blocks,        a.cached_tokens, a.layer,
+                                    a.kv_dtype,      a.k_suffix,      a.v_suffix,
+                                    a.suffix_tokens, a.pos_bias,      a.position_buckets};
+  if (!a.same_kv_as_last_call || !(ctx.prepared == wanted)) {
+    ctx.prepared = {};  // invalid while being rebuilt
+    ctx.keys.resize(std::max<int64_t>(1, history * k_row));
+    ctx.values.resize(std::max<int64_t>(1, history * v_row));
+    if (history > 0) {
+      GatherLayerKv(a, false, ctx.keys.data());
+      GatherLayerKv(a, true, ctx.values.data());
     }
+    // dist_bias[h][i] = pos_bias[h][bucket(history - i)], so that a query at position p reads the
+    // bias of key j at index history - p + j: a contiguous, vectorisable row.
+    ctx.dist_bias.resize(H * (history + 1));
+    for (int64_t h = 0; h < H; ++h) {
+      for (int64_t i = 0; i <= history; ++i) {
+        ctx.dist_bias[h * (history + 1) + i] =
+            a.pos_bias[h * a.position_buckets + model::Log2Bucket(history - i, a.position_buckets)];
+      }
+    }
+    ctx.prepared = wanted;
   }
   const int64_t tile = std::min<int64_t>(kQueryTile, a.num_queries);
   ctx.scores.resize(std::max<int64_t>(1, tile * history));

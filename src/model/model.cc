@@ -427,6 +427,7 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
         h.candidates = false;
         h.out = attn;
         HELM_RETURN_IF_ERROR(k.Attention(ctx, h));
+        a.same_kv_as_last_call = true;
       }
     }
     for (int64_t c0 = 0; c0 < C; c0 += mb_size) {
@@ -440,6 +441,7 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
       c.self_stride = W;
       c.out = attn + (S + c0) * HV;
       HELM_RETURN_IF_ERROR(k.Attention(ctx, c));
+      a.same_kv_as_last_call = true;  // every call of this layer reads the same K/V
     }
     const int64_t first = last ? S : 0;  // rows whose output this layer still needs
     const int64_t count = N - first;

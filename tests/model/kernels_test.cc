@@ -116,6 +116,47 @@ TEST(Kernels, CpuAttentionMatchesReferenceForEveryKvDtype) {
   }
 }
 
+TEST(Kernels, CpuAttentionReusesPreparedKvOnlyForTheSameKv) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  std::mt19937_64 rng(seed);
+  auto ref = CreateKernels("reference").value();
+  auto cpu = CreateKernels("cpu").value();
+  auto ctx_ref = ref->CreateContext().value();
+  auto ctx_cpu = cpu->CreateContext().value();
+  const int64_t queries = 40;
+  const PagedInput first = MakePaged(23, 30, queries, Dtype::kBf16, rng);
+  const PagedInput second = MakePaged(31, 12, queries, Dtype::kBf16, rng);
+  std::vector<float> out_ref(queries * first.heads * first.d_v), out_cpu(out_ref.size());
+  // Each step: (input, candidates, layer, the caller's same-K/V flag).
+  struct Step {
+    const PagedInput* input;
+    bool candidates;
+    int32_t layer;
+    bool same_kv;
+  };
+  const Step steps[] = {
+      {&first, false, 1, false},  // history queries: gathers
+      {&first, true, 1, true},    // candidates of the same layer: reuses
+      {&first, true, 1, true},
+      {&second, true, 1, true},  // other blocks despite the flag: must gather again
+      {&second, true, 0, true},  // another layer despite the flag: must gather again
+  };
+  for (const Step& step : steps) {
+    SCOPED_TRACE(::testing::Message() << "cached " << step.input->cached << " layer " << step.layer
+                                      << " candidates " << step.candidates);
+    // History queries are the suffix's tokens.
+    const int64_t n = step.candidates ? queries : step.input->suffix;
+    AttentionArgs a = ArgsFor(*step.input, n, step.candidates, out_ref.data());
+    a.layer = step.layer;
+    ASSERT_TRUE(ref->Attention(*ctx_ref, a).ok());
+    a.out = out_cpu.data();
+    a.same_kv_as_last_call = step.same_kv;
+    ASSERT_TRUE(cpu->Attention(*ctx_cpu, a).ok());
+    EXPECT_LE(MaxRelativeError(out_cpu, out_ref), 1e-5);
+  }
+}
+
 TEST(Kernels, AttentionRejectsMissingInputs) {
   auto cpu = CreateKernels("cpu").value();
   auto ctx = cpu->CreateContext().value();

@@ -75,8 +75,13 @@ struct AttentionArgs {
   const float* v_suffix = nullptr;  // [suffix_tokens, num_heads, d_v] contiguous
   int64_t suffix_tokens = 0;
   const int64_t* timestamps = nullptr;  // [cached_tokens + suffix_tokens] (seconds)
-  const float* pos_bias = nullptr;      // [num_heads, position_buckets]
-  const float* time_bias = nullptr;     // [num_heads, time_buckets]
+  // The caller's promise that the history K/V (blocks and their contents, cached_tokens, layer,
+  // kv_dtype, suffix) and pos_bias are those of the previous Attention call on this context:
+  // a backend may reuse what it prepared from them then (the CPU path gathers the paged K/V
+  // into contiguous rows once per layer instead of once per call).
+  bool same_kv_as_last_call = false;
+  const float* pos_bias = nullptr;   // [num_heads, position_buckets]
+  const float* time_bias = nullptr;  // [num_heads, time_buckets]
   int32_t position_buckets = 1;
   int32_t time_buckets = 1;
   float* out = nullptr;  // [num_queries, num_heads, d_v] contiguous
