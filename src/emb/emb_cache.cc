@@ -22,17 +22,11 @@ namespace {
 constexpr int kDrainSlotsPerLock = 32;
 constexpr int64_t kDrainVisitsPerLock = 128;  // slots tried by victim searches
 constexpr int64_t kDrainBytesPerLock = int64_t{64} << 10;
-// How long a lookup spins for the lock before it blocks, and how long a drain holds back its next
-// section while lookups wait for the lock.
+// How long a lookup spins for the lock before it blocks, how long a drain holds back its next
+// section while lookups wait for the lock, and how long it then spins for the lock itself.
 constexpr std::chrono::microseconds kLookupSpin{500};
 constexpr std::chrono::microseconds kMaxYieldToLookups{2000};
 constexpr std::chrono::microseconds kDrainSpin{2000};
-
-// Releases a lock taken with LockForLookup(true) / LockForDrain at the end of a scope.
-struct ExclusiveUnlocker {
-  absl::Mutex* mu;
-  ~ExclusiveUnlocker() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
-};
 constexpr size_t kRejectedRing = 1024;
 constexpr size_t kSpareStagingBuffers = 8;
 
@@ -47,6 +41,12 @@ constexpr size_t kSketchHalvingSlice = 64 << 10;  // sketch counters halved per 
 constexpr int kVictimSamples = 8;                 // candidate rows compared per eviction
 constexpr int kVictimAttempts = 32;               // random slots tried per eviction at most
 constexpr size_t kPrefetchDistance = 8;           // ids ahead whose index slot is prefetched
+
+// Releases a lock taken with LockForDrain at the end of a scope.
+struct ExclusiveUnlocker {
+  absl::Mutex* mu;
+  ~ExclusiveUnlocker() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
+};
 
 template <typename T>
 std::atomic_ref<T> Atomic(T& field) {
