@@ -15,8 +15,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <list>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -266,20 +268,29 @@ KvRun KvTokenHit(const std::string& eviction) {
 
 // ---- Figure 4: lookup p99 while a resize moves 20% of the pool -----------------------------
 
+struct TailSample {
+  double t_ms;  // start of the lookup, from the start of the first idle window
+  double us;    // its latency
+  bool resizing;
+};
+
 struct TailLatency {
   double idle_p99_us = 0, resize_p99_us = 0, idle_p50_us = 0, resize_p50_us = 0;
   int64_t idle_n = 0, resize_n = 0;
   double resize_ms = 0;
   int64_t moved_bytes = 0;
+  std::vector<TailSample> samples;  // every measured lookup, in time order
 };
 
 TailLatency ResizeTail() {
-  // 40 chunks of 2 MiB; EMB 24 -> 16 chunks (20% of the pool) and back, four times; idle windows
-  // (no resize running, from the same starting state) as long as the shrinks. The cache is
-  // filled with 196K rows in random order; lookups draw Zipf(0.9) ids from the 100K hottest, which
-  // fit in either split. So the lookups hit in both phases, and shrinking must relocate the hot
-  // rows of the released chunks (displacing cold rows elsewhere) and drop cold ones: what is
-  // measured is the resize itself, not a smaller cache.
+  // 40 chunks of 2 MiB; EMB 24 -> 16 chunks (20% of the pool), four times. Each round starts from
+  // a fresh pool whose cache is filled with 196K rows in random order (growing back instead would
+  // leave empty chunks, and the next shrink would release those without moving anything).
+  // Lookups draw Zipf(0.9) ids from the 100K hottest, which fit in either split. So the lookups
+  // hit in both phases, and every shrink must relocate the hot rows of the released chunks
+  // (displacing cold rows elsewhere) and drop cold ones: what is measured is the resize itself,
+  // not a smaller cache. Each round's idle window comes first, from the same state, and lasts as
+  // long as the previous round's resize (at least 400 lookups).
   pool::PoolOptions po;
   po.bytes = int64_t{80} << 20;
   po.backend = "cpu";
@@ -293,50 +304,53 @@ TailLatency ResizeTail() {
   constexpr int64_t kHot = 100000;
   model::ModelOptions m;
   kv::KvOptions ko;
-  auto pool = *pool::Pool::Create(po);
-  auto cache = *emb::EmbCache::Create(eo, pool.get());
-  auto kv_cache = *kv::KvCache::Create(ko, m, pool.get());
   std::mt19937_64 rng(3);
   testing::Zipf zipf(kHot, 0.9);
   std::vector<std::vector<int64_t>> batches(256, std::vector<int64_t>(kBatch));
   for (auto& b : batches) {
     for (auto& id : b) id = zipf(rng);
   }
-  emb::EmbLookup r;
-  std::vector<int64_t> fill(static_cast<size_t>(cache->capacity_rows()));
-  for (size_t i = 0; i < fill.size(); ++i) fill[i] = static_cast<int64_t>(i);
-  std::shuffle(fill.begin(), fill.end(), rng);
-  for (size_t first = 0; first < fill.size(); first += kBatch) {
-    const size_t n = std::min<size_t>(kBatch, fill.size() - first);
-    (void)cache->Lookup(absl::MakeConstSpan(fill.data() + first, n), &r);
-  }
-  size_t next = 0;
-  auto timed_lookup = [&]() {
-    const auto t0 = Clock::now();
-    (void)cache->Lookup(batches[next++ % batches.size()], &r);
-    r.Release();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
-  };
+  std::vector<int64_t> fill;
+
   LatencyHistogram idle, resizing;
   TailLatency out;
-  // Back at EMB share 0.6 with the hot set warm, then idle lookups for `window` (at least 400).
-  auto settle_and_measure_idle = [&](Clock::duration window) {
-    pool->SetTarget(0.6);
-    while (!pool->Step().idle) {
-    }
-    for (int i = 0; i < 300; ++i) timed_lookup();  // unmeasured
-    const auto end = Clock::now() + window;
-    for (int i = 0; i < 400 || Clock::now() < end; ++i) idle.Record(timed_lookup());
-  };
+  Clock::time_point origin = Clock::now();
   Clock::duration last_resize{};
   for (int round = 0; round < 4; ++round) {
-    // Idle from the same state as the resize starts from, for as long as the last resize took:
-    // both windows are equally exposed to whatever else the machine does.
-    settle_and_measure_idle(last_resize);
+    auto pool = *pool::Pool::Create(po);
+    auto cache = *emb::EmbCache::Create(eo, pool.get());
+    auto kv_cache = *kv::KvCache::Create(ko, m, pool.get());
+    emb::EmbLookup r;
+    if (fill.empty()) {
+      fill.resize(static_cast<size_t>(cache->capacity_rows()));
+      for (size_t i = 0; i < fill.size(); ++i) fill[i] = static_cast<int64_t>(i);
+      std::shuffle(fill.begin(), fill.end(), rng);
+    }
+    for (size_t first = 0; first < fill.size(); first += kBatch) {
+      const size_t n = std::min<size_t>(kBatch, fill.size() - first);
+      (void)cache->Lookup(absl::MakeConstSpan(fill.data() + first, n), &r);
+    }
+    size_t next = 0;
+    // One lookup; recorded into `histogram` and the time series unless `histogram` is null.
+    auto lookup = [&](LatencyHistogram* histogram, bool during_resize) {
+      const auto start = Clock::now();
+      (void)cache->Lookup(batches[next++ % batches.size()], &r);
+      r.Release();
+      const int64_t ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start).count();
+      if (histogram == nullptr) return;
+      histogram->Record(ns);
+      out.samples.push_back(
+          TailSample{std::chrono::duration<double, std::milli>(start - origin).count(), ns / 1e3,
+                     during_resize});
+    };
+    for (int i = 0; i < 300; ++i) lookup(nullptr, false);  // warm-up, unmeasured
+    const auto idle_end = Clock::now() + last_resize;
+    for (int i = 0; i < 400 || Clock::now() < idle_end; ++i) lookup(&idle, false);
+
     pool->SetTarget(0.4);
     std::atomic<bool> done{false};
     const auto t0 = Clock::now();
-    const int64_t moved0 = pool->stats().migration_bytes_done;
     std::thread resizer([&] {
       // As a node's resizer thread does: steps back to back, at the serving threads' priority
       // (the cache keeps each step's lock holds short and yields them to waiting lookups).
@@ -344,13 +358,12 @@ TailLatency ResizeTail() {
       }
       done = true;
     });
-    while (!done) resizing.Record(timed_lookup());
+    while (!done) lookup(&resizing, true);
     resizer.join();
     last_resize = Clock::now() - t0;
     out.resize_ms += Seconds(last_resize) * 1e3;
-    out.moved_bytes += pool->stats().migration_bytes_done - moved0;
+    out.moved_bytes += pool->stats().migration_bytes_done;
   }
-  settle_and_measure_idle(last_resize);
   out.idle_p99_us = idle.Quantile(0.99) / 1e3;
   out.resize_p99_us = resizing.Quantile(0.99) / 1e3;
   out.idle_p50_us = idle.Quantile(0.5) / 1e3;
@@ -363,8 +376,33 @@ TailLatency ResizeTail() {
 }  // namespace
 }  // namespace helm
 
+// Writes the resize figure's lookups as CSV (t_ms, latency_us, phase) for
+// scripts/plot_resize_latency.py.
+bool WriteTailCsv(const std::vector<helm::TailSample>& samples, const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "helm_bench_memory: cannot write %s\n", path.c_str());
+    return false;
+  }
+  std::fprintf(f, "t_ms,latency_us,phase\n");
+  for (const helm::TailSample& s : samples) {
+    std::fprintf(f, "%.3f,%.2f,%s\n", s.t_ms, s.us, s.resizing ? "resize" : "idle");
+  }
+  return std::fclose(f) == 0;
+}
+
 int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::warn);
+  // --csv PATH: also write the resize figure's lookup latencies over time (for a plot).
+  std::string csv_path;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
+      csv_path = argv[i + 1];
+      for (int j = i; j + 2 <= argc; ++j) argv[j] = argv[j + 2];  // hide it from the library
+      argc -= 2;
+      break;
+    }
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
@@ -392,6 +430,10 @@ int main(int argc, char** argv) {
       tail.idle_p50_us, tail.idle_p99_us, static_cast<long long>(tail.idle_n), tail.resize_p50_us,
       tail.resize_p99_us, static_cast<long long>(tail.resize_n), tail.moved_bytes / 1048576.0,
       tail.resize_ms);
+  if (!csv_path.empty()) {
+    if (!WriteTailCsv(tail.samples, csv_path)) return 1;
+    std::printf("lookup latencies over time: %s\n", csv_path.c_str());
+  }
   std::printf("HELM_RESULT emb_lookup_vs_flat_hash_map %.3f\n", lookup_ratio);
   std::printf("HELM_RESULT emb_hit_gain_vs_lru %.2f\n", (hits.ours - hits.lru) * 100.0);
   std::printf("HELM_RESULT kv_token_hit_vs_lru %.3f\n",
