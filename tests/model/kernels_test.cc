@@ -88,14 +88,19 @@ AttentionArgs ArgsFor(const PagedInput& p, int64_t queries, bool candidates, flo
   return a;
 }
 
+// The reference and the fast CPU kernels, each with a context.
+struct RefAndCpu {
+  std::shared_ptr<const Kernels> ref = CreateKernels("reference").value();
+  std::shared_ptr<const Kernels> cpu = CreateKernels("cpu").value();
+  std::unique_ptr<KernelContext> ctx_ref = ref->CreateContext().value();
+  std::unique_ptr<KernelContext> ctx_cpu = cpu->CreateContext().value();
+};
+
 TEST(Kernels, CpuAttentionMatchesReferenceForEveryKvDtype) {
   const uint64_t seed = TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   std::mt19937_64 rng(seed);
-  auto ref = CreateKernels("reference").value();
-  auto cpu = CreateKernels("cpu").value();
-  auto ctx_ref = ref->CreateContext().value();
-  auto ctx_cpu = cpu->CreateContext().value();
+  RefAndCpu k;
   for (Dtype dtype : {Dtype::kFp32, Dtype::kFp16, Dtype::kBf16}) {
     for (bool candidates : {false, true}) {
       for (auto [cached, suffix] :
@@ -106,8 +111,10 @@ TEST(Kernels, CpuAttentionMatchesReferenceForEveryKvDtype) {
         const PagedInput p = MakePaged(cached, suffix, queries, dtype, rng);
         const int64_t n = queries * p.heads * p.d_v;
         std::vector<float> out_ref(std::max<int64_t>(n, 1)), out_cpu(std::max<int64_t>(n, 1), -1.f);
-        ASSERT_TRUE(ref->Attention(*ctx_ref, ArgsFor(p, queries, candidates, out_ref.data())).ok());
-        ASSERT_TRUE(cpu->Attention(*ctx_cpu, ArgsFor(p, queries, candidates, out_cpu.data())).ok());
+        ASSERT_TRUE(
+            k.ref->Attention(*k.ctx_ref, ArgsFor(p, queries, candidates, out_ref.data())).ok());
+        ASSERT_TRUE(
+            k.cpu->Attention(*k.ctx_cpu, ArgsFor(p, queries, candidates, out_cpu.data())).ok());
         if (n > 0) {
           EXPECT_LE(MaxRelativeError(out_cpu, out_ref), 1e-5);
         }
@@ -120,10 +127,7 @@ TEST(Kernels, CpuAttentionReusesPreparedKvOnlyForTheSameKv) {
   const uint64_t seed = TestSeed();
   SCOPED_TRACE(::testing::Message() << "seed " << seed);
   std::mt19937_64 rng(seed);
-  auto ref = CreateKernels("reference").value();
-  auto cpu = CreateKernels("cpu").value();
-  auto ctx_ref = ref->CreateContext().value();
-  auto ctx_cpu = cpu->CreateContext().value();
+  RefAndCpu k;
   const int64_t queries = 40;
   const PagedInput first = MakePaged(23, 30, queries, Dtype::kBf16, rng);
   const PagedInput second = MakePaged(31, 12, queries, Dtype::kBf16, rng);
@@ -149,10 +153,10 @@ TEST(Kernels, CpuAttentionReusesPreparedKvOnlyForTheSameKv) {
     const int64_t n = step.candidates ? queries : step.input->suffix;
     AttentionArgs a = ArgsFor(*step.input, n, step.candidates, out_ref.data());
     a.layer = step.layer;
-    ASSERT_TRUE(ref->Attention(*ctx_ref, a).ok());
+    ASSERT_TRUE(k.ref->Attention(*k.ctx_ref, a).ok());
     a.out = out_cpu.data();
     a.same_kv_as_last_call = step.same_kv;
-    ASSERT_TRUE(cpu->Attention(*ctx_cpu, a).ok());
+    ASSERT_TRUE(k.cpu->Attention(*k.ctx_cpu, a).ok());
     EXPECT_LE(MaxRelativeError(out_cpu, out_ref), 1e-5);
   }
 }
