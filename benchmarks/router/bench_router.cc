@@ -89,18 +89,23 @@ World& TheWorld() {
   return *world;
 }
 
+// What the router reads of request `r` (a 2048-event history; its start fingerprint computed per
+// request, as the router does).
+RouteRequest RequestFor(const World& world, int r) {
+  return RouteRequest{.user_id = world.users[r],
+                      .history_length = 2048,
+                      .history_start = HistoryStartFingerprint(world.users[r], 0, 0),
+                      .candidate_ids = world.candidates[r].data(),
+                      .num_candidates = kCandidates};
+}
+
 double MeasurePolicyNs(const Policy& policy, int rounds) {
   World& world = TheWorld();
   int64_t sink = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < rounds; ++round) {
     for (int r = 0; r < kRequests; ++r) {
-      const RouteRequest request{.user_id = world.users[r],
-                                 .history_length = 2048,
-                                 .history_start = HistoryStartFingerprint(world.users[r], 0, 0),
-                                 .candidate_ids = world.candidates[r].data(),
-                                 .num_candidates = kCandidates};
-      sink += policy.Pick(request, world.cluster, 0);
+      sink += policy.Pick(RequestFor(world, r), world.cluster, 0);
     }
   }
   const auto elapsed = std::chrono::steady_clock::now() - start;
@@ -115,12 +120,7 @@ void BM_Route(benchmark::State& state, const char* name) {
   World& world = TheWorld();
   int r = 0;
   for (auto _ : state) {
-    const RouteRequest request{.user_id = world.users[r],
-                               .history_length = 2048,
-                               .history_start = HistoryStartFingerprint(world.users[r], 0, 0),
-                               .candidate_ids = world.candidates[r].data(),
-                               .num_candidates = kCandidates};
-    benchmark::DoNotOptimize(policy.value()->Pick(request, world.cluster, 0));
+    benchmark::DoNotOptimize(policy.value()->Pick(RequestFor(world, r), world.cluster, 0));
     r = (r + 1) % kRequests;
   }
 }

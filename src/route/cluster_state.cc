@@ -41,31 +41,23 @@ NodeMask ClusterState::RoutableMask() const {
 }
 
 void ClusterState::SetResidencyLocked(int node, int64_t user_id, int32_t tokens,
-                                      const uint64_t* history_start) {
+                                      uint64_t history_start) {
   auto it = residency_.find(user_id);
   if (it == residency_.end()) {
-    if (tokens > 0) {
-      residency_[user_id].push_back(ResidencyEntry{static_cast<int8_t>(node), tokens,
-                                                   history_start != nullptr ? *history_start : 0});
-    }
-    return;
+    if (tokens <= 0) return;
+    it = residency_.try_emplace(user_id).first;
   }
   Residency& entries = it->second;
-  for (size_t i = 0; i < entries.size(); ++i) {
-    if (entries[i].node != node) continue;
-    if (tokens > 0) {
-      entries[i].tokens = tokens;
-      if (history_start != nullptr) entries[i].history_start = *history_start;
-    } else {
-      entries.erase(entries.begin() + i);
-      if (entries.empty()) residency_.erase(it);
-    }
+  auto e = std::find_if(entries.begin(), entries.end(),
+                        [node](const ResidencyEntry& r) { return r.node == node; });
+  if (tokens <= 0) {
+    if (e != entries.end()) entries.erase(e);
+    if (entries.empty()) residency_.erase(it);
     return;
   }
-  if (tokens > 0) {
-    entries.push_back(ResidencyEntry{static_cast<int8_t>(node), tokens,
-                                     history_start != nullptr ? *history_start : 0});
-  }
+  if (e == entries.end()) e = entries.insert(entries.end(), {static_cast<int8_t>(node), 0, 0});
+  e->tokens = tokens;
+  if (history_start != 0) e->history_start = history_start;
 }
 
 void ClusterState::ApplyState(int node, const v1::NodeState& state) {
@@ -95,9 +87,7 @@ void ClusterState::ApplyState(int node, const v1::NodeState& state) {
     }
     for (const v1::KvResidencyEvent& event : state.kv_events()) {
       // A node that cannot tell (0) leaves what a reply taught the router in place.
-      const uint64_t start = event.history_start();
-      SetResidencyLocked(node, event.user_id(), event.cached_tokens(),
-                         start != 0 ? &start : nullptr);
+      SetResidencyLocked(node, event.user_id(), event.cached_tokens(), event.history_start());
     }
   }
   if (state.has_emb_summary()) ApplyEmbSummary(node, state.emb_summary());
@@ -106,7 +96,7 @@ void ClusterState::ApplyState(int node, const v1::NodeState& state) {
 void ClusterState::NoteResidency(int node, int64_t user_id, int32_t tokens,
                                  uint64_t history_start) {
   absl::MutexLock lock(&mu_);
-  SetResidencyLocked(node, user_id, tokens, &history_start);
+  SetResidencyLocked(node, user_id, tokens, history_start);
 }
 
 void ClusterState::ForgetStreamedState(int node) {

@@ -17,6 +17,16 @@ constexpr size_t kMaxQueuedStates = 256;
 // Seed of the EMB summary's hashes: the same on every node, so the router can combine them.
 constexpr uint64_t kSummarySeed = 0x48454c4d;  // "HELM"
 
+// Appends the KV cache's residency events to a state message.
+void AddKvEvents(const std::vector<kv::ResidencyEvent>& events, v1::NodeState* state) {
+  for (const kv::ResidencyEvent& e : events) {
+    v1::KvResidencyEvent* event = state->add_kv_events();
+    event->set_user_id(e.user_id);
+    event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
+    event->set_history_start(e.history_start);
+  }
+}
+
 }  // namespace
 
 // One Rank call from admission to reply.
@@ -352,12 +362,7 @@ v1::NodeState NodeServer::Snapshot() const {
   state.set_committed_split(pool.committed_split);
   state.set_target_split(pool.target_split);
   state.set_draining(draining_.load());
-  for (const kv::ResidencyEvent& e : engine_->kv().ResidentUsers()) {
-    v1::KvResidencyEvent* event = state.add_kv_events();
-    event->set_user_id(e.user_id);
-    event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
-    event->set_history_start(e.history_start);
-  }
+  AddKvEvents(engine_->kv().ResidentUsers(), &state);
   state.set_kv_resident_users(state.kv_events_size());
   return state;
 }
@@ -388,12 +393,7 @@ void NodeServer::Publish(bool with_summary) {
   state.set_kv_resident_users(engine_->kv().num_users());
   std::vector<kv::ResidencyEvent> events;
   engine_->kv().DrainResidencyEvents(&events);
-  for (const kv::ResidencyEvent& e : events) {
-    v1::KvResidencyEvent* event = state.add_kv_events();
-    event->set_user_id(e.user_id);
-    event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
-    event->set_history_start(e.history_start);
-  }
+  AddKvEvents(events, &state);
   v1::EmbSummary summary;
   if (with_summary) summary = BuildSummary();
   absl::MutexLock lock(&streams_mu_);

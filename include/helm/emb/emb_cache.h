@@ -224,6 +224,7 @@ class EmbCache final : public pool::ChunkClient {
   // both sides to sleep behind each other (each wake-up can take milliseconds on a VM). Blocks
   // normally after kDrainSpin. The caller unlocks.
   void LockForDrain() const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Waits (at most kMaxYieldToLookups) while any lookup waits for mu_.
   void YieldToLookups() const;
   // Starts a new epoch. REQUIRES: the writer lock (readers see one epoch per read section).
   void AdvanceEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

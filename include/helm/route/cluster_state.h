@@ -52,8 +52,8 @@ class ClusterState {
   // resident_tokens; 0: none), for a request whose history starts with `history_start` (see
   // HistoryStartFingerprint; 0: unknown). Its state stream would report the tokens within a
   // publish interval; this makes the user's next request, often sent at once, find them. Stream
-  // events carry the node's own fingerprint of the cached history's start; one of 0 (unknown)
-  // keeps the fingerprint already recorded.
+  // events carry the node's own fingerprint of the cached history's start. A fingerprint of 0
+  // (unknown), from a reply or an event, keeps the one already recorded.
   void NoteResidency(int node, int64_t user_id, int32_t tokens, uint64_t history_start);
   // Forgets what `node` streamed (its stream broke; it may have restarted empty).
   void ForgetStreamedState(int node);
@@ -107,8 +107,8 @@ class ClusterState {
   };
   using Residency = absl::InlinedVector<ResidencyEntry, 2>;
 
-  // `history_start`: the fingerprint to record, or nullptr to keep the entry's (0 for a new one).
-  void SetResidencyLocked(int node, int64_t user_id, int32_t tokens, const uint64_t* history_start)
+  // `history_start`: the fingerprint to record; 0 (unknown) keeps the entry's.
+  void SetResidencyLocked(int node, int64_t user_id, int32_t tokens, uint64_t history_start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ApplyEmbSummary(int node, const v1::EmbSummary& summary);
 
