@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cuda/launchers.h"
+#include "helm/common/cuda_memmove.h"
 #include "ref/ref_kernels.h"
 
 namespace helm::kernels::cuda {
@@ -106,25 +107,8 @@ class CudaKernels : public model::Kernels {
   }
   absl::Status CopyWithin(KernelContext& ctx, void* dst, const void* src,
                           size_t bytes) const override {
-    if (bytes == 0 || dst == src) return absl::OkStatus();
-    const auto d = reinterpret_cast<uintptr_t>(dst);
-    const auto s = reinterpret_cast<uintptr_t>(src);
-    if (d >= s + bytes || s >= d + bytes) {
-      return FromCuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, S(ctx)),
-                      "D2D copy");
-    }
-    // Overlapping ranges: cudaMemcpy leaves them undefined, the reference memmoves. Go through a
-    // stream-ordered temporary.
-    void* tmp = nullptr;
-    if (auto st = FromCuda(cudaMallocAsync(&tmp, bytes, S(ctx)), "D2D copy (temporary)");
-        !st.ok()) {
-      return st;
-    }
-    cudaError_t e = cudaMemcpyAsync(tmp, src, bytes, cudaMemcpyDeviceToDevice, S(ctx));
-    if (e == cudaSuccess) e = cudaMemcpyAsync(dst, tmp, bytes, cudaMemcpyDeviceToDevice, S(ctx));
-    const cudaError_t freed = cudaFreeAsync(tmp, S(ctx));
-    if (auto st = FromCuda(e, "D2D copy"); !st.ok()) return st;
-    return FromCuda(freed, "D2D copy (temporary)");
+    // Memmove semantics, as the reference: overlapping ranges are defined.
+    return FromCuda(MemmoveDeviceAsync(dst, src, bytes, S(ctx)), "D2D copy");
   }
   absl::Status Synchronize(KernelContext& ctx) const override {
     return FromCuda(cudaStreamSynchronize(S(ctx)), "stream synchronize");

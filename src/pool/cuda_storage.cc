@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "helm/common/cuda_memmove.h"
 
 namespace helm::pool::internal {
 namespace {
@@ -136,28 +137,10 @@ class CudaStorage final : public Storage {
     absl::MutexLock lock(&d2d_mu_);
     HELM_CUDA_RETURN("cudaSetDevice", cudaSetDevice(device_));
     for (const Run& r : runs) {
-      if (r.bytes == 0 || r.dst == r.src) continue;
-      if (!Overlap(r.dst, r.src, r.bytes)) {
-        HELM_CUDA_RETURN(
-            "cudaMemcpyAsync (device->device)",
-            cudaMemcpyAsync(arena_ + r.dst, arena_ + r.src, static_cast<size_t>(r.bytes),
-                            cudaMemcpyDeviceToDevice, d2d_stream_));
-        continue;
-      }
-      // cudaMemcpy leaves overlapping ranges undefined; the cpu backend memmoves. Go through a
-      // stream-ordered temporary (rare: the caches move into free space).
-      void* tmp = nullptr;
-      HELM_CUDA_RETURN("cudaMallocAsync (overlapping copy)",
-                       cudaMallocAsync(&tmp, static_cast<size_t>(r.bytes), d2d_stream_));
-      cudaError_t e = cudaMemcpyAsync(tmp, arena_ + r.src, static_cast<size_t>(r.bytes),
-                                      cudaMemcpyDeviceToDevice, d2d_stream_);
-      if (e == cudaSuccess) {
-        e = cudaMemcpyAsync(arena_ + r.dst, tmp, static_cast<size_t>(r.bytes),
-                            cudaMemcpyDeviceToDevice, d2d_stream_);
-      }
-      const cudaError_t freed = cudaFreeAsync(tmp, d2d_stream_);
-      HELM_CUDA_RETURN("cudaMemcpyAsync (overlapping copy)", e);
-      HELM_CUDA_RETURN("cudaFreeAsync (overlapping copy)", freed);
+      // Memmove semantics, as the cpu backend's (a single copy may overlap itself).
+      HELM_CUDA_RETURN("device->device copy",
+                       MemmoveDeviceAsync(arena_ + r.dst, arena_ + r.src,
+                                          static_cast<size_t>(r.bytes), d2d_stream_));
     }
     HELM_CUDA_RETURN("cudaStreamSynchronize", cudaStreamSynchronize(d2d_stream_));
     CountD2d(total);
