@@ -75,7 +75,9 @@ TEST_P(CachedForward, ScoresDoNotDependOnMicrobatchSize) {
   const std::vector<float> one = RunForward(*model, *ws, r, 33, 0, nullptr, false, 1);
   for (int32_t mb : {2, 7, 23, 64}) {
     const std::vector<float> other = RunForward(*model, *ws, r, 33, 0, nullptr, false, mb);
-    EXPECT_LE(MaxRelativeError(other, one), 1e-6) << "microbatch " << mb;
+    // fp32 rounding only: a candidate's row position changes the BLAS blocking it goes through
+    // (up to 1.2e-6 seen over 400 seeds); a candidate that saw another would be off by far more.
+    EXPECT_LE(MaxRelativeError(other, one), 1e-5) << "microbatch " << mb;
   }
 }
 
@@ -99,7 +101,7 @@ TEST_P(CachedForward, ScoresFollowCandidatesWhenTheyArePermuted) {
   const std::vector<float> out = RunForward(*model, *ws, shuffled, 20, 0, nullptr, false);
   std::vector<float> expected(11);
   for (int i = 0; i < 11; ++i) expected[i] = base[perm[i]];
-  EXPECT_LE(MaxRelativeError(out, expected), 1e-6);
+  EXPECT_LE(MaxRelativeError(out, expected), 1e-5);  // fp32 rounding, as above
   // Scores differ between candidates (the test would not notice a constant head otherwise).
   EXPECT_NE(base[0], base[1]);
 }

@@ -6,6 +6,8 @@
 #include <fstream>
 #include <string>
 
+#include <unistd.h>
+
 #include "gtest/gtest.h"
 #include "model/model_test_util.h"
 #include "nlohmann/json.hpp"
@@ -16,7 +18,9 @@ namespace {
 using testing::SmallDims;
 
 std::string TempPath(const std::string& name) {
-  return ::testing::TempDir() + "helm_weights_" + name + ".safetensors";
+  // The pid keeps concurrent runs of this binary off each other's files.
+  return ::testing::TempDir() + "helm_weights_" + std::to_string(getpid()) + "_" + name +
+         ".safetensors";
 }
 
 std::string ReadFile(const std::string& path) {

@@ -384,12 +384,15 @@ TEST(WorkloadGenerator, TrendRotatesPopularityAndSteadyDoesNot) {
   const uint64_t seed = TestSeed();
   const RotationProbe steady = ProbeRotation("steady", seed);
   const RotationProbe trend = ProbeRotation("trend", seed);
+  // Bounds from 200 seeds. Items (32 per request) are tight: steady 1.00 +- 0.01, trend
+  // 0.13 +- 0.005. Users (one per request, ten of them in the head) are noisy: steady
+  // 0.94 +- 0.08, trend 0.15 +- 0.05 (max 0.31 seen), so their bounds sit >= 4.8 sd away.
   // Steady: the early hot items and users stay hot.
   EXPECT_GT(steady.item_share_last / steady.item_share_first, 0.8) << "seed " << seed;
-  EXPECT_GT(steady.user_share_last / steady.user_share_first, 0.6) << "seed " << seed;
+  EXPECT_GT(steady.user_share_last / steady.user_share_first, 0.55) << "seed " << seed;
   // Trend: after ~100 ranks of rotation the early head has faded.
   EXPECT_LT(trend.item_share_last / trend.item_share_first, 0.3) << "seed " << seed;
-  EXPECT_LT(trend.user_share_last / trend.user_share_first, 0.3) << "seed " << seed;
+  EXPECT_LT(trend.user_share_last / trend.user_share_first, 0.45) << "seed " << seed;
 }
 
 TEST(WorkloadGenerator, TrendRateFollowsTheDiurnalCurve) {

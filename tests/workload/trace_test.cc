@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "gtest/gtest.h"
 #include "helm/workload/generator.h"
 
@@ -71,7 +73,8 @@ TEST(TraceParse, FoldsItemsIntoTheCatalogWhenAsked) {
 }
 
 std::string WriteFile(const std::string& name, const std::string& text) {
-  const std::string path = ::testing::TempDir() + "/" + name;
+  // The pid keeps concurrent runs of this binary off each other's files.
+  const std::string path = ::testing::TempDir() + "/" + std::to_string(getpid()) + "_" + name;
   std::ofstream(path) << text;
   return path;
 }
