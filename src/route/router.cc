@@ -166,7 +166,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     } else {
       router_->failed_.fetch_add(1, std::memory_order_relaxed);
     }
-    token_.Release();
+    // token_ ends with this call, in OnDone: after the reply is sent.
     Finish(status);
   }
 

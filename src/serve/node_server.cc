@@ -34,7 +34,6 @@ struct NodeServer::RankCall : Job {
   grpc::ServerUnaryReactor* reactor = nullptr;
   const v1::RankRequest* request = nullptr;
   v1::RankResponse* response = nullptr;
-  rpc::Drainer::Token token;
 };
 
 // One WatchState subscriber: a bounded queue of states written in order.
@@ -111,13 +110,15 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
   grpc::ServerUnaryReactor* Rank(grpc::CallbackServerContext* context,
                                  const v1::RankRequest* request,
                                  v1::RankResponse* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     rpc::Drainer::Token token = server_->drainer_.TryEnter();
     if (!token || server_->draining_.load()) {
       server_->failed_.fetch_add(1, std::memory_order_relaxed);
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is draining"));
       return reactor;
     }
+    // The token ends with the call, after the reply is sent.
+    grpc::ServerUnaryReactor* reactor = new rpc::DrainingReactor(std::move(token));
     const config::Config& c = server_->config_;
     const absl::Status valid =
         ValidateRankRequest(*request, RequestLimits{c.node.max_history, c.node.max_candidates,
@@ -131,7 +132,6 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
     call->reactor = reactor;
     call->request = request;
     call->response = response;
-    call->token = std::move(token);
     call->deadline = context->deadline();
     NodeServer* server = server_;
     call->done = [server, call](Job* job, const absl::Status& status) {
@@ -143,7 +143,6 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
         server->failed_.fetch_add(1, std::memory_order_relaxed);
       }
       call->reactor->Finish(rpc::ToGrpcStatus(status));
-      call->token.Release();
       delete call;
     };
     const absl::Status admitted = server_->scheduler_->Submit(call);

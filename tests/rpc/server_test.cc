@@ -29,18 +29,18 @@ class HoldingRecommender final : public helm::v1::Recommender::CallbackService {
   grpc::ServerUnaryReactor* Rank(grpc::CallbackServerContext* context,
                                  const helm::v1::RankRequest* request,
                                  helm::v1::RankResponse* response) override {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     Drainer::Token token = drainer_->TryEnter();
     if (!token) {
+      grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "draining"));
       return reactor;
     }
+    grpc::ServerUnaryReactor* reactor = new DrainingReactor(std::move(token));
     started_.Notify();
-    threads_.emplace_back([this, reactor, request, response, token = std::move(token)]() mutable {
+    threads_.emplace_back([this, reactor, request, response] {
       release_.WaitForNotification();
       response->set_request_id(request->request_id());
       reactor->Finish(grpc::Status::OK);
-      token.Release();
     });
     return reactor;
   }

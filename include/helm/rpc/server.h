@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_callback.h"
 
 namespace helm::rpc {
 
@@ -55,6 +56,19 @@ class Drainer {
   mutable absl::Mutex mu_;
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   int in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A unary reactor that holds its request's drainer token until gRPC is done with the call (the
+// reply was sent, or the call was cancelled). Shutdown then waits for replies still being written,
+// not only for handlers to call Finish: the server's final Shutdown cancels every call that has
+// not completed, including one whose handler already finished it. Deletes itself.
+class DrainingReactor final : public grpc::ServerUnaryReactor {
+ public:
+  explicit DrainingReactor(Drainer::Token token) : token_(std::move(token)) {}
+  void OnDone() override { delete this; }
+
+ private:
+  Drainer::Token token_;
 };
 
 struct ServerOptions {
