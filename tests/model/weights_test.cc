@@ -1,12 +1,12 @@
 // Safetensors weights: round trip, and bad files fail with a message naming what is wrong.
 #include "helm/model/weights.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
-
-#include <unistd.h>
 
 #include "gtest/gtest.h"
 #include "model/model_test_util.h"

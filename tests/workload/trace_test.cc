@@ -1,11 +1,11 @@
 #include "helm/workload/trace.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "gtest/gtest.h"
 #include "helm/workload/generator.h"
