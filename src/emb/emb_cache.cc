@@ -466,6 +466,7 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
   }
   const size_t n = ids.size();
   out->locations_.resize(n);
+  out->found_.resize(n);
   out->miss_positions_.clear();
   out->fill_copies_.clear();
   out->filled_ids_.clear();
@@ -485,16 +486,20 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
   {
     LockForLookup(/*exclusive=*/false);
     const uint64_t read_epoch = epoch_.load(std::memory_order_relaxed);
-    for (size_t i = 0; i < std::min(n, kPrefetchDistance); ++i) index_.prefetch(ids[i]);
+    // Two passes: the first only finds every id's entry (a tight loop of independent loads, so
+    // the core keeps many index misses in flight); the second, on lines now in cache, checks and
+    // stamps the entries.
+    void** found = out->found_.data();
     for (size_t i = 0; i < n; ++i) {
-      // Batch lookups know their future keys: start loading the index slots a few ids ahead.
-      if (i + kPrefetchDistance < n) index_.prefetch(ids[i + kPrefetchDistance]);
       auto it = index_.find(ids[i]);
-      if (it == index_.end()) {
+      found[i] = it == index_.end() ? nullptr : &it->second;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      if (found[i] == nullptr) {
         out->miss_positions_.push_back(static_cast<int32_t>(i));
         continue;
       }
-      Entry& e = it->second;
+      Entry& e = *static_cast<Entry*>(found[i]);
       if (Atomic(e.filling).load(std::memory_order_acquire) != 0) {
         out->miss_positions_.push_back(static_cast<int32_t>(i));
         continue;

@@ -119,6 +119,7 @@ class EmbLookup {
   int64_t misses_ = 0;
   int64_t unique_ = 0;
   // Scratch reused across lookups.
+  std::vector<void*> found_;  // the read phase's index entries (EmbCache::Entry*)
   std::vector<int32_t> miss_positions_;
   std::vector<pool::HostCopy> fill_copies_;
   std::vector<int64_t> filled_ids_;
