@@ -35,7 +35,7 @@ is_system_lib() {
 
 do_build() {
   set -e
-  if [[ ! -f "$build_dir/build.ninja" ]] || ! grep -q "HELM_CUDA_ENABLED:INTERNAL=ON\|HELM_WITH_CUDA:STRING=\(AUTO\|ON\)" "$build_dir/CMakeCache.txt"; then
+  if [[ ! -f "$build_dir/build.ninja" ]] || ! grep -q "HELM_WITH_CUDA:STRING=\(AUTO\|ON\)" "$build_dir/CMakeCache.txt"; then
     cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DHELM_WITH_CUDA=ON
   fi
   ninja -C "$build_dir" -j "${JOBS:-2}" "${bins[@]}"
@@ -71,18 +71,24 @@ find_sanitizer() {
 # Directory holding libcublas.so.13 on the GPU machine (toolkit or PyTorch's nvidia-cublas wheel).
 find_cublas() {
   local d
-  for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64 \
-           /usr/local/cuda/targets/x86_64-linux/lib /usr/lib/x86_64-linux-gnu; do
+  for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" "${CUDA_HOME:-/usr/local/cuda}/lib" \
+           /usr/local/cuda/lib64 /usr/local/cuda/lib /usr/local/cuda/targets/x86_64-linux/lib \
+           /usr/lib/x86_64-linux-gnu; do
     [[ -e "$d/libcublas.so.13" ]] && { echo "$d"; return; }
   done
-  d=$(python3 -c 'import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], "lib"))' \
-      2>/dev/null) && [[ -e "$d/libcublas.so.13" ]] && { echo "$d"; return; }
+  # PyTorch's wheels: nvidia/cublas/lib (cu12 layout) or nvidia/cu13/lib.
+  for d in $(python3 -c 'import nvidia, os
+for p in nvidia.__path__:
+    print(os.path.join(p, "cublas", "lib")); print(os.path.join(p, "cu13", "lib"))' 2>/dev/null); do
+    [[ -e "$d/libcublas.so.13" ]] && { echo "$d"; return; }
+  done
   d=$(find /usr /opt -name libcublas.so.13 -print -quit 2>/dev/null) && [[ -n "$d" ]] &&
     { dirname "$d"; return; }
 }
 
 do_run() {
   [[ -d "$bundle" ]] || { echo "device_check: no bundle at $bundle (run 'build' first, carry it)" >&2; exit 2; }
+  chmod +x "$bundle"/helm* 2>/dev/null  # in case the copy lost the executable bits
   local cublas_dir
   cublas_dir=$(find_cublas)
   export LD_LIBRARY_PATH="$PWD/$bundle/lib${cublas_dir:+:$cublas_dir}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
@@ -130,7 +136,8 @@ do_run() {
   echo "$info" | grep -q 'hello kernel ok' || status=1
   local passed failed skipped
   passed=$(echo "$test_out" | sed -n 's/.*\[  PASSED  \] \([0-9]*\) test.*/\1/p' | tail -1)
-  failed=$(echo "$test_out" | grep -c '^\[  FAILED  \] [A-Za-z]')
+  # Each failed test appears twice (as it fails, and in the summary): count names once.
+  failed=$(echo "$test_out" | sed -n 's/^\[  FAILED  \] \([A-Za-z][A-Za-z0-9_./]*\).*/\1/p' | sort -u | wc -l)
   skipped=$(echo "$test_out" | sed -n 's/.*\[  SKIPPED \] \([0-9]*\) test.*/\1/p' | tail -1)
   printf '%-34s %s (passed %s, failed %s, skipped %s, exit %s)\n' "helm_model_cuda_test" \
     "$([[ $test_rc -eq 0 && ${skipped:-0} -le 1 ]] && echo PASS || echo FAIL)" "${passed:-0}" \
