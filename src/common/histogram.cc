@@ -36,7 +36,7 @@ int64_t LatencyHistogram::BucketLow(int64_t index) {
 int64_t LatencyHistogram::BucketHigh(int64_t index) {
   if (index < kSubBuckets) return index;
   const int64_t shift = index / kSubBuckets - 1;
-  return BucketLow(index) + (int64_t{1} << shift) - 1;
+  return BucketLow(index) + ((int64_t{1} << shift) - 1);  // the last bucket ends at INT64_MAX
 }
 
 void LatencyHistogram::RecordN(int64_t value, int64_t count) {
