@@ -101,7 +101,8 @@ double LatencyHistogram::Quantile(double q) const {
     seen += buckets_[i].load(std::memory_order_relaxed);
     if (seen >= rank) {
       // The bucket's midpoint, clamped to the exact extremes, bounds the relative error.
-      const double mid = 0.5 * (static_cast<double>(BucketLow(i)) + static_cast<double>(BucketHigh(i)));
+      const double mid =
+          0.5 * (static_cast<double>(BucketLow(i)) + static_cast<double>(BucketHigh(i)));
       return std::clamp(mid, static_cast<double>(Min()), static_cast<double>(Max()));
     }
   }

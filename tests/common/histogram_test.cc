@@ -108,6 +108,10 @@ TEST(LatencyHistogram, HugeValuesAreClampedNotLost) {
   EXPECT_EQ(h.Count(), 2);
   EXPECT_EQ(h.Min(), 0);
   EXPECT_GT(h.Quantile(1.0), 1e18);
+  // The last bucket ends exactly at INT64_MAX (its upper bound once overflowed).
+  const int64_t top = LatencyHistogram::BucketIndex(std::numeric_limits<int64_t>::max());
+  EXPECT_EQ(LatencyHistogram::BucketHigh(top), std::numeric_limits<int64_t>::max());
+  EXPECT_LE(LatencyHistogram::BucketLow(top), LatencyHistogram::BucketHigh(top));
 }
 
 }  // namespace
