@@ -28,6 +28,7 @@
 #include "helm/common/histogram.h"
 #include "helm/emb/emb_cache.h"
 #include "helm/kv/kv_cache.h"
+#include "helm/model/kv_geometry.h"
 #include "helm/pool/pool.h"
 #include "spdlog/spdlog.h"
 
@@ -247,7 +248,7 @@ KvRun KvTokenHit(const std::string& eviction) {
   po.backend = "none";
   po.initial_split = 0.5;  // 128 MiB of KV: ~262K tokens, a few % of all histories
   auto pool = *pool::Pool::Create(po);
-  auto cache = *kv::KvCache::Create(ko, m, pool.get());
+  auto cache = *kv::KvCache::Create(model::KvCacheOptionsFor(m, ko), pool.get());
   const int warmup = kRequests / 5;
   kv::KvStats before;
   for (int i = 0; i < kRequests; ++i) {
@@ -319,7 +320,7 @@ TailLatency ResizeTail() {
   for (int round = 0; round < 4; ++round) {
     auto pool = *pool::Pool::Create(po);
     auto cache = *emb::EmbCache::Create(eo, pool.get());
-    auto kv_cache = *kv::KvCache::Create(ko, m, pool.get());
+    auto kv_cache = *kv::KvCache::Create(model::KvCacheOptionsFor(m, ko), pool.get());
     emb::EmbLookup r;
     if (fill.empty()) {
       fill.resize(static_cast<size_t>(cache->capacity_rows()));

@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "helm/common/dtype.h"
 #include "helm/common/hash.h"
 #include "helm/common/logging.h"
 #include "spdlog/spdlog.h"
@@ -15,8 +17,6 @@ namespace {
 
 // Bounds on one lock hold of a resize step.
 constexpr int kDrainBlocksPerLock = 64;
-
-int DtypeBytes(const std::string& dtype) { return dtype == "fp32" ? 4 : 2; }
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -96,63 +96,49 @@ void KvLease::Release() {
 
 // ---- Creation ----------------------------------------------------------------------------------
 
-absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvOptions& options,
-                                                         const model::ModelOptions& model,
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheOptions& options,
                                                          pool::Pool* pool) {
   if (pool == nullptr) return absl::InvalidArgumentError("kv cache: pool must not be null");
-  if (options.tokens_per_block < 1) {
+  const KvOptions& kv = options.kv;
+  if (kv.tokens_per_block < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("kv.tokens_per_block: must be >= 1, got ", options.tokens_per_block));
+        absl::StrCat("kv.tokens_per_block: must be >= 1, got ", kv.tokens_per_block));
   }
-  if (options.dtype != "fp32" && options.dtype != "fp16" && options.dtype != "bf16") {
+  if (absl::StatusOr<Dtype> dtype = ParseDtype(kv.dtype); !dtype.ok()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("kv.dtype: must be one of {fp32, fp16, bf16}, got '", options.dtype, "'"));
+        absl::StrCat("kv.dtype: must be one of {fp32, fp16, bf16}, got '", kv.dtype, "'"));
   }
-  if (options.eviction != "cost_aware" && options.eviction != "lru") {
+  if (kv.eviction != "cost_aware" && kv.eviction != "lru") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.eviction: must be one of {cost_aware, lru}, got '", kv.eviction, "'"));
+  }
+  if (options.block_bytes < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv cache: block_bytes must be >= 1, got ", options.block_bytes,
+                     " (derive it from the model, e.g. with model::KvCacheOptionsFor)"));
+  }
+  if (!std::isfinite(options.attention_ratio) || options.attention_ratio < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "kv.eviction: must be one of {cost_aware, lru}, got '", options.eviction, "'"));
+        "kv cache: attention_ratio must be finite and >= 0, got ", options.attention_ratio));
   }
-  if (model.num_layers < 1 || model.num_heads < 1 || model.d_qk < 1 || model.d_v < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("model: num_layers, num_heads, d_qk and d_v must be >= 1, got ",
-                     model.num_layers, ", ", model.num_heads, ", ", model.d_qk, ", ", model.d_v));
+  if (options.block_bytes > pool->chunk_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv.tokens_per_block: a KV block (", options.block_bytes, " bytes for ",
+        kv.tokens_per_block, " tokens) must fit in pool.chunk_bytes (", pool->chunk_bytes(), ")"));
   }
-  // Same formula as config::KvBlockBytes (kv does not link the config library).
-  const int64_t block_bytes = int64_t{model.num_layers} * options.tokens_per_block *
-                              model.num_heads * (model.d_qk + model.d_v) *
-                              DtypeBytes(options.dtype);
-  if (block_bytes > pool->chunk_bytes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv.tokens_per_block: a KV block (", block_bytes, " bytes for ",
-                     model.num_layers, " layers x ", options.tokens_per_block,
-                     " tokens) must fit in pool.chunk_bytes (", pool->chunk_bytes(), ")"));
-  }
-  std::unique_ptr<KvCache> cache(new KvCache(options, model, block_bytes, pool));
+  std::unique_ptr<KvCache> cache(new KvCache(options, pool));
   if (absl::Status s = pool->Attach(pool::ChunkOwner::kKv, cache.get()); !s.ok()) return s;
   return cache;
 }
 
-namespace {
-// Attention cost per key over linear cost per token, per layer (they share the layer factor):
-// linear: 2*D*H*(2*d_qk + 2*d_v) for the U,V,Q,K projection plus 2*H*d_v*D for the output;
-// attention: 2*H*(d_qk + d_v) per earlier token (Q.K and A.V).
-double AttentionRatio(const model::ModelOptions& m) {
-  const double linear = 2.0 * m.d_model * m.num_heads * (2.0 * m.d_qk + 3.0 * m.d_v);
-  const double attention = 2.0 * m.num_heads * (m.d_qk + m.d_v);
-  return linear > 0 ? attention / linear : 0.0;
-}
-}  // namespace
-
-KvCache::KvCache(const KvOptions& options, const model::ModelOptions& model, int64_t block_bytes,
-                 pool::Pool* pool)
-    : options_(options),
-      model_(model),
-      block_bytes_(block_bytes),
-      cost_aware_(options.eviction == "cost_aware"),
-      attention_ratio_(AttentionRatio(model)),
+KvCache::KvCache(const KvCacheOptions& options, pool::Pool* pool)
+    : options_(options.kv),
+      block_bytes_(options.block_bytes),
+      cost_aware_(options.kv.eviction == "cost_aware"),
+      attention_ratio_(options.attention_ratio),
       pool_(pool),
       storage_(pool->storage()),
-      slots_(pool->num_chunks(), pool->chunk_bytes(), block_bytes) {
+      slots_(pool->num_chunks(), pool->chunk_bytes(), options.block_bytes) {
   absl::MutexLock lock(&mu_);
   const size_t n = slots_.slot_id_limit();
   block_user_.assign(n, kNoUser);

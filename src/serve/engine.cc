@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "helm/common/status.h"
+#include "helm/model/kv_geometry.h"
 
 namespace helm::serve {
 
@@ -24,8 +25,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
         "'); use cuda kernels with a cuda pool and cpu/reference kernels with a cpu pool"));
   }
   HELM_ASSIGN_OR_RETURN(engine->emb_, emb::EmbCache::Create(config.emb, engine->pool_.get()));
-  HELM_ASSIGN_OR_RETURN(engine->kv_,
-                        kv::KvCache::Create(config.kv, config.model, engine->pool_.get()));
+  HELM_ASSIGN_OR_RETURN(
+      engine->kv_,
+      kv::KvCache::Create(model::KvCacheOptionsFor(config.model, config.kv), engine->pool_.get()));
   HELM_ASSIGN_OR_RETURN(engine->model_, model::Model::Create(model_options, config.emb, config.kv));
   return engine;
 }

@@ -1,10 +1,10 @@
 #include "helm/kv/kv_cache.h"
 
+#include <cmath>
 #include <random>
 
 #include "gtest/gtest.h"
 #include "helm/common/hash.h"
-#include "helm/config/config.h"
 #include "kv/kv_test_util.h"
 
 namespace helm::kv {
@@ -16,20 +16,14 @@ using testutil::WriteTokens;
 
 constexpr int kTpb = 4;
 
-model::ModelOptions Model() {
-  model::ModelOptions m;
-  m.num_layers = 2;
-  m.num_heads = 1;
-  m.d_qk = 8;
-  m.d_v = 8;
-  m.d_model = 16;
-  return m;
-}
+// What the HSTU cost formula (model::KvAttentionRatio) gives for one head of d_qk = d_v = 8 and
+// d_model 16: attention 2*(8+8) over linear 2*16*(2*8+3*8) FLOPs.
+constexpr double kAttentionRatio = 32.0 / 1280.0;
 
 struct Fixture {
   std::unique_ptr<pool::Pool> pool;
   std::unique_ptr<KvCache> kv;
-  model::ModelOptions model = Model();
+  testutil::BlockShape model{.num_layers = 2, .num_heads = 1, .d_qk = 8, .d_v = 8};
 };
 
 // 16 chunks of 64 KiB; blocks of 2 layers x 4 tokens x 16 floats = 512 B: 128 blocks per chunk.
@@ -48,7 +42,7 @@ Fixture Make(int kv_chunks, const std::string& eviction = "cost_aware", bool all
   ko.allow_trim = allow_trim;
   Fixture f;
   f.pool = *pool::Pool::Create(po);
-  auto kv = KvCache::Create(ko, f.model, f.pool.get());
+  auto kv = KvCache::Create(testutil::CacheOptions(ko, f.model, kAttentionRatio), f.pool.get());
   EXPECT_TRUE(kv.ok()) << kv.status();
   f.kv = *std::move(kv);
   return f;
@@ -85,13 +79,40 @@ absl::Status Verify(Fixture& f, int64_t user, const UserHistory& h) {
                       f.kv->CachedTokens(user));
 }
 
-TEST(KvCache, BlockBytesMatchTheConfigFormula) {
+TEST(KvCache, UsesTheBlockBytesItIsGiven) {
   Fixture f = Make(2);
+  EXPECT_EQ(f.kv->block_bytes(), 512);
+  EXPECT_EQ(f.kv->capacity_blocks(), 256);  // two chunks of 64 KiB
+}
+
+TEST(KvCache, CreateRejectsBadGeometryAndOptions) {
+  pool::PoolOptions po;
+  po.bytes = 1 << 20;
+  po.chunk_bytes = 64 << 10;
+  po.backend = "cpu";
+  auto pool = *pool::Pool::Create(po);
   KvOptions ko;
   ko.tokens_per_block = kTpb;
-  EXPECT_EQ(f.kv->block_bytes(), config::KvBlockBytes(f.model, ko));
-  EXPECT_EQ(f.kv->block_bytes(), 512);
-  EXPECT_EQ(f.kv->capacity_blocks(), 256);
+  const testutil::BlockShape shape{.num_layers = 2, .num_heads = 1, .d_qk = 8, .d_v = 8};
+  auto status_of = [&](const KvCacheOptions& o) { return KvCache::Create(o, pool.get()).status(); };
+  KvCacheOptions o = testutil::CacheOptions(ko, shape, 0.5);
+  o.block_bytes = 0;
+  EXPECT_EQ(status_of(o).code(), absl::StatusCode::kInvalidArgument);
+  o.block_bytes = (64 << 10) + 1;  // larger than a chunk
+  EXPECT_EQ(status_of(o).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(status_of(o).message().find("pool.chunk_bytes"), absl::string_view::npos);
+  o = testutil::CacheOptions(ko, shape, -1.0);
+  EXPECT_EQ(status_of(o).code(), absl::StatusCode::kInvalidArgument);
+  o = testutil::CacheOptions(ko, shape, std::nan(""));
+  EXPECT_EQ(status_of(o).code(), absl::StatusCode::kInvalidArgument);
+  o = testutil::CacheOptions(ko, shape, 0.5);
+  o.kv.dtype = "int8";
+  EXPECT_NE(status_of(o).message().find("kv.dtype"), absl::string_view::npos);
+  o = testutil::CacheOptions(ko, shape, 0.5);
+  o.kv.tokens_per_block = 0;
+  EXPECT_NE(status_of(o).message().find("kv.tokens_per_block"), absl::string_view::npos);
+  // The same options are fine once valid (nothing above attached a cache to the pool).
+  EXPECT_TRUE(KvCache::Create(testutil::CacheOptions(ko, shape, 0.5), pool.get()).ok());
 }
 
 TEST(KvCache, ReusesTheVerifiedPrefixAndAppendsIntoThePartialBlock) {

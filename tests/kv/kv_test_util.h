@@ -9,7 +9,6 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "helm/kv/kv_cache.h"
-#include "helm/model/options.h"
 #include "helm/pool/storage.h"
 
 namespace helm::kv::testutil {
@@ -45,14 +44,38 @@ inline uint32_t Word(int64_t user, const UserHistory& h, int64_t t, int layer, i
                                    (static_cast<uint64_t>(half) << 10) ^ static_cast<uint64_t>(j)));
 }
 
-// Elements of one token in one (layer, half) run; fp32 only in tests.
-inline int TokenElems(const model::ModelOptions& m, int half) {
+// The layers inside a block, which the cache itself does not know: tests write and verify every
+// element the way the model's kernels lay them out. fp32 only in tests.
+struct BlockShape {
+  int num_layers = 1;
+  int num_heads = 1;
+  int d_qk = 8;
+  int d_v = 8;
+};
+
+// Bytes of a block of `tpb` tokens: layout [num_layers][2][tpb][num_heads][d] of fp32.
+inline int64_t BlockBytes(const BlockShape& m, int tpb) {
+  return int64_t{m.num_layers} * tpb * m.num_heads * (m.d_qk + m.d_v) * 4;
+}
+
+// KvCache::Create's options for blocks of `m` (kv.dtype must be fp32).
+inline KvCacheOptions CacheOptions(const KvOptions& kv, const BlockShape& m,
+                                   double attention_ratio) {
+  KvCacheOptions o;
+  o.kv = kv;
+  o.block_bytes = BlockBytes(m, kv.tokens_per_block);
+  o.attention_ratio = attention_ratio;
+  return o;
+}
+
+// Elements of one token in one (layer, half) run.
+inline int TokenElems(const BlockShape& m, int half) {
   return m.num_heads * (half == 0 ? m.d_qk : m.d_v);
 }
 
 // Byte offset of token slot `s`, (layer, half) inside a block: layout
 // [num_layers][2][tokens_per_block][num_heads][d].
-inline int64_t InBlockOffset(const model::ModelOptions& m, int tpb, int layer, int half, int s) {
+inline int64_t InBlockOffset(const BlockShape& m, int tpb, int layer, int half, int s) {
   const int64_t k_bytes = int64_t{tpb} * TokenElems(m, 0) * 4;
   const int64_t v_bytes = int64_t{tpb} * TokenElems(m, 1) * 4;
   return layer * (k_bytes + v_bytes) + (half == 0 ? 0 : k_bytes) +
@@ -60,8 +83,8 @@ inline int64_t InBlockOffset(const model::ModelOptions& m, int tpb, int layer, i
 }
 
 // Writes tokens [r.first_token, r.first_token + r.num_tokens) of `h` into the reserved blocks.
-inline absl::Status WriteTokens(pool::Storage* storage, const model::ModelOptions& m, int tpb,
-                                int64_t user, const UserHistory& h, const KvReservation& r) {
+inline absl::Status WriteTokens(pool::Storage* storage, const BlockShape& m, int tpb, int64_t user,
+                                const UserHistory& h, const KvReservation& r) {
   std::vector<uint32_t> words;
   for (int64_t t = r.first_token; t < r.first_token + r.num_tokens; ++t) {
     const int64_t block = r.block_offsets[t / tpb - r.first_token / tpb];
@@ -81,9 +104,9 @@ inline absl::Status WriteTokens(pool::Storage* storage, const model::ModelOption
 }
 
 // Checks tokens [0, tokens) of `h` in `blocks` (block i holds tokens [i*tpb, (i+1)*tpb)).
-inline absl::Status VerifyTokens(pool::Storage* storage, const model::ModelOptions& m, int tpb,
-                                 int64_t user, const UserHistory& h,
-                                 const std::vector<int64_t>& blocks, int64_t tokens) {
+inline absl::Status VerifyTokens(pool::Storage* storage, const BlockShape& m, int tpb, int64_t user,
+                                 const UserHistory& h, const std::vector<int64_t>& blocks,
+                                 int64_t tokens) {
   if (!storage->has_payload()) return absl::OkStatus();
   std::vector<uint32_t> words;
   for (int64_t t = 0; t < tokens; ++t) {

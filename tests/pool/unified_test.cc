@@ -29,8 +29,12 @@ struct World {
   std::unique_ptr<pool::Pool> pool;
   std::unique_ptr<emb::EmbCache> emb;
   std::unique_ptr<kv::KvCache> kv;
-  model::ModelOptions model;
+  kv::testutil::BlockShape model{.num_layers = 1, .num_heads = 1, .d_qk = 8, .d_v = 8};
 };
+
+// The HSTU recompute-cost ratio (model::KvAttentionRatio) of one head of d_qk = d_v = 8 in a model
+// of width 64: attention 2*(8+8) over linear 2*64*(2*8+3*8) FLOPs.
+constexpr double kAttentionRatio = 32.0 / 5120.0;
 
 World MakeWorld(const std::string& backend, int64_t max_step_bytes = 16 << 10) {
   pool::PoolOptions po;
@@ -46,18 +50,15 @@ World MakeWorld(const std::string& backend, int64_t max_step_bytes = 16 << 10) {
   eo.dim = 16;  // 64 B rows, 1024 per chunk
   kv::KvOptions ko;
   ko.tokens_per_block = kTpb;
-  World w;
-  w.model.num_layers = 1;
-  w.model.num_heads = 1;
-  w.model.d_qk = 8;
-  w.model.d_v = 8;  // 256 B blocks, 256 per chunk
+  World w;  // 256 B blocks, 256 per chunk
   auto pool = pool::Pool::Create(po);
   EXPECT_TRUE(pool.ok()) << pool.status();
   w.pool = *std::move(pool);
   auto e = emb::EmbCache::Create(eo, w.pool.get());
   EXPECT_TRUE(e.ok()) << e.status();
   w.emb = *std::move(e);
-  auto k = kv::KvCache::Create(ko, w.model, w.pool.get());
+  auto k =
+      kv::KvCache::Create(kv::testutil::CacheOptions(ko, w.model, kAttentionRatio), w.pool.get());
   EXPECT_TRUE(k.ok()) << k.status();
   w.kv = *std::move(k);
   return w;

@@ -3,9 +3,11 @@
 //
 // Block layout (fixed; the model's kernels depend on it). A block holds tokens_per_block tokens
 // of K and V for every layer, laid out [num_layers][2: K then V][tokens_per_block][num_heads][d]
-// with d = d_qk for K and d_v for V, elements of kv.dtype; block_bytes() equals
-// config::KvBlockBytes(model, kv). A block is addressed by its byte offset in the arena. Token t of
-// a user's sequence lives in the user's block t / tokens_per_block at slot t % tokens_per_block.
+// with d = d_qk for K and d_v for V, elements of kv.dtype. The cache itself knows only the block's
+// size (KvCacheOptions::block_bytes, which model::KvCacheOptionsFor derives; it equals
+// config::KvBlockBytes(model, kv)), never the layers inside it. A block is addressed by its byte
+// offset in the arena. Token t of a user's sequence lives in the user's block t / tokens_per_block
+// at slot t % tokens_per_block.
 //
 // Per request (a KvLease):
 //   1. Acquire(user, history) verifies the cached prefix against the request's history with
@@ -57,7 +59,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "helm/kv/options.h"
-#include "helm/model/options.h"
 #include "helm/pool/chunk_slots.h"
 #include "helm/pool/pool.h"
 
@@ -158,9 +159,9 @@ class KvLease {
 class KvCache final : public pool::ChunkClient {
  public:
   // Creates the cache and attaches it to `pool` (which must outlive it). InvalidArgument for bad
-  // options or when a block does not fit in a chunk.
-  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvOptions& options,
-                                                         const model::ModelOptions& model,
+  // options (naming the key), a block_bytes < 1 or one that does not fit in a chunk, or a negative
+  // or non-finite attention_ratio.
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheOptions& options,
                                                          pool::Pool* pool);
   ~KvCache() override;
 
@@ -219,8 +220,7 @@ class KvCache final : public pool::ChunkClient {
   static constexpr int64_t kNoUser = -1;
   static constexpr int64_t kReservedBlock = -2;
 
-  KvCache(const KvOptions& options, const model::ModelOptions& model, int64_t block_bytes,
-          pool::Pool* pool);
+  KvCache(const KvCacheOptions& options, pool::Pool* pool);
 
   // Shared by both Acquire flavours; `hashes` empty (and `history_start` 0) means unverified.
   absl::StatusOr<KvLease> AcquireImpl(int64_t user_id, int64_t history_tokens,
@@ -245,7 +245,6 @@ class KvCache final : public pool::ChunkClient {
   void MaybeEraseUserLocked(int64_t user_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const KvOptions options_;
-  const model::ModelOptions model_;
   const int64_t block_bytes_;
   const bool cost_aware_;
   // Recompute cost model: a token at position t costs (1 + attention_ratio_ * t) units.

@@ -1,4 +1,7 @@
-// Options of the paged KV cache.
+// Options of the paged KV cache: the YAML options (KvOptions) and what KvCache::Create takes
+// (KvCacheOptions: those plus the block geometry and recompute cost, derived by the caller from the
+// model that fills the blocks; helm/model/kv_geometry.h does it for the HSTU model). The cache
+// knows blocks, not layers.
 #pragma once
 
 #include <cstdint>
@@ -27,6 +30,19 @@ struct KvOptions {
     v.Field("eviction", eviction, "eviction policy", config::OneOf({"cost_aware", "lru"}));
     v.Field("allow_trim", allow_trim, "trim a user's tail blocks instead of dropping the user");
   }
+};
+
+// Everything KvCache::Create needs: the YAML options plus figures derived from the model.
+struct KvCacheOptions {
+  KvOptions kv;
+  // Bytes of one block (tokens_per_block tokens of K and V for every layer, in kv.dtype). Must be
+  // >= 1 and fit in a pool chunk.
+  int64_t block_bytes = 0;
+  // Recompute cost model of cost-aware eviction: the token at position t of a user's sequence
+  // costs (1 + attention_ratio * t) units to recompute, a unit being one token's position-free
+  // work (the linear layers) and attention_ratio the attention work per earlier token relative to
+  // it. Must be finite and >= 0; 0 makes every token cost the same.
+  double attention_ratio = 0;
 };
 
 }  // namespace helm::kv

@@ -1,0 +1,30 @@
+#include "helm/model/kv_geometry.h"
+
+#include "absl/status/statusor.h"
+#include "helm/common/dtype.h"
+
+namespace helm::model {
+
+int64_t KvBlockBytes(const ModelOptions& model, const kv::KvOptions& kv) {
+  absl::StatusOr<Dtype> dtype = ParseDtype(kv.dtype);
+  if (!dtype.ok()) return 0;
+  return int64_t{model.num_layers} * kv.tokens_per_block * model.num_heads *
+         (int64_t{model.d_qk} + model.d_v) * DtypeBytes(*dtype);
+}
+
+double KvAttentionRatio(const ModelOptions& model) {
+  const double linear =
+      2.0 * model.d_model * model.num_heads * (2.0 * model.d_qk + 3.0 * model.d_v);
+  const double attention = 2.0 * model.num_heads * (model.d_qk + model.d_v);
+  return linear > 0 ? attention / linear : 0.0;
+}
+
+kv::KvCacheOptions KvCacheOptionsFor(const ModelOptions& model, const kv::KvOptions& kv) {
+  kv::KvCacheOptions options;
+  options.kv = kv;
+  options.block_bytes = KvBlockBytes(model, kv);
+  options.attention_ratio = KvAttentionRatio(model);
+  return options;
+}
+
+}  // namespace helm::model
