@@ -8,11 +8,12 @@
 #include <cstring>
 #include <vector>
 
+#include "helm/common/dtype.h"
+
 namespace helm::kernels {
 namespace {
 
 using model::AttentionArgs;
-using model::Dtype;
 using model::KernelContext;
 
 // Hot loops are compiled three times and the best version for the CPU is picked at load time:
@@ -177,7 +178,7 @@ void GatherLayerKv(const AttentionArgs& a, bool is_v, float* out) {
   const int64_t row = H * d;
   const int64_t layer_elems = tpb * H * int64_t{a.d_qk + a.d_v};
   const int64_t offset = a.layer * layer_elems + (is_v ? tpb * H * a.d_qk : 0);
-  const int esize = model::DtypeSize(a.kv_dtype);
+  const int esize = DtypeBytes(a.kv_dtype);
   for (int64_t t0 = 0; t0 < a.cached_tokens; t0 += tpb) {
     const int64_t count = std::min(tpb, a.cached_tokens - t0);
     const char* src = static_cast<const char*>(a.blocks[t0 / tpb]) + offset * esize;
@@ -185,7 +186,7 @@ void GatherLayerKv(const AttentionArgs& a, bool is_v, float* out) {
     if (a.kv_dtype == Dtype::kFp32) {
       std::memcpy(dst, src, sizeof(float) * count * row);
     } else {
-      for (int64_t e = 0; e < count * row; ++e) dst[e] = model::LoadAsFloat(src, a.kv_dtype, e);
+      for (int64_t e = 0; e < count * row; ++e) dst[e] = LoadAsFloat(src, a.kv_dtype, e);
     }
   }
   const float* suffix = is_v ? a.v_suffix : a.k_suffix;

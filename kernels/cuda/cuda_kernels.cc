@@ -9,10 +9,16 @@
 #include "absl/strings/str_cat.h"
 #include "cuda/launchers.h"
 #include "helm/common/cuda_memmove.h"
+#include "helm/common/dtype.h"
 #include "ref/ref_kernels.h"
 
 namespace helm::kernels::cuda {
 namespace {
+
+// The launchers' element codes are helm::Dtype's values (launchers.h keeps the .cu Abseil-free).
+static_assert(kFp32 == static_cast<int32_t>(Dtype::kFp32));
+static_assert(kFp16 == static_cast<int32_t>(Dtype::kFp16));
+static_assert(kBf16 == static_cast<int32_t>(Dtype::kBf16));
 
 using model::KernelContext;
 

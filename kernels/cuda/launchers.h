@@ -10,7 +10,8 @@
 
 namespace helm::kernels::cuda {
 
-// Element types of K/V and embedding rows (model::Dtype's values).
+// Element types of K/V and embedding rows: helm::Dtype's values (helm/common/dtype.h), as int32_t
+// codes so that this header and the .cu stay Abseil-free; cuda_kernels.cc asserts they agree.
 enum : int32_t { kFp32 = 0, kFp16 = 1, kBf16 = 2 };
 
 struct AttentionParams {

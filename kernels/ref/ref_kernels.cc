@@ -8,13 +8,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "helm/common/dtype.h"
 
 namespace helm::kernels {
 namespace {
 
 using model::AppendArgs;
 using model::AttentionArgs;
-using model::Dtype;
 using model::GatherArgs;
 using model::KernelContext;
 
@@ -31,7 +31,7 @@ const void* BlockRow(const AttentionArgs& a, int64_t t, bool is_v) {
   } else {
     elem += slot * a.num_heads * int64_t{a.d_qk};
   }
-  return static_cast<const char*>(a.blocks[t / tpb]) + elem * model::DtypeSize(a.kv_dtype);
+  return static_cast<const char*>(a.blocks[t / tpb]) + elem * DtypeBytes(a.kv_dtype);
 }
 
 }  // namespace
@@ -247,7 +247,7 @@ absl::Status RefKernels::Attention(KernelContext&, const AttentionArgs& a) const
                          int64_t pos_k, int64_t ts_k) {
         double dot = 0.0;
         for (int d = 0; d < a.d_qk; ++d) {
-          const double kv = kf != nullptr ? kf[d] : model::LoadAsFloat(kraw, a.kv_dtype, d);
+          const double kv = kf != nullptr ? kf[d] : LoadAsFloat(kraw, a.kv_dtype, d);
           dot += double{q[d]} * kv;
         }
         const double z = a.alpha * dot +
@@ -257,14 +257,14 @@ absl::Status RefKernels::Attention(KernelContext&, const AttentionArgs& a) const
                                      model::Log2Bucket(ts_q - ts_k, a.time_buckets)];
         const double w = Silu(z) * inv_n;
         for (int d = 0; d < a.d_v; ++d) {
-          const double vv = vf != nullptr ? vf[d] : model::LoadAsFloat(vraw, a.kv_dtype, d);
+          const double vv = vf != nullptr ? vf[d] : LoadAsFloat(vraw, a.kv_dtype, d);
           acc[d] += w * vv;
         }
       };
       for (int64_t t = 0; t < visible; ++t) {
         if (t < a.cached_tokens) {
-          const int64_t k_off = int64_t{h} * a.d_qk * model::DtypeSize(a.kv_dtype);
-          const int64_t v_off = int64_t{h} * a.d_v * model::DtypeSize(a.kv_dtype);
+          const int64_t k_off = int64_t{h} * a.d_qk * DtypeBytes(a.kv_dtype);
+          const int64_t v_off = int64_t{h} * a.d_v * DtypeBytes(a.kv_dtype);
           add_key(nullptr, static_cast<const char*>(BlockRow(a, t, false)) + k_off, nullptr,
                   static_cast<const char*>(BlockRow(a, t, true)) + v_off, t, a.timestamps[t]);
         } else {
@@ -286,13 +286,13 @@ absl::Status RefKernels::Attention(KernelContext&, const AttentionArgs& a) const
 
 absl::Status RefKernels::GatherEmbeddings(KernelContext&, const GatherArgs& a) const {
   if (absl::Status s = CheckGatherArgs(a); !s.ok()) return s;
-  const int64_t row_bytes = int64_t{a.dim} * model::DtypeSize(a.dtype);
+  const int64_t row_bytes = int64_t{a.dim} * DtypeBytes(a.dtype);
   for (int64_t r = 0; r < a.n; ++r) {
     const int64_t loc = a.locations[r];
     const void* row = loc >= 0
                           ? static_cast<const char*>(a.arena_base) + loc
                           : static_cast<const char*>(a.staging_base) + (-(loc + 1)) * row_bytes;
-    for (int j = 0; j < a.dim; ++j) a.out[r * a.dim + j] = model::LoadAsFloat(row, a.dtype, j);
+    for (int j = 0; j < a.dim; ++j) a.out[r * a.dim + j] = LoadAsFloat(row, a.dtype, j);
   }
   return absl::OkStatus();
 }
@@ -313,10 +313,10 @@ absl::Status RefKernels::AppendKv(KernelContext&, const AppendArgs& a) const {
       const int64_t v_base = l * layer_elems + tpb * H * a.d_qk + slot * H * a.d_v;
       const int64_t s = a.src_first + i;
       for (int64_t e = 0; e < H * a.d_qk; ++e) {
-        model::StoreFromFloat(block, a.kv_dtype, k_base + e, src_k[s * H * a.d_qk + e]);
+        StoreFromFloat(block, a.kv_dtype, k_base + e, src_k[s * H * a.d_qk + e]);
       }
       for (int64_t e = 0; e < H * a.d_v; ++e) {
-        model::StoreFromFloat(block, a.kv_dtype, v_base + e, src_v[s * H * a.d_v + e]);
+        StoreFromFloat(block, a.kv_dtype, v_base + e, src_v[s * H * a.d_v + e]);
       }
     }
   }

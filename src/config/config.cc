@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "helm/common/dtype.h"
 #include "yaml-cpp/yaml.h"
 
 namespace helm::config {
@@ -254,11 +255,11 @@ class Writer {
 
 }  // namespace
 
-int DtypeBytes(const std::string& dtype) { return dtype == "fp32" ? 4 : 2; }
-
 int64_t KvBlockBytes(const model::ModelOptions& model, const kv::KvOptions& kv) {
+  absl::StatusOr<Dtype> dtype = ParseDtype(kv.dtype);
+  if (!dtype.ok()) return 0;
   return int64_t{model.num_layers} * kv.tokens_per_block * model.num_heads *
-         (model.d_qk + model.d_v) * DtypeBytes(kv.dtype);
+         (model.d_qk + model.d_v) * DtypeBytes(*dtype);
 }
 
 absl::Status Config::Validate() const {
@@ -269,7 +270,8 @@ absl::Status Config::Validate() const {
         " layers x ", kv.tokens_per_block, " tokens) must fit in pool.chunk_bytes (",
         pool.chunk_bytes, ")"));
   }
-  const int64_t row_bytes = int64_t{emb.dim} * DtypeBytes(emb.dtype);
+  const int64_t row_bytes =
+      int64_t{emb.dim} * DtypeBytes(ParseDtype(emb.dtype).value_or(Dtype::kFp32));
   if (row_bytes > pool.chunk_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("emb.dim: a row (", row_bytes,
                                                    " bytes) must fit in pool.chunk_bytes (",

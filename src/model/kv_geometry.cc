@@ -1,16 +1,8 @@
 #include "helm/model/kv_geometry.h"
 
-#include "absl/status/statusor.h"
-#include "helm/common/dtype.h"
+#include "helm/config/config.h"
 
 namespace helm::model {
-
-int64_t KvBlockBytes(const ModelOptions& model, const kv::KvOptions& kv) {
-  absl::StatusOr<Dtype> dtype = ParseDtype(kv.dtype);
-  if (!dtype.ok()) return 0;
-  return int64_t{model.num_layers} * kv.tokens_per_block * model.num_heads *
-         (int64_t{model.d_qk} + model.d_v) * DtypeBytes(*dtype);
-}
 
 double KvAttentionRatio(const ModelOptions& model) {
   const double linear =
@@ -22,7 +14,7 @@ double KvAttentionRatio(const ModelOptions& model) {
 kv::KvCacheOptions KvCacheOptionsFor(const ModelOptions& model, const kv::KvOptions& kv) {
   kv::KvCacheOptions options;
   options.kv = kv;
-  options.block_bytes = KvBlockBytes(model, kv);
+  options.block_bytes = config::KvBlockBytes(model, kv);
   options.attention_ratio = KvAttentionRatio(model);
   return options;
 }

@@ -25,28 +25,12 @@ TEST(HostTable, RandomRowsArePureFunctionsOfTheSeed) {
   EXPECT_EQ(std::memcmp((*a)->data(), (*b)->data(), 100 * 8 * 4), 0);
   EXPECT_NE(std::memcmp((*a)->data(), (*c)->data(), 100 * 8 * 4), 0);
   for (int64_t i = 0; i < 100 * 8; ++i) {
-    const float v = ElementToFloat(Dtype::kFp32, (*a)->data(), i);
+    const float v = LoadAsFloat((*a)->data(), Dtype::kFp32, i);
     ASSERT_GE(v, -0.1f);
     ASSERT_LT(v, 0.1f);
   }
   EXPECT_EQ((*a)->row_bytes(), 32);
   EXPECT_EQ((*a)->source(), "random(seed=42)");
-}
-
-TEST(HostTable, HalfAndBf16ConversionsRoundToNearest) {
-  EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
-  EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
-  EXPECT_EQ(FloatToHalf(65504.0f), 0x7bff);
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7c00);
-  EXPECT_FLOAT_EQ(HalfToFloat(0x3555), 0.33325195f);
-  EXPECT_FLOAT_EQ(HalfToFloat(0x0001), 5.9604645e-8f);
-  EXPECT_EQ(FloatToHalf(5.9604645e-8f), 0x0001);
-  EXPECT_EQ(FloatToBf16(1.0f), 0x3f80);
-  EXPECT_FLOAT_EQ(Bf16ToFloat(FloatToBf16(3.140625f)), 3.140625f);
-  for (float v : {0.1f, -0.07f, 0.0123f, 0.09999f}) {
-    EXPECT_NEAR(HalfToFloat(FloatToHalf(v)), v, std::abs(v) * 1e-3);
-    EXPECT_NEAR(Bf16ToFloat(FloatToBf16(v)), v, std::abs(v) * 8e-3);
-  }
 }
 
 TEST(HostTable, NpyFilesRoundTripInEveryDtype) {

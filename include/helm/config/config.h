@@ -73,10 +73,8 @@ absl::StatusOr<Config> LoadConfigFile(const std::string& path);
 // The effective config as YAML, every key present, each with its documentation as a comment.
 std::string ConfigToYaml(const Config& config);
 
-// Bytes of one KV block for a model and KV options (all layers, K and V).
+// Bytes of one KV block for a model and KV options (all layers, K and V); 0 when kv.dtype is not a
+// dtype name.
 int64_t KvBlockBytes(const model::ModelOptions& model, const kv::KvOptions& kv);
-
-// Bytes per element of a dtype name ("fp32": 4, "fp16"/"bf16": 2).
-int DtypeBytes(const std::string& dtype);
 
 }  // namespace helm::config

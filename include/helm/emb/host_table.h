@@ -11,23 +11,14 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "helm/common/dtype.h"
 #include "helm/emb/options.h"
 
 namespace helm::emb {
 
-enum class Dtype : uint8_t { kFp32, kFp16, kBf16 };
-
-// "fp32" / "fp16" / "bf16"; InvalidArgument otherwise.
-absl::StatusOr<Dtype> ParseDtype(const std::string& name);
-const char* DtypeName(Dtype dtype);
-int DtypeBytes(Dtype dtype);
-// Element conversions (round to nearest even; the reference for every path that converts).
-uint16_t FloatToHalf(float value);
-float HalfToFloat(uint16_t bits);
-uint16_t FloatToBf16(float value);
-float Bf16ToFloat(uint16_t bits);
-// Reads element `index` of a row of `dtype` as float.
-float ElementToFloat(Dtype dtype, const void* row, int64_t index);
+// Rows are helm::Dtype elements (helm/common/dtype.h, which also has the conversions); the alias
+// keeps emb::Dtype compiling.
+using ::helm::Dtype;
 
 class HostTable {
  public:

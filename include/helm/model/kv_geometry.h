@@ -5,17 +5,10 @@
 // Thread-safety: pure functions.
 #pragma once
 
-#include <cstdint>
-
 #include "helm/kv/options.h"
 #include "helm/model/options.h"
 
 namespace helm::model {
-
-// Bytes of one KV block of `model` with kv.tokens_per_block tokens in kv.dtype: the layout of
-// helm/model/types.h (ModelDims::block_bytes), num_layers * tokens_per_block * num_heads *
-// (d_qk + d_v) elements. 0 when kv.dtype is not a dtype name.
-int64_t KvBlockBytes(const ModelOptions& model, const kv::KvOptions& kv);
 
 // Attention work per earlier token over the position-free (linear) work per token, of one HSTU
 // layer (the layer count cancels): linear 2*D*H*(2*d_qk + 3*d_v) FLOPs for the U,V,Q,K projection
@@ -23,8 +16,9 @@ int64_t KvBlockBytes(const ModelOptions& model, const kv::KvOptions& kv);
 // 0 when d_model or num_heads is not positive.
 double KvAttentionRatio(const ModelOptions& model);
 
-// KvCache::Create's options for a cache holding `model`'s K/V: `kv` plus KvBlockBytes and
-// KvAttentionRatio. KvCache::Create validates the result.
+// KvCache::Create's options for a cache holding `model`'s K/V: `kv`, the block bytes of the
+// kernels' block layout (config::KvBlockBytes, equal to ModelDims::block_bytes(); 0 for an
+// unknown kv.dtype) and KvAttentionRatio. KvCache::Create validates the result.
 kv::KvCacheOptions KvCacheOptionsFor(const ModelOptions& model, const kv::KvOptions& kv);
 
 }  // namespace helm::model
