@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "helm/common/status.h"
 
 namespace helm::model {
@@ -87,15 +91,25 @@ class WorkspaceImpl : public Workspace {
       : kernels_(kernels), ctx_(std::move(ctx)) {}
   const float* new_kv() const override { return static_cast<const float*>(kv.data()); }
   int64_t new_kv_tokens() const override { return kv_tokens; }
-  int64_t new_kv_first_token() const override { return kv_first; }
+  int64_t new_kv_requests() const override { return static_cast<int64_t>(kv_requests.size()); }
+  NewKv new_kv_of(int64_t request) const override { return kv_requests[request]; }
+  int64_t new_kv_first_token() const override {
+    return kv_requests.empty() ? 0 : kv_requests[0].first_token;
+  }
   KernelContext& context() override { return *ctx_; }
 
   const Kernels& kernels_;
   std::unique_ptr<KernelContext> ctx_;
-  Buffer timestamps, actions, block_table, locations, emb_hist, emb_cand, x, norm, uvqk, attn, gate,
-      kv, x0_cand, head, scores, dst_table;
+  Buffer timestamps, actions, block_table, locations, emb, x, norm, uvqk, attn, gate, kv, x0_cand,
+      head, scores, dst_table;
+  // Host staging of the batch's small inputs (timestamps, block tables, actions; each copied to
+  // the backend once per forward) and of its scores.
+  std::vector<int64_t> timestamps_host;
+  std::vector<const void*> blocks_host;
+  std::vector<int32_t> actions_host;
+  std::vector<float> scores_host;
   int64_t kv_tokens = 0;
-  int64_t kv_first = 0;
+  std::vector<NewKv> kv_requests;
 };
 
 // Host data in backend memory: the host pointer itself on the CPU paths, else a copy.
@@ -240,13 +254,93 @@ absl::StatusOr<std::unique_ptr<Workspace>> Model::NewWorkspace() const {
   return std::make_unique<WorkspaceImpl>(*kernels_, std::move(ctx));
 }
 
+namespace {
+
+// Checks the locations of `n` embedding rows (an aligned arena offset with an arena, or a staging
+// row with a staging buffer). `what` prefixes the message.
+absl::Status CheckLocations(const EmbeddingInput& input, int64_t n, int64_t element_bytes,
+                            absl::string_view what) {
+  if (n == 0 || input.rows != nullptr) return absl::OkStatus();
+  if (input.locations == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "embeddings: neither rows nor locations given"));
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t loc = input.locations[i];
+    if (loc >= 0 && loc % element_bytes != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(what, "embeddings: location ", i, " = ", loc,
+                                                     " is not a multiple of the ", element_bytes,
+                                                     "-byte element size"));
+    }
+    if (loc >= 0 ? input.arena_base == nullptr : input.staging_base == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(what, "embeddings: location ", i, " = ", loc,
+                                                     " needs the ", loc >= 0 ? "arena" : "staging",
+                                                     " base pointer"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Checks every field of request `index` derived from the caller (never asserted).
+absl::Status ValidateRequest(const ModelDims& d, const ForwardRequest& req, int64_t index) {
+  const std::string what = absl::StrCat("request ", index, ": ");
+  const int64_t L = static_cast<int64_t>(req.actions.size());
+  if (static_cast<int64_t>(req.timestamps.size()) != L) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, L, " actions but ", req.timestamps.size(), " timestamps"));
+  }
+  const int64_t P = req.cached_tokens;
+  if (P < 0 || P > L) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "cached_tokens must be in [0, ", L, "], got ", P));
+  }
+  const int64_t tpb = d.tokens_per_block;
+  const int64_t cached_blocks = (P + tpb - 1) / tpb;
+  if (static_cast<int64_t>(req.cached_blocks.size()) < cached_blocks) {
+    return absl::InvalidArgumentError(absl::StrCat(what, P, " cached tokens need ", cached_blocks,
+                                                   " cached_blocks, got ",
+                                                   req.cached_blocks.size()));
+  }
+  for (int64_t b = 0; b < cached_blocks; ++b) {
+    if (req.cached_blocks[b] == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(what, "cached block ", b, " is null"));
+    }
+  }
+  for (int64_t i = P; i < L; ++i) {
+    if (req.actions[i] < 0 || req.actions[i] >= d.num_actions) {
+      return absl::InvalidArgumentError(absl::StrCat(what, "action ", i, " = ", req.actions[i],
+                                                     " outside [0, ", d.num_actions, ")"));
+    }
+  }
+  const int64_t C = req.num_candidates;
+  if (C < 0) return absl::InvalidArgumentError(absl::StrCat(what, "num_candidates must be >= 0"));
+  if (req.candidate_microbatch < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "candidate_microbatch must be >= 0, got ", req.candidate_microbatch));
+  }
+  const int64_t S = L - P;
+  if (S > 0 && req.suffix.rows == nullptr && req.suffix.locations == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, S, " uncached history tokens but no suffix embeddings"));
+  }
+  if (C > 0 && req.candidates.rows == nullptr && req.candidates.locations == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, "candidates given but no candidate embeddings"));
+  }
+  const int64_t element_bytes = DtypeSize(d.emb_dtype);
+  HELM_RETURN_IF_ERROR(CheckLocations(req.suffix, S, element_bytes, what + "suffix "));
+  return CheckLocations(req.candidates, C, element_bytes, what + "candidate ");
+}
+
+}  // namespace
+
 absl::Status Model::GatherEmbeddings(Workspace& base_ws, const EmbeddingInput& input, int64_t n,
                                      float* out) const {
   auto& ws = static_cast<WorkspaceImpl&>(base_ws);
   if (n == 0) return absl::OkStatus();
-  if (input.locations == nullptr) {
-    return absl::InvalidArgumentError("embeddings: neither rows nor locations given");
-  }
+  EmbeddingInput by_location = input;
+  by_location.rows = nullptr;  // this call always gathers
+  HELM_RETURN_IF_ERROR(CheckLocations(by_location, n, DtypeSize(dims_.emb_dtype), ""));
   KernelContext& ctx = ws.context();
   HELM_ASSIGN_OR_RETURN(const int64_t* locs,
                         ToBackend(*kernels_, ctx, ws.locations, input.locations, n));
@@ -258,149 +352,157 @@ absl::Status Model::GatherEmbeddings(Workspace& base_ws, const EmbeddingInput& i
   g.dim = dims_.emb_dim;
   g.dtype = dims_.emb_dtype;
   g.out = out;
-  const int64_t element_bytes = DtypeSize(dims_.emb_dtype);
-  for (int64_t i = 0; i < n; ++i) {
-    if (input.locations[i] >= 0 && input.locations[i] % element_bytes != 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("embeddings: location ", i, " = ", input.locations[i],
-                       " is not a multiple of the ", element_bytes, "-byte element size"));
-    }
-    if (input.locations[i] >= 0 ? input.arena_base == nullptr : input.staging_base == nullptr) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("embeddings: location ", i, " = ", input.locations[i], " needs the ",
-                       input.locations[i] >= 0 ? "arena" : "staging", " base pointer"));
-    }
-  }
   return kernels_->GatherEmbeddings(ctx, g);
 }
 
-absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRequest& req) const {
+absl::StatusOr<ForwardResult> Model::Forward(Workspace& ws, const ForwardRequest& request) const {
+  HELM_ASSIGN_OR_RETURN(std::vector<ForwardResult> results,
+                        ForwardBatch(ws, absl::MakeConstSpan(&request, 1)));
+  return std::move(results[0]);
+}
+
+absl::StatusOr<std::vector<ForwardResult>> Model::ForwardBatch(
+    Workspace& base_ws, absl::Span<const ForwardRequest> requests) const {
   auto& ws = static_cast<WorkspaceImpl&>(base_ws);
   const Kernels& k = *kernels_;
   KernelContext& ctx = ws.context();
   const ModelDims& d = dims_;
   const DeviceWeights& w = *device_;
-
-  // ---- Validate the request (every field derived from a request is checked, never asserted).
-  const int64_t L = static_cast<int64_t>(req.actions.size());
-  if (static_cast<int64_t>(req.timestamps.size()) != L) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request: ", L, " actions but ", req.timestamps.size(), " timestamps"));
-  }
-  const int64_t P = req.cached_tokens;
-  if (P < 0 || P > L) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request: cached_tokens must be in [0, ", L, "], got ", P));
-  }
-  const int64_t tpb = d.tokens_per_block;
-  const int64_t cached_blocks = (P + tpb - 1) / tpb;
-  if (static_cast<int64_t>(req.cached_blocks.size()) < cached_blocks) {
-    return absl::InvalidArgumentError(absl::StrCat("request: ", P, " cached tokens need ",
-                                                   cached_blocks, " blocks, got ",
-                                                   req.cached_blocks.size()));
-  }
-  for (int64_t b = 0; b < cached_blocks; ++b) {
-    if (req.cached_blocks[b] == nullptr) {
-      return absl::InvalidArgumentError(absl::StrCat("request: cached block ", b, " is null"));
-    }
-  }
-  for (int64_t i = P; i < L; ++i) {
-    if (req.actions[i] < 0 || req.actions[i] >= d.num_actions) {
-      return absl::InvalidArgumentError(absl::StrCat("request: action ", i, " = ", req.actions[i],
-                                                     " outside [0, ", d.num_actions, ")"));
-    }
-  }
-  const int64_t C = req.num_candidates;
-  if (C < 0) return absl::InvalidArgumentError("request: num_candidates must be >= 0");
-  const int64_t S = L - P;
-  if (S > 0 && req.suffix.rows == nullptr && req.suffix.locations == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("request: ", S, " uncached history tokens but no suffix embeddings"));
-  }
-  if (C > 0 && req.candidates.rows == nullptr && req.candidates.locations == nullptr) {
-    return absl::InvalidArgumentError("request: candidates given but no candidate embeddings");
-  }
-  const int32_t mb_size =
-      req.candidate_microbatch > 0 ? req.candidate_microbatch : candidate_microbatch_;
+  const int64_t B = static_cast<int64_t>(requests.size());
+  // No suffix K/V is valid until this forward completes (AppendKv must not read a failed one's).
+  ws.kv_requests.clear();
+  ws.kv_tokens = 0;
+  for (int64_t i = 0; i < B; ++i) HELM_RETURN_IF_ERROR(ValidateRequest(d, requests[i], i));
 
   const int64_t D = d.d_model;
   const int64_t E = d.emb_dim;
   const int64_t W = d.uvqk_width();
   const int64_t HV = d.attn_width();
-  const int64_t H = d.num_heads;
+  const int64_t HK = int64_t{d.num_heads} * d.d_qk;
+  const int64_t tpb = d.tokens_per_block;
   const float alpha = 1.0f / std::sqrt(static_cast<float>(d.d_qk));
 
-  // ---- Inputs in backend memory.
-  HELM_ASSIGN_OR_RETURN(const int64_t* ts,
-                        ToBackend(k, ctx, ws.timestamps, req.timestamps.data(), L));
-  HELM_ASSIGN_OR_RETURN(const void* const* blocks,
-                        ToBackend(k, ctx, ws.block_table, req.cached_blocks.data(), cached_blocks));
-
-  AttentionArgs base;
-  base.num_heads = d.num_heads;
-  base.d_qk = d.d_qk;
-  base.d_v = d.d_v;
-  base.alpha = alpha;
-  base.blocks = blocks;
-  base.cached_tokens = P;
-  base.num_layers = d.num_layers;
-  base.tokens_per_block = d.tokens_per_block;
-  base.kv_dtype = d.kv_dtype;
-  base.suffix_tokens = S;
-  base.timestamps = ts;
-  base.position_buckets = d.position_buckets;
-  base.time_buckets = d.time_buckets;
-
-  // Projects `n` embedding rows to the model width: out = rows . item_proj + b, or a copy.
-  auto embed = [&](const EmbeddingInput& in, Buffer& gathered, int64_t n,
-                   float* out) -> absl::Status {
-    const float* rows = in.rows;
-    if (rows == nullptr) {
-      HELM_ASSIGN_OR_RETURN(float* g, gathered.GetAs<float>(k, ctx, n * E));
-      HELM_RETURN_IF_ERROR(GatherEmbeddings(ws, in, n, g));
-      rows = g;
-    }
-    if (d.projects_embeddings()) {
-      return k.Gemm(ctx, n, D, E, rows, E, w.item_proj_w, w.item_proj_b, out, D, false);
-    }
-    return k.CopyWithin(ctx, out, rows, sizeof(float) * n * D);
+  // ---- Where each request's rows sit. The batch's rows: [0, S_all) every request's history
+  // suffix, request after request, then [S_all, S_all + C_all) every request's candidates. All
+  // suffixes come first so that the last layer (candidates only) and the scoring head run over one
+  // contiguous range; the suffix rows are also the rows of ws.kv.
+  struct Part {
+    int64_t P = 0, S = 0, C = 0, L = 0;
+    int64_t hist_row = 0;  // first suffix row (and first row of ws.kv)
+    int64_t cand_row = 0;  // first candidate, counted from S_all
+    int64_t ts_offset = 0, block_offset = 0, num_blocks = 0;
+    int32_t microbatch = 0;
   };
+  std::vector<Part> parts(B);
+  int64_t S_all = 0, C_all = 0, ts_all = 0, blocks_all = 0;
+  for (int64_t i = 0; i < B; ++i) {
+    const ForwardRequest& req = requests[i];
+    Part& p = parts[i];
+    p.L = static_cast<int64_t>(req.actions.size());
+    p.P = req.cached_tokens;
+    p.S = p.L - p.P;
+    p.C = req.num_candidates;
+    p.num_blocks = (p.P + tpb - 1) / tpb;
+    p.microbatch = req.candidate_microbatch > 0 ? req.candidate_microbatch : candidate_microbatch_;
+    p.hist_row = S_all;
+    p.cand_row = C_all;
+    p.ts_offset = ts_all;
+    p.block_offset = blocks_all;
+    S_all += p.S;
+    C_all += p.C;
+    ts_all += p.L;
+    blocks_all += p.num_blocks;
+  }
+  const int64_t N = S_all + C_all;
 
-  // ---- Layer-major over one set of rows: [0, S) the history suffix, [S, S + C) the candidates.
-  // Their dense layers run as single GEMMs over all rows; only attention tells them apart
-  // (causal history queries; M-FALCON candidate microbatches that see the history and
-  // themselves). The suffix's K/V of every layer stay in ws.kv for AppendKv.
-  const int64_t N = S + C;
-  const int64_t kv_layer = S * H * (d.d_qk + d.d_v);
+  // ---- Small host inputs in backend memory. On the CPU paths each request's own arrays are used
+  // in place; on a device they are packed and copied once (they must all stay valid until the
+  // forward's kernels have run).
+  std::vector<const int64_t*> ts(B);
+  std::vector<const void* const*> blocks(B);
+  if (k.on_device()) {
+    ws.timestamps_host.clear();
+    ws.blocks_host.clear();
+    for (const ForwardRequest& req : requests) {
+      ws.timestamps_host.insert(ws.timestamps_host.end(), req.timestamps.begin(),
+                                req.timestamps.end());
+      const int64_t nb = (req.cached_tokens + tpb - 1) / tpb;
+      ws.blocks_host.insert(ws.blocks_host.end(), req.cached_blocks.begin(),
+                            req.cached_blocks.begin() + nb);
+    }
+    HELM_ASSIGN_OR_RETURN(const int64_t* ts_dev,
+                          ToBackend(k, ctx, ws.timestamps, ws.timestamps_host.data(), ts_all));
+    HELM_ASSIGN_OR_RETURN(const void* const* blocks_dev,
+                          ToBackend(k, ctx, ws.block_table, ws.blocks_host.data(), blocks_all));
+    for (int64_t i = 0; i < B; ++i) {
+      ts[i] = ts_dev == nullptr ? nullptr : ts_dev + parts[i].ts_offset;
+      blocks[i] = blocks_dev == nullptr ? nullptr : blocks_dev + parts[i].block_offset;
+    }
+  } else {
+    for (int64_t i = 0; i < B; ++i) {
+      ts[i] = requests[i].timestamps.data();
+      blocks[i] = requests[i].cached_blocks.data();
+    }
+  }
+
+  std::vector<ForwardResult> results(B);
+  for (int64_t i = 0; i < B; ++i) {
+    results[i].cached_tokens = parts[i].P;
+    results[i].suffix_tokens = parts[i].S;
+    results[i].scores.assign(parts[i].C, 0.0f);
+  }
+  const int64_t kv_layer = S_all * (HK + HV);
   HELM_ASSIGN_OR_RETURN(float* kv,
                         ws.kv.GetAs<float>(k, ctx, std::max<int64_t>(1, d.num_layers * kv_layer)));
-  ws.kv_tokens = S;
-  ws.kv_first = P;
-  ForwardResult result;
-  result.cached_tokens = P;
-  result.suffix_tokens = S;
-  result.scores.assign(C, 0.0f);
   if (N == 0) {
     HELM_RETURN_IF_ERROR(k.Synchronize(ctx));
-    return result;
+    for (const Part& p : parts) ws.kv_requests.push_back({p.P, p.S, p.hist_row});
+    return results;
   }
   HELM_ASSIGN_OR_RETURN(float* x, ws.x.GetAs<float>(k, ctx, N * D));
   HELM_ASSIGN_OR_RETURN(float* norm, ws.norm.GetAs<float>(k, ctx, N * D));
   HELM_ASSIGN_OR_RETURN(float* uvqk, ws.uvqk.GetAs<float>(k, ctx, N * W));
   HELM_ASSIGN_OR_RETURN(float* attn, ws.attn.GetAs<float>(k, ctx, N * HV));
   HELM_ASSIGN_OR_RETURN(float* gate, ws.gate.GetAs<float>(k, ctx, N * HV));
-  if (S > 0) {
-    HELM_RETURN_IF_ERROR(embed(req.suffix, ws.emb_hist, S, x));
+
+  // ---- Layer-0 inputs. Each request's embeddings land in its rows (gathered by location, or
+  // copied from the rows given); a projection to D then runs as one GEMM over the whole batch.
+  float* emb = x;  // without a projection the embeddings are the layer-0 input itself
+  if (d.projects_embeddings()) {
+    HELM_ASSIGN_OR_RETURN(emb, ws.emb.GetAs<float>(k, ctx, N * E));
+  }
+  auto place = [&](const EmbeddingInput& in, int64_t n, int64_t row) -> absl::Status {
+    if (n == 0) return absl::OkStatus();
+    if (in.rows != nullptr) return k.CopyWithin(ctx, emb + row * E, in.rows, sizeof(float) * n * E);
+    return GatherEmbeddings(ws, in, n, emb + row * E);
+  };
+  for (int64_t i = 0; i < B; ++i) {
+    HELM_RETURN_IF_ERROR(place(requests[i].suffix, parts[i].S, parts[i].hist_row));
+    HELM_RETURN_IF_ERROR(place(requests[i].candidates, parts[i].C, S_all + parts[i].cand_row));
+  }
+  if (d.projects_embeddings()) {
+    HELM_RETURN_IF_ERROR(k.Gemm(ctx, N, D, E, emb, E, w.item_proj_w, w.item_proj_b, x, D, false));
+  }
+  if (S_all > 0) {
+    ws.actions_host.clear();
+    for (const ForwardRequest& req : requests) {
+      ws.actions_host.insert(ws.actions_host.end(), req.actions.begin() + req.cached_tokens,
+                             req.actions.end());
+    }
     HELM_ASSIGN_OR_RETURN(const int32_t* acts,
-                          ToBackend(k, ctx, ws.actions, req.actions.data() + P, S));
-    HELM_RETURN_IF_ERROR(k.AddRows(ctx, x, S, D, w.action_emb, acts));
+                          ToBackend(k, ctx, ws.actions, ws.actions_host.data(), S_all));
+    HELM_RETURN_IF_ERROR(k.AddRows(ctx, x, S_all, D, w.action_emb, acts));
   }
   float* x0 = nullptr;  // the candidates' layer-0 input, kept for the scoring head
-  if (C > 0) {
-    HELM_RETURN_IF_ERROR(embed(req.candidates, ws.emb_cand, C, x + S * D));
-    HELM_ASSIGN_OR_RETURN(x0, ws.x0_cand.GetAs<float>(k, ctx, C * D));
-    HELM_RETURN_IF_ERROR(k.CopyWithin(ctx, x0, x + S * D, sizeof(float) * C * D));
+  if (C_all > 0) {
+    HELM_ASSIGN_OR_RETURN(x0, ws.x0_cand.GetAs<float>(k, ctx, C_all * D));
+    HELM_RETURN_IF_ERROR(k.CopyWithin(ctx, x0, x + S_all * D, sizeof(float) * C_all * D));
   }
+
+  // ---- Layer-major over all rows. Dense math: one call per layer for the whole batch. Attention:
+  // per request, causal history queries over its cached prefix and suffix, then M-FALCON
+  // candidate microbatches that see its history and themselves. The suffixes' K/V of every layer
+  // stay in ws.kv for AppendKv.
   for (int32_t l = 0; l < d.num_layers; ++l) {
     const DeviceWeights::Layer& lw = w.layers[l];
     const bool last = l == d.num_layers - 1;
@@ -408,42 +510,58 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
     HELM_RETURN_IF_ERROR(k.Gemm(ctx, N, W, D, norm, D, lw.uvqk_w, nullptr, uvqk, W, false));
     HELM_RETURN_IF_ERROR(k.BiasSilu(ctx, uvqk, N, W, lw.uvqk_b));
     float* k_l = kv + l * kv_layer;
-    float* v_l = k_l + S * H * d.d_qk;
-    AttentionArgs a = base;
-    a.layer = l;
-    a.q_stride = W;
-    a.k_suffix = S > 0 ? k_l : nullptr;
-    a.v_suffix = S > 0 ? v_l : nullptr;
-    a.pos_bias = lw.pos_bias;
-    a.time_bias = lw.time_bias;
-    if (S > 0) {
-      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.k_offset(), S, H * d.d_qk, k_l));
-      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.v_offset(), S, HV, v_l));
+    float* v_l = k_l + S_all * HK;
+    if (S_all > 0) {
+      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.k_offset(), S_all, HK, k_l));
+      HELM_RETURN_IF_ERROR(k.CopyColumns(ctx, uvqk, W, d.v_offset(), S_all, HV, v_l));
+    }
+    for (int64_t i = 0; i < B; ++i) {
+      const Part& p = parts[i];
+      AttentionArgs a;
+      a.num_heads = d.num_heads;
+      a.d_qk = d.d_qk;
+      a.d_v = d.d_v;
+      a.alpha = alpha;
+      a.q_stride = W;
+      a.blocks = blocks[i];
+      a.cached_tokens = p.P;
+      a.layer = l;
+      a.num_layers = d.num_layers;
+      a.tokens_per_block = d.tokens_per_block;
+      a.kv_dtype = d.kv_dtype;
+      a.k_suffix = p.S > 0 ? k_l + p.hist_row * HK : nullptr;
+      a.v_suffix = p.S > 0 ? v_l + p.hist_row * HV : nullptr;
+      a.suffix_tokens = p.S;
+      a.timestamps = ts[i];
+      a.pos_bias = lw.pos_bias;
+      a.time_bias = lw.time_bias;
+      a.position_buckets = d.position_buckets;
+      a.time_buckets = d.time_buckets;
       // The last layer's history outputs feed nothing: history tokens need only its K/V.
-      if (!last) {
+      if (p.S > 0 && !last) {
         AttentionArgs h = a;
-        h.num_queries = S;
-        h.q = uvqk + d.q_offset();
+        h.num_queries = p.S;
+        h.q = uvqk + p.hist_row * W + d.q_offset();
         h.candidates = false;
-        h.out = attn;
+        h.out = attn + p.hist_row * HV;
         HELM_RETURN_IF_ERROR(k.Attention(ctx, h));
         a.same_kv_as_last_call = true;
       }
+      for (int64_t c0 = 0; c0 < p.C; c0 += p.microbatch) {
+        const int64_t row = S_all + p.cand_row + c0;
+        AttentionArgs c = a;
+        c.num_queries = std::min<int64_t>(p.microbatch, p.C - c0);
+        c.q = uvqk + row * W + d.q_offset();
+        c.candidates = true;
+        c.k_self = uvqk + row * W + d.k_offset();
+        c.v_self = uvqk + row * W + d.v_offset();
+        c.self_stride = W;
+        c.out = attn + row * HV;
+        HELM_RETURN_IF_ERROR(k.Attention(ctx, c));
+        a.same_kv_as_last_call = true;  // every call of this request and layer reads the same K/V
+      }
     }
-    for (int64_t c0 = 0; c0 < C; c0 += mb_size) {
-      const float* rows = uvqk + (S + c0) * W;
-      AttentionArgs c = a;
-      c.num_queries = std::min<int64_t>(mb_size, C - c0);
-      c.q = rows + d.q_offset();
-      c.candidates = true;
-      c.k_self = rows + d.k_offset();
-      c.v_self = rows + d.v_offset();
-      c.self_stride = W;
-      c.out = attn + (S + c0) * HV;
-      HELM_RETURN_IF_ERROR(k.Attention(ctx, c));
-      a.same_kv_as_last_call = true;  // every call of this layer reads the same K/V
-    }
-    const int64_t first = last ? S : 0;  // rows whose output this layer still needs
+    const int64_t first = last ? S_all : 0;  // rows whose output this layer still needs
     const int64_t count = N - first;
     if (count == 0) continue;
     HELM_RETURN_IF_ERROR(k.LayerNormGate(ctx, attn + first * HV, uvqk + first * W + d.u_offset(), W,
@@ -453,31 +571,50 @@ absl::StatusOr<ForwardResult> Model::Forward(Workspace& base_ws, const ForwardRe
                                 x + first * D, D, true));
   }
 
-  // ---- Scoring head: < final_norm(y_c), head(x0_c) >.
-  if (C > 0) {
-    float* y = norm + S * D;
-    HELM_ASSIGN_OR_RETURN(float* head, ws.head.GetAs<float>(k, ctx, C * D));
-    HELM_ASSIGN_OR_RETURN(float* scores, ws.scores.GetAs<float>(k, ctx, C));
-    HELM_RETURN_IF_ERROR(k.LayerNorm(ctx, x + S * D, y, C, D, w.final_norm_w, w.final_norm_b));
-    HELM_RETURN_IF_ERROR(k.Gemm(ctx, C, D, D, x0, D, w.head_w, w.head_b, head, D, false));
-    HELM_RETURN_IF_ERROR(k.RowDot(ctx, y, head, C, D, scores));
-    HELM_RETURN_IF_ERROR(k.CopyToHost(ctx, result.scores.data(), scores, sizeof(float) * C));
+  // ---- Scoring head over every candidate of the batch: < final_norm(y_c), head(x0_c) >.
+  if (C_all > 0) {
+    float* y = norm + S_all * D;
+    HELM_ASSIGN_OR_RETURN(float* head, ws.head.GetAs<float>(k, ctx, C_all * D));
+    HELM_ASSIGN_OR_RETURN(float* scores, ws.scores.GetAs<float>(k, ctx, C_all));
+    HELM_RETURN_IF_ERROR(
+        k.LayerNorm(ctx, x + S_all * D, y, C_all, D, w.final_norm_w, w.final_norm_b));
+    HELM_RETURN_IF_ERROR(k.Gemm(ctx, C_all, D, D, x0, D, w.head_w, w.head_b, head, D, false));
+    HELM_RETURN_IF_ERROR(k.RowDot(ctx, y, head, C_all, D, scores));
+    ws.scores_host.resize(C_all);
+    HELM_RETURN_IF_ERROR(k.CopyToHost(ctx, ws.scores_host.data(), scores, sizeof(float) * C_all));
   }
   HELM_RETURN_IF_ERROR(k.Synchronize(ctx));
-  return result;
+  for (int64_t i = 0; i < B; ++i) {
+    std::copy_n(ws.scores_host.begin() + parts[i].cand_row, parts[i].C, results[i].scores.begin());
+  }
+  ws.kv_tokens = S_all;
+  for (const Part& p : parts) ws.kv_requests.push_back({p.P, p.S, p.hist_row});
+  return results;
 }
 
-absl::Status Model::AppendKv(Workspace& base_ws, absl::Span<void* const> blocks,
+absl::Status Model::AppendKv(Workspace& ws, absl::Span<void* const> blocks, int64_t first_token,
+                             int64_t num_tokens) const {
+  return AppendKv(ws, 0, blocks, first_token, num_tokens);
+}
+
+absl::Status Model::AppendKv(Workspace& base_ws, int64_t request, absl::Span<void* const> blocks,
                              int64_t first_token, int64_t num_tokens) const {
   auto& ws = static_cast<WorkspaceImpl&>(base_ws);
-  if (first_token != ws.kv_first) {
+  if (request < 0 || request >= ws.new_kv_requests()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("kv append: first_token must be the last forward's cached_tokens (",
-                     ws.kv_first, "), got ", first_token));
+        absl::StrCat("kv append: request must be in [0, ", ws.new_kv_requests(),
+                     ") (the last forward's requests), got ", request));
   }
-  if (num_tokens < 0 || num_tokens > ws.kv_tokens) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("kv append: num_tokens must be in [0, ", ws.kv_tokens, "], got ", num_tokens));
+  const Workspace::NewKv part = ws.new_kv_of(request);
+  if (first_token != part.first_token) {
+    return absl::InvalidArgumentError(absl::StrCat("kv append: request ", request,
+                                                   ": first_token must be its cached_tokens (",
+                                                   part.first_token, "), got ", first_token));
+  }
+  if (num_tokens < 0 || num_tokens > part.tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("kv append: request ", request,
+                                                   ": num_tokens must be in [0, ", part.tokens,
+                                                   "], got ", num_tokens));
   }
   if (num_tokens == 0) return absl::OkStatus();
   const int64_t tpb = dims_.tokens_per_block;
@@ -497,8 +634,8 @@ absl::Status Model::AppendKv(Workspace& base_ws, absl::Span<void* const> blocks,
                         ToBackend(*kernels_, ctx, ws.dst_table, blocks.data(), last_block + 1));
   AppendArgs a;
   a.src = ws.new_kv();
-  a.src_tokens = ws.kv_tokens;
-  a.src_first = 0;
+  a.src_tokens = ws.new_kv_tokens();
+  a.src_first = part.row;
   a.n = num_tokens;
   a.blocks = table;
   a.dst_first_token = first_token;

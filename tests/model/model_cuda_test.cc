@@ -15,6 +15,7 @@ namespace {
 
 using testing::BackendArray;
 using testing::BlockArena;
+using testing::ExpectBatchMatchesOneByOne;
 using testing::MakeRequest;
 using testing::MaxRelativeError;
 using testing::RandomRequest;
@@ -103,6 +104,27 @@ TEST_F(CudaPath, ScoresDoNotDependOnMicrobatchSize) {
   for (int32_t mb : {5, 16, 37}) {
     EXPECT_LE(MaxRelativeError(RunForward(*gpu, *ws, r, 300, 0, nullptr, false, mb), one), 1e-5)
         << "microbatch " << mb;
+  }
+}
+
+// A batch of requests of every shape (see ExpectBatchMatchesOneByOne) on the GPU scores and appends
+// K/V as each request alone on the GPU does, for a model with and without the item projection.
+// Tolerance: the fp32 one of this file (cuBLAS may pick another algorithm, with another summation
+// order, for the batch's larger GEMMs); a row that saw another request's K/V would be off by far
+// more.
+TEST_F(CudaPath, BatchMatchesOneByOneForwardsAndAppends) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  for (int32_t emb_dim : {64, 48}) {
+    ModelDims dims = SmallDims(Dtype::kFp32, emb_dim, 16);
+    dims.num_heads = 4;
+    dims.d_qk = 32;
+    dims.d_v = 64;
+    dims.d_model = 64;
+    auto gpu = MakeModel(dims, "cuda", seed);
+    for (uint64_t trial = 0; trial < 3; ++trial) {
+      ExpectBatchMatchesOneByOne(*gpu, seed + 1000 * trial, Tolerance(Dtype::kFp32));
+    }
   }
 }
 

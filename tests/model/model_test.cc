@@ -14,6 +14,7 @@ namespace helm::model {
 namespace {
 
 using testing::BlockArena;
+using testing::ExpectBatchMatchesOneByOne;
 using testing::MakeRequest;
 using testing::MaxRelativeError;
 using testing::RandomRequest;
@@ -133,6 +134,22 @@ TEST_P(CachedForward, OutputsUnchangedAfterBlocksAreRelocated) {
   for (size_t i = 0; i < dst.size(); ++i) arena.table()[i] = arena.Block(dst[i]);
   const std::vector<float> after = RunForward(*model, *ws, r, 30, 30, &arena, false);
   EXPECT_EQ(after, before);
+}
+
+// A batch of requests of every shape (see ExpectBatchMatchesOneByOne) scores and appends K/V as
+// each request alone does. Tolerance: fp32 rounding only, as for the microbatch sizes above (a
+// request's rows sit at other positions of the batch's GEMMs); a row that saw another request's
+// K/V, or K/V appended from another request's rows, would be off by far more.
+TEST_P(CachedForward, BatchMatchesOneByOneForwardsAndAppends) {
+  const uint64_t seed = TestSeed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed << " kernels " << GetParam());
+  for (int32_t emb_dim : {16, 24}) {  // without and with the item projection
+    SCOPED_TRACE(::testing::Message() << "emb_dim " << emb_dim);
+    auto model = MakeModel(SmallDims(Dtype::kFp32, emb_dim), GetParam(), seed);
+    for (uint64_t trial = 0; trial < 3; ++trial) {
+      ExpectBatchMatchesOneByOne(*model, seed + 1000 * trial, 1e-5);
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, CachedForward, ::testing::Values("reference", "cpu"));
@@ -298,6 +315,82 @@ TEST(ModelForward, RejectsMalformedRequestsNamingTheField) {
   std::vector<void*> blocks(3, nullptr);
   EXPECT_EQ(model->AppendKv(*ws, blocks, 4, 2).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(model->AppendKv(*ws, blocks, 0, 10).code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(ModelForward, BatchRejectsAMalformedRequestNamingItsIndex) {
+  const uint64_t seed = TestSeed();
+  std::mt19937_64 rng(seed);
+  const ModelDims dims = SmallDims();
+  auto model = MakeModel(dims, "cpu", seed);
+  auto ws = model->NewWorkspace().value();
+  const RandomRequest r = MakeRequest(dims, 10, 3, rng);
+  ForwardRequest good;
+  good.actions = r.actions;
+  good.timestamps = r.timestamps;
+  good.suffix.rows = r.history_emb.data();
+  good.candidates.rows = r.candidate_emb.data();
+  good.num_candidates = 3;
+  std::vector<ForwardRequest> batch = {good, good, good};
+  ASSERT_TRUE(model->ForwardBatch(*ws, batch).ok());
+
+  batch[2].timestamps = absl::MakeConstSpan(r.timestamps.data(), 9);
+  absl::Status s = model->ForwardBatch(*ws, batch).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("request 2"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("timestamps"), std::string::npos) << s;
+  // A failed batch leaves no suffix K/V to append.
+  EXPECT_EQ(ws->new_kv_requests(), 0);
+  std::vector<void*> blocks(3, nullptr);
+  EXPECT_EQ(model->AppendKv(*ws, 0, blocks, 0, 1).code(), absl::StatusCode::kInvalidArgument);
+
+  batch[2] = good;
+  std::vector<char> arena(1024);
+  std::vector<int64_t> locations(3, 0);
+  locations[1] = 6;  // not a multiple of 4 (fp32)
+  batch[1].candidates = {nullptr, arena.data(), nullptr, locations.data()};
+  s = model->ForwardBatch(*ws, batch).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("request 1: candidate embeddings: location 1 = 6"), std::string::npos)
+      << s;
+}
+
+TEST(ModelForward, AppendKvAfterABatchChecksTheRequestAndItsTokens) {
+  const uint64_t seed = TestSeed();
+  std::mt19937_64 rng(seed);
+  const ModelDims dims = SmallDims();
+  auto model = MakeModel(dims, "cpu", seed);
+  auto ws = model->NewWorkspace().value();
+  const RandomRequest a = MakeRequest(dims, 9, 2, rng);
+  const RandomRequest b = MakeRequest(dims, 5, 2, rng);
+  std::vector<ForwardRequest> batch(2);
+  for (int i = 0; i < 2; ++i) {
+    const RandomRequest& r = i == 0 ? a : b;
+    batch[i].actions = r.actions;
+    batch[i].timestamps = r.timestamps;
+    batch[i].suffix.rows = r.history_emb.data();
+    batch[i].candidates.rows = r.candidate_emb.data();
+    batch[i].num_candidates = 2;
+  }
+  ASSERT_TRUE(model->ForwardBatch(*ws, batch).ok());
+  EXPECT_EQ(ws->new_kv_tokens(), 14);
+  EXPECT_EQ(ws->new_kv_of(1).row, 9);
+  BlockArena arena(*model, 8);
+  arena.Reserve(9);
+  EXPECT_TRUE(model->AppendKv(*ws, 1, arena.table(), 0, 5).ok());
+  EXPECT_EQ(model->AppendKv(*ws, 1, arena.table(), 0, 6).code(),
+            absl::StatusCode::kInvalidArgument);  // request 1 has 5 suffix tokens
+  EXPECT_EQ(model->AppendKv(*ws, 1, arena.table(), 1, 4).code(),
+            absl::StatusCode::kInvalidArgument);  // its suffix starts at token 0
+  const absl::Status s = model->AppendKv(*ws, 2, arena.table(), 0, 1);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("request"), std::string::npos) << s;
+  EXPECT_EQ(model->AppendKv(*ws, -1, arena.table(), 0, 1).code(),
+            absl::StatusCode::kInvalidArgument);
+  // An empty batch is a forward of nothing.
+  auto none = model->ForwardBatch(*ws, {});
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(ws->new_kv_requests(), 0);
 }
 
 TEST(ModelForward, ConcurrentForwardsWithOwnWorkspacesMatchSequentialOnes) {

@@ -17,6 +17,9 @@
 //    candidates (M-FALCON), so candidate attention runs in microbatches whose size does not change
 //    the scores. The forward is layer-major: each layer's dense math runs as one GEMM over the
 //    suffix and candidate rows together; attention then tells them apart.
+//  - Batches: ForwardBatch runs several users' requests as one forward. The dense math runs once
+//    over the rows of all of them (every suffix, then every candidate); attention runs per
+//    request over that request's own K/V, so nothing crosses requests.
 //  - Scoring head: score_c = < final_norm(y_c), head.weight · x0_c + head.bias >, with y_c the
 //    candidate's final state and x0_c its projected item embedding (its layer-0 input).
 //  - History tokens need no output from the last layer (only their K/V), so it is skipped.
@@ -86,12 +89,26 @@ struct ForwardResult {
 // Per-thread scratch of a forward, grown on demand and reused; owned by the caller.
 class Workspace {
  public:
+  // Where one request's suffix K/V sit in new_kv().
+  struct NewKv {
+    int64_t first_token = 0;  // the request's cached_tokens: the user position of its first token
+    int64_t tokens = 0;       // its suffix tokens
+    int64_t row = 0;          // the row of new_kv() that holds its first token
+  };
   virtual ~Workspace() = default;
-  // The K/V of the last forward's suffix, fp32 in backend memory:
-  // [num_layers][2: K then V][suffix_tokens][num_heads][d] (d = d_qk for K, d_v for V).
+  // The K/V of the last forward's suffixes (ForwardBatch: every request's, in request order;
+  // Forward: its one request's), fp32 in backend memory:
+  // [num_layers][2: K then V][new_kv_tokens()][num_heads][d] (d = d_qk for K, d_v for V). For a
+  // single request this is [num_layers][2][suffix_tokens][num_heads][d].
   virtual const float* new_kv() const = 0;
+  // Rows of new_kv(): the suffix tokens of all requests of the last forward.
   virtual int64_t new_kv_tokens() const = 0;
-  // The last forward's cached_tokens (the position of new_kv's first token).
+  // Requests of the last forward (0 before the first one or after a failed one).
+  virtual int64_t new_kv_requests() const = 0;
+  // Request `request`'s part of new_kv(). REQUIRES: 0 <= request < new_kv_requests().
+  virtual NewKv new_kv_of(int64_t request) const = 0;
+  // Request 0's cached_tokens (the position of its first token in new_kv()); 0 when the last
+  // forward had no request.
   virtual int64_t new_kv_first_token() const = 0;
   virtual KernelContext& context() = 0;
 };
@@ -112,17 +129,30 @@ class Model {
   // A fresh workspace for one worker thread.
   absl::StatusOr<std::unique_ptr<Workspace>> NewWorkspace() const;
 
-  // Scores the request's candidates. Reads the cached prefix's K/V from its blocks (never writes
-  // them), computes the suffix (its new K/V stay in `ws` until the next forward) and the
-  // candidates. InvalidArgument naming the field for a malformed request. On return every
-  // device operation has completed.
+  // Runs `requests` as one forward: every layer's dense math runs as one GEMM over the suffix and
+  // candidate rows of all requests; attention runs per request over that request's own K/V.
+  // result[i] is request i's, identical (up to fp rounding of the GEMM blocking) to Forward on it
+  // alone. The suffix K/V of request i stay in `ws` until the next forward, for AppendKv(ws, i,
+  // ...). InvalidArgument naming the request index and the field for a malformed request (then
+  // nothing runs). Reads every cached prefix's K/V from its blocks, never writes them. On return
+  // every device operation has completed. An empty batch returns no results.
+  absl::StatusOr<std::vector<ForwardResult>> ForwardBatch(
+      Workspace& ws, absl::Span<const ForwardRequest> requests) const;
+
+  // ForwardBatch of the one request: scores its candidates; its suffix K/V wait in `ws` as
+  // request 0's.
   absl::StatusOr<ForwardResult> Forward(Workspace& ws, const ForwardRequest& request) const;
 
-  // Writes the first `num_tokens` tokens of the last forward's suffix K/V into the user's blocks,
-  // at token positions [first_token, first_token + num_tokens), converting to kv.dtype.
+  // Writes tokens of request `request`'s suffix K/V from the last ForwardBatch (or Forward:
+  // request 0) into its blocks: the first `num_tokens` of them, at the user's token positions
+  // [first_token, first_token + num_tokens), converting to kv.dtype.
   // `blocks`: host array indexed by block number from the user's token 0 (block b holds tokens
   // [b*tpb, (b+1)*tpb)); entries for blocks that receive tokens must be set (backend memory).
-  // REQUIRES-as-error: first_token == ws.new_kv_first_token(), num_tokens <= ws.new_kv_tokens().
+  // REQUIRES-as-error: 0 <= request < ws.new_kv_requests(), first_token ==
+  // ws.new_kv_of(request).first_token, num_tokens <= ws.new_kv_of(request).tokens.
+  absl::Status AppendKv(Workspace& ws, int64_t request, absl::Span<void* const> blocks,
+                        int64_t first_token, int64_t num_tokens) const;
+  // AppendKv of request 0 (the shorthand after Forward).
   absl::Status AppendKv(Workspace& ws, absl::Span<void* const> blocks, int64_t first_token,
                         int64_t num_tokens) const;
 
