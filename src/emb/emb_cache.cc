@@ -869,6 +869,15 @@ int32_t EmbCache::BeginRelease() {
   return best;
 }
 
+void EmbCache::CancelRelease(int32_t chunk) {
+  absl::MutexLock lock(&mu_);
+  if (!slots_.Owns(chunk) || !slots_.Draining(chunk)) return;
+  slots_.CancelDrain(chunk);
+  victim_chunks_.push_back(chunk);  // its rows may be evicted again
+  drain_cursor_ = 0;
+  drain_victim_freq_ = 0;
+}
+
 std::vector<int32_t> EmbCache::HeldChunks() const {
   absl::ReaderMutexLock lock(&mu_);
   return slots_.OwnedChunks();

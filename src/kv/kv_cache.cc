@@ -626,6 +626,13 @@ int32_t KvCache::BeginRelease() {
   return best;
 }
 
+void KvCache::CancelRelease(int32_t chunk) {
+  absl::MutexLock lock(&mu_);
+  if (!slots_.Owns(chunk) || !slots_.Draining(chunk)) return;
+  slots_.CancelDrain(chunk);
+  drain_cursor_ = 0;
+}
+
 std::vector<int32_t> KvCache::HeldChunks() const {
   absl::MutexLock lock(&mu_);
   return slots_.OwnedChunks();

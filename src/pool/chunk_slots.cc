@@ -43,6 +43,15 @@ void ChunkSlots::BeginDrain(int32_t chunk) {
   RemoveAvail(chunk);
 }
 
+void ChunkSlots::CancelDrain(int32_t chunk) {
+  ChunkState& c = chunks_[chunk];
+  assert(c.owned && c.draining);
+  c.draining = false;
+  --draining_;
+  allocatable_ += static_cast<int64_t>(c.free.size());
+  if (!c.free.empty()) AddAvail(chunk);
+}
+
 void ChunkSlots::RemoveChunk(int32_t chunk) {
   ChunkState& c = chunks_[chunk];
   assert(c.owned && Used(chunk) == 0);

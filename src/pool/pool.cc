@@ -41,6 +41,7 @@ PoolStats PoolStats::operator-(const PoolStats& o) const {
   d.migration_bytes_done = migration_bytes_done - o.migration_bytes_done;
   d.migration_bytes_dropped = migration_bytes_dropped - o.migration_bytes_dropped;
   d.prefetch_bytes = prefetch_bytes - o.prefetch_bytes;
+  d.aborted_moves = aborted_moves - o.aborted_moves;
   return d;
 }
 
@@ -114,7 +115,21 @@ void Pool::Detach(ChunkOwner owner) {
     moving = moving_;
     from = moving_from_;
   }
-  if (moving >= 0 && from == owner) CommitMove(moving, from);
+  if (moving < 0 || from != owner) return;
+  bool wanted;
+  {
+    absl::MutexLock lock(&mu_);
+    wanted = MoveWantedLocked();
+  }
+  if (wanted) {
+    CommitMove(moving, from);
+    return;
+  }
+  // The target no longer wants it moved: it stays with this side (nobody is left to cancel).
+  absl::MutexLock lock(&mu_);
+  moving_ = -1;
+  moving_remaining_bytes_ = 0;
+  aborted_moves_.fetch_add(1, std::memory_order_relaxed);
 }
 
 double Pool::SetTarget(double emb_share) {
@@ -128,6 +143,12 @@ double Pool::SetTarget(double emb_share) {
 
 int32_t Pool::TargetChunksLocked() const {
   return ChunksForShare(target_split_, options_, num_chunks_);
+}
+
+bool Pool::MoveWantedLocked() const {
+  // emb_chunks_ counts the moving chunk for its source.
+  const int32_t target = TargetChunksLocked();
+  return moving_from_ == ChunkOwner::kEmb ? target < emb_chunks_ : target > emb_chunks_;
 }
 
 void Pool::CommitMove(int32_t chunk, ChunkOwner from) {
@@ -155,9 +176,34 @@ StepResult Pool::Step() {
     ChunkOwner from;
     {
       absl::MutexLock lock(&mu_);
+      if (moving_ >= 0 && !MoveWantedLocked()) {
+        chunk = moving_;
+        from = moving_from_;
+      } else {
+        chunk = -1;
+      }
+    }
+    if (chunk >= 0) {
+      // Abort before draining anything more; the client takes its own lock, so not under mu_.
+      // (SetTarget may change the target again meanwhile: the next round decides afresh.)
+      if (ChunkClient* source = clients_[Index(from)]; source != nullptr) {
+        source->CancelRelease(chunk);
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        moving_ = -1;
+        moving_remaining_bytes_ = 0;
+      }
+      aborted_moves_.fetch_add(1, std::memory_order_relaxed);
+      result.aborted = true;
+      continue;
+    }
+    {
+      absl::MutexLock lock(&mu_);
       if (moving_ < 0) {
         const int32_t target = TargetChunksLocked();
         if (emb_chunks_ == target) {
+          // An abort moves no bytes: a step that only aborted still counts as idle.
           result.idle = result.chunks_committed == 0 && result.copied_bytes == 0;
           break;
         }
@@ -215,9 +261,10 @@ StepResult Pool::Step() {
   if (result.idle && options_.prefetch_bytes_per_s > 0 &&
       clients_[Index(ChunkOwner::kEmb)] != nullptr) {
     const int64_t now_us = clock_->NowMicros();
-    if (last_prefetch_us_ > 0 && now_us > last_prefetch_us_) {
+    // The first idle step only starts the budget's clock.
+    if (last_prefetch_us_.has_value() && now_us > *last_prefetch_us_) {
       const double allowed = static_cast<double>(options_.prefetch_bytes_per_s) *
-                             static_cast<double>(now_us - last_prefetch_us_) / 1e6;
+                             static_cast<double>(now_us - *last_prefetch_us_) / 1e6;
       const int64_t budget_bytes =
           std::min<int64_t>(static_cast<int64_t>(allowed), options_.max_step_bytes);
       if (budget_bytes > 0) {
@@ -240,14 +287,15 @@ PoolSnapshot Pool::Snapshot() const {
   s.committed_split = static_cast<double>(emb_chunks_) / num_chunks_;
   s.target_split = target_split_;
   s.target_emb_chunks = TargetChunksLocked();
-  s.moving_chunk = moving_;
+  const bool wanted = moving_ >= 0 && MoveWantedLocked();
+  s.moving_chunk = wanted ? moving_ : -1;
+  s.aborting_chunk = moving_ >= 0 && !wanted ? moving_ : -1;
   s.moving_from = moving_from_;
   s.pending_chunks = std::abs(s.target_emb_chunks - emb_chunks_);
   if (s.pending_chunks > 0) {
-    s.pending_bytes = (moving_ >= 0 ? moving_remaining_bytes_ : options_.chunk_bytes) +
+    // A wanted move runs in the direction of the target, so pending_chunks counts it.
+    s.pending_bytes = (wanted ? moving_remaining_bytes_ : options_.chunk_bytes) +
                       int64_t{s.pending_chunks - 1} * options_.chunk_bytes;
-  } else if (moving_ >= 0) {
-    s.pending_bytes = moving_remaining_bytes_;
   }
   return s;
 }
@@ -261,6 +309,7 @@ PoolStats Pool::stats() const {
   s.migration_bytes_done = bytes_done_.load(std::memory_order_relaxed);
   s.migration_bytes_dropped = bytes_dropped_.load(std::memory_order_relaxed);
   s.prefetch_bytes = prefetch_bytes_.load(std::memory_order_relaxed);
+  s.aborted_moves = aborted_moves_.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -44,5 +44,26 @@ TEST(ChunkSlots, DrainingChunkIsNeverAllocatedAndIsRemovedOnceEmpty) {
   EXPECT_TRUE(slots.CheckConsistent().ok());
 }
 
+TEST(ChunkSlots, CancelledDrainKeepsAllocationsAndAllocatesAgain) {
+  ChunkSlots slots(2, 1024, 256);  // 4 slots per chunk
+  slots.AddChunk(0);
+  const uint32_t a = static_cast<uint32_t>(slots.Allocate());
+  const uint32_t b = static_cast<uint32_t>(slots.Allocate());
+  slots.BeginDrain(0);
+  slots.Free(a);  // what a drain relocated or dropped
+  EXPECT_EQ(slots.allocatable(), 0);
+  EXPECT_EQ(slots.capacity(), 0);
+  slots.CancelDrain(0);
+  EXPECT_FALSE(slots.Draining(0));
+  EXPECT_FALSE(slots.IsFree(b));  // still allocated
+  EXPECT_EQ(slots.Used(0), 1);
+  EXPECT_EQ(slots.allocatable(), 3);
+  EXPECT_EQ(slots.capacity(), 4);
+  EXPECT_TRUE(slots.CheckConsistent().ok());
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(slots.Chunk(static_cast<uint32_t>(slots.Allocate())), 0);
+  EXPECT_EQ(slots.Allocate(), -1);
+  EXPECT_TRUE(slots.CheckConsistent().ok());
+}
+
 }  // namespace
 }  // namespace helm::pool

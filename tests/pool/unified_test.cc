@@ -278,6 +278,140 @@ TEST(UnifiedPool, PayloadFreeBackendMakesTheSameDecisionsAsCpu) {
   EXPECT_EQ(cpu.pool->storage()->stats().d2d_bytes, none.pool->storage()->stats().d2d_bytes);
 }
 
+// Steps until the split reaches the target; false when it does not within `max_steps`.
+bool StepUntilIdle(World& w, int max_steps = 200) {
+  for (int i = 0; i < max_steps; ++i) {
+    if (w.pool->Step().idle) return true;
+  }
+  return false;
+}
+
+TEST(UnifiedPool, FlippedTargetAbortsAnEmbMoveAndKeepsItsRowsServable) {
+  World w = MakeWorld("cpu");  // 16 KiB per step: a quarter of a full EMB chunk
+  w.pool->SetTarget(0.25);     // EMB 4 chunks (empty: moves at once)
+  ASSERT_TRUE(StepUntilIdle(w));
+  std::vector<int64_t> ids(250);
+  for (int64_t first = 0; first < kItems; first += 250) {
+    for (int64_t i = 0; i < 250; ++i) ids[i] = first + i;
+    ASSERT_TRUE(w.emb->Lookup(ids).ok());
+  }
+  ASSERT_GT(w.emb->resident_rows(), 3 * 1024);
+
+  w.pool->SetTarget(3.0 / 16);  // one EMB chunk to give up
+  w.pool->Step();
+  const int32_t chunk = w.pool->Snapshot().moving_chunk;
+  ASSERT_GE(chunk, 0) << "one step should not empty a full chunk";
+  ASSERT_TRUE(CheckAll(w).ok());
+  std::vector<int64_t> resident = w.emb->ResidentIds();
+  std::sort(resident.begin(), resident.end());
+  const emb::EmbStats emb_before = w.emb->stats();
+  const pool::PoolStats pool_before = w.pool->stats();
+
+  w.pool->SetTarget(0.25);  // flip back: EMB keeps its 4 chunks
+  pool::PoolSnapshot snap = w.pool->Snapshot();
+  EXPECT_EQ(snap.aborting_chunk, chunk);
+  EXPECT_EQ(snap.pending_chunks, 0);
+  EXPECT_EQ(snap.pending_bytes, 0);
+  const pool::StepResult r = w.pool->Step();
+  EXPECT_TRUE(r.aborted);
+  EXPECT_EQ(r.copied_bytes, 0);
+  ASSERT_TRUE(CheckAll(w).ok());
+  EXPECT_TRUE(w.emb->VerifyResidentRows().ok());
+  snap = w.pool->Snapshot();
+  EXPECT_EQ(snap.emb_chunks, 4);
+  EXPECT_EQ(snap.emb_chunks, snap.target_emb_chunks);
+  EXPECT_EQ(snap.aborting_chunk, -1);
+  EXPECT_EQ(w.pool->stats().aborted_moves, pool_before.aborted_moves + 1);
+  // Nothing more was dropped or moved, and the chunk is usable capacity again.
+  EXPECT_EQ(w.emb->stats().dropped_rows, emb_before.dropped_rows);
+  EXPECT_EQ(w.emb->stats().relocated_rows, emb_before.relocated_rows);
+  EXPECT_EQ(w.pool->stats().migration_bytes_dropped, pool_before.migration_bytes_dropped);
+  EXPECT_EQ(w.emb->capacity_rows(), 4 * 1024);
+  std::vector<int64_t> after = w.emb->ResidentIds();
+  std::sort(after.begin(), after.end());
+  EXPECT_EQ(after, resident);
+
+  // Every row still resident is a hit, including those left in the aborted chunk.
+  emb::EmbLookup hits;
+  ASSERT_TRUE(w.emb->Lookup(resident, &hits).ok());
+  EXPECT_EQ(hits.hits(), static_cast<int64_t>(resident.size()));
+  EXPECT_TRUE(VerifyLookup(w, resident, hits).ok());
+  int64_t in_chunk = 0;
+  for (int64_t loc : hits.locations()) in_chunk += loc / w.pool->chunk_bytes() == chunk ? 1 : 0;
+  EXPECT_GT(in_chunk, 0);
+  hits.Release();
+  EXPECT_TRUE(w.pool->Step().idle);
+  ASSERT_TRUE(CheckAll(w).ok());
+}
+
+TEST(UnifiedPool, ReversedTargetAbortsAKvMoveKeepsItsUsersAndGrowsKv) {
+  World w = MakeWorld("cpu");
+  w.pool->SetTarget(0.75);  // KV 4 chunks of 256 blocks (empty: moves at once)
+  ASSERT_TRUE(StepUntilIdle(w));
+  constexpr int64_t kFillUsers = 100;  // 10 blocks each: 1000 of 1024 blocks
+  std::vector<UserHistory> histories(kFillUsers);
+  for (int64_t u = 0; u < kFillUsers; ++u) {
+    for (int64_t t = 0; t < 10 * kTpb; ++t) histories[u].Append(u * 100 + t, 1, t);
+    auto lease = w.kv->Acquire(u, histories[u].View());
+    ASSERT_TRUE(lease.ok());
+    auto r = lease->Reserve(histories[u].size());
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_TRUE(
+        kv::testutil::WriteTokens(w.pool->storage(), w.model, kTpb, u, histories[u], *r).ok());
+    ASSERT_TRUE(lease->Commit().ok());
+  }
+
+  w.pool->SetTarget(13.0 / 16);  // one KV chunk to give up
+  w.pool->Step();
+  const int32_t chunk = w.pool->Snapshot().moving_chunk;
+  ASSERT_GE(chunk, 0) << "one step should not empty a full chunk";
+  ASSERT_EQ(w.pool->Snapshot().moving_from, pool::ChunkOwner::kKv);
+  ASSERT_TRUE(CheckAll(w).ok());
+  std::vector<int64_t> cached(kFillUsers);
+  for (int64_t u = 0; u < kFillUsers; ++u) cached[u] = w.kv->CachedTokens(u);
+  const kv::KvStats kv_before = w.kv->stats();
+  const pool::PoolStats pool_before = w.pool->stats();
+
+  w.pool->SetTarget(0.5);  // reverse: KV should grow to 8 chunks instead
+  pool::PoolSnapshot snap = w.pool->Snapshot();
+  EXPECT_EQ(snap.aborting_chunk, chunk);
+  EXPECT_EQ(snap.moving_chunk, -1);
+  EXPECT_EQ(snap.pending_chunks, 4);
+  EXPECT_EQ(snap.pending_bytes, 4 * w.pool->chunk_bytes());
+  const pool::StepResult r = w.pool->Step();
+  EXPECT_TRUE(r.aborted);
+  ASSERT_TRUE(CheckAll(w).ok());
+  EXPECT_EQ(w.pool->stats().aborted_moves, pool_before.aborted_moves + 1);
+  // The abort dropped nothing (EMB's chunks are empty: moving them drops nothing either).
+  EXPECT_EQ(w.kv->stats().evicted_blocks, kv_before.evicted_blocks);
+  EXPECT_EQ(w.kv->stats().relocated_blocks, kv_before.relocated_blocks);
+  EXPECT_EQ(w.pool->stats().migration_bytes_dropped, pool_before.migration_bytes_dropped);
+  int64_t users_in_chunk = 0;
+  for (int64_t u = 0; u < kFillUsers; ++u) {
+    ASSERT_EQ(w.kv->CachedTokens(u), cached[u]) << "user " << u;
+    const std::vector<int64_t> blocks = w.kv->BlockOffsets(u);
+    ASSERT_TRUE(kv::testutil::VerifyTokens(w.pool->storage(), w.model, kTpb, u, histories[u],
+                                           blocks, cached[u])
+                    .ok());
+    bool in_chunk = false;
+    for (int64_t b : blocks) in_chunk |= b / w.pool->chunk_bytes() == chunk;
+    if (!in_chunk) continue;
+    ++users_in_chunk;
+    auto lease = w.kv->Acquire(u, histories[u].View());  // still a full hit
+    ASSERT_TRUE(lease.ok());
+    EXPECT_EQ(lease->cached_tokens(), cached[u]);
+  }
+  EXPECT_GT(users_in_chunk, 0);
+
+  ASSERT_TRUE(StepUntilIdle(w));
+  ASSERT_TRUE(CheckAll(w).ok());
+  snap = w.pool->Snapshot();
+  EXPECT_EQ(snap.emb_chunks, 8);
+  EXPECT_EQ(snap.pending_chunks, 0);
+  EXPECT_EQ(w.kv->capacity_blocks(), 8 * 256);
+  for (int64_t u = 0; u < kFillUsers; ++u) EXPECT_EQ(w.kv->CachedTokens(u), cached[u]);
+}
+
 TEST(UnifiedPool, ConcurrentLookupsAppendsAndResizeStepsKeepDataIntact) {
   const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
   World w = MakeWorld("cpu", 32 << 10);

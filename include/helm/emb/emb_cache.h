@@ -32,7 +32,8 @@
 //
 // Resize. As a pool::ChunkClient the cache gives up its chunk with the fewest resident rows: hot
 // rows move (device-local copy) into free slots or in place of colder rows elsewhere, the rest
-// are dropped (the host table keeps the truth). Optional prefetch fills free slots with the
+// are dropped (the host table keeps the truth). An aborted release (CancelRelease) keeps every row
+// still in the chunk resident where it is. Optional prefetch fills free slots with the
 // recently rejected ids of highest estimated frequency, only when it can take the lock without
 // waiting.
 //
@@ -178,6 +179,8 @@ class EmbCache final : public pool::ChunkClient {
   // pool::ChunkClient
   void AddChunk(int32_t chunk) override;
   int32_t BeginRelease() override;
+  // Takes the chunk back: its remaining rows stay resident and its free slots allocatable.
+  void CancelRelease(int32_t chunk) override;
   pool::DrainResult Drain(int32_t chunk, int64_t max_bytes) override;
   std::vector<int32_t> HeldChunks() const override;
   int64_t Prefetch(int64_t max_bytes) override;

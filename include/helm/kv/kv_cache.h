@@ -39,7 +39,8 @@
 //
 // Resize: as a pool::ChunkClient the cache gives up its chunk with the fewest used blocks,
 // relocating unpinned blocks into free blocks elsewhere (evicting by policy to make room) and
-// trimming owners where room cannot be made. Copies run outside the lock.
+// trimming owners where room cannot be made. Copies run outside the lock. An aborted release
+// (CancelRelease) keeps every block still in the chunk cached where it is.
 //
 // Thread-safety: all methods are thread-safe; one mutex guards the bookkeeping, held for short
 // critical sections (no copies, no hashing under it). Leases must be released before the cache is
@@ -197,6 +198,8 @@ class KvCache final : public pool::ChunkClient {
   // pool::ChunkClient
   void AddChunk(int32_t chunk) override;
   int32_t BeginRelease() override;
+  // Takes the chunk back: its remaining blocks stay cached and its free blocks allocatable.
+  void CancelRelease(int32_t chunk) override;
   pool::DrainResult Drain(int32_t chunk, int64_t max_bytes) override;
   std::vector<int32_t> HeldChunks() const override;
 

@@ -6,7 +6,8 @@
 // straddle chunks; the tail of a chunk that holds no whole item is unused.
 //
 // A chunk is added as empty capacity, may start draining (no new allocation from it; the cache
-// relocates or drops what it holds) and is removed once nothing in it is allocated.
+// relocates or drops what it holds) and is removed once nothing in it is allocated, or stops
+// draining (the resize was aborted) and is allocatable again with whatever it still holds.
 //
 // Thread-compatible: the owning cache guards it with its own lock. Pure host bookkeeping.
 #pragma once
@@ -40,8 +41,11 @@ class ChunkSlots {
 
   // Adds an unowned chunk as empty, allocatable capacity. REQUIRES: !Owns(chunk).
   void AddChunk(int32_t chunk);
-  // Stops allocation from an owned chunk. REQUIRES: Owns(chunk).
+  // Stops allocation from an owned chunk. REQUIRES: Owns(chunk) && !Draining(chunk).
   void BeginDrain(int32_t chunk);
+  // Ends a drain without removing the chunk: its free slots are allocatable again; allocated slots
+  // stay allocated. REQUIRES: Owns(chunk) && Draining(chunk).
+  void CancelDrain(int32_t chunk);
   // Removes an owned chunk with nothing allocated. REQUIRES: Owns(chunk) && Used(chunk) == 0.
   void RemoveChunk(int32_t chunk);
 
