@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
-#include <chrono>
 #include <cstring>
 #include <limits>
 #include <utility>
@@ -25,10 +24,12 @@ constexpr int kDrainSlotsPerLock = 16;
 constexpr int64_t kDrainVisitsPerLock = 64;  // slots tried by victim searches
 constexpr int64_t kDrainBytesPerLock = int64_t{32} << 10;
 // How long a lookup spins for the lock before it blocks, how long a drain holds back its next
-// section while lookups wait for the lock, and how long it then spins for the lock itself.
-constexpr std::chrono::microseconds kLookupSpin{500};
-constexpr std::chrono::microseconds kMaxYieldToLookups{2000};
-constexpr std::chrono::microseconds kDrainSpin{2000};
+// section while lookups wait for the lock, and how long it then spins for the lock itself, read
+// on the pool's clock. On a clock that does not advance a spin lasts until the lock frees (never
+// longer: holders never wait for spinners); single-threaded runs never spin.
+constexpr int64_t kLookupSpinUs = 500;
+constexpr int64_t kMaxYieldToLookupsUs = 2000;
+constexpr int64_t kDrainSpinUs = 2000;
 constexpr size_t kRejectedRing = 1024;
 constexpr size_t kSpareStagingBuffers = 8;
 
@@ -170,6 +171,7 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
       dtype_(dtype),
       row_bytes_(int64_t{options.dim} * DtypeBytes(dtype)),
       pool_(pool),
+      clock_(pool->clock()),
       storage_(pool->storage()),
       payload_(pool->storage()->has_payload()),
       use_admission_(options.admission == "tinylfu"),
@@ -887,11 +889,11 @@ void EmbCache::LockForLookup(bool exclusive) const {
   auto try_lock = [&] { return exclusive ? mu_.TryLock() : mu_.ReaderTryLock(); };
   lookups_waiting_.fetch_add(1, std::memory_order_relaxed);
   if (!try_lock()) {
-    const auto give_up = std::chrono::steady_clock::now() + kLookupSpin;
+    const int64_t give_up_us = clock_->NowMicros() + kLookupSpinUs;
     for (;;) {
       CpuRelax();
       if (try_lock()) break;
-      if (std::chrono::steady_clock::now() >= give_up) {
+      if (clock_->NowMicros() >= give_up_us) {
         exclusive ? mu_.Lock() : mu_.ReaderLock();
         break;
       }
@@ -903,13 +905,13 @@ void EmbCache::LockForLookup(bool exclusive) const {
 void EmbCache::LockForDrain() const {
   YieldToLookups();
   if (mu_.TryLock()) return;
-  const auto give_up = std::chrono::steady_clock::now() + kDrainSpin;
+  const int64_t give_up_us = clock_->NowMicros() + kDrainSpinUs;
   for (;;) {
     CpuRelax();
     // A lookup that started waiting meanwhile goes first.
     if (lookups_waiting_.load(std::memory_order_relaxed) > 0) YieldToLookups();
     if (mu_.TryLock()) return;
-    if (std::chrono::steady_clock::now() >= give_up) {
+    if (clock_->NowMicros() >= give_up_us) {
       mu_.Lock();
       return;
     }
@@ -918,9 +920,8 @@ void EmbCache::LockForDrain() const {
 
 void EmbCache::YieldToLookups() const {
   if (lookups_waiting_.load(std::memory_order_relaxed) == 0) return;
-  const auto give_up = std::chrono::steady_clock::now() + kMaxYieldToLookups;
-  while (lookups_waiting_.load(std::memory_order_relaxed) > 0 &&
-         std::chrono::steady_clock::now() < give_up) {
+  const int64_t give_up_us = clock_->NowMicros() + kMaxYieldToLookupsUs;
+  while (lookups_waiting_.load(std::memory_order_relaxed) > 0 && clock_->NowMicros() < give_up_us) {
     CpuRelax();
   }
 }

@@ -141,6 +141,9 @@ class CpuStorage final : public Storage {
  private:
   // One emulated link shared by all threads: a transfer occupies it for bytes / rate after the
   // link's previous transfer ends, and the caller returns when its transfer would have finished.
+  // This emulates a device that takes wall time (as a real DMA does), so it reads the steady clock
+  // and sleeps, rather than the injected helm::Clock: a virtual clock cannot be waited on. Runs on
+  // virtual time use the payload-free backend, whose transfer times come from the cost model.
   void Pace(int64_t bytes) {
     if (pcie_gbps_ <= 0 || bytes <= 0) return;
     using Clock = std::chrono::steady_clock;

@@ -8,6 +8,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "emb/zipf.h"
 #include "gtest/gtest.h"
+#include "helm/common/clock.h"
 #include "helm/pool/pool.h"
 
 namespace helm::emb {
@@ -301,6 +302,45 @@ TEST(EmbCache, PrefetchFillsFreeSlotsWithRecentlyRejectedIds) {
   for (int64_t id : rejected) EXPECT_TRUE(f.cache->IsResident(id));
   EXPECT_TRUE(f.cache->VerifyResidentRows().ok());
   EXPECT_EQ(f.cache->stats().prefetched_rows, 3);
+}
+
+TEST(EmbCache, PacedPrefetchRunsOnAVirtualClockStartingAtZero) {
+  FakeClock clock(0);  // a simulator's clock
+  pool::PoolOptions po;
+  po.bytes = 1 << 20;
+  po.chunk_bytes = 64 << 10;
+  po.initial_split = 1 / 16.0;
+  po.r_min = 0.0;
+  po.r_max = 1.0;
+  po.backend = "cpu";
+  po.prefetch_bytes_per_s = 128'000;  // two 64-byte rows per millisecond
+  EmbOptions eo;
+  eo.num_items = 20000;
+  eo.dim = 16;
+  auto pool = pool::Pool::Create(po, &clock);
+  ASSERT_TRUE(pool.ok()) << pool.status();
+  auto cache = EmbCache::Create(eo, pool->get());
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  std::vector<int64_t> warm(1024);
+  for (int i = 0; i < 1024; ++i) warm[i] = i;
+  for (int rep = 0; rep < 3; ++rep) ASSERT_TRUE((*cache)->Lookup(warm).ok());
+  const std::vector<int64_t> rejected = {7000, 7001, 7002};
+  for (int rep = 0; rep < 2; ++rep) ASSERT_TRUE((*cache)->Lookup(rejected).ok());
+  (*pool)->SetTarget(2 / 16.0);
+  while (!(*pool)->Step().idle) {
+  }
+  // The first idle step, at t = 0, starts the budget's clock.
+  EXPECT_EQ((*cache)->stats().prefetched_rows, 0);
+  clock.AdvanceMicros(1000);
+  (*pool)->Step();
+  EXPECT_EQ((*cache)->stats().prefetched_rows, 2);
+  clock.AdvanceMicros(1000);
+  (*pool)->Step();
+  EXPECT_EQ((*cache)->stats().prefetched_rows, 3);
+  EXPECT_EQ((*pool)->stats().prefetch_bytes, 3 * 64);
+  for (int64_t id : rejected) EXPECT_TRUE((*cache)->IsResident(id));
+  EXPECT_TRUE((*cache)->VerifyResidentRows().ok());
+  EXPECT_TRUE((*cache)->CheckInvariants().ok());
 }
 
 TEST(EmbCache, PayloadFreeBackendNeedsNoTable) {

@@ -37,6 +37,9 @@
 // recently rejected ids of highest estimated frequency, only when it can take the lock without
 // waiting.
 //
+// Time: the cache reads time only from the pool's injected clock (Pool::clock()), to bound its
+// lock spins; nothing it decides depends on time.
+//
 // Thread-safety: Lookup, the ChunkClient methods and the readers may run concurrently from any
 // threads. Hits share a reader lock; misses, eviction and each bounded piece of a resize step take
 // the writer lock briefly (copies run outside it). The cache must outlive its results and must be
@@ -55,6 +58,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "helm/common/clock.h"
 #include "helm/emb/host_table.h"
 #include "helm/emb/options.h"
 #include "helm/pool/chunk_slots.h"
@@ -220,15 +224,15 @@ class EmbCache final : public pool::ChunkClient {
   // Takes mu_ for a lookup (shared for the read phase, exclusive for misses). While a resize
   // drain holds it for one of its short sections the lookup spins (TryLock) instead of sleeping:
   // waking a sleeping thread can take far longer than the section (hundreds of microseconds on a
-  // VM). Blocks normally after kLookupSpin. The caller unlocks.
+  // VM). Blocks normally after kLookupSpinUs on the pool's clock. The caller unlocks.
   void LockForLookup(bool exclusive) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // Takes mu_ exclusively for one section of a drain. First waits (bounded) until no lookup waits
   // for mu_, so a drain of many short sections cannot keep lookups out; then spins on TryLock
   // (bounded) rather than queueing as a waiting writer, which would turn new readers away and put
   // both sides to sleep behind each other (each wake-up can take milliseconds on a VM). Blocks
-  // normally after kDrainSpin. The caller unlocks.
+  // normally after kDrainSpinUs on the pool's clock. The caller unlocks.
   void LockForDrain() const ABSL_NO_THREAD_SAFETY_ANALYSIS;
-  // Waits (at most kMaxYieldToLookups) while any lookup waits for mu_.
+  // Waits (at most kMaxYieldToLookupsUs on the pool's clock) while any lookup waits for mu_.
   void YieldToLookups() const;
   // Starts a new epoch. REQUIRES: the writer lock (readers see one epoch per read section).
   void AdvanceEpochLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -279,6 +283,7 @@ class EmbCache final : public pool::ChunkClient {
   const Dtype dtype_;
   const int64_t row_bytes_;
   pool::Pool* const pool_;
+  Clock* const clock_;  // the pool's; bounds the lock spins
   pool::Storage* const storage_;
   const bool payload_;
   const bool use_admission_;
