@@ -1,26 +1,36 @@
-// helm_bench_router: the cost of one routing decision over 32 nodes with realistic state.
+// helm_bench_router: the cost of one routing decision over 32 (and 256) nodes with realistic state.
 //
-// State: 32 routable nodes; 400K users resident (each on one or two nodes, as helm routing leaves
+// State: N routable nodes; 400K users resident (each on one or two nodes, as helm routing leaves
 // them); every node's EMB summary a 2^20-bit Bloom filter over ~100K resident item ids; loads set.
 // Requests: Zipf(1.0) users, 128 candidates (Zipf items), history 2K. Each policy picks for the
-// same request stream. Ends with HELM_RESULT route_decision_ns_32_nodes (the helm policy's mean).
+// same request stream. Ends with HELM_RESULT route_decision_ns_32_nodes and
+// route_decision_ns_256_nodes (the helm policy's mean decision time).
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <vector>
 
 #include "benchmark/benchmark.h"
 #include "helm/common/bloom.h"
+#include "helm/route/node_update.h"
 #include "helm/route/policy.h"
 
 namespace helm::route {
 namespace {
 
-constexpr int kNodes = 32;
 constexpr int kUsers = 400000;
 constexpr int kItems = 1000000;
 constexpr int kCandidates = 128;
 constexpr int kRequests = 4096;
+
+void Check(const absl::Status& status) {
+  if (!status.ok()) {
+    std::fprintf(stderr, "helm_bench_router: %s\n", status.ToString().c_str());
+    std::exit(1);
+  }
+}
 
 // Zipf(s) sampler over [0, n) by inverse CDF on a precomputed table.
 class Zipf {
@@ -44,35 +54,29 @@ struct World {
   std::vector<int64_t> users;
   std::vector<std::vector<int64_t>> candidates;
 
-  World() {
+  explicit World(int nodes) {
     std::mt19937_64 rng(1);
-    for (int n = 0; n < kNodes; ++n) {
+    for (int n = 0; n < nodes; ++n) {
       cluster.AddNode("10.0.0." + std::to_string(n) + ":50061");
       cluster.SetHealthy(n, true);
     }
     const Zipf items(kItems, 1.0);
-    for (int n = 0; n < kNodes; ++n) {
-      v1::NodeState state;
-      state.mutable_load()->set_capacity(8);
-      state.mutable_load()->set_in_flight(static_cast<int>(rng() % 12));
+    for (int n = 0; n < nodes; ++n) {
+      NodeUpdate state;
+      state.load = NodeLoadUpdate{.in_flight = static_cast<int>(rng() % 12), .capacity = 8};
       BloomFilter filter(1 << 20, 2, 17);
       for (int i = 0; i < 100000; ++i) filter.Add(items(rng));
-      state.mutable_emb_summary()->set_bits(filter.ToBytes());
-      state.mutable_emb_summary()->set_num_hashes(2);
-      state.mutable_emb_summary()->set_seed(17);
-      for (int64_t u = n; u < kUsers; u += kNodes) {
-        auto* e = state.add_kv_events();
-        e->set_user_id(u);
-        e->set_cached_tokens(static_cast<int32_t>(100 + rng() % 2000));
+      state.emb_summary = EmbSummaryUpdate{.bits = filter.ToBytes(), .num_hashes = 2, .seed = 17};
+      for (int64_t u = n; u < kUsers; u += nodes) {
+        state.kv_events.push_back(
+            {.user_id = u, .cached_tokens = static_cast<int32_t>(100 + rng() % 2000)});
         if (rng() % 4 == 0) {  // a quarter also hold a prefix on a second node
-          v1::NodeState other;
-          auto* o = other.add_kv_events();
-          o->set_user_id(u);
-          o->set_cached_tokens(50);
-          cluster.ApplyState(static_cast<int>((n + 1) % kNodes), other);
+          NodeUpdate other;
+          other.kv_events.push_back({.user_id = u, .cached_tokens = 50});
+          Check(cluster.ApplyUpdate(static_cast<int>((n + 1) % nodes), other));
         }
       }
-      cluster.ApplyState(n, state);
+      Check(cluster.ApplyUpdate(n, state));
     }
     const Zipf user_dist(kUsers, 1.0);
     for (int r = 0; r < kRequests; ++r) {
@@ -84,9 +88,11 @@ struct World {
   }
 };
 
-World& TheWorld() {
-  static World* world = new World();
-  return *world;
+World& TheWorld(int nodes) {
+  static World* world32 = new World(32);
+  if (nodes == 32) return *world32;
+  static World* world256 = new World(256);
+  return *world256;
 }
 
 // What the router reads of request `r` (a 2048-event history; its start fingerprint computed per
@@ -99,13 +105,13 @@ RouteRequest RequestFor(const World& world, int r) {
                       .num_candidates = kCandidates};
 }
 
-double MeasurePolicyNs(const Policy& policy, int rounds) {
-  World& world = TheWorld();
+double MeasurePolicyNs(const Policy& policy, int nodes, int rounds) {
+  World& world = TheWorld(nodes);
   int64_t sink = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < rounds; ++round) {
     for (int r = 0; r < kRequests; ++r) {
-      sink += policy.Pick(RequestFor(world, r), world.cluster, 0);
+      sink += policy.Pick(RequestFor(world, r), world.cluster, {});
     }
   }
   const auto elapsed = std::chrono::steady_clock::now() - start;
@@ -117,10 +123,11 @@ void BM_Route(benchmark::State& state, const char* name) {
   RouterOptions options;
   options.policy = name;
   auto policy = CreatePolicy(options);
-  World& world = TheWorld();
+  World& world = TheWorld(32);
+  const NodeSet none;
   int r = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(policy.value()->Pick(RequestFor(world, r), world.cluster, 0));
+    benchmark::DoNotOptimize(policy.value()->Pick(RequestFor(world, r), world.cluster, none));
     r = (r + 1) % kRequests;
   }
 }
@@ -141,13 +148,18 @@ int main(int argc, char** argv) {
   auto helm_policy = helm::route::CreatePolicy(options);
   options.policy = "round_robin";
   auto rr_policy = helm::route::CreatePolicy(options);
-  helm::route::MeasurePolicyNs(*helm_policy.value(), 2);  // warm up
-  const double helm_ns = helm::route::MeasurePolicyNs(*helm_policy.value(), 25);
-  const double rr_ns = helm::route::MeasurePolicyNs(*rr_policy.value(), 25);
-  std::printf(
-      "\nrouting decision over 32 nodes, 400K resident users, 128 candidates (16 sampled):\n"
-      "  helm %.0f ns, round_robin %.0f ns (mean of %d decisions each)\n",
-      helm_ns, rr_ns, 25 * helm::route::kRequests);
-  std::printf("HELM_RESULT route_decision_ns_32_nodes %.0f\n", helm_ns);
+  double helm_ns[2], rr_ns[2];
+  const int sizes[2] = {32, 256};
+  for (int i = 0; i < 2; ++i) {
+    helm::route::MeasurePolicyNs(*helm_policy.value(), sizes[i], 2);  // warm up
+    helm_ns[i] = helm::route::MeasurePolicyNs(*helm_policy.value(), sizes[i], 25);
+    rr_ns[i] = helm::route::MeasurePolicyNs(*rr_policy.value(), sizes[i], 25);
+    std::printf(
+        "\nrouting decision over %d nodes, 400K resident users, 128 candidates (16 sampled):\n"
+        "  helm %.0f ns, round_robin %.0f ns (mean of %d decisions each)\n",
+        sizes[i], helm_ns[i], rr_ns[i], 25 * helm::route::kRequests);
+  }
+  std::printf("HELM_RESULT route_decision_ns_32_nodes %.0f\n", helm_ns[0]);
+  std::printf("HELM_RESULT route_decision_ns_256_nodes %.0f\n", helm_ns[1]);
   return 0;
 }

@@ -6,7 +6,7 @@
 #include "apps/app.h"
 #include "helm/common/logging.h"
 #include "helm/common/signals.h"
-#include "helm/route/router.h"
+#include "helm/router/router.h"
 #include "helm/rpc/server.h"
 #include "spdlog/spdlog.h"
 
@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
         if (!policy.empty()) c.router.policy = policy;
       });
 
-  absl::StatusOr<std::unique_ptr<helm::route::Router>> router =
-      helm::route::Router::Create(config.router);
+  absl::StatusOr<std::unique_ptr<helm::router::Router>> router =
+      helm::router::Router::Create(config.router);
   if (!router.ok()) {
     spdlog::error("{}", router.status());
     return 2;
@@ -50,9 +50,8 @@ int main(int argc, char** argv) {
     return 1;
   }
   (*router)->Start();
-  spdlog::info("helm-router serving on port {}, policy {}, {} node(s) routable",
-               (*server)->port(), (*router)->policy().name(),
-               std::popcount((*router)->cluster().RoutableMask()));
+  spdlog::info("helm-router serving on port {}, policy {}, {} node(s) routable", (*server)->port(),
+               (*router)->policy().name(), (*router)->cluster().Routable().Count());
   std::printf("LISTENING %d\n", (*server)->port());
   std::fflush(stdout);
 
@@ -61,7 +60,7 @@ int main(int argc, char** argv) {
   const int left = (*server)->Shutdown(absl::Milliseconds(config.router.grace_period_ms));
   (*router)->Stop();
   const auto counters = (*router)->counters();
-  spdlog::info("stopped: {} requests, {} ok, {} failed, {} retries ({} cut off)",
-               counters.requests, counters.ok, counters.failed, counters.retries, left);
+  spdlog::info("stopped: {} requests, {} ok, {} failed, {} retries ({} cut off)", counters.requests,
+               counters.ok, counters.failed, counters.retries, left);
   return 0;
 }

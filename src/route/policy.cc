@@ -4,21 +4,27 @@
 #include <atomic>
 #include <bit>
 
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
 #include "helm/common/hash.h"
 
 namespace helm::route {
 namespace {
 
-template <typename Fn>
-void ForEachNode(NodeMask mask, Fn&& fn) {
-  for (; mask != 0; mask &= mask - 1) fn(std::countr_zero(mask));
+// Per-node scratch of one decision: on the stack up to 1024 nodes.
+using PerNode = absl::InlinedVector<int32_t, 1024>;
+
+NodeSet Candidates(const ClusterState& cluster, const NodeSet& exclude) {
+  NodeSet candidates = cluster.Routable();
+  candidates.Subtract(exclude);
+  return candidates;
 }
 
-int HighestRendezvous(int64_t user_id, NodeMask candidates) {
+int HighestRendezvous(int64_t user_id, const NodeSet& candidates) {
   int best = -1;
   uint64_t best_weight = 0;
-  ForEachNode(candidates, [&](int n) {
+  candidates.ForEach([&](int n) {
     const uint64_t w = RendezvousWeight(user_id, n);
     if (best < 0 || w > best_weight) {
       best = n;
@@ -37,14 +43,15 @@ class HelmPolicy final : public Policy {
         emb_sample_(options.emb_sample) {}
 
   int Pick(const RouteRequest& request, const ClusterState& cluster,
-           NodeMask exclude) const override {
-    const NodeMask candidates = cluster.RoutableMask() & ~exclude;
-    if (candidates == 0) return -1;
-    std::array<int32_t, kMaxNodes> tokens;
-    cluster.ReusableTokens(request.user_id, request.history_length, request.history_start, &tokens);
+           const NodeSet& exclude) const override {
+    const NodeSet candidates = Candidates(cluster, exclude);
+    if (candidates.Empty()) return -1;
+    PerNode tokens(candidates.capacity());
+    cluster.ReusableTokens(request.user_id, request.history_length, request.history_start,
+                           absl::MakeSpan(tokens));
 
     // EMB locality from an evenly spaced sample of the candidates.
-    std::array<int32_t, kMaxNodes> emb_hits{};
+    PerNode emb_hits(candidates.capacity(), 0);
     int64_t sample[1024];
     int sampled = 0;
     if (w_emb_ > 0 && emb_sample_ > 0 && request.num_candidates > 0) {
@@ -53,7 +60,7 @@ class HelmPolicy final : public Policy {
         sample[i] =
             request.candidate_ids[static_cast<int64_t>(i) * request.num_candidates / sampled];
       }
-      cluster.EmbCounts(sample, sampled, candidates, &emb_hits);
+      cluster.EmbCounts(sample, sampled, candidates, absl::MakeSpan(emb_hits));
     }
 
     const double inv_history = request.history_length > 0 ? 1.0 / request.history_length : 0.0;
@@ -61,7 +68,7 @@ class HelmPolicy final : public Policy {
     int best = -1;
     double best_score = 0;
     uint64_t best_tiebreak = 0;
-    ForEachNode(candidates, [&](int n) {
+    candidates.ForEach([&](int n) {
       const double kv = tokens[n] * inv_history;
       const double emb = emb_hits[n] * inv_sampled;
       const double score = w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n);
@@ -84,16 +91,14 @@ class HelmPolicy final : public Policy {
 
 class RoundRobinPolicy final : public Policy {
  public:
-  int Pick(const RouteRequest&, const ClusterState& cluster, NodeMask exclude) const override {
-    const NodeMask candidates = cluster.RoutableMask() & ~exclude;
-    if (candidates == 0) return -1;
+  int Pick(const RouteRequest&, const ClusterState& cluster,
+           const NodeSet& exclude) const override {
+    const NodeSet candidates = Candidates(cluster, exclude);
+    const int count = candidates.Count();
+    if (count == 0) return -1;
     // The k-th routable node, so that a node out of rotation does not double its neighbour's share.
-    NodeMask mask = candidates;
-    for (uint64_t k = next_.fetch_add(1, std::memory_order_relaxed) % std::popcount(candidates);
-         k > 0; --k) {
-      mask &= mask - 1;
-    }
-    return std::countr_zero(mask);
+    return candidates.Nth(static_cast<int>(next_.fetch_add(1, std::memory_order_relaxed) %
+                                           static_cast<uint64_t>(count)));
   }
   const char* name() const override { return "round_robin"; }
 
@@ -104,11 +109,11 @@ class RoundRobinPolicy final : public Policy {
 class LeastLoadedPolicy final : public Policy {
  public:
   int Pick(const RouteRequest& request, const ClusterState& cluster,
-           NodeMask exclude) const override {
+           const NodeSet& exclude) const override {
     int best = -1;
     double best_load = 0;
     uint64_t best_tiebreak = 0;
-    ForEachNode(cluster.RoutableMask() & ~exclude, [&](int n) {
+    Candidates(cluster, exclude).ForEach([&](int n) {
       const double load = cluster.Load(n);
       if (best >= 0 && load > best_load) return;
       // Ties rotate with the user so an idle cluster still spreads requests.
@@ -127,8 +132,8 @@ class LeastLoadedPolicy final : public Policy {
 class ConsistentHashPolicy final : public Policy {
  public:
   int Pick(const RouteRequest& request, const ClusterState& cluster,
-           NodeMask exclude) const override {
-    return HighestRendezvous(request.user_id, cluster.RoutableMask() & ~exclude);
+           const NodeSet& exclude) const override {
+    return HighestRendezvous(request.user_id, Candidates(cluster, exclude));
   }
   const char* name() const override { return "consistent_hash"; }
 };
@@ -136,12 +141,14 @@ class ConsistentHashPolicy final : public Policy {
 class KvAffinityPolicy final : public Policy {
  public:
   int Pick(const RouteRequest& request, const ClusterState& cluster,
-           NodeMask exclude) const override {
-    const NodeMask candidates = cluster.RoutableMask() & ~exclude;
-    std::array<int32_t, kMaxNodes> tokens;
-    cluster.ReusableTokens(request.user_id, request.history_length, request.history_start, &tokens);
+           const NodeSet& exclude) const override {
+    const NodeSet candidates = Candidates(cluster, exclude);
+    if (candidates.Empty()) return -1;
+    PerNode tokens(candidates.capacity());
+    cluster.ReusableTokens(request.user_id, request.history_length, request.history_start,
+                           absl::MakeSpan(tokens));
     int best = -1;
-    ForEachNode(candidates, [&](int n) {
+    candidates.ForEach([&](int n) {
       if (tokens[n] > 0 && (best < 0 || tokens[n] > tokens[best])) best = n;
     });
     return best >= 0 ? best : HighestRendezvous(request.user_id, candidates);

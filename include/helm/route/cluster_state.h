@@ -1,13 +1,19 @@
-// The router's view of its nodes, kept up to date from each node's state stream and from the
-// router's own dispatches, and read on every routing decision.
+// The router's view of its nodes, kept up to date from each node's state stream (as NodeUpdate
+// values, node_update.h) and from the router's own dispatches, and read on every routing decision.
+// Part of the routing core: no gRPC, no protobuf, no threads, no clock of its own; helm-router and
+// the simulator both drive it.
 //
 // Built for per-request cost independent of history length and linear (with a tiny constant) in
 // nodes: a user's KV residency on all nodes is one hash lookup (a user -> per-node cached tokens
-// index), and EMB locality of an item on all nodes is a few word reads (the nodes' Bloom summaries
-// are stored bit-sliced: for each filter bit, the mask of nodes that have it set).
+// index), and EMB locality of an item on all nodes is a few word reads per 64 nodes (the nodes'
+// Bloom summaries are stored bit-sliced: for each filter bit, the set of nodes that have it set, as
+// consecutive 64-bit words).
+//
+// Up to kMaxNodes (options.h) nodes; indices are dense, stable and never reused.
 //
 // Thread-safety: every method is thread-safe. Queries take a shared lock or read atomics; updates
-// from state streams take a writer lock for the time it takes to apply one message.
+// from state streams take a writer lock for the time it takes to apply one message. The EMB
+// summaries' readers take no lock at all (see EmbCounts).
 #pragma once
 
 #include <array>
@@ -19,13 +25,14 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/inlined_vector.h"
+#include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
-#include "helm/v1/node.pb.h"
+#include "absl/types/span.h"
+#include "helm/route/node_set.h"
+#include "helm/route/node_update.h"
+#include "helm/route/options.h"
 
 namespace helm::route {
-
-inline constexpr int kMaxNodes = 64;
-using NodeMask = uint64_t;
 
 class ClusterState {
  public:
@@ -37,17 +44,26 @@ class ClusterState {
   // -1 when kMaxNodes nodes exist already.
   int AddNode(const std::string& address);
   int num_nodes() const { return num_nodes_.load(std::memory_order_acquire); }
-  const std::string& address(int node) const { return nodes_[node]->address; }
+  // REQUIRES (for every per-node method): 0 <= node < num_nodes().
+  const std::string& address(int node) const { return NodeAt(node).address; }
 
   // --- Health -------------------------------------------------------------------------------
+  // Set by the router's health logic (NodeHealth); the cluster state only records it.
   void SetHealthy(int node, bool healthy);
   bool healthy(int node) const;
+  bool draining(int node) const;
   // Nodes that may receive requests: healthy and not draining.
-  NodeMask RoutableMask() const;
+  NodeSet Routable() const;
 
   // --- State stream ---------------------------------------------------------------------------
-  // Applies one NodeState message of `node` (a full snapshot replaces what was known).
-  void ApplyState(int node, const v1::NodeState& state);
+  // Applies one state message of `node` (a full snapshot replaces what was known). Everything
+  // valid in it is applied; an EMB summary that cannot be used (num_hashes outside [1,
+  // kMaxEmbHashes], a bitset that is empty, not whole 64-bit words or not a power of two of
+  // them, or a shape other than the one the cluster's summaries already use) is rejected: the
+  // node keeps its previous summary, the rejection is logged here (once per node until the node
+  // sends a good one or another error) and returned as InvalidArgument, which callers need not
+  // log again.
+  absl::Status ApplyUpdate(int node, const NodeUpdate& update);
   // A reply of `node` said it now holds `tokens` of `user_id`'s history (ServingInfo
   // resident_tokens; 0: none), for a request whose history starts with `history_start` (see
   // HistoryStartFingerprint; 0: unknown). Its state stream would report the tokens within a
@@ -55,81 +71,117 @@ class ClusterState {
   // events carry the node's own fingerprint of the cached history's start. A fingerprint of 0
   // (unknown), from a reply or an event, keeps the one already recorded.
   void NoteResidency(int node, int64_t user_id, int32_t tokens, uint64_t history_start);
-  // Forgets what `node` streamed (its stream broke; it may have restarted empty).
+  // Forgets what `node` streamed (its stream broke; it may have restarted empty): residency,
+  // reported load and EMB summary.
   void ForgetStreamedState(int node);
 
   // --- Dispatch accounting (every path: success, error, retry) -------------------------------
   void OnDispatch(int node) {
-    nodes_[node]->router_in_flight.fetch_add(1, std::memory_order_relaxed);
+    NodeAt(node).router_in_flight.fetch_add(1, std::memory_order_relaxed);
   }
   void OnComplete(int node) {
-    nodes_[node]->router_in_flight.fetch_sub(1, std::memory_order_relaxed);
+    NodeAt(node).router_in_flight.fetch_sub(1, std::memory_order_relaxed);
   }
   int router_in_flight(int node) const {
-    return nodes_[node]->router_in_flight.load(std::memory_order_relaxed);
+    return NodeAt(node).router_in_flight.load(std::memory_order_relaxed);
   }
 
   // --- Queries (per request) ------------------------------------------------------------------
-  // Cached KV tokens of `user_id` on every node, as reported (0 where none): out[0 ..
-  // num_nodes()).
-  void CachedTokens(int64_t user_id, std::array<int32_t, kMaxNodes>* out) const;
+  // Cached KV tokens of `user_id` on every node, as reported (0 where none): out[n] for every n
+  // < out.size() (nodes at or past out.size() are left out).
+  void CachedTokens(int64_t user_id, absl::Span<int32_t> out) const;
+  // The same, sized num_nodes().
+  std::vector<int32_t> CachedTokens(int64_t user_id) const;
   // Of those, the tokens a request with a `history_length`-event history starting with
   // `history_start` (HistoryStartFingerprint; 0: unknown) can reuse. A node's cache counts 0 when
   // it is longer than the history or known to start differently: either way the client has since
-  // dropped the user's oldest events, so the node's prefix hash would miss.
+  // dropped the user's oldest events, so the node's prefix hash would miss. Fills out as above.
   void ReusableTokens(int64_t user_id, int32_t history_length, uint64_t history_start,
-                      std::array<int32_t, kMaxNodes>* out) const;
-  // For each node in `nodes`, how many of `item_ids` its EMB summary may hold (Bloom: no false
-  // negatives): out[n] for n in `nodes`, others untouched. Lock-free.
-  void EmbCounts(const int64_t* item_ids, int count, NodeMask nodes,
-                 std::array<int32_t, kMaxNodes>* out) const;
+                      absl::Span<int32_t> out) const;
+  std::vector<int32_t> ReusableTokens(int64_t user_id, int32_t history_length,
+                                      uint64_t history_start) const;
+  // For each node in `nodes` (below out.size()), adds how many of `item_ids` its EMB summary may
+  // hold (Bloom: no false negatives) to out[n]; other entries untouched. Lock-free; O(count x
+  // hashes x words of nodes).
+  void EmbCounts(const int64_t* item_ids, int count, const NodeSet& nodes,
+                 absl::Span<int32_t> out) const;
   // Load in [0, 1]: outstanding requests (the larger of the router's own count and the node's
   // last report) over twice the node's compute capacity.
   double Load(int node) const;
   double committed_split(int node) const;
+  double target_split(int node) const;
   int64_t kv_resident_users(int node) const;
+  // Whether the node's EMB summary is in use (one was applied and not forgotten since).
+  bool has_emb_summary(int node) const;
 
  private:
   struct Node {
     std::string address;
-    std::atomic<bool> healthy{false};
-    std::atomic<bool> draining{false};
     std::atomic<int> router_in_flight{0};
     std::atomic<int> reported_in_flight{0};
     std::atomic<int> capacity{1};
     std::atomic<double> committed_split{0.0};
+    std::atomic<double> target_split{0.0};
     std::atomic<int64_t> kv_resident_users{0};
   };
   struct ResidencyEntry {
-    int8_t node;
+    int32_t node;
     int32_t tokens;
     uint64_t history_start;  // fingerprint of the cached history's first event; 0: unknown
   };
   using Residency = absl::InlinedVector<ResidencyEntry, 2>;
 
+  // One layout of the bit-sliced summaries: bit p of the filter has its node set in
+  // slices[p * words_per_bit .. + words_per_bit) (node n: bit n % 64 of word n / 64). The shape
+  // (bits, num_hashes, seed) is fixed by the first summary accepted; a table is replaced by a
+  // wider copy when a node past its width sends a summary. Tables are never freed before the
+  // ClusterState, so a reader holding an old one reads valid (if briefly stale) memory.
+  struct EmbTable {
+    int64_t bits = 0;
+    int words_per_bit = 0;
+    int num_hashes = 0;
+    uint64_t seed = 0;
+    std::unique_ptr<std::atomic<uint64_t>[]> slices;
+  };
+
+  static constexpr int kBlockNodes = 64;
+  static constexpr int kWords = kMaxNodes / 64;
+
+  Node& NodeAt(int node) const { return blocks_[node / kBlockNodes][node % kBlockNodes]; }
+  static void SetBit(std::array<std::atomic<uint64_t>, kWords>& words, int node, bool value);
   // `history_start`: the fingerprint to record; 0 (unknown) keeps the entry's.
   void SetResidencyLocked(int node, int64_t user_id, int32_t tokens, uint64_t history_start)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void ApplyEmbSummary(int node, const v1::EmbSummary& summary);
+  void DropResidencyLocked(int node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyEmbSummary(int node, const EmbSummaryUpdate& summary);
+  absl::Status CheckEmbSummary(const EmbSummaryUpdate& summary) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(emb_update_mu_);
+  // The table, widened first when it cannot hold `node`.
+  EmbTable* TableFor(int node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(emb_update_mu_);
+  void ClearEmbLocked(int node) ABSL_EXCLUSIVE_LOCKS_REQUIRED(emb_update_mu_);
 
-  std::array<std::unique_ptr<Node>, kMaxNodes> nodes_;
+  // Nodes live in blocks of kBlockNodes, allocated as nodes are added and published by
+  // num_nodes_ (release), so readers index them without a lock.
+  std::array<std::unique_ptr<Node[]>, kMaxNodes / kBlockNodes> blocks_;
   std::atomic<int> num_nodes_{0};
   absl::Mutex add_mu_;
+  // Node sets as atomic words (bit n % 64 of word n / 64).
+  std::array<std::atomic<uint64_t>, kWords> healthy_{};
+  std::array<std::atomic<uint64_t>, kWords> draining_{};
 
   mutable absl::Mutex mu_;
   absl::flat_hash_map<int64_t, Residency> residency_ ABSL_GUARDED_BY(mu_);
 
-  // Bit-sliced Bloom summaries: emb_slices_[p] has bit n set when node n's filter has bit p set.
-  // Shaped by the first summary seen (then emb_ready_ is set and the shape never changes);
-  // summaries of another shape are ignored. Readers take no lock: slices are atomics, and an
-  // update only touches the words where a node's filter changed.
-  absl::Mutex emb_update_mu_;  // serialises writers
-  std::vector<std::atomic<NodeMask>> emb_slices_;
-  int emb_hashes_ = 0;
-  uint64_t emb_seed_ = 0;
-  std::atomic<bool> emb_ready_{false};
-  std::atomic<NodeMask> emb_nodes_{0};  // nodes with a summary applied
-  std::array<std::vector<uint64_t>, kMaxNodes> emb_last_words_ ABSL_GUARDED_BY(emb_update_mu_);
+  // EMB summaries. Writers serialise on emb_update_mu_; readers load emb_table_ (acquire) and read
+  // its atomic slices, and an update only touches the words where a node's filter changed.
+  absl::Mutex emb_update_mu_;
+  std::atomic<const EmbTable*> emb_table_{nullptr};
+  std::vector<std::unique_ptr<EmbTable>> emb_tables_ ABSL_GUARDED_BY(emb_update_mu_);  // last: live
+  std::array<std::atomic<uint64_t>, kWords> emb_nodes_{};  // nodes with a summary applied
+  // Each node's filter words as last applied (empty: none).
+  std::vector<std::vector<uint64_t>> emb_last_words_ ABSL_GUARDED_BY(emb_update_mu_);
+  // The last rejection logged per node ("" : none since its last good summary).
+  std::vector<std::string> emb_last_error_ ABSL_GUARDED_BY(emb_update_mu_);
 };
 
 }  // namespace helm::route

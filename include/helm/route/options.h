@@ -11,6 +11,9 @@
 
 namespace helm::route {
 
+// Nodes one router (and one ClusterState) handles at most.
+inline constexpr int kMaxNodes = 4096;
+
 struct RouterOptions {
   std::string listen = "127.0.0.1:50060";
   // The nodes: a static list of host:port, or `dns` (a name whose addresses are the nodes, with
@@ -66,9 +69,9 @@ struct RouterOptions {
       return absl::InvalidArgumentError(
           "nodes: give either a non-empty nodes list or dns, not both");
     }
-    if (nodes.size() > 64) {
+    if (nodes.size() > static_cast<size_t>(kMaxNodes)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("nodes: at most 64 nodes per router, got ", nodes.size()));
+          absl::StrCat("nodes: at most ", kMaxNodes, " nodes per router, got ", nodes.size()));
     }
     return absl::OkStatus();
   }

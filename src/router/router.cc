@@ -1,4 +1,4 @@
-#include "helm/route/router.h"
+#include "helm/router/router.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -11,12 +11,31 @@
 
 #include "absl/strings/str_cat.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/channel.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "helm/common/hash.h"
 #include "helm/common/logging.h"
+#include "helm/v1/node.grpc.pb.h"
+#include "helm/v1/recommender.grpc.pb.h"
+#include "router/node_update_proto.h"
 #include "spdlog/spdlog.h"
 
-namespace helm::route {
+// Locks and gRPC calls: no gRPC call is started (Rank, WatchState, Check) or cancelled (TryCancel)
+// while Router::mu_ or a ForwardCall's mu_ is held. Each step that needs one decides under the
+// lock what to start or cancel, keeps the objects involved alive (a ForwardCall owns its
+// contexts until OnDone; a StateWatcher is shared-owned), releases the lock, then acts:
+//   - ForwardCall::Dispatch / OnAttemptDone: PlanLocked() under mu_, then Act() starts the attempt.
+//   - ForwardCall::OnCancel: picks the context under mu_, cancels it after.
+//   - Router::EnsureWatchers: registers watchers under mu_, starts their streams after.
+//   - Router::Stop: collects the watchers under mu_, cancels them after.
+//   - Router::CheckHealth: holds no router lock at all.
+// gRPC allows cancelling a context whose call has not started yet: the call is cancelled as it
+// starts, so a cancel that overtakes a start is not lost.
+
+namespace helm::router {
+
+using route::NodeSet;
 
 struct Router::NodeConn {
   std::string address;
@@ -25,39 +44,43 @@ struct Router::NodeConn {
   std::unique_ptr<v1::Recommender::Stub> recommender;
   std::unique_ptr<v1::Node::Stub> node;
   std::unique_ptr<grpc::health::v1::Health::Stub> health;
-  std::atomic<int> consecutive_failures{0};
-  std::atomic<bool> ejected{false};
-  std::atomic<bool> removed{false};  // no longer in DNS
-  std::atomic<bool> watching{false};
-  StateWatcher* watcher = nullptr;  // guarded by Router::mu_
+  std::shared_ptr<StateWatcher> watcher;  // guarded by Router::mu_; null: no stream
 };
 
-// Streams NodeState messages of one node into the ClusterState.
+// Streams NodeState messages of one node into the ClusterState, converted once, here.
 class Router::StateWatcher final : public grpc::ClientReadReactor<v1::NodeState> {
  public:
   StateWatcher(Router* router, NodeConn* conn) : router_(router), conn_(conn) {
     request_.set_subscriber("helm-router");
+  }
+  // Starts the stream; `self` (this) keeps it alive until OnDone. Called once, with no router
+  // lock held.
+  void Start(std::shared_ptr<StateWatcher> self) {
+    self_ = std::move(self);
     conn_->node->async()->WatchState(&context_, &request_, this);
     StartRead(&state_);
     StartCall();
   }
+  // Called with no router lock held; fine before Start (the stream is cancelled as it starts).
   void Cancel() { context_.TryCancel(); }
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ended; OnDone follows
-    router_->cluster_.ApplyState(conn_->index, state_);
+    // A rejected EMB summary is logged by the cluster state, where it is handled; the rest of the
+    // message is applied regardless.
+    router_->cluster_.ApplyUpdate(conn_->index, ToNodeUpdate(std::move(state_))).IgnoreError();
     StartRead(&state_);
   }
   void OnDone(const grpc::Status& status) override {
-    Router* router = router_;
-    const int node = conn_->index;
-    delete this;
-    router->OnWatchDone(node, status);
+    // Possibly the last reference: this is destroyed when `self` goes, after the router is told.
+    std::shared_ptr<StateWatcher> self = std::move(self_);
+    router_->OnWatchDone(conn_->index, status);
   }
 
  private:
   Router* router_;
   NodeConn* conn_;
+  std::shared_ptr<StateWatcher> self_;
   grpc::ClientContext context_;
   v1::WatchStateRequest request_;
   v1::NodeState state_;
@@ -87,49 +110,79 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   }
 
   void Dispatch() {
-    std::optional<grpc::Status> finish;
-    int attempts = 0;
+    Next next;
     {
       absl::MutexLock lock(&mu_);
-      finish = DispatchLocked();
-      attempts = attempts_;
+      next = PlanLocked();
     }
-    if (finish.has_value()) Complete(*finish, attempts);
+    Act(next);
   }
 
   void OnCancel() override {
-    absl::MutexLock lock(&mu_);
-    cancelled_ = true;
-    if (!contexts_.empty()) contexts_.back()->TryCancel();
+    grpc::ClientContext* outstanding = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      cancelled_ = true;
+      if (!contexts_.empty()) outstanding = contexts_.back().get();
+    }
+    // After releasing mu_ (contexts live until OnDone, which follows every other reaction).
+    if (outstanding != nullptr) outstanding->TryCancel();
   }
 
   void OnDone() override { delete this; }
 
  private:
-  // Sends the next attempt; returns the status to finish with instead when there is none to send.
-  std::optional<grpc::Status> DispatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (cancelled_) return grpc::Status::CANCELLED;
+  // What to do once mu_ is released: start an attempt on `node`, or answer the client.
+  struct Next {
+    int node = -1;
+    grpc::ClientContext* context = nullptr;
+    std::optional<grpc::Status> finish;
+    int attempts = 0;
+  };
+
+  // Plans the next attempt (counted in flight on its node at once, so concurrent decisions see
+  // it); or the status to finish with when there is none to make.
+  Next PlanLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Next next;
+    next.attempts = attempts_;
+    if (cancelled_) {
+      next.finish = grpc::Status::CANCELLED;
+      return next;
+    }
     if (std::chrono::system_clock::now() >= deadline_) {
-      return grpc::Status(
+      next.finish = grpc::Status(
           grpc::StatusCode::DEADLINE_EXCEEDED,
           absl::StrCat("deadline passed in the router after ", attempts_, " attempt(s)"));
+      return next;
     }
     const int node = router_->policy_->Pick(route_, router_->cluster_, tried_);
     if (node < 0) {
-      return attempts_ == 0 ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no healthy node")
-                            : last_status_;
+      next.finish = attempts_ == 0 ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no healthy node")
+                                   : last_status_;
+      return next;
     }
-    ++attempts_;
-    tried_ |= NodeMask{1} << node;
+    next.attempts = ++attempts_;
+    tried_.Insert(node);
     router_->cluster_.OnDispatch(node);
     // Each attempt's context lives as long as the call (at most max_attempts of them).
     contexts_.push_back(std::make_unique<grpc::ClientContext>());
     contexts_.back()->set_deadline(deadline_);
+    next.node = node;
+    next.context = contexts_.back().get();
+    return next;
+  }
+
+  // Called without mu_ held. At most one attempt is outstanding, and none when this finishes.
+  void Act(const Next& next) {
+    if (next.finish.has_value()) {
+      Complete(*next.finish, next.attempts);
+      return;
+    }
     response_->Clear();
+    const int node = next.node;
     router_->conn(node)->recommender->async()->Rank(
-        contexts_.back().get(), request_, response_,
+        next.context, request_, response_,
         [this, node](grpc::Status status) { OnAttemptDone(node, std::move(status)); });
-    return std::nullopt;
   }
 
   void OnAttemptDone(int node, grpc::Status status) {
@@ -139,8 +192,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
                                       route_.history_start);
     }
     router_->OnNodeResult(node, status);
-    std::optional<grpc::Status> finish;
-    int attempts = 0;
+    Next next;
     {
       absl::MutexLock lock(&mu_);
       const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -148,13 +200,13 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
       if (retryable && attempts_ < router_->options_.max_attempts && !cancelled_) {
         last_status_ = status;
         router_->retries_.fetch_add(1, std::memory_order_relaxed);
-        finish = DispatchLocked();
+        next = PlanLocked();
       } else {
-        finish = std::move(status);
+        next.finish = std::move(status);
+        next.attempts = attempts_;
       }
-      attempts = attempts_;
     }
-    if (finish.has_value()) Complete(*finish, attempts);
+    Act(next);
   }
 
   // Answers the client. Called without mu_ held and with no attempt outstanding: Finish may run
@@ -174,12 +226,12 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   const v1::RankRequest* request_;
   v1::RankResponse* response_;
   rpc::Drainer::Token token_;
-  RouteRequest route_;
+  route::RouteRequest route_;
   std::chrono::system_clock::time_point deadline_;
 
   absl::Mutex mu_;
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts_ ABSL_GUARDED_BY(mu_);
-  NodeMask tried_ ABSL_GUARDED_BY(mu_) = 0;
+  NodeSet tried_ ABSL_GUARDED_BY(mu_);
   int attempts_ ABSL_GUARDED_BY(mu_) = 0;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status last_status_ ABSL_GUARDED_BY(mu_);
@@ -207,16 +259,20 @@ class Router::Service final : public v1::Recommender::CallbackService {
   Router* router_;
 };
 
-absl::StatusOr<std::unique_ptr<Router>> Router::Create(const RouterOptions& options) {
-  std::unique_ptr<Router> router(new Router(options));
-  absl::StatusOr<std::unique_ptr<Policy>> policy = CreatePolicy(options);
+absl::StatusOr<std::unique_ptr<Router>> Router::Create(const route::RouterOptions& options,
+                                                       Clock* clock) {
+  absl::StatusOr<std::unique_ptr<route::Policy>> policy = route::CreatePolicy(options);
   if (!policy.ok()) return policy.status();
+  std::unique_ptr<Router> router(new Router(options, clock != nullptr ? clock : Clock::Real()));
   router->policy_ = *std::move(policy);
   return router;
 }
 
-Router::Router(const RouterOptions& options)
-    : options_(options), service_(std::make_unique<Service>(this)) {}
+Router::Router(const route::RouterOptions& options, Clock* clock)
+    : options_(options),
+      clock_(clock),
+      health_(&cluster_, route::NodeHealthOptions::FromRouterOptions(options), clock),
+      service_(std::make_unique<Service>(this)) {}
 
 Router::~Router() { Stop(); }
 
@@ -231,13 +287,10 @@ Router::Counters Router::counters() const {
 void Router::EnsureNode(const std::string& address) {
   const int n = cluster_.num_nodes();
   for (int i = 0; i < n; ++i) {
-    if (conns_[i]->address == address) {
-      conns_[i]->removed.store(false);
-      return;
-    }
+    if (conns_[i]->address == address) return;
   }
-  if (n >= kMaxNodes) {
-    spdlog::error("router: ignoring node {}: at most {} nodes", address, kMaxNodes);
+  if (n >= route::kMaxNodes) {
+    spdlog::error("router: ignoring node {}: at most {} nodes", address, route::kMaxNodes);
     return;
   }
   auto conn = std::make_unique<NodeConn>();
@@ -252,6 +305,7 @@ void Router::EnsureNode(const std::string& address) {
   // The router retries on the next-best node itself; gRPC's own retry layer would only buffer
   // every forwarded request.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  // Creating a channel and stubs starts no call (channels connect lazily).
   conn->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
   conn->recommender = v1::Recommender::NewStub(conn->channel);
   conn->node = v1::Node::NewStub(conn->channel);
@@ -281,135 +335,126 @@ void Router::RefreshDns() {
     }
   }
   freeaddrinfo(result);
-  absl::MutexLock lock(&mu_);
-  for (const std::string& address : addresses) EnsureNode(address);
-  const int n = cluster_.num_nodes();
-  for (int i = 0; i < n; ++i) {
-    const bool gone = !addresses.count(conns_[i]->address);
-    conns_[i]->removed.store(gone);
-    if (gone) cluster_.SetHealthy(i, false);
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& address : addresses) EnsureNode(address);
   }
+  const int n = cluster_.num_nodes();
+  for (int i = 0; i < n; ++i) health_.SetRemoved(i, addresses.count(conns_[i]->address) == 0);
 }
 
 void Router::OnNodeResult(int node, const grpc::Status& status) {
-  NodeConn* c = conn(node);
-  if (status.error_code() != grpc::StatusCode::UNAVAILABLE) {
-    c->consecutive_failures.store(0, std::memory_order_relaxed);
-    return;
-  }
-  const int failures = c->consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
-  if (failures >= options_.failures_to_eject && !c->ejected.exchange(true)) {
-    cluster_.SetHealthy(node, false);
-    spdlog::warn("router: node {} ({}) ejected after {} consecutive failures: {}", node, c->address,
-                 failures, status.error_message());
-  }
+  health_.OnRequestResult(node, status.error_code() == grpc::StatusCode::UNAVAILABLE,
+                          status.error_message());
 }
 
 void Router::OnWatchDone(int node, const grpc::Status& status) {
-  NodeConn* c = conn(node);
   cluster_.ForgetStreamedState(node);
-  if (status.error_code() == grpc::StatusCode::UNAVAILABLE) {
-    // The node went away: stop sending it traffic now rather than at the next health check.
-    cluster_.SetHealthy(node, false);
-  }
+  health_.OnStreamEnded(node, status.error_code() == grpc::StatusCode::UNAVAILABLE);
   absl::MutexLock lock(&mu_);
-  c->watcher = nullptr;
-  c->watching.store(false);
+  conns_[node]->watcher.reset();  // not the last reference: OnDone holds one
   --active_watchers_;
 }
 
 void Router::EnsureWatchers() {
-  absl::MutexLock lock(&mu_);
-  if (stopping_) return;
-  const int n = cluster_.num_nodes();
-  for (int i = 0; i < n; ++i) {
-    NodeConn* c = conns_[i].get();
-    if (c->watching.load() || c->removed.load() || !cluster_.healthy(i)) continue;
-    c->watching.store(true);
-    ++active_watchers_;
-    c->watcher = new StateWatcher(this, c);
+  std::vector<std::shared_ptr<StateWatcher>> to_start;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    const int n = cluster_.num_nodes();
+    for (int i = 0; i < n; ++i) {
+      NodeConn* c = conns_[i].get();
+      if (c->watcher != nullptr || health_.removed(i) || !cluster_.healthy(i)) continue;
+      c->watcher = std::make_shared<StateWatcher>(this, c);
+      ++active_watchers_;
+      to_start.push_back(c->watcher);
+    }
   }
+  // Started after mu_ is released. A Stop in between cancels them before they start, which
+  // gRPC honours as they start; either way each ends in OnDone -> OnWatchDone.
+  for (std::shared_ptr<StateWatcher>& watcher : to_start) watcher->Start(watcher);
 }
 
-void Router::CheckHealthAll(absl::Duration timeout) {
-  const int n = cluster_.num_nodes();
+void Router::CheckHealth(const std::vector<int>& nodes, absl::Duration timeout) {
   struct Probe {
+    int node = -1;
     grpc::ClientContext context;
     grpc::health::v1::HealthCheckRequest request;
     grpc::health::v1::HealthCheckResponse response;
     grpc::Status status;
   };
-  std::vector<std::unique_ptr<Probe>> probes(n);
+  std::vector<std::unique_ptr<Probe>> probes;
+  probes.reserve(nodes.size());
   absl::Mutex done_mu;
-  int pending = 0;
-  for (int i = 0; i < n; ++i) {
-    if (conns_[i]->removed.load()) continue;
-    probes[i] = std::make_unique<Probe>();
-    probes[i]->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-    {
-      absl::MutexLock lock(&done_mu);
-      ++pending;
-    }
-    Probe* probe = probes[i].get();
-    conns_[i]->health->async()->Check(&probe->context, &probe->request, &probe->response,
-                                      [&done_mu, &pending, probe](grpc::Status status) {
-                                        probe->status = std::move(status);
-                                        absl::MutexLock lock(&done_mu);
-                                        --pending;
-                                      });
+  int pending = static_cast<int>(nodes.size());
+  for (int node : nodes) {
+    probes.push_back(std::make_unique<Probe>());
+    Probe* probe = probes.back().get();
+    probe->node = node;
+    probe->context.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+    conns_[node]->health->async()->Check(&probe->context, &probe->request, &probe->response,
+                                         [&done_mu, &pending, probe](grpc::Status status) {
+                                           probe->status = std::move(status);
+                                           absl::MutexLock lock(&done_mu);
+                                           --pending;
+                                         });
   }
   {
     absl::MutexLock lock(&done_mu);
     done_mu.Await(absl::Condition(
         +[](int* p) { return *p == 0; }, &pending));
   }
-  for (int i = 0; i < n; ++i) {
-    if (probes[i] == nullptr) continue;
-    NodeConn* c = conns_[i].get();
-    const bool serving =
-        probes[i]->status.ok() &&
-        probes[i]->response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
-    const bool was = cluster_.healthy(i);
-    if (serving) {
-      c->ejected.store(false);
-      c->consecutive_failures.store(0);
-    }
-    cluster_.SetHealthy(i, serving);
-    if (serving != was) {
-      spdlog::info("router: node {} ({}) is {}", i, c->address,
-                   serving ? "healthy" : "not serving: " + probes[i]->status.error_message());
-    }
+  for (const std::unique_ptr<Probe>& probe : probes) {
+    const bool serving = probe->status.ok() &&
+                         probe->response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    health_.OnHealthCheck(probe->node, serving, probe->status.error_message());
   }
 }
 
-void Router::Start() {
+void Router::RunMaintenance() {
+  bool dns_due = false;
+  if (!options_.dns.empty()) {
+    const int64_t now_us = clock_->NowMicros();
+    absl::MutexLock lock(&mu_);
+    if (now_us >= next_dns_refresh_us_) {
+      dns_due = true;
+      next_dns_refresh_us_ = now_us + 10 * health_.options().check_interval_us;
+    }
+  }
+  if (dns_due) RefreshDns();
+  CheckHealth(health_.TakeDueChecks(), absl::Milliseconds(options_.health_check_interval_ms));
+  EnsureWatchers();
+}
+
+void Router::Start(Maintenance maintenance) {
   {
     absl::MutexLock lock(&mu_);
+    next_dns_refresh_us_ = clock_->NowMicros();
     for (const std::string& address : options_.nodes) EnsureNode(address);
   }
-  RefreshDns();
-  CheckHealthAll(absl::Milliseconds(options_.health_check_interval_ms));
-  EnsureWatchers();
-  maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  RunMaintenance();
+  if (maintenance == Maintenance::kThread) {
+    maintenance_ = std::thread([this] { MaintenanceLoop(); });
+  }
 }
 
 void Router::MaintenanceLoop() {
-  const absl::Duration interval = absl::Milliseconds(options_.health_check_interval_ms);
-  int round = 0;
+  const int64_t interval_us = health_.options().check_interval_us;
   while (true) {
+    // Sleep (wall time) until the clock says a check falls due; at least 1 ms, so a clock that
+    // does not move (a FakeClock) costs no spinning.
+    const int64_t wait_us = std::clamp<int64_t>(health_.MicrosUntilNextCheck(), 1000, interval_us);
     {
       absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval)) return;
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_), absl::Microseconds(wait_us))) return;
     }
-    if (++round % 10 == 0) RefreshDns();
-    CheckHealthAll(interval);
-    EnsureWatchers();
+    RunMaintenance();
   }
 }
 
 bool Router::WaitForRoutable(int count, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
-  while (std::popcount(cluster_.RoutableMask()) < count) {
+  while (cluster_.Routable().Count() < count) {
     if (absl::Now() >= deadline) return false;
     absl::SleepFor(absl::Milliseconds(10));
   }
@@ -417,19 +462,23 @@ bool Router::WaitForRoutable(int count, absl::Duration timeout) {
 }
 
 void Router::Stop() {
+  std::vector<std::shared_ptr<StateWatcher>> watchers;
   {
     absl::MutexLock lock(&mu_);
     if (stopping_) return;
     stopping_ = true;
     const int n = cluster_.num_nodes();
     for (int i = 0; i < n; ++i) {
-      if (conns_[i]->watcher != nullptr) conns_[i]->watcher->Cancel();
+      if (conns_[i]->watcher != nullptr) watchers.push_back(conns_[i]->watcher);
     }
   }
+  // Cancelled after mu_ is released; the shared references keep each watcher alive meanwhile.
+  for (const std::shared_ptr<StateWatcher>& watcher : watchers) watcher->Cancel();
+  watchers.clear();
   if (maintenance_.joinable()) maintenance_.join();
   absl::MutexLock lock(&mu_);
   mu_.Await(absl::Condition(
       +[](int* active) { return *active == 0; }, &active_watchers_));
 }
 
-}  // namespace helm::route
+}  // namespace helm::router

@@ -1,17 +1,24 @@
 // The router against in-process test nodes: real gRPC servers on 127.0.0.1 whose Rank and state
-// stream the test controls.
-#include "helm/route/router.h"
+// stream the test controls. Health checks run on a FakeClock where a test is about them.
+#include "helm/router/router.h"
 
 #include <deque>
 #include <functional>
+#include <set>
 
 #include "absl/synchronization/notification.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
+#include "helm/common/bloom.h"
+#include "helm/rpc/server.h"
+#include "helm/v1/node.grpc.pb.h"
+#include "helm/v1/recommender.grpc.pb.h"
 
-namespace helm::route {
+namespace helm::router {
 namespace {
+
+using route::RouterOptions;
 
 using RankFn = std::function<grpc::Status(grpc::CallbackServerContext*, const v1::RankRequest&,
                                           v1::RankResponse*)>;
@@ -154,7 +161,9 @@ class TestNode {
 
 class RouterTest : public ::testing::Test {
  protected:
-  void StartRouter(const std::string& policy, int num_nodes) {
+  // kManual: no maintenance thread; the test runs RunMaintenance and moves clock_.
+  void StartRouter(const std::string& policy, int num_nodes,
+                   Router::Maintenance maintenance = Router::Maintenance::kThread) {
     RouterOptions options;
     options.policy = policy;
     options.nodes.clear();
@@ -164,7 +173,9 @@ class RouterTest : public ::testing::Test {
       nodes_.push_back(std::make_unique<TestNode>("node-" + std::to_string(i)));
       options.nodes.push_back(nodes_.back()->address());
     }
-    auto router = Router::Create(options);
+    // Health checks by clock_ when the test drives them, by the real clock otherwise.
+    auto router =
+        Router::Create(options, maintenance == Router::Maintenance::kManual ? &clock_ : nullptr);
     ASSERT_TRUE(router.ok()) << router.status();
     router_ = *std::move(router);
     rpc::ServerOptions server_options;
@@ -173,7 +184,7 @@ class RouterTest : public ::testing::Test {
     auto server = rpc::Server::Start(server_options);
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = *std::move(server);
-    router_->Start();
+    router_->Start(maintenance);
     ASSERT_TRUE(router_->WaitForRoutable(num_nodes, absl::Seconds(10)));
     stub_ = v1::Recommender::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
@@ -204,6 +215,8 @@ class RouterTest : public ::testing::Test {
     return predicate();
   }
 
+  static constexpr int64_t kIntervalUs = 50'000;  // health_check_interval_ms = 50
+  FakeClock clock_{1'000'000};
   std::vector<std::unique_ptr<TestNode>> nodes_;
   std::unique_ptr<Router> router_;
   std::unique_ptr<rpc::Server> server_;
@@ -268,18 +281,20 @@ TEST_F(RouterTest, AllNodesFailingGivesTheLastErrorAfterMaxAttempts) {
   EXPECT_EQ(nodes_[0]->ranks() + nodes_[1]->ranks() + nodes_[2]->ranks(), 3);
 }
 
-TEST_F(RouterTest, EjectsAFailingNodeAndTakesItBackWhenHealthy) {
-  StartRouter("round_robin", 2);
+TEST_F(RouterTest, EjectsAFailingNodeAndTakesItBackWhenAHealthCheckPasses) {
+  StartRouter("round_robin", 2, Router::Maintenance::kManual);
   nodes_[0]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse*) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
   });
-  // Health says NOT_SERVING too, so checks do not put it back while it fails.
-  nodes_[0]->SetServing(false);
-  for (int i = 0; i < 6; ++i) {
+  // Each request's node results are recorded before its reply, so ejection (2 failures) happens
+  // within a few requests; bounded, so a router that never ejects fails here.
+  for (int i = 0; i < 10 && !router_->health().ejected(0); ++i) {
     v1::RankResponse response;
     ASSERT_TRUE(Rank(i, &response).ok());
+    EXPECT_EQ(response.info().node_id(), "node-1");
   }
-  EXPECT_TRUE(Eventually([&] { return !router_->cluster().healthy(0); }));
+  ASSERT_TRUE(router_->health().ejected(0));
+  EXPECT_FALSE(router_->cluster().healthy(0));
   const int before = nodes_[0]->ranks();
   for (int i = 0; i < 6; ++i) {
     v1::RankResponse response;
@@ -292,8 +307,42 @@ TEST_F(RouterTest, EjectsAFailingNodeAndTakesItBackWhenHealthy) {
         response->mutable_info()->set_node_id("node-0");
         return grpc::Status::OK;
       });
-  nodes_[0]->SetServing(true);
-  EXPECT_TRUE(Eventually([&] { return router_->cluster().healthy(0); }));
+  // Its health check (SERVING all along) is not due until an interval of the clock has passed.
+  router_->RunMaintenance();
+  EXPECT_TRUE(router_->health().ejected(0));
+  clock_.AdvanceMicros(kIntervalUs - 1);
+  router_->RunMaintenance();
+  EXPECT_TRUE(router_->health().ejected(0));
+  clock_.AdvanceMicros(1);
+  router_->RunMaintenance();
+  EXPECT_FALSE(router_->health().ejected(0));
+  ASSERT_TRUE(router_->cluster().healthy(0));
+  std::set<std::string> served_by;
+  for (int i = 0; i < 2; ++i) {
+    v1::RankResponse response;
+    ASSERT_TRUE(Rank(i, &response).ok());
+    served_by.insert(response.info().node_id());
+  }
+  EXPECT_EQ(served_by, (std::set<std::string>{"node-0", "node-1"}));
+}
+
+TEST_F(RouterTest, AFailingHealthCheckTakesANodeOutUntilOnePasses) {
+  StartRouter("round_robin", 2, Router::Maintenance::kManual);
+  nodes_[1]->SetServing(false);
+  clock_.AdvanceMicros(kIntervalUs);
+  router_->RunMaintenance();
+  EXPECT_EQ(router_->cluster().Routable(), route::NodeSet{0});
+  for (int i = 0; i < 4; ++i) {
+    v1::RankResponse response;
+    ASSERT_TRUE(Rank(i, &response).ok());
+    EXPECT_EQ(response.info().node_id(), "node-0");
+  }
+  nodes_[1]->SetServing(true);
+  router_->RunMaintenance();  // not due yet
+  EXPECT_FALSE(router_->cluster().healthy(1));
+  clock_.AdvanceMicros(kIntervalUs);
+  router_->RunMaintenance();
+  EXPECT_TRUE(router_->cluster().healthy(1));
 }
 
 TEST_F(RouterTest, PropagatesTheClientDeadline) {
@@ -319,11 +368,7 @@ TEST_F(RouterTest, HelmPolicyFollowsStreamedKvResidency) {
   event->set_user_id(555);
   event->set_cached_tokens(90);
   nodes_[2]->Publish(state);
-  ASSERT_TRUE(Eventually([&] {
-    std::array<int32_t, kMaxNodes> tokens;
-    router_->cluster().CachedTokens(555, &tokens);
-    return tokens[2] == 90;
-  }));
+  ASSERT_TRUE(Eventually([&] { return router_->cluster().CachedTokens(555)[2] == 90; }));
   for (int i = 0; i < 5; ++i) {
     v1::RankResponse response;
     ASSERT_TRUE(Rank(555, &response).ok());
@@ -338,11 +383,7 @@ TEST_F(RouterTest, ABrokenStateStreamForgetsResidency) {
   event->set_user_id(9);
   event->set_cached_tokens(50);
   nodes_[1]->Publish(state);
-  auto tokens_on_1 = [&] {
-    std::array<int32_t, kMaxNodes> tokens;
-    router_->cluster().CachedTokens(9, &tokens);
-    return tokens[1];
-  };
+  auto tokens_on_1 = [&] { return router_->cluster().CachedTokens(9)[1]; };
   ASSERT_TRUE(Eventually([&] { return tokens_on_1() == 50; }));
   nodes_[1]->CloseStreams();
   // Forgotten when the stream ends, then restored by the snapshot of the reconnected stream.
@@ -350,14 +391,39 @@ TEST_F(RouterTest, ABrokenStateStreamForgetsResidency) {
 }
 
 TEST_F(RouterTest, NoHealthyNodeIsUnavailable) {
-  StartRouter("helm", 1);
+  StartRouter("helm", 1, Router::Maintenance::kManual);
   nodes_[0]->SetServing(false);
-  ASSERT_TRUE(Eventually([&] { return router_->cluster().RoutableMask() == 0; }));
+  clock_.AdvanceMicros(kIntervalUs);
+  router_->RunMaintenance();
+  ASSERT_TRUE(router_->cluster().Routable().Empty());
   v1::RankResponse response;
   const grpc::Status status = Rank(1, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(status.error_message(), "no healthy node");
 }
 
+TEST_F(RouterTest, ABadEmbSummaryOnTheWireIsRejectedAndTheRestApplied) {
+  StartRouter("helm", 2);
+  v1::NodeState state;
+  state.mutable_emb_summary()->set_bits(BloomFilter(1 << 10, 2, 1).ToBytes());
+  state.mutable_emb_summary()->set_num_hashes(40);  // would overflow the router's probe buffers
+  auto* event = state.add_kv_events();
+  event->set_user_id(31);
+  event->set_cached_tokens(64);
+  nodes_[0]->Publish(state);
+  ASSERT_TRUE(Eventually([&] { return router_->cluster().CachedTokens(31)[0] == 64; }));
+  EXPECT_FALSE(router_->cluster().has_emb_summary(0));
+  // The stream lives on: a good summary afterwards is taken.
+  v1::NodeState good;
+  good.mutable_emb_summary()->set_bits(BloomFilter(1 << 10, 2, 1).ToBytes());
+  good.mutable_emb_summary()->set_num_hashes(2);
+  good.mutable_emb_summary()->set_seed(1);
+  nodes_[0]->Publish(good);
+  EXPECT_TRUE(Eventually([&] { return router_->cluster().has_emb_summary(0); }));
+  v1::RankResponse response;
+  EXPECT_TRUE(Rank(31, &response, 100).ok());
+  EXPECT_EQ(response.info().node_id(), "node-0");
+}
+
 }  // namespace
-}  // namespace helm::route
+}  // namespace helm::router

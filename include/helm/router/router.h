@@ -1,0 +1,123 @@
+// helm-router's gRPC edge: serves helm.v1.Recommender/Rank by forwarding each request to the node
+// the routing core's Policy picks, and keeps the core's ClusterState fresh from each node's state
+// stream and NodeHealth from health checks. All routing decisions live in the core (helm::route);
+// this component holds the channels, calls, threads and the proto <-> core conversion.
+//
+// Per request: pick a node (policy), count it as in flight there, forward with the client's
+// deadline (router.default_deadline_ms when the client set none); on UNAVAILABLE (node down,
+// draining, connection broken) or RESOURCE_EXHAUSTED (queue full) retry the next best node not
+// yet tried, within the deadline and router.max_attempts. UNAVAILABLE counts as a node failure;
+// router.failures_to_eject consecutive ones take the node out until its health check passes again
+// (route::NodeHealth). A broken state stream marks the node unhealthy at once.
+//
+// Time: health checks fall due by the injected Clock (every router.health_check_interval_ms of
+// it), and so does the DNS refresh (every ten intervals). gRPC deadlines are wall-clock time.
+//
+// Thread-safety: all public methods are thread-safe. Start/Stop once each. No gRPC call is
+// started or cancelled while a lock of the router (mu_, a ForwardCall's mu_) is held: every such
+// step records what to do under the lock and does it after releasing it (see router.cc).
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "helm/common/clock.h"
+#include "helm/route/cluster_state.h"
+#include "helm/route/node_health.h"
+#include "helm/route/options.h"
+#include "helm/route/policy.h"
+#include "helm/rpc/server.h"
+
+namespace grpc {
+class Service;
+class Status;
+}  // namespace grpc
+
+namespace helm::router {
+
+class Router {
+ public:
+  // InvalidArgument for a bad policy; nodes are connected by Start. `clock` (not owned; null: the
+  // real clock) must outlive the router.
+  static absl::StatusOr<std::unique_ptr<Router>> Create(const route::RouterOptions& options,
+                                                        Clock* clock = nullptr);
+  ~Router();
+
+  // The Recommender service to register with the server; not owned by the caller.
+  grpc::Service* service();
+  // In-flight tracking for graceful shutdown (pass to rpc::ServerOptions::drainer).
+  rpc::Drainer* drainer() { return &drainer_; }
+
+  enum class Maintenance {
+    kThread,  // a thread runs RunMaintenance every health_check_interval_ms of wall time
+    kManual,  // only the caller runs it (tests on a FakeClock)
+  };
+  // Resolves the nodes, runs a first round of maintenance (every node's health check, state
+  // streams) and, for kThread, starts the maintenance thread.
+  void Start(Maintenance maintenance = Maintenance::kThread);
+  // One round now: the DNS refresh when due, the health checks due by the clock (waiting for
+  // their answers, each bounded by health_check_interval_ms), and state streams for healthy nodes
+  // that have none. Thread-safe, but meant for one caller at a time.
+  void RunMaintenance();
+  // Stops the maintenance thread and closes the streams. Idempotent.
+  void Stop();
+  // Blocks until at least `count` nodes are routable or `timeout` (wall time) passes; true when
+  // they are.
+  bool WaitForRoutable(int count, absl::Duration timeout);
+
+  const route::ClusterState& cluster() const { return cluster_; }
+  const route::NodeHealth& health() const { return health_; }
+  const route::Policy& policy() const { return *policy_; }
+
+  struct Counters {
+    int64_t requests = 0;
+    int64_t ok = 0;
+    int64_t failed = 0;
+    int64_t retries = 0;
+  };
+  Counters counters() const;
+
+ private:
+  class Service;
+  class ForwardCall;
+  class StateWatcher;
+  struct NodeConn;
+
+  Router(const route::RouterOptions& options, Clock* clock);
+  NodeConn* conn(int node) const;
+  void MaintenanceLoop();
+  void CheckHealth(const std::vector<int>& nodes, absl::Duration timeout);
+  void RefreshDns();
+  void EnsureNode(const std::string& address) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EnsureWatchers();
+  void OnWatchDone(int node, const grpc::Status& status);
+  void OnNodeResult(int node, const grpc::Status& status);
+
+  const route::RouterOptions options_;
+  Clock* const clock_;
+  std::unique_ptr<route::Policy> policy_;
+  route::ClusterState cluster_;
+  route::NodeHealth health_;
+  rpc::Drainer drainer_;
+  std::unique_ptr<Service> service_;
+
+  mutable absl::Mutex mu_;
+  // conns_[i] is written before node i is published in cluster_ and never changes after, so
+  // request paths read it without the lock.
+  std::array<std::unique_ptr<NodeConn>, route::kMaxNodes> conns_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  int active_watchers_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_dns_refresh_us_ ABSL_GUARDED_BY(mu_) = 0;
+  std::thread maintenance_;
+
+  std::atomic<int64_t> requests_{0}, ok_{0}, failed_{0}, retries_{0};
+};
+
+}  // namespace helm::router
