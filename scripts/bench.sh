@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# make bench: the single-process benchmarks (memory, model, router), each printing its table and
-# HELM_RESULT lines; the HELM_RESULT lines of all three are repeated at the end. Also writes
+# make bench: the single-process benchmarks (memory, model, node, router), each printing its table and
+# HELM_RESULT lines; the HELM_RESULT lines of all four are repeated at the end. Also writes
 # out/bench/resize_latency.{csv,png}: EMB lookup latency over time around the memory benchmark's
 # resizes.
 # (make bench-cluster runs the local-cluster benchmarks.)
@@ -8,7 +8,7 @@ set -euo pipefail
 build_dir=${1:-build}
 out=${HELM_BENCH_OUT:-out/bench}
 mkdir -p "$out"
-for bench in helm_bench_memory helm_bench_model helm_bench_router; do
+for bench in helm_bench_memory helm_bench_model helm_bench_node helm_bench_router; do
   echo "== $bench"
   args=()
   [[ $bench == helm_bench_memory ]] && args=(--csv "$out/resize_latency.csv")

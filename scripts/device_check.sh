@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 mode="${1:-}"
 bundle="${2:-.device/model}"
 build_dir="${BUILD_DIR:-build}"
-bins=(helm_model_cuda_test helm_pool_gpu_test helm_bench_model helm-cuda-info)
+bins=(helm_model_cuda_test helm_pool_gpu_test helm_bench_model helm_bench_node helm-cuda-info)
 
 # Libraries the GPU machine has itself, or that must come from its driver/toolkit.
 is_system_lib() {
@@ -103,6 +103,11 @@ do_run() {
   echo "$pool_out" | tail -20
   bench_out=$(timeout 90 "$bundle/helm_bench_model" --gpu-only 2>&1); bench_rc=$?
   echo "$bench_out"
+  # The node core on the GPU (the embedded config's pool.backend auto picks CUDA): max_batch 8 vs 1.
+  local node_out node_rc
+  node_out=$(timeout 60 "$bundle/helm_bench_node" --requests 200 --rounds 1 2>&1 |
+    grep -v '\[info\]'; exit "${PIPESTATUS[0]}"); node_rc=$?
+  echo "$node_out"
   # Memcheck of every CUDA path test but the long forward sweep (each kernel, both attention
   # modes with split-K, cached bf16 blocks, relocation, copies): out-of-bounds or misaligned
   # accesses the value comparisons can miss.
@@ -150,6 +155,10 @@ do_run() {
     "$([[ $bench_rc -eq 0 ]] && echo PASS || echo FAIL)" "$bench_rc"
   [[ $bench_rc -eq 0 ]] || status=1
   echo "$bench_out" | awk '/^HELM_RESULT/{printf "  %-32s %s\n", $2, $3}'
+  printf '%-34s %s (exit %s)\n' "helm_bench_node (cuda pool)" \
+    "$([[ $node_rc -eq 0 ]] && echo PASS || echo FAIL)" "$node_rc"
+  [[ $node_rc -eq 0 ]] || status=1
+  echo "$node_out" | awk '/^HELM_RESULT/{printf "  %-32s %s\n", $2, $3}'
   printf '%-34s %s\n' "memcheck (model tests)" "$san_verdict"
   echo "======================================================"
   exit $status

@@ -250,7 +250,7 @@ int Main(int argc, char** argv) {
   cli.add_option("--python", flags.python, "Python with matplotlib for the plots");
   app::ParseFlagsOrExit(cli, argc, argv);
   config::Config config = app::LoadConfigOrExit(common, "helm_bench_cluster");
-  if (const std::string error = FitWorkloadToNodes(config); !error.empty()) {
+  if (const std::string error = config::FitWorkloadToNodes(config); !error.empty()) {
     std::fprintf(stderr, "helm_bench_cluster: %s\n", error.c_str());
     return 2;
   }

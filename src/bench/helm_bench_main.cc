@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
         if (max_in_flight > 0) w.max_in_flight = max_in_flight;
         if (top_k >= 0) w.top_k = top_k;
       });
-  if (const std::string error = helm::bench::FitWorkloadToNodes(config); !error.empty())
+  if (const std::string error = helm::config::FitWorkloadToNodes(config); !error.empty())
     return Fail(error, 2);
 
   absl::StatusOr<std::unique_ptr<helm::workload::Generator>> generator =

@@ -463,31 +463,4 @@ absl::StatusOr<std::unique_ptr<LoadGenerator>> LoadGenerator::Create(
 
 absl::StatusOr<RunResult> LoadGenerator::Run() { return impl_->Run(); }
 
-std::string FitWorkloadToNodes(config::Config& config) {
-  workload::WorkloadOptions& w = config.workload;
-  if (w.max_items > config.emb.num_items) {
-    return absl::StrCat("workload.max_items (", w.max_items, ") exceeds emb.num_items (",
-                        config.emb.num_items, "): item ids must be < emb.num_items");
-  }
-  if (w.max_items == 0) w.max_items = config.emb.num_items;
-  if (w.max_history > config.node.max_history) {
-    return absl::StrCat("workload.max_history (", w.max_history, ") exceeds node.max_history (",
-                        config.node.max_history, "): the nodes would reject the requests");
-  }
-  if (w.max_history == 0) w.max_history = config.node.max_history;
-  if (w.candidates > config.node.max_candidates) {
-    return absl::StrCat("workload.candidates (", w.candidates, ") exceeds node.max_candidates (",
-                        config.node.max_candidates, ")");
-  }
-  if (w.num_actions > config.model.num_actions) {
-    return absl::StrCat("workload.num_actions (", w.num_actions, ") exceeds model.num_actions (",
-                        config.model.num_actions, ")");
-  }
-  if (w.top_k > w.candidates) {
-    return absl::StrCat("workload.top_k (", w.top_k, ") exceeds workload.candidates (",
-                        w.candidates, ")");
-  }
-  return "";
-}
-
 }  // namespace helm::bench

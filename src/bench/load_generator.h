@@ -67,10 +67,4 @@ class LoadGenerator {
   std::unique_ptr<Impl> impl_;
 };
 
-// Checks config.workload against the serving sections of the same config (item ids below
-// emb.num_items, histories and candidates within the node's caps, actions within the model's), so
-// that the nodes accept every request, and fills the caps left at 0 from them. "" or what is wrong,
-// naming the keys.
-std::string FitWorkloadToNodes(config::Config& config);
-
 }  // namespace helm::bench

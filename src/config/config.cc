@@ -1,8 +1,8 @@
 #include "helm/config/config.h"
 
-#include <cstring>
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <set>
@@ -29,9 +29,10 @@ std::string JoinPath(const std::string& path, const std::string& key) {
 // read naturally in YAML.
 bool ParseInteger(std::string text, int64_t* out) {
   text = std::string(absl::StripAsciiWhitespace(text));
-  static const std::pair<const char*, int64_t> kSuffixes[] = {
-      {"KiB", int64_t{1} << 10}, {"MiB", int64_t{1} << 20}, {"GiB", int64_t{1} << 30},
-      {"TiB", int64_t{1} << 40}};
+  static const std::pair<const char*, int64_t> kSuffixes[] = {{"KiB", int64_t{1} << 10},
+                                                              {"MiB", int64_t{1} << 20},
+                                                              {"GiB", int64_t{1} << 30},
+                                                              {"TiB", int64_t{1} << 40}};
   int64_t scale = 1;
   for (const auto& [suffix, factor] : kSuffixes) {
     if (absl::EndsWith(text, suffix)) {
@@ -147,7 +148,8 @@ class Reader {
     }
     if (check) {
       std::string error = check(field);
-      if (!error.empty()) errors_->push_back(absl::StrCat(path, ": ", error, ", got ", Show(field)));
+      if (!error.empty())
+        errors_->push_back(absl::StrCat(path, ": ", error, ", got ", Show(field)));
     }
   }
 
@@ -265,10 +267,10 @@ int64_t KvBlockBytes(const model::ModelOptions& model, const kv::KvOptions& kv) 
 absl::Status Config::Validate() const {
   const int64_t block_bytes = KvBlockBytes(model, kv);
   if (block_bytes > pool.chunk_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kv.tokens_per_block: a KV block (", block_bytes, " bytes for ", model.num_layers,
-        " layers x ", kv.tokens_per_block, " tokens) must fit in pool.chunk_bytes (",
-        pool.chunk_bytes, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kv.tokens_per_block: a KV block (", block_bytes, " bytes for ",
+                     model.num_layers, " layers x ", kv.tokens_per_block,
+                     " tokens) must fit in pool.chunk_bytes (", pool.chunk_bytes, ")"));
   }
   const int64_t row_bytes =
       int64_t{emb.dim} * DtypeBytes(ParseDtype(emb.dtype).value_or(Dtype::kFp32));
@@ -285,8 +287,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   try {
     root = YAML::Load(yaml_text);
   } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": not valid YAML: ", e.what()));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not valid YAML: ", e.what()));
   }
   if (root && !root.IsNull() && !root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": expected a map of sections"));
@@ -321,6 +322,33 @@ std::string ConfigToYaml(const Config& config) {
   Config copy = config;  // Describe takes non-const references; the writer only reads.
   copy.Describe(writer);
   return out.str();
+}
+
+std::string FitWorkloadToNodes(Config& config) {
+  workload::WorkloadOptions& w = config.workload;
+  if (w.max_items > config.emb.num_items) {
+    return absl::StrCat("workload.max_items (", w.max_items, ") exceeds emb.num_items (",
+                        config.emb.num_items, "): item ids must be < emb.num_items");
+  }
+  if (w.max_items == 0) w.max_items = config.emb.num_items;
+  if (w.max_history > config.node.max_history) {
+    return absl::StrCat("workload.max_history (", w.max_history, ") exceeds node.max_history (",
+                        config.node.max_history, "): the nodes would reject the requests");
+  }
+  if (w.max_history == 0) w.max_history = config.node.max_history;
+  if (w.candidates > config.node.max_candidates) {
+    return absl::StrCat("workload.candidates (", w.candidates, ") exceeds node.max_candidates (",
+                        config.node.max_candidates, ")");
+  }
+  if (w.num_actions > config.model.num_actions) {
+    return absl::StrCat("workload.num_actions (", w.num_actions, ") exceeds model.num_actions (",
+                        config.model.num_actions, ")");
+  }
+  if (w.top_k > w.candidates) {
+    return absl::StrCat("workload.top_k (", w.top_k, ") exceeds workload.candidates (",
+                        w.candidates, ")");
+  }
+  return "";
 }
 
 }  // namespace helm::config

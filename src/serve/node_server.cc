@@ -3,8 +3,8 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
-#include "helm/common/bloom.h"
 #include "helm/common/logging.h"
+#include "helm/common/status.h"
 #include "helm/rpc/status.h"
 #include "helm/serve/validate.h"
 #include "spdlog/spdlog.h"
@@ -14,23 +14,11 @@ namespace {
 
 // A subscriber that falls this far behind is dropped; it reconnects and gets a fresh snapshot.
 constexpr size_t kMaxQueuedStates = 256;
-// Seed of the EMB summary's hashes: the same on every node, so the router can combine them.
-constexpr uint64_t kSummarySeed = 0x48454c4d;  // "HELM"
-
-// Appends the KV cache's residency events to a state message.
-void AddKvEvents(const std::vector<kv::ResidencyEvent>& events, v1::NodeState* state) {
-  for (const kv::ResidencyEvent& e : events) {
-    v1::KvResidencyEvent* event = state->add_kv_events();
-    event->set_user_id(e.user_id);
-    event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
-    event->set_history_start(e.history_start);
-  }
-}
 
 }  // namespace
 
 // One Rank call from admission to reply.
-struct NodeServer::RankCall : Job {
+struct NodeServer::RankCall : RankJob {
   grpc::ServerUnaryReactor* reactor = nullptr;
   const v1::RankRequest* request = nullptr;
   v1::RankResponse* response = nullptr;
@@ -41,6 +29,9 @@ class NodeServer::StateStream final : public grpc::ServerWriteReactor<v1::NodeSt
  public:
   StateStream(NodeServer* server, std::string subscriber)
       : server_(server), subscriber_(std::move(subscriber)) {}
+
+  // The core's subscription id (set once subscribed).
+  int feed_id = 0;
 
   // Queues `state`; false when the subscriber is too far behind (the stream is then ended).
   bool Push(const v1::NodeState& state) {
@@ -111,8 +102,7 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
                                  const v1::RankRequest* request,
                                  v1::RankResponse* response) override {
     rpc::Drainer::Token token = server_->drainer_.TryEnter();
-    if (!token || server_->draining_.load()) {
-      server_->failed_.fetch_add(1, std::memory_order_relaxed);
+    if (!token || server_->core_->draining()) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is draining"));
       return reactor;
@@ -124,7 +114,6 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
         ValidateRankRequest(*request, RequestLimits{c.node.max_history, c.node.max_candidates,
                                                     c.emb.num_items, c.model.num_actions});
     if (!valid.ok()) {
-      server_->failed_.fetch_add(1, std::memory_order_relaxed);
       reactor->Finish(rpc::ToGrpcStatus(valid));
       return reactor;
     }
@@ -132,22 +121,48 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
     call->reactor = reactor;
     call->request = request;
     call->response = response;
-    call->deadline = context->deadline();
+    call->input = FromProto(*request);
+    // The gRPC deadline, on the core's clock.
+    const auto left = context->deadline() - std::chrono::system_clock::now();
+    if (context->deadline() != std::chrono::system_clock::time_point::max()) {
+      call->deadline_us = server_->clock_->NowMicros() +
+                          std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+    }
     NodeServer* server = server_;
-    call->done = [server, call](Job* job, const absl::Status& status) {
+    call->done = [server](RankJob* job, const absl::Status& status) {
+      auto* call = static_cast<RankCall*>(job);
       if (status.ok()) {
-        const int64_t now_us = server->clock_->NowMicros();
-        server->latency_us_.Record(now_us - job->admitted_us);
-        server->ok_.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        server->failed_.fetch_add(1, std::memory_order_relaxed);
+        const RankOutput& out = call->output;
+        v1::RankResponse* response = call->response;
+        response->clear_items();
+        for (const ScoredItem& item : out.items) {
+          v1::ScoredItem* scored = response->add_items();
+          scored->set_item_id(item.item_id);
+          scored->set_score(item.score);
+        }
+        v1::ServingInfo* info = response->mutable_info();
+        info->set_node_id(server->config_.node.id);
+        info->set_cached_tokens(out.cached_tokens);
+        info->set_computed_tokens(out.computed_tokens);
+        info->set_emb_hits(out.emb_hits);
+        info->set_emb_misses(out.emb_misses);
+        info->set_resident_tokens(out.resident_tokens);
+        info->set_queue_us(out.queue_us);
+        info->set_compute_us(out.compute_us);
+        info->set_batch_size(out.batch_size);
+        if (call->request->request_id().empty()) {
+          response->set_request_id(absl::StrCat(server->config_.node.id, "-",
+                                                server->request_counter_.fetch_add(1) + 1));
+        } else {
+          response->set_request_id(call->request->request_id());
+        }
+      } else if (!absl::IsDeadlineExceeded(status) && !absl::IsUnavailable(status)) {
+        spdlog::warn("Rank for user {} failed: {}", call->request->user_id(), status);
       }
       call->reactor->Finish(rpc::ToGrpcStatus(status));
       delete call;
     };
-    const absl::Status admitted = server_->scheduler_->Submit(call);
-    if (!admitted.ok()) {
-      server_->failed_.fetch_add(1, std::memory_order_relaxed);
+    if (const absl::Status admitted = server_->workers_->Submit(call); !admitted.ok()) {
       reactor->Finish(rpc::ToGrpcStatus(admitted));
       delete call;
     }
@@ -188,7 +203,7 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
       return reactor;
     }
     response->set_target_split(server_->SetSplit(share));
-    response->set_committed_split(server_->engine_->pool().Snapshot().committed_split);
+    response->set_committed_split(server_->engine().pool().Snapshot().committed_split);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -196,7 +211,7 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* context, const v1::DrainRequest*,
                                   v1::DrainResponse* response) override {
     server_->StartDraining();
-    response->set_in_flight(server_->scheduler_->in_flight());
+    response->set_in_flight(server_->core_->Load().in_flight);
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status::OK);
     return reactor;
@@ -209,27 +224,10 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Create(const config::Config& config,
                                                                Clock* clock) {
   std::unique_ptr<NodeServer> server(new NodeServer(config, clock));
-  absl::StatusOr<std::unique_ptr<Engine>> engine = Engine::Create(config);
-  if (!engine.ok()) return engine.status();
-  server->engine_ = *std::move(engine);
-  for (int i = 0; i < config.node.workers; ++i) {
-    absl::StatusOr<std::unique_ptr<Worker>> worker = server->engine_->NewWorker();
-    if (!worker.ok()) return worker.status();
-    server->workers_.push_back(*std::move(worker));
-  }
-  SchedulerOptions scheduler;
-  scheduler.workers = config.node.workers;
-  scheduler.queue_capacity = config.node.queue_capacity;
-  scheduler.max_batch = config.node.max_batch;
-  scheduler.max_batch_wait_us = config.node.max_batch_wait_us;
+  HELM_ASSIGN_OR_RETURN(server->core_, NodeCore::Create(config, clock));
+  HELM_ASSIGN_OR_RETURN(server->workers_,
+                        BatchWorkers::Start(server->core_.get(), config.node.workers));
   NodeServer* s = server.get();
-  server->scheduler_ = std::make_unique<Scheduler>(
-      scheduler, clock,
-      [s](int worker, absl::Span<Job* const> batch) { s->RunBatch(worker, batch); });
-  {
-    absl::MutexLock lock(&server->window_mu_);
-    server->window_start_ = server->engine_->CacheStats();
-  }
   server->publisher_ = std::thread([s] { s->PublisherLoop(); });
   server->resizer_ = std::thread([s] { s->ResizerLoop(); });
   return server;
@@ -247,39 +245,9 @@ std::vector<grpc::Service*> NodeServer::services() {
   return {recommender_.get(), node_service_.get()};
 }
 
-void NodeServer::RunBatch(int worker, absl::Span<Job* const> batch) {
-  Worker& w = *workers_[worker];
-  for (Job* job : batch) {
-    RankCall* call = static_cast<RankCall*>(job);
-    const int64_t start_us = clock_->NowMicros();
-    RankStats stats;
-    const absl::Status status = engine_->Rank(w, *call->request, call->response, &stats);
-    const int64_t compute_us = clock_->NowMicros() - start_us;
-    // Smoothed per-request service time for the router's load view.
-    const double ewma = ewma_service_us_.load(std::memory_order_relaxed);
-    ewma_service_us_.store(ewma == 0 ? compute_us : 0.9 * ewma + 0.1 * compute_us,
-                           std::memory_order_relaxed);
-    if (status.ok()) {
-      v1::ServingInfo* info = call->response->mutable_info();
-      info->set_node_id(config_.node.id);
-      info->set_queue_us(job->started_us - job->admitted_us);
-      info->set_compute_us(compute_us);
-      info->set_batch_size(job->batch_size);
-      if (call->request->request_id().empty()) {
-        call->response->set_request_id(
-            absl::StrCat(config_.node.id, "-", request_counter_.fetch_add(1) + 1));
-      } else {
-        call->response->set_request_id(call->request->request_id());
-      }
-    } else {
-      spdlog::warn("Rank for user {} failed: {}", call->request->user_id(), status);
-    }
-    job->done(job, status);
-  }
-}
-
 void NodeServer::StartDraining() {
-  if (!draining_.exchange(true)) spdlog::info("draining: new requests are refused");
+  if (!core_->draining()) spdlog::info("draining: new requests are refused");
+  core_->StartDraining();
 }
 
 void NodeServer::Stop() {
@@ -288,8 +256,10 @@ void NodeServer::Stop() {
     if (stopping_) return;
     stopping_ = true;
   }
-  draining_.store(true);
-  if (scheduler_ != nullptr) scheduler_->Stop();
+  if (core_ != nullptr) core_->StartDraining();
+  // Running batches finish; what is still queued is answered UNAVAILABLE.
+  if (workers_ != nullptr) workers_->Stop();
+  if (core_ != nullptr) core_->Stop();
   if (publisher_.joinable()) publisher_.join();
   if (resizer_.joinable()) resizer_.join();
   absl::MutexLock lock(&streams_mu_);
@@ -297,7 +267,7 @@ void NodeServer::Stop() {
 }
 
 double NodeServer::SetSplit(double emb_share) {
-  const double target = engine_->pool().SetTarget(emb_share);
+  const double target = core_->SetTargetSplit(emb_share);
   absl::MutexLock lock(&mu_);
   resize_pending_ = true;
   return target;
@@ -319,7 +289,7 @@ void NodeServer::ResizerLoop() {
     }
     // Steps back to back while a move is pending; each is bounded (pool.max_step_bytes).
     for (int i = 0; i < 1000; ++i) {
-      const pool::StepResult step = engine_->pool().Step();
+      const pool::StepResult step = core_->StepResize();
       if (step.idle) break;
       if (step.blocked) {
         absl::SleepFor(absl::Milliseconds(1));  // pinned content: let in-flight requests finish
@@ -330,83 +300,24 @@ void NodeServer::ResizerLoop() {
   }
 }
 
-v1::NodeLoad NodeServer::Load() const {
-  v1::NodeLoad load;
-  load.set_queue_depth(scheduler_->queue_depth());
-  load.set_in_flight(scheduler_->in_flight());
-  load.set_capacity(config_.node.workers * config_.node.max_batch);
-  load.set_workers(config_.node.workers);
-  load.set_ewma_service_us(ewma_service_us_.load(std::memory_order_relaxed));
-  load.set_queue_capacity(config_.node.queue_capacity);
-  return load;
-}
-
-v1::EmbSummary NodeServer::BuildSummary() const {
-  BloomFilter filter(config_.node.emb_summary_bits, config_.node.emb_summary_hashes, kSummarySeed);
-  engine_->emb().ForEachResidentId([&filter](int64_t id) { filter.Add(id); });
-  v1::EmbSummary summary;
-  summary.set_bits(filter.ToBytes());
-  summary.set_num_hashes(filter.num_hashes());
-  summary.set_seed(kSummarySeed);
-  summary.set_resident_rows(engine_->emb().resident_rows());
-  return summary;
-}
-
-v1::NodeState NodeServer::Snapshot() const {
-  v1::NodeState state;
-  state.set_node_id(config_.node.id);
-  state.set_full_snapshot(true);
-  *state.mutable_load() = Load();
-  const pool::PoolSnapshot pool = engine_->pool().Snapshot();
-  state.set_committed_split(pool.committed_split);
-  state.set_target_split(pool.target_split);
-  state.set_draining(draining_.load());
-  AddKvEvents(engine_->kv().ResidentUsers(), &state);
-  state.set_kv_resident_users(state.kv_events_size());
-  return state;
-}
-
 void NodeServer::Subscribe(StateStream* stream) {
-  v1::NodeState snapshot = Snapshot();
-  absl::MutexLock lock(&streams_mu_);
-  if (last_summary_.bits().empty()) last_summary_ = BuildSummary();
-  *snapshot.mutable_emb_summary() = last_summary_;
-  snapshot.set_seq(++seq_);
-  streams_.push_back(stream);
-  stream->Push(snapshot);
+  {
+    absl::MutexLock lock(&streams_mu_);
+    streams_.push_back(stream);
+  }
+  stream->feed_id =
+      core_->Subscribe([stream](const NodeStateUpdate& state) { stream->Push(ToProto(state)); });
 }
 
 void NodeServer::Unsubscribe(StateStream* stream) {
+  core_->Unsubscribe(stream->feed_id);
   absl::MutexLock lock(&streams_mu_);
   streams_.erase(std::remove(streams_.begin(), streams_.end(), stream), streams_.end());
 }
 
-void NodeServer::Publish(bool with_summary) {
-  v1::NodeState state;
-  state.set_node_id(config_.node.id);
-  *state.mutable_load() = Load();
-  const pool::PoolSnapshot pool = engine_->pool().Snapshot();
-  state.set_committed_split(pool.committed_split);
-  state.set_target_split(pool.target_split);
-  state.set_draining(draining_.load());
-  state.set_kv_resident_users(engine_->kv().num_users());
-  std::vector<kv::ResidencyEvent> events;
-  engine_->kv().DrainResidencyEvents(&events);
-  AddKvEvents(events, &state);
-  v1::EmbSummary summary;
-  if (with_summary) summary = BuildSummary();
-  absl::MutexLock lock(&streams_mu_);
-  if (with_summary) {
-    last_summary_ = summary;
-    *state.mutable_emb_summary() = std::move(summary);
-  }
-  state.set_seq(++seq_);
-  for (StateStream* stream : streams_) stream->Push(state);
-}
-
 void NodeServer::PublisherLoop() {
   const absl::Duration interval = absl::Milliseconds(config_.node.state_publish_interval_ms);
-  int64_t last_summary_us = 0;
+  int64_t last_summary_us = clock_->NowMicros();
   int64_t window_start_us = clock_->NowMicros();
   while (true) {
     {
@@ -417,42 +328,115 @@ void NodeServer::PublisherLoop() {
     const bool summary =
         now_us - last_summary_us >= int64_t{config_.node.emb_summary_interval_ms} * 1000;
     if (summary) last_summary_us = now_us;
-    Publish(summary);
+    core_->Publish(summary);
     if (now_us - window_start_us >= int64_t{config_.node.stats_window_ms} * 1000) {
-      const v1::CacheStats now = engine_->CacheStats();
-      absl::MutexLock lock(&window_mu_);
-      last_window_ = Subtract(now, window_start_);
-      window_start_ = now;
+      core_->CloseWindow();
       window_start_us = now_us;
     }
   }
 }
 
 v1::NodeStats NodeServer::Stats() const {
+  const Engine& engine = core_->engine();
+  const pool::PoolSnapshot pool = engine.pool().Snapshot();
+  const StatsWindow window = core_->last_window();
+  const NodeCounters counters = core_->counters();
   v1::NodeStats stats;
   stats.set_node_id(config_.node.id);
-  *stats.mutable_total() = engine_->CacheStats();
-  {
-    absl::MutexLock lock(&window_mu_);
-    *stats.mutable_window() = last_window_;
-  }
+  *stats.mutable_total() = ToProto(engine.emb().stats(), engine.kv().stats(), engine.pool().stats(),
+                                   pool.pending_bytes, pool.committed_split);
+  *stats.mutable_window() = ToProto(window.emb, window.kv, window.pool,
+                                    window.pending_migration_bytes, window.committed_split);
   v1::LatencySummary* latency = stats.mutable_latency();
-  latency->set_count(latency_us_.Count());
-  latency->set_p50_us(latency_us_.Quantile(0.5));
-  latency->set_p90_us(latency_us_.Quantile(0.9));
-  latency->set_p99_us(latency_us_.Quantile(0.99));
-  latency->set_p999_us(latency_us_.Quantile(0.999));
-  latency->set_mean_us(latency_us_.Mean());
-  *stats.mutable_load() = Load();
-  stats.set_requests_ok(ok_.load());
-  stats.set_requests_failed(failed_.load());
-  const pool::PoolSnapshot pool = engine_->pool().Snapshot();
+  const LatencyHistogram& h = window.latency_us;
+  latency->set_count(h.Count());
+  latency->set_p50_us(h.Quantile(0.5));
+  latency->set_p90_us(h.Quantile(0.9));
+  latency->set_p99_us(h.Quantile(0.99));
+  latency->set_p999_us(h.Quantile(0.999));
+  latency->set_mean_us(h.Mean());
+  *stats.mutable_load() = ToProto(core_->Load());
+  stats.set_requests_ok(counters.completions);
+  stats.set_requests_failed(counters.failures + counters.rejected);
   stats.set_committed_split(pool.committed_split);
   stats.set_target_split(pool.target_split);
   stats.set_pool_bytes(config_.pool.bytes);
   stats.set_chunk_bytes(config_.pool.chunk_bytes);
-  stats.set_backend(engine_->backend_description());
+  stats.set_backend(engine.backend_description());
   return stats;
+}
+
+// ---- Wire forms -------------------------------------------------------------------------------
+
+v1::NodeLoad ToProto(const NodeLoad& load) {
+  v1::NodeLoad p;
+  p.set_queue_depth(load.queue_depth);
+  p.set_in_flight(load.in_flight);
+  p.set_capacity(load.capacity);
+  p.set_workers(load.workers);
+  p.set_ewma_service_us(load.ewma_service_us);
+  p.set_queue_capacity(load.queue_capacity);
+  return p;
+}
+
+v1::NodeState ToProto(const NodeStateUpdate& state) {
+  v1::NodeState p;
+  p.set_node_id(state.node_id);
+  p.set_seq(state.seq);
+  p.set_full_snapshot(state.full_snapshot);
+  *p.mutable_load() = ToProto(state.load);
+  p.set_committed_split(state.committed_split);
+  p.set_target_split(state.target_split);
+  p.set_draining(state.draining);
+  for (const kv::ResidencyEvent& e : state.kv_events) {
+    v1::KvResidencyEvent* event = p.add_kv_events();
+    event->set_user_id(e.user_id);
+    event->set_cached_tokens(static_cast<int32_t>(e.cached_tokens));
+    event->set_history_start(e.history_start);
+  }
+  p.set_kv_resident_users(state.kv_resident_users);
+  if (state.emb_summary.has_value()) {
+    v1::EmbSummary* summary = p.mutable_emb_summary();
+    summary->set_bits(state.emb_summary->bits);
+    summary->set_num_hashes(state.emb_summary->num_hashes);
+    summary->set_seed(state.emb_summary->seed);
+    summary->set_resident_rows(state.emb_summary->resident_rows);
+  }
+  return p;
+}
+
+v1::CacheStats ToProto(const emb::EmbStats& e, const kv::KvStats& k, const pool::PoolStats& p,
+                       int64_t pending_bytes, double split) {
+  v1::CacheStats s;
+  s.set_emb_lookups(e.lookups);
+  s.set_emb_unique_ids(e.unique_ids);
+  s.set_emb_hits(e.hits);
+  s.set_emb_misses(e.misses);
+  s.set_emb_h2d_bytes(e.h2d_bytes);
+  s.set_emb_evictions(e.evictions);
+  s.set_emb_admission_rejects(e.admission_rejects);
+  s.set_kv_requested_tokens(k.requested_tokens);
+  s.set_kv_hit_tokens(k.hit_tokens);
+  s.set_kv_recomputed_tokens(k.recomputed_tokens);
+  s.set_kv_evictions(k.evicted_users);
+  s.set_kv_trims(k.trimmed_users);
+  s.set_migration_bytes_done(p.migration_bytes_done);
+  s.set_migration_bytes_pending(pending_bytes);
+  s.set_split(split);
+  return s;
+}
+
+RankInput FromProto(const v1::RankRequest& r) {
+  RankInput in;
+  in.user_id = r.user_id();
+  in.history_item_ids = absl::MakeConstSpan(r.history_item_ids().data(), r.history_item_ids_size());
+  in.history_actions = absl::MakeConstSpan(r.history_actions().data(), r.history_actions_size());
+  in.history_timestamps_ms =
+      absl::MakeConstSpan(r.history_timestamps_ms().data(), r.history_timestamps_ms_size());
+  in.candidate_item_ids =
+      absl::MakeConstSpan(r.candidate_item_ids().data(), r.candidate_item_ids_size());
+  in.top_k = r.top_k();
+  return in;
 }
 
 }  // namespace helm::serve

@@ -10,9 +10,8 @@ absl::Status CheckItems(const google::protobuf::RepeatedField<int64_t>& ids, con
   for (int i = 0; i < ids.size(); ++i) {
     const int64_t id = ids[i];
     if (id < 0 || id >= num_items) {
-      return absl::InvalidArgumentError(absl::StrCat(field, "[", i, "]: item id ", id,
-                                                     " is outside the catalog [0, ", num_items,
-                                                     ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, "[", i, "]: item id ", id, " is outside the catalog [0, ", num_items, ")"));
     }
   }
   return absl::OkStatus();
@@ -28,10 +27,10 @@ absl::Status ValidateRankRequest(const v1::RankRequest& request, const RequestLi
   const int history = request.history_item_ids_size();
   if (request.history_actions_size() != history ||
       request.history_timestamps_ms_size() != history) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "history columns must have equal lengths: history_item_ids has ", history,
-        ", history_actions ", request.history_actions_size(), ", history_timestamps_ms ",
-        request.history_timestamps_ms_size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("history columns must have equal lengths: history_item_ids has ", history,
+                     ", history_actions ", request.history_actions_size(),
+                     ", history_timestamps_ms ", request.history_timestamps_ms_size()));
   }
   if (history > limits.max_history) {
     return absl::InvalidArgumentError(absl::StrCat("history_item_ids: ", history,
@@ -70,10 +69,10 @@ absl::Status ValidateRankRequest(const v1::RankRequest& request, const RequestLi
   }
   for (int i = 1; i < history; ++i) {
     if (request.history_timestamps_ms(i) < request.history_timestamps_ms(i - 1)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "history_timestamps_ms[", i, "]: ", request.history_timestamps_ms(i),
-          " is earlier than the event before it (", request.history_timestamps_ms(i - 1),
-          "); history must be oldest first"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("history_timestamps_ms[", i, "]: ", request.history_timestamps_ms(i),
+                       " is earlier than the event before it (",
+                       request.history_timestamps_ms(i - 1), "); history must be oldest first"));
     }
   }
   return absl::OkStatus();

@@ -25,33 +25,49 @@ config::Config SmallConfig() {
   return config;
 }
 
+// A request's columns, and the RankInput view of them.
+struct Request {
+  int64_t user_id = 0;
+  std::vector<int64_t> items;
+  std::vector<int32_t> actions;
+  std::vector<int64_t> timestamps_ms;
+  std::vector<int64_t> candidates;
+  RankInput input() const {
+    RankInput in;
+    in.user_id = user_id;
+    in.history_item_ids = items;
+    in.history_actions = actions;
+    in.history_timestamps_ms = timestamps_ms;
+    in.candidate_item_ids = candidates;
+    in.top_k = 0;  // all candidates, in request order
+    return in;
+  }
+};
+
 // A user's history of `length` events, deterministic for (user, i): a longer call extends a
 // shorter one.
-v1::RankRequest MakeRequest(int64_t user, int length, int candidates) {
-  v1::RankRequest request;
-  request.set_user_id(user);
+Request MakeRequest(int64_t user, int length, int candidates) {
+  Request request;
+  request.user_id = user;
   for (int i = 0; i < length; ++i) {
-    request.add_history_item_ids((user * 7919 + i * 104729) % 20000);
-    request.add_history_actions(static_cast<int32_t>((user + i) % 8));
-    request.add_history_timestamps_ms(1'700'000'000'000 + user * 1000 + int64_t{i} * 45'000);
+    request.items.push_back((user * 7919 + i * 104729) % 20000);
+    request.actions.push_back(static_cast<int32_t>((user + i) % 8));
+    request.timestamps_ms.push_back(1'700'000'000'000 + user * 1000 + int64_t{i} * 45'000);
   }
-  for (int c = 0; c < candidates; ++c)
-    request.add_candidate_item_ids((user * 31 + c * 613) % 20000);
-  request.set_top_k(0);  // all candidates, in request order
+  for (int c = 0; c < candidates; ++c) request.candidates.push_back((user * 31 + c * 613) % 20000);
   return request;
 }
 
 struct Ranked {
   std::vector<float> scores;
-  RankStats stats;
+  RankOutput stats;
 };
 
-Ranked Rank(const Engine& engine, Worker& worker, const v1::RankRequest& request) {
-  v1::RankResponse response;
+Ranked Rank(const Engine& engine, Worker& worker, const Request& request) {
   Ranked out;
-  const absl::Status status = engine.Rank(worker, request, &response, &out.stats);
+  const absl::Status status = engine.Rank(worker, request.input(), &out.stats);
   EXPECT_TRUE(status.ok()) << status;
-  for (const v1::ScoredItem& item : response.items()) out.scores.push_back(item.score());
+  for (const ScoredItem& item : out.stats.items) out.scores.push_back(item.score);
   return out;
 }
 
@@ -103,9 +119,9 @@ TEST(Engine, ChangedHistoryIsAMissNotAWrongReuse) {
   ASSERT_TRUE(engine.ok()) << engine.status();
   auto worker = (*engine)->NewWorker();
   ASSERT_TRUE(worker.ok());
-  v1::RankRequest request = MakeRequest(5, 200, 20);
+  Request request = MakeRequest(5, 200, 20);
   Rank(**engine, **worker, request);
-  request.set_history_item_ids(3, (request.history_item_ids(3) + 1) % 20000);  // rewrite the past
+  request.items[3] = (request.items[3] + 1) % 20000;  // rewrite the past
   const Ranked changed = Rank(**engine, **worker, request);
   EXPECT_EQ(changed.stats.cached_tokens, 0);
 
@@ -123,7 +139,7 @@ TEST(Engine, MovingTheSplitLeavesScoresUnchanged) {
   ASSERT_TRUE(worker.ok());
   pool::Pool& pool = (*engine)->pool();
 
-  std::vector<v1::RankRequest> requests;
+  std::vector<Request> requests;
   std::vector<std::vector<float>> before;
   for (int64_t user = 0; user < 12; ++user) {
     requests.push_back(MakeRequest(user, 150 + 37 * static_cast<int>(user), 32));
@@ -139,7 +155,7 @@ TEST(Engine, MovingTheSplitLeavesScoresUnchanged) {
     for (size_t i = 0; i < requests.size(); ++i) {
       const Ranked after = Rank(**engine, **worker, requests[i]);
       EXPECT_EQ(after.stats.cached_tokens + after.stats.computed_tokens,
-                requests[i].history_item_ids_size());
+                static_cast<int32_t>(requests[i].items.size()));
       ExpectClose(after.scores, before[i]);
     }
   }

@@ -77,4 +77,10 @@ std::string ConfigToYaml(const Config& config);
 // dtype name.
 int64_t KvBlockBytes(const model::ModelOptions& model, const kv::KvOptions& kv);
 
+// Checks config.workload against the serving sections of the same config (item ids below
+// emb.num_items, histories and candidates within the node's caps, actions within the model's), so
+// that the nodes accept every request, and fills the caps left at 0 from them. "" or what is wrong,
+// naming the keys.
+std::string FitWorkloadToNodes(Config& config);
+
 }  // namespace helm::config

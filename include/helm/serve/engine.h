@@ -1,13 +1,18 @@
-// A node's compute path: the unified pool, its two caches and the HSTU model, glued per request.
+// A node's compute path: the unified pool, its two caches and the HSTU model, on plain C++ types.
 //
-// Rank(request): (1) acquire the user's KV lease (the verified cached prefix, pinned); (2) look up
-// the item embeddings of the uncached history suffix and of the candidates in the EMB cache
-// (misses are copied from host memory, admitted or staged); (3) run the model on the suffix and the
-// candidates, reading the cached prefix's K/V from its blocks; (4) append the suffix's new K/V to
-// the user's blocks (skipped, with nothing else changing, when the cache cannot take them: no room,
-// or another request of the same user is appending) and commit; (5) answer the top-k.
+// A request goes through three steps, so that a batch runs as one forward and the simulator can
+// put virtual time between them:
+//   Prepare  (1) acquire the user's KV lease (the verified cached prefix, pinned); (2) look up the
+//            item embeddings of the uncached history suffix and of the candidates in the EMB cache
+//            (misses are copied from host memory, admitted or staged); say what must be computed.
+//   Compute  (3) one forward over every prepared request of a batch: the dense layers as one GEMM
+//            over all their rows, attention per request over its own paged K/V.
+//   Finish   (4) append the suffix's new K/V to the user's blocks (skipped, with nothing else
+//            changing, when the cache cannot take them: no room, or another request of the same
+//            user is appending) and commit; (5) answer the top-k; release the lease and the pins.
+// Abandon releases a prepared request that will not be computed (deadline, error).
 //
-// Thread-safety: Rank runs concurrently on many threads, each with its own Worker. The pool,
+// Thread-safety: the steps run concurrently on many threads, each with its own Worker. The pool,
 // caches and model are shared and thread-safe.
 #pragma once
 
@@ -17,15 +22,41 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/types/span.h"
 #include "helm/config/config.h"
 #include "helm/emb/emb_cache.h"
 #include "helm/kv/kv_cache.h"
 #include "helm/model/model.h"
 #include "helm/pool/pool.h"
-#include "helm/v1/node.pb.h"
-#include "helm/v1/recommender.pb.h"
+#include "helm/serve/request.h"
 
 namespace helm::serve {
+
+// One request between Prepare and Finish: its lease, pinned embeddings and forward request.
+class Prepared {
+ public:
+  Prepared() = default;
+  Prepared(const Prepared&) = delete;
+  Prepared& operator=(const Prepared&) = delete;
+
+  int64_t cached_tokens() const { return lease_.cached_tokens(); }
+  int64_t suffix_tokens() const { return forward_.actions.size() - lease_.cached_tokens(); }
+  int64_t num_candidates() const { return forward_.num_candidates; }
+  int64_t emb_hits() const { return emb_hits_; }
+  int64_t emb_misses() const { return emb_misses_; }
+
+ private:
+  friend class Engine;
+  const RankInput* input_ = nullptr;
+  kv::KvLease lease_;
+  emb::EmbLookup emb_lookup_;
+  int64_t emb_hits_ = 0;
+  int64_t emb_misses_ = 0;
+  std::vector<int64_t> ids_;
+  std::vector<int64_t> timestamps_s_;
+  std::vector<const void*> cached_blocks_;
+  model::ForwardRequest forward_;
+};
 
 // Per-thread scratch: the model workspace and reusable buffers.
 class Worker {
@@ -35,36 +66,39 @@ class Worker {
  private:
   friend class Engine;
   Worker() = default;
-  std::unique_ptr<model::Workspace> workspace;
-  emb::EmbLookup emb_lookup;
-  std::vector<int64_t> ids;
-  std::vector<int64_t> timestamps_s;
-  std::vector<const void*> cached_blocks;
-  std::vector<void*> write_blocks;
-};
-
-struct RankStats {
-  int32_t cached_tokens = 0;
-  int32_t computed_tokens = 0;
-  int32_t emb_hits = 0;
-  int32_t emb_misses = 0;
-  bool kv_appended = false;
+  std::unique_ptr<model::Workspace> workspace_;
+  std::vector<model::ForwardRequest> forwards_;
+  std::vector<void*> write_blocks_;
 };
 
 class Engine {
  public:
   // Builds the pool (config.pool), the caches (emb, kv) and the model, on one backend: "auto"
   // picks CUDA for both the pool and the kernels where a GPU is present, else the CPU. A pool in
-  // device memory with CPU kernels (or the reverse) is InvalidArgument naming the keys.
-  static absl::StatusOr<std::unique_ptr<Engine>> Create(const config::Config& config);
+  // device memory with CPU kernels (or the reverse) is InvalidArgument naming the keys. `clock`
+  // paces the pool's background prefetch.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(const config::Config& config,
+                                                        Clock* clock = Clock::Real());
   // Destroys the caches before the pool.
   ~Engine();
 
   absl::StatusOr<std::unique_ptr<Worker>> NewWorker() const;
 
-  // Scores `request` (already validated) into `response` (items; info's cache fields).
-  absl::Status Rank(Worker& worker, const v1::RankRequest& request, v1::RankResponse* response,
-                    RankStats* stats) const;
+  // Step 1 for `input` (validated; must outlive `p`'s use). On error nothing stays held.
+  absl::Status Prepare(const RankInput& input, Prepared* p) const;
+  // Step 2: one forward over `batch` (each prepared, none abandoned). On error the caller abandons
+  // every request of the batch.
+  absl::StatusOr<std::vector<model::ForwardResult>> Compute(
+      Worker& worker, absl::Span<Prepared* const> batch) const;
+  // Step 3 for request `index` of the last Compute on `worker`: keeps its K/V, fills `out` (items
+  // and cache fields) and releases `p`.
+  void Finish(Worker& worker, int64_t index, Prepared* p, const model::ForwardResult& result,
+              RankOutput* out) const;
+  // Releases a prepared request that will not be computed. Idempotent.
+  void Abandon(Prepared* p) const;
+
+  // All three steps for one request (tools and tests).
+  absl::Status Rank(Worker& worker, const RankInput& input, RankOutput* out) const;
 
   pool::Pool& pool() const { return *pool_; }
   emb::EmbCache& emb() const { return *emb_; }
@@ -72,9 +106,6 @@ class Engine {
   const model::Model& model() const { return *model_; }
   // "cpu", "cpu (PCIe emulated at 25 GB/s)", "cuda:0 (...)", with the kernel path.
   std::string backend_description() const;
-
-  // Cumulative cache and pool counters in the wire form (helm.v1.CacheStats).
-  v1::CacheStats CacheStats() const;
 
  private:
   Engine() = default;
@@ -84,8 +115,5 @@ class Engine {
   std::unique_ptr<kv::KvCache> kv_;
   std::unique_ptr<model::Model> model_;
 };
-
-// The difference of two cumulative counter snapshots (split and pending bytes: `now`'s).
-v1::CacheStats Subtract(const v1::CacheStats& now, const v1::CacheStats& before);
 
 }  // namespace helm::serve

@@ -1,13 +1,17 @@
-// helm-node's core: the Recommender and Node gRPC services on top of an Engine.
+// helm-node's gRPC edge: the Recommender and Node services on top of a NodeCore, with the threads
+// the core has none of.
 //
-// Rank: validate (INVALID_ARGUMENT naming the field) -> admit into the scheduler's bounded queue
-// (RESOURCE_EXHAUSTED when full) -> batch -> compute on a worker (DEADLINE_EXCEEDED without
-// computing when the deadline passed while queued) -> reply with ServingInfo filled.
-// Node: WatchState streams a snapshot then deltas (load, split, KV residency events, and the EMB
-// Bloom summary when rebuilt) every node.state_publish_interval_ms; GetStats, SetSplit, Drain.
+// Rank: validate (INVALID_ARGUMENT naming the field) -> convert to a RankJob -> NodeCore::Submit
+// (RESOURCE_EXHAUSTED when the queue is full) -> a worker takes the batch and runs it
+// (DEADLINE_EXCEEDED without computing when the deadline passed before compute) -> reply with
+// ServingInfo filled.
+// Node: WatchState streams the core's state feed (a snapshot then deltas: load, split, KV
+// residency events, and the EMB Bloom summary when rebuilt) every node.state_publish_interval_ms;
+// GetStats, SetSplit, Drain.
 //
-// Background threads: the publisher (state stream, statistics window) and the resizer (runs pool
-// resize steps while a move is pending, so refill never sits on a request's path).
+// Threads: node.workers workers (each pulls batches from the core's queue and sleeps until the next
+// one is ready), the publisher (state feed, statistics window) and the resizer (runs pool resize
+// steps while a move is pending, so refill never sits on a request's path).
 //
 // Thread-safety: all methods are thread-safe.
 #pragma once
@@ -20,11 +24,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "helm/common/clock.h"
-#include "helm/common/histogram.h"
 #include "helm/config/config.h"
 #include "helm/rpc/server.h"
-#include "helm/serve/engine.h"
-#include "helm/serve/scheduler.h"
+#include "helm/serve/batch_workers.h"
+#include "helm/serve/node_core.h"
 #include "helm/v1/node.grpc.pb.h"
 #include "helm/v1/recommender.grpc.pb.h"
 
@@ -32,7 +35,7 @@ namespace helm::serve {
 
 class NodeServer {
  public:
-  // Builds the engine and one worker per node.workers, starts the background threads.
+  // Builds the core and one worker per node.workers, starts the threads.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Create(const config::Config& config,
                                                             Clock* clock = Clock::Real());
   ~NodeServer();
@@ -47,9 +50,9 @@ class NodeServer {
   // Answers every queued request UNAVAILABLE, ends state streams, joins the threads. Idempotent.
   void Stop();
 
-  Engine& engine() { return *engine_; }
+  NodeCore& core() { return *core_; }
+  Engine& engine() { return core_->engine(); }
   v1::NodeStats Stats() const;
-  v1::NodeLoad Load() const;
 
  private:
   class RecommenderService;
@@ -58,39 +61,23 @@ class NodeServer {
   struct RankCall;
 
   NodeServer(const config::Config& config, Clock* clock);
-  void RunBatch(int worker, absl::Span<Job* const> batch);
   void PublisherLoop();
   void ResizerLoop();
-  void Publish(bool with_summary);
-  v1::NodeState Snapshot() const;
-  v1::EmbSummary BuildSummary() const;
   void Subscribe(StateStream* stream);
   void Unsubscribe(StateStream* stream);
   double SetSplit(double emb_share);
 
   const config::Config config_;
   Clock* const clock_;
-  std::unique_ptr<Engine> engine_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<NodeCore> core_;
+  std::unique_ptr<BatchWorkers> workers_;
   std::unique_ptr<RecommenderService> recommender_;
   std::unique_ptr<NodeService> node_service_;
   rpc::Drainer drainer_;
-  std::atomic<bool> draining_{false};
   std::atomic<uint64_t> request_counter_{0};
-
-  LatencyHistogram latency_us_;  // admission to reply, OK replies
-  std::atomic<int64_t> ok_{0}, failed_{0};
-  std::atomic<double> ewma_service_us_{0};
 
   mutable absl::Mutex streams_mu_;
   std::vector<StateStream*> streams_ ABSL_GUARDED_BY(streams_mu_);
-  uint64_t seq_ ABSL_GUARDED_BY(streams_mu_) = 0;
-  v1::EmbSummary last_summary_ ABSL_GUARDED_BY(streams_mu_);
-
-  mutable absl::Mutex window_mu_;
-  v1::CacheStats window_start_ ABSL_GUARDED_BY(window_mu_);
-  v1::CacheStats last_window_ ABSL_GUARDED_BY(window_mu_);
 
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -98,5 +85,14 @@ class NodeServer {
   std::thread publisher_;
   std::thread resizer_;
 };
+
+// Wire forms of the core's values (the one place protos are converted).
+v1::NodeLoad ToProto(const NodeLoad& load);
+v1::NodeState ToProto(const NodeStateUpdate& state);
+// Cumulative counters (or a window's deltas) as helm.v1.CacheStats.
+v1::CacheStats ToProto(const emb::EmbStats& emb, const kv::KvStats& kv, const pool::PoolStats& pool,
+                       int64_t pending_bytes, double split);
+// A view of `request` (which must outlive it).
+RankInput FromProto(const v1::RankRequest& request);
 
 }  // namespace helm::serve

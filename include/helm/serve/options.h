@@ -12,9 +12,9 @@ struct NodeOptions {
   std::string id = "node-0";
   // host:port to listen on; port 0 picks a free port (the chosen one is logged).
   std::string listen = "127.0.0.1:50061";
-  int32_t workers = 2;            // compute workers
-  int32_t queue_capacity = 256;   // admitted requests waiting at most; beyond: RESOURCE_EXHAUSTED
-  int32_t max_batch = 8;          // requests per batch at most
+  int32_t workers = 2;              // compute workers
+  int32_t queue_capacity = 256;     // admitted requests waiting at most; beyond: RESOURCE_EXHAUSTED
+  int32_t max_batch = 8;            // requests per batch at most
   int32_t max_batch_wait_us = 200;  // a worker waits this long at most to fill a batch
   // Request limits (beyond them: INVALID_ARGUMENT naming the field).
   int32_t max_history = 16384;
@@ -38,7 +38,8 @@ struct NodeOptions {
     v.Field("workers", workers, "compute workers", config::InRange<int32_t>(1, 256));
     v.Field("queue_capacity", queue_capacity, "admission queue capacity (requests)",
             config::InRange<int32_t>(1, 1 << 20));
-    v.Field("max_batch", max_batch, "requests per batch at most", config::InRange<int32_t>(1, 1024));
+    v.Field("max_batch", max_batch, "requests per batch at most",
+            config::InRange<int32_t>(1, 1024));
     v.Field("max_batch_wait_us", max_batch_wait_us, "wait to fill a batch at most (us)",
             config::InRange<int32_t>(0, 1000000));
     v.Field("max_history", max_history, "history events per request at most",
@@ -57,7 +58,8 @@ struct NodeOptions {
     v.Field("emb_summary_hashes", emb_summary_hashes, "hashes of the EMB Bloom summary",
             config::InRange<int32_t>(1, 16));
     v.Field("emb_summary_interval_ms", emb_summary_interval_ms,
-            "rebuild the EMB summary at most this often (ms)", config::InRange<int32_t>(10, 600000));
+            "rebuild the EMB summary at most this often (ms)",
+            config::InRange<int32_t>(10, 600000));
   }
 };
 

@@ -12,8 +12,8 @@ namespace helm::serve {
 struct RequestLimits {
   int32_t max_history = 16384;
   int32_t max_candidates = 4096;
-  int64_t num_items = 0;     // item ids must be in [0, num_items)
-  int32_t num_actions = 1;   // actions must be in [0, num_actions)
+  int64_t num_items = 0;    // item ids must be in [0, num_items)
+  int32_t num_actions = 1;  // actions must be in [0, num_actions)
 };
 
 // OK, or InvalidArgument naming the field: history columns of unequal length, a negative user or

@@ -1,0 +1,174 @@
+// The node core (DESIGN.md §1, §4, §7): admission, batching, the request path, the statistics
+// window, split control and the state the router sees, on one injected Clock, with no thread and
+// no protobuf of its own. helm-node's NodeServer wraps it with worker, resizer and publisher
+// threads and gRPC; the simulator steps the same core on virtual time.
+//
+// A request: Submit (bounded queue) -> queue().TakeReady hands out a batch -> RunBatch: jobs whose
+// deadline passed are answered DeadlineExceeded, the rest are prepared (KV lease, EMB lookup) and
+// checked again right before compute, computed as one forward, finished (KV append and commit,
+// top-k) and answered through their done callback.
+//
+// Thread-safety: all methods are thread-safe. RunBatch runs concurrently on several workers, each
+// with its own Worker.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/types/span.h"
+#include "helm/common/clock.h"
+#include "helm/common/histogram.h"
+#include "helm/config/config.h"
+#include "helm/serve/batch_queue.h"
+#include "helm/serve/engine.h"
+#include "helm/serve/request.h"
+#include "helm/serve/stats_window.h"
+
+namespace helm::serve {
+
+// One Rank request from admission to answer.
+struct RankJob : QueuedJob {
+  RankInput input;    // validated; its storage outlives the job
+  RankOutput output;  // filled before done(OK)
+  // Called exactly once with the outcome, after admission succeeded (not when Submit fails).
+  std::function<void(RankJob*, const absl::Status&)> done;
+  Prepared prepared;  // the core's, between prepare and finish
+};
+
+// A node's load as the router sees it.
+struct NodeLoad {
+  int32_t queue_depth = 0;  // admitted and waiting
+  int32_t in_flight = 0;    // admitted and not yet answered (queued + computing)
+  int32_t capacity = 0;     // requests computed at once: workers x max_batch (a batch is one
+                            // forward, so that many really are in compute together)
+  int32_t workers = 0;
+  double ewma_service_us = 0;  // smoothed compute time of a batch: what a request waits once its
+                               // batch starts
+  int32_t queue_capacity = 0;
+};
+
+// The EMB hot-set summary the router scores locality with: a Bloom filter of resident ids.
+struct EmbSummary {
+  std::string bits;  // the filter's bytes (BloomFilter::ToBytes)
+  int32_t num_hashes = 0;
+  uint64_t seed = 0;
+  int64_t resident_rows = 0;
+};
+
+// One message of the node's state stream (helm.v1.NodeState without the wire).
+struct NodeStateUpdate {
+  std::string node_id;
+  uint64_t seq = 0;  // increases by one per message, across subscribers
+  bool full_snapshot = false;
+  NodeLoad load;
+  double committed_split = 0;
+  double target_split = 0;
+  bool draining = false;
+  // A snapshot: every resident user. A delta: the residency changes since the last message.
+  std::vector<kv::ResidencyEvent> kv_events;
+  int64_t kv_resident_users = 0;
+  std::optional<EmbSummary> emb_summary;  // set when rebuilt (always in a snapshot)
+};
+
+class NodeCore {
+ public:
+  // Builds the engine (pool, caches, model) from `config`. `clock` (not owned) must outlive the
+  // core; every time the core reads comes from it.
+  static absl::StatusOr<std::unique_ptr<NodeCore>> Create(const config::Config& config,
+                                                          Clock* clock);
+  ~NodeCore();
+
+  // ---- Requests ---------------------------------------------------------------------------
+  // Admits `job` (not owned; lives until done). ResourceExhausted (queue full) or Unavailable
+  // (draining, stopped); then done is not called.
+  absl::Status Submit(RankJob* job);
+  // The admission queue; workers take batches from it (TakeReady, NextReadyUs).
+  BatchQueue& queue() { return queue_; }
+  // Runs a batch taken from queue() on `worker` and answers every job in it.
+  void RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch);
+  // Refuses new requests (Unavailable); queued ones are still computed.
+  void StartDraining();
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
+  // Refuses new requests and answers every queued one Unavailable. Idempotent.
+  void Stop();
+
+  // ---- Split control ----------------------------------------------------------------------
+  // Sets the target EMB share of the pool (clamped to [r_min, r_max]; returned). Nothing moves
+  // until StepResize.
+  double SetTargetSplit(double emb_share);
+  // One bounded resize step (pool.max_step_bytes of content at most); also runs the background
+  // EMB prefetch when no move is pending.
+  pool::StepResult StepResize();
+
+  // ---- Statistics -------------------------------------------------------------------------
+  // Closes the current statistics window at the clock's now, starts the next, and returns the
+  // closed one (also kept as last_window()).
+  StatsWindow CloseWindow();
+  // The last closed window (an empty one before the first close).
+  StatsWindow last_window() const;
+  NodeCounters counters() const;
+  NodeLoad Load() const;
+
+  // ---- State for the router ---------------------------------------------------------------
+  using StateSink = std::function<void(const NodeStateUpdate&)>;
+  // Adds a subscriber. Residency changes not yet published go out to the existing subscribers
+  // first; then `sink` gets a full snapshot, and from then on exactly every delta (none missed,
+  // none older than its snapshot). `sink` runs under the feed's lock and must not call back into
+  // the core's subscription methods. Returns the id for Unsubscribe.
+  int Subscribe(StateSink sink);
+  void Unsubscribe(int id);
+  // Sends a delta (load, split, residency changes since the last message; the EMB summary when
+  // `with_summary`) to every subscriber.
+  void Publish(bool with_summary);
+
+  Engine& engine() { return *engine_; }
+  const config::Config& config() const { return config_; }
+  Clock* clock() const { return clock_; }
+  absl::StatusOr<std::unique_ptr<Worker>> NewWorker() const { return engine_->NewWorker(); }
+
+ private:
+  NodeCore(const config::Config& config, Clock* clock);
+  void Answer(RankJob* job, const absl::Status& status);
+  NodeStateUpdate BaseState() const;
+  EmbSummary BuildSummary() const;
+  void RecordLatency(int64_t latency_us);
+
+  const config::Config config_;
+  Clock* const clock_;
+  std::unique_ptr<Engine> engine_;
+  BatchQueue queue_;
+  std::atomic<bool> draining_{false};
+  std::atomic<int> computing_{0};
+
+  std::atomic<int64_t> arrivals_{0}, rejected_{0}, completions_{0}, failures_{0},
+      deadline_exceeded_{0}, batches_{0}, batched_requests_{0}, compute_us_{0};
+  std::atomic<double> ewma_batch_us_{0};
+
+  // The current window's latency histogram: recorders take the lock shared, CloseWindow
+  // exclusively to swap in a fresh one.
+  mutable absl::Mutex latency_mu_;
+  std::unique_ptr<LatencyHistogram> window_latency_ ABSL_GUARDED_BY(latency_mu_);
+
+  mutable absl::Mutex window_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);
+  int64_t window_start_us_ ABSL_GUARDED_BY(window_mu_) = 0;
+  NodeCounters window_counters_ ABSL_GUARDED_BY(window_mu_);
+  emb::EmbStats window_emb_ ABSL_GUARDED_BY(window_mu_);
+  kv::KvStats window_kv_ ABSL_GUARDED_BY(window_mu_);
+  pool::PoolStats window_pool_ ABSL_GUARDED_BY(window_mu_);
+  std::unique_ptr<StatsWindow> last_window_ ABSL_GUARDED_BY(window_mu_);
+
+  mutable absl::Mutex feed_mu_;
+  std::vector<std::pair<int, StateSink>> sinks_ ABSL_GUARDED_BY(feed_mu_);
+  int next_sink_id_ ABSL_GUARDED_BY(feed_mu_) = 1;
+  uint64_t seq_ ABSL_GUARDED_BY(feed_mu_) = 0;
+  std::optional<EmbSummary> last_summary_ ABSL_GUARDED_BY(feed_mu_);
+};
+
+}  // namespace helm::serve

@@ -1,0 +1,297 @@
+#include "helm/serve/node_core.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "helm/common/bloom.h"
+#include "helm/common/status.h"
+
+namespace helm::serve {
+namespace {
+
+// Seed of the EMB summary's hashes: the same on every node, so the router can combine them.
+constexpr uint64_t kSummarySeed = 0x48454c4d;  // "HELM"
+
+BatchQueueOptions QueueOptions(const NodeOptions& node) {
+  BatchQueueOptions q;
+  q.capacity = node.queue_capacity;
+  q.max_batch = node.max_batch;
+  q.max_batch_wait_us = node.max_batch_wait_us;
+  return q;
+}
+
+absl::Status DeadlinePassed() {
+  return absl::DeadlineExceededError(
+      "deadline passed before compute; the request was not computed");
+}
+
+}  // namespace
+
+NodeCore::NodeCore(const config::Config& config, Clock* clock)
+    : config_(config),
+      clock_(clock),
+      queue_(QueueOptions(config.node), clock),
+      window_latency_(std::make_unique<LatencyHistogram>()),
+      last_window_(std::make_unique<StatsWindow>()) {}
+
+NodeCore::~NodeCore() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config& config,
+                                                           Clock* clock) {
+  std::unique_ptr<NodeCore> core(new NodeCore(config, clock));
+  HELM_ASSIGN_OR_RETURN(core->engine_, Engine::Create(config, clock));
+  const int64_t now = clock->NowMicros();
+  absl::MutexLock lock(&core->window_mu_);
+  core->window_start_us_ = now;
+  core->window_emb_ = core->engine_->emb().stats();
+  core->window_kv_ = core->engine_->kv().stats();
+  core->window_pool_ = core->engine_->pool().stats();
+  core->last_window_->start_us = core->last_window_->end_us = now;
+  return core;
+}
+
+// ---- Requests ---------------------------------------------------------------------------------
+
+absl::Status NodeCore::Submit(RankJob* job) {
+  arrivals_.fetch_add(1, std::memory_order_relaxed);
+  absl::Status admitted =
+      draining() ? absl::UnavailableError("node is draining") : queue_.Submit(job);
+  if (!admitted.ok()) rejected_.fetch_add(1, std::memory_order_relaxed);
+  return admitted;
+}
+
+void NodeCore::Answer(RankJob* job, const absl::Status& status) {
+  computing_.fetch_sub(1, std::memory_order_relaxed);
+  if (status.ok()) {
+    completions_.fetch_add(1, std::memory_order_relaxed);
+    RecordLatency(clock_->NowMicros() - job->admitted_us);
+  } else {
+    failures_.fetch_add(1, std::memory_order_relaxed);
+    if (absl::IsDeadlineExceeded(status)) {
+      deadline_exceeded_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  job->done(job, status);  // may delete the job
+}
+
+void NodeCore::RecordLatency(int64_t latency_us) {
+  absl::ReaderMutexLock lock(&latency_mu_);
+  window_latency_->Record(latency_us);
+}
+
+void NodeCore::RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch) {
+  if (batch.empty()) return;
+  computing_.fetch_add(static_cast<int>(batch.size()), std::memory_order_relaxed);
+  const int64_t batch_start_us = clock_->NowMicros();
+  // A deadline that has passed costs no work; the rest are prepared (KV lease, EMB lookup).
+  std::vector<RankJob*> jobs;
+  jobs.reserve(batch.size());
+  for (QueuedJob* queued : batch) {
+    RankJob* job = static_cast<RankJob*>(queued);
+    if (job->deadline_us <= batch_start_us) {
+      Answer(job, DeadlinePassed());
+      continue;
+    }
+    if (absl::Status prepared = engine_->Prepare(job->input, &job->prepared); !prepared.ok()) {
+      Answer(job, prepared);
+      continue;
+    }
+    jobs.push_back(job);
+  }
+  // Checked again right before compute: preparing may have copied embeddings for a while.
+  const int64_t compute_start_us = clock_->NowMicros();
+  std::vector<Prepared*> prepared;
+  prepared.reserve(jobs.size());
+  size_t kept = 0;
+  for (RankJob* job : jobs) {
+    if (job->deadline_us <= compute_start_us) {
+      engine_->Abandon(&job->prepared);
+      Answer(job, DeadlinePassed());
+      continue;
+    }
+    jobs[kept++] = job;
+    prepared.push_back(&job->prepared);
+  }
+  jobs.resize(kept);
+  if (!jobs.empty()) {
+    absl::StatusOr<std::vector<model::ForwardResult>> results = engine_->Compute(worker, prepared);
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      RankJob* job = jobs[i];
+      if (!results.ok()) {
+        engine_->Abandon(&job->prepared);
+        Answer(job, results.status());
+        continue;
+      }
+      engine_->Finish(worker, static_cast<int64_t>(i), &job->prepared, (*results)[i], &job->output);
+      job->output.queue_us = compute_start_us - job->admitted_us;
+      job->output.compute_us = clock_->NowMicros() - compute_start_us;
+      job->output.batch_size = static_cast<int32_t>(jobs.size());
+      Answer(job, absl::OkStatus());
+    }
+    batches_.fetch_add(1, std::memory_order_relaxed);
+    batched_requests_.fetch_add(static_cast<int64_t>(jobs.size()), std::memory_order_relaxed);
+  }
+  const int64_t elapsed_us = clock_->NowMicros() - batch_start_us;
+  compute_us_.fetch_add(elapsed_us, std::memory_order_relaxed);
+  const double ewma = ewma_batch_us_.load(std::memory_order_relaxed);
+  ewma_batch_us_.store(ewma == 0 ? elapsed_us : 0.9 * ewma + 0.1 * elapsed_us,
+                       std::memory_order_relaxed);
+}
+
+void NodeCore::StartDraining() { draining_.store(true, std::memory_order_release); }
+
+void NodeCore::Stop() {
+  StartDraining();
+  for (QueuedJob* queued : queue_.Close()) {
+    computing_.fetch_add(1, std::memory_order_relaxed);  // Answer counts it out again
+    Answer(static_cast<RankJob*>(queued), absl::UnavailableError("node is shutting down"));
+  }
+}
+
+// ---- Split control ----------------------------------------------------------------------------
+
+double NodeCore::SetTargetSplit(double emb_share) { return engine_->pool().SetTarget(emb_share); }
+
+pool::StepResult NodeCore::StepResize() { return engine_->pool().Step(); }
+
+// ---- Statistics -------------------------------------------------------------------------------
+
+NodeCounters NodeCore::counters() const {
+  NodeCounters c;
+  c.arrivals = arrivals_.load(std::memory_order_relaxed);
+  c.rejected = rejected_.load(std::memory_order_relaxed);
+  c.completions = completions_.load(std::memory_order_relaxed);
+  c.failures = failures_.load(std::memory_order_relaxed);
+  c.deadline_exceeded = deadline_exceeded_.load(std::memory_order_relaxed);
+  c.batches = batches_.load(std::memory_order_relaxed);
+  c.batched_requests = batched_requests_.load(std::memory_order_relaxed);
+  c.compute_us = compute_us_.load(std::memory_order_relaxed);
+  return c;
+}
+
+NodeLoad NodeCore::Load() const {
+  NodeLoad load;
+  load.queue_depth = queue_.depth();
+  load.in_flight = load.queue_depth + computing_.load(std::memory_order_relaxed);
+  load.workers = config_.node.workers;
+  load.capacity = config_.node.workers * config_.node.max_batch;
+  load.ewma_service_us = ewma_batch_us_.load(std::memory_order_relaxed);
+  load.queue_capacity = config_.node.queue_capacity;
+  return load;
+}
+
+StatsWindow NodeCore::CloseWindow() {
+  auto latency = std::make_unique<LatencyHistogram>();
+  {
+    absl::MutexLock lock(&latency_mu_);
+    std::swap(latency, window_latency_);
+  }
+  const int64_t now = clock_->NowMicros();
+  const NodeCounters c = counters();
+  const emb::EmbStats emb = engine_->emb().stats();
+  const kv::KvStats kv = engine_->kv().stats();
+  const pool::PoolStats pool = engine_->pool().stats();
+  const pool::PoolSnapshot snapshot = engine_->pool().Snapshot();
+  const NodeLoad load = Load();
+
+  auto w = std::make_unique<StatsWindow>();
+  w->latency_us = *latency;
+  w->queue_depth = load.queue_depth;
+  w->in_flight = load.in_flight;
+  w->committed_split = snapshot.committed_split;
+  w->target_split = snapshot.target_split;
+  w->pending_migration_bytes = snapshot.pending_bytes;
+  absl::MutexLock lock(&window_mu_);
+  w->start_us = window_start_us_;
+  w->end_us = now;
+  w->requests = c - window_counters_;
+  w->emb = emb - window_emb_;
+  w->kv = kv - window_kv_;
+  w->pool = pool - window_pool_;
+  window_start_us_ = now;
+  window_counters_ = c;
+  window_emb_ = emb;
+  window_kv_ = kv;
+  window_pool_ = pool;
+  last_window_ = std::make_unique<StatsWindow>(*w);
+  return std::move(*w);
+}
+
+StatsWindow NodeCore::last_window() const {
+  absl::MutexLock lock(&window_mu_);
+  return *last_window_;
+}
+
+// ---- State for the router ---------------------------------------------------------------------
+
+NodeStateUpdate NodeCore::BaseState() const {
+  NodeStateUpdate state;
+  state.node_id = config_.node.id;
+  state.load = Load();
+  const pool::PoolSnapshot pool = engine_->pool().Snapshot();
+  state.committed_split = pool.committed_split;
+  state.target_split = pool.target_split;
+  state.draining = draining();
+  return state;
+}
+
+EmbSummary NodeCore::BuildSummary() const {
+  BloomFilter filter(config_.node.emb_summary_bits, config_.node.emb_summary_hashes, kSummarySeed);
+  engine_->emb().ForEachResidentId([&filter](int64_t id) { filter.Add(id); });
+  EmbSummary summary;
+  summary.bits = filter.ToBytes();
+  summary.num_hashes = filter.num_hashes();
+  summary.seed = kSummarySeed;
+  summary.resident_rows = engine_->emb().resident_rows();
+  return summary;
+}
+
+int NodeCore::Subscribe(StateSink sink) {
+  absl::MutexLock lock(&feed_mu_);
+  // Changes not yet published go to the existing subscribers first, so that the new one's
+  // snapshot is followed only by changes made after it was taken. A change racing with the
+  // snapshot shows in both the snapshot and the next delta; it carries the user's state, not a
+  // difference, so applying it again leaves the same view.
+  NodeStateUpdate pending = BaseState();
+  engine_->kv().DrainResidencyEvents(&pending.kv_events);
+  if (!pending.kv_events.empty() && !sinks_.empty()) {
+    pending.kv_resident_users = engine_->kv().num_users();
+    pending.seq = ++seq_;
+    for (auto& [id, s] : sinks_) s(pending);
+  }
+  NodeStateUpdate snapshot = BaseState();
+  snapshot.full_snapshot = true;
+  snapshot.kv_events = engine_->kv().ResidentUsers();
+  snapshot.kv_resident_users = static_cast<int64_t>(snapshot.kv_events.size());
+  if (!last_summary_.has_value()) last_summary_ = BuildSummary();
+  snapshot.emb_summary = last_summary_;
+  snapshot.seq = ++seq_;
+  sink(snapshot);
+  const int id = next_sink_id_++;
+  sinks_.emplace_back(id, std::move(sink));
+  return id;
+}
+
+void NodeCore::Unsubscribe(int id) {
+  absl::MutexLock lock(&feed_mu_);
+  sinks_.erase(std::remove_if(sinks_.begin(), sinks_.end(),
+                              [id](const auto& entry) { return entry.first == id; }),
+               sinks_.end());
+}
+
+void NodeCore::Publish(bool with_summary) {
+  std::optional<EmbSummary> summary;
+  if (with_summary) summary = BuildSummary();
+  NodeStateUpdate state = BaseState();
+  absl::MutexLock lock(&feed_mu_);
+  engine_->kv().DrainResidencyEvents(&state.kv_events);
+  state.kv_resident_users = engine_->kv().num_users();
+  if (summary.has_value()) {
+    last_summary_ = summary;
+    state.emb_summary = std::move(summary);
+  }
+  state.seq = ++seq_;
+  for (auto& [id, sink] : sinks_) sink(state);
+}
+
+}  // namespace helm::serve

@@ -1,0 +1,351 @@
+// The node core on a fake clock, on one thread: batches compute what one-by-one requests compute,
+// deadlines are checked before compute, queue time includes the batching wait, statistics come in
+// windows, a new state subscriber sees a snapshot and then every change, and two runs of the same
+// request sequence give identical statistics.
+#include "helm/serve/node_core.h"
+
+#include <cmath>
+#include <map>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace helm::serve {
+namespace {
+
+config::Config SmallConfig(int max_batch) {
+  config::Config config;
+  config.node.id = "node-test";
+  config.node.max_batch = max_batch;
+  config.node.max_batch_wait_us = 200;
+  config.node.queue_capacity = 64;
+  config.node.max_history = 1024;
+  config.pool.bytes = int64_t{8} << 20;
+  config.pool.chunk_bytes = int64_t{256} << 10;
+  config.pool.backend = "cpu";
+  config.pool.initial_split = 0.5;
+  config.emb.num_items = 20000;
+  config.model.kernels = "cpu";
+  return config;
+}
+
+// A job that owns its request's columns and records its outcome.
+struct TestJob : RankJob {
+  std::vector<int64_t> items, timestamps_ms, candidates;
+  std::vector<int32_t> actions;
+  std::optional<absl::Status> status;
+
+  TestJob(int64_t user, int length, int num_candidates, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    for (int i = 0; i < length; ++i) {
+      items.push_back(static_cast<int64_t>((user * 7919 + i * 104729) % 20000));
+      actions.push_back(static_cast<int32_t>((user + i) % 8));
+      timestamps_ms.push_back(1'700'000'000'000 + user * 1000 + int64_t{i} * 45'000);
+    }
+    for (int c = 0; c < num_candidates; ++c) candidates.push_back(rng() % 20000);
+    input.user_id = user;
+    input.history_item_ids = items;
+    input.history_actions = actions;
+    input.history_timestamps_ms = timestamps_ms;
+    input.candidate_item_ids = candidates;
+    done = [](RankJob* job, const absl::Status& s) { static_cast<TestJob*>(job)->status = s; };
+  }
+  std::vector<float> scores() const {
+    std::vector<float> out;
+    for (const ScoredItem& item : output.items) out.push_back(item.score);
+    return out;
+  }
+};
+
+std::unique_ptr<NodeCore> MakeCore(int max_batch, Clock* clock) {
+  auto core = NodeCore::Create(SmallConfig(max_batch), clock);
+  EXPECT_TRUE(core.ok()) << core.status();
+  return core.ok() ? *std::move(core) : nullptr;
+}
+
+// Takes and runs every ready batch; returns the batch sizes.
+std::vector<size_t> RunReady(NodeCore& core, Worker& worker) {
+  std::vector<size_t> sizes;
+  std::vector<QueuedJob*> batch;
+  for (int guard = 0; guard < 1000; ++guard) {
+    core.queue().TakeReady(&batch);
+    if (batch.empty()) break;
+    sizes.push_back(batch.size());
+    core.RunBatch(worker, batch);
+  }
+  return sizes;
+}
+
+void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], 1e-5f * std::max(1.0f, std::abs(want[i]))) << "candidate " << i;
+  }
+}
+
+TEST(NodeCore, ABatchScoresWhatOneByOneRequestsScore) {
+  FakeClock clock(0);
+  auto batched = MakeCore(4, &clock);
+  auto single = MakeCore(1, &clock);
+  ASSERT_TRUE(batched && single);
+  auto bw = batched->NewWorker();
+  auto sw = single->NewWorker();
+  ASSERT_TRUE(bw.ok() && sw.ok());
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  // Two rounds: cold users, then the same users with longer histories (cached prefixes).
+  for (int round = 0; round < 2; ++round) {
+    std::vector<std::unique_ptr<TestJob>> a, b;
+    for (int u = 0; u < 4; ++u) {
+      const int length = 60 + 45 * u + 70 * round;
+      const int candidates = u == 3 ? 1 : 10 + 7 * u;
+      a.push_back(std::make_unique<TestJob>(u, length, candidates, seed + u));
+      b.push_back(std::make_unique<TestJob>(u, length, candidates, seed + u));
+      ASSERT_TRUE(batched->Submit(a.back().get()).ok());
+      ASSERT_TRUE(single->Submit(b.back().get()).ok());
+    }
+    EXPECT_EQ(RunReady(*batched, **bw), std::vector<size_t>{4}) << "seed " << seed;
+    EXPECT_EQ(RunReady(*single, **sw), std::vector<size_t>(4, 1));
+    for (int u = 0; u < 4; ++u) {
+      ASSERT_TRUE(a[u]->status.has_value() && a[u]->status->ok());
+      ASSERT_TRUE(b[u]->status.has_value() && b[u]->status->ok());
+      EXPECT_EQ(a[u]->output.batch_size, 4);
+      EXPECT_EQ(a[u]->output.cached_tokens, b[u]->output.cached_tokens);
+      if (round == 1) EXPECT_GT(a[u]->output.cached_tokens, 0) << "user " << u;
+      ExpectClose(a[u]->scores(), b[u]->scores());
+    }
+  }
+}
+
+TEST(NodeCore, APassedDeadlineIsAnsweredWithoutCompute) {
+  FakeClock clock(1'000'000);
+  auto core = MakeCore(4, &clock);
+  ASSERT_TRUE(core);
+  auto worker = core->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  TestJob late(1, 100, 8, seed), fine(2, 100, 8, seed + 1);
+  late.deadline_us = clock.NowMicros() + 100;
+  ASSERT_TRUE(core->Submit(&late).ok());
+  ASSERT_TRUE(core->Submit(&fine).ok());
+  clock.AdvanceMicros(250);  // past the late job's deadline and the batching wait
+  EXPECT_EQ(RunReady(*core, **worker), std::vector<size_t>{2});
+  ASSERT_TRUE(late.status.has_value());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(*late.status)) << *late.status;
+  ASSERT_TRUE(fine.status.has_value());
+  EXPECT_TRUE(fine.status->ok());
+  EXPECT_EQ(core->engine().kv().stats().requests, 1) << "the late job took no KV lease";
+  const NodeCounters c = core->counters();
+  EXPECT_EQ(c.completions, 1);
+  EXPECT_EQ(c.failures, 1);
+  EXPECT_EQ(c.deadline_exceeded, 1);
+  EXPECT_EQ(c.batched_requests, 1);
+}
+
+TEST(NodeCore, QueueTimeIncludesTheBatchingWait) {
+  FakeClock clock(0);
+  auto core = MakeCore(8, &clock);
+  ASSERT_TRUE(core);
+  auto worker = core->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  TestJob first(1, 50, 4, 1), second(2, 50, 4, 2);
+  ASSERT_TRUE(core->Submit(&first).ok());
+  clock.AdvanceMicros(120);
+  ASSERT_TRUE(core->Submit(&second).ok());
+  EXPECT_TRUE(RunReady(*core, **worker).empty()) << "the batch is not full and not due";
+  clock.AdvanceMicros(80);  // the first job has now waited max_batch_wait_us
+  EXPECT_EQ(RunReady(*core, **worker), std::vector<size_t>{2});
+  EXPECT_EQ(first.output.queue_us, 200);
+  EXPECT_EQ(second.output.queue_us, 80);
+  const StatsWindow w = core->CloseWindow();
+  EXPECT_EQ(w.latency_us.Count(), 2);
+  EXPECT_EQ(w.latency_us.Max(), 200) << "the fake clock does not move during compute";
+}
+
+TEST(NodeCore, EachWindowCountsOnlyItsOwnRequests) {
+  FakeClock clock(0);
+  auto core = MakeCore(1, &clock);
+  ASSERT_TRUE(core);
+  auto worker = core->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  std::vector<std::unique_ptr<TestJob>> jobs;
+  for (int i = 0; i < 3; ++i) {
+    jobs.push_back(std::make_unique<TestJob>(i, 40, 4, i));
+    ASSERT_TRUE(core->Submit(jobs.back().get()).ok());
+  }
+  RunReady(*core, **worker);
+  clock.AdvanceMicros(1'000'000);
+  const StatsWindow first = core->CloseWindow();
+  EXPECT_EQ(first.requests.arrivals, 3);
+  EXPECT_EQ(first.requests.completions, 3);
+  EXPECT_EQ(first.latency_us.Count(), 3);
+  EXPECT_EQ(first.kv.requests, 3);
+  EXPECT_DOUBLE_EQ(first.seconds(), 1.0);
+  EXPECT_DOUBLE_EQ(first.arrival_rate_per_s(), 3.0);
+
+  jobs.push_back(std::make_unique<TestJob>(7, 40, 4, 7));
+  ASSERT_TRUE(core->Submit(jobs.back().get()).ok());
+  clock.AdvanceMicros(500);
+  RunReady(*core, **worker);
+  clock.AdvanceMicros(499'500);
+  const StatsWindow second = core->CloseWindow();
+  EXPECT_EQ(second.start_us, 1'000'000);
+  EXPECT_EQ(second.requests.arrivals, 1);
+  EXPECT_EQ(second.latency_us.Count(), 1) << "the histogram covers one window only";
+  EXPECT_EQ(second.latency_us.Max(), 500);
+  EXPECT_EQ(second.emb.lookups, 40 + 4);
+  EXPECT_EQ(core->last_window().requests.arrivals, 1);
+  EXPECT_EQ(core->counters().arrivals, 4);
+}
+
+// A subscriber's view of residency: user -> cached tokens, built from its messages.
+struct View {
+  std::map<int64_t, int64_t> users;
+  std::vector<NodeStateUpdate> messages;
+  void Apply(const NodeStateUpdate& u) {
+    messages.push_back(u);
+    if (u.full_snapshot) users.clear();
+    for (const kv::ResidencyEvent& e : u.kv_events) {
+      if (e.cached_tokens == 0) {
+        users.erase(e.user_id);
+      } else {
+        users[e.user_id] = e.cached_tokens;
+      }
+    }
+  }
+};
+
+std::map<int64_t, int64_t> Resident(NodeCore& core) {
+  std::map<int64_t, int64_t> out;
+  for (const kv::ResidencyEvent& e : core.engine().kv().ResidentUsers()) {
+    out[e.user_id] = e.cached_tokens;
+  }
+  return out;
+}
+
+TEST(NodeCore, ANewSubscriberGetsASnapshotThenEveryChange) {
+  FakeClock clock(0);
+  auto core = MakeCore(2, &clock);
+  ASSERT_TRUE(core);
+  auto worker = core->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  std::mt19937_64 rng(seed);
+  View early, late;
+  const int early_id = core->Subscribe([&early](const NodeStateUpdate& u) { early.Apply(u); });
+  ASSERT_EQ(early.messages.size(), 1u);
+  EXPECT_TRUE(early.messages[0].full_snapshot);
+  ASSERT_TRUE(early.messages[0].emb_summary.has_value());
+
+  std::vector<std::unique_ptr<TestJob>> jobs;
+  // The pool is small: later users evict earlier ones, so the views see removals too.
+  for (int round = 0; round < 12; ++round) {
+    for (int i = 0; i < 3; ++i) {
+      const int64_t user = static_cast<int64_t>(rng() % 20);
+      jobs.push_back(
+          std::make_unique<TestJob>(user, 100 + static_cast<int>(rng() % 300), 8, rng()));
+      ASSERT_TRUE(core->Submit(jobs.back().get()).ok());
+    }
+    clock.AdvanceMicros(300);
+    RunReady(*core, **worker);
+    if (round == 5) {
+      // Subscribes with residency changes not yet published.
+      core->Subscribe([&late](const NodeStateUpdate& u) { late.Apply(u); });
+      ASSERT_FALSE(late.messages.empty());
+      EXPECT_TRUE(late.messages[0].full_snapshot);
+      EXPECT_EQ(late.users, Resident(*core)) << "seed " << seed;
+      EXPECT_EQ(early.users, Resident(*core)) << "seed " << seed;
+    }
+    core->Publish(round % 4 == 0);
+    EXPECT_EQ(early.users, Resident(*core)) << "round " << round << " seed " << seed;
+    if (round >= 5) EXPECT_EQ(late.users, Resident(*core)) << "round " << round;
+  }
+  EXPECT_GT(core->engine().kv().stats().evicted_users + core->engine().kv().stats().trimmed_users,
+            0)
+      << "the test should see evictions";
+  for (size_t i = 1; i < late.messages.size(); ++i) {
+    EXPECT_FALSE(late.messages[i].full_snapshot);
+    EXPECT_GT(late.messages[i].seq, late.messages[i - 1].seq);
+  }
+  core->Unsubscribe(early_id);
+  const size_t before = early.messages.size();
+  core->Publish(false);
+  EXPECT_EQ(early.messages.size(), before);
+}
+
+// Everything a run's statistics say, flattened for comparison.
+std::vector<double> Fingerprint(NodeCore& core, const std::vector<std::unique_ptr<TestJob>>& jobs) {
+  std::vector<double> f;
+  const StatsWindow w = core.CloseWindow();
+  const NodeCounters& c = w.requests;
+  for (int64_t v : {c.arrivals,
+                    c.rejected,
+                    c.completions,
+                    c.failures,
+                    c.deadline_exceeded,
+                    c.batches,
+                    c.batched_requests,
+                    w.emb.lookups,
+                    w.emb.hits,
+                    w.emb.misses,
+                    w.emb.h2d_bytes,
+                    w.emb.evictions,
+                    w.kv.requests,
+                    w.kv.hit_tokens,
+                    w.kv.recomputed_tokens,
+                    w.kv.evicted_users,
+                    w.pool.migration_bytes_done,
+                    w.pool.migration_bytes_dropped,
+                    w.latency_us.Count(),
+                    w.latency_us.Max()}) {
+    f.push_back(static_cast<double>(v));
+  }
+  f.push_back(w.latency_us.Quantile(0.5));
+  f.push_back(w.latency_us.Quantile(0.99));
+  f.push_back(w.committed_split);
+  for (const auto& job : jobs) {
+    f.push_back(job->status.has_value() ? job->status->raw_code() : -1);
+    f.push_back(job->output.cached_tokens);
+    f.push_back(job->output.emb_hits);
+    f.push_back(static_cast<double>(job->output.queue_us));
+    for (float s : job->scores()) f.push_back(s);
+  }
+  return f;
+}
+
+std::vector<double> RunSequence(uint64_t seed) {
+  FakeClock clock(0);
+  auto core = MakeCore(4, &clock);
+  auto worker = core->NewWorker();
+  EXPECT_TRUE(worker.ok());
+  std::mt19937_64 rng(seed);
+  std::vector<std::unique_ptr<TestJob>> jobs;
+  for (int step = 0; step < 60; ++step) {
+    const int64_t user = static_cast<int64_t>(rng() % 12);
+    jobs.push_back(std::make_unique<TestJob>(user, 80 + static_cast<int>(rng() % 200), 6, rng()));
+    if (rng() % 10 == 0) jobs.back()->deadline_us = clock.NowMicros() + 50;
+    EXPECT_TRUE(core->Submit(jobs.back().get()).ok());
+    clock.AdvanceMicros(static_cast<int64_t>(rng() % 150));
+    if (step == 20) core->SetTargetSplit(0.3);
+    if (step == 40) core->SetTargetSplit(0.7);
+    core->StepResize();
+    RunReady(*core, **worker);
+  }
+  clock.AdvanceMicros(1000);
+  RunReady(*core, **worker);
+  return Fingerprint(*core, jobs);
+}
+
+TEST(NodeCore, TheSameRequestSequenceGivesTheSameStatistics) {
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  const std::vector<double> first = RunSequence(seed);
+  const std::vector<double> second = RunSequence(seed);
+  ASSERT_EQ(first.size(), second.size());
+  for (size_t i = 0; i < first.size(); ++i) {
+    EXPECT_EQ(first[i], second[i]) << "value " << i << ", seed " << seed;
+  }
+}
+
+}  // namespace
+}  // namespace helm::serve
