@@ -10,12 +10,17 @@
 //   dense_flops_vs_sgemm_peak  FLOP rate of the forward's dense layers (the Gemm calls of a full
 //                              recompute) over OpenBLAS sgemm at 2048^3 in the same run (the
 //                              fastest of several runs of each).
+// CPU, demo model (configs/local.yaml: 2 layers, 2 heads, D = 64), one thread:
+//   batched_forward_vs_sequential_throughput  8 node-like requests as one ForwardBatch over the
+//                              same 8 as Forward calls: throughput ratio, in thread CPU time
+//                              (median of alternated pairs), with a breakdown of each.
 // GPU (when a CUDA device is visible):
 //   paged_attention_bw_vs_d2d_copy  effective bandwidth of paged attention (8 candidate queries,
 //                              one query tile, over 16384 cached tokens: each K/V byte counted
 //                              once) over a device-to-device copy (bytes read + written).
 //   gpu_cached_vs_full_speedup, gpu_vs_cpu_cached_speedup   the CPU request on the GPU.
-// Flags: --gpu-only (skip the CPU part), --quick (small sizes, a smoke run).
+// Flags: --gpu-only (skip the CPU part), --batch-only (only the batching figure), --quick (small
+// sizes, a smoke run).
 #include <cblas.h>
 
 #include <algorithm>
@@ -38,6 +43,14 @@ namespace {
 
 double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// CPU seconds of the calling thread: on a shared machine, time the thread was not scheduled does
+// not count (the single-threaded CPU figures below are work, not waiting).
+double ThreadCpuNow() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 // Median wall time of `reps` runs of fn (after one warm-up run when warm is set).
@@ -68,7 +81,9 @@ T Check(absl::StatusOr<T> v, const char* what) {
 // Forwards every call to a kernel path, timing the dense Gemm calls (host-synchronous paths).
 class TimedKernels : public Kernels {
  public:
-  explicit TimedKernels(std::shared_ptr<const Kernels> inner) : in_(std::move(inner)) {}
+  // `clock`: seconds, wall time (Now) or the thread's CPU time (ThreadCpuNow).
+  explicit TimedKernels(std::shared_ptr<const Kernels> inner, double (*clock)() = Now)
+      : in_(std::move(inner)), clock_(clock) {}
   absl::string_view name() const override { return in_->name(); }
   bool on_device() const override { return in_->on_device(); }
   absl::StatusOr<std::unique_ptr<KernelContext>> CreateContext() const override {
@@ -83,67 +98,67 @@ class TimedKernels : public Kernels {
     return in_->CopyToHost(c, d, s, b);
   }
   absl::Status CopyWithin(KernelContext& c, void* d, const void* s, size_t b) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->CopyWithin(c, d, s, b);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status Synchronize(KernelContext& c) const override { return in_->Synchronize(c); }
   absl::Status Gemm(KernelContext& c, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                     const float* b, const float* bias, float* out, int64_t ldc,
                     bool acc) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status s = in_->Gemm(c, m, n, k, a, lda, b, bias, out, ldc, acc);
-    gemm_seconds += Now() - t0;
+    gemm_seconds += clock_() - t0;
     return s;
   }
   absl::Status BiasSilu(KernelContext& c, float* x, int64_t r, int64_t w,
                         const float* b) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->BiasSilu(c, x, r, w, b);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status LayerNorm(KernelContext& c, const float* x, float* y, int64_t r, int64_t w,
                          const float* g, const float* b) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->LayerNorm(c, x, y, r, w, g, b);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status LayerNormGate(KernelContext& c, const float* o, const float* u, int64_t us,
                              float* out, int64_t r, int64_t w, const float* g,
                              const float* b) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->LayerNormGate(c, o, u, us, out, r, w, g, b);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status AddRows(KernelContext& c, float* x, int64_t r, int64_t w, const float* t,
                        const int32_t* ids) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->AddRows(c, x, r, w, t, ids);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status CopyColumns(KernelContext& c, const float* s, int64_t ss, int64_t col, int64_t r,
                            int64_t w, float* d) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->CopyColumns(c, s, ss, col, r, w, d);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status RowDot(KernelContext& c, const float* a, const float* b, int64_t r, int64_t w,
                       float* o) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status st = in_->RowDot(c, a, b, r, w, o);
-    other_seconds += Now() - t0;
+    other_seconds += clock_() - t0;
     return st;
   }
   absl::Status Attention(KernelContext& c, const AttentionArgs& a) const override {
-    const double t0 = Now();
+    const double t0 = clock_();
     absl::Status s = in_->Attention(c, a);
-    attention_seconds += Now() - t0;
+    attention_seconds += clock_() - t0;
     return s;
   }
   absl::Status GatherEmbeddings(KernelContext& c, const GatherArgs& a) const override {
@@ -163,6 +178,7 @@ class TimedKernels : public Kernels {
 
  private:
   std::shared_ptr<const Kernels> in_;
+  double (*clock_)();
 };
 
 ModelDims ProductionDims() {
@@ -405,6 +421,190 @@ void RunCpu(bool quick, Results& out) {
   out.Add("dense_flops_vs_sgemm_peak", dense_gflops / peak);
 }
 
+// The demo model of configs/local.yaml (2 layers, 2 heads, d_qk = d_v = 32, D = 64, item
+// embeddings of 64, 16 tokens per block, fp32).
+ModelDims DemoDims() {
+  ModelDims d;
+  d.num_layers = 2;
+  d.num_heads = 2;
+  d.d_qk = 32;
+  d.d_v = 32;
+  d.d_model = 64;
+  d.emb_dim = 64;
+  d.num_actions = 8;
+  d.position_buckets = 32;
+  d.time_buckets = 32;
+  d.tokens_per_block = 16;
+  return d;
+}
+
+// batched_forward_vs_sequential_throughput: a batch of 8 requests of the demo model as one
+// ForwardBatch versus the same 8 as Forward calls one after another, on one workspace and one
+// thread, alternated (and which goes first alternates too); the median over pairs of (sequential
+// time) / (batched time), in the thread's CPU time: what a saturated worker's throughput depends
+// on, and steady on a shared machine where wall time is not. The
+// requests look like a node's (configs/local.yaml's workload): returning users with histories of
+// 64..1024 events, most of them cached (a suffix of 1..48 new events), one cold user, 128
+// candidates each, embeddings gathered by location from an arena as the node's EMB cache hands
+// them over.
+void RunBatch(bool quick, Results& out) {
+  const ModelDims dims = DemoDims();
+  constexpr int kBatch = 8;
+  const int64_t C = 128;
+  std::shared_ptr<const Weights> weights(Weights::Random(dims, 7));
+  auto cpu = Check(CreateKernels("cpu", 1), "cpu kernels");
+  auto model = Check(Model::Create(weights, cpu, 64), "model");
+  auto ws = Check(model->NewWorkspace(), "workspace");
+  // The same model with timed kernel calls, for the breakdown only (its timers cost a little per
+  // call, which would favour the batch with its fewer calls).
+  auto timed = std::make_shared<TimedKernels>(cpu);
+  auto timed_model = Check(Model::Create(weights, timed, 64), "timed model");
+  auto timed_ws = Check(timed_model->NewWorkspace(), "workspace");
+  std::mt19937_64 rng(11);
+  // One embedding arena for every request's rows (the EMB cache's), rows in a shuffled order.
+  struct User {
+    Request r;
+    int64_t length = 0, cached = 0;
+    std::vector<int64_t> suffix_locs, cand_locs;
+    std::vector<char> blocks_mem;
+    std::vector<void*> table;
+  };
+  std::vector<User> users(kBatch);
+  int64_t rows = 0;
+  for (int i = 0; i < kBatch; ++i) {
+    User& u = users[i];
+    u.length = 64 + static_cast<int64_t>(rng() % (quick ? 256 : 961));
+    u.cached = i == 3 ? 0 : u.length - 1 - static_cast<int64_t>(rng() % 48);
+    u.r = MakeRequest(dims, u.length, C, 100 + i);
+    rows += u.length + C;
+  }
+  const int64_t row_bytes = sizeof(float) * dims.emb_dim;
+  std::vector<int64_t> slots(rows);
+  for (int64_t i = 0; i < rows; ++i) slots[i] = i;
+  std::shuffle(slots.begin(), slots.end(), rng);
+  std::vector<float> arena(rows * dims.emb_dim);
+  int64_t next = 0;
+  for (User& u : users) {
+    auto place = [&](const float* row) {
+      const int64_t slot = slots[next++];
+      std::memcpy(arena.data() + slot * dims.emb_dim, row, row_bytes);
+      return slot * row_bytes;
+    };
+    for (int64_t t = 0; t < u.length; ++t) {
+      const int64_t loc = place(u.r.history_emb.data() + t * dims.emb_dim);
+      if (t >= u.cached) u.suffix_locs.push_back(loc);
+    }
+    for (int64_t c = 0; c < C; ++c)
+      u.cand_locs.push_back(place(u.r.candidate_emb.data() + c * dims.emb_dim));
+    // The cached prefix in blocks, built as a node does: a cold forward of the prefix, appended.
+    const int64_t nblocks = (u.length + dims.tokens_per_block - 1) / dims.tokens_per_block;
+    u.blocks_mem.resize(nblocks * dims.block_bytes());
+    for (int64_t b = 0; b < nblocks; ++b)
+      u.table.push_back(u.blocks_mem.data() + b * dims.block_bytes());
+    if (u.cached > 0) {
+      ForwardRequest prefix;
+      prefix.actions = absl::MakeConstSpan(u.r.actions.data(), u.cached);
+      prefix.timestamps = absl::MakeConstSpan(u.r.timestamps.data(), u.cached);
+      prefix.suffix.rows = u.r.history_emb.data();
+      Check(model->Forward(*ws, prefix).status(), "prefix forward");
+      Check(model->AppendKv(*ws, u.table, 0, u.cached), "prefix append");
+    }
+  }
+  std::vector<std::vector<const void*>> tables;
+  std::vector<ForwardRequest> batch(kBatch);
+  int64_t suffix_tokens = 0;
+  for (int i = 0; i < kBatch; ++i) {
+    const User& u = users[i];
+    tables.emplace_back(u.table.begin(), u.table.end());
+    ForwardRequest& f = batch[i];
+    f.actions = u.r.actions;
+    f.timestamps = u.r.timestamps;
+    f.cached_tokens = u.cached;
+    f.cached_blocks = tables.back();
+    f.suffix = {nullptr, arena.data(), nullptr, u.suffix_locs.data()};
+    f.candidates = {nullptr, arena.data(), nullptr, u.cand_locs.data()};
+    f.num_candidates = C;
+    suffix_tokens += u.length - u.cached;
+  }
+
+  std::vector<float> seq_scores, batch_scores;
+  const Model* run_model = model.get();
+  Workspace* run_ws = ws.get();
+  auto sequential = [&] {
+    seq_scores.clear();
+    for (const ForwardRequest& f : batch) {
+      ForwardResult r = Check(run_model->Forward(*run_ws, f), "forward");
+      seq_scores.insert(seq_scores.end(), r.scores.begin(), r.scores.end());
+    }
+  };
+  auto batched = [&] {
+    batch_scores.clear();
+    for (ForwardResult& r : Check(run_model->ForwardBatch(*run_ws, batch), "forward batch")) {
+      batch_scores.insert(batch_scores.end(), r.scores.begin(), r.scores.end());
+    }
+  };
+  sequential();
+  batched();
+  // Alternated, several forwards per timing so that one timing is milliseconds long; the ratio of
+  // each adjacent pair, median over pairs (load from other processes hits both alike).
+  const int inner = quick ? 2 : 5;
+  std::vector<double> seq_t, batch_t, ratios;
+  for (int i = 0; i < (quick ? 5 : 31); ++i) {
+    // Which runs first alternates too.
+    for (int order = 0; order < 2; ++order) {
+      const bool seq = (order == 0) == (i % 2 == 0);
+      const double t0 = ThreadCpuNow();
+      for (int j = 0; j < inner; ++j) seq ? sequential() : batched();
+      (seq ? seq_t : batch_t).push_back((ThreadCpuNow() - t0) / inner);
+    }
+    ratios.push_back(seq_t.back() / batch_t.back());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  // Where the time goes (wall time of the timed model's calls): the fastest of several runs.
+  run_model = timed_model.get();
+  run_ws = timed_ws.get();
+  struct Breakdown {
+    double total = 1e30, gemm = 0, attention = 0, other = 0;
+  };
+  auto breakdown = [&](const std::function<void()>& fn) {
+    Breakdown best;
+    for (int i = 0; i < 15; ++i) {
+      timed->gemm_seconds = timed->attention_seconds = timed->other_seconds = 0;
+      const double t0 = Now();
+      fn();
+      const double total = Now() - t0;
+      if (total < best.total) {
+        best = {total, timed->gemm_seconds, timed->attention_seconds, timed->other_seconds};
+      }
+    }
+    return best;
+  };
+  const Breakdown seq_b = breakdown(sequential);
+  const Breakdown batch_b = breakdown(batched);
+  std::printf(
+      "CPU, one thread, demo model (%d layers, %d heads, d=%d, D=%d): %d requests, %lld suffix "
+      "tokens and %lld candidates in all\n",
+      dims.num_layers, dims.num_heads, dims.d_qk, dims.d_model, kBatch,
+      static_cast<long long>(suffix_tokens), static_cast<long long>(C * kBatch));
+  std::printf(
+      "  8 x Forward %.3f ms median, ForwardBatch of 8 %.3f ms median (%.0f vs %.0f requests/s); "
+      "scores max rel diff %.2e\n",
+      median(seq_t) * 1e3, median(batch_t) * 1e3, kBatch / median(seq_t), kBatch / median(batch_t),
+      MaxRelErr(batch_scores, seq_scores));
+  for (const auto& [name, b] : {std::pair<const char*, Breakdown>{"8 x Forward ", seq_b},
+                                std::pair<const char*, Breakdown>{"ForwardBatch", batch_b}}) {
+    std::printf(
+        "  %s fastest run %.3f ms = dense %.3f + attention %.3f + norms/SiLU/copies %.3f + "
+        "rest %.3f\n",
+        name, b.total * 1e3, b.gemm * 1e3, b.attention * 1e3, b.other * 1e3,
+        (b.total - b.gemm - b.attention - b.other) * 1e3);
+  }
+  out.Add("batched_forward_vs_sequential_throughput", median(ratios));
+}
+
 void RunGpu(bool quick, Results& out) {
   auto gpu = Check(CreateKernels("cuda"), "cuda kernels");
   auto ctx = Check(gpu->CreateContext(), "cuda context");
@@ -537,18 +737,30 @@ int main(int argc, char** argv) {
   std::printf("OpenBLAS core: %s\n", helm::kernels::cpu::BlasCoreDescription());
   bool gpu_only = false;
   bool quick = false;
+  bool batch_only = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--gpu-only") == 0) {
       gpu_only = true;
     } else if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--batch-only") == 0) {
+      batch_only = true;
     } else {
-      std::fprintf(stderr, "usage: helm_bench_model [--gpu-only] [--quick]\n");
+      std::fprintf(stderr, "usage: helm_bench_model [--gpu-only] [--batch-only] [--quick]\n");
       return 2;
     }
   }
   helm::model::Results results;
-  if (!gpu_only) helm::model::RunCpu(quick, results);
+  if (batch_only) {
+    helm::model::RunBatch(quick, results);
+    for (const auto& [name, value] : results.lines)
+      std::printf("HELM_RESULT %s %.3f\n", name.c_str(), value);
+    return 0;
+  }
+  if (!gpu_only) {
+    helm::model::RunCpu(quick, results);
+    helm::model::RunBatch(quick, results);
+  }
   if (helm::model::CudaAvailable()) {
     helm::model::RunGpu(quick, results);
   } else {
