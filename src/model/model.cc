@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -102,9 +103,10 @@ class WorkspaceImpl : public Workspace {
   std::unique_ptr<KernelContext> ctx_;
   Buffer timestamps, actions, block_table, locations, emb, x, norm, uvqk, attn, gate, kv, x0_cand,
       head, scores, dst_table;
-  // Host staging of the batch's small inputs (timestamps, block tables, actions; each copied to
-  // the backend once per forward) and of its scores.
+  // Host staging of the batch's small inputs (timestamps, embedding locations, block tables,
+  // actions; on a device each kind is copied over once per forward) and of its scores.
   std::vector<int64_t> timestamps_host;
+  std::vector<int64_t> locations_host;
   std::vector<const void*> blocks_host;
   std::vector<int32_t> actions_host;
   std::vector<float> scores_host;
@@ -471,14 +473,48 @@ absl::StatusOr<std::vector<ForwardResult>> Model::ForwardBatch(
   if (d.projects_embeddings()) {
     HELM_ASSIGN_OR_RETURN(emb, ws.emb.GetAs<float>(k, ctx, N * E));
   }
-  auto place = [&](const EmbeddingInput& in, int64_t n, int64_t row) -> absl::Status {
-    if (n == 0) return absl::OkStatus();
-    if (in.rows != nullptr) return k.CopyWithin(ctx, emb + row * E, in.rows, sizeof(float) * n * E);
-    return GatherEmbeddings(ws, in, n, emb + row * E);
+  // Inputs given as rows are copied; the others are gathered by location, one gather per input
+  // (each has its own arena and staging buffer) but, on a device, with every input's locations
+  // copied over at once.
+  struct Gather {
+    const EmbeddingInput* in;
+    int64_t n, row, location_offset;
   };
+  std::vector<Gather> gathers;
+  int64_t locations_all = 0;
   for (int64_t i = 0; i < B; ++i) {
-    HELM_RETURN_IF_ERROR(place(requests[i].suffix, parts[i].S, parts[i].hist_row));
-    HELM_RETURN_IF_ERROR(place(requests[i].candidates, parts[i].C, S_all + parts[i].cand_row));
+    const Part& p = parts[i];
+    for (const auto& [in, n, row] :
+         {std::tuple(&requests[i].suffix, p.S, p.hist_row),
+          std::tuple(&requests[i].candidates, p.C, S_all + p.cand_row)}) {
+      if (n == 0) continue;
+      if (in->rows != nullptr) {
+        HELM_RETURN_IF_ERROR(k.CopyWithin(ctx, emb + row * E, in->rows, sizeof(float) * n * E));
+      } else {
+        gathers.push_back({in, n, row, locations_all});
+        locations_all += n;
+      }
+    }
+  }
+  const int64_t* locations = nullptr;
+  if (k.on_device() && locations_all > 0) {
+    ws.locations_host.clear();
+    for (const Gather& g : gathers) {
+      ws.locations_host.insert(ws.locations_host.end(), g.in->locations, g.in->locations + g.n);
+    }
+    HELM_ASSIGN_OR_RETURN(locations,
+                          ToBackend(k, ctx, ws.locations, ws.locations_host.data(), locations_all));
+  }
+  for (const Gather& g : gathers) {
+    GatherArgs ga;
+    ga.arena_base = g.in->arena_base;
+    ga.staging_base = g.in->staging_base;
+    ga.locations = k.on_device() ? locations + g.location_offset : g.in->locations;
+    ga.n = g.n;
+    ga.dim = d.emb_dim;
+    ga.dtype = d.emb_dtype;
+    ga.out = emb + g.row * E;
+    HELM_RETURN_IF_ERROR(k.GatherEmbeddings(ctx, ga));
   }
   if (d.projects_embeddings()) {
     HELM_RETURN_IF_ERROR(k.Gemm(ctx, N, D, E, emb, E, w.item_proj_w, w.item_proj_b, x, D, false));
