@@ -1,14 +1,36 @@
 #include "helm/route/cluster_state.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "helm/common/bloom.h"
 #include "spdlog/spdlog.h"
 
 namespace helm::route {
+
+void ClusterState::FreeSlices::operator()(std::atomic<uint64_t>* slices) const {
+  std::free(slices);
+}
+
+std::unique_ptr<std::atomic<uint64_t>[], ClusterState::FreeSlices> ClusterState::AllocateSlices(
+    int64_t words) {
+  constexpr size_t kHugePage = size_t{2} << 20;
+  const size_t bytes = static_cast<size_t>(words) * sizeof(std::atomic<uint64_t>);
+  const size_t alignment = bytes >= kHugePage ? kHugePage : alignof(std::max_align_t);
+  void* memory = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
+  if (memory == nullptr) throw std::bad_alloc();
+  // A hint: without transparent huge pages it changes nothing.
+  if (alignment == kHugePage) madvise(memory, bytes, MADV_HUGEPAGE);
+  auto* slices = static_cast<std::atomic<uint64_t>*>(memory);
+  for (int64_t i = 0; i < words; ++i) new (&slices[i]) std::atomic<uint64_t>(0);
+  return std::unique_ptr<std::atomic<uint64_t>[], FreeSlices>(slices);
+}
 
 int ClusterState::AddNode(const std::string& address) {
   absl::MutexLock lock(&add_mu_);
@@ -174,7 +196,7 @@ ClusterState::EmbTable* ClusterState::TableFor(int node) {
   table->seed = old->seed;
   table->words_per_bit = static_cast<int>(std::bit_ceil(static_cast<unsigned>(needed_words)));
   const int64_t size = table->bits * table->words_per_bit;
-  table->slices = std::make_unique<std::atomic<uint64_t>[]>(size);
+  table->slices = AllocateSlices(size);
   for (int64_t p = 0; p < table->bits; ++p) {
     for (int w = 0; w < table->words_per_bit; ++w) {
       const uint64_t v =
@@ -217,7 +239,7 @@ absl::Status ClusterState::ApplyEmbSummary(int node, const EmbSummaryUpdate& sum
     table->seed = summary.seed;
     table->words_per_bit = static_cast<int>(
         std::bit_ceil(static_cast<unsigned>(NodeSet::WordsFor(std::max(node + 1, num_nodes())))));
-    table->slices = std::make_unique<std::atomic<uint64_t>[]>(table->bits * table->words_per_bit);
+    table->slices = AllocateSlices(table->bits * table->words_per_bit);
     emb_tables_.push_back(std::move(table));
     emb_table_.store(emb_tables_.back().get(), std::memory_order_release);
   }

@@ -136,13 +136,19 @@ class ClusterState {
   // (bits, num_hashes, seed) is fixed by the first summary accepted; a table is replaced by a
   // wider copy when a node past its width sends a summary. Tables are never freed before the
   // ClusterState, so a reader holding an old one reads valid (if briefly stale) memory.
+  struct FreeSlices {
+    void operator()(std::atomic<uint64_t>* slices) const;
+  };
   struct EmbTable {
     int64_t bits = 0;
     int words_per_bit = 0;
     int num_hashes = 0;
     uint64_t seed = 0;
-    std::unique_ptr<std::atomic<uint64_t>[]> slices;
+    // bits * words_per_bit words, zeroed; on huge pages where the OS allows, as every routing
+    // decision reads a few dozen random words of it (megabytes) and would miss the TLB each time.
+    std::unique_ptr<std::atomic<uint64_t>[], FreeSlices> slices;
   };
+  static std::unique_ptr<std::atomic<uint64_t>[], FreeSlices> AllocateSlices(int64_t words);
 
   static constexpr int kBlockNodes = 64;
   static constexpr int kWords = kMaxNodes / 64;

@@ -20,7 +20,7 @@ struct NodeLoadUpdate {
   int32_t in_flight = 0;       // requests admitted and not yet answered (queued + computing)
   int32_t capacity = 0;        // requests the node computes at once (workers x max batch)
   int32_t workers = 0;         // compute workers
-  double ewma_service_us = 0;  // smoothed compute time per request (us)
+  double ewma_service_us = 0;  // smoothed compute time of a batch (us)
   int32_t queue_capacity = 0;  // admitted requests beyond which new ones are refused
 };
 
@@ -48,8 +48,8 @@ inline constexpr int kMaxEmbHashes = 16;
 
 // One message of a node's state stream.
 struct NodeUpdate {
-  uint64_t seq = 0;                    // increases by one per message on a stream (informational)
-  bool full_snapshot = false;          // true: replaces everything the node said before
+  uint64_t seq = 0;            // increases with every message the node sends (informational)
+  bool full_snapshot = false;  // true: replaces everything the node said before
   std::optional<NodeLoadUpdate> load;  // absent: load unchanged
   double committed_split = 0;          // EMB chunks / all chunks, as committed
   double target_split = 0;             // where the pool is moving to
