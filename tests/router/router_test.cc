@@ -345,6 +345,60 @@ TEST_F(RouterTest, AFailingHealthCheckTakesANodeOutUntilOnePasses) {
   EXPECT_TRUE(router_->cluster().healthy(1));
 }
 
+TEST_F(RouterTest, ConcurrentRequestsRetriesAndCancellationsAllComplete) {
+  StartRouter("round_robin", 2);
+  nodes_[0]->SetRank([](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse*) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "down");
+  });
+  // Many calls in flight at once, every other one cancelled by its client as soon as it is sent:
+  // cancellations race with dispatches and retries inside the router.
+  constexpr int kCalls = 64;
+  struct Call {
+    grpc::ClientContext context;
+    v1::RankRequest request;
+    v1::RankResponse response;
+    grpc::Status status;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  absl::Mutex mu;
+  int done = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    calls.push_back(std::make_unique<Call>());
+    Call* call = calls.back().get();
+    call->request.set_user_id(i);
+    call->request.add_history_item_ids(1);
+    call->request.add_candidate_item_ids(1);
+    call->context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    stub_->async()->Rank(&call->context, &call->request, &call->response,
+                         [call, &mu, &done](grpc::Status status) {
+                           absl::MutexLock lock(&mu);
+                           call->status = std::move(status);
+                           ++done;
+                         });
+    if (i % 2 == 1) call->context.TryCancel();
+  }
+  {
+    absl::MutexLock lock(&mu);
+    // Bounded: a call the router never answers fails the test instead of hanging it.
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(
+                                        +[](int* n) { return *n == kCalls; }, &done),
+                                    absl::Seconds(30)));
+  }
+  int ok = 0;
+  for (int i = 0; i < kCalls; ++i) {
+    const grpc::Status& status = calls[i]->status;
+    if (status.ok()) {
+      ++ok;
+      EXPECT_EQ(calls[i]->response.info().node_id(), "node-1") << i;
+    } else {
+      EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED)
+          << i << " " << status.error_message();
+      EXPECT_EQ(i % 2, 1) << i;  // only cancelled calls may fail
+    }
+  }
+  EXPECT_GE(ok, kCalls / 2);
+}
+
 TEST_F(RouterTest, PropagatesTheClientDeadline) {
   StartRouter("round_robin", 1);
   std::atomic<int64_t> remaining_ms{-1};
