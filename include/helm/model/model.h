@@ -76,7 +76,7 @@ struct ForwardRequest {
   EmbeddingInput suffix;      // L - cached_tokens rows (history tokens cached..L-1)
   EmbeddingInput candidates;  // num_candidates rows
   int64_t num_candidates = 0;
-  // Candidates per microbatch; 0: the model's candidate_microbatch option.
+  // Candidates per microbatch (>= 0); 0: the model's candidate_microbatch option.
   int32_t candidate_microbatch = 0;
 };
 
