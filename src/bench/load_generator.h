@@ -8,6 +8,10 @@
 // (code DROPPED), never delayed. Rank calls use gRPC's callback API, so one sending thread drives
 // hundreds of requests per second; replies are recorded on gRPC's threads.
 //
+// This is the edge: the schedule, admission, deadlines and accounting are the open-loop core's
+// (open_loop.h, tested on a fake clock); here it is wired to gRPC (grpc_transport.h), to a
+// RealSleeper, to the node poller and to the progress line.
+//
 // Meanwhile a poller calls helm.v1.Node/GetStats on each node about once a second (split and
 // cache counters over time), and a progress line is printed about once a second.
 //
@@ -43,7 +47,8 @@ struct LoadOptions {
   bool progress_in_place = false;
   // How long to wait for the target to accept a connection before failing the run (ms).
   int64_t connect_timeout_ms = 5000;
-  // Time source for measurements. Must advance on its own (the sender sleeps in real time).
+  // Time source for measurements. Must advance on its own (the sender sleeps in real time, through
+  // a RealSleeper); fake-clock runs use OpenLoop with a fake transport instead.
   Clock* clock = Clock::Real();
 };
 

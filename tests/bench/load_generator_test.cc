@@ -1,13 +1,14 @@
-// The load generator against a real in-process gRPC server on 127.0.0.1 (port 0) whose test
-// Recommender answers after a controlled delay (or through one FIFO server, so a queue builds)
-// with chosen status codes, and whose Node service answers GetStats.
+// The load generator's gRPC edge against a real in-process server on 127.0.0.1 (port 0), for what
+// only the edge does: connecting (and failing to), translating requests, status codes, serving
+// info and deadlines to and from gRPC, and polling GetStats. The test Recommender answers at once
+// with chosen status codes, or holds every request until the test ends (so only the client's
+// deadline ends it). The timing of the open loop itself is tested on a fake clock
+// (open_loop_test.cc).
 #include "bench/load_generator.h"
 
-#include <algorithm>
-#include <functional>
 #include <map>
-#include <queue>
-#include <thread>
+#include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "bench/stats.h"
@@ -24,74 +25,15 @@ uint64_t TestSeed() {
   return static_cast<uint64_t>(::testing::UnitTest::GetInstance()->random_seed()) + 11;
 }
 
-// Runs actions at chosen times from one thread, so a slow fake server holds no gRPC thread.
-class Scheduler {
- public:
-  Scheduler() : thread_([this] { Loop(); }) {}
-  ~Scheduler() {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-    }
-    thread_.join();
-  }
-
-  void At(int64_t due_us, std::function<void()> action) {
-    absl::MutexLock lock(&mu_);
-    queue_.push(Item{due_us, seq_++, std::move(action)});
-  }
-
- private:
-  struct Item {
-    int64_t due_us;
-    int64_t seq;
-    std::function<void()> action;
-    bool operator>(const Item& o) const {
-      return due_us != o.due_us ? due_us > o.due_us : seq > o.seq;
-    }
-  };
-
-  void Loop() {
-    while (true) {
-      std::vector<Item> due;
-      {
-        absl::MutexLock lock(&mu_);
-        if (stop_ && queue_.empty()) return;
-        const int64_t now = Clock::Real()->NowMicros();
-        while (!queue_.empty() && queue_.top().due_us <= now) {
-          due.push_back(queue_.top());
-          queue_.pop();
-        }
-      }
-      for (Item& item : due) item.action();
-      // Polling (not waiting for a condition): 200 us granularity for the fake's reply times.
-      if (due.empty()) std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  }
-
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  int64_t seq_ ABSL_GUARDED_BY(mu_) = 0;
-  std::priority_queue<Item, std::vector<Item>, std::greater<Item>> queue_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
-};
-
 struct Behaviour {
-  int64_t delay_us = 0;    // per request, requests served in parallel
-  int64_t service_us = 0;  // > 0: one FIFO server with this service time (a queue builds)
+  bool hold = false;  // never answer while the test runs (answered CANCELLED at its end)
   // Status code by user_id % 4 (all OK when empty).
   std::vector<grpc::StatusCode> code_by_user_mod4;
 };
 
-Behaviour Delayed(int64_t delay_us) {
+Behaviour Held() {
   Behaviour b;
-  b.delay_us = delay_us;
-  return b;
-}
-
-Behaviour Queued(int64_t service_us) {
-  Behaviour b;
-  b.service_us = service_us;
+  b.hold = true;
   return b;
 }
 
@@ -109,16 +51,13 @@ class FakeRecommender final : public v1::Recommender::CallbackService {
                                  const v1::RankRequest* request,
                                  v1::RankResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    const int64_t now = Clock::Real()->NowMicros();
-    int64_t due = now + behaviour_.delay_us;
     {
       absl::MutexLock lock(&mu_);
       ++received_;
-      ++in_flight_;
-      max_in_flight_ = std::max(max_in_flight_, in_flight_);
-      if (behaviour_.service_us > 0) {
-        next_free_us_ = std::max(next_free_us_, now) + behaviour_.service_us;
-        due = next_free_us_;
+      top_k_ = request->top_k();
+      if (behaviour_.hold) {
+        held_.push_back(reactor);
+        return reactor;
       }
     }
     grpc::Status status = grpc::Status::OK;
@@ -134,13 +73,7 @@ class FakeRecommender final : public v1::Recommender::CallbackService {
     info->set_cached_tokens(a ? n * 3 / 4 : n / 4);
     info->set_computed_tokens(n - info->cached_tokens());
     info->set_emb_hits(request->candidate_item_ids_size());
-    scheduler_.At(due, [this, reactor, status] {
-      {
-        absl::MutexLock lock(&mu_);
-        --in_flight_;
-      }
-      reactor->Finish(status);
-    });
+    reactor->Finish(status);
     return reactor;
   }
 
@@ -148,27 +81,25 @@ class FakeRecommender final : public v1::Recommender::CallbackService {
     absl::MutexLock lock(&mu_);
     return received_;
   }
-  // Waits (10 s at most) until every request has been answered, so that no scheduled Finish
-  // runs while the server shuts down.
-  void WaitAnswered() {
+  int32_t top_k() {
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(
-                             +[](int64_t* in_flight) { return *in_flight == 0; }, &in_flight_),
-                         absl::Seconds(10));
+    return top_k_;
   }
-  int64_t max_in_flight() {
+  // Ends every held request, so that none is pending while the server shuts down.
+  void ReleaseHeld() {
     absl::MutexLock lock(&mu_);
-    return max_in_flight_;
+    for (grpc::ServerUnaryReactor* reactor : held_) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::CANCELLED, "test over"));
+    }
+    held_.clear();
   }
 
  private:
   const Behaviour behaviour_;
   absl::Mutex mu_;
   int64_t received_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t max_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t next_free_us_ ABSL_GUARDED_BY(mu_) = 0;
-  Scheduler scheduler_;  // last: its thread stops before the counters go
+  int32_t top_k_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<grpc::ServerUnaryReactor*> held_ ABSL_GUARDED_BY(mu_);
 };
 
 // GetStats: the split moves by 0.01 per call; counters grow by 100 tokens (75 hits) per call.
@@ -212,7 +143,7 @@ class TestServer {
     server_ = *std::move(server);
   }
   ~TestServer() {
-    recommender_.WaitAnswered();
+    recommender_.ReleaseHeld();
     server_->Shutdown(absl::ZeroDuration());
   }
 
@@ -249,48 +180,7 @@ RunResult MustRun(const LoadOptions& options, const workload::WorkloadOptions& w
   return result.ok() ? *std::move(result) : RunResult();
 }
 
-// Mean latency of the OK completions scheduled in [from, to) of the run.
-double MeanLatencyUs(const RunResult& run, int64_t from_us, int64_t to_us) {
-  double sum = 0;
-  int n = 0;
-  for (const Completion& c : run.completions) {
-    if (c.code == 0 && c.scheduled_us >= from_us && c.scheduled_us < to_us) {
-      sum += static_cast<double>(c.latency_us);
-      ++n;
-    }
-  }
-  return n > 0 ? sum / n : 0;
-}
-
-TEST(LoadGenerator, KeepsSendingOnScheduleWhileAStalledServerQueuesAndLatencyGrows) {
-  // One FIFO server at 10 ms per request (100/s) under 200/s offered for 1 s: a second of work
-  // arrives per half second of service, so a request scheduled at t waits ~t longer than one at 0.
-  TestServer server(Queued(10'000));
-  LoadOptions options;
-  options.target = server.address();
-  options.deadline_ms = 10'000;
-  const workload::WorkloadOptions workload = SmallWorkload(200, 1.0);
-  const RunResult run = MustRun(options, workload);
-
-  int64_t scheduled = 0;
-  for (const Completion& c : run.completions) {
-    ++scheduled;
-    ASSERT_EQ(c.code, 0) << CodeName(c.code);
-    ASSERT_GE(c.latency_us, 10'000);  // at least one service time, counted from the schedule
-  }
-  EXPECT_GT(scheduled, 140) << "seed " << workload.seed;
-  EXPECT_EQ(server.recommender().received(), scheduled);
-  // Open loop: every request left on time although replies came later and later.
-  const Summary summary = Summarize(run, "overall", 0, run.duration_us, 1e9);
-  EXPECT_LT(summary.p99_send_lag_us, 100'000);
-  // Latency grows with the queue: the last fifth waits far longer than the first.
-  const double early = MeanLatencyUs(run, 0, 200'000);
-  const double late = MeanLatencyUs(run, 800'000, 1'000'000);
-  EXPECT_GT(late, early + 250'000) << "early " << early << " us, late " << late << " us";
-  EXPECT_GT(summary.latency.p99_us, 300'000);
-}
-
-TEST(LoadGenerator, CountsErrorsByCode) {
+TEST(LoadGenerator, TranslatesRequestsStatusCodesAndServingInfo) {
   using grpc::StatusCode;
   TestServer server(Codes({StatusCode::OK, StatusCode::RESOURCE_EXHAUSTED,
                            StatusCode::INVALID_ARGUMENT, StatusCode::UNAVAILABLE}));
@@ -319,40 +209,27 @@ TEST(LoadGenerator, CountsErrorsByCode) {
   EXPECT_EQ(s.dropped, 0);
   EXPECT_EQ(run.first_error.at(static_cast<int32_t>(StatusCode::UNAVAILABLE)),
             "chosen by the test");
-  // Replies name their node; OK replies carry serving info.
-  ASSERT_FALSE(run.node_ids.empty());
-  EXPECT_GT(s.ok, 0);
+  // OK replies (even users) name their node and carry its serving info; top_k reached the server.
+  EXPECT_EQ(run.node_ids, std::vector<std::string>{"node-a"});
+  EXPECT_NEAR(s.kv_token_hit_ratio, 0.75, 0.01);
+  EXPECT_DOUBLE_EQ(s.emb_hit_rate, 1.0);
+  EXPECT_EQ(server.recommender().top_k(), options.top_k);
 }
 
-TEST(LoadGenerator, DropsRequestsBeyondMaxInFlightInsteadOfDelayingThem) {
-  // 300 ms per request in parallel, 100/s offered: ~30 would be outstanding; the cap is 8.
-  TestServer server(Delayed(300'000));
-  LoadOptions options;
-  options.target = server.address();
-  options.max_in_flight = 8;
-  const workload::WorkloadOptions workload = SmallWorkload(100, 1.0);
-  const RunResult run = MustRun(options, workload);
-  const Summary s = Summarize(run, "overall", 0, run.duration_us, 1e9);
-  EXPECT_GT(s.dropped, s.scheduled / 3) << "seed " << workload.seed;
-  EXPECT_EQ(s.sent + s.dropped, s.scheduled);
-  EXPECT_EQ(s.ok, s.sent);
-  EXPECT_EQ(s.errors_by_code.at("DROPPED"), s.dropped);
-  EXPECT_LE(server.recommender().max_in_flight(), 8);
-  EXPECT_EQ(server.recommender().received(), s.sent);
-  // A sent request was not held back: it left on time.
-  EXPECT_LT(s.p99_send_lag_us, 100'000);
-}
-
-TEST(LoadGenerator, DeadlineCountsFromTheScheduledTime) {
-  TestServer server(Delayed(400'000));
+TEST(LoadGenerator, ServerThatNeverAnswersEndsEachRequestAtItsGrpcDeadline) {
+  TestServer server(Held());
   LoadOptions options;
   options.target = server.address();
   options.deadline_ms = 50;
-  const RunResult run = MustRun(options, SmallWorkload(50, 0.4));
+  const workload::WorkloadOptions workload = SmallWorkload(50, 0.4);
+  const RunResult run = MustRun(options, workload);
   const Summary s = Summarize(run, "overall", 0, run.duration_us, 1e9);
-  EXPECT_GT(s.scheduled, 5);
+  EXPECT_GT(s.scheduled, 5) << "seed " << workload.seed;
+  EXPECT_EQ(server.recommender().received(), s.scheduled);
   EXPECT_EQ(s.errors_by_code.at("DEADLINE_EXCEEDED"), s.scheduled);
   EXPECT_EQ(s.ok, 0);
+  // Ended by the deadline, not by the test's end: at least 50 ms after the schedule.
+  for (const Completion& c : run.completions) EXPECT_GE(c.latency_us, 50'000);
 }
 
 TEST(LoadGenerator, PollsNodesForSplitAndCounters) {
