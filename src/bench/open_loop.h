@@ -68,9 +68,9 @@ class OpenLoop {
   // r.arrival_us), then waits until every sent request has reported. Requests still outstanding
   // `straggler_grace_ms` after the last request's deadline are cancelled through the transport.
   // Fills phases, duration_us, wall_s (from start_us to the end of the drain), completions (in
-  // scheduled order), node_ids and first_error; leaves poll_targets and samples empty. Call once.
-  // When the sleeper gives up (a fake with nothing left to deliver), Run returns with the
-  // requests that never reported missing from the completions.
+  // the generator's order, so ties in scheduled time keep it), node_ids and first_error; leaves
+  // poll_targets and samples empty. Call once. When the sleeper gives up (a fake with nothing left
+  // to deliver), Run returns with the requests that never reported missing from the completions.
   RunResult Run(int64_t start_us);
 
   Progress progress() const;
