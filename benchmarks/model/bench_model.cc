@@ -699,7 +699,7 @@ void RunGpu(bool quick, Results& out) {
                                      Check(gpu->Synchronize(*ctx), "sync");
                                    }) /
                      reps;
-    const double kv_bytes = double(tokens) * d.num_heads * (d.d_qk + d.d_v) * DtypeSize(dtype);
+    const double kv_bytes = double(tokens) * d.num_heads * (d.d_qk + d.d_v) * DtypeBytes(dtype);
     const double gbs = kv_bytes / s / 1e9;
     std::printf(
         "  %s K/V (%.0f MiB read): %.1f us per layer, %.0f GB/s effective; D2D copy %.0f GB/s "

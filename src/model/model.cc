@@ -329,7 +329,7 @@ absl::Status ValidateRequest(const ModelDims& d, const ForwardRequest& req, int6
     return absl::InvalidArgumentError(
         absl::StrCat(what, "candidates given but no candidate embeddings"));
   }
-  const int64_t element_bytes = DtypeSize(d.emb_dtype);
+  const int64_t element_bytes = DtypeBytes(d.emb_dtype);
   HELM_RETURN_IF_ERROR(CheckLocations(req.suffix, S, element_bytes, what + "suffix "));
   return CheckLocations(req.candidates, C, element_bytes, what + "candidate ");
 }
@@ -342,7 +342,7 @@ absl::Status Model::GatherEmbeddings(Workspace& base_ws, const EmbeddingInput& i
   if (n == 0) return absl::OkStatus();
   EmbeddingInput by_location = input;
   by_location.rows = nullptr;  // this call always gathers
-  HELM_RETURN_IF_ERROR(CheckLocations(by_location, n, DtypeSize(dims_.emb_dtype), ""));
+  HELM_RETURN_IF_ERROR(CheckLocations(by_location, n, DtypeBytes(dims_.emb_dtype), ""));
   KernelContext& ctx = ws.context();
   HELM_ASSIGN_OR_RETURN(const int64_t* locs,
                         ToBackend(*kernels_, ctx, ws.locations, input.locations, n));

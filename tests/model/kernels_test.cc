@@ -33,7 +33,7 @@ PagedInput MakePaged(int64_t cached, int64_t suffix, int64_t queries, Dtype dtyp
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const int64_t block_elems = int64_t{p.layers} * p.tpb * p.heads * (p.d_qk + p.d_v);
   for (int64_t b = 0; b < (cached + p.tpb - 1) / p.tpb; ++b) {
-    p.blocks.emplace_back(block_elems * DtypeSize(dtype));
+    p.blocks.emplace_back(block_elems * DtypeBytes(dtype));
     for (int64_t e = 0; e < block_elems; ++e)
       StoreFromFloat(p.blocks.back().data(), dtype, e, normal(rng));
   }
@@ -221,13 +221,13 @@ TEST(Kernels, CpuGatherMatchesReferenceForEveryDtype) {
   std::normal_distribution<float> normal;
   for (Dtype dtype : {Dtype::kFp32, Dtype::kFp16, Dtype::kBf16}) {
     const int dim = 13;
-    std::vector<char> arena(dim * DtypeSize(dtype) * 8 + 6), staging(dim * DtypeSize(dtype) * 4);
+    std::vector<char> arena(dim * DtypeBytes(dtype) * 8 + 6), staging(dim * DtypeBytes(dtype) * 4);
     for (size_t i = 0; i + 1 < arena.size(); i += 2)
       StoreFromFloat(arena.data(), Dtype::kFp16, i / 2, normal(rng));
     for (size_t i = 0; i + 1 < staging.size(); i += 2)
       StoreFromFloat(staging.data(), Dtype::kFp16, i / 2, normal(rng));
-    const std::vector<int64_t> locs = {0, -1, int64_t{dim} * DtypeSize(dtype) * 3, -4,
-                                       2 * DtypeSize(dtype)};
+    const std::vector<int64_t> locs = {0, -1, int64_t{dim} * DtypeBytes(dtype) * 3, -4,
+                                       2 * DtypeBytes(dtype)};
     std::vector<float> a(locs.size() * dim), b(locs.size() * dim);
     GatherArgs g{arena.data(), staging.data(), locs.data(), 5, dim, dtype, a.data()};
     ASSERT_TRUE(ref->GatherEmbeddings(*ctx, g).ok());

@@ -164,7 +164,7 @@ TEST_F(CudaPath, GatherMatchesReferenceForEveryDtype) {
   std::normal_distribution<float> normal;
   for (Dtype dtype : {Dtype::kFp32, Dtype::kFp16, Dtype::kBf16}) {
     const int dim = 100;
-    const int64_t row_bytes = int64_t{dim} * DtypeSize(dtype);
+    const int64_t row_bytes = int64_t{dim} * DtypeBytes(dtype);
     std::vector<char> arena(row_bytes * 64), staging(row_bytes * 16);
     for (int64_t i = 0; i < 64 * dim; ++i) StoreFromFloat(arena.data(), dtype, i, normal(rng));
     for (int64_t i = 0; i < 16 * dim; ++i) StoreFromFloat(staging.data(), dtype, i, normal(rng));
@@ -210,7 +210,7 @@ TEST_F(CudaPath, AppendWritesTheSameBlockBytesAsTheReference) {
     for (auto& v : src) v = normal(rng);
     const int64_t blocks = (a.dst_first_token + a.n + a.tokens_per_block - 1) / a.tokens_per_block;
     const int64_t block_bytes = int64_t{a.num_layers} * a.tokens_per_block * a.num_heads *
-                                (a.d_qk + a.d_v) * DtypeSize(dtype);
+                                (a.d_qk + a.d_v) * DtypeBytes(dtype);
     std::vector<char> host_blocks(blocks * block_bytes, 0);
     std::vector<void*> table;
     for (int64_t b = 0; b < blocks; ++b) table.push_back(host_blocks.data() + b * block_bytes);

@@ -231,7 +231,7 @@ TEST(ModelForward, GathersEmbeddingsFromArenaAndStagingLocations) {
     const RandomRequest r = MakeRequest(dims, 12, 5, rng);
     // Rows 0..11 of the history live at arena offsets (reversed order, one row gap), the five
     // candidates in the staging buffer.
-    const int64_t row_bytes = int64_t{dims.emb_dim} * DtypeSize(emb_dtype);
+    const int64_t row_bytes = int64_t{dims.emb_dim} * DtypeBytes(emb_dtype);
     std::vector<char> arena(row_bytes * 30);
     std::vector<char> staging(row_bytes * 5);
     std::vector<int64_t> hist_locs, cand_locs;

@@ -16,10 +16,7 @@
 
 namespace helm::emb {
 
-// Rows are helm::Dtype elements (helm/common/dtype.h, which also has the conversions); the alias
-// keeps emb::Dtype compiling.
-using ::helm::Dtype;
-
+// Rows are helm::Dtype elements (helm/common/dtype.h, which also has the conversions).
 class HostTable {
  public:
   // Rows with values uniform in [-0.1, 0.1), a pure function of (seed, id, column), stored in

@@ -11,21 +11,6 @@
 
 namespace helm::model {
 
-// The element type and its conversions are helm::Dtype (helm/common/dtype.h); these aliases keep
-// model:: spellings compiling.
-using ::helm::Bf16ToFloat;
-using ::helm::Dtype;
-using ::helm::DtypeBytes;
-using ::helm::DtypeName;
-using ::helm::FloatToBf16;
-using ::helm::FloatToHalf;
-using ::helm::HalfToFloat;
-using ::helm::LoadAsFloat;
-using ::helm::ParseDtype;
-using ::helm::StoreFromFloat;
-// Alias of helm::DtypeBytes.
-constexpr int DtypeSize(Dtype dtype) { return ::helm::DtypeBytes(dtype); }
-
 // Relative attention bias buckets. A query at position p (timestamp t) attending a key at
 // position p' <= p (timestamp t') adds pos_bias[h][PositionBucket(p - p')] +
 // time_bias[h][TimeBucket(t - t')]. Bucket 0 is distance 0 (the token itself, or the same
