@@ -110,7 +110,7 @@ absl::Status ClusterState::ApplyUpdate(int node, const NodeUpdate& update) {
   Node& n = NodeAt(node);
   if (update.load.has_value()) {
     n.reported_in_flight.store(update.load->in_flight, std::memory_order_relaxed);
-    n.capacity.store(std::max(1, update.load->capacity), std::memory_order_relaxed);
+    n.inv_twice_capacity.store(0.5 / std::max(1, update.load->capacity), std::memory_order_relaxed);
   }
   n.committed_split.store(update.committed_split, std::memory_order_relaxed);
   n.target_split.store(update.target_split, std::memory_order_relaxed);
@@ -331,6 +331,9 @@ void ClusterState::EmbCounts(const int64_t* item_ids, int count, const NodeSet& 
   if (num_active == 0) return;
   const int hashes = table->num_hashes;  // validated: in [1, kMaxEmbHashes]
   const std::atomic<uint64_t>* slices = table->slices.get();
+  // Raw: the masks above keep every index below out.size(), and Span's checked operator[]
+  // costs a branch per hit.
+  int32_t* const counts = out.data();
   // Positions of every id first, prefetched, so the (likely cache-missing) slice reads overlap.
   constexpr int kBatch = 64;
   int64_t positions[kBatch * kMaxEmbHashes];
@@ -354,18 +357,10 @@ void ClusterState::EmbCounts(const int64_t* item_ids, int count, const NodeSet& 
         for (int h = 0; h < hashes && holders != 0; ++h) {
           holders &= slices[p[h] + w].load(std::memory_order_relaxed);
         }
-        for (; holders != 0; holders &= holders - 1) ++out[w * 64 + std::countr_zero(holders)];
+        for (; holders != 0; holders &= holders - 1) ++counts[w * 64 + std::countr_zero(holders)];
       }
     }
   }
-}
-
-double ClusterState::Load(int node) const {
-  const Node& n = NodeAt(node);
-  const int outstanding = std::max(n.router_in_flight.load(std::memory_order_relaxed),
-                                   n.reported_in_flight.load(std::memory_order_relaxed));
-  const int capacity = n.capacity.load(std::memory_order_relaxed);
-  return std::min(1.0, static_cast<double>(outstanding) / (2.0 * capacity));
 }
 
 double ClusterState::committed_split(int node) const {

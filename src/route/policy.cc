@@ -68,9 +68,12 @@ class HelmPolicy final : public Policy {
     int best = -1;
     double best_score = 0;
     uint64_t best_tiebreak = 0;
+    // Raw pointers: every candidate is below candidates.capacity(), their size.
+    const int32_t* const kv_tokens = tokens.data();
+    const int32_t* const emb_counts = emb_hits.data();
     candidates.ForEach([&](int n) {
-      const double kv = tokens[n] * inv_history;
-      const double emb = emb_hits[n] * inv_sampled;
+      const double kv = kv_tokens[n] * inv_history;
+      const double emb = emb_counts[n] * inv_sampled;
       const double score = w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n);
       if (best >= 0 && score < best_score) return;
       const uint64_t tiebreak = RendezvousWeight(request.user_id, n);

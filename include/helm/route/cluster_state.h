@@ -16,6 +16,7 @@
 // summaries' readers take no lock at all (see EmbCounts).
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -106,8 +107,13 @@ class ClusterState {
   void EmbCounts(const int64_t* item_ids, int count, const NodeSet& nodes,
                  absl::Span<int32_t> out) const;
   // Load in [0, 1]: outstanding requests (the larger of the router's own count and the node's
-  // last report) over twice the node's compute capacity.
-  double Load(int node) const;
+  // last report) over twice the node's compute capacity. Inline: policies call it per node.
+  double Load(int node) const {
+    const Node& n = NodeAt(node);
+    const int outstanding = std::max(n.router_in_flight.load(std::memory_order_relaxed),
+                                     n.reported_in_flight.load(std::memory_order_relaxed));
+    return std::min(1.0, outstanding * n.inv_twice_capacity.load(std::memory_order_relaxed));
+  }
   double committed_split(int node) const;
   double target_split(int node) const;
   int64_t kv_resident_users(int node) const;
@@ -119,7 +125,7 @@ class ClusterState {
     std::string address;
     std::atomic<int> router_in_flight{0};
     std::atomic<int> reported_in_flight{0};
-    std::atomic<int> capacity{1};
+    std::atomic<double> inv_twice_capacity{0.5};  // 1 / (2 * capacity), capacity >= 1
     std::atomic<double> committed_split{0.0};
     std::atomic<double> target_split{0.0};
     std::atomic<int64_t> kv_resident_users{0};

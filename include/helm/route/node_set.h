@@ -84,8 +84,9 @@ class NodeSet {
   // Calls fn(node) for every member, in increasing order.
   template <typename Fn>
   void ForEach(Fn&& fn) const {
+    const uint64_t* words = words_.data();  // unchecked: policies call this per decision
     for (size_t w = 0; w < words_.size(); ++w) {
-      for (uint64_t word = words_[w]; word != 0; word &= word - 1) {
+      for (uint64_t word = words[w]; word != 0; word &= word - 1) {
         fn(static_cast<int>(w * 64) + std::countr_zero(word));
       }
     }
