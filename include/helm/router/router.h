@@ -56,7 +56,7 @@ class Router {
   rpc::Drainer* drainer() { return &drainer_; }
 
   enum class Maintenance {
-    kThread,  // a thread runs RunMaintenance every health_check_interval_ms of wall time
+    kThread,  // a thread runs RunMaintenance as checks fall due (at most one interval apart)
     kManual,  // only the caller runs it (tests on a FakeClock)
   };
   // Resolves the nodes, runs a first round of maintenance (every node's health check, state
