@@ -15,7 +15,9 @@ route::NodeUpdate ToNodeUpdate(v1::NodeState state) {
                                         .capacity = load.capacity(),
                                         .workers = load.workers(),
                                         .ewma_service_us = load.ewma_service_us(),
-                                        .queue_capacity = load.queue_capacity()};
+                                        .queue_capacity = load.queue_capacity(),
+                                        .kv_occupancy = load.kv_occupancy(),
+                                        .kv_eviction_rate = load.kv_eviction_rate()};
   }
   update.committed_split = state.committed_split();
   update.target_split = state.target_split();

@@ -177,6 +177,10 @@ NodeLoad NodeCore::Load() const {
   load.capacity = config_.node.workers * config_.node.max_batch;
   load.ewma_service_us = ewma_batch_us_.load(std::memory_order_relaxed);
   load.queue_capacity = config_.node.queue_capacity;
+  const kv::KvCache& kv = engine_->kv();
+  const int64_t capacity = kv.capacity_blocks();
+  load.kv_occupancy = capacity > 0 ? static_cast<double>(kv.used_blocks()) / capacity : 1.0;
+  load.kv_eviction_rate = kv_eviction_rate_.load(std::memory_order_relaxed);
   return load;
 }
 
@@ -214,6 +218,11 @@ StatsWindow NodeCore::CloseWindow() {
   window_kv_ = kv;
   window_pool_ = pool;
   last_window_ = std::make_unique<StatsWindow>(*w);
+  const int64_t capacity = engine_->kv().capacity_blocks();
+  kv_eviction_rate_.store(capacity > 0 && w->seconds() > 0
+                              ? w->kv.evicted_blocks / w->seconds() / static_cast<double>(capacity)
+                              : 0.0,
+                          std::memory_order_relaxed);
   return std::move(*w);
 }
 

@@ -376,6 +376,8 @@ v1::NodeLoad ToProto(const NodeLoad& load) {
   p.set_workers(load.workers);
   p.set_ewma_service_us(load.ewma_service_us);
   p.set_queue_capacity(load.queue_capacity);
+  p.set_kv_occupancy(load.kv_occupancy);
+  p.set_kv_eviction_rate(load.kv_eviction_rate);
   return p;
 }
 

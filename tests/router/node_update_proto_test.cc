@@ -20,6 +20,8 @@ TEST(ToNodeUpdate, CarriesEveryFieldTheCoreReads) {
   load->set_workers(5);
   load->set_ewma_service_us(6.5);
   load->set_queue_capacity(7);
+  load->set_kv_occupancy(0.75);
+  load->set_kv_eviction_rate(0.125);
   auto* e = state.add_kv_events();
   e->set_user_id(-9);
   e->set_cached_tokens(128);
@@ -45,6 +47,8 @@ TEST(ToNodeUpdate, CarriesEveryFieldTheCoreReads) {
   EXPECT_EQ(update.load->workers, 5);
   EXPECT_DOUBLE_EQ(update.load->ewma_service_us, 6.5);
   EXPECT_EQ(update.load->queue_capacity, 7);
+  EXPECT_DOUBLE_EQ(update.load->kv_occupancy, 0.75);
+  EXPECT_DOUBLE_EQ(update.load->kv_eviction_rate, 0.125);
   ASSERT_EQ(update.kv_events.size(), 2u);
   EXPECT_EQ(update.kv_events[0].user_id, -9);
   EXPECT_EQ(update.kv_events[0].cached_tokens, 128);

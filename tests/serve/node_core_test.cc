@@ -264,6 +264,19 @@ TEST(NodeCore, ANewSubscriberGetsASnapshotThenEveryChange) {
   EXPECT_GT(core->engine().kv().stats().evicted_users + core->engine().kv().stats().trimmed_users,
             0)
       << "the test should see evictions";
+  // Memory pressure in the load the router sees: the KV side is full and has been evicting.
+  clock.AdvanceMicros(1'000'000);
+  const StatsWindow window = core->CloseWindow();
+  const NodeLoad load = core->Load();
+  EXPECT_GT(load.kv_occupancy, 0.5);
+  EXPECT_LE(load.kv_occupancy, 1.0);
+  EXPECT_GT(window.kv.evicted_blocks, 0);
+  EXPECT_NEAR(load.kv_eviction_rate,
+              window.kv.evicted_blocks / window.seconds() /
+                  static_cast<double>(core->engine().kv().capacity_blocks()),
+              1e-12);
+  core->Publish(false);
+  EXPECT_DOUBLE_EQ(late.messages.back().load.kv_occupancy, load.kv_occupancy);
   for (size_t i = 1; i < late.messages.size(); ++i) {
     EXPECT_FALSE(late.messages[i].full_snapshot);
     EXPECT_GT(late.messages[i].seq, late.messages[i - 1].seq);

@@ -16,12 +16,14 @@ namespace helm::route {
 
 // A node's load as it reports it.
 struct NodeLoadUpdate {
-  int32_t queue_depth = 0;     // requests admitted and waiting
-  int32_t in_flight = 0;       // requests admitted and not yet answered (queued + computing)
-  int32_t capacity = 0;        // requests the node computes at once (workers x max batch)
-  int32_t workers = 0;         // compute workers
-  double ewma_service_us = 0;  // smoothed compute time of a batch (us)
-  int32_t queue_capacity = 0;  // admitted requests beyond which new ones are refused
+  int32_t queue_depth = 0;      // requests admitted and waiting
+  int32_t in_flight = 0;        // requests admitted and not yet answered (queued + computing)
+  int32_t capacity = 0;         // requests the node computes at once (workers x max batch)
+  int32_t workers = 0;          // compute workers
+  double ewma_service_us = 0;   // smoothed compute time of a batch (us)
+  int32_t queue_capacity = 0;   // admitted requests beyond which new ones are refused
+  double kv_occupancy = 0;      // KV blocks in use over KV capacity, in [0, 1]
+  double kv_eviction_rate = 0;  // KV blocks evicted per second over capacity (last window)
 };
 
 // A change of one user's cached KV length on the node (cached_tokens 0: the user's KV was dropped).

@@ -52,6 +52,10 @@ struct NodeLoad {
   double ewma_service_us = 0;  // smoothed compute time of a batch: what a request waits once its
                                // batch starts
   int32_t queue_capacity = 0;
+  // KV memory pressure: used blocks / capacity blocks in [0, 1] (1 with no KV capacity), and blocks
+  // evicted per second over the last statistics window as a share of the capacity.
+  double kv_occupancy = 0;
+  double kv_eviction_rate = 0;
 };
 
 // The EMB hot-set summary the router scores locality with: a Bloom filter of resident ids.
@@ -150,6 +154,7 @@ class NodeCore {
   std::atomic<int64_t> arrivals_{0}, rejected_{0}, completions_{0}, failures_{0},
       deadline_exceeded_{0}, batches_{0}, batched_requests_{0}, compute_us_{0};
   std::atomic<double> ewma_batch_us_{0};
+  std::atomic<double> kv_eviction_rate_{0};  // of the last closed window
 
   // The current window's latency histogram: recorders take the lock shared, CloseWindow
   // exclusively to swap in a fresh one.
