@@ -59,10 +59,14 @@ absl::Status Engine::Prepare(const RankInput& in, Prepared* p) const {
   HELM_ASSIGN_OR_RETURN(p->lease_, kv_->Acquire(in.user_id, columns));
   const int64_t cached = p->lease_.cached_tokens();
   const int64_t suffix = history - cached;
+  // Payload-free storage (the simulator) has no bytes: nothing to point at, nothing computed.
+  const bool payload = pool_->storage()->has_payload();
   uint8_t* const arena = static_cast<uint8_t*>(pool_->storage()->base());
   p->cached_blocks_.clear();
-  for (int64_t offset : p->lease_.cached_block_offsets()) {
-    p->cached_blocks_.push_back(arena + offset);
+  if (payload) {
+    for (int64_t offset : p->lease_.cached_block_offsets()) {
+      p->cached_blocks_.push_back(arena + offset);
+    }
   }
 
   // (2) Embeddings of the suffix tokens, then of the candidates, in one batch lookup.
@@ -94,10 +98,22 @@ absl::Status Engine::Prepare(const RankInput& in, Prepared* p) const {
 
 absl::StatusOr<std::vector<model::ForwardResult>> Engine::Compute(
     Worker& w, absl::Span<Prepared* const> batch) const {
-  w.forwards_.clear();
-  for (const Prepared* p : batch) w.forwards_.push_back(p->forward_);
-  absl::StatusOr<std::vector<model::ForwardResult>> results =
-      model_->ForwardBatch(*w.workspace_, w.forwards_);
+  absl::StatusOr<std::vector<model::ForwardResult>> results;
+  if (pool_->storage()->has_payload()) {
+    w.forwards_.clear();
+    for (const Prepared* p : batch) w.forwards_.push_back(p->forward_);
+    results = model_->ForwardBatch(*w.workspace_, w.forwards_);
+  } else {
+    // Payload-free storage: the caches did their work; a cost model stands in for the forward.
+    results.emplace();
+    for (const Prepared* p : batch) {
+      model::ForwardResult r;
+      r.cached_tokens = p->cached_tokens();
+      r.suffix_tokens = p->suffix_tokens();
+      r.scores.assign(p->num_candidates(), 0.0f);
+      results->push_back(std::move(r));
+    }
+  }
   // The embedding rows are consumed: unpin them for eviction and resizes.
   for (Prepared* p : batch) p->emb_lookup_.Release();
   return results;
@@ -118,7 +134,9 @@ void Engine::Finish(Worker& w, int64_t index, Prepared* p, const model::ForwardR
   // (4) Keep the suffix's K/V for the user's next request, when the cache can take it.
   if (suffix > 0) {
     absl::StatusOr<kv::KvReservation> reservation = p->lease_.Reserve(suffix);
-    if (reservation.ok()) {
+    if (reservation.ok() && !pool_->storage()->has_payload()) {
+      out->kv_appended = p->lease_.Commit().ok();  // no bytes to write
+    } else if (reservation.ok()) {
       uint8_t* const arena = static_cast<uint8_t*>(pool_->storage()->base());
       const int64_t first_block = reservation->first_token / kv_->tokens_per_block();
       w.write_blocks_.assign(first_block + reservation->block_offsets.size(), nullptr);

@@ -80,15 +80,22 @@ void NodeCore::RecordLatency(int64_t latency_us) {
 }
 
 void NodeCore::RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch) {
-  if (batch.empty()) return;
+  PreparedBatch prepared = BeginBatch(batch);
+  CompleteBatch(worker, prepared);
+}
+
+PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
+  PreparedBatch out;
+  if (batch.empty()) return out;
+  out.begun = true;
   computing_.fetch_add(static_cast<int>(batch.size()), std::memory_order_relaxed);
-  const int64_t batch_start_us = clock_->NowMicros();
+  out.start_us = clock_->NowMicros();
   // A deadline that has passed costs no work; the rest are prepared (KV lease, EMB lookup).
   std::vector<RankJob*> jobs;
   jobs.reserve(batch.size());
   for (QueuedJob* queued : batch) {
     RankJob* job = static_cast<RankJob*>(queued);
-    if (job->deadline_us <= batch_start_us) {
+    if (job->deadline_us <= out.start_us) {
       Answer(job, DeadlinePassed());
       continue;
     }
@@ -99,21 +106,26 @@ void NodeCore::RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch) {
     jobs.push_back(job);
   }
   // Checked again right before compute: preparing may have copied embeddings for a while.
-  const int64_t compute_start_us = clock_->NowMicros();
-  std::vector<Prepared*> prepared;
-  prepared.reserve(jobs.size());
-  size_t kept = 0;
+  out.compute_start_us = clock_->NowMicros();
   for (RankJob* job : jobs) {
-    if (job->deadline_us <= compute_start_us) {
+    if (job->deadline_us <= out.compute_start_us) {
       engine_->Abandon(&job->prepared);
       Answer(job, DeadlinePassed());
       continue;
     }
-    jobs[kept++] = job;
-    prepared.push_back(&job->prepared);
+    out.jobs.push_back(job);
   }
-  jobs.resize(kept);
+  return out;
+}
+
+void NodeCore::CompleteBatch(Worker& worker, PreparedBatch& batch) {
+  if (!batch.begun) return;
+  batch.begun = false;
+  std::vector<RankJob*>& jobs = batch.jobs;
   if (!jobs.empty()) {
+    std::vector<Prepared*> prepared;
+    prepared.reserve(jobs.size());
+    for (RankJob* job : jobs) prepared.push_back(&job->prepared);
     absl::StatusOr<std::vector<model::ForwardResult>> results = engine_->Compute(worker, prepared);
     for (size_t i = 0; i < jobs.size(); ++i) {
       RankJob* job = jobs[i];
@@ -123,15 +135,16 @@ void NodeCore::RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch) {
         continue;
       }
       engine_->Finish(worker, static_cast<int64_t>(i), &job->prepared, (*results)[i], &job->output);
-      job->output.queue_us = compute_start_us - job->admitted_us;
-      job->output.compute_us = clock_->NowMicros() - compute_start_us;
+      job->output.queue_us = batch.compute_start_us - job->admitted_us;
+      job->output.compute_us = clock_->NowMicros() - batch.compute_start_us;
       job->output.batch_size = static_cast<int32_t>(jobs.size());
       Answer(job, absl::OkStatus());
     }
     batches_.fetch_add(1, std::memory_order_relaxed);
     batched_requests_.fetch_add(static_cast<int64_t>(jobs.size()), std::memory_order_relaxed);
   }
-  const int64_t elapsed_us = clock_->NowMicros() - batch_start_us;
+  jobs.clear();
+  const int64_t elapsed_us = clock_->NowMicros() - batch.start_us;
   compute_us_.fetch_add(elapsed_us, std::memory_order_relaxed);
   const double ewma = ewma_batch_us_.load(std::memory_order_relaxed);
   ewma_batch_us_.store(ewma == 0 ? elapsed_us : 0.9 * ewma + 0.1 * elapsed_us,

@@ -287,6 +287,69 @@ TEST(NodeCore, ANewSubscriberGetsASnapshotThenEveryChange) {
   EXPECT_EQ(early.messages.size(), before);
 }
 
+// The simulator's node: payload-free storage, no forward, time from the caller between the two
+// halves of a batch. Its caches decide exactly what the real node's caches decide.
+TEST(NodeCore, APayloadFreeNodeKeepsTheSameCacheStatisticsAsARealOne) {
+  FakeClock clock(0);
+  auto real = MakeCore(4, &clock);
+  config::Config sim_config = SmallConfig(4);
+  sim_config.pool.backend = "none";
+  auto sim = NodeCore::Create(sim_config, &clock);
+  ASSERT_TRUE(real && sim.ok()) << sim.status();
+  auto rw = real->NewWorker();
+  auto sw = (*sim)->NewWorker();
+  ASSERT_TRUE(rw.ok() && sw.ok());
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  std::mt19937_64 rng(seed);
+  std::vector<std::unique_ptr<TestJob>> jobs;
+  for (int round = 0; round < 25; ++round) {
+    std::vector<QueuedJob*> a, b;
+    for (int i = 0; i < 4; ++i) {
+      const int64_t user = static_cast<int64_t>(rng() % 16);
+      const int length = 60 + static_cast<int>(rng() % 300);
+      const uint64_t s = rng();
+      jobs.push_back(std::make_unique<TestJob>(user, length, 12, s));
+      a.push_back(jobs.back().get());
+      jobs.push_back(std::make_unique<TestJob>(user, length, 12, s));
+      b.push_back(jobs.back().get());
+    }
+    if (round == 10) {
+      real->SetTargetSplit(0.25);
+      (*sim)->SetTargetSplit(0.25);
+    }
+    real->StepResize();
+    (*sim)->StepResize();
+    real->RunBatch(**rw, a);
+    PreparedBatch batch = (*sim)->BeginBatch(b);
+    ASSERT_EQ(batch.jobs.size(), 4u);
+    clock.AdvanceMicros(700);  // the cost model's figure for this batch
+    (*sim)->CompleteBatch(**sw, batch);
+    for (int i = 0; i < 4; ++i) {
+      const TestJob& x = *static_cast<TestJob*>(a[i]);
+      const TestJob& y = *static_cast<TestJob*>(b[i]);
+      ASSERT_TRUE(x.status.has_value() && x.status->ok());
+      ASSERT_TRUE(y.status.has_value() && y.status->ok());
+      EXPECT_EQ(x.output.cached_tokens, y.output.cached_tokens) << "round " << round;
+      EXPECT_EQ(x.output.emb_hits, y.output.emb_hits) << "round " << round;
+      EXPECT_EQ(x.output.kv_appended, y.output.kv_appended);
+      EXPECT_EQ(y.output.compute_us, 700);
+    }
+  }
+  const emb::EmbStats re = real->engine().emb().stats(), se = (*sim)->engine().emb().stats();
+  const kv::KvStats rk = real->engine().kv().stats(), sk = (*sim)->engine().kv().stats();
+  EXPECT_EQ(re.hits, se.hits);
+  EXPECT_EQ(re.misses, se.misses);
+  EXPECT_EQ(re.evictions, se.evictions);
+  EXPECT_EQ(re.h2d_bytes, se.h2d_bytes);
+  EXPECT_EQ(rk.hit_tokens, sk.hit_tokens);
+  EXPECT_EQ(rk.evicted_blocks, sk.evicted_blocks);
+  EXPECT_EQ(rk.appended_tokens, sk.appended_tokens);
+  EXPECT_GT(rk.hit_tokens, 0);
+  EXPECT_GT(rk.evicted_blocks + re.evictions, 0) << "the sequence should make the caches work";
+  EXPECT_EQ(real->engine().pool().Snapshot().committed_split,
+            (*sim)->engine().pool().Snapshot().committed_split);
+}
+
 // Everything a run's statistics say, flattened for comparison.
 std::vector<double> Fingerprint(NodeCore& core, const std::vector<std::unique_ptr<TestJob>>& jobs) {
   std::vector<double> f;

@@ -6,7 +6,9 @@
 //            item embeddings of the uncached history suffix and of the candidates in the EMB cache
 //            (misses are copied from host memory, admitted or staged); say what must be computed.
 //   Compute  (3) one forward over every prepared request of a batch: the dense layers as one GEMM
-//            over all their rows, attention per request over its own paged K/V.
+//            over all their rows, attention per request over its own paged K/V. On payload-free
+//            storage (pool.backend none: the simulator) nothing is computed: scores are 0 and the
+//            caller's cost model says how long it took.
 //   Finish   (4) append the suffix's new K/V to the user's blocks (skipped, with nothing else
 //            changing, when the cache cannot take them: no room, or another request of the same
 //            user is appending) and commit; (5) answer the top-k; release the lease and the pins.

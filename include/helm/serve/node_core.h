@@ -42,6 +42,14 @@ struct RankJob : QueuedJob {
   Prepared prepared;  // the core's, between prepare and finish
 };
 
+// A batch between NodeCore::BeginBatch and CompleteBatch.
+struct PreparedBatch {
+  std::vector<RankJob*> jobs;    // prepared, to compute; job->prepared says what each costs
+  int64_t start_us = 0;          // when the batch began (Clock micros)
+  int64_t compute_start_us = 0;  // when its compute may start (after prepare)
+  bool begun = false;            // BeginBatch took at least one job (CompleteBatch clears it)
+};
+
 // A node's load as the router sees it.
 struct NodeLoad {
   int32_t queue_depth = 0;  // admitted and waiting
@@ -95,8 +103,17 @@ class NodeCore {
   absl::Status Submit(RankJob* job);
   // The admission queue; workers take batches from it (TakeReady, NextReadyUs).
   BatchQueue& queue() { return queue_; }
-  // Runs a batch taken from queue() on `worker` and answers every job in it.
+  // Runs a batch taken from queue() on `worker` and answers every job in it: BeginBatch then
+  // CompleteBatch.
   void RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch);
+  // The two halves of RunBatch, for a caller that puts time between them (the simulator, whose
+  // compute time comes from a cost model). BeginBatch answers the jobs whose deadline passed
+  // (before any work, and again right before compute) or whose prepare failed, and prepares the
+  // rest (KV lease, EMB lookup); CompleteBatch computes them as one forward (nothing on
+  // payload-free storage) and finishes and answers each. Every batch begun must be completed, on
+  // any worker.
+  PreparedBatch BeginBatch(absl::Span<QueuedJob* const> batch);
+  void CompleteBatch(Worker& worker, PreparedBatch& batch);
   // Refuses new requests (Unavailable); queued ones are still computed.
   void StartDraining();
   bool draining() const { return draining_.load(std::memory_order_acquire); }
