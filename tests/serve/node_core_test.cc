@@ -242,9 +242,9 @@ TEST(NodeCore, ANewSubscriberGetsASnapshotThenEveryChange) {
   // The pool is small: later users evict earlier ones, so the views see removals too.
   for (int round = 0; round < 12; ++round) {
     for (int i = 0; i < 3; ++i) {
-      const int64_t user = static_cast<int64_t>(rng() % 20);
+      const int64_t user = static_cast<int64_t>(rng() % 40);
       jobs.push_back(
-          std::make_unique<TestJob>(user, 100 + static_cast<int>(rng() % 300), 8, rng()));
+          std::make_unique<TestJob>(user, 200 + static_cast<int>(rng() % 400), 8, rng()));
       ASSERT_TRUE(core->Submit(jobs.back().get()).ok());
     }
     clock.AdvanceMicros(300);
