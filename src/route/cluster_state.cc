@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -111,6 +112,13 @@ absl::Status ClusterState::ApplyUpdate(int node, const NodeUpdate& update) {
   if (update.load.has_value()) {
     n.reported_in_flight.store(update.load->in_flight, std::memory_order_relaxed);
     n.inv_twice_capacity.store(0.5 / std::max(1, update.load->capacity), std::memory_order_relaxed);
+    // Out-of-range or NaN reports count as no pressure rather than poisoning every score.
+    const double occupancy = update.load->kv_occupancy;
+    const double eviction_rate = update.load->kv_eviction_rate;
+    n.kv_occupancy.store(occupancy > 0 ? std::min(1.0, occupancy) : 0.0, std::memory_order_relaxed);
+    n.kv_eviction_rate.store(
+        eviction_rate > 0 && std::isfinite(eviction_rate) ? eviction_rate : 0.0,
+        std::memory_order_relaxed);
   }
   n.committed_split.store(update.committed_split, std::memory_order_relaxed);
   n.target_split.store(update.target_split, std::memory_order_relaxed);
@@ -139,9 +147,30 @@ void ClusterState::ForgetStreamedState(int node) {
   NodeUpdate empty;
   empty.full_snapshot = true;
   ApplyUpdate(node, empty).IgnoreError();  // carries no summary: cannot fail
-  NodeAt(node).reported_in_flight.store(0, std::memory_order_relaxed);
+  Node& n = NodeAt(node);
+  n.reported_in_flight.store(0, std::memory_order_relaxed);
+  n.kv_occupancy.store(0.0, std::memory_order_relaxed);
+  n.kv_eviction_rate.store(0.0, std::memory_order_relaxed);
   absl::MutexLock lock(&emb_update_mu_);
   ClearEmbLocked(node);
+}
+
+void ClusterState::OnPlaced(int node) {
+  NodeAt(node).placements.fetch_add(1, std::memory_order_relaxed);
+  const int nodes = num_nodes();
+  int64_t since = placements_since_decay_.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (since < static_cast<int64_t>(kPlacementWindowPerNode) * nodes) return;
+  // One thread decays: the one whose count is still the latest (a loser leaves it to the next
+  // placement). Halving with a CAS keeps concurrent increments.
+  if (!placements_since_decay_.compare_exchange_strong(since, 0, std::memory_order_relaxed)) {
+    return;
+  }
+  for (int i = 0; i < nodes; ++i) {
+    std::atomic<int32_t>& count = NodeAt(i).placements;
+    int32_t c = count.load(std::memory_order_relaxed);
+    while (c > 0 && !count.compare_exchange_weak(c, c / 2, std::memory_order_relaxed)) {
+    }
+  }
 }
 
 void ClusterState::ClearEmbLocked(int node) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cmath>
 
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
@@ -34,21 +35,34 @@ int HighestRendezvous(int64_t user_id, const NodeSet& candidates) {
   return best;
 }
 
+// A node's share of new users never drops below this much of an unpressured node's, so a cluster
+// whose nodes are all under full pressure still spreads them.
+constexpr double kMinHeadroom = 0.05;
+
 class HelmPolicy final : public Policy {
  public:
   explicit HelmPolicy(const RouterOptions& options)
       : w_kv_(options.w_kv),
         w_emb_(options.w_emb),
         w_load_(options.w_load),
+        w_mem_(options.w_mem),
+        mem_knee_(options.mem_knee),
+        inv_knee_span_(1.0 / (1.0 - options.mem_knee)),
+        mem_eviction_weight_(options.mem_eviction_weight),
+        placement_slack_(options.placement_slack),
         emb_sample_(options.emb_sample) {}
 
-  int Pick(const RouteRequest& request, const ClusterState& cluster,
-           const NodeSet& exclude) const override {
+  RouteDecision Decide(const RouteRequest& request, const ClusterState& cluster,
+                       const NodeSet& exclude) const override {
     const NodeSet candidates = Candidates(cluster, exclude);
-    if (candidates.Empty()) return -1;
+    if (candidates.Empty()) return {};
     PerNode tokens(candidates.capacity());
     cluster.ReusableTokens(request.user_id, request.history_length, request.history_start,
                            absl::MakeSpan(tokens));
+    // Raw pointers: every candidate is below candidates.capacity(), their size.
+    const int32_t* const kv_tokens = tokens.data();
+    bool resident = false;
+    candidates.ForEach([&](int n) { resident |= kv_tokens[n] > 0; });
 
     // EMB locality from an evenly spaced sample of the candidates.
     PerNode emb_hits(candidates.capacity(), 0);
@@ -63,18 +77,45 @@ class HelmPolicy final : public Policy {
       cluster.EmbCounts(sample, sampled, candidates, absl::MakeSpan(emb_hits));
     }
 
+    // A new user: each node's bound is ceil(bound_scale x headroom(n)).
+    double bound_scale = 0;
+    if (!resident) {
+      int64_t placed_total = 0;
+      double headroom_total = 0;
+      candidates.ForEach([&](int n) {
+        placed_total += cluster.recent_placements(n);
+        headroom_total += Headroom(Pressure(cluster, n));
+      });
+      bound_scale =
+          (1.0 + placement_slack_) * static_cast<double>(placed_total + 1) / headroom_total;
+    }
+
     const double inv_history = request.history_length > 0 ? 1.0 / request.history_length : 0.0;
     const double inv_sampled = sampled > 0 ? 1.0 / sampled : 0.0;
     int best = -1;
     double best_score = 0;
     uint64_t best_tiebreak = 0;
-    // Raw pointers: every candidate is below candidates.capacity(), their size.
-    const int32_t* const kv_tokens = tokens.data();
+    // For a new user, the node furthest below its share: the pick should a race (concurrent
+    // placements between the two passes) leave no node within its bound.
+    int emptiest = -1;
+    double emptiest_fill = 0;
     const int32_t* const emb_counts = emb_hits.data();
     candidates.ForEach([&](int n) {
+      const double pressure = Pressure(cluster, n);
+      if (!resident) {
+        const double headroom = Headroom(pressure);
+        const int32_t placed = cluster.recent_placements(n);
+        const double fill = (placed + 1) / headroom;
+        if (emptiest < 0 || fill < emptiest_fill) {
+          emptiest = n;
+          emptiest_fill = fill;
+        }
+        if (placed + 1 > std::ceil(bound_scale * headroom)) return;
+      }
       const double kv = kv_tokens[n] * inv_history;
       const double emb = emb_counts[n] * inv_sampled;
-      const double score = w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n);
+      const double score =
+          w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n) - w_mem_ * (1.0 - kv) * pressure;
       if (best >= 0 && score < best_score) return;
       const uint64_t tiebreak = RendezvousWeight(request.user_id, n);
       if (best < 0 || score > best_score || tiebreak > best_tiebreak) {
@@ -83,25 +124,36 @@ class HelmPolicy final : public Policy {
         best_tiebreak = tiebreak;
       }
     });
-    return best;
+    return {.node = best >= 0 ? best : emptiest, .new_user = !resident};
   }
   const char* name() const override { return "helm"; }
 
  private:
-  double w_kv_, w_emb_, w_load_;
+  // pressure(n) in [0, 1] (policy.h).
+  double Pressure(const ClusterState& cluster, int n) const {
+    const double over = cluster.kv_occupancy(n) - mem_knee_;
+    // Both terms are >= 0: ClusterState keeps reported values in range.
+    return std::min(1.0, (over > 0 ? over * inv_knee_span_ : 0.0) +
+                             mem_eviction_weight_ * cluster.kv_eviction_rate(n));
+  }
+  static double Headroom(double pressure) { return std::max(kMinHeadroom, 1.0 - pressure); }
+
+  double w_kv_, w_emb_, w_load_, w_mem_;
+  double mem_knee_, inv_knee_span_, mem_eviction_weight_;
+  double placement_slack_;
   int emb_sample_;
 };
 
 class RoundRobinPolicy final : public Policy {
  public:
-  int Pick(const RouteRequest&, const ClusterState& cluster,
-           const NodeSet& exclude) const override {
+  RouteDecision Decide(const RouteRequest&, const ClusterState& cluster,
+                       const NodeSet& exclude) const override {
     const NodeSet candidates = Candidates(cluster, exclude);
     const int count = candidates.Count();
-    if (count == 0) return -1;
+    if (count == 0) return {};
     // The k-th routable node, so that a node out of rotation does not double its neighbour's share.
-    return candidates.Nth(static_cast<int>(next_.fetch_add(1, std::memory_order_relaxed) %
-                                           static_cast<uint64_t>(count)));
+    return {.node = candidates.Nth(static_cast<int>(next_.fetch_add(1, std::memory_order_relaxed) %
+                                                    static_cast<uint64_t>(count)))};
   }
   const char* name() const override { return "round_robin"; }
 
@@ -111,8 +163,8 @@ class RoundRobinPolicy final : public Policy {
 
 class LeastLoadedPolicy final : public Policy {
  public:
-  int Pick(const RouteRequest& request, const ClusterState& cluster,
-           const NodeSet& exclude) const override {
+  RouteDecision Decide(const RouteRequest& request, const ClusterState& cluster,
+                       const NodeSet& exclude) const override {
     int best = -1;
     double best_load = 0;
     uint64_t best_tiebreak = 0;
@@ -127,26 +179,26 @@ class LeastLoadedPolicy final : public Policy {
         best_tiebreak = tiebreak;
       }
     });
-    return best;
+    return {.node = best};
   }
   const char* name() const override { return "least_loaded"; }
 };
 
 class ConsistentHashPolicy final : public Policy {
  public:
-  int Pick(const RouteRequest& request, const ClusterState& cluster,
-           const NodeSet& exclude) const override {
-    return HighestRendezvous(request.user_id, Candidates(cluster, exclude));
+  RouteDecision Decide(const RouteRequest& request, const ClusterState& cluster,
+                       const NodeSet& exclude) const override {
+    return {.node = HighestRendezvous(request.user_id, Candidates(cluster, exclude))};
   }
   const char* name() const override { return "consistent_hash"; }
 };
 
 class KvAffinityPolicy final : public Policy {
  public:
-  int Pick(const RouteRequest& request, const ClusterState& cluster,
-           const NodeSet& exclude) const override {
+  RouteDecision Decide(const RouteRequest& request, const ClusterState& cluster,
+                       const NodeSet& exclude) const override {
     const NodeSet candidates = Candidates(cluster, exclude);
-    if (candidates.Empty()) return -1;
+    if (candidates.Empty()) return {};
     PerNode tokens(candidates.capacity());
     cluster.ReusableTokens(request.user_id, request.history_length, request.history_start,
                            absl::MakeSpan(tokens));
@@ -154,7 +206,8 @@ class KvAffinityPolicy final : public Policy {
     candidates.ForEach([&](int n) {
       if (tokens[n] > 0 && (best < 0 || tokens[n] > tokens[best])) best = n;
     });
-    return best >= 0 ? best : HighestRendezvous(request.user_id, candidates);
+    if (best >= 0) return {.node = best};
+    return {.node = HighestRendezvous(request.user_id, candidates), .new_user = true};
   }
   const char* name() const override { return "kv_affinity"; }
 };

@@ -155,7 +155,9 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
           absl::StrCat("deadline passed in the router after ", attempts_, " attempt(s)"));
       return next;
     }
-    const int node = router_->policy_->Pick(route_, router_->cluster_, tried_);
+    const route::RouteDecision decision =
+        router_->policy_->Decide(route_, router_->cluster_, tried_);
+    const int node = decision.node;
     if (node < 0) {
       next.finish = attempts_ == 0 ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "no healthy node")
                                    : last_status_;
@@ -164,6 +166,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     next.attempts = ++attempts_;
     tried_.Insert(node);
     router_->cluster_.OnDispatch(node);
+    if (decision.new_user) router_->cluster_.OnPlaced(node);
     // Each attempt's context lives as long as the call (at most max_attempts of them).
     contexts_.push_back(std::make_unique<grpc::ClientContext>());
     contexts_.back()->set_deadline(deadline_);

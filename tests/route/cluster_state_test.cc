@@ -1,5 +1,6 @@
 #include "helm/route/cluster_state.h"
 
+#include <cmath>
 #include <random>
 
 #include "absl/status/status.h"
@@ -298,6 +299,53 @@ TEST(ClusterState, LoadCountsRouterDispatchesAndNodeReports) {
   cluster.ForgetStreamedState(n);  // the node's own report goes with its stream
   for (int i = 0; i < 100; ++i) cluster.OnComplete(n);
   EXPECT_DOUBLE_EQ(cluster.Load(n), 0.0);
+}
+
+TEST(ClusterState, StoresKvMemoryPressureFromLoadReportsUntilTheStreamIsForgotten) {
+  ClusterState cluster;
+  const int n = cluster.AddNode("a");
+  EXPECT_DOUBLE_EQ(cluster.kv_occupancy(n), 0.0);
+  NodeUpdate state;
+  state.load = NodeLoadUpdate{.capacity = 4, .kv_occupancy = 0.75, .kv_eviction_rate = 0.125};
+  Apply(cluster, n, state);
+  EXPECT_DOUBLE_EQ(cluster.kv_occupancy(n), 0.75);
+  EXPECT_DOUBLE_EQ(cluster.kv_eviction_rate(n), 0.125);
+  Apply(cluster, n, NodeUpdate{});  // no load: unchanged
+  EXPECT_DOUBLE_EQ(cluster.kv_occupancy(n), 0.75);
+  // Out-of-range reports are kept in range: occupancy in [0, 1], eviction rate finite and >= 0.
+  state.load = NodeLoadUpdate{.kv_occupancy = 1.5, .kv_eviction_rate = -1};
+  Apply(cluster, n, state);
+  EXPECT_DOUBLE_EQ(cluster.kv_occupancy(n), 1.0);
+  EXPECT_DOUBLE_EQ(cluster.kv_eviction_rate(n), 0.0);
+  state.load = NodeLoadUpdate{.kv_occupancy = std::nan(""), .kv_eviction_rate = std::nan("")};
+  Apply(cluster, n, state);
+  EXPECT_DOUBLE_EQ(cluster.kv_occupancy(n), 0.0);
+  EXPECT_DOUBLE_EQ(cluster.kv_eviction_rate(n), 0.0);
+  state.load = NodeLoadUpdate{.kv_occupancy = 0.5, .kv_eviction_rate = 0.5};
+  Apply(cluster, n, state);
+  cluster.ForgetStreamedState(n);
+  EXPECT_DOUBLE_EQ(cluster.kv_occupancy(n), 0.0);
+  EXPECT_DOUBLE_EQ(cluster.kv_eviction_rate(n), 0.0);
+}
+
+TEST(ClusterState, NewUserPlacementsHalveOnceAWindowOfThemIsMade) {
+  ClusterState cluster;
+  cluster.AddNode("a");
+  cluster.AddNode("b");
+  const int window = 2 * ClusterState::kPlacementWindowPerNode;
+  for (int i = 0; i < window - 2; ++i) cluster.OnPlaced(0);
+  cluster.OnPlaced(1);
+  EXPECT_EQ(cluster.recent_placements(0), window - 2);
+  EXPECT_EQ(cluster.recent_placements(1), 1);
+  cluster.OnPlaced(1);  // the window's last placement
+  EXPECT_EQ(cluster.recent_placements(0), (window - 2) / 2);
+  EXPECT_EQ(cluster.recent_placements(1), 1);
+  // The next window counts afresh.
+  for (int i = 0; i < window - 1; ++i) cluster.OnPlaced(1);
+  EXPECT_EQ(cluster.recent_placements(1), 1 + window - 1);
+  cluster.OnPlaced(1);
+  EXPECT_EQ(cluster.recent_placements(0), (window - 2) / 4);
+  EXPECT_EQ(cluster.recent_placements(1), (1 + window) / 2);
 }
 
 TEST(ClusterState, RoutableMeansHealthyAndNotDraining) {

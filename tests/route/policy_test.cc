@@ -1,6 +1,10 @@
 #include "helm/route/policy.h"
 
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <map>
+#include <random>
 
 #include "gtest/gtest.h"
 #include "helm/common/bloom.h"
@@ -147,6 +151,168 @@ TEST(HelmPolicy, DoesNotHerdOntoOneNodeUnderABurstOfColdUsers) {
     ++dispatched[node];
   }
   for (int n = 0; n < 4; ++n) EXPECT_GE(dispatched[n], 7) << n;
+}
+
+uint64_t Seed() {
+  return static_cast<uint64_t>(::testing::UnitTest::GetInstance()->random_seed()) + 15u;
+}
+
+void PublishSummary(ClusterState& cluster, int node, const std::vector<int64_t>& ids) {
+  BloomFilter filter(1 << 14, 2, 3);
+  for (int64_t id : ids) filter.Add(id);
+  NodeUpdate state;
+  state.emb_summary = EmbSummaryUpdate{.bits = filter.ToBytes(), .num_hashes = 2, .seed = 3};
+  ASSERT_TRUE(cluster.ApplyUpdate(node, state).ok());
+}
+
+void ReportKvPressure(ClusterState& cluster, int node, double occupancy, double eviction_rate,
+                      int in_flight = 0) {
+  NodeUpdate state;
+  state.load = NodeLoadUpdate{.in_flight = in_flight,
+                              .capacity = 4,
+                              .kv_occupancy = occupancy,
+                              .kv_eviction_rate = eviction_rate};
+  ASSERT_TRUE(cluster.ApplyUpdate(node, state).ok());
+}
+
+enum class Summaries { kNone, kOneNodeHoldsEveryCandidate, kRandom };
+
+TEST(HelmPolicy, PlacesNewUsersWithinTheBoundWhateverEmbSummariesTheNodesPublish) {
+  const RouterOptions options = Options("helm");
+  const double slack = options.placement_slack;
+  for (const int nodes : {2, 4, 32}) {
+    for (const Summaries summaries :
+         {Summaries::kNone, Summaries::kOneNodeHoldsEveryCandidate, Summaries::kRandom}) {
+      const uint64_t seed = Seed() + nodes * 7 + static_cast<int>(summaries);
+      SCOPED_TRACE(testing::Message() << nodes << " nodes, summaries "
+                                      << static_cast<int>(summaries) << ", seed " << seed);
+      std::mt19937_64 rng(seed);
+      ClusterState cluster;
+      AddHealthyNodes(cluster, nodes);
+      std::vector<int64_t> pool;  // every candidate any request carries
+      for (int64_t i = 0; i < 512; ++i) pool.push_back(100000 + i);
+      const int favourite = static_cast<int>(rng() % nodes);
+      for (int n = 0; n < nodes; ++n) {
+        std::vector<int64_t> held;
+        if (summaries == Summaries::kOneNodeHoldsEveryCandidate && n == favourite) held = pool;
+        if (summaries == Summaries::kRandom) {
+          const double density = std::uniform_real_distribution<double>(0, 1)(rng);
+          for (int64_t id : pool) {
+            if (std::uniform_real_distribution<double>(0, 1)(rng) < density) held.push_back(id);
+          }
+        }
+        if (summaries != Summaries::kNone) PublishSummary(cluster, n, held);
+      }
+      auto policy = CreatePolicy(options).value();
+      // Several decay windows' worth of new users, each with its own candidates.
+      const int users = 3 * ClusterState::kPlacementWindowPerNode * nodes;
+      std::vector<int> placed(nodes, 0);
+      std::vector<int64_t> candidates(64);
+      for (int u = 0; u < users; ++u) {
+        for (int64_t& id : candidates) id = pool[rng() % pool.size()];
+        const RouteDecision decision = policy->Decide(
+            Request(static_cast<int64_t>(rng() >> 1), 100, &candidates), cluster, {});
+        ASSERT_GE(decision.node, 0);
+        ASSERT_TRUE(decision.new_user);
+        // The bound: recent placements + 1 <= ceil((1 + slack) x (all recent + 1) / nodes).
+        int64_t recent = 0;
+        for (int n = 0; n < nodes; ++n) recent += cluster.recent_placements(n);
+        ASSERT_LE(cluster.recent_placements(decision.node) + 1,
+                  std::ceil((1 + slack) * static_cast<double>(recent + 1) / nodes))
+            << "user " << u;
+        cluster.OnPlaced(decision.node);
+        ++placed[decision.node];
+      }
+      // Over the whole run too, no node takes much more than (1 + slack) x its fair share.
+      const int most = *std::max_element(placed.begin(), placed.end());
+      EXPECT_LE(most, std::ceil((1 + slack) * users / nodes) + 2);
+      if (nodes == 2) EXPECT_LE(static_cast<double>(most) / users, 0.6);
+    }
+  }
+}
+
+TEST(HelmPolicy, NodeWithAFullEvictingKvCacheReceivesFewerNewUsersThanAnIdlePeer) {
+  std::mt19937_64 rng(Seed());
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 2);
+  ReportKvPressure(cluster, 0, /*occupancy=*/1.0, /*eviction_rate=*/0.2);
+  ReportKvPressure(cluster, 1, /*occupancy=*/0.3, /*eviction_rate=*/0.0);
+  // Even with the full node's EMB cache holding every candidate.
+  std::vector<int64_t> candidates;
+  for (int64_t i = 0; i < 64; ++i) candidates.push_back(5000 + i);
+  PublishSummary(cluster, 0, candidates);
+  PublishSummary(cluster, 1, {});
+  auto policy = Make("helm");
+  std::array<int, 2> placed{};
+  for (int u = 0; u < 400; ++u) {
+    const RouteDecision decision =
+        policy->Decide(Request(static_cast<int64_t>(rng() >> 1), 100, &candidates), cluster, {});
+    ASSERT_GE(decision.node, 0);
+    ASSERT_TRUE(decision.new_user);
+    cluster.OnPlaced(decision.node);
+    ++placed[decision.node];
+  }
+  EXPECT_LT(placed[0], placed[1]);
+  // Its share follows its headroom (the floor of 0.05 against 1, with the slack): a few percent.
+  EXPECT_LE(placed[0], 400 / 10) << placed[0] << " vs " << placed[1];
+  // Once the peer is as full, both take new users again, within the bound.
+  ReportKvPressure(cluster, 1, 1.0, 0.2);
+  placed = {};
+  for (int u = 0; u < 400; ++u) {
+    const int node =
+        policy->Pick(Request(static_cast<int64_t>(rng() >> 1), 100, &candidates), cluster, {});
+    ASSERT_GE(node, 0);
+    cluster.OnPlaced(node);
+    ++placed[node];
+  }
+  EXPECT_GT(placed[0], 400 / 3) << placed[0] << " vs " << placed[1];
+  EXPECT_GT(placed[1], 400 / 3) << placed[0] << " vs " << placed[1];
+}
+
+TEST(HelmPolicy, MemoryPressureRepelsNewUsersInTheScoreLikeAQueue) {
+  // No placements recorded (every node within its bound): the score alone decides.
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 2);
+  ReportKvPressure(cluster, 0, 0.95, 0.05);
+  auto policy = Make("helm");
+  for (int64_t user = 0; user < 50; ++user) {
+    EXPECT_EQ(policy->Pick(Request(user, 100), cluster, {}), 1) << user;
+  }
+  // Below the knee and not evicting: no pressure, users spread by hash again.
+  ReportKvPressure(cluster, 0, 0.5, 0.0);
+  std::array<int, 2> picks{};
+  for (int64_t user = 0; user < 50; ++user) ++picks[policy->Pick(Request(user, 100), cluster, {})];
+  EXPECT_GT(picks[0], 10);
+  EXPECT_GT(picks[1], 10);
+}
+
+TEST(HelmPolicy, ReturningUserStaysOnItsKvNodeUnderModerateLoadAndMemoryPressure) {
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 2);
+  std::vector<int64_t> candidates;
+  for (int64_t i = 0; i < 64; ++i) candidates.push_back(7000 + i);
+  // Node 0 holds 900 of the user's 1000 events, is 3/8 loaded and its KV cache full and
+  // evicting; node 1 is idle and its EMB cache holds every candidate.
+  Resident(cluster, 0, 42, 900);
+  ReportKvPressure(cluster, 0, 1.0, 0.2, /*in_flight=*/3);
+  PublishSummary(cluster, 0, {});
+  PublishSummary(cluster, 1, candidates);
+  auto policy = Make("helm");
+  const RouteDecision decision = policy->Decide(Request(42, 1000, &candidates), cluster, {});
+  EXPECT_EQ(decision.node, 0);
+  EXPECT_FALSE(decision.new_user);
+  // Really overloaded (every slot and as many queued), it gives the user up.
+  ReportKvPressure(cluster, 0, 1.0, 0.2, /*in_flight=*/8);
+  EXPECT_EQ(policy->Pick(Request(42, 1000, &candidates), cluster, {}), 1);
+}
+
+TEST(KvAffinityPolicy, SaysWhenItPlacesAUserWithNoKvAnywhere) {
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 3);
+  Resident(cluster, 2, 77, 10);
+  auto policy = Make("kv_affinity");
+  EXPECT_FALSE(policy->Decide(Request(77, 100), cluster, {}).new_user);
+  EXPECT_TRUE(policy->Decide(Request(78, 100), cluster, {}).new_user);
 }
 
 TEST(Policies, ReturnMinusOneWhenNothingIsRoutable) {

@@ -87,6 +87,19 @@ class ClusterState {
     return NodeAt(node).router_in_flight.load(std::memory_order_relaxed);
   }
 
+  // --- New-user placements (bounded-load placement, policy.h) ---------------------------------
+  // Placements are counted in a window that decays by count, not by time: once
+  // kPlacementWindowPerNode x num_nodes() placements have been made since the last decay, every
+  // node's count halves (O(nodes), amortised O(1) per placement).
+  static constexpr int kPlacementWindowPerNode = 32;
+  // The router dispatched a user that had K/V on no candidate node (RouteDecision::new_user) to
+  // `node`. Called on the dispatch path, once per such dispatch (retries included). Lock-free.
+  void OnPlaced(int node);
+  // New-user placements on `node` in the decaying window.
+  int32_t recent_placements(int node) const {
+    return NodeAt(node).placements.load(std::memory_order_relaxed);
+  }
+
   // --- Queries (per request) ------------------------------------------------------------------
   // Cached KV tokens of `user_id` on every node, as reported (0 where none): out[n] for every n
   // < out.size() (nodes at or past out.size() are left out).
@@ -114,6 +127,15 @@ class ClusterState {
                                      n.reported_in_flight.load(std::memory_order_relaxed));
     return std::min(1.0, outstanding * n.inv_twice_capacity.load(std::memory_order_relaxed));
   }
+  // KV memory pressure as the node last reported it (0 before any report or once its stream is
+  // forgotten): blocks in use over capacity, in [0, 1]; blocks evicted per second over capacity
+  // in the node's last statistics window, >= 0. Inline: policies call them per node.
+  double kv_occupancy(int node) const {
+    return NodeAt(node).kv_occupancy.load(std::memory_order_relaxed);
+  }
+  double kv_eviction_rate(int node) const {
+    return NodeAt(node).kv_eviction_rate.load(std::memory_order_relaxed);
+  }
   double committed_split(int node) const;
   double target_split(int node) const;
   int64_t kv_resident_users(int node) const;
@@ -129,6 +151,9 @@ class ClusterState {
     std::atomic<double> committed_split{0.0};
     std::atomic<double> target_split{0.0};
     std::atomic<int64_t> kv_resident_users{0};
+    std::atomic<double> kv_occupancy{0.0};
+    std::atomic<double> kv_eviction_rate{0.0};
+    std::atomic<int32_t> placements{0};  // recent new-user placements (decaying)
   };
   struct ResidencyEntry {
     int32_t node;
@@ -177,6 +202,8 @@ class ClusterState {
   std::array<std::unique_ptr<Node[]>, kMaxNodes / kBlockNodes> blocks_;
   std::atomic<int> num_nodes_{0};
   absl::Mutex add_mu_;
+  // Placements since every node's count last halved.
+  std::atomic<int64_t> placements_since_decay_{0};
   // Node sets as atomic words (bit n % 64 of word n / 64).
   std::array<std::atomic<uint64_t>, kWords> healthy_{};
   std::array<std::atomic<uint64_t>, kWords> draining_{};

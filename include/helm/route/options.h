@@ -29,6 +29,15 @@ struct RouterOptions {
   double w_load = 1.0;
   // Candidate ids sampled per request to estimate EMB locality (0: ignore EMB locality).
   int32_t emb_sample = 16;
+  // KV memory pressure (policy.h): pressure(n) = clamp((kv_occupancy - mem_knee) / (1 - mem_knee)
+  // + mem_eviction_weight x kv_eviction_rate, 0, 1), weighted by w_mem in the score and setting
+  // each node's share of new users.
+  double w_mem = 1.0;                 // weight of memory pressure in the score
+  double mem_knee = 0.8;              // KV occupancy (share of capacity) where pressure starts
+  double mem_eviction_weight = 10.0;  // pressure per unit of eviction rate (capacity per second)
+  // Bounded-load placement of users with K/V on no node: a node takes one only while its recent
+  // new-user placements stay within (1 + placement_slack) x its fair share.
+  double placement_slack = 0.1;
   // Attempts per request at most (the first try included) on UNAVAILABLE / broken connections.
   int32_t max_attempts = 3;
   // Health checks: interval, and consecutive failures before a node is taken out.
@@ -52,6 +61,16 @@ struct RouterOptions {
     v.Field("w_load", w_load, "weight of load", config::InRange(0.0, 100.0));
     v.Field("emb_sample", emb_sample, "candidate ids sampled per request for EMB locality",
             config::InRange<int32_t>(0, 1024));
+    v.Field("w_mem", w_mem, "weight of KV memory pressure", config::InRange(0.0, 100.0));
+    v.Field("mem_knee", mem_knee,
+            "KV occupancy (share of KV capacity) above which memory pressure starts",
+            config::InRange(0.0, 0.99));
+    v.Field("mem_eviction_weight", mem_eviction_weight,
+            "memory pressure per unit of KV eviction rate (share of KV capacity evicted per s)",
+            config::InRange(0.0, 1000.0));
+    v.Field("placement_slack", placement_slack,
+            "new users a node may take beyond its fair share, as a fraction of that share",
+            config::InRange(0.0, 10.0));
     v.Field("max_attempts", max_attempts, "tries per request at most",
             config::InRange<int32_t>(1, 16));
     v.Field("health_check_interval_ms", health_check_interval_ms, "health check interval (ms)",

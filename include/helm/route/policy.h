@@ -1,19 +1,35 @@
 // Routing policies: pick the node for a request from the router's ClusterState.
 //
-//   helm             score(n) = w_kv * kv(n) + w_emb * emb(n) - w_load * load(n)   (DESIGN.md §5)
-//                    kv: the user's cached prefix on n over the history length; emb: the share of
-//                    sampled candidate ids in n's EMB summary; load: ClusterState::Load. Exact ties
-//                    (e.g. an idle cluster and a new user) break by rendezvous hashing on the user,
-//                    so new users spread over nodes and come back to the same one.
+//   helm             score(n) = w_kv * kv(n) + w_emb * emb(n) - w_load * load(n)
+//                               - w_mem * (1 - kv(n)) * pressure(n)                 (DESIGN.md §5)
+//                    kv: the user's reusable cached prefix on n over the history length; emb: the
+//                    share of sampled candidate ids in n's EMB summary; load: ClusterState::Load;
+//                    pressure: n's KV memory pressure,
+//                      pressure(n) = clamp(max(0, occupancy(n) - mem_knee) / (1 - mem_knee)
+//                                          + mem_eviction_weight * eviction_rate(n), 0, 1),
+//                    charged in proportion to the K/V the request would add there (1 - kv), so it
+//                    repels new users as a queue does while a user's own node keeps its affinity.
+//                    A user with K/V on no candidate (a new user) is placed with bounded loads:
+//                    with placed(n) its recent new-user placements (ClusterState), T their sum over
+//                    candidates, headroom(n) = max(0.05, 1 - pressure(n)) and H their sum, node n
+//                    is eligible only while
+//                      placed(n) + 1 <= ceil((1 + placement_slack) * (T + 1) * headroom(n) / H),
+//                    i.e. within (1 + slack) x a share proportional to its memory headroom (equal
+//                    shares among equal nodes). The best score among eligible nodes wins, so EMB
+//                    locality and load only choose inside the bound (no herding on the node whose
+//                    EMB cache is warmest). Should none be eligible (a race), the node furthest
+//                    below its share wins. Exact ties break by rendezvous hashing on the user.
 //   round_robin      the next routable node in turn
 //   least_loaded     the lowest load
 //   consistent_hash  rendezvous (highest random weight) hashing of the user over routable nodes
 //   kv_affinity      the node with the longest cached prefix (residency only); on a miss,
-//                    consistent hashing
+//                    consistent hashing (no EMB term, so nothing to herd on: users spread by hash)
 //
 // Every policy costs O(nodes) per decision plus, for helm, O(emb_sample x nodes / 64) word reads;
 // none reads the history, none allocates up to 1024 nodes. Part of the routing core (no gRPC, no
-// clock). Thread-safe: Pick may run concurrently on many threads.
+// clock). Thread-safe: Decide/Pick may run concurrently on many threads; they only read the
+// cluster state. The caller reports what it dispatched (ClusterState::OnDispatch, and OnPlaced
+// for a RouteDecision with new_user set).
 #pragma once
 
 #include <cstdint>
@@ -37,13 +53,26 @@ struct RouteRequest {
   int32_t num_candidates = 0;
 };
 
+// A routing decision.
+struct RouteDecision {
+  int node = -1;  // the node to try; -1: none
+  // The user has K/V on no candidate node, so this places it: the caller that dispatches to
+  // `node` calls ClusterState::OnPlaced(node), which the helm policy's bounded placement counts.
+  // Set by the policies that read residency (helm, kv_affinity); false for the others.
+  bool new_user = false;
+};
+
 class Policy {
  public:
   virtual ~Policy() = default;
   // The node to try, among routable nodes not in `exclude` (e.g. the nodes a request has tried
-  // already); -1 when there is none.
-  virtual int Pick(const RouteRequest& request, const ClusterState& cluster,
-                   const NodeSet& exclude) const = 0;
+  // already); node -1 when there is none. Reads `cluster` only.
+  virtual RouteDecision Decide(const RouteRequest& request, const ClusterState& cluster,
+                               const NodeSet& exclude) const = 0;
+  // Decide(...).node.
+  int Pick(const RouteRequest& request, const ClusterState& cluster, const NodeSet& exclude) const {
+    return Decide(request, cluster, exclude).node;
+  }
   virtual const char* name() const = 0;
 };
 
