@@ -108,6 +108,10 @@ do_run() {
   node_out=$(timeout 60 "$bundle/helm_bench_node" --requests 200 --rounds 1 2>&1 |
     grep -v '\[info\]'; exit "${PIPESTATUS[0]}"); node_rc=$?
   echo "$node_out"
+  # The simulator's cost-model calibration of this GPU (issue 12), under $OUT when set, else in the
+  # bundle; reported, never counted.
+  timeout 60 "$bundle/helm_bench_model" --gpu-only \
+    --calibrate "${OUT:-$bundle}/calibration-gpu.json" 2>&1 | tail -16 || true
   # Memcheck of every CUDA path test but the long forward sweep (each kernel, both attention
   # modes with split-K, cached bf16 blocks, relocation, copies): out-of-bounds or misaligned
   # accesses the value comparisons can miss.

@@ -20,23 +20,29 @@
 //                              once) over a device-to-device copy (bytes read + written).
 //   gpu_cached_vs_full_speedup, gpu_vs_cpu_cached_speedup   the CPU request on the GPU.
 // Flags: --gpu-only (skip the CPU part), --batch-only (only the batching figure), --quick (small
-// sizes, a smoke run).
+// sizes, a smoke run), --calibrate FILE (measure the simulator's cost-model coefficients on the
+// CPU path, or with --gpu-only on the CUDA path, and write them to FILE as JSON; see
+// RunCalibrate).
 #include <cblas.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cpu/blas_core.h"
 #include "helm/model/kernels.h"
 #include "helm/model/model.h"
+#include "helm/sim/cost_model.h"
 
 namespace helm::model {
 namespace {
@@ -729,6 +735,508 @@ void RunGpu(bool quick, Results& out) {
   out.Add("gpu_vs_cpu_cached_speedup", cpu_cached_s / cached_s);
 }
 
+// ---- --calibrate FILE: the simulator's cost-model coefficients for this machine (issue 12).
+//
+// Measures ForwardBatch over a set of batch shapes on one kernel path (the CPU fast path with the
+// demo model of configs/local.yaml, the model the CPU cluster runs; or, with --gpu-only, the CUDA
+// path with the production-style model the simulated GPU nodes run) and fits helm::sim's terms:
+//  - gather bytes/s: a GatherEmbeddings micro-benchmark (random rows of a 64 MiB arena);
+//  - CPU: dense FLOP/s from the forward's GEMM calls (norms, SiLU and copies, which scale with
+//    the same rows, counted in), attention K/V bytes/s and FLOP/s from its Attention calls (a
+//    least-squares fit of the two), all in the thread's CPU time; then per-call and per-batch
+//    overheads from what the forwards' totals leave over (least squares on the launch count and
+//    a constant);
+//  - GPU (asynchronous calls cannot be timed one by one): every coefficient but the gather's
+//    jointly, from the forwards' wall times.
+// Every fit minimises relative errors (small shapes count as much as large ones) and keeps each
+// coefficient >= 0 (a negative one is dropped and the rest refit). Times are medians of several
+// runs. The JSON holds effective rates (efficiencies 1) over the base profile "cpu" or "a100-80g".
+
+// Least squares of y ~ X.a with rows weighted by 1/y, a >= 0 by dropping negative coefficients.
+std::vector<double> RelativeNnls(const std::vector<std::vector<double>>& x,
+                                 const std::vector<double>& y) {
+  const size_t k = x.empty() ? 0 : x[0].size();
+  std::vector<bool> active(k, true);
+  std::vector<double> a(k, 0.0);
+  for (size_t round = 0; round <= k; ++round) {
+    std::vector<size_t> idx;
+    for (size_t j = 0; j < k; ++j)
+      if (active[j]) idx.push_back(j);
+    const size_t m = idx.size();
+    if (m == 0) break;
+    // Normal equations (A^T A) a = A^T b with A = X / y, b = 1.
+    std::vector<std::vector<double>> n(m, std::vector<double>(m + 1, 0.0));
+    for (size_t i = 0; i < y.size(); ++i) {
+      for (size_t p = 0; p < m; ++p) {
+        const double xp = x[i][idx[p]] / y[i];
+        for (size_t q = 0; q < m; ++q) n[p][q] += xp * x[i][idx[q]] / y[i];
+        n[p][m] += xp;
+      }
+    }
+    // Gaussian elimination with partial pivoting; scale columns first (features differ by 1e12).
+    std::vector<double> scale(m, 1.0);
+    for (size_t p = 0; p < m; ++p) scale[p] = n[p][p] > 0 ? 1.0 / std::sqrt(n[p][p]) : 1.0;
+    for (size_t p = 0; p < m; ++p) {
+      for (size_t q = 0; q < m; ++q) n[p][q] *= scale[p] * scale[q];
+      n[p][m] *= scale[p];
+    }
+    for (size_t c = 0; c < m; ++c) {
+      size_t piv = c;
+      for (size_t r = c + 1; r < m; ++r)
+        if (std::abs(n[r][c]) > std::abs(n[piv][c])) piv = r;
+      std::swap(n[c], n[piv]);
+      if (std::abs(n[c][c]) < 1e-12) continue;
+      for (size_t r = 0; r < m; ++r) {
+        if (r == c) continue;
+        const double f = n[r][c] / n[c][c];
+        for (size_t q = c; q <= m; ++q) n[r][q] -= f * n[c][q];
+      }
+    }
+    std::fill(a.begin(), a.end(), 0.0);
+    bool negative = false;
+    size_t worst = 0;
+    double worst_v = 0.0;
+    for (size_t p = 0; p < m; ++p) {
+      const double v = std::abs(n[p][p]) < 1e-12 ? 0.0 : n[p][m] / n[p][p] * scale[p];
+      a[idx[p]] = v;
+      if (v < worst_v) {
+        worst_v = v;
+        worst = idx[p];
+        negative = true;
+      }
+    }
+    if (!negative) break;
+    active[worst] = false;
+  }
+  for (double& v : a) v = std::max(v, 0.0);
+  return a;
+}
+
+// Batches of users (history length, cached tokens, candidates) whose embeddings are gathered by
+// location from one backend arena, as a node's EMB cache hands them over.
+class BatchRunner {
+ public:
+  struct UserShape {
+    int64_t length, cached, candidates;
+  };
+  BatchRunner(std::shared_ptr<const Kernels> kernels, const ModelDims& dims,
+              std::shared_ptr<const Weights> weights, int32_t microbatch,
+              const std::vector<UserShape>& users, uint64_t seed)
+      : dims_(dims) {
+    model_ = Check(Model::Create(std::move(weights), kernels, microbatch), "model");
+    ws_ = Check(model_->NewWorkspace(), "workspace");
+    const Kernels& k = model_->kernels();
+    std::mt19937_64 rng(seed);
+    constexpr int64_t kRows = 8192;
+    const int64_t row_bytes = dims.emb_dim * DtypeBytes(dims.emb_dtype);
+    {
+      std::vector<char> host(kRows * row_bytes);
+      for (int64_t i = 0; i < kRows * dims.emb_dim; ++i) {
+        StoreFromFloat(host.data(), dims.emb_dtype, i,
+                       static_cast<float>(rng() % 2001) / 1000.0f - 1.0f);
+      }
+      arena_ = Alloc(host.size());
+      Check(k.CopyToBackend(ws_->context(), arena_, host.data(), host.size()), "upload");
+    }
+    users_.resize(users.size());
+    for (size_t i = 0; i < users.size(); ++i) {
+      User& u = users_[i];
+      const UserShape& s = users[i];
+      int64_t t = 1700000000;
+      for (int64_t j = 0; j < s.length; ++j) {
+        u.actions.push_back(static_cast<int32_t>(rng() % dims.num_actions));
+        t += static_cast<int64_t>(rng() % 3600);
+        u.timestamps.push_back(t);
+        u.hist_locs.push_back(static_cast<int64_t>(rng() % kRows) * row_bytes);
+      }
+      for (int64_t j = 0; j < s.candidates; ++j) {
+        u.cand_locs.push_back(static_cast<int64_t>(rng() % kRows) * row_bytes);
+      }
+      const int64_t nblocks = (s.length + dims.tokens_per_block - 1) / dims.tokens_per_block;
+      for (int64_t b = 0; b < nblocks; ++b) u.table.push_back(Alloc(dims.block_bytes()));
+      u.ctable.assign(u.table.begin(), u.table.end());
+      if (s.cached > 0) {
+        ForwardRequest prefix;
+        prefix.actions = absl::MakeConstSpan(u.actions.data(), s.cached);
+        prefix.timestamps = absl::MakeConstSpan(u.timestamps.data(), s.cached);
+        prefix.suffix = {nullptr, arena_, nullptr, u.hist_locs.data()};
+        Check(model_->Forward(*ws_, prefix).status(), "prefix forward");
+        Check(model_->AppendKv(*ws_, u.table, 0, s.cached), "prefix append");
+      }
+      ForwardRequest& f = u.request;
+      f.actions = u.actions;
+      f.timestamps = u.timestamps;
+      f.cached_tokens = s.cached;
+      f.cached_blocks = u.ctable;
+      f.suffix = {nullptr, arena_, nullptr, u.hist_locs.data() + s.cached};
+      f.candidates = {nullptr, arena_, nullptr, u.cand_locs.data()};
+      f.num_candidates = s.candidates;
+      batch_.push_back(f);
+      work_.requests.push_back(
+          {s.length - s.cached, s.cached, s.candidates, s.length - s.cached + s.candidates, 0});
+    }
+  }
+  ~BatchRunner() {
+    for (void* p : owned_) model_->kernels().Free(p);
+  }
+  void Run() { Check(model_->ForwardBatch(*ws_, batch_).status(), "forward batch"); }
+  const sim::BatchWork& work() const { return work_; }
+
+ private:
+  void* Alloc(size_t bytes) {
+    void* p = Check(model_->kernels().Allocate(bytes), "allocate");
+    owned_.push_back(p);
+    return p;
+  }
+  struct User {
+    std::vector<int32_t> actions;
+    std::vector<int64_t> timestamps;
+    std::vector<int64_t> hist_locs, cand_locs;
+    std::vector<void*> table;
+    std::vector<const void*> ctable;
+    ForwardRequest request;
+  };
+  ModelDims dims_;
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<Workspace> ws_;
+  void* arena_ = nullptr;
+  std::vector<void*> owned_;
+  std::vector<User> users_;
+  std::vector<ForwardRequest> batch_;
+  sim::BatchWork work_;
+};
+
+double MedianOf(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Gather bytes/s (each row read in emb_dtype, written as fp32) of random rows of a 64 MiB arena.
+double MeasureGatherBytesPerS(const Kernels& k, const ModelDims& dims, double (*clock)()) {
+  auto ctx = Check(k.CreateContext(), "context");
+  const int64_t row_bytes = dims.emb_dim * DtypeBytes(dims.emb_dtype);
+  const int64_t rows = (int64_t{64} << 20) / row_bytes;
+  const int64_t n = 16384;
+  void* arena = Check(k.Allocate(rows * row_bytes), "arena");
+  {
+    std::vector<char> zeros(rows * row_bytes, 0);
+    Check(k.CopyToBackend(*ctx, arena, zeros.data(), zeros.size()), "fill");
+  }
+  std::mt19937_64 rng(9);
+  std::vector<int64_t> locs(n);
+  for (int64_t& l : locs) l = static_cast<int64_t>(rng() % rows) * row_bytes;
+  void* dev_locs = Check(k.Allocate(sizeof(int64_t) * n), "locations");
+  Check(k.CopyToBackend(*ctx, dev_locs, locs.data(), sizeof(int64_t) * n), "locations");
+  void* out = Check(k.Allocate(sizeof(float) * n * dims.emb_dim), "out");
+  GatherArgs g;
+  g.arena_base = arena;
+  g.locations = static_cast<const int64_t*>(k.on_device() ? dev_locs : locs.data());
+  g.n = n;
+  g.dim = dims.emb_dim;
+  g.dtype = dims.emb_dtype;
+  g.out = static_cast<float*>(out);
+  std::vector<double> t;
+  for (int i = 0; i < 32; ++i) {
+    const double t0 = clock();
+    Check(k.GatherEmbeddings(*ctx, g), "gather");
+    Check(k.Synchronize(*ctx), "sync");
+    if (i >= 2) t.push_back(clock() - t0);
+  }
+  for (void* p : {arena, dev_locs, out}) k.Free(p);
+  const double bytes = static_cast<double>(n) * dims.emb_dim * (DtypeBytes(dims.emb_dtype) + 4);
+  return bytes / MedianOf(t);
+}
+
+std::string MachineDescription(bool gpu) {
+  std::string cpu = "unknown CPU";
+  if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof(line), f) != nullptr) {
+      if (std::strncmp(line, "model name", 10) == 0) {
+        const char* colon = std::strchr(line, ':');
+        if (colon != nullptr) {
+          cpu = colon + 2;
+          while (!cpu.empty() && (cpu.back() == '\n' || cpu.back() == ' ')) cpu.pop_back();
+        }
+        break;
+      }
+    }
+    std::fclose(f);
+  }
+  std::string s = cpu + ", " + std::to_string(std::thread::hardware_concurrency()) + " CPUs";
+  if (gpu) s += " (CUDA path on its GPU)";
+  return s + "; OpenBLAS core " + helm::kernels::cpu::BlasCoreDescription();
+}
+
+int RunCalibrate(const std::string& path, bool gpu, bool quick) {
+  const ModelDims dims = gpu ? ProductionDims() : DemoDims();
+  const int32_t microbatch = gpu ? kMicrobatch : 64;
+  std::shared_ptr<const Kernels> kernels =
+      Check(CreateKernels(gpu ? "cuda" : "cpu", 1), gpu ? "cuda kernels" : "cpu kernels");
+  // Thread CPU time on the (synchronous) CPU path: a shared machine's other work does not count.
+  double (*clock)() = gpu ? Now : ThreadCpuNow;
+  auto timed = std::make_shared<TimedKernels>(kernels, clock);
+  std::shared_ptr<const Weights> weights(Weights::Random(dims, 7));
+  using U = BatchRunner::UserShape;
+  // Shapes that pull the terms apart: candidate-heavy, history-heavy, cold users, tiny batches
+  // (overheads) and node-like batches of several users.
+  std::vector<std::vector<U>> shapes = {
+      {{64, 0, 16}},
+      {{16, 15, 8}},
+      {{256, 0, 64}},
+      {{512, 500, 128}},
+      {{1024, 1000, 128}},
+      {{2048, 2040, 32}},
+      {{128, 120, 512}},
+      {{1024, 0, 128}},
+      {{300, 290, 128}, {700, 680, 128}, {128, 0, 128}, {1000, 990, 128}},
+      {{200, 190, 32},
+       {100, 99, 32},
+       {400, 380, 32},
+       {50, 0, 32},
+       {800, 790, 32},
+       {600, 590, 32},
+       {90, 80, 32},
+       {1000, 999, 32}},
+      {{40, 30, 4}, {40, 39, 4}, {40, 20, 4}, {40, 0, 4}},
+  };
+  if (gpu) shapes.push_back({{8192, 8000, 256}});
+  struct Sample {
+    sim::BatchWork work;
+    double total_s = 0, dense_s = 0, attention_s = 0;
+  };
+  std::vector<Sample> samples;
+  const int reps = quick ? 3 : 9;
+  // What one clock read costs (the timed kernels read it twice per call).
+  const double clock_cost_s = [&] {
+    std::vector<double> t;
+    for (int r = 0; r < 5; ++r) {
+      const double t0 = clock();
+      double last = t0;
+      for (int i = 0; i < 1000; ++i) last = std::max(last, clock());
+      t.push_back((std::max(last, clock()) - t0) / 1001);
+    }
+    return MedianOf(t);
+  }();
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    BatchRunner plain(kernels, dims, weights, microbatch, shapes[i], 100 + i);
+    Sample s;
+    s.work = plain.work();
+    // Several forwards per timing where one is short, so a timing is not clock granularity.
+    plain.Run();
+    const double t_once = [&] {
+      const double t0 = clock();
+      plain.Run();
+      return clock() - t0;
+    }();
+    const int inner = std::clamp(static_cast<int>(2e-3 / std::max(t_once, 1e-7)), 1, 50);
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+      const double t0 = clock();
+      for (int j = 0; j < inner; ++j) plain.Run();
+      t.push_back((clock() - t0) / inner);
+    }
+    s.total_s = MedianOf(t);
+    if (!gpu) {
+      BatchRunner timed_run(timed, dims, weights, microbatch, shapes[i], 100 + i);
+      timed_run.Run();
+      std::vector<double> dense, attention;
+      for (int r = 0; r < reps; ++r) {
+        timed->gemm_seconds = timed->attention_seconds = timed->other_seconds = 0;
+        for (int j = 0; j < inner; ++j) timed_run.Run();
+        dense.push_back((timed->gemm_seconds + timed->other_seconds) / inner);
+        attention.push_back(timed->attention_seconds / inner);
+      }
+      // Each timed call also counts about one clock read (a system call on some VMs, ~1 us):
+      // take it off, so that it is not mistaken for dense or attention work.
+      int64_t attention_calls = 0, inputs = 0, cands = 0;
+      for (const sim::RequestWork& r : s.work.requests) {
+        const int64_t calls = (r.candidates + microbatch - 1) / microbatch;
+        attention_calls += calls * dims.num_layers + (r.suffix_tokens > 0) * (dims.num_layers - 1);
+        inputs += (r.suffix_tokens > 0) + (r.candidates > 0);
+        cands += r.candidates;
+      }
+      const int64_t dense_calls = sim::KernelLaunches(dims, s.work, microbatch, false) -
+                                  attention_calls - inputs - (cands > 0);  // gathers, copy out
+      s.dense_s = std::max(0.0, MedianOf(dense) - dense_calls * clock_cost_s);
+      s.attention_s = std::max(0.0, MedianOf(attention) - attention_calls * clock_cost_s);
+    }
+    samples.push_back(std::move(s));
+  }
+
+  sim::CostProfile p = Check(sim::ProfileByName(gpu ? "a100-80g" : "cpu"), "base profile");
+  p.dense_efficiency = p.attention_efficiency = p.memory_efficiency = p.gather_efficiency = 1.0;
+  p.gather_bytes_per_s = MeasureGatherBytesPerS(*kernels, dims, clock);
+  const int64_t tile = p.attention_query_tile;
+  struct Terms {
+    double dense_flops, attn_bytes, attn_flops, gather_bytes, launches;
+  };
+  auto terms = [&](const sim::BatchWork& w) {
+    Terms t{};
+    int64_t suffix = 0, cands = 0, rows = 0;
+    for (const sim::RequestWork& r : w.requests) {
+      suffix += r.suffix_tokens;
+      cands += r.candidates;
+      rows += r.emb_rows_gathered;
+      t.attn_bytes += static_cast<double>(sim::AttentionBytes(dims, r, tile, microbatch));
+      t.attn_flops += 2.0 * static_cast<double>(sim::AttentionMacs(dims, r));
+    }
+    t.dense_flops = 2.0 * static_cast<double>(sim::DenseMacs(dims, suffix, cands));
+    t.gather_bytes = static_cast<double>(rows) * dims.emb_dim * (DtypeBytes(dims.emb_dtype) + 4);
+    t.launches = static_cast<double>(sim::KernelLaunches(dims, w, microbatch, p.on_device));
+    return t;
+  };
+  std::vector<std::vector<double>> x;
+  std::vector<double> y;
+  const auto inv = [](double v) { return v > 0 ? 1.0 / v : 1e30; };
+  if (!gpu) {
+    for (const Sample& s : samples) {
+      x.push_back({terms(s.work).dense_flops});
+      y.push_back(s.dense_s);
+    }
+    p.dense_flops_per_s = inv(RelativeNnls(x, y)[0]);
+    x.clear();
+    y.clear();
+    for (const Sample& s : samples) {
+      const Terms t = terms(s.work);
+      x.push_back({t.attn_bytes, t.attn_flops});
+      y.push_back(s.attention_s);
+    }
+    const std::vector<double> a = RelativeNnls(x, y);
+    p.memory_bytes_per_s = inv(a[0]);
+    p.attention_flops_per_s = inv(a[1]);
+    // Per-call and per-batch overheads: what the forwards' totals leave over, fitted on the
+    // launch count and a constant, with errors relative to the whole forward's time.
+    std::vector<double> l_col, f_col, target;
+    for (const Sample& s : samples) {
+      const Terms t = terms(s.work);
+      const double rest =
+          s.total_s - t.dense_flops / p.dense_flops_per_s - t.attn_bytes / p.memory_bytes_per_s -
+          t.attn_flops / p.attention_flops_per_s - t.gather_bytes / p.gather_bytes_per_s;
+      l_col.push_back(t.launches / s.total_s);
+      f_col.push_back(1.0 / s.total_s);
+      target.push_back(rest / s.total_s);
+    }
+    auto solve = [&](bool use_l, bool use_f) {
+      double a11 = 0, a12 = 0, a22 = 0, b1 = 0, b2 = 0;
+      for (size_t i = 0; i < target.size(); ++i) {
+        a11 += l_col[i] * l_col[i];
+        a12 += l_col[i] * f_col[i];
+        a22 += f_col[i] * f_col[i];
+        b1 += l_col[i] * target[i];
+        b2 += f_col[i] * target[i];
+      }
+      if (use_l && use_f) {
+        const double det = a11 * a22 - a12 * a12;
+        return std::vector<double>{(b1 * a22 - b2 * a12) / det, (a11 * b2 - a12 * b1) / det};
+      }
+      if (use_l) return std::vector<double>{b1 / a11, 0.0};
+      return std::vector<double>{0.0, b2 / a22};
+    };
+    std::vector<double> lf = solve(true, true);
+    if (lf[0] < 0) lf = solve(false, true);
+    if (lf[1] < 0) lf = solve(true, false);
+    lf[0] = std::max(lf[0], 0.0);
+    lf[1] = std::max(lf[1], 0.0);
+    p.kernel_launch_us = lf[0] * 1e6;
+    p.batch_fixed_us = lf[1] * 1e6;
+  } else {
+    for (const Sample& s : samples) {
+      const Terms t = terms(s.work);
+      x.push_back({t.dense_flops, t.attn_bytes, t.attn_flops, t.launches, 1.0});
+      y.push_back(std::max(1e-9, s.total_s - t.gather_bytes / p.gather_bytes_per_s));
+    }
+    const std::vector<double> a = RelativeNnls(x, y);
+    p.dense_flops_per_s = inv(a[0]);
+    p.memory_bytes_per_s = inv(a[1]);
+    p.attention_flops_per_s = inv(a[2]);
+    p.kernel_launch_us = a[3] * 1e6;
+    p.batch_fixed_us = a[4] * 1e6;
+  }
+  // The CPU backend's PCIe stand-in is pool.pcie_emulation_gbps (configs/local.yaml: 25 GB/s),
+  // a paced host copy, so it is taken from there rather than measured.
+  p.pcie_bytes_per_s = gpu ? p.pcie_bytes_per_s : 25e9;
+  p.pcie_latency_us = gpu ? p.pcie_latency_us : 0.0;
+  for (double* v : {&p.dense_flops_per_s, &p.memory_bytes_per_s, &p.attention_flops_per_s}) {
+    *v = std::min(*v, 1e18);  // a term the fit found free: effectively no cost
+  }
+
+  sim::CostModel cost = Check(sim::CostModel::Create(dims, p, microbatch), "cost model");
+  std::printf(
+      "calibration (%s path, %s model: %d layers, %d heads, d=%d, D=%d, emb %d; microbatch %d)\n",
+      gpu ? "CUDA" : "CPU", gpu ? "production-style" : "demo", dims.num_layers, dims.num_heads,
+      dims.d_qk, dims.d_model, dims.emb_dim, microbatch);
+  std::printf("  %-44s %10s %10s %6s\n", "shape (users: length/cached/candidates)", "measured",
+              "predicted", "ratio");
+  double worst = 1.0;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    std::string what;
+    for (const U& u : shapes[i]) {
+      if (what.size() > 30) {
+        what += " ...";
+        break;
+      }
+      what += (what.empty() ? "" : " ") + std::to_string(u.length) + "/" +
+              std::to_string(u.cached) + "/" + std::to_string(u.candidates);
+    }
+    const double pred = cost.BatchTimeUs(samples[i].work);
+    const double meas = samples[i].total_s * 1e6;
+    const double ratio = pred / meas;
+    worst = std::max(worst, std::max(ratio, 1 / ratio));
+    std::printf("  %-44s %8.1f us %8.1f us %6.2f\n",
+                (std::to_string(shapes[i].size()) + ": " + what).c_str(), meas, pred, ratio);
+  }
+  std::printf(
+      "  dense %.2f GFLOP/s, K/V reads %.2f GB/s, attention %.2f GFLOP/s, gathers %.2f GB/s, "
+      "%.3f us per kernel call, %.2f us per batch; worst shape off by %.2fx (clock read %.2f "
+      "us)\n",
+      p.dense_flops_per_s / 1e9, p.memory_bytes_per_s / 1e9, p.attention_flops_per_s / 1e9,
+      p.gather_bytes_per_s / 1e9, p.kernel_launch_us, p.batch_fixed_us, worst, clock_cost_s * 1e6);
+
+  char date[64];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    std::fprintf(stderr, "helm_bench_model: cannot write %s\n", path.c_str());
+    return 1;
+  }
+  std::string machine = MachineDescription(gpu);
+  for (char& c : machine)
+    if (c == '"' || c == '\\') c = '\'';
+  std::fprintf(f, "{\n");
+  std::fprintf(f, "  \"base\": \"%s\",\n", gpu ? "a100-80g" : "cpu");
+  std::fprintf(f, "  \"machine\": \"%s\",\n", machine.c_str());
+  std::fprintf(f, "  \"date\": \"%s\",\n", date);
+  std::fprintf(f,
+               "  \"method\": \"helm_bench_model --calibrate%s: %s path, %s model (%d layers, %d "
+               "heads, d=%d, D=%d, emb %d), %zu batch shapes, medians of %d; worst shape off by "
+               "%.2fx\",\n",
+               gpu ? " --gpu-only" : "", gpu ? "CUDA" : "CPU (one thread, thread CPU time)",
+               gpu ? "production-style" : "demo", dims.num_layers, dims.num_heads, dims.d_qk,
+               dims.d_model, dims.emb_dim, samples.size(), reps, worst);
+  std::fprintf(f, "  \"dense_flops_per_s\": %.6g,\n", p.dense_flops_per_s);
+  std::fprintf(f, "  \"dense_efficiency\": 1.0,\n");
+  std::fprintf(f, "  \"attention_flops_per_s\": %.6g,\n", p.attention_flops_per_s);
+  std::fprintf(f, "  \"attention_efficiency\": 1.0,\n");
+  std::fprintf(f, "  \"memory_bytes_per_s\": %.6g,\n", p.memory_bytes_per_s);
+  std::fprintf(f, "  \"memory_efficiency\": 1.0,\n");
+  std::fprintf(f, "  \"gather_bytes_per_s\": %.6g,\n", p.gather_bytes_per_s);
+  std::fprintf(f, "  \"gather_efficiency\": 1.0,\n");
+  std::fprintf(f, "  \"pcie_bytes_per_s\": %.6g,\n", p.pcie_bytes_per_s);
+  std::fprintf(f, "  \"pcie_latency_us\": %.6g,\n", p.pcie_latency_us);
+  std::fprintf(f, "  \"kernel_launch_us\": %.6g,\n", p.kernel_launch_us);
+  std::fprintf(f, "  \"batch_fixed_us\": %.6g,\n", p.batch_fixed_us);
+  std::fprintf(f, "  \"attention_query_tile\": %lld,\n", static_cast<long long>(tile));
+  std::fprintf(f, "  \"on_device\": %s\n", p.on_device ? "true" : "false");
+  std::fprintf(f, "}\n");
+  std::fclose(f);
+  Check(sim::LoadCalibration(path).status(), "reading the calibration back");
+  std::printf("calibration written to %s\n", path.c_str());
+  std::printf("HELM_RESULT calibration_worst_shape_error %.3f\n", worst);
+  return 0;
+}
+
 }  // namespace
 }  // namespace helm::model
 
@@ -738,6 +1246,7 @@ int main(int argc, char** argv) {
   bool gpu_only = false;
   bool quick = false;
   bool batch_only = false;
+  std::string calibrate_path;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--gpu-only") == 0) {
       gpu_only = true;
@@ -745,10 +1254,22 @@ int main(int argc, char** argv) {
       quick = true;
     } else if (std::strcmp(argv[i], "--batch-only") == 0) {
       batch_only = true;
+    } else if (std::strcmp(argv[i], "--calibrate") == 0 && i + 1 < argc) {
+      calibrate_path = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: helm_bench_model [--gpu-only] [--batch-only] [--quick]\n");
+      std::fprintf(stderr,
+                   "usage: helm_bench_model [--gpu-only] [--batch-only] [--quick] "
+                   "[--calibrate FILE]\n");
       return 2;
     }
+  }
+  if (!calibrate_path.empty()) {
+    // CPU path, or the CUDA path with --gpu-only (which needs a GPU).
+    if (gpu_only && !helm::model::CudaAvailable()) {
+      std::printf("GPU: none visible (or no CUDA build): no GPU calibration\n");
+      return 1;
+    }
+    return helm::model::RunCalibrate(calibrate_path, gpu_only, quick);
   }
   helm::model::Results results;
   if (batch_only) {
