@@ -6,6 +6,23 @@
 namespace helm::workload {
 namespace {
 
+// Sessions. No profile's dataset publishes request-level session statistics (they log events, not
+// ranking requests), so the session figures below are modelling choices, stated per profile, in
+// the ranges the literature on web and app sessions reports: a handful of requests, seconds to
+// tens of seconds apart, and a session ending after 30 minutes of inactivity (the convention used
+// to cut click logs, Taobao's UserBehavior included, into sessions; Catledge & Pitkow 1995 measured
+// 25.5 min), hence session_away_min_s = 1800 everywhere.
+void SetSessions(DatasetProfile& p, double requests_mean, double gap_median_s, double gap_min_s,
+                 double gap_max_s, double new_events_mean) {
+  p.session_requests_mean = requests_mean;
+  p.session_gap_median_s = gap_median_s;
+  p.session_gap_sigma = 0.8;
+  p.session_gap_min_s = gap_min_s;
+  p.session_gap_max_s = gap_max_s;
+  p.session_new_events_mean = new_events_mean;
+  p.session_away_min_s = 1800.0;
+}
+
 std::vector<DatasetProfile> MakeProfiles() {
   std::vector<DatasetProfile> profiles;
 
@@ -32,6 +49,10 @@ std::vector<DatasetProfile> MakeProfiles() {
   movielens.new_events_per_visit = 5.0;
   movielens.mean_event_gap_s = 86400.0;
   movielens.action_weights = {0.05, 0.09, 0.26, 0.38, 0.22};
+  // Sessions: MovieLens users rate in bursts (ML-20M ratings of one user often lie seconds apart),
+  // paging through screens of movies: 4 requests per session, 15 s median between screens (2 s
+  // to 2 min), 3 ratings per screen.
+  SetSessions(movielens, 4.0, 15.0, 2.0, 120.0, 3.0);
   profiles.push_back(movielens);
 
   // Amazon Books, 5-core (McAuley et al., SNAP/UCSD Amazon review data 2014, the subset used by
@@ -53,6 +74,9 @@ std::vector<DatasetProfile> MakeProfiles() {
   amazon.new_events_per_visit = 1.5;
   amazon.mean_event_gap_s = 30.0 * 86400.0;
   amazon.action_weights = {0.03, 0.04, 0.09, 0.22, 0.62};
+  // Sessions: a shopper browses a few pages, reading each for a while: 3 requests, 30 s median
+  // (3 s to 3 min), one event (a view or a rating) between two requests.
+  SetSessions(amazon, 3.0, 30.0, 3.0, 180.0, 1.0);
   profiles.push_back(amazon);
 
   // KuaiRand-27K (Gao et al., CIKM'22; github.com/chongminggao/KuaiRand README): 27,285 users,
@@ -76,7 +100,66 @@ std::vector<DatasetProfile> MakeProfiles() {
   kuairand.new_events_per_visit = 30.0;
   kuairand.mean_event_gap_s = 30.0;
   kuairand.action_weights = {0.55, 0.30, 0.10, 0.04, 0.005, 0.003, 0.002};
+  // Sessions: a short-video feed asks for the next page every few videos: 8 requests per app
+  // session, 30 s median between pages (5 s to 2 min), 4 videos viewed per page.
+  SetSessions(kuairand, 8.0, 30.0, 5.0, 120.0, 4.0);
   profiles.push_back(kuairand);
+
+  // Taobao UserBehavior (Alibaba, Tianchi dataset 649; used by the HSTU paper as "Taobao"): about
+  // 1M users sampled at random with their behaviour from 2017-11-25 to 2017-12-03 (9 days):
+  // 987,994 users, 4,162,024 items, 9,439 categories, 100,150,807 events, i.e. 101.4 events per
+  // user. Four behaviour types: pv 89,716,264 (89.6%), buy 2,015,839 (2.0%), cart 5,530,446
+  // (5.5%), fav 2,888,258 (2.9%). No per-user minimum (min 1). Sigma 1.0 (median ~61, a long tail
+  // of heavy browsers); the cap, 10,000, is a bound rather than a published maximum. A huge catalog
+  // with a strong head (exponent 0.9, a modelling choice like the others); user exponent 0.6.
+  // Events of a user are 9 days / 101.4 = 7,670 s apart on average; a returning visit appends ~10
+  // events (the day's browsing). Actions: 0 pv, 1 buy, 2 cart, 3 fav, in the data's proportions.
+  DatasetProfile taobao;
+  taobao.name = "taobao";
+  taobao.source =
+      "Taobao UserBehavior (2017): 987,994 users, 4,162,024 items, 100,150,807 events "
+      "(pv 89.6%, cart 5.5%, fav 2.9%, buy 2.0%)";
+  taobao.num_users = 987994;
+  taobao.num_items = 4162024;
+  taobao.mean_history = 100150807.0 / 987994.0;
+  taobao.history_sigma = 1.0;
+  taobao.min_history = 1;
+  taobao.max_history = 10000;
+  taobao.item_zipf = 0.9;
+  taobao.user_zipf = 0.6;
+  taobao.new_events_per_visit = 10.0;
+  taobao.mean_event_gap_s = 9.0 * 86400.0 / (100150807.0 / 987994.0);
+  taobao.action_weights = {89716264.0, 2015839.0, 5530446.0, 2888258.0};
+  // Sessions: page-view-dominated browsing, many short page views: 6 requests per session, 10 s
+  // median (1 s to 90 s), 2 events (views, the odd cart or fav) between two requests.
+  SetSessions(taobao, 6.0, 10.0, 1.0, 90.0, 2.0);
+  profiles.push_back(taobao);
+
+  // Amazon Video Games, 5-core, from the 2018 Amazon review data (Ni, Li & McAuley, EMNLP 2019;
+  // nijianmo.github.io/amazon): 497,577 reviews of 17,408 games by 55,217 users, every user and
+  // item with at least 5 reviews; 9.0 reviews per user. (The full 2018 Video Games set has
+  // 2,565,349 reviews; the 5-core subset is what sequential recommenders train on.) Short
+  // histories: sigma 0.8 over a floor of 5 (the floor lifts the generated mean to ~9.7); cap 1,000
+  // (a bound). A small catalog with a strong head of blockbuster games (exponent 0.8); user
+  // exponent 0.6. Actions: star rating 1..5 (0..4), skewed to 5 stars (~60% of the ratings).
+  DatasetProfile videogames;
+  videogames.name = "amazon-video-games";
+  videogames.source =
+      "Amazon Video Games 5-core (2018): 55,217 users, 17,408 games, 497,577 reviews";
+  videogames.num_users = 55217;
+  videogames.num_items = 17408;
+  videogames.mean_history = 497577.0 / 55217.0;
+  videogames.history_sigma = 0.8;
+  videogames.min_history = 5;
+  videogames.max_history = 1000;
+  videogames.item_zipf = 0.8;
+  videogames.user_zipf = 0.6;
+  videogames.new_events_per_visit = 1.5;
+  videogames.mean_event_gap_s = 30.0 * 86400.0;
+  videogames.action_weights = {0.07, 0.04, 0.09, 0.20, 0.60};
+  // Sessions: as amazon-books: 3 requests, 30 s median (3 s to 3 min), 1 event between requests.
+  SetSessions(videogames, 3.0, 30.0, 3.0, 180.0, 1.0);
+  profiles.push_back(videogames);
 
   return profiles;
 }

@@ -1,8 +1,9 @@
 // Synthetic workloads: Zipf users and items, log-normal histories that grow on every revisit, and
-// arrivals shaped by the phases' regimes.
+// arrivals shaped by the phases' regimes; optionally in sessions.
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <queue>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -24,6 +25,39 @@ struct UserState {
   std::vector<int64_t> timestamps_ms;
 };
 
+// Session figures in effect: the profile's, overridden by the options'.
+struct SessionShape {
+  double requests_mean = 1;
+  double gap_log_median = 0;  // log of the median gap (s)
+  double gap_sigma = 0;
+  int64_t gap_min_us = 0;
+  int64_t gap_max_us = 0;
+  double new_events_mean = 1;
+  int64_t away_min_us = 0;
+};
+
+// The next request of a session in progress (one per active session).
+struct PendingRequest {
+  int64_t t_us = 0;
+  uint64_t seq = 0;  // breaks ties in creation order, so the order never depends on the heap
+  int64_t user_id = 0;
+  int32_t index = 0;      // position in the session (0: its first request)
+  int32_t remaining = 0;  // requests of the session after this one
+  bool crowd = false;
+};
+
+struct LaterFirst {
+  bool operator()(const PendingRequest& a, const PendingRequest& b) const {
+    return a.t_us != b.t_us ? a.t_us > b.t_us : a.seq > b.seq;
+  }
+};
+
+// Where a user stands with respect to sessions.
+struct UserSessionState {
+  bool active = false;
+  int64_t away_until_us = 0;  // no new session before this while other users are free
+};
+
 class SyntheticGenerator final : public Generator {
  public:
   SyntheticGenerator(const WorkloadOptions& options, DatasetProfile profile,
@@ -42,6 +76,22 @@ class SyntheticGenerator final : public Generator {
     new_events_mean_ = options.new_events_per_visit > 0 ? options.new_events_per_visit
                                                         : profile_.new_events_per_visit;
     keep_after_truncation_ = std::max(1, profile_.max_history - profile_.max_history / 4);
+    auto pick = [](double override_value, double profile_value) {
+      return override_value > 0 ? override_value : profile_value;
+    };
+    session_.requests_mean =
+        std::max(1.0, pick(options.session_requests_mean, profile_.session_requests_mean));
+    session_.gap_log_median =
+        std::log(pick(options.session_gap_median_s, profile_.session_gap_median_s));
+    session_.gap_sigma = profile_.session_gap_sigma;
+    session_.gap_min_us = static_cast<int64_t>(
+        std::llround(pick(options.session_gap_min_s, profile_.session_gap_min_s) * 1e6));
+    session_.gap_max_us = static_cast<int64_t>(
+        std::llround(pick(options.session_gap_max_s, profile_.session_gap_max_s) * 1e6));
+    session_.new_events_mean =
+        std::max(1.0, pick(options.session_new_events_mean, profile_.session_new_events_mean));
+    session_.away_min_us = static_cast<int64_t>(
+        std::llround(pick(options.session_away_min_s, profile_.session_away_min_s) * 1e6));
     // Cumulative action weights, folded onto [0, num_actions).
     std::vector<double> folded(static_cast<size_t>(options.num_actions), 0.0);
     for (size_t a = 0; a < profile_.action_weights.size(); ++a) {
@@ -62,9 +112,11 @@ class SyntheticGenerator final : public Generator {
       if (phase.regime == Regime::kTrend) trend_s += static_cast<double>(phase.duration_us) * 1e-6;
     }
     EnterPhase(0);
+    if (options_.sessions) StartSessions();
   }
 
   bool Next(Request* request) override {
+    if (options_.sessions) return NextInSession(request);
     if (!NextArrival()) return false;
     const Phase& phase = phases_[phase_];
     const int64_t t_us = static_cast<int64_t>(t_us_);
@@ -73,7 +125,7 @@ class SyntheticGenerator final : public Generator {
     request->phase = static_cast<int32_t>(phase_);
     request->in_burst = InBurstWindow(phase, t_us);
 
-    const double shift = RotationShift(t_us);
+    const double shift = RotationShift(phase_, t_us);
     item_shift_ = static_cast<int64_t>(shift) % profile_.num_items;
     const int64_t user_shift = static_cast<int64_t>(shift) % profile_.num_users;
 
@@ -87,32 +139,7 @@ class SyntheticGenerator final : public Generator {
       const int64_t rank = user_zipf_.Sample(rng_);
       user_id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
     }
-    request->user_id = user_id;
-    request->crowd_user = crowd;
-    // Crowd users' events lean on the hot set while their burst lasts.
-    const double hot_share = crowd && request->in_burst ? options_.burst_hot_share : 0.0;
-
-    const int64_t now_ms = kEpochMs + t_us / 1000;
-    auto [it, inserted] = user_index_.try_emplace(user_id, static_cast<int32_t>(users_.size()));
-    if (inserted) users_.emplace_back();
-    UserState& user = users_[it->second];
-    if (inserted) {
-      const int32_t length = crowd ? NewCrowdHistoryLength() : InitialHistoryLength();
-      InitHistory(user, length, now_ms, hot_share);
-      request->first_visit = true;
-      request->new_events = length;
-    } else {
-      int64_t k = 1 + rng_.Poisson(std::max(0.0, new_events_mean_ - 1.0));
-      k = std::min<int64_t>(k, keep_after_truncation_);
-      request->truncated = AppendEvents(user, static_cast<int32_t>(k), now_ms, hot_share);
-      request->new_events = static_cast<int32_t>(k);
-    }
-    request->history_item_ids = user.items;
-    request->history_actions = user.actions;
-    request->history_timestamps_ms = user.timestamps_ms;
-
-    FillCandidates(request->in_burst);
-    request->candidate_item_ids = candidates_;
+    FillUserPart(request, user_id, crowd, new_events_mean_);
     return true;
   }
 
@@ -131,6 +158,229 @@ class SyntheticGenerator final : public Generator {
   const DatasetProfile& profile() const override { return profile_; }
 
  private:
+  // Everything after the choice of the user: the history (created or extended by about
+  // `new_events_mean` events) and the candidates.
+  void FillUserPart(Request* request, int64_t user_id, bool crowd, double new_events_mean) {
+    const int64_t t_us = request->arrival_us;
+    request->user_id = user_id;
+    request->crowd_user = crowd;
+    // Crowd users' events lean on the hot set while their burst lasts.
+    const double hot_share = crowd && request->in_burst ? options_.burst_hot_share : 0.0;
+
+    const int64_t now_ms = kEpochMs + t_us / 1000;
+    auto [it, inserted] = user_index_.try_emplace(user_id, static_cast<int32_t>(users_.size()));
+    if (inserted) users_.emplace_back();
+    UserState& user = users_[it->second];
+    if (inserted) {
+      const int32_t length = crowd ? NewCrowdHistoryLength() : InitialHistoryLength();
+      InitHistory(user, length, now_ms, hot_share);
+      request->first_visit = true;
+      request->new_events = length;
+    } else {
+      int64_t k = 1 + rng_.Poisson(std::max(0.0, new_events_mean - 1.0));
+      k = std::min<int64_t>(k, keep_after_truncation_);
+      request->truncated = AppendEvents(user, static_cast<int32_t>(k), now_ms, hot_share);
+      request->new_events = static_cast<int32_t>(k);
+    }
+    request->history_item_ids = user.items;
+    request->history_actions = user.actions;
+    request->history_timestamps_ms = user.timestamps_ms;
+
+    FillCandidates(request->in_burst);
+    request->candidate_item_ids = candidates_;
+  }
+
+  // ---- Sessions ----
+  //
+  // New sessions start as a non-homogeneous Poisson process at rate(t) / requests_mean, so that
+  // with requests_mean requests each the request rate is rate(t) (a session's follow-ups lag its
+  // start by its gaps, so the trend and burst curves come out smoothed by a session's length).
+  // Each active session keeps exactly one pending request in a min-heap; emitting it schedules the
+  // next one a gap later. The run starts in the steady state: a warm-up over the time a session
+  // can last simulates the sessions begun before time 0, and those still running at 0 go on.
+
+  void StartSessions() {
+    session_start_phase_ = 0;
+    session_start_t_us_ = static_cast<double>(phases_[0].start_us);
+    const SessionShape& shape = session_;
+    // Requests k such that P(length - 1 >= k) < 1e-3, and a bound on the time they take.
+    const double p = 1.0 / shape.requests_mean;
+    const double k = p >= 1.0 ? 0.0 : std::ceil(std::log(1e-3) / std::log1p(-p));
+    const double mean_gap_us =
+        std::exp(shape.gap_log_median + 0.5 * shape.gap_sigma * shape.gap_sigma) * 1e6;
+    const double warmup_us =
+        std::min(k * static_cast<double>(shape.gap_max_us), 2.0 * k * std::max(mean_gap_us, 1.0));
+    if (!(warmup_us > 0)) return;
+    const double rate = Rate(phases_[0], phases_[0].start_us) / shape.requests_mean;
+    double t = -warmup_us;
+    while (true) {
+      t += rng_.Exponential(1e6 / rate);
+      if (t >= 0) break;
+      const int64_t start_us = static_cast<int64_t>(std::floor(t));
+      const int64_t user_id = PickSessionUser(start_us, /*shift=*/0);
+      if (user_id < 0) continue;  // every user tried is busy: users are too few for the rate
+      UserSessionState& state = session_users_[user_id];
+      // Walk the session's requests up to the first one at or after 0.
+      int32_t remaining = SessionLength() - 1;
+      int32_t index = 0;
+      int64_t at_us = start_us;
+      while (at_us < 0 && remaining > 0) {
+        at_us += SessionGapUs();
+        ++index;
+        --remaining;
+      }
+      if (at_us < 0) {
+        state.away_until_us = at_us + shape.away_min_us;
+        continue;
+      }
+      state.active = true;
+      Schedule(at_us, user_id, index, remaining, /*crowd=*/false);
+    }
+  }
+
+  bool NextInSession(Request* request) {
+    const int64_t end_us = duration_us();
+    while (true) {
+      if (!session_start_ready_ && session_start_phase_ < phases_.size()) {
+        session_start_ready_ = NextSessionStart();
+      }
+      const bool start_first =
+          session_start_ready_ &&
+          (pending_.empty() || static_cast<double>(pending_.top().t_us) > session_start_t_us_);
+      if (start_first) {
+        session_start_ready_ = false;
+        BeginSession(static_cast<int64_t>(session_start_t_us_));
+        continue;
+      }
+      if (pending_.empty()) return false;
+      const PendingRequest next = pending_.top();
+      pending_.pop();
+      if (next.t_us >= end_us) {
+        session_users_[next.user_id].active = false;
+        continue;
+      }
+      while (next.t_us >= phases_[phase_].end_us()) EnterPhase(phase_ + 1);
+      EmitSessionRequest(next, request);
+      return true;
+    }
+  }
+
+  // Thinning against the phase's peak rate, as NextArrival, at 1 / requests_mean of the rate.
+  bool NextSessionStart() {
+    while (session_start_phase_ < phases_.size()) {
+      const Phase& phase = phases_[session_start_phase_];
+      const double peak = MaxRate(phase) / session_.requests_mean;
+      session_start_t_us_ += rng_.Exponential(1e6 / peak);
+      if (session_start_t_us_ >= static_cast<double>(phase.end_us())) {
+        ++session_start_phase_;
+        if (session_start_phase_ < phases_.size()) {
+          session_start_t_us_ = static_cast<double>(phases_[session_start_phase_].start_us);
+        }
+        continue;
+      }
+      const int64_t t = static_cast<int64_t>(session_start_t_us_);
+      if (phase.regime == Regime::kSteady ||
+          rng_.Uniform() * peak < Rate(phase, t) / session_.requests_mean) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void BeginSession(int64_t t_us) {
+    const Phase& phase = phases_[session_start_phase_];
+    const int32_t length = SessionLength();
+    int64_t user_id = -1;
+    bool crowd = false;
+    if (InBurstWindow(phase, t_us) && rng_.Bernoulli(options_.burst_new_user_share)) {
+      crowd = true;
+      for (int tries = 0; tries < kMaxUserDraws && user_id < 0; ++tries) {
+        const int64_t id =
+            profile_.num_users +
+            static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(options_.burst_users)));
+        auto it = session_users_.find(id);
+        if (it == session_users_.end() || !it->second.active) user_id = id;
+      }
+    } else {
+      const double shift = RotationShift(session_start_phase_, t_us);
+      user_id = PickSessionUser(t_us, static_cast<int64_t>(shift) % profile_.num_users);
+    }
+    if (user_id < 0) {
+      // Every user drawn is inside a session (users are too few for the rate): the session's
+      // requests are added to the next session that finds a free user, so that the request rate
+      // holds and no user ever has two sessions at once.
+      extend_next_session_ += length;
+      return;
+    }
+    session_users_[user_id].active = true;
+    const int32_t extra = static_cast<int32_t>(std::min<int64_t>(extend_next_session_, 1 << 20));
+    extend_next_session_ -= extra;
+    Schedule(t_us, user_id, /*index=*/0, length - 1 + extra, crowd);
+  }
+
+  // A user for a new session: Zipf by activity, preferring users neither in a session nor
+  // within their away time; then users merely away; -1 when every draw is in a session.
+  int64_t PickSessionUser(int64_t t_us, int64_t user_shift) {
+    int64_t fallback = -1;
+    for (int tries = 0; tries < kMaxUserDraws; ++tries) {
+      const int64_t rank = user_zipf_.Sample(rng_);
+      const int64_t id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
+      auto it = session_users_.find(id);
+      if (it == session_users_.end()) return id;
+      if (it->second.active) continue;
+      if (t_us >= it->second.away_until_us) return id;
+      if (fallback < 0) fallback = id;
+    }
+    return fallback;
+  }
+
+  void EmitSessionRequest(const PendingRequest& next, Request* request) {
+    const Phase& phase = phases_[phase_];
+    *request = Request();
+    request->arrival_us = next.t_us;
+    request->phase = static_cast<int32_t>(phase_);
+    request->in_burst = InBurstWindow(phase, next.t_us);
+    request->session_request = next.index;
+    const double shift = RotationShift(phase_, next.t_us);
+    item_shift_ = static_cast<int64_t>(shift) % profile_.num_items;
+    FillUserPart(request, next.user_id, next.crowd,
+                 next.index == 0 ? new_events_mean_ : session_.new_events_mean);
+    if (next.remaining > 0) {
+      Schedule(next.t_us + SessionGapUs(), next.user_id, next.index + 1, next.remaining - 1,
+               next.crowd);
+    } else {
+      UserSessionState& state = session_users_[next.user_id];
+      state.active = false;
+      state.away_until_us = next.t_us + session_.away_min_us;
+    }
+  }
+
+  void Schedule(int64_t t_us, int64_t user_id, int32_t index, int32_t remaining, bool crowd) {
+    PendingRequest pending;
+    pending.t_us = t_us;
+    pending.seq = next_seq_++;
+    pending.user_id = user_id;
+    pending.index = index;
+    pending.remaining = remaining;
+    pending.crowd = crowd;
+    pending_.push(pending);
+  }
+
+  // Geometric on {1, 2, ...} with mean requests_mean (inversion).
+  int32_t SessionLength() {
+    const double p = 1.0 / session_.requests_mean;
+    if (p >= 1.0) return 1;
+    const double n = 1.0 + std::floor(std::log(rng_.UniformPositive()) / std::log1p(-p));
+    return static_cast<int32_t>(std::min(n, 1e6));
+  }
+
+  int64_t SessionGapUs() {
+    const double gap_us =
+        std::exp(session_.gap_log_median + session_.gap_sigma * rng_.Normal()) * 1e6;
+    return std::clamp(static_cast<int64_t>(std::llround(std::min(gap_us, 1e15))),
+                      session_.gap_min_us, session_.gap_max_us);
+  }
+
   // (rank - shift) mod n for rank, shift in [0, n): no division on the per-event path.
   static int64_t Rotate(int64_t rank, int64_t shift, int64_t n) {
     const int64_t r = rank - shift;
@@ -174,10 +424,11 @@ class SyntheticGenerator final : public Generator {
     return t >= begin && t < end;
   }
 
-  // Popularity ranks rotated so far: trend seconds elapsed times the rotation speed.
-  double RotationShift(int64_t t_us) const {
-    const Phase& phase = phases_[phase_];
-    double trend_s = trend_before_s_[phase_];
+  // Popularity ranks rotated so far (at `t_us`, in phase `index`): trend seconds elapsed times the
+  // rotation speed.
+  double RotationShift(size_t index, int64_t t_us) const {
+    const Phase& phase = phases_[index];
+    double trend_s = trend_before_s_[index];
     if (phase.regime == Regime::kTrend) {
       trend_s += static_cast<double>(t_us - phase.start_us) * 1e-6;
     }
@@ -245,8 +496,8 @@ class SyntheticGenerator final : public Generator {
 
   void InitHistory(UserState& user, int32_t length, int64_t now_ms, double hot_share) {
     // Room to grow (histories never exceed the cap), so revisits rarely reallocate.
-    const size_t capacity = static_cast<size_t>(
-        std::min<int64_t>(profile_.max_history, 2 * int64_t{length} + 16));
+    const size_t capacity =
+        static_cast<size_t>(std::min<int64_t>(profile_.max_history, 2 * int64_t{length} + 16));
     user.items.reserve(capacity);
     user.actions.reserve(capacity);
     user.timestamps_ms.reserve(capacity);
@@ -325,6 +576,17 @@ class SyntheticGenerator final : public Generator {
   absl::flat_hash_map<int64_t, int32_t> user_index_;
   std::vector<UserState> users_;
   std::vector<int64_t> candidates_;
+
+  // Sessions.
+  static constexpr int kMaxUserDraws = 32;
+  SessionShape session_;
+  size_t session_start_phase_ = 0;
+  double session_start_t_us_ = 0;
+  bool session_start_ready_ = false;
+  int64_t extend_next_session_ = 0;
+  uint64_t next_seq_ = 0;
+  std::priority_queue<PendingRequest, std::vector<PendingRequest>, LaterFirst> pending_;
+  absl::flat_hash_map<int64_t, UserSessionState> session_users_;
 };
 
 }  // namespace
@@ -338,6 +600,18 @@ absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(const WorkloadO
   if (options.max_history > 0)
     profile.max_history = std::min(profile.max_history, options.max_history);
   profile.min_history = std::min(profile.min_history, profile.max_history);
+  if (options.sessions) {
+    const double gap_min_s =
+        options.session_gap_min_s > 0 ? options.session_gap_min_s : profile.session_gap_min_s;
+    const double gap_max_s =
+        options.session_gap_max_s > 0 ? options.session_gap_max_s : profile.session_gap_max_s;
+    if (gap_min_s > gap_max_s) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session_gap_min_s: must be <= session_gap_max_s, got ", gap_min_s, " > ",
+                       gap_max_s, " (profile ", profile.name, ": [", profile.session_gap_min_s,
+                       ", ", profile.session_gap_max_s, "])"));
+    }
+  }
   absl::StatusOr<std::vector<Phase>> phases =
       ParsePhases(options.phases, options.regime, options.duration_s);
   if (!phases.ok()) {

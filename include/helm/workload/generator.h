@@ -13,6 +13,18 @@
 // one step (Request::truncated), so its prefix changes once every cap/4 new events rather than on
 // every request (as a sliding window would).
 //
+// Sessions (WorkloadOptions::sessions, off by default): a user arrives, sends a few requests close
+// together, then stays away for long. New sessions start as a Poisson process at rate(t) divided
+// by the mean session length, so the request rate is still the regime's (smoothed over a
+// session's span); a session's length is geometric and its gaps log-normal, clamped to the
+// profile's range (profile.h); between two requests of a session the user appends
+// session_new_events_mean events, between sessions new_events_per_visit. The user of a new
+// session is drawn by activity (Zipf) among those neither in a session nor within their away time
+// (up to 32 draws; then one merely away; when all draws are in a session, which happens only when
+// users are far too few for the rate, the new session's requests are added to the next session
+// that starts). The run starts in the steady state: sessions begun before time 0 (a simulated
+// warm-up) are running at 0 and go on. Flash-crowd users of a burst come in sessions too.
+//
 // Trace replay (profile "trace") reads a CSV of events (trace.h) and turns a user's events into
 // requests whose history is the user's earlier events (see WorkloadOptions::trace_*).
 //
@@ -20,7 +32,9 @@
 // a returning user's request costs a few draws per new event and per candidate whatever its
 // history length (~2-7 us on a 2-core dev machine, 10K-event histories included). A user's first
 // request synthesises its whole past history once, ~40-60 ns per event. Memory: ~20 bytes per
-// history event held, for every user seen (histories never exceed max_history).
+// history event held, for every user seen (histories never exceed max_history). Sessions add a
+// heap operation per request (O(log sessions in progress)); their warm-up (the sessions begun
+// before time 0) runs once in Create, a few draws per session begun within a long session's span.
 //
 // Thread-safety: a Generator is thread-compatible (one thread calls Next; no internal locking).
 #pragma once
@@ -58,14 +72,17 @@ struct Request {
   bool truncated = false;
   bool in_burst = false;    // scheduled inside a burst phase's flash-crowd window
   bool crowd_user = false;  // one of the flash crowd's new users
+  // Sessions on: the request's position in its user's session (0: the session's first request;
+  // sessions already running at time 0 continue with their later positions). 0 when off.
+  int32_t session_request = 0;
 };
 
 class Generator {
  public:
-  // A synthetic generator for profiles "movielens-20m", "amazon-books", "kuairand", or a trace
-  // replay for "trace" (reads options.trace_path). InvalidArgument for inconsistent options, a
-  // malformed trace (naming the line and the reason) or a trace that yields no request; NotFound
-  // when the trace cannot be read.
+  // A synthetic generator for profiles "movielens-20m", "amazon-books", "kuairand", "taobao",
+  // "amazon-video-games", or a trace replay for "trace" (reads options.trace_path). InvalidArgument
+  // for inconsistent options, a malformed trace (naming the line and the reason) or a trace that
+  // yields no request; NotFound when the trace cannot be read.
   static absl::StatusOr<std::unique_ptr<Generator>> Create(const WorkloadOptions& options);
   virtual ~Generator() = default;
 

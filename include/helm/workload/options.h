@@ -13,7 +13,8 @@
 namespace helm::workload {
 
 struct WorkloadOptions {
-  // Dataset profile: "movielens-20m", "amazon-books", "kuairand", or "trace" (replay trace_path).
+  // Dataset profile: "movielens-20m", "amazon-books", "kuairand", "taobao", "amazon-video-games",
+  // or "trace" (replay trace_path).
   std::string profile = "movielens-20m";
   // Regime: "steady" (stationary Poisson), "trend" (diurnal rate, rotating popularity), "burst"
   // (flash crowd of new users on a hot item set). Used when `phases` is empty.
@@ -35,6 +36,18 @@ struct WorkloadOptions {
   // Action ids are drawn in [0, num_actions); keep it <= model.num_actions of the nodes.
   int32_t num_actions = 8;
   uint64_t seed = 42;
+
+  // Sessions: a user arrives, sends several requests close together, then is away for a long
+  // time (see generator.h). Off: every request picks its user independently (the stream is then
+  // the same as before sessions existed). The figures below override the profile's (0: the
+  // profile's own; profile.h documents them).
+  bool sessions = false;
+  double session_requests_mean = 0.0;    // mean requests per session (geometric, >= 1)
+  double session_gap_median_s = 0.0;     // median gap between a session's requests (s)
+  double session_gap_min_s = 0.0;        // gaps are clamped to [min, max] (s)
+  double session_gap_max_s = 0.0;        //
+  double session_new_events_mean = 0.0;  // mean events appended between a session's requests
+  double session_away_min_s = 0.0;       // time a user stays away between two sessions (s)
 
   // Trend regime: rate(t) = rate_per_s * (1 - amplitude * cos(2 pi t / period)), and item and
   // user popularity rotate: every second the popularity ranks shift by `trend_rotation_ranks_per_s`
@@ -73,7 +86,8 @@ struct WorkloadOptions {
   template <class V>
   void Describe(V& v) {
     v.Field("profile", profile, "dataset profile",
-            config::OneOf({"movielens-20m", "amazon-books", "kuairand", "trace"}));
+            config::OneOf({"movielens-20m", "amazon-books", "kuairand", "taobao",
+                           "amazon-video-games", "trace"}));
     v.Field("regime", regime, "arrival regime when phases is empty",
             config::OneOf({"steady", "trend", "burst"}));
     v.Field("rate_per_s", rate_per_s, "mean request rate (1/s)", config::InRange(0.001, 1e7));
@@ -95,6 +109,25 @@ struct WorkloadOptions {
     v.Field("num_actions", num_actions, "action ids drawn in [0, num_actions)",
             config::InRange<int32_t>(1, 1 << 16));
     v.Field("seed", seed, "random seed");
+    v.Field("sessions", sessions,
+            "users come in sessions: several requests close together, then away for long");
+    v.Field("session_requests_mean", session_requests_mean,
+            "sessions: mean requests per session (0: profile's)", config::InRange(0.0, 1e4));
+    v.Field("session_gap_median_s", session_gap_median_s,
+            "sessions: median gap between a session's requests (s; 0: profile's)",
+            config::InRange(0.0, 86400.0));
+    v.Field("session_gap_min_s", session_gap_min_s,
+            "sessions: smallest gap between a session's requests (s; 0: profile's)",
+            config::InRange(0.0, 86400.0));
+    v.Field("session_gap_max_s", session_gap_max_s,
+            "sessions: largest gap between a session's requests (s; 0: profile's)",
+            config::InRange(0.0, 86400.0));
+    v.Field("session_new_events_mean", session_new_events_mean,
+            "sessions: mean events appended between a session's requests (0: profile's)",
+            config::InRange(0.0, 1000.0));
+    v.Field("session_away_min_s", session_away_min_s,
+            "sessions: time a user stays away between two sessions (s; 0: profile's)",
+            config::InRange(0.0, 1e7));
     v.Field("trend_period_s", trend_period_s, "trend: diurnal period (s; 0: the phase's duration)",
             config::InRange(0.0, 1e7));
     v.Field("trend_amplitude", trend_amplitude, "trend: relative amplitude of the rate curve",
@@ -141,12 +174,26 @@ struct WorkloadOptions {
           absl::StrCat("burst_start_fraction + burst_length_fraction: must be <= 1, got ",
                        burst_start_fraction + burst_length_fraction));
     }
+    if (session_requests_mean > 0 && session_requests_mean < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session_requests_mean: must be >= 1 (or 0: the profile's), got ",
+                       session_requests_mean));
+    }
+    if (session_new_events_mean > 0 && session_new_events_mean < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("session_new_events_mean: must be >= 1 (or 0: the profile's), got ",
+                       session_new_events_mean));
+    }
     if (profile == "trace") {
       if (trace_path.empty()) {
         return absl::InvalidArgumentError("trace_path: must be set for profile trace");
       }
       if (!phases.empty()) {
         return absl::InvalidArgumentError("phases: must be empty for profile trace");
+      }
+      if (sessions) {
+        return absl::InvalidArgumentError(
+            "sessions: not for profile trace (a trace's own timestamps carry its sessions)");
       }
       return absl::OkStatus();
     }
