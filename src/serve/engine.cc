@@ -28,7 +28,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   HELM_ASSIGN_OR_RETURN(
       engine->kv_,
       kv::KvCache::Create(model::KvCacheOptionsFor(config.model, config.kv), engine->pool_.get()));
-  HELM_ASSIGN_OR_RETURN(engine->model_, model::Model::Create(model_options, config.emb, config.kv));
+  HELM_ASSIGN_OR_RETURN(engine->dims_, model::DimsFromOptions(config.model, config.emb, config.kv));
+  // Payload-free storage computes nothing: no weights, no kernels.
+  if (engine->pool_->storage()->has_payload()) {
+    HELM_ASSIGN_OR_RETURN(engine->model_,
+                          model::Model::Create(model_options, config.emb, config.kv));
+  }
   return engine;
 }
 
@@ -41,11 +46,14 @@ Engine::~Engine() {
 
 absl::StatusOr<std::unique_ptr<Worker>> Engine::NewWorker() const {
   std::unique_ptr<Worker> worker(new Worker());
-  HELM_ASSIGN_OR_RETURN(worker->workspace_, model_->NewWorkspace());
+  if (model_ != nullptr) {
+    HELM_ASSIGN_OR_RETURN(worker->workspace_, model_->NewWorkspace());
+  }
   return worker;
 }
 
 std::string Engine::backend_description() const {
+  if (model_ == nullptr) return absl::StrCat(pool_->storage()->name(), ", no kernels");
   return absl::StrCat(pool_->storage()->name(), ", ", model_->kernels().name(), " kernels");
 }
 

@@ -105,7 +105,10 @@ class Engine {
   pool::Pool& pool() const { return *pool_; }
   emb::EmbCache& emb() const { return *emb_; }
   kv::KvCache& kv() const { return *kv_; }
+  // The model; REQUIRES: storage with payload (payload-free storage builds no model).
   const model::Model& model() const { return *model_; }
+  // The model's shapes (also on payload-free storage).
+  const model::ModelDims& dims() const { return dims_; }
   // "cpu", "cpu (PCIe emulated at 25 GB/s)", "cuda:0 (...)", with the kernel path.
   std::string backend_description() const;
 
@@ -115,7 +118,8 @@ class Engine {
   std::unique_ptr<pool::Pool> pool_;
   std::unique_ptr<emb::EmbCache> emb_;
   std::unique_ptr<kv::KvCache> kv_;
-  std::unique_ptr<model::Model> model_;
+  model::ModelDims dims_;
+  std::unique_ptr<model::Model> model_;  // null on payload-free storage
 };
 
 }  // namespace helm::serve

@@ -1,0 +1,464 @@
+#include "helm/sim/simulator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <deque>
+#include <queue>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "helm/common/clock.h"
+#include "helm/common/hash.h"
+#include "helm/common/status.h"
+#include "helm/route/cluster_state.h"
+#include "helm/route/policy.h"
+#include "helm/serve/node_core.h"
+#include "helm/workload/generator.h"
+
+namespace helm::sim {
+namespace {
+
+// A request with columns of its own (the generator's views go stale at its next request).
+struct SimJob : serve::RankJob {
+  std::vector<int64_t> items, timestamps_ms, candidates;
+  std::vector<int32_t> actions;
+  int64_t arrival_us = 0;
+  int node = -1;  // where it was admitted
+  int attempts = 0;
+  route::RouteRequest route;
+  route::NodeSet tried;
+};
+
+enum class EventType : uint8_t { kArrival, kBatchDone, kWake, kPublish, kWindow };
+
+struct Event {
+  int64_t t_us;
+  uint64_t seq;
+  EventType type;
+  int32_t node;
+  int32_t slot;
+  bool operator>(const Event& o) const { return t_us != o.t_us ? t_us > o.t_us : seq > o.seq; }
+};
+
+route::NodeUpdate ToRouteUpdate(const serve::NodeStateUpdate& s) {
+  route::NodeUpdate u;
+  u.seq = s.seq;
+  u.full_snapshot = s.full_snapshot;
+  u.load = route::NodeLoadUpdate{.queue_depth = s.load.queue_depth,
+                                 .in_flight = s.load.in_flight,
+                                 .capacity = s.load.capacity,
+                                 .workers = s.load.workers,
+                                 .ewma_service_us = s.load.ewma_service_us,
+                                 .queue_capacity = s.load.queue_capacity,
+                                 .kv_occupancy = s.load.kv_occupancy,
+                                 .kv_eviction_rate = s.load.kv_eviction_rate};
+  u.committed_split = s.committed_split;
+  u.target_split = s.target_split;
+  u.draining = s.draining;
+  u.kv_resident_users = s.kv_resident_users;
+  u.kv_events.reserve(s.kv_events.size());
+  for (const kv::ResidencyEvent& e : s.kv_events) {
+    u.kv_events.push_back({.user_id = e.user_id,
+                           .cached_tokens = static_cast<int32_t>(e.cached_tokens),
+                           .history_start = e.history_start});
+  }
+  if (s.emb_summary.has_value()) {
+    u.emb_summary = route::EmbSummaryUpdate{.bits = s.emb_summary->bits,
+                                            .num_hashes = s.emb_summary->num_hashes,
+                                            .seed = s.emb_summary->seed,
+                                            .resident_rows = s.emb_summary->resident_rows};
+  }
+  return u;
+}
+
+}  // namespace
+
+struct Simulator::Impl {
+  struct Node {
+    std::unique_ptr<serve::NodeCore> core;
+    std::vector<std::unique_ptr<serve::Worker>> workers;
+    std::vector<serve::PreparedBatch> slots;
+    std::vector<bool> busy;
+    int64_t wake_at = serve::kNever;
+    int64_t busy_us = 0;
+    int64_t replies = 0, cached_tokens = 0, history_tokens = 0, emb_hits = 0, emb_lookups = 0;
+    double split_first = 0;
+  };
+
+  config::Config config;
+  FakeClock clock{0};
+  CostModel cost;
+  std::unique_ptr<workload::Generator> generator;
+  std::unique_ptr<route::Policy> policy;
+  route::ClusterState cluster;
+  std::vector<Node> nodes;
+  std::priority_queue<Event, std::vector<Event>, std::greater<Event>> events;
+  uint64_t seq = 0;
+  std::vector<std::unique_ptr<SimJob>> free_jobs;
+  int64_t end_us = 0;
+  int64_t row_bytes = 0;
+  int64_t outstanding = 0;
+
+  // Results.
+  SimResult result;
+  LatencyHistogram second_latency;
+  SimSecond current;
+  int64_t second_cached = 0, second_history = 0, second_emb_hits = 0, second_emb_lookups = 0;
+  int64_t total_cached = 0, total_history = 0, total_emb_hits = 0, total_emb_lookups = 0;
+
+  explicit Impl(CostModel c) : cost(std::move(c)) {}
+
+  void Schedule(int64_t t_us, EventType type, int node = -1, int slot = -1) {
+    events.push(Event{t_us, seq++, type, node, slot});
+  }
+
+  SimJob* NewJob() {
+    if (free_jobs.empty()) return new SimJob();
+    SimJob* job = free_jobs.back().release();
+    free_jobs.pop_back();
+    return job;
+  }
+  void Recycle(SimJob* job) { free_jobs.emplace_back(job); }
+
+  void OnAnswer(SimJob* job, const absl::Status& status) {
+    const int64_t now = clock.NowMicros();
+    if (job->node >= 0) cluster.OnComplete(job->node);
+    --outstanding;
+    if (status.ok()) {
+      const serve::RankOutput& out = job->output;
+      Node& n = nodes[job->node];
+      cluster.NoteResidency(job->node, job->route.user_id, out.resident_tokens,
+                            job->route.history_start);
+      const int64_t latency = now - job->arrival_us;
+      result.latency_us.Record(latency);
+      second_latency.Record(latency);
+      ++result.completions;
+      ++current.completions;
+      if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
+      const int64_t history = out.cached_tokens + out.computed_tokens;
+      const int64_t lookups = out.emb_hits + out.emb_misses;
+      ++n.replies;
+      n.cached_tokens += out.cached_tokens;
+      n.history_tokens += history;
+      n.emb_hits += out.emb_hits;
+      n.emb_lookups += lookups;
+      second_cached += out.cached_tokens;
+      second_history += history;
+      second_emb_hits += out.emb_hits;
+      second_emb_lookups += lookups;
+    } else {
+      ++result.failures;
+      ++current.failures;
+    }
+    Recycle(job);
+  }
+
+  // Routes `job` like helm-router: the policy's choice, then the next best on refusal.
+  void Route(SimJob* job) {
+    while (true) {
+      const route::RouteDecision d = policy->Decide(job->route, cluster, job->tried);
+      if (d.node < 0 || job->attempts >= config.router.max_attempts) {
+        job->node = -1;
+        job->done(job, absl::UnavailableError("no node admitted the request"));
+        return;
+      }
+      ++job->attempts;
+      job->tried.Insert(d.node);
+      cluster.OnDispatch(d.node);
+      if (d.new_user) cluster.OnPlaced(d.node);
+      if (nodes[d.node].core->Submit(job).ok()) {
+        job->node = d.node;
+        TryStart(d.node);
+        return;
+      }
+      cluster.OnComplete(d.node);
+    }
+  }
+
+  void TryStart(int n) {
+    Node& node = nodes[n];
+    std::vector<serve::QueuedJob*> batch;
+    for (size_t slot = 0; slot < node.busy.size(); ++slot) {
+      if (node.busy[slot]) continue;
+      const int64_t next = node.core->queue().TakeReady(&batch);
+      if (batch.empty()) {
+        if (next != serve::kNever && next < node.wake_at) {
+          node.wake_at = next;
+          Schedule(next, EventType::kWake, n);
+        }
+        return;
+      }
+      serve::PreparedBatch prepared = node.core->BeginBatch(batch);
+      BatchWork work;
+      for (serve::RankJob* job : prepared.jobs) {
+        const serve::Prepared& p = job->prepared;
+        work.requests.push_back(
+            RequestWork{.suffix_tokens = p.suffix_tokens(),
+                        .cached_tokens = p.cached_tokens(),
+                        .candidates = p.num_candidates(),
+                        .emb_rows_gathered = p.suffix_tokens() + p.num_candidates(),
+                        .emb_miss_bytes = p.emb_misses() * row_bytes});
+      }
+      const int64_t service_us =
+          work.requests.empty() ? 0 : std::max<int64_t>(1, std::llround(cost.BatchTimeUs(work)));
+      node.slots[slot] = std::move(prepared);
+      node.busy[slot] = true;
+      node.busy_us += service_us;
+      Schedule(clock.NowMicros() + service_us, EventType::kBatchDone, n, static_cast<int>(slot));
+    }
+  }
+
+  void CloseSecond(int64_t t_s) {
+    current.t_s = t_s;
+    current.p50_ms = second_latency.Quantile(0.5) / 1000.0;
+    current.p99_ms = second_latency.Quantile(0.99) / 1000.0;
+    current.kv_token_hit = second_history > 0 ? double(second_cached) / second_history : 0;
+    current.emb_hit = second_emb_lookups > 0 ? double(second_emb_hits) / second_emb_lookups : 0;
+    for (Node& n : nodes)
+      current.split.push_back(n.core->engine().pool().Snapshot().committed_split);
+    total_cached += second_cached;
+    total_history += second_history;
+    total_emb_hits += second_emb_hits;
+    total_emb_lookups += second_emb_lookups;
+    result.seconds.push_back(std::move(current));
+    current = SimSecond();
+    second_latency.Reset();
+    second_cached = second_history = second_emb_hits = second_emb_lookups = 0;
+  }
+
+  bool NextArrival() {
+    workload::Request r;
+    if (!generator->Next(&r) || r.arrival_us >= end_us) return false;
+    SimJob* job = NewJob();
+    job->items.assign(r.history_item_ids.begin(), r.history_item_ids.end());
+    job->actions.assign(r.history_actions.begin(), r.history_actions.end());
+    job->timestamps_ms.assign(r.history_timestamps_ms.begin(), r.history_timestamps_ms.end());
+    job->candidates.assign(r.candidate_item_ids.begin(), r.candidate_item_ids.end());
+    job->input = serve::RankInput();
+    job->input.user_id = r.user_id;
+    job->input.history_item_ids = job->items;
+    job->input.history_actions = job->actions;
+    job->input.history_timestamps_ms = job->timestamps_ms;
+    job->input.candidate_item_ids = job->candidates;
+    job->input.top_k = config.workload.top_k;
+    job->output = serve::RankOutput();
+    job->arrival_us = r.arrival_us;
+    job->deadline_us = r.arrival_us + int64_t{config.workload.deadline_ms} * 1000;
+    job->node = -1;
+    job->attempts = 0;
+    job->tried = route::NodeSet();
+    job->route = route::RouteRequest();
+    job->route.user_id = r.user_id;
+    job->route.history_length = static_cast<int32_t>(job->items.size());
+    if (!job->items.empty()) {
+      job->route.history_start =
+          HistoryStartFingerprint(job->items[0], job->actions[0], job->timestamps_ms[0]);
+    }
+    job->route.candidate_ids = job->candidates.data();
+    job->route.num_candidates = static_cast<int32_t>(job->candidates.size());
+    job->done = [this](serve::RankJob* j, const absl::Status& s) {
+      OnAnswer(static_cast<SimJob*>(j), s);
+    };
+    Schedule(r.arrival_us, EventType::kArrival, -1, -1);
+    pending_arrival = job;
+    return true;
+  }
+  SimJob* pending_arrival = nullptr;
+};
+
+absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Config& input) {
+  config::Config config = input;
+  config.pool.backend = "none";  // payload-free: the caches decide, the cost model times
+  if (const std::string error = config::FitWorkloadToNodes(config); !error.empty()) {
+    return absl::InvalidArgumentError(error);
+  }
+  const SimulatorOptions& s = config.simulator;
+  absl::StatusOr<CostProfile> profile =
+      s.calibration_path.empty() ? ProfileByName(s.gpu) : LoadCalibration(s.calibration_path);
+  if (!profile.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        s.calibration_path.empty() ? "simulator.gpu: " : "simulator.calibration_path: ",
+        profile.status().message()));
+  }
+  HELM_ASSIGN_OR_RETURN(model::ModelDims dims,
+                        model::DimsFromOptions(config.model, config.emb, config.kv));
+  HELM_ASSIGN_OR_RETURN(CostModel cost,
+                        CostModel::Create(dims, *profile, config.model.candidate_microbatch));
+  auto impl = std::make_unique<Impl>(std::move(cost));
+  impl->config = config;
+  impl->row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims.emb_dtype);
+  config.workload.seed = config.workload.seed ^ s.seed;
+  HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
+  HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
+  impl->end_us =
+      std::min<int64_t>(impl->generator->duration_us(), static_cast<int64_t>(s.duration_s * 1e6));
+  Impl* p = impl.get();
+  for (int i = 0; i < s.num_nodes; ++i) {
+    config::Config node_config = config;
+    node_config.node.id = absl::StrCat("node-", i);
+    HELM_ASSIGN_OR_RETURN(auto core, serve::NodeCore::Create(node_config, &p->clock));
+    Impl::Node node;
+    node.core = std::move(core);
+    for (int w = 0; w < config.node.workers; ++w) {
+      HELM_ASSIGN_OR_RETURN(auto worker, node.core->NewWorker());
+      node.workers.push_back(std::move(worker));
+    }
+    node.slots.resize(config.node.workers);
+    node.busy.assign(config.node.workers, false);
+    node.split_first = node.core->engine().pool().Snapshot().committed_split;
+    const int index = p->cluster.AddNode(node_config.node.id);
+    if (index != i) return absl::InvalidArgumentError("simulator.num_nodes: too many nodes");
+    p->cluster.SetHealthy(index, true);
+    p->nodes.push_back(std::move(node));
+  }
+  for (int i = 0; i < s.num_nodes; ++i) {
+    p->nodes[i].core->Subscribe([p, i](const serve::NodeStateUpdate& update) {
+      p->cluster.ApplyUpdate(i, ToRouteUpdate(update)).IgnoreError();
+    });
+  }
+  return std::unique_ptr<Simulator>(new Simulator(std::move(impl)));
+}
+
+Simulator::Simulator(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Simulator::~Simulator() = default;
+
+const CostModel& Simulator::cost_model() const { return impl_->cost; }
+
+absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
+  Impl& m = *impl_;
+  const auto wall_start = std::chrono::steady_clock::now();
+  const int64_t publish_us = int64_t{m.config.node.state_publish_interval_ms} * 1000;
+  const int64_t window_us = int64_t{m.config.node.stats_window_ms} * 1000;
+  const int64_t summary_every =
+      std::max<int64_t>(1, m.config.node.emb_summary_interval_ms /
+                               std::max(1, m.config.node.state_publish_interval_ms));
+  int64_t publishes = 0;
+  m.NextArrival();
+  m.Schedule(publish_us, EventType::kPublish);
+  m.Schedule(window_us, EventType::kWindow);
+  int64_t next_second_us = 1'000'000;
+  while (!m.events.empty()) {
+    const Event e = m.events.top();
+    // Only periodic events remain once the workload ended and every request was answered.
+    if (m.pending_arrival == nullptr && m.outstanding == 0 &&
+        (e.type == EventType::kPublish || e.type == EventType::kWindow)) {
+      break;
+    }
+    m.events.pop();
+    while (e.t_us >= next_second_us) {
+      m.CloseSecond(next_second_us / 1'000'000 - 1);
+      if (hooks.progress) hooks.progress(next_second_us / 1e6, m.result.completions);
+      next_second_us += 1'000'000;
+    }
+    m.clock.SetMicros(e.t_us);
+    switch (e.type) {
+      case EventType::kArrival: {
+        SimJob* job = m.pending_arrival;
+        m.pending_arrival = nullptr;
+        ++m.result.arrivals;
+        ++m.current.arrivals;
+        ++m.outstanding;
+        m.NextArrival();
+        m.Route(job);
+        break;
+      }
+      case EventType::kBatchDone: {
+        Impl::Node& node = m.nodes[e.node];
+        node.busy[e.slot] = false;
+        node.core->CompleteBatch(*node.workers[e.slot], node.slots[e.slot]);
+        m.TryStart(e.node);
+        break;
+      }
+      case EventType::kWake: {
+        Impl::Node& node = m.nodes[e.node];
+        if (node.wake_at == e.t_us) node.wake_at = serve::kNever;
+        m.TryStart(e.node);
+        break;
+      }
+      case EventType::kPublish: {
+        const bool summary = ++publishes % summary_every == 0;
+        for (Impl::Node& node : m.nodes) node.core->Publish(summary);
+        m.Schedule(e.t_us + publish_us, EventType::kPublish);
+        break;
+      }
+      case EventType::kWindow: {
+        for (Impl::Node& node : m.nodes) {
+          node.core->CloseWindow();
+          for (int i = 0; i < 64 && !node.core->StepResize().idle; ++i) {
+          }
+        }
+        m.Schedule(e.t_us + window_us, EventType::kWindow);
+        break;
+      }
+    }
+  }
+  const int64_t end = std::max<int64_t>(m.clock.NowMicros(), 1);
+  if (m.current.arrivals + m.current.completions + m.current.failures > 0) {
+    m.CloseSecond(next_second_us / 1'000'000 - 1);
+  }
+  SimResult& r = m.result;
+  r.simulated_s = end / 1e6;
+  r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+  r.kv_token_hit = m.total_history > 0 ? double(m.total_cached) / m.total_history : 0;
+  r.emb_hit = m.total_emb_lookups > 0 ? double(m.total_emb_hits) / m.total_emb_lookups : 0;
+  for (const Impl::Node& node : m.nodes) {
+    NodeResult n;
+    n.id = node.core->config().node.id;
+    n.replies = node.replies;
+    n.kv_token_hit = node.history_tokens > 0 ? double(node.cached_tokens) / node.history_tokens : 0;
+    n.emb_hit = node.emb_lookups > 0 ? double(node.emb_hits) / node.emb_lookups : 0;
+    n.split_first = node.split_first;
+    n.split_last = node.core->engine().pool().Snapshot().committed_split;
+    n.busy_fraction = double(node.busy_us) / (double(end) * node.busy.size());
+    r.nodes.push_back(n);
+  }
+  return std::move(r);
+}
+
+std::string ToJson(const SimResult& r, const config::Config& config) {
+  std::string out = "{\n";
+  absl::StrAppendFormat(&out, "  \"nodes\": %d,\n  \"profile\": \"%s\",\n  \"policy\": \"%s\",\n",
+                        config.simulator.num_nodes, config.workload.profile, config.router.policy);
+  absl::StrAppendFormat(&out,
+                        "  \"simulated_s\": %.6f,\n  \"arrivals\": %d,\n  \"completions\": %d,\n"
+                        "  \"failures\": %d,\n  \"slo_ms\": %.3f,\n  \"slo_attainment\": %.6f,\n"
+                        "  \"throughput_per_s\": %.6f,\n  \"goodput_per_s\": %.6f,\n",
+                        r.simulated_s, r.arrivals, r.completions, r.failures,
+                        config.workload.slo_ms, r.slo_attainment(), r.throughput_per_s(),
+                        r.goodput_per_s());
+  absl::StrAppendFormat(&out,
+                        "  \"latency_ms\": {\"p50\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
+                        "\"mean\": %.4f},\n",
+                        r.latency_us.Quantile(0.5) / 1000, r.latency_us.Quantile(0.99) / 1000,
+                        r.latency_us.Quantile(0.999) / 1000, r.latency_us.Mean() / 1000);
+  absl::StrAppendFormat(&out, "  \"kv_token_hit\": %.6f,\n  \"emb_hit\": %.6f,\n  \"per_node\": [",
+                        r.kv_token_hit, r.emb_hit);
+  for (size_t i = 0; i < r.nodes.size(); ++i) {
+    const NodeResult& n = r.nodes[i];
+    absl::StrAppendFormat(&out,
+                          "%s\n    {\"id\": \"%s\", \"replies\": %d, \"kv_token_hit\": %.6f, "
+                          "\"emb_hit\": %.6f, \"split_first\": %.4f, \"split_last\": %.4f, "
+                          "\"busy\": %.6f}",
+                          i == 0 ? "" : ",", n.id, n.replies, n.kv_token_hit, n.emb_hit,
+                          n.split_first, n.split_last, n.busy_fraction);
+  }
+  out += "\n  ]\n}\n";
+  return out;
+}
+
+std::string ToCsv(const SimResult& r) {
+  std::string out = "t_s,arrivals,completions,failures,p50_ms,p99_ms,kv_token_hit,emb_hit";
+  const size_t nodes = r.seconds.empty() ? 0 : r.seconds.front().split.size();
+  for (size_t i = 0; i < nodes; ++i) absl::StrAppend(&out, ",split_", i);
+  out += "\n";
+  for (const SimSecond& s : r.seconds) {
+    absl::StrAppendFormat(&out, "%d,%d,%d,%d,%.4f,%.4f,%.6f,%.6f", s.t_s, s.arrivals, s.completions,
+                          s.failures, s.p50_ms, s.p99_ms, s.kv_token_hit, s.emb_hit);
+    for (double split : s.split) absl::StrAppendFormat(&out, ",%.4f", split);
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace helm::sim
