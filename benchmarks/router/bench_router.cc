@@ -4,7 +4,9 @@
 // them); every node's EMB summary a 2^20-bit Bloom filter over ~100K resident item ids; loads set.
 // Requests: Zipf(1.0) users, 128 candidates (Zipf items), history 2K. Each policy picks for the
 // same request stream. Ends with HELM_RESULT route_decision_ns_32_nodes and
-// route_decision_ns_256_nodes (the helm policy's mean decision time).
+// route_decision_ns_256_nodes (the helm policy's mean decision time), and
+// route_decision_ns_32_nodes_new_users: the same requests from users with K/V on no node, placed
+// with bounded loads (the decision plus ClusterState::OnPlaced, as the router's dispatch does).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -96,22 +98,26 @@ World& TheWorld(int nodes) {
 }
 
 // What the router reads of request `r` (a 2048-event history; its start fingerprint computed per
-// request, as the router does).
-RouteRequest RequestFor(const World& world, int r) {
-  return RouteRequest{.user_id = world.users[r],
+// request, as the router does). `new_user`: from a user resident nowhere.
+RouteRequest RequestFor(const World& world, int r, bool new_user = false) {
+  const int64_t user = world.users[r] + (new_user ? kUsers : 0);
+  return RouteRequest{.user_id = user,
                       .history_length = 2048,
-                      .history_start = HistoryStartFingerprint(world.users[r], 0, 0),
+                      .history_start = HistoryStartFingerprint(user, 0, 0),
                       .candidate_ids = world.candidates[r].data(),
                       .num_candidates = kCandidates};
 }
 
-double MeasurePolicyNs(const Policy& policy, int nodes, int rounds) {
+double MeasurePolicyNs(const Policy& policy, int nodes, int rounds, bool new_users = false) {
   World& world = TheWorld(nodes);
   int64_t sink = 0;
   const auto start = std::chrono::steady_clock::now();
   for (int round = 0; round < rounds; ++round) {
     for (int r = 0; r < kRequests; ++r) {
-      sink += policy.Pick(RequestFor(world, r), world.cluster, {});
+      const RouteDecision decision =
+          policy.Decide(RequestFor(world, r, new_users), world.cluster, {});
+      if (decision.new_user) world.cluster.OnPlaced(decision.node);
+      sink += decision.node;
     }
   }
   const auto elapsed = std::chrono::steady_clock::now() - start;
@@ -159,7 +165,11 @@ int main(int argc, char** argv) {
         "  helm %.0f ns, round_robin %.0f ns (mean of %d decisions each)\n",
         sizes[i], helm_ns[i], rr_ns[i], 25 * helm::route::kRequests);
   }
+  const double new_user_ns = helm::route::MeasurePolicyNs(*helm_policy.value(), 32, 25, true);
+  std::printf("  helm, users with K/V on no node (bounded-load placement): %.0f ns over 32 nodes\n",
+              new_user_ns);
   std::printf("HELM_RESULT route_decision_ns_32_nodes %.0f\n", helm_ns[0]);
   std::printf("HELM_RESULT route_decision_ns_256_nodes %.0f\n", helm_ns[1]);
+  std::printf("HELM_RESULT route_decision_ns_32_nodes_new_users %.0f\n", new_user_ns);
   return 0;
 }

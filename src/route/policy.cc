@@ -46,6 +46,7 @@ class HelmPolicy final : public Policy {
         w_emb_(options.w_emb),
         w_load_(options.w_load),
         w_mem_(options.w_mem),
+        use_pressure_(options.w_mem > 0),
         mem_knee_(options.mem_knee),
         inv_knee_span_(1.0 / (1.0 - options.mem_knee)),
         mem_eviction_weight_(options.mem_eviction_weight),
@@ -129,8 +130,10 @@ class HelmPolicy final : public Policy {
   const char* name() const override { return "helm"; }
 
  private:
-  // pressure(n) in [0, 1] (policy.h).
+  // pressure(n) in [0, 1] (policy.h); 0 when w_mem is 0, which turns memory pressure off in the
+  // placement bound too (equal shares).
   double Pressure(const ClusterState& cluster, int n) const {
+    if (!use_pressure_) return 0.0;
     const double over = cluster.kv_occupancy(n) - mem_knee_;
     // Both terms are >= 0: ClusterState keeps reported values in range.
     return std::min(1.0, (over > 0 ? over * inv_knee_span_ : 0.0) +
@@ -139,6 +142,7 @@ class HelmPolicy final : public Policy {
   static double Headroom(double pressure) { return std::max(kMinHeadroom, 1.0 - pressure); }
 
   double w_kv_, w_emb_, w_load_, w_mem_;
+  bool use_pressure_;
   double mem_knee_, inv_knee_span_, mem_eviction_weight_;
   double placement_slack_;
   int emb_sample_;

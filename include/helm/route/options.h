@@ -31,7 +31,7 @@ struct RouterOptions {
   int32_t emb_sample = 16;
   // KV memory pressure (policy.h): pressure(n) = clamp((kv_occupancy - mem_knee) / (1 - mem_knee)
   // + mem_eviction_weight x kv_eviction_rate, 0, 1), weighted by w_mem in the score and setting
-  // each node's share of new users.
+  // each node's share of new users (w_mem 0: memory pressure ignored, equal shares).
   double w_mem = 1.0;                 // weight of memory pressure in the score
   double mem_knee = 0.8;              // KV occupancy (share of capacity) where pressure starts
   double mem_eviction_weight = 10.0;  // pressure per unit of eviction rate (capacity per second)

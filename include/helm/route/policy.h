@@ -8,7 +8,8 @@
 //                      pressure(n) = clamp(max(0, occupancy(n) - mem_knee) / (1 - mem_knee)
 //                                          + mem_eviction_weight * eviction_rate(n), 0, 1),
 //                    charged in proportion to the K/V the request would add there (1 - kv), so it
-//                    repels new users as a queue does while a user's own node keeps its affinity.
+//                    repels new users as a queue does while a user's own node keeps its affinity
+//                    (w_mem 0: pressure is taken as 0 everywhere, in the bound below too).
 //                    A user with K/V on no candidate (a new user) is placed with bounded loads:
 //                    with placed(n) its recent new-user placements (ClusterState), T their sum over
 //                    candidates, headroom(n) = max(0.05, 1 - pressure(n)) and H their sum, node n
