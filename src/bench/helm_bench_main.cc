@@ -115,8 +115,12 @@ int main(int argc, char** argv) {
                  "comma-separated node host:port to poll with GetStats (default: router.nodes; "
                  "'none' to skip)");
   cli.add_option("--profile", profile,
-                 "workload profile: movielens-20m, amazon-books, kuairand, "
-                 "trace");
+                 "workload profile: movielens-20m, amazon-books, kuairand, taobao, "
+                 "amazon-video-games, trace");
+  bool sessions = false;
+  cli.add_flag("--sessions", sessions,
+               "users come in sessions (several requests seconds apart, then away; "
+               "workload.sessions)");
   cli.add_option("--regime", regime, "steady, trend or burst (one phase)");
   cli.add_option("--phases", phases, "phases, e.g. steady:20,trend:30,burst:20");
   cli.add_option("--rate", rate, "mean request rate (1/s)");
@@ -146,6 +150,7 @@ int main(int argc, char** argv) {
       helm::app::LoadConfigOrExit(common, "helm-bench", [&](helm::config::Config& c) {
         helm::workload::WorkloadOptions& w = c.workload;
         if (!profile.empty()) w.profile = profile;
+        if (sessions) w.sessions = true;
         if (!regime.empty()) {
           w.regime = regime;
           if (phases.empty()) w.phases.clear();

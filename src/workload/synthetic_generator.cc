@@ -197,7 +197,8 @@ class SyntheticGenerator final : public Generator {
   // start by its gaps, so the trend and burst curves come out smoothed by a session's length).
   // Each active session keeps exactly one pending request in a min-heap; emitting it schedules the
   // next one a gap later. The run starts in the steady state: a warm-up over the time a session
-  // can last simulates the sessions begun before time 0, and those still running at 0 go on.
+  // can last simulates the sessions begun before time 0, and those still running at 0 go on
+  // (with a user each; users whose sessions ended before 0 are not tracked).
 
   void StartSessions() {
     session_start_phase_ = 0;
@@ -216,24 +217,20 @@ class SyntheticGenerator final : public Generator {
     while (true) {
       t += rng_.Exponential(1e6 / rate);
       if (t >= 0) break;
-      const int64_t start_us = static_cast<int64_t>(std::floor(t));
-      const int64_t user_id = PickSessionUser(start_us, /*shift=*/0);
-      if (user_id < 0) continue;  // every user tried is busy: users are too few for the rate
-      UserSessionState& state = session_users_[user_id];
-      // Walk the session's requests up to the first one at or after 0.
+      // Walk the session's requests up to the first one at or after 0; only sessions still
+      // running then need a user (the others would only have set an away time).
       int32_t remaining = SessionLength() - 1;
       int32_t index = 0;
-      int64_t at_us = start_us;
+      int64_t at_us = static_cast<int64_t>(std::floor(t));
       while (at_us < 0 && remaining > 0) {
         at_us += SessionGapUs();
         ++index;
         --remaining;
       }
-      if (at_us < 0) {
-        state.away_until_us = at_us + shape.away_min_us;
-        continue;
-      }
-      state.active = true;
+      if (at_us < 0) continue;
+      const int64_t user_id = PickSessionUser(0, /*user_shift=*/0);
+      if (user_id < 0) continue;  // every user drawn is in a session: users are too few
+      session_users_[user_id].active = true;
       Schedule(at_us, user_id, index, remaining, /*crowd=*/false);
     }
   }
