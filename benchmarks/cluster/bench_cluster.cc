@@ -11,6 +11,11 @@
 //    throughput under round robin when offered far more than it can serve).
 //      kv_hit_helm_vs_round_robin = KV token hit ratio (helm) / (round_robin)
 //      p99_helm_vs_round_robin    = P99 latency (helm) / (round_robin)
+// 3. Sessions without herding. The same workload shaped into sessions (a user sends several
+//    requests close together, then stays away), at light load (--session-load of the capacity,
+//    default 30%), under round_robin and then helm:
+//      placement_max_share               = the busiest node's share of helm's replies (fair: 1/N)
+//      kv_hit_session_helm_vs_round_robin = KV token hit ratio (helm) / (round_robin)
 // Each run's table, summary.json, timeseries.csv and plot.png go under --out.
 #include <unistd.h>
 
@@ -41,11 +46,12 @@ namespace {
 struct Flags {
   std::string bin_dir;
   std::string out_dir = "out/bench-cluster";
-  double seconds = 60;     // per policy run
-  int hop_rounds = 1000;   // rounds of (echo, direct, router)
-  int hop_history = 2048;  // history events of the router-hop requests
-  double load = 0.7;       // offered load over the measured capacity
-  double rate = 0;         // requests/s for the policy runs; 0: load x measured capacity
+  double seconds = 60;        // per policy run
+  int hop_rounds = 1000;      // rounds of (echo, direct, router)
+  int hop_history = 2048;     // history events of the router-hop requests
+  double load = 0.7;          // offered load over the measured capacity
+  double session_load = 0.3;  // offered load of the session runs over the measured capacity
+  double rate = 0;            // requests/s for the policy runs; 0: load x measured capacity
   int num_nodes = 2;
   std::string python = "/usr/bin/python3";
   std::string plot_script = std::string(HELM_SOURCE_DIR) + "/scripts/plot_bench.py";
@@ -188,13 +194,14 @@ HopResult MeasureHop(const Flags& flags, const config::Config& config,
 absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& config,
                                  const std::string& config_path, const std::string& policy,
                                  double rate, double seconds, const std::string& out_dir,
-                                 int32_t max_in_flight = 0) {
+                                 int32_t max_in_flight = 0, bool sessions = false) {
   auto cluster = StartCluster(flags, config_path, policy, out_dir + "/logs");
   if (cluster == nullptr) return absl::UnavailableError("the cluster did not start");
   workload::WorkloadOptions w = config.workload;
   w.rate_per_s = rate;
   w.duration_s = seconds;
   w.phases.clear();
+  w.sessions = sessions;
   absl::StatusOr<std::unique_ptr<workload::Generator>> generator = workload::Generator::Create(w);
   if (!generator.ok()) return generator.status();
   LoadOptions load;
@@ -206,8 +213,8 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   load.top_k = w.top_k;
   load.progress = stderr;
   load.progress_in_place = isatty(fileno(stderr)) != 0;
-  std::fprintf(stderr, "== %s: %s steady at %.1f/s for %.0f s\n", policy.c_str(), w.profile.c_str(),
-               rate, seconds);
+  std::fprintf(stderr, "== %s: %s steady%s at %.1f/s for %.0f s\n", policy.c_str(),
+               w.profile.c_str(), sessions ? " in sessions" : "", rate, seconds);
   absl::StatusOr<std::unique_ptr<LoadGenerator>> runner =
       LoadGenerator::Create(load, *std::move(generator));
   if (!runner.ok()) return runner.status();
@@ -246,6 +253,8 @@ int Main(int argc, char** argv) {
   cli.add_option("--hop-history", flags.hop_history, "history events of the router-hop requests");
   cli.add_option("--load", flags.load, "offered load over the measured capacity");
   cli.add_option("--rate", flags.rate, "request rate of the policy runs (1/s; 0: from --load)");
+  cli.add_option("--session-load", flags.session_load,
+                 "offered load of the session runs over the measured capacity (0: skip them)");
   cli.add_option("--nodes", flags.num_nodes, "node processes");
   cli.add_option("--python", flags.python, "Python with matplotlib for the plots");
   app::ParseFlagsOrExit(cli, argc, argv);
@@ -272,6 +281,7 @@ int Main(int argc, char** argv) {
   if (!hop.ok) return 1;
 
   double rate = flags.rate;
+  double capacity = 0;
   if (rate <= 0) {
     // Capacity: the throughput of the cluster offered far more than it can serve (4x the
     // config's rate, at most 32 requests in flight; the rest are dropped, never queued).
@@ -285,7 +295,7 @@ int Main(int argc, char** argv) {
                                   : std::string(saturated.status().message()).c_str());
       return 1;
     }
-    const double capacity = saturated->overall.throughput_per_s;
+    capacity = saturated->overall.throughput_per_s;
     rate = flags.load * capacity;
     std::printf(
         "capacity (throughput under overload, round robin): %.1f/s; policy runs at "
@@ -328,6 +338,40 @@ int Main(int argc, char** argv) {
   if (a.latency.p99_us > 0 && b.latency.p99_us > 0) {
     std::printf("HELM_RESULT p99_helm_vs_round_robin %.3f\n",
                 static_cast<double>(b.latency.p99_us) / a.latency.p99_us);
+  }
+  if (flags.session_load <= 0) return 0;
+
+  // Sessions at light load: where cache warmth alone would herd new users onto one node.
+  const double session_rate =
+      capacity > 0 ? flags.session_load * capacity : rate * flags.session_load / flags.load;
+  absl::StatusOr<Report> srr =
+      RunPolicy(flags, config, config_path, "round_robin", session_rate, flags.seconds,
+                flags.out_dir + "/sessions_round_robin", /*max_in_flight=*/0, /*sessions=*/true);
+  absl::StatusOr<Report> shelm =
+      RunPolicy(flags, config, config_path, "helm", session_rate, flags.seconds,
+                flags.out_dir + "/sessions_helm", /*max_in_flight=*/0, /*sessions=*/true);
+  if (!srr.ok() || !shelm.ok()) {
+    std::fprintf(stderr, "helm_bench_cluster: %s\n",
+                 std::string((srr.ok() ? shelm.status() : srr.status()).message()).c_str());
+    return 1;
+  }
+  int64_t most = 0, replies = 0;
+  for (const NodeSummary& n : shelm->overall.nodes) {
+    most = std::max(most, n.replies);
+    replies += n.replies;
+  }
+  std::printf("sessions at %.1f/s: helm replies per node:", session_rate);
+  for (const NodeSummary& n : shelm->overall.nodes) {
+    std::printf(" %s %lld", n.node_id.c_str(), static_cast<long long>(n.replies));
+  }
+  std::printf("; KV token hit helm %.3f, round_robin %.3f\n", shelm->overall.kv_token_hit_ratio,
+              srr->overall.kv_token_hit_ratio);
+  if (replies > 0) {
+    std::printf("HELM_RESULT placement_max_share %.3f\n", static_cast<double>(most) / replies);
+  }
+  if (srr->overall.kv_token_hit_ratio > 0) {
+    std::printf("HELM_RESULT kv_hit_session_helm_vs_round_robin %.3f\n",
+                shelm->overall.kv_token_hit_ratio / srr->overall.kv_token_hit_ratio);
   }
   return 0;
 }
