@@ -231,6 +231,41 @@ TEST(HelmPolicy, PlacesNewUsersWithinTheBoundWhateverEmbSummariesTheNodesPublish
   }
 }
 
+TEST(HelmPolicy, SessionTrafficOnTwoNodesDoesNotHerdOntoTheWarmerEmbCache) {
+  // The replay in miniature: users come in sessions (a new user's first request places
+  // it, the rest of the session follows its K/V), and node 1's EMB cache holds every candidate.
+  std::mt19937_64 rng(Seed());
+  SCOPED_TRACE(testing::Message() << "seed " << Seed());
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 2);
+  std::vector<int64_t> candidates;
+  for (int64_t i = 0; i < 64; ++i) candidates.push_back(9000 + i);
+  PublishSummary(cluster, 0, {});
+  PublishSummary(cluster, 1, candidates);
+  auto policy = Make("helm");
+  std::array<int, 2> replies{};
+  std::geometric_distribution<int> extra_requests(0.25);  // sessions of 4 requests on average
+  for (int u = 0; u < 600; ++u) {
+    const int64_t user = static_cast<int64_t>(rng() >> 1);
+    int32_t history = 20 + static_cast<int32_t>(rng() % 200);
+    const int requests = 1 + extra_requests(rng);
+    for (int r = 0; r < requests; ++r, history += 3) {
+      const RouteDecision decision =
+          policy->Decide(Request(user, history, &candidates), cluster, {});
+      ASSERT_GE(decision.node, 0);
+      ASSERT_EQ(decision.new_user, r == 0);
+      cluster.OnDispatch(decision.node);
+      if (decision.new_user) cluster.OnPlaced(decision.node);
+      cluster.OnComplete(decision.node);
+      cluster.NoteResidency(decision.node, user, history, 0);  // the reply's resident_tokens
+      ++replies[decision.node];
+    }
+  }
+  const double largest_share =
+      static_cast<double>(std::max(replies[0], replies[1])) / (replies[0] + replies[1]);
+  EXPECT_LE(largest_share, 0.6) << replies[0] << " vs " << replies[1];
+}
+
 TEST(HelmPolicy, NodeWithAFullEvictingKvCacheReceivesFewerNewUsersThanAnIdlePeer) {
   std::mt19937_64 rng(Seed());
   ClusterState cluster;

@@ -37,7 +37,7 @@ struct RouterOptions {
   double mem_eviction_weight = 10.0;  // pressure per unit of eviction rate (capacity per second)
   // Bounded-load placement of users with K/V on no node: a node takes one only while its recent
   // new-user placements stay within (1 + placement_slack) x its fair share.
-  double placement_slack = 0.1;
+  double placement_slack = 0.05;
   // Attempts per request at most (the first try included) on UNAVAILABLE / broken connections.
   int32_t max_attempts = 3;
   // Health checks: interval, and consecutive failures before a node is taken out.
