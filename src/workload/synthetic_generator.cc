@@ -55,7 +55,8 @@ struct LaterFirst {
 // Where a user stands with respect to sessions.
 struct UserSessionState {
   bool active = false;
-  int64_t away_until_us = 0;  // no new session before this while other users are free
+  int64_t away_until_us = 0;   // no new session before this while other users are free
+  int64_t extra_requests = 0;  // requests to send after the session's own (users too few)
 };
 
 class SyntheticGenerator final : public Generator {
@@ -228,7 +229,8 @@ class SyntheticGenerator final : public Generator {
         --remaining;
       }
       if (at_us < 0) continue;
-      const int64_t user_id = PickSessionUser(0, /*user_shift=*/0);
+      int64_t busy_user = -1;
+      const int64_t user_id = PickSessionUser(0, /*user_shift=*/0, &busy_user);
       if (user_id < 0) continue;  // every user drawn is in a session: users are too few
       session_users_[user_id].active = true;
       Schedule(at_us, user_id, index, remaining, /*crowd=*/false);
@@ -290,7 +292,8 @@ class SyntheticGenerator final : public Generator {
     int64_t user_id = -1;
     bool crowd = false;
     if (InBurstWindow(phase, t_us) && rng_.Bernoulli(options_.burst_new_user_share)) {
-      crowd = true;
+      // A flash-crowd user not in a session. When the crowd is too small for its share of the
+      // sessions, a regular user takes the session (the rate holds, the crowd's share falls).
       for (int tries = 0; tries < kMaxUserDraws && user_id < 0; ++tries) {
         const int64_t id =
             profile_.num_users +
@@ -298,37 +301,51 @@ class SyntheticGenerator final : public Generator {
         auto it = session_users_.find(id);
         if (it == session_users_.end() || !it->second.active) user_id = id;
       }
-    } else {
+      crowd = user_id >= 0;
+    }
+    int64_t busy_user = -1;
+    if (user_id < 0) {
       const double shift = RotationShift(session_start_phase_, t_us);
-      user_id = PickSessionUser(t_us, static_cast<int64_t>(shift) % profile_.num_users);
+      user_id = PickSessionUser(t_us, static_cast<int64_t>(shift) % profile_.num_users, &busy_user);
     }
     if (user_id < 0) {
-      // Every user drawn is inside a session (users are too few for the rate): the session's
-      // requests are added to the next session that finds a free user, so that the request rate
-      // holds and no user ever has two sessions at once.
-      extend_next_session_ += length;
+      // Every user drawn is in a session (users far too few for the rate): the last one drawn
+      // takes this session's requests after its own, so that the requests are all sent and no
+      // user ever has two sessions at once.
+      UserSessionState& state = session_users_[busy_user];
+      state.extra_requests = std::min<int64_t>(state.extra_requests + length, 1 << 30);
       return;
     }
     session_users_[user_id].active = true;
-    const int32_t extra = static_cast<int32_t>(std::min<int64_t>(extend_next_session_, 1 << 20));
-    extend_next_session_ -= extra;
-    Schedule(t_us, user_id, /*index=*/0, length - 1 + extra, crowd);
+    Schedule(t_us, user_id, /*index=*/0, length - 1, crowd);
   }
 
-  // A user for a new session: Zipf by activity, preferring users neither in a session nor
-  // within their away time; then users merely away; -1 when every draw is in a session.
-  int64_t PickSessionUser(int64_t t_us, int64_t user_shift) {
-    int64_t fallback = -1;
+  // A user for a new session: Zipf by activity, preferring users neither in a session nor within
+  // their away time, then users merely away, then any user not in a session (uniform draws).
+  // -1 when every draw is in a session; `busy_user` is then the last one drawn.
+  int64_t PickSessionUser(int64_t t_us, int64_t user_shift, int64_t* busy_user) {
+    int64_t away = -1;
     for (int tries = 0; tries < kMaxUserDraws; ++tries) {
       const int64_t rank = user_zipf_.Sample(rng_);
       const int64_t id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
       auto it = session_users_.find(id);
       if (it == session_users_.end()) return id;
-      if (it->second.active) continue;
+      if (it->second.active) {
+        *busy_user = id;
+        continue;
+      }
       if (t_us >= it->second.away_until_us) return id;
-      if (fallback < 0) fallback = id;
+      if (away < 0) away = id;
     }
-    return fallback;
+    if (away >= 0) return away;
+    for (int tries = 0; tries < kMaxUserDraws; ++tries) {
+      const int64_t id =
+          static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(profile_.num_users)));
+      auto it = session_users_.find(id);
+      if (it == session_users_.end() || !it->second.active) return id;
+      *busy_user = id;
+    }
+    return -1;
   }
 
   void EmitSessionRequest(const PendingRequest& next, Request* request) {
@@ -345,8 +362,11 @@ class SyntheticGenerator final : public Generator {
     if (next.remaining > 0) {
       Schedule(next.t_us + SessionGapUs(), next.user_id, next.index + 1, next.remaining - 1,
                next.crowd);
+    } else if (UserSessionState& state = session_users_[next.user_id]; state.extra_requests > 0) {
+      const int32_t more = static_cast<int32_t>(state.extra_requests);
+      state.extra_requests = 0;
+      Schedule(next.t_us + SessionGapUs(), next.user_id, next.index + 1, more - 1, next.crowd);
     } else {
-      UserSessionState& state = session_users_[next.user_id];
       state.active = false;
       state.away_until_us = next.t_us + session_.away_min_us;
     }
@@ -580,7 +600,6 @@ class SyntheticGenerator final : public Generator {
   size_t session_start_phase_ = 0;
   double session_start_t_us_ = 0;
   bool session_start_ready_ = false;
-  int64_t extend_next_session_ = 0;
   uint64_t next_seq_ = 0;
   std::priority_queue<PendingRequest, std::vector<PendingRequest>, LaterFirst> pending_;
   absl::flat_hash_map<int64_t, UserSessionState> session_users_;

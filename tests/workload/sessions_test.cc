@@ -168,6 +168,43 @@ TEST(WorkloadSessions, RequestsOfASessionComeBackToBackWithinTheProfilesGaps) {
   }
 }
 
+// With sessions the burst multiplies the rate at which sessions start; the request rate follows
+// as the sessions unfold (smoothed over a session's span: the burst's requests trail its sessions).
+TEST(WorkloadSessions, BurstBringsTheFlashCrowdInSessions) {
+  WorkloadOptions options = SessionOptions("movielens-20m", TestSeed());
+  options.phases = "steady:60,burst:120";
+  options.burst_start_fraction = 0.0;
+  options.burst_length_fraction = 1.0;
+  options.burst_users = 100000;  // enough crowd users for the crowd's share of the sessions
+  std::unique_ptr<Generator> generator = MustCreate(options);
+  absl::flat_hash_map<int64_t, int32_t> last_index;
+  int64_t steady = 0, steady_starts = 0, burst_starts = 0, crowd_starts = 0, burst_late = 0;
+  int64_t out_of_order = 0;
+  Request r;
+  while (generator->Next(&r)) {
+    const bool start = r.session_request == 0;
+    if (r.phase == 0) {
+      ++steady;
+      steady_starts += start;
+    } else {
+      burst_starts += start;
+      crowd_starts += start && r.crowd_user;
+      if (r.arrival_us >= 120'000'000) ++burst_late;  // a minute into the burst
+    }
+    auto [it, inserted] = last_index.try_emplace(r.user_id, r.session_request);
+    if (!inserted && r.session_request > 0 && it->second != r.session_request - 1) ++out_of_order;
+    it->second = r.session_request;
+  }
+  const double start_ratio = (burst_starts / 120.0) / (steady_starts / 60.0);
+  EXPECT_NEAR(start_ratio, options.burst_rate_multiplier, 0.3) << "seed " << options.seed;
+  EXPECT_NEAR(static_cast<double>(crowd_starts) / burst_starts, options.burst_new_user_share, 0.05)
+      << "seed " << options.seed;
+  const double late_ratio = (burst_late / 60.0) / (steady / 60.0);
+  EXPECT_GT(late_ratio, 0.75 * options.burst_rate_multiplier) << "seed " << options.seed;
+  EXPECT_LT(late_ratio, 1.1 * options.burst_rate_multiplier) << "seed " << options.seed;
+  EXPECT_EQ(out_of_order, 0);
+}
+
 TEST(WorkloadSessions, HistoryGrowsAcrossASession) {
   const uint64_t seed = TestSeed();
   for (const char* profile : {"amazon-books", "kuairand"}) {

@@ -15,15 +15,18 @@
 //
 // Sessions (WorkloadOptions::sessions, off by default): a user arrives, sends a few requests close
 // together, then stays away for long. New sessions start as a Poisson process at rate(t) divided
-// by the mean session length, so the request rate is still the regime's (smoothed over a
-// session's span); a session's length is geometric and its gaps log-normal, clamped to the
-// profile's range (profile.h); between two requests of a session the user appends
-// session_new_events_mean events, between sessions new_events_per_visit. The user of a new
-// session is drawn by activity (Zipf) among those neither in a session nor within their away time
-// (up to 32 draws; then one merely away; when all draws are in a session, which happens only when
-// users are far too few for the rate, the new session's requests are added to the next session
-// that starts). The run starts in the steady state: sessions begun before time 0 (a simulated
-// warm-up) are running at 0 and go on. Flash-crowd users of a burst come in sessions too.
+// by the mean session length, so the request rate is still the regime's, smoothed over a session's
+// span (a burst's extra requests trail its sessions by up to a few minutes). A session's length is
+// geometric and its gaps log-normal, clamped to the profile's range (profile.h); between two
+// requests of a session the user appends session_new_events_mean events, between sessions
+// new_events_per_visit. A new session's user is drawn by activity (Zipf) among users neither in a
+// session nor within their away time (32 draws); failing that, one merely away; then any user
+// not in a session (32 uniform draws); and when every draw is in a session (users far too few for
+// the rate) the last one drawn sends the session's requests after its own. A burst's flash-crowd
+// sessions go to crowd users not in a session, or, when the crowd is too small for its share of
+// the sessions, to regular users. The run starts in the steady state: the sessions begun before
+// time 0 (a simulated warm-up) that are still running at 0 go on. Request::session_request gives
+// each request's position in its session.
 //
 // Trace replay (profile "trace") reads a CSV of events (trace.h) and turns a user's events into
 // requests whose history is the user's earlier events (see WorkloadOptions::trace_*).
