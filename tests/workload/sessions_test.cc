@@ -66,8 +66,9 @@ TEST(WorkloadSessions, OffLeavesTheStreamUnchanged) {
   }
 }
 
-// Bound on |mean session length - profile's mean|, in standard errors of the mean (a sweep of
-// seeds sets it; see below).
+// Bound on |mean session length - profile's mean|, in standard errors of the mean. A sweep of 200
+// seeds (MeanSessionLengthMatchesTheProfile, both profiles) gave deviations of mean +0.01 / -0.13
+// and sd 1.00 / 1.08 standard errors, at most 2.8: the estimate is unbiased and the bound is ~5 sd.
 constexpr double kMeanLengthBoundSe = 5.0;
 
 uint64_t TestSeed() {
