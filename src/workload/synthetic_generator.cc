@@ -54,9 +54,8 @@ struct LaterFirst {
 
 // Where a user stands with respect to sessions.
 struct UserSessionState {
-  bool active = false;
-  int64_t away_until_us = 0;   // no new session before this while other users are free
-  int64_t extra_requests = 0;  // requests to send after the session's own (users too few)
+  int32_t active = 0;         // sessions in progress (more than 1 only when users are too few)
+  int64_t away_until_us = 0;  // no new session before this while other users are free
 };
 
 class SyntheticGenerator final : public Generator {
@@ -230,9 +229,9 @@ class SyntheticGenerator final : public Generator {
       }
       if (at_us < 0) continue;
       int64_t busy_user = -1;
-      const int64_t user_id = PickSessionUser(0, /*user_shift=*/0, &busy_user);
-      if (user_id < 0) continue;  // every user drawn is in a session: users are too few
-      session_users_[user_id].active = true;
+      int64_t user_id = PickSessionUser(0, /*user_shift=*/0, &busy_user);
+      if (user_id < 0) user_id = busy_user;  // users too few: see BeginSession
+      ++session_users_[user_id].active;
       Schedule(at_us, user_id, index, remaining, /*crowd=*/false);
     }
   }
@@ -255,7 +254,7 @@ class SyntheticGenerator final : public Generator {
       const PendingRequest next = pending_.top();
       pending_.pop();
       if (next.t_us >= end_us) {
-        session_users_[next.user_id].active = false;
+        --session_users_[next.user_id].active;
         continue;
       }
       while (next.t_us >= phases_[phase_].end_us()) EnterPhase(phase_ + 1);
@@ -299,7 +298,7 @@ class SyntheticGenerator final : public Generator {
             profile_.num_users +
             static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(options_.burst_users)));
         auto it = session_users_.find(id);
-        if (it == session_users_.end() || !it->second.active) user_id = id;
+        if (it == session_users_.end() || it->second.active == 0) user_id = id;
       }
       crowd = user_id >= 0;
     }
@@ -309,14 +308,12 @@ class SyntheticGenerator final : public Generator {
       user_id = PickSessionUser(t_us, static_cast<int64_t>(shift) % profile_.num_users, &busy_user);
     }
     if (user_id < 0) {
-      // Every user drawn is in a session (users far too few for the rate): the last one drawn
-      // takes this session's requests after its own, so that the requests are all sent and no
-      // user ever has two sessions at once.
-      UserSessionState& state = session_users_[busy_user];
-      state.extra_requests = std::min<int64_t>(state.extra_requests + length, 1 << 30);
-      return;
+      // Every user drawn is in a session: users are too few for the rate (fewer than about the
+      // sessions in progress, rate x mean gap). The rate comes first: the last user drawn gets a
+      // second session in parallel, so its requests interleave.
+      user_id = busy_user;
     }
-    session_users_[user_id].active = true;
+    ++session_users_[user_id].active;
     Schedule(t_us, user_id, /*index=*/0, length - 1, crowd);
   }
 
@@ -330,7 +327,7 @@ class SyntheticGenerator final : public Generator {
       const int64_t id = user_perm_(Rotate(rank, user_shift, profile_.num_users));
       auto it = session_users_.find(id);
       if (it == session_users_.end()) return id;
-      if (it->second.active) {
+      if (it->second.active > 0) {
         *busy_user = id;
         continue;
       }
@@ -342,7 +339,7 @@ class SyntheticGenerator final : public Generator {
       const int64_t id =
           static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(profile_.num_users)));
       auto it = session_users_.find(id);
-      if (it == session_users_.end() || !it->second.active) return id;
+      if (it == session_users_.end() || it->second.active == 0) return id;
       *busy_user = id;
     }
     return -1;
@@ -362,13 +359,9 @@ class SyntheticGenerator final : public Generator {
     if (next.remaining > 0) {
       Schedule(next.t_us + SessionGapUs(), next.user_id, next.index + 1, next.remaining - 1,
                next.crowd);
-    } else if (UserSessionState& state = session_users_[next.user_id]; state.extra_requests > 0) {
-      const int32_t more = static_cast<int32_t>(state.extra_requests);
-      state.extra_requests = 0;
-      Schedule(next.t_us + SessionGapUs(), next.user_id, next.index + 1, more - 1, next.crowd);
     } else {
-      state.active = false;
-      state.away_until_us = next.t_us + session_.away_min_us;
+      UserSessionState& state = session_users_[next.user_id];
+      if (--state.active == 0) state.away_until_us = next.t_us + session_.away_min_us;
     }
   }
 

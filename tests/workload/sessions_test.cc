@@ -255,6 +255,24 @@ TEST(WorkloadSessions, OverallRateMatchesTheRate) {
   }
 }
 
+// 1500 KuaiRand users at 80/s: ~3300 sessions would be in progress at once (80/s x ~41 s mean
+// gap), more than there are users. The rate still holds (some users then run two sessions).
+TEST(WorkloadSessions, RateHoldsWhenUsersAreTooFewForTheSessions) {
+  WorkloadOptions options = SessionOptions("kuairand", TestSeed());
+  options.max_users = 1500;
+  options.max_history = 256;
+  options.rate_per_s = 80;
+  options.duration_s = 120;
+  std::unique_ptr<Generator> generator = MustCreate(options);
+  int64_t n = 0;
+  Request r;
+  while (generator->Next(&r)) ++n;
+  const double expected = options.rate_per_s * options.duration_s;
+  const double q = 1.0 / generator->profile().session_requests_mean;
+  const double sd = std::sqrt(expected * q * (2.0 - q) / (q * q));
+  EXPECT_NEAR(static_cast<double>(n), expected, 5 * sd) << "seed " << options.seed;
+}
+
 TEST(WorkloadSessions, SameSeedGivesTheSameSessions) {
   const uint64_t seed = TestSeed();
   for (const char* phases : {"steady:5", "steady:3,trend:3,burst:3"}) {

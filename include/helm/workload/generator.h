@@ -22,11 +22,12 @@
 // new_events_per_visit. A new session's user is drawn by activity (Zipf) among users neither in a
 // session nor within their away time (32 draws); failing that, one merely away; then any user
 // not in a session (32 uniform draws); and when every draw is in a session (users far too few for
-// the rate) the last one drawn sends the session's requests after its own. A burst's flash-crowd
-// sessions go to crowd users not in a session, or, when the crowd is too small for its share of
-// the sessions, to regular users. The run starts in the steady state: the sessions begun before
-// time 0 (a simulated warm-up) that are still running at 0 go on. Request::session_request gives
-// each request's position in its session.
+// the rate: fewer than about the sessions in progress, rate x mean gap) the rate comes first and
+// the last user drawn gets a second session in parallel, whose requests interleave with the first.
+// A burst's flash-crowd sessions go to crowd users not in a session, or, when the crowd is too
+// small for its share of the sessions, to regular users. The run starts in the steady state: the
+// sessions begun before time 0 (a simulated warm-up) that are still running at 0 go on.
+// Request::session_request gives each request's position in its session.
 //
 // Trace replay (profile "trace") reads a CSV of events (trace.h) and turns a user's events into
 // requests whose history is the user's earlier events (see WorkloadOptions::trace_*).
