@@ -60,10 +60,6 @@ class HelmPolicy final : public Policy {
     PerNode tokens(candidates.capacity());
     cluster.ReusableTokens(request.user_id, request.history_length, request.history_start,
                            absl::MakeSpan(tokens));
-    // Raw pointers: every candidate is below candidates.capacity(), their size.
-    const int32_t* const kv_tokens = tokens.data();
-    bool resident = false;
-    candidates.ForEach([&](int n) { resident |= kv_tokens[n] > 0; });
 
     // EMB locality from an evenly spaced sample of the candidates.
     PerNode emb_hits(candidates.capacity(), 0);
@@ -78,45 +74,20 @@ class HelmPolicy final : public Policy {
       cluster.EmbCounts(sample, sampled, candidates, absl::MakeSpan(emb_hits));
     }
 
-    // A new user: each node's bound is ceil(bound_scale x headroom(n)).
-    double bound_scale = 0;
-    if (!resident) {
-      int64_t placed_total = 0;
-      double headroom_total = 0;
-      candidates.ForEach([&](int n) {
-        placed_total += cluster.recent_placements(n);
-        headroom_total += Headroom(Pressure(cluster, n));
-      });
-      bound_scale =
-          (1.0 + placement_slack_) * static_cast<double>(placed_total + 1) / headroom_total;
-    }
-
     const double inv_history = request.history_length > 0 ? 1.0 / request.history_length : 0.0;
     const double inv_sampled = sampled > 0 ? 1.0 / sampled : 0.0;
+    // Raw pointers: every candidate is below candidates.capacity(), their size.
+    const int32_t* const kv_tokens = tokens.data();
+    const int32_t* const emb_counts = emb_hits.data();
+    auto score_of = [&](int n, double pressure) {
+      const double kv = kv_tokens[n] * inv_history;
+      const double emb = emb_counts[n] * inv_sampled;
+      return w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n) - w_mem_ * (1.0 - kv) * pressure;
+    };
     int best = -1;
     double best_score = 0;
     uint64_t best_tiebreak = 0;
-    // For a new user, the node furthest below its share: the pick should a race (concurrent
-    // placements between the two passes) leave no node within its bound.
-    int emptiest = -1;
-    double emptiest_fill = 0;
-    const int32_t* const emb_counts = emb_hits.data();
-    candidates.ForEach([&](int n) {
-      const double pressure = Pressure(cluster, n);
-      if (!resident) {
-        const double headroom = Headroom(pressure);
-        const int32_t placed = cluster.recent_placements(n);
-        const double fill = (placed + 1) / headroom;
-        if (emptiest < 0 || fill < emptiest_fill) {
-          emptiest = n;
-          emptiest_fill = fill;
-        }
-        if (placed + 1 > std::ceil(bound_scale * headroom)) return;
-      }
-      const double kv = kv_tokens[n] * inv_history;
-      const double emb = emb_counts[n] * inv_sampled;
-      const double score =
-          w_kv_ * kv + w_emb_ * emb - w_load_ * cluster.Load(n) - w_mem_ * (1.0 - kv) * pressure;
+    auto consider = [&](int n, double score) {
       if (best >= 0 && score < best_score) return;
       const uint64_t tiebreak = RendezvousWeight(request.user_id, n);
       if (best < 0 || score > best_score || tiebreak > best_tiebreak) {
@@ -124,8 +95,43 @@ class HelmPolicy final : public Policy {
         best_score = score;
         best_tiebreak = tiebreak;
       }
+    };
+
+    // One pass scores every candidate and, should the user turn out to have K/V on none, sums
+    // what the placement bound needs; a returning user (the common case) needs no other.
+    bool resident = false;
+    int64_t placed_total = 0;
+    double headroom_total = 0;
+    candidates.ForEach([&](int n) {
+      const double pressure = Pressure(cluster, n);
+      resident |= kv_tokens[n] > 0;
+      placed_total += cluster.recent_placements(n);
+      headroom_total += Headroom(pressure);
+      consider(n, score_of(n, pressure));
     });
-    return {.node = best >= 0 ? best : emptiest, .new_user = !resident};
+    if (resident) return {.node = best};
+
+    // A new user: the best score among the nodes within their bound,
+    // ceil(bound_scale x headroom(n)); should a race (concurrent placements since the first pass)
+    // leave none, the node furthest below its share.
+    const double bound_scale =
+        (1.0 + placement_slack_) * static_cast<double>(placed_total + 1) / headroom_total;
+    best = -1;
+    int emptiest = -1;
+    double emptiest_fill = 0;
+    candidates.ForEach([&](int n) {
+      const double pressure = Pressure(cluster, n);
+      const double headroom = Headroom(pressure);
+      const int32_t placed = cluster.recent_placements(n);
+      const double fill = (placed + 1) / headroom;
+      if (emptiest < 0 || fill < emptiest_fill) {
+        emptiest = n;
+        emptiest_fill = fill;
+      }
+      if (placed + 1 > std::ceil(bound_scale * headroom)) return;
+      consider(n, score_of(n, pressure));
+    });
+    return {.node = best >= 0 ? best : emptiest, .new_user = true};
   }
   const char* name() const override { return "helm"; }
 
