@@ -35,7 +35,6 @@
 #include "helm/cluster/local_cluster.h"
 #include "helm/v1/recommender.grpc.pb.h"
 #include "helm/workload/generator.h"
-#include "helm/workload/profile.h"
 
 #ifndef HELM_SOURCE_DIR
 #define HELM_SOURCE_DIR "."
@@ -203,14 +202,6 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   w.duration_s = seconds;
   w.phases.clear();
   w.sessions = sessions;
-  if (sessions) {
-    // Enough users that sessions do not overlap: about rate x mean session span of them are in a
-    // session at any time, so offer several times that many.
-    absl::StatusOr<workload::DatasetProfile> profile = workload::FindProfile(w.profile);
-    if (!profile.ok()) return profile.status();
-    const double span_s = profile->session_requests_mean * profile->session_gap_median_s;
-    w.max_users = std::max<int64_t>(w.max_users, static_cast<int64_t>(4 * rate * span_s));
-  }
   absl::StatusOr<std::unique_ptr<workload::Generator>> generator = workload::Generator::Create(w);
   if (!generator.ok()) return generator.status();
   LoadOptions load;
