@@ -28,7 +28,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const config::Config& con
   HELM_ASSIGN_OR_RETURN(
       engine->kv_,
       kv::KvCache::Create(model::KvCacheOptionsFor(config.model, config.kv), engine->pool_.get()));
-  HELM_ASSIGN_OR_RETURN(engine->dims_, model::DimsFromOptions(config.model, config.emb, config.kv));
+  // The model options are checked on payload-free storage too (the simulator reads its dims).
+  HELM_RETURN_IF_ERROR(model::DimsFromOptions(config.model, config.emb, config.kv).status());
   // Payload-free storage computes nothing: no weights, no kernels.
   if (engine->pool_->storage()->has_payload()) {
     HELM_ASSIGN_OR_RETURN(engine->model_,

@@ -20,9 +20,4 @@ double StatsWindow::arrival_rate_per_s() const {
   return s > 0 ? requests.arrivals / s : 0.0;
 }
 
-double StatsWindow::completion_rate_per_s() const {
-  const double s = seconds();
-  return s > 0 ? requests.completions / s : 0.0;
-}
-
 }  // namespace helm::serve

@@ -286,9 +286,10 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   HELM_ASSIGN_OR_RETURN(CostModel cost,
                         CostModel::Create(dims, *profile, config.model.candidate_microbatch));
   auto impl = std::make_unique<Impl>(std::move(cost));
+  // One knob for the run: the simulator seed varies the workload.
+  config.workload.seed ^= s.seed;
   impl->config = config;
   impl->row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims.emb_dtype);
-  config.workload.seed = config.workload.seed ^ s.seed;
   HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
   HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
   impl->end_us =

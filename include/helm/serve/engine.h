@@ -107,8 +107,6 @@ class Engine {
   kv::KvCache& kv() const { return *kv_; }
   // The model; REQUIRES: storage with payload (payload-free storage builds no model).
   const model::Model& model() const { return *model_; }
-  // The model's shapes (also on payload-free storage).
-  const model::ModelDims& dims() const { return dims_; }
   // "cpu", "cpu (PCIe emulated at 25 GB/s)", "cuda:0 (...)", with the kernel path.
   std::string backend_description() const;
 
@@ -118,7 +116,6 @@ class Engine {
   std::unique_ptr<pool::Pool> pool_;
   std::unique_ptr<emb::EmbCache> emb_;
   std::unique_ptr<kv::KvCache> kv_;
-  model::ModelDims dims_;
   std::unique_ptr<model::Model> model_;  // null on payload-free storage
 };
 

@@ -42,7 +42,6 @@ struct StatsWindow {
 
   double seconds() const { return end_us > start_us ? (end_us - start_us) / 1e6 : 0.0; }
   double arrival_rate_per_s() const;
-  double completion_rate_per_s() const;
 };
 
 }  // namespace helm::serve
