@@ -17,6 +17,7 @@ namespace {
 
 // Bounds on one lock hold of a resize step.
 constexpr int kDrainBlocksPerLock = 64;
+constexpr int64_t kNoLimit = std::numeric_limits<int64_t>::max();
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -51,6 +52,7 @@ KvStats KvStats::operator-(const KvStats& o) const {
   d.relocated_blocks = relocated_blocks - o.relocated_blocks;
   d.reserve_exhausted = reserve_exhausted - o.reserve_exhausted;
   d.reserve_conflicts = reserve_conflicts - o.reserve_conflicts;
+  d.release_chunks_examined = release_chunks_examined - o.release_chunks_examined;
   return d;
 }
 
@@ -145,6 +147,7 @@ KvCache::KvCache(const KvCacheOptions& options, pool::Pool* pool)
   block_index_.assign(n, -1);
   block_pins_.assign(n, 0);
   block_gen_.assign(n, 0);
+  chunk_pinned_.assign(static_cast<size_t>(pool->num_chunks()), 0);
 }
 
 KvCache::~KvCache() { pool_->Detach(pool::ChunkOwner::kKv); }
@@ -170,6 +173,21 @@ void KvCache::EmitLocked(int64_t user_id, const User& u) {
   pending_events_[user_id] = event;
 }
 
+void KvCache::SetCachedLocked(User& u, int64_t cached) {
+  if ((u.cached > 0) != (cached > 0)) {
+    resident_users_.fetch_add(cached > 0 ? 1 : -1, std::memory_order_relaxed);
+  }
+  u.cached = cached;
+}
+
+void KvCache::PinLocked(uint32_t block) {
+  if (block_pins_[block]++ == 0) ++chunk_pinned_[static_cast<size_t>(slots_.Chunk(block))];
+}
+
+void KvCache::UnpinLocked(uint32_t block) {
+  if (--block_pins_[block] == 0) --chunk_pinned_[static_cast<size_t>(slots_.Chunk(block))];
+}
+
 void KvCache::FreeBlockLocked(uint32_t block) {
   block_user_[block] = kNoUser;
   block_index_[block] = -1;
@@ -185,18 +203,22 @@ void KvCache::MaybeEraseUserLocked(int64_t user_id) {
   users_.erase(it);
 }
 
-int64_t KvCache::EvictableTail(const User& u) const {
+int64_t KvCache::EvictableTail(const User& u, int64_t cap) const {
   int64_t n = 0;
-  for (auto it = u.blocks.rbegin(); it != u.blocks.rend() && block_pins_[*it] == 0; ++it) ++n;
+  for (auto it = u.blocks.rbegin(); n < cap && it != u.blocks.rend() && block_pins_[*it] == 0;
+       ++it) {
+    ++n;
+  }
   return n;
 }
 
-int64_t KvCache::TrimLocked(int64_t user_id, int64_t keep_blocks) {
+int64_t KvCache::TrimLocked(int64_t user_id, int64_t keep_blocks, int64_t max_blocks) {
   auto uit = users_.find(user_id);
   if (uit == users_.end()) return 0;
   User& u = uit->second;
   int64_t freed = 0;
-  while (static_cast<int64_t>(u.blocks.size()) > keep_blocks && block_pins_[u.blocks.back()] == 0) {
+  while (freed<max_blocks&& static_cast<int64_t>(u.blocks.size())> keep_blocks &&
+         block_pins_[u.blocks.back()] == 0) {
     FreeBlockLocked(u.blocks.back());
     u.blocks.pop_back();
     ++freed;
@@ -205,7 +227,7 @@ int64_t KvCache::TrimLocked(int64_t user_id, int64_t keep_blocks) {
   const int64_t tpb = options_.tokens_per_block;
   const int64_t kept = std::min<int64_t>(u.cached, static_cast<int64_t>(u.blocks.size()) * tpb);
   if (kept != u.cached) {
-    u.cached = kept;
+    SetCachedLocked(u, kept);
     u.block_hashes.resize(static_cast<size_t>(kept / tpb));
     u.tail_hash = 0;  // `kept` ends on a block boundary here
     EmitLocked(user_id, u);
@@ -216,15 +238,23 @@ int64_t KvCache::TrimLocked(int64_t user_id, int64_t keep_blocks) {
   return freed;
 }
 
-bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user) {
+bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user, int64_t max_evict_blocks,
+                             int64_t* evicted_blocks) {
+  int64_t evicted = 0;
+  bool ok = true;
   while (slots_.allocatable() < blocks) {
     const int64_t shortfall = blocks - slots_.allocatable();
+    const bool trim_allowed = cost_aware_ && options_.allow_trim;
+    // A trimming policy needs to know only whether more than `shortfall` blocks are evictable.
+    const int64_t cap = trim_allowed ? shortfall + 1 : kNoLimit;
     int64_t victim = -1;
     int64_t evictable = 0;
     double priority = 0;
+    // Users whose last block is pinned (by an in-flight lease) are skipped: at most one per
+    // in-flight lease precedes the victim.
     for (const auto& [p, uid] : by_priority_) {
       if (uid == protect_user) continue;
-      const int64_t n = EvictableTail(users_.find(uid)->second);
+      const int64_t n = EvictableTail(users_.find(uid)->second, cap);
       if (n > 0) {
         victim = uid;
         evictable = n;
@@ -232,13 +262,22 @@ bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user) {
         break;
       }
     }
-    if (victim < 0) return false;
+    if (victim < 0) {
+      ok = false;
+      break;
+    }
     User& u = users_.find(victim)->second;
     const int64_t held = static_cast<int64_t>(u.blocks.size());
-    const bool trim = cost_aware_ && options_.allow_trim && evictable > shortfall;
-    const int64_t keep = trim ? held - shortfall : held - evictable;
+    const bool trim = trim_allowed && evictable > shortfall;
+    const int64_t drop = trim ? shortfall : evictable;
+    if (drop > max_evict_blocks - evicted) {
+      // Over the caller's bound (a resize step's budget): give up rather than overrun it.
+      ok = false;
+      break;
+    }
+    const int64_t keep = held - drop;
     if (cost_aware_) inflation_ = std::max(inflation_, priority);
-    TrimLocked(victim, keep);
+    evicted += TrimLocked(victim, keep);
     auto after = users_.find(victim);
     if (after == users_.end() || after->second.cached == 0) {
       s_evicted_users_.fetch_add(1, std::memory_order_relaxed);
@@ -246,7 +285,8 @@ bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user) {
       s_trimmed_users_.fetch_add(1, std::memory_order_relaxed);
     }
   }
-  return true;
+  if (evicted_blocks != nullptr) *evicted_blocks = evicted;
+  return ok;
 }
 
 // ---- Requests ----------------------------------------------------------------------------------
@@ -316,7 +356,7 @@ absl::StatusOr<KvLease> KvCache::AcquireImpl(int64_t user_id, int64_t history_to
     lease.pinned_.reserve(static_cast<size_t>(pin_blocks));
     for (int64_t i = 0; i < pin_blocks; ++i) {
       const uint32_t b = u.blocks[static_cast<size_t>(i)];
-      ++block_pins_[b];
+      PinLocked(b);
       lease.pinned_.push_back(b);
       lease.prefix_offsets_.push_back(slots_.Offset(b));
     }
@@ -372,7 +412,7 @@ absl::StatusOr<KvReservation> KvCache::Reserve(KvLease* lease, int64_t num_token
       TrimLocked(uid, CeilDiv(lease->end_, tpb));
       User& again = users_.find(uid)->second;
       if (again.cached > lease->end_) {
-        again.cached = lease->end_;
+        SetCachedLocked(again, lease->end_);
         again.block_hashes.resize(static_cast<size_t>(lease->end_ / tpb));
         again.tail_hash = 0;
         EmitLocked(uid, again);
@@ -385,7 +425,7 @@ absl::StatusOr<KvReservation> KvCache::Reserve(KvLease* lease, int64_t num_token
   const int64_t first = lease->end_;
   const int64_t last = first + num_tokens;  // exclusive
   const int64_t need = CeilDiv(last, tpb) - static_cast<int64_t>(user.blocks.size());
-  if (need > 0 && !MakeRoomLocked(need, uid)) {
+  if (need > 0 && !MakeRoomLocked(need, uid, kNoLimit, nullptr)) {
     s_exhausted_.fetch_add(1, std::memory_order_relaxed);
     return absl::ResourceExhaustedError(
         absl::StrCat("kv reserve: user ", uid, ": no room for ", need, " more blocks (",
@@ -397,7 +437,7 @@ absl::StatusOr<KvReservation> KvCache::Reserve(KvLease* lease, int64_t num_token
     const uint32_t block = static_cast<uint32_t>(b);
     block_user_[block] = uid;
     block_index_[block] = static_cast<int32_t>(owner.blocks.size());
-    ++block_pins_[block];
+    PinLocked(block);
     owner.blocks.push_back(block);
     lease->pinned_.push_back(block);
   }
@@ -431,7 +471,7 @@ absl::Status KvCache::Commit(KvLease* lease) {
   const int64_t grew = end - u.cached;
   // A request that reused nothing wrote the history from its first event on.
   if (lease->prefix_ == 0) u.history_start = lease->history_start_;
-  u.cached = end;
+  SetCachedLocked(u, end);
   u.appender = 0;
   for (LeaseRef& l : u.leases) {
     if (l.lease_id == lease->lease_id_) l.prefix = end;
@@ -453,7 +493,7 @@ void KvCache::Release(KvLease* lease) {
   const int64_t tpb = options_.tokens_per_block;
   const int64_t uid = lease->user_id_;
   absl::MutexLock lock(&mu_);
-  for (uint32_t b : lease->pinned_) --block_pins_[b];
+  for (uint32_t b : lease->pinned_) UnpinLocked(b);
   auto it = users_.find(uid);
   if (it == users_.end()) return;
   User& u = it->second;
@@ -498,12 +538,7 @@ int64_t KvCache::capacity_blocks() const {
   return slots_.capacity();
 }
 
-int64_t KvCache::num_users() const {
-  absl::MutexLock lock(&mu_);
-  int64_t n = 0;
-  for (const auto& [uid, u] : users_) n += u.cached > 0 ? 1 : 0;
-  return n;
-}
+int64_t KvCache::num_users() const { return resident_users_.load(std::memory_order_relaxed); }
 
 KvStats KvCache::stats() const {
   KvStats s;
@@ -519,6 +554,7 @@ KvStats KvCache::stats() const {
   s.relocated_blocks = s_relocated_.load(std::memory_order_relaxed);
   s.reserve_exhausted = s_exhausted_.load(std::memory_order_relaxed);
   s.reserve_conflicts = s_conflicts_.load(std::memory_order_relaxed);
+  s.release_chunks_examined = s_release_examined_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -551,8 +587,9 @@ absl::Status KvCache::CheckInvariants() const {
   if (absl::Status s = slots_.CheckConsistent(); !s.ok()) return s;
   const int64_t tpb = options_.tokens_per_block;
   int64_t owned_blocks = 0;
-  std::vector<int32_t> pins(block_pins_.size(), 0);
+  int64_t resident = 0;
   for (const auto& [uid, u] : users_) {
+    resident += u.cached > 0 ? 1 : 0;
     if (static_cast<int64_t>(u.blocks.size()) < CeilDiv(u.cached, tpb)) {
       return absl::InternalError(absl::StrCat("kv: user ", uid, " caches ", u.cached,
                                               " tokens in only ", u.blocks.size(), " blocks"));
@@ -577,6 +614,10 @@ absl::Status KvCache::CheckInvariants() const {
     }
     owned_blocks += static_cast<int64_t>(u.blocks.size());
   }
+  if (resident != resident_users_.load(std::memory_order_relaxed)) {
+    return absl::InternalError(absl::StrCat("kv: ", resident, " users resident but num_users is ",
+                                            resident_users_.load(std::memory_order_relaxed)));
+  }
   if (by_priority_.size() != users_.size()) {
     return absl::InternalError("kv: priority set and user table differ in size");
   }
@@ -586,11 +627,17 @@ absl::Status KvCache::CheckInvariants() const {
     return absl::InternalError(
         absl::StrCat("kv: ", used, " blocks allocated but users own ", owned_blocks));
   }
+  std::vector<int32_t> chunk_pinned(chunk_pinned_.size(), 0);
   for (size_t b = 0; b < block_pins_.size(); ++b) {
     if (block_pins_[b] < 0) return absl::InternalError(absl::StrCat("kv: block ", b, " pins < 0"));
     if (block_pins_[b] > 0 && block_user_[b] < 0) {
       return absl::InternalError(absl::StrCat("kv: free block ", b, " is pinned"));
     }
+    if (block_pins_[b] > 0)
+      ++chunk_pinned[static_cast<size_t>(slots_.Chunk(static_cast<uint32_t>(b)))];
+  }
+  if (chunk_pinned != chunk_pinned_) {
+    return absl::InternalError("kv: per-chunk pinned block counts disagree with the pins");
   }
   return absl::OkStatus();
 }
@@ -606,12 +653,11 @@ int32_t KvCache::BeginRelease() {
   absl::MutexLock lock(&mu_);
   int32_t best = -1;
   int64_t best_used = 0, best_pinned = 0;
+  int64_t examined = 0;
   for (int32_t c : slots_.OwnedChunks()) {
     if (slots_.Draining(c)) continue;
-    int64_t pinned = 0;
-    for (int32_t j = 0; j < slots_.slots_per_chunk(); ++j) {
-      pinned += block_pins_[slots_.Slot(c, j)] > 0 ? 1 : 0;
-    }
+    ++examined;
+    const int64_t pinned = chunk_pinned_[static_cast<size_t>(c)];
     const int64_t used = slots_.Used(c);
     if (best < 0 || pinned < best_pinned || (pinned == best_pinned && used < best_used)) {
       best = c;
@@ -619,6 +665,7 @@ int32_t KvCache::BeginRelease() {
       best_pinned = pinned;
     }
   }
+  s_release_examined_.fetch_add(examined, std::memory_order_relaxed);
   if (best >= 0) {
     slots_.BeginDrain(best);
     drain_cursor_ = 0;
@@ -675,8 +722,18 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
         ++examined;
         const int64_t uid = block_user_[block];
         if (uid < 0 || block_pins_[block] > 0) continue;
+        // Blocks of budget left for this one, its move included (the loop condition makes it
+        // >= 1): evictions made to find it a destination must fit in the rest.
+        const int64_t room =
+            (budget - dropped - static_cast<int64_t>(moves.size()) * block_bytes_) / block_bytes_;
         int64_t dst = slots_.Allocate();
-        if (dst < 0 && MakeRoomLocked(1, /*protect_user=*/-1)) dst = slots_.Allocate();
+        if (dst < 0) {
+          int64_t evicted = 0;
+          const bool made = MakeRoomLocked(1, /*protect_user=*/-1, room - 1, &evicted);
+          result.dropped_bytes += evicted * block_bytes_;
+          dropped += evicted * block_bytes_;
+          if (made) dst = slots_.Allocate();
+        }
         if (block_user_[block] != uid) {
           // Making room evicted this very block.
           if (dst >= 0) slots_.Free(static_cast<uint32_t>(dst));
@@ -684,12 +741,17 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
         }
         if (dst < 0) {
           // No room anywhere: cut the owner back to before this block (blocks after it are
-          // unpinned too, since pins cover prefixes and appenders pin their whole table).
+          // unpinned too, since pins cover prefixes and appenders pin their whole table), as far
+          // as the budget left allows; a block not reached is revisited by the next call.
+          const int64_t left =
+              (budget - dropped - static_cast<int64_t>(moves.size()) * block_bytes_) / block_bytes_;
           const int64_t before =
               CeilDiv(users_.find(uid)->second.cached, options_.tokens_per_block);
-          const int64_t freed = TrimLocked(uid, block_index_[block]);
+          const int64_t freed = TrimLocked(uid, block_index_[block], std::max<int64_t>(left, 0));
           result.dropped_bytes += freed * block_bytes_;
           dropped += freed * block_bytes_;
+          // Stopped by the budget short of this block: revisit it in the next call.
+          if (freed == left && block_user_[block] == uid) --drain_cursor_;
           if (freed > 0) {
             auto after = users_.find(uid);
             if (after == users_.end() || after->second.cached == 0) {

@@ -45,10 +45,23 @@
 // Thread-safety: all methods are thread-safe; one mutex guards the bookkeeping, held for short
 // critical sections (no copies, no hashing under it). Leases must be released before the cache is
 // destroyed; the cache must be destroyed before the pool.
+//
+// Work under the lock is bounded (B = blocks per chunk, C = pool chunks, L = in-flight leases):
+//   - num_users() is O(1): a counter kept as users become resident or leave; it takes no lock.
+//   - BeginRelease() is O(C): per-chunk counts of pinned blocks are kept as pins change, so it
+//     examines each held chunk once and no slot (KvStats::release_chunks_examined counts them).
+//   - Drain(chunk, max_bytes) moves plus drops at most max(max_bytes, 0) / block_bytes blocks in
+//     all: the blocks it evicts elsewhere to make room for a relocation and those it trims from an
+//     owner when no room can be made count against max_bytes and are reported in dropped_bytes.
+//     One lock hold examines at most 64 slots of the chunk; each eviction's victim search passes
+//     at most L users whose tail is pinned.
+//   - Reserve(n) evicts at most the blocks it needs plus the blocks of chunks being drained (which
+//     free no allocatable space), with the same victim search.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -83,18 +96,19 @@ struct ResidencyEvent {
 
 // Cumulative counters (relaxed atomics): take two snapshots and subtract for a window.
 struct KvStats {
-  int64_t requests = 0;           // leases acquired
-  int64_t requested_tokens = 0;   // history tokens of those requests
-  int64_t hit_tokens = 0;         // reusable cached prefix tokens
-  int64_t recomputed_tokens = 0;  // requested - hit (the model computes them)
-  int64_t prefix_mismatches = 0;  // requests whose history disagreed with part of the cache
-  int64_t appended_tokens = 0;    // committed growth
-  int64_t evicted_users = 0;      // users dropped whole
-  int64_t trimmed_users = 0;      // users whose tail was trimmed
-  int64_t evicted_blocks = 0;     // blocks freed by eviction and trimming
-  int64_t relocated_blocks = 0;   // blocks moved while emptying a chunk
-  int64_t reserve_exhausted = 0;  // Reserve calls refused for lack of space
-  int64_t reserve_conflicts = 0;  // Reserve calls refused for a concurrent request
+  int64_t requests = 0;                 // leases acquired
+  int64_t requested_tokens = 0;         // history tokens of those requests
+  int64_t hit_tokens = 0;               // reusable cached prefix tokens
+  int64_t recomputed_tokens = 0;        // requested - hit (the model computes them)
+  int64_t prefix_mismatches = 0;        // requests whose history disagreed with part of the cache
+  int64_t appended_tokens = 0;          // committed growth
+  int64_t evicted_users = 0;            // users dropped whole
+  int64_t trimmed_users = 0;            // users whose tail was trimmed
+  int64_t evicted_blocks = 0;           // blocks freed by eviction and trimming
+  int64_t relocated_blocks = 0;         // blocks moved while emptying a chunk
+  int64_t reserve_exhausted = 0;        // Reserve calls refused for lack of space
+  int64_t reserve_conflicts = 0;        // Reserve calls refused for a concurrent request
+  int64_t release_chunks_examined = 0;  // chunks BeginRelease compared (its work: no slot scans)
 
   KvStats operator-(const KvStats& o) const;
   double token_hit_ratio() const {
@@ -183,6 +197,7 @@ class KvCache final : public pool::ChunkClient {
   std::vector<int64_t> BlockOffsets(int64_t user_id) const;
   int64_t used_blocks() const;
   int64_t capacity_blocks() const;
+  // Users with a cached length > 0. O(1), lock-free (a counter maintained under the lock).
   int64_t num_users() const;
   KvStats stats() const;
   pool::Storage* storage() const { return storage_; }
@@ -197,9 +212,13 @@ class KvCache final : public pool::ChunkClient {
 
   // pool::ChunkClient
   void AddChunk(int32_t chunk) override;
+  // Picks the held, non-draining chunk with the fewest pinned blocks (then the fewest used). O(held
+  // chunks): reads per-chunk pinned counts, scans no slot.
   int32_t BeginRelease() override;
   // Takes the chunk back: its remaining blocks stay cached and its free blocks allocatable.
   void CancelRelease(int32_t chunk) override;
+  // copied_bytes + dropped_bytes <= max_bytes: evictions made to find relocation room and trims
+  // of owners where none can be made are counted in dropped_bytes and charged to max_bytes.
   pool::DrainResult Drain(int32_t chunk, int64_t max_bytes) override;
   std::vector<int32_t> HeldChunks() const override;
 
@@ -240,10 +259,21 @@ class KvCache final : public pool::ChunkClient {
   // Frees up to `max_blocks` unpinned tail blocks of a user beyond its first `keep_blocks`;
   // returns how many were freed. Updates length, hashes, priority and events; erases a user left
   // with nothing.
-  int64_t TrimLocked(int64_t user_id, int64_t keep_blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Evicts by policy until `blocks` are allocatable, never touching `protect_user`.
-  bool MakeRoomLocked(int64_t blocks, int64_t protect_user) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t EvictableTail(const User& u) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int64_t TrimLocked(int64_t user_id, int64_t keep_blocks,
+                     int64_t max_blocks = std::numeric_limits<int64_t>::max())
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Evicts by policy until `blocks` are allocatable, never touching `protect_user` and evicting
+  // at most `max_evict_blocks` in all (a victim that would take more is left alone); false when
+  // that is not enough. Stores the blocks evicted in `*evicted_blocks` when not null.
+  bool MakeRoomLocked(int64_t blocks, int64_t protect_user, int64_t max_evict_blocks,
+                      int64_t* evicted_blocks) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The user's unpinned tail blocks, counted up to `cap`.
+  int64_t EvictableTail(const User& u, int64_t cap) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets a user's cached length, keeping the resident-user count.
+  void SetCachedLocked(User& u, int64_t cached) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Pin counts, keeping the per-chunk count of pinned blocks.
+  void PinLocked(uint32_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void UnpinLocked(uint32_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeBlockLocked(uint32_t block) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void MaybeEraseUserLocked(int64_t user_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -267,6 +297,10 @@ class KvCache final : public pool::ChunkClient {
   std::vector<int32_t> block_index_ ABSL_GUARDED_BY(mu_);
   std::vector<int32_t> block_pins_ ABSL_GUARDED_BY(mu_);
   std::vector<uint32_t> block_gen_ ABSL_GUARDED_BY(mu_);
+  // Per pool chunk: blocks with pins > 0 (BeginRelease's criterion without a slot scan).
+  std::vector<int32_t> chunk_pinned_ ABSL_GUARDED_BY(mu_);
+  // Users with cached > 0; written under mu_, read without it by num_users().
+  std::atomic<int64_t> resident_users_{0};
   int32_t drain_cursor_ ABSL_GUARDED_BY(mu_) = 0;
 
   mutable absl::Mutex events_mu_;
@@ -274,7 +308,7 @@ class KvCache final : public pool::ChunkClient {
 
   std::atomic<int64_t> s_requests_{0}, s_requested_{0}, s_hit_{0}, s_recomputed_{0}, s_mismatch_{0},
       s_appended_{0}, s_evicted_users_{0}, s_trimmed_users_{0}, s_evicted_blocks_{0},
-      s_relocated_{0}, s_exhausted_{0}, s_conflicts_{0};
+      s_relocated_{0}, s_exhausted_{0}, s_conflicts_{0}, s_release_examined_{0};
 };
 
 // Chained hashes of a history: out[k] covers tokens [0, k), for k in [0, size]. Exposed for tests.
