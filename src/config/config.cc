@@ -279,6 +279,10 @@ absl::Status Config::Validate() const {
                                                    " bytes) must fit in pool.chunk_bytes (",
                                                    pool.chunk_bytes, ")"));
   }
+  if (control.min_step > control.step) {
+    return absl::InvalidArgumentError(absl::StrCat("control.min_step: must be <= control.step (",
+                                                   control.step, "), got ", control.min_step));
+  }
   return absl::OkStatus();
 }
 

@@ -11,11 +11,14 @@
 #include "absl/status/statusor.h"
 #include "helm/cluster/options.h"
 #include "helm/config/describe.h"
+#include "helm/control/options.h"
 #include "helm/emb/options.h"
 #include "helm/kv/options.h"
+#include "helm/metrics/options.h"
 #include "helm/model/options.h"
 #include "helm/pool/options.h"
 #include "helm/route/options.h"
+#include "helm/rpc/options.h"
 #include "helm/serve/options.h"
 #include "helm/sim/options.h"
 #include "helm/workload/options.h"
@@ -43,7 +46,10 @@ struct Config {
   route::RouterOptions router;
   cluster::ClusterOptions cluster;
   workload::WorkloadOptions workload;
+  control::ControlOptions control;
   sim::SimulatorOptions simulator;
+  metrics::MetricsOptions metrics;
+  rpc::GrpcOptions grpc;
 
   template <class V>
   void Describe(V& v) {
@@ -56,7 +62,10 @@ struct Config {
     v.Section("router", router, "front router (helm-router)");
     v.Section("cluster", cluster, "local cluster launcher (helm-cluster)");
     v.Section("workload", workload, "workload generator (helm-bench, simulator)");
+    v.Section("control", control, "split controller (what moves the EMB:KV split)");
     v.Section("simulator", simulator, "discrete-event simulator");
+    v.Section("metrics", metrics, "Prometheus /metrics endpoints of helm-node and helm-router");
+    v.Section("grpc", grpc, "gRPC server resource bounds (message size, ResourceQuota)");
   }
 
   // Checks that span components (e.g. a KV block must fit in a pool chunk).

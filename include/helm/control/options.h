@@ -1,0 +1,44 @@
+// Options of a node's split controller (DESIGN.md §4): which policy moves the EMB:KV split of the
+// pool between statistics windows, and the heuristic's knobs.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "helm/config/describe.h"
+
+namespace helm::control {
+
+struct ControlOptions {
+  // "static": the split stays at pool.initial_split. "heuristic": hill climbing on the window's
+  // P99 (split_controller.h). "oracle": the simulator's offline oracle (helm-sim only: it replays
+  // every window from a copy of the cluster at each candidate split).
+  std::string policy = "static";
+  // Heuristic: the first and smallest move, the P99 change that counts as better or worse (a
+  // fraction of the reference P99), how many windows a split is held once moves stop helping,
+  // and the fewest answers in a window for its P99 to count.
+  double step = 0.05;
+  double min_step = 0.02;
+  double hysteresis = 0.10;
+  int32_t hold_windows = 5;
+  int64_t min_window_answers = 50;
+  // Oracle: the candidate splits r_min, r_min + oracle_step, ..., r_max.
+  double oracle_step = 0.05;
+
+  template <class V>
+  void Describe(V& v) {
+    v.Field("policy", policy, "split controller", config::OneOf({"static", "heuristic", "oracle"}));
+    v.Field("step", step, "heuristic: first move of the split", config::InRange(0.001, 0.5));
+    v.Field("min_step", min_step, "heuristic: smallest move", config::InRange(0.001, 0.5));
+    v.Field("hysteresis", hysteresis, "heuristic: relative P99 change that counts",
+            config::InRange(0.0, 1.0));
+    v.Field("hold_windows", hold_windows, "heuristic: windows a split is held before probing",
+            config::InRange<int32_t>(1, 1000000));
+    v.Field("min_window_answers", min_window_answers,
+            "heuristic: fewest answers for a window's P99", config::AtLeast<int64_t>(1));
+    v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
+            config::InRange(0.01, 0.5));
+  }
+};
+
+}  // namespace helm::control

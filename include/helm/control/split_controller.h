@@ -1,0 +1,91 @@
+// The split-controller interface (DESIGN.md §4, issue 12): a node's statistics window in, the
+// pool's target EMB share out. The simulator's nodes and (next) helm-node's control loop call it
+// once per statistics window and pass its answer to NodeCore::SetTargetSplit. Implementations:
+//
+//   static     holds pool.initial_split: the baseline every adaptive policy is measured against.
+//   heuristic  hill climbing on the window's P99 (perturb and observe, as in maximum-power-point
+//              trackers and in Cliffhanger's hill climbing over cache shares). A probe moves the
+//              split by `step`; if the next settled window's P99 is better by more than the
+//              `hysteresis` fraction, the move is kept and the next probe follows at once. If not,
+//              the probe is undone, the next one will go the other way, and the split is held for
+//              hold_windows x 2^(failed probes - 1) windows (up to x16): on steady load probes get
+//              rare. A probe that made P99 clearly worse right after a kept one (the optimum was
+//              passed) also halves the step (down to `min_step`). A held split whose P99 drifts by
+//              more than twice the band (the load changed) ends the hold and resets the step. No
+//              move while one is in flight (committed != target) and none on a window with fewer
+//              than `min_window_answers` answers (its P99 is noise). Each decision moves the split
+//              by at most one step; the result stays in [r_min, r_max]. reversals() counts moves
+//              opposite to the previous move (an undone probe is one).
+//   oracle     offline, in the simulator only (simulator.h): each window's best split found by
+//              replaying the window from a copy of the cluster at every candidate split.
+//
+// Thread-compatible: one control loop calls Decide.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "helm/control/options.h"
+#include "helm/pool/options.h"
+#include "helm/serve/stats_window.h"
+
+namespace helm::control {
+
+class SplitController {
+ public:
+  virtual ~SplitController() = default;
+  // The target split for the next window, given the window just closed (its committed and target
+  // splits are the pool's at the window's end).
+  virtual double Decide(const serve::StatsWindow& window) = 0;
+  virtual std::string name() const = 0;
+  // Decisions that turned a move round (the heuristic's flapping count; 0 for static).
+  virtual int64_t reversals() const { return 0; }
+};
+
+// "static" or "heuristic"; InvalidArgument naming control.policy for "oracle" (the simulator runs
+// it) or an unknown policy, and naming the key for bad knobs (min_step > step).
+absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
+    const ControlOptions& options, const pool::PoolOptions& pool);
+
+class StaticController final : public SplitController {
+ public:
+  explicit StaticController(double split) : split_(split) {}
+  double Decide(const serve::StatsWindow&) override { return split_; }
+  std::string name() const override { return "static"; }
+
+ private:
+  double split_;
+};
+
+class HillClimbController final : public SplitController {
+ public:
+  HillClimbController(const ControlOptions& options, double r_min, double r_max);
+  double Decide(const serve::StatsWindow& window) override;
+  std::string name() const override { return "heuristic"; }
+  int64_t reversals() const override { return reversals_; }
+  double step() const { return step_; }
+
+ private:
+  // Proposes target + direction * step within bounds; holds when at a bound.
+  double Move(double target, double p99_us);
+
+  static constexpr int32_t kMaxBackoff = 5;  // a hold grows to hold_windows x 2^4 at most
+
+  ControlOptions options_;
+  double r_min_, r_max_;
+  double step_;
+  int direction_ = +1;
+  bool evaluating_ = false;      // a probe was made; the next settled window judges it
+  double reference_p99_us_ = 0;  // P99 before the probe
+  double probe_from_ = 0;        // the split before the probe
+  double held_p99_us_ = 0;       // P99 of the split being held
+  int32_t hold_left_ = 0;
+  int32_t failed_probes_ = 0;
+  bool climbed_ = false;  // the last probe was kept
+  int last_move_sign_ = 0;
+  int64_t reversals_ = 0;
+};
+
+}  // namespace helm::control

@@ -1,0 +1,93 @@
+#include "helm/control/split_controller.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_format.h"
+
+namespace helm::control {
+
+absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
+    const ControlOptions& options, const pool::PoolOptions& pool) {
+  if (options.min_step > options.step) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "control.min_step: must be <= control.step (%g), got %g", options.step, options.min_step));
+  }
+  if (options.policy == "static") {
+    return std::unique_ptr<SplitController>(new StaticController(pool.initial_split));
+  }
+  if (options.policy == "heuristic") {
+    return std::unique_ptr<SplitController>(
+        new HillClimbController(options, pool.r_min, pool.r_max));
+  }
+  return absl::InvalidArgumentError(absl::StrFormat(
+      "control.policy: '%s' runs only in helm-sim (the oracle replays windows offline); nodes "
+      "take static or heuristic",
+      options.policy));
+}
+
+HillClimbController::HillClimbController(const ControlOptions& options, double r_min, double r_max)
+    : options_(options), r_min_(r_min), r_max_(r_max), step_(options.step) {}
+
+double HillClimbController::Move(double target, double p99_us) {
+  const double next = std::clamp(target + direction_ * step_, r_min_, r_max_);
+  if (std::abs(next - target) < 1e-9) {  // at a bound: the next probe goes the other way
+    direction_ = -direction_;
+    hold_left_ = options_.hold_windows;
+    return target;
+  }
+  reference_p99_us_ = p99_us;
+  probe_from_ = target;
+  evaluating_ = true;
+  return next;
+}
+
+double HillClimbController::Decide(const serve::StatsWindow& w) {
+  const double target = w.target_split;
+  double next = target;
+  // A move still in flight, or too few answers for a P99: judge nothing, change nothing.
+  if (std::abs(w.committed_split - w.target_split) > 1e-6 || w.pending_migration_bytes > 0 ||
+      w.requests.completions < options_.min_window_answers) {
+    return target;
+  }
+  const double p99 = w.latency_us.Quantile(0.99);
+  const double band = options_.hysteresis;
+  if (evaluating_) {
+    evaluating_ = false;
+    if (p99 < reference_p99_us_ * (1 - band)) {  // better: keep going
+      failed_probes_ = 0;
+      climbed_ = true;
+      next = Move(target, p99);
+    } else {  // not clearly better: undo, probe the other way next, wait longer each time
+      // Worse right after climbing: the optimum was passed, so look closer.
+      if (climbed_ && p99 > reference_p99_us_ * (1 + band)) {
+        step_ = std::max(options_.min_step, step_ / 2);
+      }
+      climbed_ = false;
+      direction_ = -direction_;
+      failed_probes_ = std::min(failed_probes_ + 1, kMaxBackoff);
+      hold_left_ = options_.hold_windows << (failed_probes_ - 1);
+      held_p99_us_ = reference_p99_us_;
+      next = probe_from_;
+    }
+  } else if (hold_left_ > 0 && std::abs(p99 - held_p99_us_) <= 2 * band * held_p99_us_) {
+    --hold_left_;
+  } else {
+    // The hold is over, or the held split's P99 moved by more than twice the band (the load
+    // changed): probe afresh with the full step.
+    if (hold_left_ > 0) {
+      failed_probes_ = 0;
+      step_ = options_.step;
+      hold_left_ = 0;
+    }
+    next = Move(target, p99);
+  }
+  const int sign = next > target + 1e-9 ? 1 : (next < target - 1e-9 ? -1 : 0);
+  if (sign != 0) {
+    if (sign == -last_move_sign_) ++reversals_;
+    last_move_sign_ = sign;
+  }
+  return next;
+}
+
+}  // namespace helm::control
