@@ -7,11 +7,17 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-dev nlohmann-json3-dev libcli11-dev libxxhash-dev
+  libopenblas-dev nlohmann-json3-dev libcli11-dev libxxhash-dev libcpp-httplib-dev prometheus
   python3-grpcio python3-protobuf python3-yaml python3-matplotlib python3-numpy
 )
 # LibTorch is only for the offline PPO trainer; install it with HELM_WITH_TORCH=1.
 if [[ "${HELM_WITH_TORCH:-0}" == "1" ]]; then packages+=(libtorch-dev); fi
+# clang-14 for `make check-threads` (HELM_WITH_CLANG=1) and, with libFuzzer and the sanitizer
+# runtimes, for `make fuzz` (HELM_WITH_FUZZ=1).
+if [[ "${HELM_WITH_CLANG:-0}" == "1" ]]; then packages+=(clang-14); fi
+if [[ "${HELM_WITH_FUZZ:-0}" == "1" ]]; then
+  packages+=(clang-14 libfuzzer-14-dev libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

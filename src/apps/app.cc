@@ -1,9 +1,13 @@
 #include "apps/app.h"
 
+#include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 
 #include "helm/common/logging.h"
+#include "helm/rpc/limits.h"
+#include "spdlog/spdlog.h"
 
 namespace helm::app {
 
@@ -61,6 +65,37 @@ config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& pro
     std::exit(0);
   }
   return config;
+}
+
+rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::string& listen) {
+  rpc::ServerOptions options;
+  options.listen = listen;
+  const int64_t max_receive =
+      config.grpc.max_receive_bytes > 0
+          ? config.grpc.max_receive_bytes
+          : rpc::MaxRankRequestBytes(config.node.max_history, config.node.max_candidates);
+  options.max_receive_bytes = static_cast<int32_t>(std::min<int64_t>(max_receive, INT32_MAX));
+  options.quota_memory_bytes = config.grpc.quota_memory_bytes;
+  options.quota_max_threads = config.grpc.quota_max_threads;
+  return options;
+}
+
+std::unique_ptr<metrics::Exporter> StartMetricsOrExit(const config::Config& config, int port,
+                                                      const metrics::Registry* registry) {
+  if (port == 0) return nullptr;
+  metrics::ExporterOptions options;
+  options.address = config.metrics.address;
+  options.port = port < 0 ? 0 : port;
+  absl::StatusOr<std::unique_ptr<metrics::Exporter>> exporter =
+      metrics::Exporter::Start(options, registry);
+  if (!exporter.ok()) {
+    spdlog::error("{}", exporter.status().ToString());
+    std::exit(1);
+  }
+  spdlog::info("metrics on http://{}:{}/metrics", options.address, (*exporter)->port());
+  std::printf("METRICS %d\n", (*exporter)->port());
+  std::fflush(stdout);
+  return *std::move(exporter);
 }
 
 }  // namespace helm::app

@@ -2,10 +2,14 @@
 // logging. Config and flag errors print what is wrong and exit with status 2 before any port opens.
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include "CLI/CLI.hpp"
 #include "helm/config/config.h"
+#include "helm/metrics/exporter.h"
+#include "helm/metrics/registry.h"
+#include "helm/rpc/server.h"
 
 namespace helm::app {
 
@@ -15,7 +19,7 @@ extern const char* const kEmbeddedConfig;
 struct CommonFlags {
   std::string config_path;  // "" : the embedded default
   bool print_config = false;
-  std::string log_level;    // "" : the config's log.level
+  std::string log_level;  // "" : the config's log.level
 };
 
 // Adds --config, --print-config and --log-level to `cli`.
@@ -29,5 +33,17 @@ void ParseFlagsOrExit(CLI::App& cli, int argc, char** argv);
 // exits 0). Any error: message on stderr, exit status 2.
 config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& process_name,
                                 const std::function<void(config::Config&)>& override_fn = {});
+
+// The gRPC server options of `config` for a server on `listen`: the largest request accepted
+// (grpc.max_receive_bytes, or rpc::MaxRankRequestBytes of the node's request limits when 0) and
+// the ResourceQuota (grpc.quota_memory_bytes, grpc.quota_max_threads). Services and drainer are
+// the caller's.
+rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::string& listen);
+
+// Starts the /metrics endpoint for `registry` on metrics.address:`port` (the config's meaning:
+// 0 off, then null is returned; -1 any free port), logs its address and prints "METRICS <port>".
+// Cannot bind: logs and exits with status 1.
+std::unique_ptr<metrics::Exporter> StartMetricsOrExit(const config::Config& config, int port,
+                                                      const metrics::Registry* registry);
 
 }  // namespace helm::app

@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   options.num_nodes = config.cluster.num_nodes;
   options.router_port = ephemeral ? 0 : config.cluster.router_port;
   options.first_node_port = ephemeral ? 0 : config.cluster.first_node_port;
+  // Nodes share the config: node i serves /metrics on metrics.node_port + i (-1: each a free one).
+  options.first_node_metrics_port = config.metrics.node_port;
   options.policy = config.router.policy;
   options.start_timeout = absl::Milliseconds(config.cluster.start_timeout_ms);
   options.extra_node_args = node_args;
@@ -85,8 +87,8 @@ int main(int argc, char** argv) {
   }
   const std::string nodes = absl::StrJoin((*cluster)->node_addresses(), ",");
   spdlog::info("cluster up: router {} -> nodes {}", (*cluster)->router_address(), nodes);
-  std::printf("ROUTER %s\nNODES %s\nLOGS %s\n", (*cluster)->router_address().c_str(),
-              nodes.c_str(), log_dir.c_str());
+  std::printf("ROUTER %s\nNODES %s\nLOGS %s\n", (*cluster)->router_address().c_str(), nodes.c_str(),
+              log_dir.c_str());
   std::fflush(stdout);
 
   int exit_code = 0;

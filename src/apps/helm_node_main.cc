@@ -2,6 +2,7 @@
 // gRPC services. SIGTERM/SIGINT: health NOT_SERVING, new requests refused, in-flight ones finish
 // within node.grace_period_ms.
 #include <cstdio>
+#include <optional>
 
 #include "absl/time/time.h"
 #include "apps/app.h"
@@ -22,11 +23,15 @@ int main(int argc, char** argv) {
   std::string node_id;
   cli.add_option("--listen", listen, "host:port to serve on (overrides node.listen)");
   cli.add_option("--node-id", node_id, "node id (overrides node.id)");
+  std::optional<int> metrics_port;
+  cli.add_option("--metrics-port", metrics_port,
+                 "/metrics port (overrides metrics.node_port; 0: off, -1: any free port)");
   helm::app::ParseFlagsOrExit(cli, argc, argv);
   const helm::config::Config config =
       helm::app::LoadConfigOrExit(flags, "helm-node", [&](helm::config::Config& c) {
         if (!listen.empty()) c.node.listen = listen;
         if (!node_id.empty()) c.node.id = node_id;
+        if (metrics_port.has_value()) c.metrics.node_port = *metrics_port;
       });
 
   absl::StatusOr<std::unique_ptr<helm::serve::NodeServer>> node =
@@ -35,8 +40,15 @@ int main(int argc, char** argv) {
     spdlog::error("cannot start: {}", node.status());
     return node.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  helm::rpc::ServerOptions server_options;
-  server_options.listen = config.node.listen;
+  // Declared before the exporter, which renders it until it stops.
+  helm::metrics::Registry registry;
+  std::unique_ptr<helm::metrics::Exporter> exporter;
+  if (config.metrics.node_port != 0) {
+    (*node)->RegisterMetrics(&registry);
+    exporter = helm::app::StartMetricsOrExit(config, config.metrics.node_port, &registry);
+  }
+  helm::rpc::ServerOptions server_options =
+      helm::app::GrpcServerOptions(config, config.node.listen);
   server_options.services = (*node)->services();
   server_options.drainer = (*node)->drainer();
   absl::StatusOr<std::unique_ptr<helm::rpc::Server>> server =
@@ -58,6 +70,7 @@ int main(int argc, char** argv) {
   const int left = (*server)->Shutdown(absl::Milliseconds(config.node.grace_period_ms),
                                        [&] { (*node)->Stop(); });
   (*node)->Stop();
+  if (exporter != nullptr) exporter->Stop();
   const helm::v1::NodeStats stats = (*node)->Stats();
   spdlog::info("stopped: {} ok, {} failed ({} cut off)", stats.requests_ok(),
                stats.requests_failed(), left);

@@ -1,6 +1,7 @@
 // helm-router: the front router. Scores nodes by KV residency, EMB locality and load, and forwards
 // each Rank request to the best one (router.policy), retrying on UNAVAILABLE.
 #include <cstdio>
+#include <optional>
 
 #include "absl/time/time.h"
 #include "apps/app.h"
@@ -22,6 +23,9 @@ int main(int argc, char** argv) {
   cli.add_option("--nodes", nodes, "node addresses host:port (override router.nodes)")
       ->delimiter(',');
   cli.add_option("--policy", policy, "routing policy (overrides router.policy)");
+  std::optional<int> metrics_port;
+  cli.add_option("--metrics-port", metrics_port,
+                 "/metrics port (overrides metrics.router_port; 0: off, -1: any free port)");
   helm::app::ParseFlagsOrExit(cli, argc, argv);
   const helm::config::Config config =
       helm::app::LoadConfigOrExit(flags, "helm-router", [&](helm::config::Config& c) {
@@ -31,6 +35,7 @@ int main(int argc, char** argv) {
           c.router.dns.clear();
         }
         if (!policy.empty()) c.router.policy = policy;
+        if (metrics_port.has_value()) c.metrics.router_port = *metrics_port;
       });
 
   absl::StatusOr<std::unique_ptr<helm::router::Router>> router =
@@ -39,8 +44,15 @@ int main(int argc, char** argv) {
     spdlog::error("{}", router.status());
     return 2;
   }
-  helm::rpc::ServerOptions server_options;
-  server_options.listen = config.router.listen;
+  // Declared before the exporter, which renders it until it stops.
+  helm::metrics::Registry registry;
+  std::unique_ptr<helm::metrics::Exporter> exporter;
+  if (config.metrics.router_port != 0) {
+    (*router)->RegisterMetrics(&registry);
+    exporter = helm::app::StartMetricsOrExit(config, config.metrics.router_port, &registry);
+  }
+  helm::rpc::ServerOptions server_options =
+      helm::app::GrpcServerOptions(config, config.router.listen);
   server_options.services = {(*router)->service()};
   server_options.drainer = (*router)->drainer();
   absl::StatusOr<std::unique_ptr<helm::rpc::Server>> server =
@@ -59,6 +71,7 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: draining (grace {} ms)", signal, config.router.grace_period_ms);
   const int left = (*server)->Shutdown(absl::Milliseconds(config.router.grace_period_ms));
   (*router)->Stop();
+  if (exporter != nullptr) exporter->Stop();
   const auto counters = (*router)->counters();
   spdlog::info("stopped: {} requests, {} ok, {} failed, {} retries ({} cut off)", counters.requests,
                counters.ok, counters.failed, counters.retries, left);

@@ -66,6 +66,10 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
     p.argv = {options.bin_dir + "/helm-node"};
     p.argv.insert(p.argv.end(), common.begin(), common.end());
     p.argv.insert(p.argv.end(), {"--listen", absl::StrCat("127.0.0.1:", port), "--node-id", id});
+    if (options.first_node_metrics_port > 0) {
+      p.argv.insert(p.argv.end(),
+                    {"--metrics-port", absl::StrCat(options.first_node_metrics_port + i)});
+    }
     p.argv.insert(p.argv.end(), options.extra_node_args.begin(), options.extra_node_args.end());
     p.output_path = cluster->LogPath(id);
     p.new_process_group = true;

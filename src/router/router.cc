@@ -16,6 +16,7 @@
 #include "grpcpp/security/credentials.h"
 #include "helm/common/hash.h"
 #include "helm/common/logging.h"
+#include "helm/rpc/status.h"
 #include "helm/v1/node.grpc.pb.h"
 #include "helm/v1/recommender.grpc.pb.h"
 #include "router/node_update_proto.h"
@@ -91,7 +92,11 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
  public:
   ForwardCall(Router* router, grpc::CallbackServerContext* server_context,
               const v1::RankRequest* request, v1::RankResponse* response, rpc::Drainer::Token token)
-      : router_(router), request_(request), response_(response), token_(std::move(token)) {
+      : router_(router),
+        request_(request),
+        response_(response),
+        token_(std::move(token)),
+        received_(std::chrono::steady_clock::now()) {
     deadline_ = server_context->deadline();
     if (deadline_ == std::chrono::system_clock::time_point::max()) {
       deadline_ = std::chrono::system_clock::now() +
@@ -165,6 +170,11 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     }
     next.attempts = ++attempts_;
     tried_.Insert(node);
+    if (router_->decisions_metric_ != nullptr) {
+      router_->decisions_metric_
+          ->WithLabels({router_->policy_->name(), router_->cluster_.address(node)})
+          .Increment();
+    }
     router_->cluster_.OnDispatch(node);
     if (decision.new_user) router_->cluster_.OnPlaced(node);
     // Each attempt's context lives as long as the call (at most max_attempts of them).
@@ -218,9 +228,14 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     if (status.ok()) {
       response_->mutable_info()->set_attempts(attempts);
       router_->ok_.fetch_add(1, std::memory_order_relaxed);
+      if (router_->latency_metric_ != nullptr) {
+        router_->latency_metric_->Observe(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - received_).count());
+      }
     } else {
       router_->failed_.fetch_add(1, std::memory_order_relaxed);
     }
+    router_->CountRequest(status.error_code());
     // token_ ends with this call, in OnDone: after the reply is sent.
     Finish(status);
   }
@@ -231,6 +246,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   rpc::Drainer::Token token_;
   route::RouteRequest route_;
   std::chrono::system_clock::time_point deadline_;
+  const std::chrono::steady_clock::time_point received_;
 
   absl::Mutex mu_;
   std::vector<std::unique_ptr<grpc::ClientContext>> contexts_ ABSL_GUARDED_BY(mu_);
@@ -250,6 +266,7 @@ class Router::Service final : public v1::Recommender::CallbackService {
     rpc::Drainer::Token token = router_->drainer_.TryEnter();
     if (!token) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      router_->CountRequest(grpc::StatusCode::UNAVAILABLE);
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "router is shutting down"));
       return reactor;
     }
@@ -347,8 +364,80 @@ void Router::RefreshDns() {
 }
 
 void Router::OnNodeResult(int node, const grpc::Status& status) {
-  health_.OnRequestResult(node, status.error_code() == grpc::StatusCode::UNAVAILABLE,
-                          status.error_message());
+  const bool ejected = health_.OnRequestResult(
+      node, status.error_code() == grpc::StatusCode::UNAVAILABLE, status.error_message());
+  if (ejected && ejections_metric_ != nullptr) {
+    ejections_metric_->WithLabels({cluster_.address(node)}).Increment();
+  }
+}
+
+void Router::CountRequest(grpc::StatusCode code) {
+  if (requests_metric_ != nullptr) {
+    requests_metric_->WithLabels({"Rank", rpc::StatusCodeName(code)}).Increment();
+  }
+}
+
+void Router::RegisterMetrics(metrics::Registry* registry) {
+  using metrics::MetricType;
+  using metrics::Sample;
+  requests_metric_ = &registry->AddCounter("helm_requests_total",
+                                           "Requests answered, by gRPC method and status code.",
+                                           {"method", "status"});
+  for (const char* status : {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE"}) {
+    requests_metric_->WithLabels({"Rank", status});
+  }
+  latency_metric_ =
+      &registry
+           ->AddHistogram("helm_request_latency_seconds",
+                          "Rank latency through the router, receipt to reply, of OK replies.",
+                          metrics::LatencyBucketsSeconds())
+           .WithLabels({});
+  decisions_metric_ = &registry->AddCounter(
+      "helm_router_decisions_total",
+      "Routing decisions (attempts dispatched), by policy and chosen node.", {"policy", "node"});
+  ejections_metric_ = &registry->AddCounter(
+      "helm_router_ejections_total",
+      "Nodes ejected after router.failures_to_eject consecutive failed requests.", {"node"});
+  registry->AddCollector("helm_router_retries_total",
+                         "Attempts retried on another node (UNAVAILABLE, RESOURCE_EXHAUSTED).",
+                         MetricType::kCounter, {}, [this] {
+                           return std::vector<Sample>{
+                               {{}, static_cast<double>(retries_.load(std::memory_order_relaxed))}};
+                         });
+  registry->AddCollector(
+      "helm_router_node_state",
+      "Each node's state as the router sees it: 1 for the state it is in (healthy, unhealthy "
+      "(a failed health check or state stream), ejected, draining, removed; only healthy nodes get "
+      "requests), 0 for the others.",
+      MetricType::kGauge, {"node", "state"}, [this] {
+        std::vector<Sample> samples;
+        const int n = cluster_.num_nodes();
+        for (int i = 0; i < n; ++i) {
+          const std::string& address = cluster_.address(i);
+          const bool removed = health_.removed(i);
+          const bool ejected = !removed && health_.ejected(i);
+          const bool draining = !removed && !ejected && cluster_.draining(i);
+          const bool healthy = !removed && !ejected && !draining && cluster_.healthy(i);
+          samples.push_back({{address, "healthy"}, healthy ? 1.0 : 0.0});
+          samples.push_back(
+              {{address, "unhealthy"}, !removed && !ejected && !draining && !healthy ? 1.0 : 0.0});
+          samples.push_back({{address, "ejected"}, ejected ? 1.0 : 0.0});
+          samples.push_back({{address, "draining"}, draining ? 1.0 : 0.0});
+          samples.push_back({{address, "removed"}, removed ? 1.0 : 0.0});
+        }
+        return samples;
+      });
+  registry->AddCollector("helm_router_node_in_flight",
+                         "Requests the router has in flight on each node.", MetricType::kGauge,
+                         {"node"}, [this] {
+                           std::vector<Sample> samples;
+                           const int n = cluster_.num_nodes();
+                           for (int i = 0; i < n; ++i) {
+                             samples.push_back({{cluster_.address(i)},
+                                                static_cast<double>(cluster_.router_in_flight(i))});
+                           }
+                           return samples;
+                         });
 }
 
 void Router::OnWatchDone(int node, const grpc::Status& status) {

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "spdlog/spdlog.h"
@@ -68,13 +69,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   server->drainer_ = options.drainer;
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &server->port_);
-  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
-  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.SetMaxReceiveMessageSize(options.max_receive_bytes);
+  builder.SetMaxSendMessageSize(options.max_send_bytes);
+  if (options.quota_memory_bytes > 0 || options.quota_max_threads > 0) {
+    grpc::ResourceQuota quota("helm-server");
+    if (options.quota_memory_bytes > 0)
+      quota.Resize(static_cast<size_t>(options.quota_memory_bytes));
+    if (options.quota_max_threads > 0) quota.SetMaxThreads(options.quota_max_threads);
+    builder.SetResourceQuota(quota);
+  }
   for (grpc::Service* service : options.services) builder.RegisterService(service);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on '", options.listen,
-                                               "' (address in use or not valid)"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen, "' (address in use or not valid)"));
   }
   server->SetServing(true);
   return server;

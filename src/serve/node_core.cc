@@ -25,6 +25,16 @@ absl::Status DeadlinePassed() {
       "deadline passed before compute; the request was not computed");
 }
 
+// Why `job` is not to be computed at `now_us` (its deadline passed, its caller cancelled); OK when
+// it is.
+absl::Status Abandoned(const RankJob& job, int64_t now_us) {
+  if (job.deadline_us <= now_us) return DeadlinePassed();
+  if (job.cancelled != nullptr && job.cancelled->load(std::memory_order_acquire)) {
+    return absl::CancelledError("the call was cancelled before compute; it was not computed");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 NodeCore::NodeCore(const config::Config& config, Clock* clock)
@@ -95,8 +105,8 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
   jobs.reserve(batch.size());
   for (QueuedJob* queued : batch) {
     RankJob* job = static_cast<RankJob*>(queued);
-    if (job->deadline_us <= out.start_us) {
-      Answer(job, DeadlinePassed());
+    if (absl::Status abandoned = Abandoned(*job, out.start_us); !abandoned.ok()) {
+      Answer(job, abandoned);
       continue;
     }
     if (absl::Status prepared = engine_->Prepare(job->input, &job->prepared); !prepared.ok()) {
@@ -108,9 +118,9 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
   // Checked again right before compute: preparing may have copied embeddings for a while.
   out.compute_start_us = clock_->NowMicros();
   for (RankJob* job : jobs) {
-    if (job->deadline_us <= out.compute_start_us) {
+    if (absl::Status abandoned = Abandoned(*job, out.compute_start_us); !abandoned.ok()) {
       engine_->Abandon(&job->prepared);
-      Answer(job, DeadlinePassed());
+      Answer(job, abandoned);
       continue;
     }
     out.jobs.push_back(job);

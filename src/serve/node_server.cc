@@ -17,11 +17,20 @@ constexpr size_t kMaxQueuedStates = 256;
 
 }  // namespace
 
+struct NodeServer::Instruments {
+  metrics::Family<metrics::Counter>* requests = nullptr;
+  metrics::Histogram* latency = nullptr;
+  metrics::Histogram* queue_time = nullptr;
+  metrics::Histogram* compute_time = nullptr;
+  metrics::Histogram* batch_size = nullptr;
+};
+
 // One Rank call from admission to reply.
 struct NodeServer::RankCall : RankJob {
   grpc::ServerUnaryReactor* reactor = nullptr;
   const v1::RankRequest* request = nullptr;
   v1::RankResponse* response = nullptr;
+  int64_t received_us = 0;  // when the handler got it (Clock micros)
 };
 
 // One WatchState subscriber: a bounded queue of states written in order.
@@ -104,24 +113,30 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
     rpc::Drainer::Token token = server_->drainer_.TryEnter();
     if (!token || server_->core_->draining()) {
       grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+      server_->CountRequest("Rank", grpc::StatusCode::UNAVAILABLE);
       reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "node is draining"));
       return reactor;
     }
     // The token ends with the call, after the reply is sent.
-    grpc::ServerUnaryReactor* reactor = new rpc::DrainingReactor(std::move(token));
+    auto* reactor = new rpc::DrainingReactor(std::move(token), &server_->cancelled_calls_);
     const config::Config& c = server_->config_;
     const absl::Status valid =
         ValidateRankRequest(*request, RequestLimits{c.node.max_history, c.node.max_candidates,
                                                     c.emb.num_items, c.model.num_actions});
     if (!valid.ok()) {
-      reactor->Finish(rpc::ToGrpcStatus(valid));
+      const grpc::Status status = rpc::ToGrpcStatus(valid);
+      server_->CountRequest("Rank", status.error_code());
+      reactor->Finish(status);
       return reactor;
     }
     auto* call = new RankCall();
     call->reactor = reactor;
     call->request = request;
     call->response = response;
+    call->received_us = server_->clock_->NowMicros();
     call->input = FromProto(*request);
+    // A client that cancels (or whose deadline passes) while the job waits is not computed.
+    call->cancelled = reactor->cancelled();
     // The gRPC deadline, on the core's clock.
     const auto left = context->deadline() - std::chrono::system_clock::now();
     if (context->deadline() != std::chrono::system_clock::time_point::max()) {
@@ -150,20 +165,31 @@ class NodeServer::RecommenderService final : public v1::Recommender::CallbackSer
         info->set_queue_us(out.queue_us);
         info->set_compute_us(out.compute_us);
         info->set_batch_size(out.batch_size);
+        if (const Instruments* m = server->metrics_.get(); m != nullptr) {
+          m->latency->Observe((server->clock_->NowMicros() - call->received_us) * 1e-6);
+          m->queue_time->Observe(out.queue_us * 1e-6);
+          m->compute_time->Observe(out.compute_us * 1e-6);
+          m->batch_size->Observe(out.batch_size);
+        }
         if (call->request->request_id().empty()) {
           response->set_request_id(absl::StrCat(server->config_.node.id, "-",
                                                 server->request_counter_.fetch_add(1) + 1));
         } else {
           response->set_request_id(call->request->request_id());
         }
-      } else if (!absl::IsDeadlineExceeded(status) && !absl::IsUnavailable(status)) {
+      } else if (!absl::IsDeadlineExceeded(status) && !absl::IsUnavailable(status) &&
+                 !absl::IsCancelled(status)) {
         spdlog::warn("Rank for user {} failed: {}", call->request->user_id(), status);
       }
-      call->reactor->Finish(rpc::ToGrpcStatus(status));
+      const grpc::Status reply = rpc::ToGrpcStatus(status);
+      server->CountRequest("Rank", reply.error_code());
+      call->reactor->Finish(reply);
       delete call;
     };
     if (const absl::Status admitted = server_->workers_->Submit(call); !admitted.ok()) {
-      reactor->Finish(rpc::ToGrpcStatus(admitted));
+      const grpc::Status reply = rpc::ToGrpcStatus(admitted);
+      server_->CountRequest("Rank", reply.error_code());
+      reactor->Finish(reply);
       delete call;
     }
     return reactor;
@@ -188,6 +214,7 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
                                      const v1::GetStatsRequest*, v1::NodeStats* stats) override {
     *stats = server_->Stats();
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    server_->CountRequest("GetStats", grpc::StatusCode::OK);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -198,12 +225,14 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     const double share = request->emb_share();
     if (!(share >= 0.0 && share <= 1.0)) {
+      server_->CountRequest("SetSplit", grpc::StatusCode::INVALID_ARGUMENT);
       reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                    absl::StrCat("emb_share: must be in [0, 1], got ", share)));
       return reactor;
     }
     response->set_target_split(server_->SetSplit(share));
     response->set_committed_split(server_->engine().pool().Snapshot().committed_split);
+    server_->CountRequest("SetSplit", grpc::StatusCode::OK);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -213,6 +242,7 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
     server_->StartDraining();
     response->set_in_flight(server_->core_->Load().in_flight);
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    server_->CountRequest("Drain", grpc::StatusCode::OK);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -364,6 +394,110 @@ v1::NodeStats NodeServer::Stats() const {
   stats.set_chunk_bytes(config_.pool.chunk_bytes);
   stats.set_backend(engine.backend_description());
   return stats;
+}
+
+// ---- Metrics ----------------------------------------------------------------------------------
+
+void NodeServer::CountRequest(const char* method, grpc::StatusCode code) {
+  if (metrics_ == nullptr) return;
+  metrics_->requests->WithLabels({method, rpc::StatusCodeName(code)}).Increment();
+}
+
+void NodeServer::RegisterMetrics(metrics::Registry* registry) {
+  using metrics::MetricType;
+  using metrics::Sample;
+  auto m = std::make_unique<Instruments>();
+  m->requests = &registry->AddCounter("helm_requests_total",
+                                      "Requests answered, by gRPC method and status code.",
+                                      {"method", "status"});
+  // The usual outcomes appear at 0 from the first scrape, so rates over them are defined at once.
+  for (const char* status : {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE"}) {
+    m->requests->WithLabels({"Rank", status});
+  }
+  m->latency = &registry
+                    ->AddHistogram("helm_request_latency_seconds",
+                                   "Rank latency on the node, receipt to reply, of OK replies.",
+                                   metrics::LatencyBucketsSeconds())
+                    .WithLabels({});
+  m->queue_time = &registry
+                       ->AddHistogram("helm_queue_time_seconds",
+                                      "Rank time from admission to its batch's compute (OK "
+                                      "replies; batching wait included).",
+                                      metrics::LatencyBucketsSeconds())
+                       .WithLabels({});
+  m->compute_time =
+      &registry
+           ->AddHistogram("helm_compute_time_seconds",
+                          "Rank time in its batch's compute, start to this reply (OK replies).",
+                          metrics::LatencyBucketsSeconds())
+           .WithLabels({});
+  m->batch_size =
+      &registry
+           ->AddHistogram("helm_batch_size", "Requests in the batch each OK reply was computed in.",
+                          metrics::PowerOfTwoBuckets(std::max(1, config_.node.max_batch)))
+           .WithLabels({});
+
+  // Read at scrape time from the counters the core and the caches keep anyway.
+  auto one = [](double v) { return std::vector<Sample>{Sample{{}, v}}; };
+  auto counter = [&](const std::string& name, const std::string& help,
+                     std::function<double()> read) {
+    registry->AddCollector(name, help, MetricType::kCounter, {},
+                           [one, read = std::move(read)] { return one(read()); });
+  };
+  auto gauge = [&](const std::string& name, const std::string& help, std::function<double()> read) {
+    registry->AddCollector(name, help, MetricType::kGauge, {},
+                           [one, read = std::move(read)] { return one(read()); });
+  };
+  NodeCore* core = core_.get();
+  Engine* engine = &core_->engine();
+  counter("helm_cancelled_calls_total",
+          "Rank calls cancelled by their client or past their deadline before the reply (queued "
+          "ones are then not computed).",
+          [this] { return cancelled_calls(); });
+  counter("helm_batches_total", "Batches (forwards) computed.",
+          [core] { return core->counters().batches; });
+  counter("helm_emb_lookups_total", "Embedding ids looked up (repeats included).",
+          [engine] { return engine->emb().stats().lookups; });
+  counter("helm_emb_hits_total", "Embedding lookups served from a resident row of the EMB cache.",
+          [engine] { return engine->emb().stats().hits; });
+  counter("helm_emb_misses_total", "Embedding lookups copied from host memory.",
+          [engine] { return engine->emb().stats().misses; });
+  counter("helm_emb_h2d_bytes_total", "Bytes copied host to device for embedding misses.",
+          [engine] { return engine->emb().stats().h2d_bytes; });
+  counter("helm_emb_evictions_total", "EMB cache rows evicted.",
+          [engine] { return engine->emb().stats().evictions; });
+  counter("helm_kv_requested_tokens_total", "History tokens of requests (KV lookups).",
+          [engine] { return engine->kv().stats().requested_tokens; });
+  counter("helm_kv_hit_tokens_total", "History tokens whose K/V came from the KV cache.",
+          [engine] { return engine->kv().stats().hit_tokens; });
+  counter("helm_kv_miss_tokens_total", "History tokens recomputed (not in the KV cache).",
+          [engine] { return engine->kv().stats().recomputed_tokens; });
+  counter("helm_kv_evicted_users_total", "Users whose K/V were evicted whole.",
+          [engine] { return engine->kv().stats().evicted_users; });
+  counter("helm_resize_steps_total", "Pool resize steps run.",
+          [engine] { return engine->pool().stats().steps; });
+  counter("helm_resize_migrated_bytes_total", "Bytes relocated by pool resize steps.",
+          [engine] { return engine->pool().stats().migration_bytes_done; });
+  registry->AddCollector("helm_pool_emb_share",
+                         "EMB share of the unified pool: committed, and the target.",
+                         MetricType::kGauge, {"kind"}, [engine] {
+                           const pool::PoolSnapshot p = engine->pool().Snapshot();
+                           return std::vector<Sample>{{{"committed"}, p.committed_split},
+                                                      {{"target"}, p.target_split}};
+                         });
+  gauge("helm_pool_pending_migration_bytes", "Bytes a pending resize still has to move.",
+        [engine] { return engine->pool().Snapshot().pending_bytes; });
+  gauge("helm_queue_depth", "Admitted requests waiting for a batch.",
+        [core] { return core->Load().queue_depth; });
+  gauge("helm_queue_capacity", "Admission queue capacity; beyond it RESOURCE_EXHAUSTED.",
+        [core] { return core->Load().queue_capacity; });
+  gauge("helm_in_flight_requests", "Admitted requests not yet answered (queued + computing).",
+        [core] { return core->Load().in_flight; });
+  gauge("helm_kv_occupancy_ratio", "Used KV blocks over KV capacity.",
+        [core] { return core->Load().kv_occupancy; });
+  gauge("helm_node_draining", "1 while the node drains (refuses new requests).",
+        [core] { return core->draining() ? 1.0 : 0.0; });
+  metrics_ = std::move(m);
 }
 
 // ---- Wire forms -------------------------------------------------------------------------------

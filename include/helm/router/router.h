@@ -28,7 +28,9 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/support/status_code_enum.h"
 #include "helm/common/clock.h"
+#include "helm/metrics/registry.h"
 #include "helm/route/cluster_state.h"
 #include "helm/route/node_health.h"
 #include "helm/route/options.h"
@@ -76,6 +78,13 @@ class Router {
   const route::NodeHealth& health() const { return health_; }
   const route::Policy& policy() const { return *policy_; }
 
+  // Adds the router's Prometheus metrics to `registry` (not owned): requests by status and their
+  // latency, decisions by policy and chosen node, ejections by node (per-request instruments), and
+  // retries and each node's state (healthy, unhealthy, ejected, draining, removed; collectors read
+  // at scrape time). REQUIRES: called once, before the service serves; the registry is not rendered
+  // after this router is destroyed.
+  void RegisterMetrics(metrics::Registry* registry);
+
   struct Counters {
     int64_t requests = 0;
     int64_t ok = 0;
@@ -118,6 +127,13 @@ class Router {
   std::thread maintenance_;
 
   std::atomic<int64_t> requests_{0}, ok_{0}, failed_{0}, retries_{0};
+
+  // Metrics instruments (null until RegisterMetrics; set before serving, read without a lock).
+  metrics::Family<metrics::Counter>* requests_metric_ = nullptr;
+  metrics::Histogram* latency_metric_ = nullptr;
+  metrics::Family<metrics::Counter>* decisions_metric_ = nullptr;
+  metrics::Family<metrics::Counter>* ejections_metric_ = nullptr;
+  void CountRequest(grpc::StatusCode code);
 };
 
 }  // namespace helm::router

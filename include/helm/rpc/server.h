@@ -6,6 +6,7 @@
 // server stops. Thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -62,13 +63,26 @@ class Drainer {
 // reply was sent, or the call was cancelled). Shutdown then waits for replies still being written,
 // not only for handlers to call Finish: the server's final Shutdown cancels every call that has
 // not completed, including one whose handler already finished it. Deletes itself.
+//
+// It also records the client's cancel (the client cancelled, or its deadline passed, before the
+// reply): cancelled() becomes true in OnCancel, so work still queued for the call can be skipped,
+// and `cancels` (not owned, outlives the call; may be null) counts it. The flag lives as long as
+// the reactor, i.e. until after Finish.
 class DrainingReactor final : public grpc::ServerUnaryReactor {
  public:
-  explicit DrainingReactor(Drainer::Token token) : token_(std::move(token)) {}
+  explicit DrainingReactor(Drainer::Token token, std::atomic<int64_t>* cancels = nullptr)
+      : token_(std::move(token)), cancels_(cancels) {}
+  void OnCancel() override {
+    cancelled_.store(true, std::memory_order_release);
+    if (cancels_ != nullptr) cancels_->fetch_add(1, std::memory_order_relaxed);
+  }
   void OnDone() override { delete this; }
+  const std::atomic<bool>* cancelled() const { return &cancelled_; }
 
  private:
   Drainer::Token token_;
+  std::atomic<int64_t>* const cancels_;
+  std::atomic<bool> cancelled_{false};
 };
 
 struct ServerOptions {
@@ -76,8 +90,16 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:0";
   // Services to register; not owned, must outlive the server.
   std::vector<grpc::Service*> services;
-  // Largest request or reply accepted (bytes).
-  int32_t max_message_bytes = 64 << 20;
+  // Largest request accepted (bytes): larger ones are answered RESOURCE_EXHAUSTED before any
+  // handler runs. Apps set it from the request limits (rpc/limits.h, config
+  // grpc.max_receive_bytes).
+  int32_t max_receive_bytes = 4 << 20;
+  // Largest reply sent (bytes).
+  int32_t max_send_bytes = 64 << 20;
+  // The server's grpc::ResourceQuota: memory for buffers and calls (bytes) and threads. 0: gRPC's
+  // defaults (no bound).
+  int64_t quota_memory_bytes = 0;
+  int32_t quota_max_threads = 0;
   // In-flight tracking the services use (Drainer::TryEnter per request); not owned, must outlive
   // the server. Null: the server tracks nothing and Shutdown does not wait.
   Drainer* drainer = nullptr;

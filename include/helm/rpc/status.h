@@ -11,4 +11,8 @@ namespace helm::rpc {
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
+// The code's canonical name ("OK", "RESOURCE_EXHAUSTED", ...), as metrics label it; "UNKNOWN" for a
+// code outside 0..16.
+const char* StatusCodeName(grpc::StatusCode code);
+
 }  // namespace helm::rpc

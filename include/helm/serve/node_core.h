@@ -4,9 +4,9 @@
 // threads and gRPC; the simulator steps the same core on virtual time.
 //
 // A request: Submit (bounded queue) -> queue().TakeReady hands out a batch -> RunBatch: jobs whose
-// deadline passed are answered DeadlineExceeded, the rest are prepared (KV lease, EMB lookup) and
-// checked again right before compute, computed as one forward, finished (KV append and commit,
-// top-k) and answered through their done callback.
+// deadline passed are answered DeadlineExceeded (cancelled ones Cancelled), the rest are prepared
+// (KV lease, EMB lookup) and checked again right before compute, computed as one forward,
+// finished (KV append and commit, top-k) and answered through their done callback.
 //
 // Thread-safety: all methods are thread-safe. RunBatch runs concurrently on several workers, each
 // with its own Worker.
@@ -40,6 +40,10 @@ struct RankJob : QueuedJob {
   // Called exactly once with the outcome, after admission succeeded (not when Submit fails).
   std::function<void(RankJob*, const absl::Status&)> done;
   Prepared prepared;  // the core's, between prepare and finish
+  // Set (by the edge) once the caller gave up on the job (its call was cancelled); checked where
+  // the deadline is, and such a job is answered Cancelled without computing. Not owned; outlives
+  // the job. Null: never cancelled.
+  const std::atomic<bool>* cancelled = nullptr;
 };
 
 // A batch between NodeCore::BeginBatch and CompleteBatch.

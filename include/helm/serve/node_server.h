@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "helm/common/clock.h"
 #include "helm/config/config.h"
+#include "helm/metrics/registry.h"
 #include "helm/rpc/server.h"
 #include "helm/serve/batch_workers.h"
 #include "helm/serve/node_core.h"
@@ -50,9 +51,18 @@ class NodeServer {
   // Answers every queued request UNAVAILABLE, ends state streams, joins the threads. Idempotent.
   void Stop();
 
+  // Adds the node's Prometheus metrics to `registry` (not owned; see docs/README "Metrics"):
+  // per-request instruments (requests by method and status, latency, queue and compute time, batch
+  // size) and collectors that read the core's and caches' counters at scrape time. REQUIRES: called
+  // once, before the services serve; the registry is not rendered after this server is destroyed.
+  void RegisterMetrics(metrics::Registry* registry);
+
   NodeCore& core() { return *core_; }
   Engine& engine() { return core_->engine(); }
   v1::NodeStats Stats() const;
+  // Rank calls whose client cancelled them (or whose deadline passed) before the reply; those
+  // still queued then are answered CANCELLED without being computed.
+  int64_t cancelled_calls() const { return cancelled_calls_.load(std::memory_order_relaxed); }
 
  private:
   class RecommenderService;
@@ -75,6 +85,12 @@ class NodeServer {
   std::unique_ptr<NodeService> node_service_;
   rpc::Drainer drainer_;
   std::atomic<uint64_t> request_counter_{0};
+  std::atomic<int64_t> cancelled_calls_{0};
+
+  // Metrics instruments (null until RegisterMetrics; set before serving, read without a lock).
+  struct Instruments;
+  std::unique_ptr<Instruments> metrics_;
+  void CountRequest(const char* method, grpc::StatusCode code);
 
   mutable absl::Mutex streams_mu_;
   std::vector<StateStream*> streams_ ABSL_GUARDED_BY(streams_mu_);
