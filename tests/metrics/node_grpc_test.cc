@@ -188,6 +188,8 @@ TEST_P(CancelledCall, WhileQueuedIsNotComputed) {
   ASSERT_TRUE(second.ok()) << second.error_message();
   EXPECT_EQ(response.info().batch_size(), 1);  // computed alone
 
+  // A batch is counted after its replies are sent.
+  ASSERT_TRUE(Eventually([&] { return t.node->core().counters().batches == 1; }));
   const NodeCounters counters = t.node->core().counters();
   EXPECT_EQ(counters.completions, 1);
   EXPECT_EQ(counters.failures, 1);
@@ -221,6 +223,8 @@ TEST(NodeMetrics, MetricsOverHttpCountTheRequestsServed) {
   EXPECT_EQ(t.Rank(MakeRequest(-1, 30, 4), &response).error_code(),
             grpc::StatusCode::INVALID_ARGUMENT);
 
+  // A batch is counted after its replies are sent.
+  ASSERT_TRUE(Eventually([&] { return t.node->core().counters().batches == kRequests; }));
   httplib::Client client("127.0.0.1", (*exporter)->port());
   const httplib::Result got = client.Get("/metrics");
   ASSERT_TRUE(got) << "GET /metrics failed";
