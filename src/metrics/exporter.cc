@@ -1,6 +1,7 @@
 #include "helm/metrics/exporter.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -14,6 +15,12 @@ absl::StatusOr<std::unique_ptr<Exporter>> Exporter::Start(const ExporterOptions&
   // Scrapes come every few seconds from one or two Prometheus servers: two threads are plenty
   // (httplib's default is one per core).
   server.new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // httplib's default sets SO_REUSEPORT, which lets a second process bind the same port and share
+  // its scrapes; SO_REUSEADDR alone refuses a port in use (and still allows a quick restart).
+  server.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   server.Get("/metrics", [registry](const httplib::Request&, httplib::Response& response) {
     response.set_content(registry->Render(), kTextContentType);
   });

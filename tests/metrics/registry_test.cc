@@ -1,10 +1,13 @@
 #include "helm/metrics/registry.h"
 
+#include <httplib.h>
+
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "helm/metrics/exporter.h"
 
 namespace helm::metrics {
 namespace {
@@ -118,6 +121,29 @@ TEST(Registry, ListsNamesInRegistrationOrder) {
   registry.AddGauge("helm_b", "B.");
   registry.AddCounter("helm_a_total", "A.");
   EXPECT_EQ(registry.Names(), (std::vector<std::string>{"helm_b", "helm_a_total"}));
+}
+
+TEST(Exporter, ServesTheRegistryAndRefusesABusyPort) {
+  Registry registry;
+  Counter& counter = registry.AddCounter("helm_c_total", "C.").WithLabels({});
+  auto first = Exporter::Start(ExporterOptions{}, &registry);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_GT((*first)->port(), 0);
+
+  counter.Increment(7);
+  httplib::Client client("127.0.0.1", (*first)->port());
+  const httplib::Result got = client.Get("/metrics");
+  ASSERT_TRUE(got);
+  EXPECT_EQ(got->status, 200);
+  EXPECT_EQ(got->body, registry.Render());
+  EXPECT_NE(got->body.find("helm_c_total 7\n"), std::string::npos);
+
+  auto second = Exporter::Start(ExporterOptions{"127.0.0.1", (*first)->port()}, &registry);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kUnavailable);
+
+  (*first)->Stop();
+  (*first)->Stop();  // idempotent
+  EXPECT_FALSE(client.Get("/metrics"));
 }
 
 }  // namespace
