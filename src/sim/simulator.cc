@@ -1,5 +1,8 @@
 #include "helm/sim/simulator.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -11,6 +14,7 @@
 #include "helm/common/clock.h"
 #include "helm/common/hash.h"
 #include "helm/common/status.h"
+#include "helm/control/split_controller.h"
 #include "helm/route/cluster_state.h"
 #include "helm/route/policy.h"
 #include "helm/serve/node_core.h"
@@ -30,7 +34,10 @@ struct SimJob : serve::RankJob {
   route::NodeSet tried;
 };
 
-enum class EventType : uint8_t { kArrival, kBatchDone, kWake, kPublish, kWindow };
+enum class EventType : uint8_t { kArrival, kBatchDone, kWake, kPublish, kWindow, kResize };
+
+// helm-node's resizer wakes this often for background prefetch (node_server.cc).
+constexpr int64_t kResizeTickUs = 20'000;
 
 struct Event {
   int64_t t_us;
@@ -84,6 +91,9 @@ struct Simulator::Impl {
     int64_t busy_us = 0;
     int64_t replies = 0, cached_tokens = 0, history_tokens = 0, emb_hits = 0, emb_lookups = 0;
     double split_first = 0;
+    std::unique_ptr<control::SplitController> controller;  // null under the oracle
+    PcieQueue pcie{1, 1};
+    int64_t prefetch_bytes_seen = 0;
   };
 
   config::Config config;
@@ -99,6 +109,11 @@ struct Simulator::Impl {
   int64_t end_us = 0;
   int64_t row_bytes = 0;
   int64_t outstanding = 0;
+  int64_t publish_us = 0, window_us = 0, summary_every = 1, publishes = 0;
+  int64_t next_second_us = 1'000'000;
+  const SimulatorHooks* hooks = nullptr;
+  bool oracle = false;
+  std::vector<double> oracle_candidates;
 
   // Results.
   SimResult result;
@@ -106,6 +121,8 @@ struct Simulator::Impl {
   SimSecond current;
   int64_t second_cached = 0, second_history = 0, second_emb_hits = 0, second_emb_lookups = 0;
   int64_t total_cached = 0, total_history = 0, total_emb_hits = 0, total_emb_lookups = 0;
+  SimWindow window;  // the statistics window in progress
+  LatencyHistogram window_latency;
 
   explicit Impl(CostModel c) : cost(std::move(c)) {}
 
@@ -133,6 +150,8 @@ struct Simulator::Impl {
       const int64_t latency = now - job->arrival_us;
       result.latency_us.Record(latency);
       second_latency.Record(latency);
+      window_latency.Record(latency);
+      ++window.answers;
       ++result.completions;
       ++current.completions;
       if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
@@ -200,8 +219,17 @@ struct Simulator::Impl {
                         .emb_rows_gathered = p.suffix_tokens() + p.num_candidates(),
                         .emb_miss_bytes = p.emb_misses() * row_bytes});
       }
-      const int64_t service_us =
-          work.requests.empty() ? 0 : std::max<int64_t>(1, std::llround(cost.BatchTimeUs(work)));
+      int64_t service_us = 0;
+      if (!work.requests.empty()) {
+        // EMB misses go over the node's PCIe link, after whatever background refill is on it.
+        const CostBreakdown b = cost.BatchCost(work);
+        int64_t miss_bytes = 0;
+        for (const RequestWork& r : work.requests) miss_bytes += r.emb_miss_bytes;
+        const double now = static_cast<double>(clock.NowMicros());
+        const double pcie_us =
+            miss_bytes > 0 ? node.pcie.SubmitForeground(now, miss_bytes) - now : 0.0;
+        service_us = std::max<int64_t>(1, std::llround(b.total_us() - b.pcie_us + pcie_us));
+      }
       node.slots[slot] = std::move(prepared);
       node.busy[slot] = true;
       node.busy_us += service_us;
@@ -225,6 +253,156 @@ struct Simulator::Impl {
     current = SimSecond();
     second_latency.Reset();
     second_cached = second_history = second_emb_hits = second_emb_lookups = 0;
+  }
+
+  // Ends the statistics window at `t_us`: records it, closes every node's window and sets the
+  // next targets (each node's controller, or the oracle's replays).
+  void OnWindow(int64_t t_us) {
+    window.end_us = t_us;
+    window.p99_ms = window_latency.Quantile(0.99) / 1000.0;
+    result.windows.push_back(std::move(window));
+    window = SimWindow();
+    window_latency.Reset();
+    std::vector<serve::StatsWindow> closed;
+    closed.reserve(nodes.size());
+    for (Node& n : nodes) closed.push_back(n.core->CloseWindow());
+    Schedule(t_us + window_us, EventType::kWindow);
+    if (oracle) {
+      const double best = OracleChoose(t_us + window_us);
+      for (Node& n : nodes) n.core->SetTargetSplit(best);
+    } else {
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        nodes[i].core->SetTargetSplit(nodes[i].controller->Decide(closed[i]));
+      }
+    }
+    for (Node& n : nodes) window.target.push_back(n.core->engine().pool().Snapshot().target_split);
+    OnResizeTick();  // a new target starts moving at once, as helm-node's resizer wakes on it
+  }
+
+  // Resize steps back to back on every node with a move pending, and its prefetch traffic.
+  void OnResizeTick() {
+    const double now = static_cast<double>(clock.NowMicros());
+    for (Node& n : nodes) {
+      for (int i = 0; i < 1000; ++i) {
+        const pool::StepResult step = n.core->StepResize();
+        if (step.idle || step.blocked) break;
+      }
+      const int64_t prefetched = n.core->engine().pool().stats().prefetch_bytes;
+      if (prefetched > n.prefetch_bytes_seen) {
+        n.pcie.SubmitBackground(now, prefetched - n.prefetch_bytes_seen);
+        n.prefetch_bytes_seen = prefetched;
+      }
+    }
+  }
+
+  // The oracle: the candidate split with the best P99 over the window ending at the event at
+  // `window_end_us`, each replayed by a copy of this process from the current state.
+  double OracleChoose(int64_t window_end_us) {
+    const double current = nodes.front().core->engine().pool().Snapshot().target_split;
+    std::vector<double> p99(oracle_candidates.size(), -1);
+    for (size_t c = 0; c < oracle_candidates.size(); ++c) {
+      int fds[2];
+      if (pipe(fds) != 0) continue;
+      const pid_t pid = fork();
+      if (pid == 0) {  // the copy: replay the window at this candidate, report its P99
+        close(fds[0]);
+        hooks = nullptr;
+        oracle = false;  // a replay does not recurse
+        for (Node& n : nodes) n.core->SetTargetSplit(oracle_candidates[c]);
+        OnResizeTick();
+        RunUntil(window_end_us);
+        const double value = window_latency.Quantile(0.99) / 1000.0;
+        const ssize_t written = write(fds[1], &value, sizeof(value));
+        _exit(written == sizeof(value) ? 0 : 1);
+      }
+      close(fds[1]);
+      if (pid > 0) {
+        double value = -1;
+        if (read(fds[0], &value, sizeof(value)) == sizeof(value)) p99[c] = value;
+        int status = 0;
+        waitpid(pid, &status, 0);
+      }
+      close(fds[0]);
+    }
+    size_t best = 0;
+    bool found = false;
+    for (size_t c = 0; c < p99.size(); ++c) {
+      if (p99[c] < 0) continue;
+      const bool better =
+          !found || p99[c] < p99[best] - 1e-9 ||
+          (std::abs(p99[c] - p99[best]) <= 1e-9 &&
+           std::abs(oracle_candidates[c] - current) < std::abs(oracle_candidates[best] - current));
+      if (better) best = c, found = true;
+    }
+    window.candidates = oracle_candidates;
+    window.candidate_p99_ms = p99;
+    return found ? oracle_candidates[best] : current;
+  }
+
+  // Processes events in time order until the statistics-window event at `stop_window_us` (not
+  // processed; serve::kNever: to the end of the run).
+  void RunUntil(int64_t stop_window_us) {
+    while (!events.empty()) {
+      const Event e = events.top();
+      if (e.type == EventType::kWindow && e.t_us == stop_window_us) return;
+      // Only periodic events remain once the workload ended and every request was answered.
+      if (pending_arrival == nullptr && outstanding == 0 &&
+          (e.type == EventType::kPublish || e.type == EventType::kWindow ||
+           e.type == EventType::kResize)) {
+        return;
+      }
+      events.pop();
+      while (e.t_us >= next_second_us) {
+        CloseSecond(next_second_us / 1'000'000 - 1);
+        if (hooks != nullptr && hooks->progress) {
+          hooks->progress(next_second_us / 1e6, result.completions);
+        }
+        next_second_us += 1'000'000;
+      }
+      clock.SetMicros(e.t_us);
+      Process(e);
+    }
+  }
+
+  void Process(const Event& e) {
+    switch (e.type) {
+      case EventType::kArrival: {
+        SimJob* job = pending_arrival;
+        pending_arrival = nullptr;
+        ++result.arrivals;
+        ++current.arrivals;
+        ++outstanding;
+        NextArrival();
+        Route(job);
+        break;
+      }
+      case EventType::kBatchDone: {
+        Node& node = nodes[e.node];
+        node.busy[e.slot] = false;
+        node.core->CompleteBatch(*node.workers[e.slot], node.slots[e.slot]);
+        TryStart(e.node);
+        break;
+      }
+      case EventType::kWake: {
+        Node& node = nodes[e.node];
+        if (node.wake_at == e.t_us) node.wake_at = serve::kNever;
+        TryStart(e.node);
+        break;
+      }
+      case EventType::kPublish: {
+        const bool summary = ++publishes % summary_every == 0;
+        for (Node& node : nodes) node.core->Publish(summary);
+        Schedule(e.t_us + publish_us, EventType::kPublish);
+        break;
+      }
+      case EventType::kWindow:
+        OnWindow(e.t_us);
+        break;
+      case EventType::kResize:
+        OnResizeTick();
+        Schedule(e.t_us + kResizeTickUs, EventType::kResize);
+        break;
+    }
   }
 
   bool NextArrival() {
@@ -292,6 +470,13 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   impl->row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims.emb_dtype);
   HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
   HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
+  impl->oracle = config.control.policy == "oracle";
+  if (impl->oracle) {
+    for (double r = config.pool.r_min; r <= config.pool.r_max + 1e-9;
+         r += config.control.oracle_step) {
+      impl->oracle_candidates.push_back(std::min(r, config.pool.r_max));
+    }
+  }
   impl->end_us =
       std::min<int64_t>(impl->generator->duration_us(), static_cast<int64_t>(s.duration_s * 1e6));
   Impl* p = impl.get();
@@ -305,6 +490,15 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
       HELM_ASSIGN_OR_RETURN(auto worker, node.core->NewWorker());
       node.workers.push_back(std::move(worker));
     }
+    if (!p->oracle) {
+      HELM_ASSIGN_OR_RETURN(node.controller,
+                            control::CreateSplitController(config.control, config.pool));
+    }
+    const double link = p->cost.profile().pcie_bytes_per_s;
+    const double budget = config.pool.prefetch_bytes_per_s > 0
+                              ? std::min<double>(link, config.pool.prefetch_bytes_per_s)
+                              : link;
+    node.pcie = PcieQueue(link, budget, p->cost.profile().pcie_latency_us);
     node.slots.resize(config.node.workers);
     node.busy.assign(config.node.workers, false);
     node.split_first = node.core->engine().pool().Snapshot().committed_split;
@@ -329,74 +523,30 @@ const CostModel& Simulator::cost_model() const { return impl_->cost; }
 absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
   Impl& m = *impl_;
   const auto wall_start = std::chrono::steady_clock::now();
-  const int64_t publish_us = int64_t{m.config.node.state_publish_interval_ms} * 1000;
-  const int64_t window_us = int64_t{m.config.node.stats_window_ms} * 1000;
-  const int64_t summary_every =
-      std::max<int64_t>(1, m.config.node.emb_summary_interval_ms /
-                               std::max(1, m.config.node.state_publish_interval_ms));
-  int64_t publishes = 0;
-  m.NextArrival();
-  m.Schedule(publish_us, EventType::kPublish);
-  m.Schedule(window_us, EventType::kWindow);
-  int64_t next_second_us = 1'000'000;
-  while (!m.events.empty()) {
-    const Event e = m.events.top();
-    // Only periodic events remain once the workload ended and every request was answered.
-    if (m.pending_arrival == nullptr && m.outstanding == 0 &&
-        (e.type == EventType::kPublish || e.type == EventType::kWindow)) {
-      break;
-    }
-    m.events.pop();
-    while (e.t_us >= next_second_us) {
-      m.CloseSecond(next_second_us / 1'000'000 - 1);
-      if (hooks.progress) hooks.progress(next_second_us / 1e6, m.result.completions);
-      next_second_us += 1'000'000;
-    }
-    m.clock.SetMicros(e.t_us);
-    switch (e.type) {
-      case EventType::kArrival: {
-        SimJob* job = m.pending_arrival;
-        m.pending_arrival = nullptr;
-        ++m.result.arrivals;
-        ++m.current.arrivals;
-        ++m.outstanding;
-        m.NextArrival();
-        m.Route(job);
-        break;
-      }
-      case EventType::kBatchDone: {
-        Impl::Node& node = m.nodes[e.node];
-        node.busy[e.slot] = false;
-        node.core->CompleteBatch(*node.workers[e.slot], node.slots[e.slot]);
-        m.TryStart(e.node);
-        break;
-      }
-      case EventType::kWake: {
-        Impl::Node& node = m.nodes[e.node];
-        if (node.wake_at == e.t_us) node.wake_at = serve::kNever;
-        m.TryStart(e.node);
-        break;
-      }
-      case EventType::kPublish: {
-        const bool summary = ++publishes % summary_every == 0;
-        for (Impl::Node& node : m.nodes) node.core->Publish(summary);
-        m.Schedule(e.t_us + publish_us, EventType::kPublish);
-        break;
-      }
-      case EventType::kWindow: {
-        for (Impl::Node& node : m.nodes) {
-          node.core->CloseWindow();
-          for (int i = 0; i < 64 && !node.core->StepResize().idle; ++i) {
-          }
-        }
-        m.Schedule(e.t_us + window_us, EventType::kWindow);
-        break;
-      }
-    }
+  m.hooks = &hooks;
+  m.publish_us = int64_t{m.config.node.state_publish_interval_ms} * 1000;
+  m.window_us = int64_t{m.config.node.stats_window_ms} * 1000;
+  m.summary_every = std::max<int64_t>(1, m.config.node.emb_summary_interval_ms /
+                                             std::max(1, m.config.node.state_publish_interval_ms));
+  m.result.controller = m.config.control.policy;
+  for (Impl::Node& n : m.nodes) {
+    m.window.target.push_back(n.core->engine().pool().Snapshot().target_split);
   }
+  m.NextArrival();
+  m.Schedule(m.publish_us, EventType::kPublish);
+  m.Schedule(m.window_us, EventType::kWindow);
+  m.Schedule(kResizeTickUs, EventType::kResize);
+  m.RunUntil(serve::kNever);
+  m.hooks = nullptr;
+  int64_t next_second_us = m.next_second_us;
   const int64_t end = std::max<int64_t>(m.clock.NowMicros(), 1);
   if (m.current.arrivals + m.current.completions + m.current.failures > 0) {
     m.CloseSecond(next_second_us / 1'000'000 - 1);
+  }
+  if (m.window.answers > 0) {  // the last, partial window
+    m.window.end_us = end;
+    m.window.p99_ms = m.window_latency.Quantile(0.99) / 1000.0;
+    m.result.windows.push_back(std::move(m.window));
   }
   SimResult& r = m.result;
   r.simulated_s = end / 1e6;
@@ -412,6 +562,9 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
     n.split_first = node.split_first;
     n.split_last = node.core->engine().pool().Snapshot().committed_split;
     n.busy_fraction = double(node.busy_us) / (double(end) * node.busy.size());
+    n.reversals = node.controller ? node.controller->reversals() : 0;
+    n.pcie_background_bytes = node.pcie.background_bytes();
+    n.pcie_foreground_wait_ms = node.pcie.foreground_wait_us() / 1000.0;
     r.nodes.push_back(n);
   }
   return std::move(r);
@@ -419,8 +572,11 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
 
 std::string ToJson(const SimResult& r, const config::Config& config) {
   std::string out = "{\n";
-  absl::StrAppendFormat(&out, "  \"nodes\": %d,\n  \"profile\": \"%s\",\n  \"policy\": \"%s\",\n",
-                        config.simulator.num_nodes, config.workload.profile, config.router.policy);
+  absl::StrAppendFormat(&out,
+                        "  \"nodes\": %d,\n  \"profile\": \"%s\",\n  \"policy\": \"%s\",\n"
+                        "  \"controller\": \"%s\",\n  \"windows\": %d,\n",
+                        config.simulator.num_nodes, config.workload.profile, config.router.policy,
+                        r.controller, r.windows.size());
   absl::StrAppendFormat(&out,
                         "  \"simulated_s\": %.6f,\n  \"arrivals\": %d,\n  \"completions\": %d,\n"
                         "  \"failures\": %d,\n  \"slo_ms\": %.3f,\n  \"slo_attainment\": %.6f,\n"
@@ -440,11 +596,38 @@ std::string ToJson(const SimResult& r, const config::Config& config) {
     absl::StrAppendFormat(&out,
                           "%s\n    {\"id\": \"%s\", \"replies\": %d, \"kv_token_hit\": %.6f, "
                           "\"emb_hit\": %.6f, \"split_first\": %.4f, \"split_last\": %.4f, "
-                          "\"busy\": %.6f}",
+                          "\"busy\": %.6f, \"reversals\": %d, \"pcie_background_bytes\": %d, "
+                          "\"pcie_foreground_wait_ms\": %.4f}",
                           i == 0 ? "" : ",", n.id, n.replies, n.kv_token_hit, n.emb_hit,
-                          n.split_first, n.split_last, n.busy_fraction);
+                          n.split_first, n.split_last, n.busy_fraction, n.reversals,
+                          n.pcie_background_bytes, n.pcie_foreground_wait_ms);
   }
   out += "\n  ]\n}\n";
+  return out;
+}
+
+double TrackingError(const SimResult& run, const SimResult& oracle) {
+  double sum = 0;
+  int64_t count = 0;
+  const size_t windows = std::min(run.windows.size(), oracle.windows.size());
+  for (size_t w = 0; w < windows; ++w) {
+    const std::vector<double>& a = run.windows[w].target;
+    const std::vector<double>& b = oracle.windows[w].target;
+    for (size_t n = 0; n < std::min(a.size(), b.size()); ++n, ++count) sum += std::abs(a[n] - b[n]);
+  }
+  return count > 0 ? sum / count : 0.0;
+}
+
+std::string WindowsCsv(const SimResult& r) {
+  std::string out = "end_s,answers,p99_ms";
+  const size_t nodes = r.windows.empty() ? 0 : r.windows.front().target.size();
+  for (size_t i = 0; i < nodes; ++i) absl::StrAppend(&out, ",target_", i);
+  out += "\n";
+  for (const SimWindow& w : r.windows) {
+    absl::StrAppendFormat(&out, "%.3f,%d,%.4f", w.end_us / 1e6, w.answers, w.p99_ms);
+    for (double t : w.target) absl::StrAppendFormat(&out, ",%.4f", t);
+    out += "\n";
+  }
   return out;
 }
 

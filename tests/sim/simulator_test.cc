@@ -3,6 +3,8 @@
 // naming the key.
 #include "helm/sim/simulator.h"
 
+#include <cmath>
+
 #include "gtest/gtest.h"
 
 namespace helm::sim {
@@ -77,6 +79,77 @@ TEST(Simulator, AStaticSplitHolds) {
   for (const SimSecond& s : r.seconds) {
     for (double split : s.split) EXPECT_EQ(split, r.nodes[0].split_first);
   }
+  ASSERT_GE(r.windows.size(), 5u);
+  for (const SimWindow& w : r.windows) {
+    for (double target : w.target) EXPECT_DOUBLE_EQ(target, 0.3);
+  }
+  for (const NodeResult& n : r.nodes) EXPECT_EQ(n.reversals, 0);
+}
+
+// A cluster whose pool is small next to both caches' working sets, so that the split matters.
+config::Config Contended(uint64_t seed) {
+  config::Config c = SmallCluster(2, seed);
+  c.pool.bytes = int64_t{8} << 20;
+  c.pool.chunk_bytes = int64_t{256} << 10;
+  c.node.stats_window_ms = 500;
+  c.workload.rate_per_s = 200;
+  c.simulator.duration_s = 4;
+  c.workload.duration_s = 4;
+  return c;
+}
+
+TEST(Simulator, TheHeuristicMovesTheSplitWithinBoundsOneStepAWindow) {
+  config::Config config = Contended(Seed());
+  config.control.policy = "heuristic";
+  config.control.min_window_answers = 10;
+  const SimResult r = RunOrDie(config);
+  ASSERT_GE(r.windows.size(), 6u);
+  bool moved = false;
+  for (size_t w = 1; w < r.windows.size(); ++w) {
+    for (size_t n = 0; n < r.windows[w].target.size(); ++n) {
+      const double step = std::abs(r.windows[w].target[n] - r.windows[w - 1].target[n]);
+      EXPECT_LE(step, config.control.step + 1e-9) << "window " << w << " node " << n;
+      EXPECT_GE(r.windows[w].target[n], config.pool.r_min - 1e-9);
+      EXPECT_LE(r.windows[w].target[n], config.pool.r_max + 1e-9);
+      moved |= step > 0;
+    }
+  }
+  EXPECT_TRUE(moved) << "the heuristic probes";
+}
+
+TEST(Simulator, TheOracleReplaysEachWindowAndKeepsItsBestSplit) {
+  config::Config config = Contended(Seed());
+  config.control.policy = "oracle";
+  config.control.oracle_step = 0.2;  // 0.1, 0.3, 0.5, 0.7, 0.9
+  const SimResult r = RunOrDie(config);
+  ASSERT_GE(r.windows.size(), 6u);
+  int replayed = 0;
+  for (size_t w = 1; w < r.windows.size(); ++w) {
+    const SimWindow& win = r.windows[w];
+    if (win.candidates.empty()) continue;  // the last, partial window
+    ++replayed;
+    ASSERT_EQ(win.candidates.size(), 5u);
+    ASSERT_EQ(win.candidate_p99_ms.size(), 5u);
+    // The window the oracle ran is the replay of the split it chose, to the microsecond: the
+    // copies start from the same state and the simulator is deterministic.
+    double chosen = -1;
+    for (size_t c = 0; c < win.candidates.size(); ++c) {
+      if (std::abs(win.candidates[c] - win.target[0]) < 1e-9) chosen = win.candidate_p99_ms[c];
+    }
+    ASSERT_GE(chosen, 0) << "window " << w;
+    EXPECT_DOUBLE_EQ(win.p99_ms, chosen) << "window " << w;
+    // ... so it does no worse than any static split (every candidate is one) from that state.
+    for (double p99 : win.candidate_p99_ms) EXPECT_LE(win.p99_ms, p99) << "window " << w;
+  }
+  EXPECT_GE(replayed, 5);
+}
+
+TEST(Simulator, TrackingErrorIsTheMeanDistanceToTheOracle) {
+  SimResult a, b;
+  a.windows = {SimWindow{.target = {0.5, 0.5}}, SimWindow{.target = {0.6, 0.4}}};
+  b.windows = {SimWindow{.target = {0.5, 0.7}}, SimWindow{.target = {0.5, 0.5}}, SimWindow{}};
+  EXPECT_NEAR(TrackingError(a, b), (0 + 0.2 + 0.1 + 0.1) / 4, 1e-12);
+  EXPECT_EQ(TrackingError(a, a), 0);
 }
 
 TEST(Simulator, BadConfigsAreRefusedNamingTheKey) {

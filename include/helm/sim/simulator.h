@@ -9,8 +9,21 @@
 // (a node that refuses it, queue full, sends it to the next best node, like helm-router); a node
 // with a free compute slot takes a ready batch, prepares it (BeginBatch), and completes it
 // (CompleteBatch) the cost model's service time later; every publish interval every node publishes
-// its state to the router; every statistics window every node closes a window and, when a split
-// plan is set, gets its next target; pool resize steps run while a move is pending.
+// its state to the router; every statistics window every node closes a window and its split
+// controller (control.policy) sets the next target; every 20 ms, like helm-node's resizer, every
+// node runs pool resize steps back to back while a move is pending (and its background prefetch).
+//
+// PCIe: each node has one host -> device link (PcieQueue). A batch's EMB miss bytes are a
+// foreground transfer on it; resize refill (prefetch) bytes are background transfers under
+// pool.prefetch_bytes_per_s. A miss that finds the link busy waits, and the batch with it.
+//
+// The oracle (control.policy "oracle", offline): at each window's start the simulator copies
+// itself (fork(): the copy-on-write child is the whole cluster, caches, queues and router state
+// included) once per candidate split r_min, r_min + control.oracle_step, ..., r_max; each copy sets
+// every node's target to its candidate, runs to the window's end and reports the window's P99;
+// the original then takes the best candidate (ties: the one nearest the current split) and runs
+// the window itself. One split for the whole cluster per window (per-node choices would need
+// candidates^nodes replays).
 //
 // Deterministic: the same config and seed give the same result, byte for byte in the JSON.
 // Thread-compatible: one thread calls Run.
@@ -42,6 +55,17 @@ struct SimSecond {
   std::vector<double> split;  // committed EMB share per node at the second's end
 };
 
+// One statistics window of the cluster.
+struct SimWindow {
+  int64_t end_us = 0;
+  int64_t answers = 0;
+  double p99_ms = 0;           // of the OK answers given in the window, all nodes
+  std::vector<double> target;  // each node's target split for the window (set at its start)
+  // The oracle's replays: each candidate split's P99 for the window, from the same starting state.
+  std::vector<double> candidates;
+  std::vector<double> candidate_p99_ms;
+};
+
 struct NodeResult {
   std::string id;
   int64_t replies = 0;
@@ -50,6 +74,9 @@ struct NodeResult {
   double split_first = 0;
   double split_last = 0;
   double busy_fraction = 0;  // share of compute-slot time spent on batches
+  int64_t reversals = 0;     // the controller's moves opposite to its previous move
+  int64_t pcie_background_bytes = 0;
+  double pcie_foreground_wait_ms = 0;  // time EMB misses waited for the link, in total
 };
 
 struct SimResult {
@@ -64,6 +91,8 @@ struct SimResult {
   double emb_hit = 0;
   std::vector<NodeResult> nodes;
   std::vector<SimSecond> seconds;
+  std::vector<SimWindow> windows;
+  std::string controller;  // control.policy
 
   double slo_attainment() const { return arrivals > 0 ? double(within_slo) / arrivals : 0.0; }
   double throughput_per_s() const { return simulated_s > 0 ? completions / simulated_s : 0.0; }
@@ -94,9 +123,15 @@ class Simulator {
   std::unique_ptr<Impl> impl_;
 };
 
-// The result as JSON (one object; stable key order and number formatting) and as a CSV time
-// series (one row per simulated second).
+// The mean over windows and nodes of |split - oracle split| (the windows both runs have).
+// REQUIRES: the runs were of the same config but for control.policy.
+double TrackingError(const SimResult& run, const SimResult& oracle);
+
+// The result as JSON (one object; stable key order and number formatting), as a CSV time series
+// (one row per simulated second) and as a CSV of the statistics windows (one row per window: its
+// P99, and each node's target split).
 std::string ToJson(const SimResult& result, const config::Config& config);
 std::string ToCsv(const SimResult& result);
+std::string WindowsCsv(const SimResult& result);
 
 }  // namespace helm::sim
