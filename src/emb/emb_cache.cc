@@ -45,12 +45,6 @@ constexpr int kVictimSamples = 8;                 // candidate rows compared per
 constexpr int kVictimAttempts = 32;               // random slots tried per eviction at most
 constexpr size_t kPrefetchDistance = 8;           // ids ahead whose index slot is prefetched
 
-// Releases a lock taken with LockForDrain at the end of a scope.
-struct ExclusiveUnlocker {
-  absl::Mutex* mu;
-  ~ExclusiveUnlocker() ABSL_NO_THREAD_SAFETY_ANALYSIS { mu->Unlock(); }
-};
-
 template <typename T>
 std::atomic_ref<T> Atomic(T& field) {
   return std::atomic_ref<T>(field);
@@ -502,7 +496,7 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
   const uint8_t now = age_epoch_.load(std::memory_order_relaxed);
 
   {
-    LockForLookup(/*exclusive=*/false);
+    LockForLookupShared();
     const uint64_t read_epoch = epoch_.load(std::memory_order_relaxed);
     // Two passes: the first only finds every id's entry (a tight loop of independent loads, so
     // the core keeps many index misses in flight); the second, on lines now in cache, checks and
@@ -546,7 +540,7 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
 
   int64_t admitted = 0, rejects = 0, staged = 0;
   if (!out->miss_positions_.empty()) {
-    LockForLookup(/*exclusive=*/true);
+    LockForLookupExclusive();
     MaybeAgeLocked();
     const uint8_t now_w = age_epoch_.load(std::memory_order_relaxed);
     // Lookups that register during this section read only after it: a bound taken now stays
@@ -676,7 +670,7 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
 }
 
 void EmbCache::ClearFilling(absl::Span<const int64_t> ids) {
-  LockForLookup(/*exclusive=*/false);
+  LockForLookupShared();
   for (int64_t id : ids) {
     auto it = index_.find(id);
     if (it != index_.end()) Atomic(it->second.filling).store(0, std::memory_order_release);
@@ -829,7 +823,8 @@ absl::Status EmbCache::VerifyResidentRows() const {
   absl::ReaderMutexLock lock(&mu_);
   std::vector<uint8_t> row(static_cast<size_t>(row_bytes_));
   for (const auto& [id, e] : index_) {
-    if (e.filling) continue;
+    // ClearFilling clears the flag under the reader lock too: load it atomically (see Entry).
+    if (Atomic(const_cast<uint8_t&>(e.filling)).load(std::memory_order_acquire) != 0) continue;
     const int64_t offset = slots_.Offset(e.slot);
     if (absl::Status s = storage_->CopyPoolToHost(offset, row.data(), row_bytes_); !s.ok()) {
       return s;
@@ -937,14 +932,13 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
   std::vector<pool::PoolCopy> copies;
   // The budget bounds the work of this call: every row handled (moved or dropped) uses its bytes.
   int64_t budget = max_bytes;
-  const int32_t per_chunk = slots_.slots_per_chunk();
   for (;;) {
     moves.clear();
     copies.clear();
     bool pass_done = false;
     {
-      LockForDrain();
-      ExclusiveUnlocker unlock{&mu_};
+      DrainLock lock(this);
+      const int32_t per_chunk = slots_.slots_per_chunk();
       if (!slots_.Owns(chunk) || !slots_.Draining(chunk)) {
         result.empty = !slots_.Owns(chunk);
         return result;
@@ -1039,8 +1033,7 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
     // each entry anyway and discards a copy whose entry moved on.
     absl::Status copied = storage_->CopyPoolToPool(copies);
     {
-      LockForDrain();
-      ExclusiveUnlocker unlock{&mu_};
+      DrainLock lock(this);
       const uint64_t min_live = MinLiveSerial();
       for (const Move& m : moves) {
         auto it = index_.find(m.id);

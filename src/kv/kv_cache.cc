@@ -698,7 +698,6 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
   std::vector<pool::PoolCopy> copies;
   // Bounds this call's work: every block moved or dropped uses its bytes.
   int64_t budget = max_bytes;
-  const int32_t per_chunk = slots_.slots_per_chunk();
   for (;;) {
     moves.clear();
     copies.clear();
@@ -713,7 +712,7 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
       int64_t dropped = 0;
       while (examined < kDrainBlocksPerLock &&
              static_cast<int64_t>(moves.size() + 1) * block_bytes_ + dropped <= budget) {
-        if (drain_cursor_ >= per_chunk) {
+        if (drain_cursor_ >= slots_.slots_per_chunk()) {
           drain_cursor_ = 0;
           pass_done = true;
           break;

@@ -195,6 +195,8 @@ class EmbCache final : public pool::ChunkClient {
   // the reader lock (approximate under races, which only blurs statistics and frequencies).
   // `mark` holds the low bits of the last lookup's serial, so that a repeat inside one batch is
   // recognised (for unique-id counts); `filling` is set while the row's bytes are being copied in.
+  // ClearFilling clears `filling` under the reader lock, so a reader under the reader lock loads
+  // it atomically (acquire); a plain read is safe only under the writer lock.
   struct Entry {
     uint64_t tag = 0;
     uint32_t slot = 0;
@@ -226,12 +228,34 @@ class EmbCache final : public pool::ChunkClient {
   // waking a sleeping thread can take far longer than the section (hundreds of microseconds on a
   // VM). Blocks normally after kLookupSpinUs on the pool's clock. The caller unlocks.
   void LockForLookup(bool exclusive) const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // LockForLookup's two modes, annotated for the thread-safety analysis.
+  void LockForLookupShared() const ABSL_SHARED_LOCK_FUNCTION(mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    LockForLookup(/*exclusive=*/false);
+  }
+  void LockForLookupExclusive() const
+      ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+    LockForLookup(/*exclusive=*/true);
+  }
   // Takes mu_ exclusively for one section of a drain. First waits (bounded) until no lookup waits
   // for mu_, so a drain of many short sections cannot keep lookups out; then spins on TryLock
   // (bounded) rather than queueing as a waiting writer, which would turn new readers away and put
   // both sides to sleep behind each other (each wake-up can take milliseconds on a VM). Blocks
   // normally after kDrainSpinUs on the pool's clock. The caller unlocks.
-  void LockForDrain() const ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void LockForDrain() const ABSL_EXCLUSIVE_LOCK_FUNCTION(mu_) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // Holds mu_ (taken with LockForDrain) for a scope.
+  class ABSL_SCOPED_LOCKABLE DrainLock {
+   public:
+    explicit DrainLock(const EmbCache* cache) ABSL_EXCLUSIVE_LOCK_FUNCTION(cache->mu_)
+        : cache_(cache) {
+      cache_->LockForDrain();
+    }
+    ~DrainLock() ABSL_UNLOCK_FUNCTION() { cache_->mu_.Unlock(); }
+    DrainLock(const DrainLock&) = delete;
+    DrainLock& operator=(const DrainLock&) = delete;
+
+   private:
+    const EmbCache* const cache_;
+  };
   // Waits (at most kMaxYieldToLookupsUs on the pool's clock) while any lookup waits for mu_.
   void YieldToLookups() const;
   // Starts a new epoch. REQUIRES: the writer lock (readers see one epoch per read section).
@@ -241,7 +265,7 @@ class EmbCache final : public pool::ChunkClient {
   // Turns every complete live lookup other than `self` into explicit slot pins and advances
   // *min_live accordingly. Returns whether any lookup was escalated.
   bool EscalateLocked(uint64_t self, uint64_t* min_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int32_t& Pins(uint32_t slot) {
+  int32_t& Pins(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return chunk_pins_[slots_.Chunk(slot)][slots_.IndexInChunk(slot)];
   }
   void ReturnStaging(std::unique_ptr<pool::StagingBuffer> staging);
@@ -257,10 +281,10 @@ class EmbCache final : public pool::ChunkClient {
   void HalveSketchLocked(size_t max_counters) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint8_t EffectiveFreq(const Entry& e) const;
 
-  int64_t& SlotId(uint32_t slot) {
+  int64_t& SlotId(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return chunk_ids_[slots_.Chunk(slot)][slots_.IndexInChunk(slot)];
   }
-  int64_t SlotIdConst(uint32_t slot) const {
+  int64_t SlotIdConst(uint32_t slot) const ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return chunk_ids_[slots_.Chunk(slot)][slots_.IndexInChunk(slot)];
   }
   // A slot for a new row: a free one, else the eviction victim's (one that no live lookup
@@ -277,7 +301,7 @@ class EmbCache final : public pool::ChunkClient {
   void ReclaimLimboLocked(uint64_t min_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeSlotLocked(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Publishes admitted rows as filled (takes mu_ shared, spinning like a lookup's read phase).
-  void ClearFilling(absl::Span<const int64_t> ids) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void ClearFilling(absl::Span<const int64_t> ids);
 
   const EmbOptions options_;
   const Dtype dtype_;

@@ -184,8 +184,8 @@ class Pool {
   int32_t TargetChunksLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Whether the target still wants the moving chunk to leave its source. REQUIRES: moving_ >= 0.
   bool MoveWantedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Commits the moving chunk to the other side. REQUIRES: step_mu_ held.
-  void CommitMove(int32_t chunk, ChunkOwner from);
+  // Commits the moving chunk to the other side.
+  void CommitMove(int32_t chunk, ChunkOwner from) ABSL_EXCLUSIVE_LOCKS_REQUIRED(step_mu_);
 
   const PoolOptions options_;
   const std::unique_ptr<Storage> storage_;
