@@ -5,7 +5,8 @@ HELM_WITH_CUDA ?= AUTO
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test test-fast run serve bench bench-cluster clean format help
+.PHONY: all deps configure build test test-fast run serve bench bench-cluster clean format help \
+        check-threads fuzz
 
 all: build
 
@@ -13,6 +14,9 @@ help:
 	@echo "make run     set up, build, start a local cluster and run the demo"
 	@echo "make test    set up, build, run the whole test suite"
 	@echo "make build | deps | clean | serve | bench | bench-cluster"
+	@echo "make check-threads   clang-14 build with -Werror=thread-safety (build-clang-threads)"
+	@echo "make fuzz            libFuzzer + ASan/UBSan on every fuzz target (build-fuzz;"
+	@echo "                     FUZZ_SECONDS per target, default 60)"
 
 deps:
 	@scripts/deps.sh
@@ -46,3 +50,28 @@ bench-cluster: build
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# ---- Development checks (README "Development checks"); not part of `make test` -----------------
+# The lock annotations (ABSL_GUARDED_BY, ...) checked by clang: the whole tree, tests included,
+# must build without a thread-safety warning.
+CLANG_THREADS_DIR ?= build-clang-threads
+check-threads:
+	@HELM_WITH_CLANG=1 scripts/deps.sh
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(CLANG_THREADS_DIR) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=Release -DHELM_WITH_CUDA=OFF -DCMAKE_CXX_FLAGS=-Werror=thread-safety
+	cmake --build $(CLANG_THREADS_DIR) -j $(JOBS)
+	@echo "check-threads: clean"
+
+# libFuzzer targets (fuzz/) under ASan and UBSan: each runs FUZZ_RUNS executions or FUZZ_SECONDS
+# seconds, whichever comes first; crashing inputs are left in build-fuzz/crashes/<target>/.
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 1000000
+FUZZ_TARGETS := rank_request config safetensors npy trace_csv node_state
+fuzz:
+	@HELM_WITH_FUZZ=1 scripts/deps.sh
+	CC=clang-14 CXX=clang++-14 cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release \
+	  -DHELM_WITH_CUDA=OFF -DHELM_BUILD_TESTS=OFF -DHELM_BUILD_BENCHMARKS=OFF -DHELM_FUZZ=ON \
+	  -DHELM_SANITIZE=address,undefined "-DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link -g"
+	cmake --build $(FUZZ_DIR) -j $(JOBS) --target $(addprefix helm-fuzz-,$(FUZZ_TARGETS))
+	fuzz/run_fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS) $(FUZZ_RUNS)
