@@ -3,6 +3,9 @@
 #include <httplib.h>
 #include <sys/socket.h>
 
+#include <atomic>
+#include <memory>
+
 #include "absl/strings/str_cat.h"
 
 namespace helm::metrics {

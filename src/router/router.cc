@@ -170,11 +170,7 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     }
     next.attempts = ++attempts_;
     tried_.Insert(node);
-    if (router_->decisions_metric_ != nullptr) {
-      router_->decisions_metric_
-          ->WithLabels({router_->policy_->name(), router_->cluster_.address(node)})
-          .Increment();
-    }
+    router_->CountDecision(node);
     router_->cluster_.OnDispatch(node);
     if (decision.new_user) router_->cluster_.OnPlaced(node);
     // Each attempt's context lives as long as the call (at most max_attempts of them).
@@ -371,10 +367,31 @@ void Router::OnNodeResult(int node, const grpc::Status& status) {
   }
 }
 
-void Router::CountRequest(grpc::StatusCode code) {
-  if (requests_metric_ != nullptr) {
-    requests_metric_->WithLabels({"Rank", rpc::StatusCodeName(code)}).Increment();
+void Router::CountDecision(int node) {
+  if (decisions_metric_ == nullptr) return;
+  metrics::Counter* counter = decisions_by_node_[node].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Racing threads find the same counter in the family.
+    counter = &decisions_metric_->WithLabels({policy_->name(), cluster_.address(node)});
+    decisions_by_node_[node].store(counter, std::memory_order_release);
   }
+  counter->Increment();
+}
+
+void Router::CountRequest(grpc::StatusCode code) {
+  if (requests_metric_ == nullptr) return;
+  const size_t i = static_cast<size_t>(code);
+  if (i >= requests_by_code_.size()) {
+    requests_metric_->WithLabels({"Rank", rpc::StatusCodeName(code)}).Increment();
+    return;
+  }
+  metrics::Counter* counter = requests_by_code_[i].load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Racing threads find the same counter in the family.
+    counter = &requests_metric_->WithLabels({"Rank", rpc::StatusCodeName(code)});
+    requests_by_code_[i].store(counter, std::memory_order_release);
+  }
+  counter->Increment();
 }
 
 void Router::RegisterMetrics(metrics::Registry* registry) {

@@ -1,6 +1,8 @@
 #include "helm/serve/node_server.h"
 
+#include <array>
 #include <deque>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "helm/common/logging.h"
@@ -19,6 +21,9 @@ constexpr size_t kMaxQueuedStates = 256;
 
 struct NodeServer::Instruments {
   metrics::Family<metrics::Counter>* requests = nullptr;
+  // Rank's counter per status code, looked up in `requests` once (the request path then takes no
+  // lock).
+  std::array<std::atomic<metrics::Counter*>, 17> rank_by_code{};
   metrics::Histogram* latency = nullptr;
   metrics::Histogram* queue_time = nullptr;
   metrics::Histogram* compute_time = nullptr;
@@ -400,7 +405,19 @@ v1::NodeStats NodeServer::Stats() const {
 
 void NodeServer::CountRequest(const char* method, grpc::StatusCode code) {
   if (metrics_ == nullptr) return;
-  metrics_->requests->WithLabels({method, rpc::StatusCodeName(code)}).Increment();
+  const size_t i = static_cast<size_t>(code);
+  if (std::string_view(method) != "Rank" || i >= metrics_->rank_by_code.size()) {
+    metrics_->requests->WithLabels({method, rpc::StatusCodeName(code)}).Increment();
+    return;
+  }
+  std::atomic<metrics::Counter*>& slot = metrics_->rank_by_code[i];
+  metrics::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Racing threads find the same counter in the family.
+    counter = &metrics_->requests->WithLabels({method, rpc::StatusCodeName(code)});
+    slot.store(counter, std::memory_order_release);
+  }
+  counter->Increment();
 }
 
 void NodeServer::RegisterMetrics(metrics::Registry* registry) {

@@ -1,7 +1,8 @@
 // The HTTP side of metrics: GET /metrics answers a Registry's Render in the Prometheus text format
 // (cpp-httplib, Debian's libcpp-httplib-dev, on its own small thread pool). Any other path is 404.
 //
-// Thread-safety: Start, port and Stop are thread-safe; Stop (or the destructor) joins the threads.
+// Thread-safety: the registry is rendered on the exporter's threads (Registry is thread-safe).
+// port() may be called from any thread; Stop (idempotent) and destruction by the owner only.
 #pragma once
 
 #include <memory>

@@ -130,8 +130,12 @@ class Router {
 
   // Metrics instruments (null until RegisterMetrics; set before serving, read without a lock).
   metrics::Family<metrics::Counter>* requests_metric_ = nullptr;
+  // Its counter per status code, looked up once (the request path then takes no lock).
+  std::array<std::atomic<metrics::Counter*>, 17> requests_by_code_{};
   metrics::Histogram* latency_metric_ = nullptr;
   metrics::Family<metrics::Counter>* decisions_metric_ = nullptr;
+  std::array<std::atomic<metrics::Counter*>, route::kMaxNodes> decisions_by_node_{};
+  void CountDecision(int node);
   metrics::Family<metrics::Counter>* ejections_metric_ = nullptr;
   void CountRequest(grpc::StatusCode code);
 };
