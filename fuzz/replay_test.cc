@@ -7,11 +7,19 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
+#include "fuzz_model.h"
 #include "fuzz_targets.h"
 #include "gtest/gtest.h"
+#include "helm/config/config.h"
+#include "helm/emb/host_table.h"
+#include "helm/model/weights.h"
+#include "helm/serve/validate.h"
+#include "helm/v1/recommender.pb.h"
+#include "helm/workload/trace.h"
 #include "spdlog/spdlog.h"
 
 namespace helm::fuzz {
@@ -60,6 +68,45 @@ TEST(FuzzReplay, EmptyAndTinyInputsRunCleanly) {
   for (const FuzzTarget& t : AllTargets()) {
     for (size_t n = 0; n <= sizeof(bytes); ++n) EXPECT_EQ(t.entry(bytes, n), 0) << t.name;
   }
+}
+
+// The seeds must be inputs the code under test accepts: mutations of them then reach the code
+// past the first checks (a corpus of rejected seeds would fuzz little more than the header parse).
+TEST(FuzzSeeds, AreAcceptedByTheCodeUnderTest) {
+  const fs::path corpus = "fuzz/corpus";
+  EXPECT_TRUE(
+      model::Weights::Load((corpus / "safetensors/valid.safetensors").string(), FuzzModelDims())
+          .ok());
+  for (const auto& [name, dtype] :
+       {std::pair{"fp32.npy", Dtype::kFp32}, std::pair{"fp16.npy", Dtype::kFp16},
+        std::pair{"bf16.npy", Dtype::kBf16}}) {
+    EXPECT_TRUE(
+        emb::HostTable::OpenNpy((corpus / "npy" / name).string(), kFuzzNpyRows, kFuzzNpyCols, dtype)
+            .ok())
+        << name;
+  }
+  for (const fs::path& p : FilesIn(corpus / "config")) {
+    const std::vector<uint8_t> bytes = ReadAll(p);
+    EXPECT_TRUE(config::ParseConfig(std::string(bytes.begin(), bytes.end()), p.string()).ok()) << p;
+  }
+  for (const fs::path& p : FilesIn(corpus / "trace_csv")) {
+    const std::vector<uint8_t> bytes = ReadAll(p);
+    ASSERT_FALSE(bytes.empty());
+    std::istringstream in(std::string(bytes.begin() + 1, bytes.end()));  // byte 0: options
+    workload::TraceParseOptions options;
+    options.num_actions = 1 + (bytes[0] & 7);
+    options.max_items = (bytes[0] & 0x10) ? 1000 : 0;
+    options.fold_items = (bytes[0] & 0x20) != 0;
+    EXPECT_TRUE(workload::ParseTrace(in, p.string(), options).ok()) << p;
+  }
+  const std::vector<uint8_t> request_bytes = ReadAll(corpus / "rank_request/valid.bin");
+  v1::RankRequest request;
+  ASSERT_TRUE(request.ParseFromArray(request_bytes.data(), static_cast<int>(request_bytes.size())));
+  EXPECT_TRUE(serve::ValidateRankRequest(request, serve::RequestLimits{.max_history = 512,
+                                                                       .max_candidates = 64,
+                                                                       .num_items = 1000,
+                                                                       .num_actions = 4})
+                  .ok());
 }
 
 INSTANTIATE_TEST_SUITE_P(Targets, FuzzReplay,
