@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "apps/app.h"
@@ -89,6 +90,18 @@ int main(int argc, char** argv) {
   spdlog::info("cluster up: router {} -> nodes {}", (*cluster)->router_address(), nodes);
   std::printf("ROUTER %s\nNODES %s\nLOGS %s\n", (*cluster)->router_address().c_str(), nodes.c_str(),
               log_dir.c_str());
+  if (config.metrics.router_port > 0 || config.metrics.node_port > 0) {
+    std::vector<std::string> endpoints;
+    if (config.metrics.router_port > 0) {
+      endpoints.push_back(absl::StrCat("router http://", config.metrics.address, ":",
+                                       config.metrics.router_port, "/metrics"));
+    }
+    for (int i = 0; config.metrics.node_port > 0 && i < options.num_nodes; ++i) {
+      endpoints.push_back(absl::StrCat("node-", i, " http://", config.metrics.address, ":",
+                                       config.metrics.node_port + i, "/metrics"));
+    }
+    spdlog::info("metrics: {}", absl::StrJoin(endpoints, ", "));
+  }
   std::fflush(stdout);
 
   int exit_code = 0;
