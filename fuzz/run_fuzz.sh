@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target built in <build dir> (make fuzz): each for FUZZ_RUNS executions or
 # FUZZ_SECONDS seconds, whichever comes first, starting from its committed seeds
-# (fuzz/corpus/<target>/) plus what earlier runs found (<build dir>/corpus/<target>/). Crashing
+# (fuzz/corpus/<target>/) plus what earlier runs found (<build dir>/corpus/<target>/), with the
+# dictionary fuzz/<target>.dict where there is one. Crashing
 # inputs land in <build dir>/crashes/<target>/: turn each into a regression input under
 # tests/fuzz_regressions/<target>/ once fixed. Prints per-target executions, then
 #   HELM_RESULT fuzz_execs_min <fewest executions of any target>
@@ -27,9 +28,12 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   log="$build_dir/fuzz-$t.log"
   before=$(find "$artifacts" -type f | wc -l)
-  # -fork=0: stop at a crash; a crash still counts the executions made before it.
+  dict=()
+  if [[ -f fuzz/$t.dict ]]; then dict=(-dict="fuzz/$t.dict"); fi
+  # Stops at the first crash; a crash still counts the executions made before it.
   "$bin" -runs="$runs" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
-    -rss_limit_mb=4096 -artifact_prefix="$artifacts/" "$corpus" "fuzz/corpus/$t" >"$log" 2>&1
+    -rss_limit_mb=4096 "${dict[@]}" -artifact_prefix="$artifacts/" "$corpus" "fuzz/corpus/$t" \
+    >"$log" 2>&1
   rc=$?
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | tail -1 | grep -o '[0-9]*$')
   execs=${execs:-0}
