@@ -1,15 +1,82 @@
 // helm-sim: the cluster's digital twin. Runs simulator.num_nodes node cores (payload-free storage:
 // the real cache bookkeeping, time from the cost model) and the routing core on one virtual clock,
 // on one thread, over the config's workload, and reports P50/P99/P99.9, SLO attainment, goodput,
-// throughput, hit ratios and each node's split. Writes summary.json and timeseries.csv to --out.
-// Bad configs stop at start with exit status 2, naming the key.
+// throughput, hit ratios and each node's split. Writes summary.json, timeseries.csv, windows.csv
+// and plot.png to --out. With simulator.sweep_profiles set it runs the split sweep instead
+// (sim/sweep.h) and writes sweep.csv and sweep.png. Bad configs stop at start with exit status 2,
+// naming the key.
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 
 #include "apps/app.h"
+#include "bench/report.h"
 #include "helm/sim/simulator.h"
+#include "helm/sim/sweep.h"
 #include "spdlog/spdlog.h"
+
+namespace {
+
+void Plot(const std::string& python, const std::string& script, const std::string& csv,
+          const std::string& png) {
+  if (python.empty()) return;
+  const absl::Status plotted = helm::bench::MakePlot(python, script, csv, png);
+  if (plotted.ok()) {
+    std::printf("plot: %s\n", png.c_str());
+  } else {
+    std::printf("plot skipped: %s\n", std::string(plotted.message()).c_str());
+  }
+}
+
+int RunSweep(const helm::config::Config& config, const std::string& out_dir,
+             const std::string& python, const std::string& script) {
+  auto cells = helm::sim::RunSweep(
+      config, {.progress = [](int cell, int cells, const std::string& what) {
+        std::fprintf(stderr, "\r[cell %d/%d] %-16s", cell + 1, cells, what.c_str());
+      }});
+  std::fprintf(stderr, "\n");
+  if (!cells.ok()) {
+    std::fprintf(stderr, "helm-sim: %s\n", std::string(cells.status().message()).c_str());
+    return absl::IsInvalidArgument(cells.status()) ? 2 : 1;
+  }
+  std::printf("%-20s %-7s %5s %9s %9s %9s %8s | %5s %8s | %9s %9s %7s | %9s\n", "profile", "regime",
+              "scale", "pool_MB", "emb_MB", "kv_MB", "rate/s", "best", "p99_ms", "heur_p99",
+              "heur/best", "track", "oracle_p99");
+  double worst_ratio = 0;
+  std::vector<double> scales;
+  for (const helm::sim::SweepCell& c : *cells) {
+    const helm::sim::SweepRun* best = c.BestStatic();
+    const helm::sim::SweepRun* heuristic = c.Controller("heuristic");
+    const helm::sim::SweepRun* oracle = c.Controller("oracle");
+    const double ratio = heuristic && best->p99_ms > 0 ? heuristic->p99_ms / best->p99_ms : 0;
+    worst_ratio = std::max(worst_ratio, ratio);
+    if (std::find(scales.begin(), scales.end(), c.scale) == scales.end()) scales.push_back(c.scale);
+    std::printf(
+        "%-20s %-7s %5g %9.1f %9.1f %9.1f %8.0f | %5.2f %8.3f | %9.3f %9.3f %7.3f | %9.3f\n",
+        c.profile.c_str(), c.regime.c_str(), c.scale, c.pool_bytes / 1e6,
+        c.emb_footprint_bytes / 1e6, c.kv_working_set_bytes / 1e6, c.rate_per_s, best->split,
+        best->p99_ms, heuristic ? heuristic->p99_ms : 0, ratio,
+        heuristic ? heuristic->tracking_error : -1, oracle ? oracle->p99_ms : 0);
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  const std::string csv = out_dir + "/sweep.csv";
+  std::ofstream(csv) << helm::sim::SweepCsv(*cells);
+  std::printf("files: %s\n", csv.c_str());
+  Plot(python, script, csv, out_dir + "/sweep.png");
+  for (double scale : scales) {
+    std::printf("HELM_RESULT best_static_split_spread_scale_%g %.3f\n", scale,
+                helm::sim::BestStaticSplitSpread(*cells, scale));
+  }
+  std::printf("HELM_RESULT best_static_split_spread %.3f\n",
+              helm::sim::BestStaticSplitSpread(*cells));
+  if (worst_ratio > 0) {
+    std::printf("HELM_RESULT heuristic_p99_vs_best_static_worst %.3f\n", worst_ratio);
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App cli("helm-sim: the cluster's digital twin on the real node and routing cores");
@@ -18,26 +85,38 @@ int main(int argc, char** argv) {
   std::string out_dir = "out/sim";
   int32_t nodes = 0;
   double duration_s = 0;
-  cli.add_option("--out", out_dir, "directory for summary.json and timeseries.csv");
+  std::string python = "/usr/bin/python3";
+  std::string plot_script = std::string(HELM_SOURCE_DIR) + "/scripts/plot_sim.py";
+  bool no_plot = false;
+  cli.add_option("--out", out_dir, "directory for the output files");
   cli.add_option("--nodes", nodes, "simulated nodes (overrides simulator.num_nodes)");
-  cli.add_option("--duration", duration_s, "simulated seconds (overrides simulator.duration_s)");
+  cli.add_option("--duration", duration_s,
+                 "simulated seconds (overrides simulator.duration_s and workload.duration_s)");
+  cli.add_option("--python", python, "python with matplotlib for the plots");
+  cli.add_option("--plot-script", plot_script, "the plot script");
+  cli.add_flag("--no-plot", no_plot, "write no plot");
   helm::app::ParseFlagsOrExit(cli, argc, argv);
   const helm::config::Config config =
       helm::app::LoadConfigOrExit(flags, "helm-sim", [&](helm::config::Config& c) {
         if (nodes > 0) c.simulator.num_nodes = nodes;
-        if (duration_s > 0) c.simulator.duration_s = duration_s;
+        if (duration_s > 0) c.simulator.duration_s = c.workload.duration_s = duration_s;
       });
+  if (no_plot) python.clear();
   // The nodes' own logs (pool creation...) would drown the progress line.
   spdlog::set_level(spdlog::level::warn);
+  if (!config.simulator.sweep_profiles.empty()) {
+    return RunSweep(config, out_dir, python, plot_script);
+  }
   auto sim = helm::sim::Simulator::Create(config);
   if (!sim.ok()) {
     std::fprintf(stderr, "helm-sim: config error: %s\n",
                  std::string(sim.status().message()).c_str());
     return 2;
   }
-  std::fprintf(stderr, "helm-sim: %d nodes, %s workload, policy %s, cost profile %s\n",
-               config.simulator.num_nodes, config.workload.profile.c_str(),
-               config.router.policy.c_str(), (*sim)->cost_model().profile().name.c_str());
+  std::fprintf(
+      stderr, "helm-sim: %d nodes, %s workload, policy %s, controller %s, cost profile %s\n",
+      config.simulator.num_nodes, config.workload.profile.c_str(), config.router.policy.c_str(),
+      config.control.policy.c_str(), (*sim)->cost_model().profile().name.c_str());
   helm::sim::SimulatorHooks hooks;
   hooks.progress = [](double t_s, int64_t completions) {
     std::fprintf(stderr, "\r[%7.1f s simulated] %lld answered", t_s,
@@ -60,19 +139,24 @@ int main(int argc, char** argv) {
               r.latency_us.Quantile(0.99) / 1000, r.latency_us.Quantile(0.999) / 1000,
               100 * r.slo_attainment(), r.goodput_per_s(), r.throughput_per_s(), r.kv_token_hit,
               r.emb_hit);
-  std::printf("%-10s %9s %7s %7s %11s %6s\n", "node", "replies", "kv_hit", "emb_hit", "split",
-              "busy");
+  std::printf("%-10s %9s %7s %7s %11s %6s %9s\n", "node", "replies", "kv_hit", "emb_hit", "split",
+              "busy", "reversals");
   for (const helm::sim::NodeResult& n : r.nodes) {
-    std::printf("%-10s %9lld %7.3f %7.3f %5.2f->%4.2f %5.1f%%\n", n.id.c_str(),
+    std::printf("%-10s %9lld %7.3f %7.3f %5.2f->%4.2f %5.1f%% %9lld\n", n.id.c_str(),
                 static_cast<long long>(n.replies), n.kv_token_hit, n.emb_hit, n.split_first,
-                n.split_last, 100 * n.busy_fraction);
+                n.split_last, 100 * n.busy_fraction, static_cast<long long>(n.reversals));
   }
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   std::ofstream(out_dir + "/summary.json") << helm::sim::ToJson(r, config);
   std::ofstream(out_dir + "/timeseries.csv") << helm::sim::ToCsv(r);
-  std::printf("files: %s/summary.json, %s/timeseries.csv\n", out_dir.c_str(), out_dir.c_str());
+  std::ofstream(out_dir + "/windows.csv") << helm::sim::WindowsCsv(r);
+  std::printf("files: %s/summary.json, %s/timeseries.csv, %s/windows.csv\n", out_dir.c_str(),
+              out_dir.c_str(), out_dir.c_str());
+  Plot(python, plot_script, out_dir + "/timeseries.csv", out_dir + "/plot.png");
   std::printf("HELM_RESULT sim_p99_ms %.3f\n", r.latency_us.Quantile(0.99) / 1000);
+  std::printf("HELM_RESULT sim_requests_per_s %.0f\n",
+              r.wall_s > 0 ? r.completions / r.wall_s : 0.0);
   std::printf("HELM_RESULT sim_speedup_vs_realtime %.2f\n",
               r.wall_s > 0 ? r.simulated_s / r.wall_s : 0.0);
   return 0;

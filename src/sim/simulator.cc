@@ -18,6 +18,7 @@
 #include "helm/route/cluster_state.h"
 #include "helm/route/policy.h"
 #include "helm/serve/node_core.h"
+#include "helm/sim/sweep.h"
 #include "helm/workload/generator.h"
 
 namespace helm::sim {
@@ -445,12 +446,7 @@ struct Simulator::Impl {
   SimJob* pending_arrival = nullptr;
 };
 
-absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Config& input) {
-  config::Config config = input;
-  config.pool.backend = "none";  // payload-free: the caches decide, the cost model times
-  if (const std::string error = config::FitWorkloadToNodes(config); !error.empty()) {
-    return absl::InvalidArgumentError(error);
-  }
+absl::StatusOr<CostModel> CostModelForConfig(const config::Config& config) {
   const SimulatorOptions& s = config.simulator;
   absl::StatusOr<CostProfile> profile =
       s.calibration_path.empty() ? ProfileByName(s.gpu) : LoadCalibration(s.calibration_path);
@@ -461,8 +457,19 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   }
   HELM_ASSIGN_OR_RETURN(model::ModelDims dims,
                         model::DimsFromOptions(config.model, config.emb, config.kv));
-  HELM_ASSIGN_OR_RETURN(CostModel cost,
-                        CostModel::Create(dims, *profile, config.model.candidate_microbatch));
+  return CostModel::Create(dims, *profile, config.model.candidate_microbatch);
+}
+
+absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Config& input) {
+  config::Config config = input;
+  config.pool.backend = "none";  // payload-free: the caches decide, the cost model times
+  if (const std::string error = config::FitWorkloadToNodes(config); !error.empty()) {
+    return absl::InvalidArgumentError(error);
+  }
+  const SimulatorOptions& s = config.simulator;
+  HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
+  const model::ModelDims dims = cost.dims();
+  HELM_ASSIGN_OR_RETURN(config.workload.rate_per_s, OfferedRate(config));
   auto impl = std::make_unique<Impl>(std::move(cost));
   // One knob for the run: the simulator seed varies the workload.
   config.workload.seed ^= s.seed;

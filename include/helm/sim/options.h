@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "helm/config/describe.h"
 
@@ -16,6 +17,21 @@ struct SimulatorOptions {
   uint64_t seed = 1;
   // Optional calibration file of measured kernel timings ("" : the profile's defaults).
   std::string calibration_path;
+  // Offered load as a fraction of the cluster's estimated capacity (sweep.h: EstimateCapacity);
+  // 0: workload.rate_per_s as given.
+  double load = 0;
+
+  // The split sweep (sweep.h), run instead of one simulation when sweep_profiles is not empty:
+  // every profile x regime x scale cell runs each static split from sweep_split_min to
+  // sweep_split_max by sweep_split_step, then each of sweep_controllers.
+  std::vector<std::string> sweep_profiles;
+  std::vector<std::string> sweep_regimes;
+  // Embedding footprint over pool size, one scale per entry (numbers > 0, e.g. "0.5", "2", "8").
+  std::vector<std::string> sweep_scales;
+  double sweep_split_min = 0.1;
+  double sweep_split_max = 0.9;
+  double sweep_split_step = 0.05;
+  std::vector<std::string> sweep_controllers;  // of "heuristic", "oracle"
 
   template <class V>
   void Describe(V& v) {
@@ -24,6 +40,19 @@ struct SimulatorOptions {
     v.Field("duration_s", duration_s, "simulated time (s)", config::InRange(0.001, 1e7));
     v.Field("seed", seed, "random seed");
     v.Field("calibration_path", calibration_path, "measured kernel timings (\"\": defaults)");
+    v.Field("load", load, "offered load, fraction of estimated capacity (0: workload.rate_per_s)",
+            config::InRange(0.0, 10.0));
+    v.Field("sweep_profiles", sweep_profiles, "split sweep: workload profiles ([]: no sweep)");
+    v.Field("sweep_regimes", sweep_regimes, "split sweep: regimes (steady, trend, burst)");
+    v.Field("sweep_scales", sweep_scales, "split sweep: embedding footprint / pool, per scale");
+    v.Field("sweep_split_min", sweep_split_min, "split sweep: first static split",
+            config::InRange(0.0, 1.0));
+    v.Field("sweep_split_max", sweep_split_max, "split sweep: last static split",
+            config::InRange(0.0, 1.0));
+    v.Field("sweep_split_step", sweep_split_step, "split sweep: static split spacing",
+            config::InRange(0.01, 1.0));
+    v.Field("sweep_controllers", sweep_controllers,
+            "split sweep: adaptive controllers run on every cell (heuristic, oracle)");
   }
 };
 

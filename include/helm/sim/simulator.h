@@ -123,6 +123,10 @@ class Simulator {
   std::unique_ptr<Impl> impl_;
 };
 
+// The cost model a config asks for: simulator.calibration_path over its base profile, or the
+// simulator.gpu profile; errors name the key.
+absl::StatusOr<CostModel> CostModelForConfig(const config::Config& config);
+
 // The mean over windows and nodes of |split - oracle split| (the windows both runs have).
 // REQUIRES: the runs were of the same config but for control.policy.
 double TrackingError(const SimResult& run, const SimResult& oracle);

@@ -1,0 +1,95 @@
+// The split sweep (issue 12): for every profile x regime x scale cell, the cluster is simulated at
+// each static split, then under each adaptive controller (the heuristic, the offline oracle).
+// It answers: where is the best static split, how far does it move between cells, and how close
+// do the controllers get to it?
+//
+// Scale. At the paper's dataset sizes a whole item table fits in a fraction of one GPU's pool, and
+// the two caches barely compete. Production deployments look up ids in catalogs far larger than
+// HBM. A cell's scale s fixes the pool against both working sets:
+//   embedding footprint  F_emb = catalog rows x emb.dim x dtype bytes (catalog rows: the
+//                        profile's items, capped by emb.num_items; the popularity skew is the
+//                        profile's item Zipf exponent);
+//   pool bytes           F_emb / s (rounded down to whole chunks; chunk_bytes is the largest
+//                        power of two giving at least 64 chunks, and never below a KV block);
+//   KV working set       F_kv = users x mean history tokens x K/V bytes per token, with users
+//                        chosen so that F_kv ~= s x pool (capped by the profile's users).
+// Both footprints are reported next to the pool size for every cell.
+//
+// Load: simulator.load (a fraction of EstimateCapacity) or workload.rate_per_s.
+//
+// Thread-compatible; runs its simulations one after another on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "helm/config/config.h"
+#include "helm/sim/cost_model.h"
+
+namespace helm::sim {
+
+// Requests per second one node serves when every batch is full (node.max_batch requests) of a
+// typical request computed from scratch: the profile's mean history (capped by
+// workload.max_history) all computed, no K/V reused, workload.candidates candidates, every
+// embedding a hit. K/V reuse raises what a node serves and EMB misses lower it, so this is the
+// capacity of a cluster with cold KV caches and warm EMB caches: at simulator.load 0.7 a cluster
+// is at most about 70% busy unless EMB misses cost more than its K/V reuse saves.
+absl::StatusOr<double> EstimateCapacityPerNode(const config::Config& config, const CostModel& cost);
+
+// The config of one sweep cell: `base` with the workload's profile and regime, and the pool, its
+// chunk size and the workload's users sized for `scale` (see above). InvalidArgument naming the
+// key when the cell cannot be built (an unknown profile, a pool too small for a KV block).
+struct CellConfig {
+  config::Config config;
+  double emb_footprint_bytes = 0;
+  double kv_working_set_bytes = 0;
+};
+absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::string& profile,
+                                         const std::string& regime, double scale);
+
+// The rate simulator.load asks for (workload.rate_per_s when load is 0).
+absl::StatusOr<double> OfferedRate(const config::Config& config);
+
+struct SweepRun {
+  std::string controller;  // "static", "heuristic", "oracle"
+  double split = 0;        // the static split (static runs)
+  double p99_ms = 0;
+  double p50_ms = 0;
+  double slo_attainment = 0;
+  double throughput_per_s = 0;
+  double kv_token_hit = 0;
+  double emb_hit = 0;
+  double tracking_error = -1;  // vs the oracle run of the cell, when there is one
+  int64_t reversals = 0;       // summed over nodes
+};
+
+struct SweepCell {
+  std::string profile, regime;
+  double scale = 0;
+  double pool_bytes = 0, emb_footprint_bytes = 0, kv_working_set_bytes = 0;
+  double rate_per_s = 0;
+  std::vector<SweepRun> runs;  // static splits in order, then the controllers
+  // The static run with the lowest P99 (ties: the lower split).
+  const SweepRun* BestStatic() const;
+  const SweepRun* Controller(const std::string& name) const;
+};
+
+struct SweepHooks {
+  // Called before each simulation: cell index, cells, and what runs.
+  std::function<void(int cell, int cells, const std::string& what)> progress;
+};
+
+// Runs base.simulator's sweep. InvalidArgument naming the simulator.sweep_* key for a bad list.
+absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
+                                                const SweepHooks& hooks = {});
+
+// max - min of the best static splits of the cells at `scale` (all cells when scale <= 0).
+double BestStaticSplitSpread(const std::vector<SweepCell>& cells, double scale = 0);
+
+// One row per run: profile, regime, scale, footprints, controller, split and its figures.
+std::string SweepCsv(const std::vector<SweepCell>& cells);
+
+}  // namespace helm::sim

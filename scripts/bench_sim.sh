@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# make bench-sim: the simulator's fidelity and speed (issue 12).
+#
+# Fidelity: make run's cluster (helm-cluster + helm-bench, the embedded configs/local.yaml: 2 nodes
+# on the CPU backend with PCIe emulation, 80 s steady -> trend -> burst) and helm-sim on
+# configs/sim/demo-cpu.yaml (the same config and workload seed, so the very same request sequence,
+# timed with the committed CPU calibration). Prints
+#   sim_hit_error      the largest |sim - real| of the KV token hit ratio and the EMB hit rate
+#   sim_p99_rel_error  |P99_sim - P99_real| / P99_real (and sim_p50_rel_error the same for P50)
+# Speed: helm-sim on configs/sim/speed-a100.yaml (32 A100 nodes, amazon-books, steady, 70% of
+# capacity) for HELM_BENCH_SIM_SPEED_S simulated seconds (default 2: the rate, not the length, is
+# the figure; the full 600 s takes hours on one core). Prints sim_speedup_vs_realtime and
+# sim_requests_per_s.
+set -euo pipefail
+build_dir=${1:-build}
+bin="$build_dir/bin"
+out=${HELM_BENCH_SIM_OUT:-out/bench-sim}
+speed_s=${HELM_BENCH_SIM_SPEED_S:-2}
+mkdir -p "$out"
+
+echo "== bench-sim 1/3: the real cluster (80 s)"
+"$bin/helm-cluster" --ephemeral-ports --log-dir "$out/real/logs" -- \
+  "$bin/helm-bench" --target {router} --nodes {nodes} --out "$out/real" > "$out/real.log" 2>&1 || {
+  tail -20 "$out/real.log"; echo "bench-sim: the real cluster run failed" >&2; exit 1; }
+tail -4 "$out/real.log"
+
+echo "== bench-sim 2/3: the simulator on the same requests"
+"$bin/helm-sim" --config configs/sim/demo-cpu.yaml --out "$out/sim" 2>/dev/null | tee "$out/sim.log" |
+  grep -v '^HELM_RESULT'
+
+/usr/bin/python3 - "$out/real/summary.json" "$out/sim/summary.json" <<'PY'
+import json, sys
+real = json.load(open(sys.argv[1]))["overall"]
+sim = json.load(open(sys.argv[2]))
+rl, sl = real["latency_us"], sim["latency_ms"]
+rows = [("KV token hit", real["kv_token_hit_ratio"], sim["kv_token_hit"]),
+        ("EMB hit", real["emb_hit_rate"], sim["emb_hit"]),
+        ("P50 (ms)", rl["p50"] / 1000, sl["p50"]),
+        ("P99 (ms)", rl["p99"] / 1000, sl["p99"]),
+        ("requests", real["ok"], sim["completions"])]
+print(f"{'':14s} {'real':>10s} {'sim':>10s}")
+for name, r, s in rows:
+    print(f"{name:14s} {r:10.3f} {s:10.3f}")
+hit_error = max(abs(real["kv_token_hit_ratio"] - sim["kv_token_hit"]),
+                abs(real["emb_hit_rate"] - sim["emb_hit"]))
+print(f"HELM_RESULT sim_hit_error {hit_error:.4f}")
+print(f"HELM_RESULT sim_p99_rel_error {abs(sl['p99'] - rl['p99'] / 1000) / (rl['p99'] / 1000):.3f}")
+print(f"HELM_RESULT sim_p50_rel_error {abs(sl['p50'] - rl['p50'] / 1000) / (rl['p50'] / 1000):.3f}")
+PY
+
+echo "== bench-sim 3/3: speed, 32 A100 nodes at 70% of capacity, ${speed_s} simulated s"
+"$bin/helm-sim" --config configs/sim/speed-a100.yaml --duration "$speed_s" --no-plot \
+  --out "$out/speed" 2>/dev/null > "$out/speed.log"
+sed -n '1,3p' "$out/speed.log"
+grep -E '^HELM_RESULT sim_(speedup_vs_realtime|requests_per_s)' "$out/speed.log"

@@ -1,0 +1,258 @@
+#include "helm/sim/sweep.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "helm/common/status.h"
+#include "helm/model/model.h"
+#include "helm/sim/simulator.h"
+#include "helm/workload/profile.h"
+
+namespace helm::sim {
+namespace {
+
+constexpr int64_t kMinChunks = 64;
+
+int64_t FloorPowerOfTwo(int64_t v) {
+  int64_t p = 1;
+  while (p * 2 <= v) p *= 2;
+  return p;
+}
+
+SweepRun Summarize(const std::string& controller, double split, const SimResult& r) {
+  SweepRun run;
+  run.controller = controller;
+  run.split = split;
+  run.p99_ms = r.latency_us.Quantile(0.99) / 1000;
+  run.p50_ms = r.latency_us.Quantile(0.5) / 1000;
+  run.slo_attainment = r.slo_attainment();
+  run.throughput_per_s = r.throughput_per_s();
+  run.kv_token_hit = r.kv_token_hit;
+  run.emb_hit = r.emb_hit;
+  for (const NodeResult& n : r.nodes) run.reversals += n.reversals;
+  return run;
+}
+
+absl::StatusOr<SimResult> Simulate(const config::Config& config) {
+  HELM_ASSIGN_OR_RETURN(std::unique_ptr<Simulator> sim, Simulator::Create(config));
+  return sim->Run();
+}
+
+}  // namespace
+
+absl::StatusOr<double> EstimateCapacityPerNode(const config::Config& config,
+                                               const CostModel& cost) {
+  absl::StatusOr<workload::DatasetProfile> profile = workload::FindProfile(config.workload.profile);
+  if (!profile.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("workload.profile: ", profile.status().message()));
+  }
+  const int64_t cap =
+      config.workload.max_history > 0 ? config.workload.max_history : config.node.max_history;
+  const int64_t history =
+      std::max<int64_t>(1, std::llround(std::min<double>(profile->mean_history, cap)));
+  RequestWork typical{.suffix_tokens = history,
+                      .cached_tokens = 0,
+                      .candidates = config.workload.candidates,
+                      .emb_rows_gathered = history + config.workload.candidates,
+                      .emb_miss_bytes = 0};
+  BatchWork batch;
+  batch.requests.assign(static_cast<size_t>(std::max(1, config.node.max_batch)), typical);
+  const double batch_us = cost.BatchTimeUs(batch);
+  return config.node.workers * static_cast<double>(batch.requests.size()) * 1e6 / batch_us;
+}
+
+absl::StatusOr<double> OfferedRate(const config::Config& config) {
+  if (config.simulator.load <= 0) return config.workload.rate_per_s;
+  HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
+  HELM_ASSIGN_OR_RETURN(double per_node, EstimateCapacityPerNode(config, cost));
+  return config.simulator.load * per_node * config.simulator.num_nodes;
+}
+
+absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::string& profile,
+                                         const std::string& regime, double scale) {
+  absl::StatusOr<workload::DatasetProfile> p = workload::FindProfile(profile);
+  if (!p.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("simulator.sweep_profiles: ", p.status().message()));
+  }
+  CellConfig cell;
+  config::Config& c = cell.config;
+  c = base;
+  c.workload.profile = profile;
+  c.workload.regime = regime;
+  c.workload.phases = "";
+  c.workload.max_items = 0;
+  HELM_ASSIGN_OR_RETURN(model::ModelDims dims, model::DimsFromOptions(c.model, c.emb, c.kv));
+  const double rows = static_cast<double>(std::min<int64_t>(p->num_items, c.emb.num_items));
+  cell.emb_footprint_bytes = rows * c.emb.dim * DtypeBytes(dims.emb_dtype);
+  const int64_t pool = static_cast<int64_t>(cell.emb_footprint_bytes / scale);
+  const int64_t block = dims.block_bytes();
+  int64_t chunk = std::max<int64_t>(FloorPowerOfTwo(pool / kMinChunks), int64_t{64} << 10);
+  while (chunk < block) chunk *= 2;
+  if (pool < 8 * chunk) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "simulator.sweep_scales: scale %g leaves a %d-byte pool for %s, under 8 chunks of %d "
+        "bytes (a KV block is %d bytes)",
+        scale, pool, profile, chunk, block));
+  }
+  c.pool.chunk_bytes = chunk;
+  c.pool.bytes = pool / chunk * chunk;
+  const int64_t cap = c.workload.max_history > 0 ? c.workload.max_history : c.node.max_history;
+  const double tokens = std::min<double>(p->mean_history, cap);
+  const double token_bytes = static_cast<double>(block) / dims.tokens_per_block;
+  const double users = scale * static_cast<double>(c.pool.bytes) / (tokens * token_bytes);
+  c.workload.max_users = std::clamp<int64_t>(std::llround(users), 1, p->num_users);
+  cell.kv_working_set_bytes = static_cast<double>(c.workload.max_users) * tokens * token_bytes;
+  return cell;
+}
+
+const SweepRun* SweepCell::BestStatic() const {
+  const SweepRun* best = nullptr;
+  for (const SweepRun& r : runs) {
+    if (r.controller != "static") continue;
+    if (best == nullptr || r.p99_ms < best->p99_ms) best = &r;
+  }
+  return best;
+}
+
+const SweepRun* SweepCell::Controller(const std::string& name) const {
+  for (const SweepRun& r : runs) {
+    if (r.controller == name) return &r;
+  }
+  return nullptr;
+}
+
+absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
+                                                const SweepHooks& hooks) {
+  const SimulatorOptions& s = base.simulator;
+  std::vector<double> scales;
+  for (const std::string& text : s.sweep_scales) {
+    double v = 0;
+    if (!absl::SimpleAtod(text, &v) || !(v > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("simulator.sweep_scales: '", text, "' is not a number > 0"));
+    }
+    scales.push_back(v);
+  }
+  if (scales.empty()) scales.push_back(0);  // 0: the base config's pool and users as they are
+  for (const std::string& r : s.sweep_regimes) {
+    if (r != "steady" && r != "trend" && r != "burst") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("simulator.sweep_regimes: '", r, "' is not one of steady, trend, burst"));
+    }
+  }
+  for (const std::string& c : s.sweep_controllers) {
+    if (c != "heuristic" && c != "oracle") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("simulator.sweep_controllers: '", c, "' is not one of heuristic, oracle"));
+    }
+  }
+  if (s.sweep_split_min > s.sweep_split_max) {
+    return absl::InvalidArgumentError(
+        "simulator.sweep_split_min: must be <= simulator.sweep_split_max");
+  }
+  std::vector<double> splits;
+  for (double r = s.sweep_split_min; r <= s.sweep_split_max + 1e-9; r += s.sweep_split_step) {
+    splits.push_back(std::round(r * 1e6) / 1e6);
+  }
+  const std::vector<std::string> regimes =
+      s.sweep_regimes.empty() ? std::vector<std::string>{base.workload.regime} : s.sweep_regimes;
+  // Every cell's config first, so that a bad one stops the sweep before any simulation runs.
+  std::vector<SweepCell> cells;
+  std::vector<config::Config> configs;
+  for (double scale : scales) {
+    for (const std::string& profile : s.sweep_profiles) {
+      for (const std::string& regime : regimes) {
+        CellConfig cell_config;
+        if (scale > 0) {
+          HELM_ASSIGN_OR_RETURN(cell_config, ConfigForCell(base, profile, regime, scale));
+        } else {
+          cell_config.config = base;
+          cell_config.config.workload.profile = profile;
+          cell_config.config.workload.regime = regime;
+          cell_config.config.workload.phases = "";
+        }
+        config::Config& c = cell_config.config;
+        HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, OfferedRate(c));
+        c.simulator.load = 0;
+        SweepCell cell;
+        cell.profile = profile;
+        cell.regime = regime;
+        cell.scale = scale;
+        cell.pool_bytes = static_cast<double>(c.pool.bytes);
+        cell.emb_footprint_bytes = cell_config.emb_footprint_bytes;
+        cell.kv_working_set_bytes = cell_config.kv_working_set_bytes;
+        cell.rate_per_s = c.workload.rate_per_s;
+        cells.push_back(std::move(cell));
+        configs.push_back(std::move(c));
+      }
+    }
+  }
+  const int total = static_cast<int>(cells.size());
+  for (int index = 0; index < total; ++index) {
+    SweepCell& cell = cells[index];
+    const config::Config& c = configs[index];
+    for (double split : splits) {
+      if (hooks.progress) hooks.progress(index, total, absl::StrFormat("static %.2f", split));
+      config::Config run = c;
+      run.control.policy = "static";
+      run.pool.initial_split = split;
+      run.pool.r_min = std::min(run.pool.r_min, split);
+      run.pool.r_max = std::max(run.pool.r_max, split);
+      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+      cell.runs.push_back(Summarize("static", split, r));
+    }
+    std::vector<SimResult> adaptive;
+    for (const std::string& controller : s.sweep_controllers) {
+      if (hooks.progress) hooks.progress(index, total, controller);
+      config::Config run = c;
+      run.control.policy = controller;
+      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+      cell.runs.push_back(Summarize(controller, run.pool.initial_split, r));
+      adaptive.push_back(std::move(r));
+    }
+    // Tracking error of every controller against the cell's oracle run.
+    for (size_t i = 0; i < s.sweep_controllers.size(); ++i) {
+      if (s.sweep_controllers[i] != "oracle") continue;
+      for (size_t j = 0; j < s.sweep_controllers.size(); ++j) {
+        cell.runs[splits.size() + j].tracking_error = TrackingError(adaptive[j], adaptive[i]);
+      }
+    }
+  }
+  return cells;
+}
+
+double BestStaticSplitSpread(const std::vector<SweepCell>& cells, double scale) {
+  double lo = 1, hi = 0;
+  for (const SweepCell& c : cells) {
+    if (scale > 0 && std::abs(c.scale - scale) > 1e-9) continue;
+    const SweepRun* best = c.BestStatic();
+    if (best == nullptr) continue;
+    lo = std::min(lo, best->split);
+    hi = std::max(hi, best->split);
+  }
+  return hi >= lo ? hi - lo : 0.0;
+}
+
+std::string SweepCsv(const std::vector<SweepCell>& cells) {
+  std::string out =
+      "profile,regime,scale,pool_bytes,emb_footprint_bytes,kv_working_set_bytes,rate_per_s,"
+      "controller,split,p50_ms,p99_ms,slo_attainment,throughput_per_s,kv_token_hit,emb_hit,"
+      "tracking_error,reversals\n";
+  for (const SweepCell& c : cells) {
+    for (const SweepRun& r : c.runs) {
+      absl::StrAppendFormat(
+          &out, "%s,%s,%g,%.0f,%.0f,%.0f,%.2f,%s,%.4f,%.4f,%.4f,%.6f,%.3f,%.6f,%.6f,%.6f,%d\n",
+          c.profile, c.regime, c.scale, c.pool_bytes, c.emb_footprint_bytes, c.kv_working_set_bytes,
+          c.rate_per_s, r.controller, r.split, r.p50_ms, r.p99_ms, r.slo_attainment,
+          r.throughput_per_s, r.kv_token_hit, r.emb_hit, r.tracking_error, r.reversals);
+    }
+  }
+  return out;
+}
+
+}  // namespace helm::sim

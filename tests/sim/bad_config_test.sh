@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# helm-sim refuses bad simulator configs at start: exit status 2, the key named on stderr.
+set -uo pipefail
+sim=$1
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+failures=0
+expect() {  # expect <key> <yaml>
+  printf '%s\n' "$2" > "$dir/c.yaml"
+  "$sim" --config "$dir/c.yaml" --out "$dir/out" --no-plot > "$dir/stdout" 2> "$dir/stderr"
+  local rc=$?
+  if [[ $rc -ne 2 ]] || ! grep -q "$1" "$dir/stderr"; then
+    echo "FAIL: $1: exit $rc, stderr: $(cat "$dir/stderr")"
+    failures=$((failures + 1))
+  else
+    echo "ok: $1: $(head -c 160 "$dir/stderr" | tr '\n' ' ')"
+  fi
+}
+expect simulator.num_nodes $'simulator:\n  num_nodes: 0'
+expect simulator.gpu $'simulator:\n  gpu: tpu'
+expect simulator.calibration_path $'simulator:\n  calibration_path: /nonexistent.json'
+expect simulator.load $'simulator:\n  load: -1'
+expect simulator.sweep_scales $'simulator:\n  sweep_profiles: [taobao]\n  sweep_scales: ["x"]'
+expect simulator.sweep_regimes $'simulator:\n  sweep_profiles: [taobao]\n  sweep_regimes: [weekly]'
+expect control.policy $'control:\n  policy: ppo'
+expect control.min_step $'control:\n  step: 0.01\n  min_step: 0.1'
+expect simulator.bogus $'simulator:\n  bogus: 1'
+exit $((failures > 0))

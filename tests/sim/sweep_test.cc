@@ -1,0 +1,133 @@
+// The split sweep: cells sized by scale state their footprints next to the pool, a small sweep
+// finds each cell's best static split among the runs it made, and bad sweep keys are named.
+#include "helm/sim/sweep.h"
+
+#include <cmath>
+
+#include "gtest/gtest.h"
+#include "helm/model/model.h"
+#include "helm/sim/simulator.h"
+#include "helm/workload/profile.h"
+
+namespace helm::sim {
+namespace {
+
+config::Config Base() {
+  config::Config c;
+  c.simulator.num_nodes = 2;
+  c.simulator.duration_s = 3;
+  c.simulator.gpu = "a100";
+  c.emb.num_items = 60000;
+  c.node.max_history = 1024;
+  c.node.workers = 2;
+  c.workload.max_history = 512;
+  c.workload.candidates = 64;
+  c.workload.rate_per_s = 150;
+  c.workload.duration_s = 3;
+  return c;
+}
+
+TEST(ConfigForCell, SizesThePoolAndTheUsersFromTheScale) {
+  const config::Config base = Base();
+  for (double scale : {0.5, 2.0, 8.0}) {
+    auto cell = ConfigForCell(base, "amazon-video-games", "steady", scale);
+    ASSERT_TRUE(cell.ok()) << cell.status();
+    const config::Config& c = cell->config;
+    auto profile = workload::FindProfile("amazon-video-games");
+    ASSERT_TRUE(profile.ok());
+    auto dims = model::DimsFromOptions(c.model, c.emb, c.kv);
+    ASSERT_TRUE(dims.ok());
+    const double rows = std::min<double>(profile->num_items, base.emb.num_items);
+    EXPECT_DOUBLE_EQ(cell->emb_footprint_bytes, rows * c.emb.dim * 4);
+    // The pool is the footprint over the scale, in whole chunks (at least 64 of them).
+    EXPECT_LE(c.pool.bytes, cell->emb_footprint_bytes / scale);
+    EXPECT_GT(c.pool.bytes, cell->emb_footprint_bytes / scale - c.pool.chunk_bytes);
+    EXPECT_EQ(c.pool.bytes % c.pool.chunk_bytes, 0);
+    EXPECT_GE(c.pool.chunk_bytes, dims->block_bytes());
+    // The KV working set matches the scale too (within one user's history).
+    EXPECT_NEAR(cell->kv_working_set_bytes / c.pool.bytes, scale, 0.05 * scale);
+    EXPECT_EQ(c.workload.profile, "amazon-video-games");
+  }
+}
+
+TEST(ConfigForCell, RefusesAScaleThatLeavesNoRoomNamingTheKey) {
+  auto cell = ConfigForCell(Base(), "amazon-video-games", "steady", 1e6);
+  ASSERT_FALSE(cell.ok());
+  EXPECT_NE(cell.status().message().find("simulator.sweep_scales"), std::string::npos);
+}
+
+TEST(EstimateCapacityPerNode, GrowsWithWorkersAndShrinksWithCandidates) {
+  config::Config c = Base();
+  c.workload.profile = "taobao";
+  auto cost = CostModelForConfig(c);
+  ASSERT_TRUE(cost.ok());
+  auto one = EstimateCapacityPerNode(c, *cost);
+  ASSERT_TRUE(one.ok());
+  c.node.workers = 4;
+  EXPECT_NEAR(*EstimateCapacityPerNode(c, *cost) / *one, 2.0, 1e-9);
+  c.workload.candidates = 512;
+  EXPECT_LT(*EstimateCapacityPerNode(c, *cost), 2 * *one);
+  c.simulator.load = 0.5;
+  c.simulator.num_nodes = 3;
+  EXPECT_NEAR(*OfferedRate(c), 0.5 * 3 * *EstimateCapacityPerNode(c, *cost), 1e-6);
+}
+
+TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
+  config::Config c = Base();
+  c.simulator.sweep_profiles = {"amazon-video-games"};
+  c.simulator.sweep_regimes = {"steady", "burst"};
+  c.simulator.sweep_scales = {"2"};
+  c.simulator.sweep_split_min = 0.2;
+  c.simulator.sweep_split_max = 0.8;
+  c.simulator.sweep_split_step = 0.3;
+  c.simulator.sweep_controllers = {"heuristic", "oracle"};
+  c.control.oracle_step = 0.4;  // 0.05, 0.45, 0.85
+  c.node.stats_window_ms = 1000;
+  auto cells = RunSweep(c);
+  ASSERT_TRUE(cells.ok()) << cells.status();
+  ASSERT_EQ(cells->size(), 2u);
+  for (const SweepCell& cell : *cells) {
+    ASSERT_EQ(cell.runs.size(), 5u);  // 0.2, 0.5, 0.8, heuristic, oracle
+    const SweepRun* best = cell.BestStatic();
+    ASSERT_NE(best, nullptr);
+    for (const SweepRun& r : cell.runs) {
+      if (r.controller == "static") EXPECT_LE(best->p99_ms, r.p99_ms);
+      EXPECT_GT(r.throughput_per_s, 0) << r.controller;
+    }
+    EXPECT_EQ(cell.Controller("oracle")->tracking_error, 0);
+    EXPECT_GE(cell.Controller("heuristic")->tracking_error, 0);
+    EXPECT_GT(cell.pool_bytes, 0);
+  }
+  const std::string csv = SweepCsv(*cells);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 5);
+  EXPECT_GE(BestStaticSplitSpread(*cells), 0);
+  EXPECT_LE(BestStaticSplitSpread(*cells), 0.6);
+}
+
+TEST(RunSweep, BadSweepKeysAreNamed) {
+  config::Config c = Base();
+  c.simulator.sweep_profiles = {"amazon-video-games"};
+  c.simulator.sweep_scales = {"two"};
+  auto bad = RunSweep(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("simulator.sweep_scales"), std::string::npos);
+  c.simulator.sweep_scales = {};
+  c.simulator.sweep_regimes = {"weekly"};
+  bad = RunSweep(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("simulator.sweep_regimes"), std::string::npos);
+  c.simulator.sweep_regimes = {};
+  c.simulator.sweep_controllers = {"ppo"};
+  bad = RunSweep(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("simulator.sweep_controllers"), std::string::npos);
+  c.simulator.sweep_controllers = {};
+  c.simulator.sweep_profiles = {"netflix"};
+  c.simulator.sweep_scales = {"2"};
+  bad = RunSweep(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("simulator.sweep_profiles"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace helm::sim
