@@ -1,5 +1,5 @@
 // Target node_state: the router core fed NodeState messages (its nodes' state streams), then
-// asked what a routing decision asks.
+// asked what a routing decision asks, and the residency- and load-aware policies' decisions.
 //
 // Input: a 1-byte header (low 2 bits + 1: the number of nodes), then records of [1 byte: node
 // index (mod nodes)][2 bytes little-endian: length][length bytes: a serialized v1::NodeState];
@@ -9,6 +9,7 @@
 
 #include "fuzz_targets.h"
 #include "helm/route/cluster_state.h"
+#include "helm/route/policy.h"
 #include "helm/v1/node.pb.h"
 #include "router/node_update_proto.h"
 
@@ -59,6 +60,27 @@ int FuzzNodeState(const uint8_t* data, size_t size) {
     (void)cluster.draining(n);
   }
   (void)cluster.Routable();
+
+  // Routing decisions over that state: a routable node outside `exclude`, or -1.
+  for (const char* name : {"helm", "kv_affinity", "least_loaded"}) {
+    route::RouterOptions options;
+    options.policy = name;
+    absl::StatusOr<std::unique_ptr<route::Policy>> policy = route::CreatePolicy(options);
+    HELM_FUZZ_CHECK(policy.ok());
+    const route::NodeSet exclude{0};
+    for (int64_t user : users) {
+      const route::RouteRequest request{.user_id = user,
+                                        .history_length = 64,
+                                        .history_start = 0,
+                                        .candidate_ids = items.data(),
+                                        .num_candidates = static_cast<int32_t>(items.size())};
+      const route::RouteDecision d = (*policy)->Decide(request, cluster, exclude);
+      HELM_FUZZ_CHECK(d.node >= -1 && d.node < nodes);
+      HELM_FUZZ_CHECK(d.node != 0);
+      if (d.node >= 0) HELM_FUZZ_CHECK(cluster.Routable().Contains(d.node));
+      if (d.node >= 0) cluster.OnPlaced(d.node);
+    }
+  }
   for (int n = 0; n < nodes; ++n) cluster.ForgetStreamedState(n);
   return 0;
 }
