@@ -50,6 +50,10 @@ absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config&
                                                            Clock* clock) {
   std::unique_ptr<NodeCore> core(new NodeCore(config, clock));
   HELM_ASSIGN_OR_RETURN(core->engine_, Engine::Create(config, clock));
+  if (config.control.policy != "static") {
+    HELM_ASSIGN_OR_RETURN(core->controller_,
+                          control::CreateSplitController(config.control, config.pool));
+  }
   const int64_t now = clock->NowMicros();
   absl::MutexLock lock(&core->window_mu_);
   core->window_start_us_ = now;
@@ -176,6 +180,11 @@ void NodeCore::Stop() {
 double NodeCore::SetTargetSplit(double emb_share) { return engine_->pool().SetTarget(emb_share); }
 
 pool::StepResult NodeCore::StepResize() { return engine_->pool().Step(); }
+
+double NodeCore::Control(const StatsWindow& window) {
+  if (controller_ == nullptr || control_frozen()) return engine_->pool().Snapshot().target_split;
+  return SetTargetSplit(controller_->Decide(window));
+}
 
 // ---- Statistics -------------------------------------------------------------------------------
 

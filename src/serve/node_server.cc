@@ -365,7 +365,12 @@ void NodeServer::PublisherLoop() {
     if (summary) last_summary_us = now_us;
     core_->Publish(summary);
     if (now_us - window_start_us >= int64_t{config_.node.stats_window_ms} * 1000) {
-      core_->CloseWindow();
+      // The control loop: the split controller (if any) sets the next target from the window.
+      const double before = core_->engine().pool().Snapshot().target_split;
+      if (core_->Control(core_->CloseWindow()) != before) {
+        absl::MutexLock lock(&mu_);
+        resize_pending_ = true;
+      }
       window_start_us = now_us;
     }
   }

@@ -92,7 +92,6 @@ struct Simulator::Impl {
     int64_t busy_us = 0;
     int64_t replies = 0, cached_tokens = 0, history_tokens = 0, emb_hits = 0, emb_lookups = 0;
     double split_first = 0;
-    std::unique_ptr<control::SplitController> controller;  // null under the oracle
     PcieQueue pcie{1, 1};
     int64_t prefetch_bytes_seen = 0;
   };
@@ -272,9 +271,7 @@ struct Simulator::Impl {
       const double best = OracleChoose(t_us + window_us);
       for (Node& n : nodes) n.core->SetTargetSplit(best);
     } else {
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        nodes[i].core->SetTargetSplit(nodes[i].controller->Decide(closed[i]));
-      }
+      for (size_t i = 0; i < nodes.size(); ++i) nodes[i].core->Control(closed[i]);
     }
     for (Node& n : nodes) window.target.push_back(n.core->engine().pool().Snapshot().target_split);
     OnResizeTick();  // a new target starts moving at once, as helm-node's resizer wakes on it
@@ -490,16 +487,13 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   for (int i = 0; i < s.num_nodes; ++i) {
     config::Config node_config = config;
     node_config.node.id = absl::StrCat("node-", i);
+    if (p->oracle) node_config.control.policy = "static";  // the oracle sets the targets
     HELM_ASSIGN_OR_RETURN(auto core, serve::NodeCore::Create(node_config, &p->clock));
     Impl::Node node;
     node.core = std::move(core);
     for (int w = 0; w < config.node.workers; ++w) {
       HELM_ASSIGN_OR_RETURN(auto worker, node.core->NewWorker());
       node.workers.push_back(std::move(worker));
-    }
-    if (!p->oracle) {
-      HELM_ASSIGN_OR_RETURN(node.controller,
-                            control::CreateSplitController(config.control, config.pool));
     }
     const double link = p->cost.profile().pcie_bytes_per_s;
     const double budget = config.pool.prefetch_bytes_per_s > 0
@@ -569,7 +563,7 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
     n.split_first = node.split_first;
     n.split_last = node.core->engine().pool().Snapshot().committed_split;
     n.busy_fraction = double(node.busy_us) / (double(end) * node.busy.size());
-    n.reversals = node.controller ? node.controller->reversals() : 0;
+    n.reversals = node.core->controller() ? node.core->controller()->reversals() : 0;
     n.pcie_background_bytes = node.pcie.background_bytes();
     n.pcie_foreground_wait_ms = node.pcie.foreground_wait_us() / 1000.0;
     r.nodes.push_back(n);

@@ -425,3 +425,46 @@ TEST(NodeCore, TheSameRequestSequenceGivesTheSameStatistics) {
 
 }  // namespace
 }  // namespace helm::serve
+
+namespace helm::serve {
+namespace {
+
+// A settled window whose answers all took `p99_us`.
+StatsWindow SettledWindow(double split, int64_t p99_us) {
+  StatsWindow w;
+  w.committed_split = w.target_split = split;
+  w.requests.completions = 500;
+  w.latency_us.RecordN(p99_us, 500);
+  return w;
+}
+
+TEST(NodeCore, TheControlLoopMovesTheSplitUnlessStaticOrFrozen) {
+  FakeClock clock(0);
+  config::Config config = SmallConfig(1);
+  config.control.policy = "heuristic";
+  auto core = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(core.ok()) << core.status();
+  ASSERT_NE((*core)->controller(), nullptr);
+  // The heuristic's first probe moves the target by one step.
+  EXPECT_NEAR((*core)->Control(SettledWindow(0.5, 10000)), 0.5 + config.control.step, 1e-9);
+  EXPECT_NEAR((*core)->engine().pool().Snapshot().target_split, 0.5 + config.control.step, 1e-6);
+  // Frozen: nothing moves, whatever the window says.
+  (*core)->FreezeControl(true);
+  EXPECT_NEAR((*core)->Control(SettledWindow(0.55, 90000)), 0.5 + config.control.step, 1e-9);
+  (*core)->FreezeControl(false);
+  // Under "static" there is no controller: only SetTargetSplit moves the split.
+  config.control.policy = "static";
+  auto fixed = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(fixed.ok());
+  EXPECT_EQ((*fixed)->controller(), nullptr);
+  (*fixed)->SetTargetSplit(0.3);
+  EXPECT_NEAR((*fixed)->Control(SettledWindow(0.3, 10000)), 0.3, 1e-6);
+  // The oracle is the simulator's: a node refuses it, naming the key.
+  config.control.policy = "oracle";
+  auto oracle = NodeCore::Create(config, &clock);
+  ASSERT_FALSE(oracle.ok());
+  EXPECT_NE(oracle.status().message().find("control.policy"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace helm::serve

@@ -26,6 +26,7 @@
 #include "helm/common/clock.h"
 #include "helm/common/histogram.h"
 #include "helm/config/config.h"
+#include "helm/control/split_controller.h"
 #include "helm/serve/batch_queue.h"
 #include "helm/serve/engine.h"
 #include "helm/serve/request.h"
@@ -131,6 +132,16 @@ class NodeCore {
   // One bounded resize step (pool.max_step_bytes of content at most); also runs the background
   // EMB prefetch when no move is pending.
   pool::StepResult StepResize();
+  // The node's control loop, once per statistics window: the configured split controller
+  // (control.policy "heuristic"; none under "static", where only SetTargetSplit moves the split)
+  // decides the next target from the window just closed, unless frozen. Returns the target split
+  // after the decision. Thread-compatible: one control loop calls it.
+  double Control(const StatsWindow& window);
+  // A frozen controller decides nothing until unfrozen (an operator's SetTargetSplit still works).
+  void FreezeControl(bool frozen) { control_frozen_.store(frozen, std::memory_order_relaxed); }
+  bool control_frozen() const { return control_frozen_.load(std::memory_order_relaxed); }
+  // The configured controller (null under "static").
+  const control::SplitController* controller() const { return controller_.get(); }
 
   // ---- Statistics -------------------------------------------------------------------------
   // Closes the current statistics window at the clock's now, starts the next, and returns the
@@ -168,6 +179,8 @@ class NodeCore {
   const config::Config config_;
   Clock* const clock_;
   std::unique_ptr<Engine> engine_;
+  std::unique_ptr<control::SplitController> controller_;
+  std::atomic<bool> control_frozen_{false};
   BatchQueue queue_;
   std::atomic<bool> draining_{false};
   std::atomic<int> computing_{0};
