@@ -228,8 +228,13 @@ TEST(LoadGenerator, ServerThatNeverAnswersEndsEachRequestAtItsGrpcDeadline) {
   EXPECT_EQ(server.recommender().received(), s.scheduled);
   EXPECT_EQ(s.errors_by_code.at("DEADLINE_EXCEEDED"), s.scheduled);
   EXPECT_EQ(s.ok, 0);
-  // Ended by the deadline, not by the test's end: at least 50 ms after the schedule.
-  for (const Completion& c : run.completions) EXPECT_GE(c.latency_us, 50'000);
+  // Ended by the deadline, not by the test's end: about 50 ms after the schedule. gRPC arms the
+  // deadline from the wall clock and its own cached "now", so it may fire a few ms early (46.6 ms
+  // seen in CI); the run itself lasts far longer than 60 ms.
+  for (const Completion& c : run.completions) {
+    EXPECT_GE(c.latency_us, 45'000);
+    EXPECT_LT(c.latency_us, 1'000'000);
+  }
 }
 
 TEST(LoadGenerator, PollsNodesForSplitAndCounters) {
