@@ -108,6 +108,8 @@ struct Simulator::Impl {
   std::vector<std::unique_ptr<SimJob>> free_jobs;
   int64_t end_us = 0;
   int64_t row_bytes = 0;
+  // simulator.rpc_overhead_us: the way to the node (before routing) and the way back.
+  int64_t rpc_there_us = 0, rpc_return_us = 0;
   int64_t outstanding = 0;
   int64_t publish_us = 0, window_us = 0, summary_every = 1, publishes = 0;
   int64_t next_second_us = 1'000'000;
@@ -147,7 +149,7 @@ struct Simulator::Impl {
       Node& n = nodes[job->node];
       cluster.NoteResidency(job->node, job->route.user_id, out.resident_tokens,
                             job->route.history_start);
-      const int64_t latency = now - job->arrival_us;
+      const int64_t latency = now - job->arrival_us + rpc_return_us;
       result.latency_us.Record(latency);
       second_latency.Record(latency);
       window_latency.Record(latency);
@@ -436,7 +438,7 @@ struct Simulator::Impl {
     job->done = [this](serve::RankJob* j, const absl::Status& s) {
       OnAnswer(static_cast<SimJob*>(j), s);
     };
-    Schedule(r.arrival_us, EventType::kArrival, -1, -1);
+    Schedule(r.arrival_us + rpc_there_us, EventType::kArrival, -1, -1);
     pending_arrival = job;
     return true;
   }
@@ -472,6 +474,8 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   config.workload.seed ^= s.seed;
   impl->config = config;
   impl->row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims.emb_dtype);
+  impl->rpc_there_us = static_cast<int64_t>(s.rpc_overhead_us / 2);
+  impl->rpc_return_us = static_cast<int64_t>(s.rpc_overhead_us) - impl->rpc_there_us;
   HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
   HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
   impl->oracle = config.control.policy == "oracle";

@@ -169,3 +169,20 @@ TEST(Simulator, BadConfigsAreRefusedNamingTheKey) {
 
 }  // namespace
 }  // namespace helm::sim
+
+namespace helm::sim {
+namespace {
+
+TEST(Simulator, RpcOverheadAddsToEveryLatencyAndDelaysAdmission) {
+  config::Config config = SmallCluster(2, 7);
+  config.workload.rate_per_s = 20;  // no queueing: each request's latency is its own service
+  const SimResult base = RunOrDie(config);
+  config.simulator.rpc_overhead_us = 3000;
+  const SimResult slow = RunOrDie(config);
+  ASSERT_EQ(slow.completions, base.completions);
+  EXPECT_NEAR(slow.latency_us.Quantile(0.5) - base.latency_us.Quantile(0.5), 3000, 300);
+  EXPECT_NEAR(slow.latency_us.Min() - base.latency_us.Min(), 3000, 100);
+}
+
+}  // namespace
+}  // namespace helm::sim

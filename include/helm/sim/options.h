@@ -20,6 +20,9 @@ struct SimulatorOptions {
   // Offered load as a fraction of the cluster's estimated capacity (sweep.h: EstimateCapacity);
   // 0: workload.rate_per_s as given.
   double load = 0;
+  // Time a request spends outside the nodes: the client -> router -> node gRPC hops and back
+  // (half before admission, half after the answer). 0: not modelled.
+  double rpc_overhead_us = 0;
 
   // The split sweep (sweep.h), run instead of one simulation when sweep_profiles is not empty:
   // every profile x regime x scale cell runs each static split from sweep_split_min to
@@ -42,6 +45,9 @@ struct SimulatorOptions {
     v.Field("calibration_path", calibration_path, "measured kernel timings (\"\": defaults)");
     v.Field("load", load, "offered load, fraction of estimated capacity (0: workload.rate_per_s)",
             config::InRange(0.0, 10.0));
+    v.Field("rpc_overhead_us", rpc_overhead_us,
+            "per-request time outside the nodes: gRPC hops there and back (us)",
+            config::InRange(0.0, 1e7));
     v.Field("sweep_profiles", sweep_profiles, "split sweep: workload profiles ([]: no sweep)");
     v.Field("sweep_regimes", sweep_regimes, "split sweep: regimes (steady, trend, burst)");
     v.Field("sweep_scales", sweep_scales, "split sweep: embedding footprint / pool, per scale");
