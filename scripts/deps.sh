@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-dev nlohmann-json3-dev libcli11-dev libxxhash-dev libcpp-httplib-dev prometheus
-  python3-grpcio python3-protobuf python3-yaml python3-matplotlib python3-numpy
+  python3-grpcio python3-protobuf python3-yaml python3-matplotlib python3-numpy openssl
 )
 # LibTorch is only for the offline PPO trainer; install it with HELM_WITH_TORCH=1.
 if [[ "${HELM_WITH_TORCH:-0}" == "1" ]]; then packages+=(libtorch-dev); fi

@@ -6,10 +6,23 @@
 #include <cstdlib>
 
 #include "helm/common/logging.h"
+#include "helm/rpc/admin_auth.h"
 #include "helm/rpc/limits.h"
 #include "spdlog/spdlog.h"
 
 namespace helm::app {
+namespace {
+
+rpc::TlsMaterial LoadTlsOrExit(const config::Config& config) {
+  absl::StatusOr<rpc::TlsMaterial> tls = rpc::LoadTls(config.grpc.tls);
+  if (!tls.ok()) {
+    std::fprintf(stderr, "config error: %s\n", std::string(tls.status().message()).c_str());
+    std::exit(2);
+  }
+  return *std::move(tls);
+}
+
+}  // namespace
 
 void AddCommonFlags(CLI::App& cli, CommonFlags& flags) {
   cli.add_option("--config", flags.config_path,
@@ -64,6 +77,14 @@ config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& pro
     std::fputs(config::ConfigToYaml(config).c_str(), stdout);
     std::exit(0);
   }
+  // Secrets are read now so that a bad path stops the process before it opens a port.
+  absl::Status secrets = rpc::LoadTls(config.grpc.tls).status();
+  if (secrets.ok()) secrets = rpc::AdminAuthorizer::Create(config.grpc.admin).status();
+  if (!secrets.ok()) {
+    std::fprintf(stderr, "%s: config error: %s\n", process_name.c_str(),
+                 std::string(secrets.message()).c_str());
+    std::exit(2);
+  }
   return config;
 }
 
@@ -77,7 +98,12 @@ rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::st
   options.max_receive_bytes = static_cast<int32_t>(std::min<int64_t>(max_receive, INT32_MAX));
   options.quota_memory_bytes = config.grpc.quota_memory_bytes;
   options.quota_max_threads = config.grpc.quota_max_threads;
+  options.credentials = rpc::ServerCredentials(LoadTlsOrExit(config));
   return options;
+}
+
+rpc::ChannelSecurity ClientSecurityOrExit(const config::Config& config) {
+  return rpc::ClientSecurity(LoadTlsOrExit(config));
 }
 
 std::unique_ptr<metrics::Exporter> StartMetricsOrExit(const config::Config& config, int port,

@@ -9,6 +9,7 @@
 #include "helm/config/config.h"
 #include "helm/metrics/exporter.h"
 #include "helm/metrics/registry.h"
+#include "helm/rpc/security.h"
 #include "helm/rpc/server.h"
 
 namespace helm::app {
@@ -30,15 +31,21 @@ void ParseFlagsOrExit(CLI::App& cli, int argc, char** argv);
 
 // Loads the config named by the flags (or the embedded default), applies `override_fn` (flags that
 // override config keys), re-validates, initialises logging, handles --print-config (prints and
-// exits 0). Any error: message on stderr, exit status 2.
+// exits 0), and reads the files grpc.tls and grpc.admin name (a file that cannot be read is a
+// config error naming its key). Any error: message on stderr, exit status 2.
 config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& process_name,
                                 const std::function<void(config::Config&)>& override_fn = {});
 
 // The gRPC server options of `config` for a server on `listen`: the largest request accepted
 // (grpc.max_receive_bytes, or rpc::MaxRankRequestBytes of the node's request limits when 0) and
-// the ResourceQuota (grpc.quota_memory_bytes, grpc.quota_max_threads). Services and drainer are
-// the caller's.
+// the ResourceQuota (grpc.quota_memory_bytes, grpc.quota_max_threads) and the port's credentials
+// (grpc.tls: TLS, mTLS; plaintext when off). Services and drainer are the caller's. A TLS file
+// that cannot be read: message on stderr, exit status 2.
 rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::string& listen);
+
+// The security of the process's own client channels (router -> node, helm-bench -> router) under
+// grpc.tls: plaintext when TLS is off. A TLS file that cannot be read: exit status 2.
+rpc::ChannelSecurity ClientSecurityOrExit(const config::Config& config);
 
 // Starts the /metrics endpoint for `registry` on metrics.address:`port` (the config's meaning:
 // 0 off, then null is returned; -1 any free port), logs its address and prints "METRICS <port>".

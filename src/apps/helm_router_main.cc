@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
       });
 
   absl::StatusOr<std::unique_ptr<helm::router::Router>> router =
-      helm::router::Router::Create(config.router);
+      helm::router::Router::Create(config.router, nullptr, helm::app::ClientSecurityOrExit(config));
   if (!router.ok()) {
     spdlog::error("{}", router.status());
     return 2;

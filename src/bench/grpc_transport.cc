@@ -11,11 +11,12 @@ constexpr int32_t kMaxMessageBytes = 64 << 20;
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const rpc::ChannelSecurity& security) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return rpc::CreateChannel(target, security, args);
 }
 
 std::chrono::system_clock::time_point WallDeadlineIn(int64_t delta_us) {
@@ -78,10 +79,10 @@ class GrpcTransport::Call final : public PreparedRequest, public grpc::ClientUna
   v1::RankResponse response_;
 };
 
-absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Connect(const std::string& target,
-                                                                      int64_t connect_timeout_ms,
-                                                                      int32_t top_k, Clock* clock) {
-  std::shared_ptr<grpc::Channel> channel = MakeChannel(target);
+absl::StatusOr<std::unique_ptr<GrpcTransport>> GrpcTransport::Connect(
+    const std::string& target, int64_t connect_timeout_ms, int32_t top_k, Clock* clock,
+    const rpc::ChannelSecurity& security) {
+  std::shared_ptr<grpc::Channel> channel = MakeChannel(target, security);
   if (!channel->WaitForConnected(WallDeadlineIn(connect_timeout_ms * 1000))) {
     return absl::UnavailableError(
         absl::StrCat("cannot connect to ", target, " within ", connect_timeout_ms, " ms"));

@@ -18,12 +18,15 @@
 #include "bench/transport.h"
 #include "grpcpp/grpcpp.h"
 #include "helm/common/clock.h"
+#include "helm/rpc/security.h"
 #include "helm/v1/recommender.grpc.pb.h"
 
 namespace helm::bench {
 
-// A channel with the load generator's message size limits (64 MiB).
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target);
+// A channel with the load generator's message size limits (64 MiB), secured by `security`
+// (default plaintext; rpc/security.h).
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const rpc::ChannelSecurity& security = {});
 
 // The wall-clock time `delta_us` from now, for gRPC deadlines.
 std::chrono::system_clock::time_point WallDeadlineIn(int64_t delta_us);
@@ -32,10 +35,10 @@ class GrpcTransport final : public Transport {
  public:
   // Connects to `target` (host:port); Unavailable, naming the target, when it does not accept a
   // connection within `connect_timeout_ms`. Every request asks for `top_k` items. Deadlines given
-  // to Send are on `clock`, which must outlive the transport.
-  static absl::StatusOr<std::unique_ptr<GrpcTransport>> Connect(const std::string& target,
-                                                                int64_t connect_timeout_ms,
-                                                                int32_t top_k, Clock* clock);
+  // to Send are on `clock`, which must outlive the transport. `security`: the channel's TLS.
+  static absl::StatusOr<std::unique_ptr<GrpcTransport>> Connect(
+      const std::string& target, int64_t connect_timeout_ms, int32_t top_k, Clock* clock,
+      const rpc::ChannelSecurity& security = {});
   // Cancels what is still outstanding and returns once every call, its callback included, is
   // gone.
   ~GrpcTransport() override;

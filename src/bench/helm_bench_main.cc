@@ -187,6 +187,7 @@ int main(int argc, char** argv) {
 
   helm::bench::LoadOptions load;
   load.target = flags.target.empty() ? config.router.listen : flags.target;
+  load.security = helm::app::ClientSecurityOrExit(config);
   if (flags.nodes == "none") {
     load.nodes.clear();
   } else if (!flags.nodes.empty()) {

@@ -22,10 +22,11 @@ namespace {
 // Polls GetStats on every node, all at once, about every interval. Thread-safe.
 class NodePoller {
  public:
-  NodePoller(const std::vector<std::string>& targets, Clock* clock, int64_t interval_ms)
+  NodePoller(const std::vector<std::string>& targets, Clock* clock, int64_t interval_ms,
+             const rpc::ChannelSecurity& security)
       : targets_(targets), clock_(clock), interval_ms_(interval_ms) {
     for (const std::string& target : targets_) {
-      stubs_.push_back(v1::Node::NewStub(MakeChannel(target)));
+      stubs_.push_back(v1::Node::NewStub(MakeChannel(target, security)));
     }
   }
   ~NodePoller() { Stop(); }
@@ -129,7 +130,9 @@ class NodePoller {
 
 struct LoadGenerator::Impl {
   Impl(const LoadOptions& o, std::unique_ptr<workload::Generator> g)
-      : options(o), generator(std::move(g)), poller(o.nodes, o.clock, o.poll_interval_ms) {}
+      : options(o),
+        generator(std::move(g)),
+        poller(o.nodes, o.clock, o.poll_interval_ms, o.security) {}
 
   int64_t NowUs() const { return options.clock->NowMicros() - start_us; }
 
@@ -180,7 +183,7 @@ absl::StatusOr<RunResult> LoadGenerator::Impl::Run() {
   // call's callback has returned) goes first: the core outlives every callback into it.
   std::unique_ptr<OpenLoop> core;
   absl::StatusOr<std::unique_ptr<GrpcTransport>> transport = GrpcTransport::Connect(
-      options.target, options.connect_timeout_ms, options.top_k, options.clock);
+      options.target, options.connect_timeout_ms, options.top_k, options.clock, options.security);
   if (!transport.ok()) return transport.status();
   OpenLoopOptions core_options;
   core_options.deadline_ms = options.deadline_ms;

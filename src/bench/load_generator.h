@@ -28,6 +28,7 @@
 #include "bench/stats.h"
 #include "helm/common/clock.h"
 #include "helm/config/config.h"
+#include "helm/rpc/security.h"
 #include "helm/workload/generator.h"
 
 namespace helm::bench {
@@ -47,6 +48,9 @@ struct LoadOptions {
   bool progress_in_place = false;
   // How long to wait for the target to accept a connection before failing the run (ms).
   int64_t connect_timeout_ms = 5000;
+  // TLS of the channels to the target and the nodes (default plaintext; app::ClientSecurityOrExit
+  // gives grpc.tls's).
+  rpc::ChannelSecurity security;
   // Time source for measurements. Must advance on its own (the sender sleeps in real time, through
   // a RealSleeper); fake-clock runs use OpenLoop with a fake transport instead.
   Clock* clock = Clock::Real();

@@ -276,11 +276,13 @@ class Router::Service final : public v1::Recommender::CallbackService {
 };
 
 absl::StatusOr<std::unique_ptr<Router>> Router::Create(const route::RouterOptions& options,
-                                                       Clock* clock) {
+                                                       Clock* clock,
+                                                       rpc::ChannelSecurity security) {
   absl::StatusOr<std::unique_ptr<route::Policy>> policy = route::CreatePolicy(options);
   if (!policy.ok()) return policy.status();
   std::unique_ptr<Router> router(new Router(options, clock != nullptr ? clock : Clock::Real()));
   router->policy_ = *std::move(policy);
+  router->security_ = std::move(security);
   return router;
 }
 
@@ -322,7 +324,7 @@ void Router::EnsureNode(const std::string& address) {
   // every forwarded request.
   args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
   // Creating a channel and stubs starts no call (channels connect lazily).
-  conn->channel = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  conn->channel = rpc::CreateChannel(address, security_, args);
   conn->recommender = v1::Recommender::NewStub(conn->channel);
   conn->node = v1::Node::NewStub(conn->channel);
   conn->health = grpc::health::v1::Health::NewStub(conn->channel);

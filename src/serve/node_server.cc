@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "helm/common/logging.h"
 #include "helm/common/status.h"
+#include "helm/rpc/admin_auth.h"
 #include "helm/rpc/status.h"
 #include "helm/serve/validate.h"
 #include "spdlog/spdlog.h"
@@ -228,6 +229,7 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
                                      const v1::SetSplitRequest* request,
                                      v1::SetSplitResponse* response) override {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (!Authorised("SetSplit", context, reactor)) return reactor;
     const double share = request->emb_share();
     if (!(share >= 0.0 && share <= 1.0)) {
       server_->CountRequest("SetSplit", grpc::StatusCode::INVALID_ARGUMENT);
@@ -244,21 +246,36 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
 
   grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* context, const v1::DrainRequest*,
                                   v1::DrainResponse* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (!Authorised("Drain", context, reactor)) return reactor;
     server_->StartDraining();
     response->set_in_flight(server_->core_->Load().in_flight);
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     server_->CountRequest("Drain", grpc::StatusCode::OK);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
 
  private:
+  // Admin calls change the node: checked before anything happens (rpc/admin_auth.h). A refused
+  // call is finished here with its status.
+  bool Authorised(const char* method, grpc::CallbackServerContext* context,
+                  grpc::ServerUnaryReactor* reactor) {
+    const absl::Status allowed = server_->admin_->Check(rpc::PeerOf(*context));
+    if (allowed.ok()) return true;
+    spdlog::warn("{} from {} refused: {}", method, context->peer(), allowed.message());
+    const grpc::Status status = rpc::ToGrpcStatus(allowed);
+    server_->CountRequest(method, status.error_code());
+    reactor->Finish(status);
+    return false;
+  }
+
   NodeServer* server_;
 };
 
 absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Create(const config::Config& config,
                                                                Clock* clock) {
   std::unique_ptr<NodeServer> server(new NodeServer(config, clock));
+  HELM_ASSIGN_OR_RETURN(server->admin_, rpc::AdminAuthorizer::Create(config.grpc.admin));
   HELM_ASSIGN_OR_RETURN(server->core_, NodeCore::Create(config, clock));
   HELM_ASSIGN_OR_RETURN(server->workers_,
                         BatchWorkers::Start(server->core_.get(), config.node.workers));

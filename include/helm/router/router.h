@@ -35,6 +35,7 @@
 #include "helm/route/node_health.h"
 #include "helm/route/options.h"
 #include "helm/route/policy.h"
+#include "helm/rpc/security.h"
 #include "helm/rpc/server.h"
 
 namespace grpc {
@@ -47,9 +48,11 @@ namespace helm::router {
 class Router {
  public:
   // InvalidArgument for a bad policy; nodes are connected by Start. `clock` (not owned; null: the
-  // real clock) must outlive the router.
+  // real clock) must outlive the router. `security`: how the channels to the nodes are secured
+  // (rpc/security.h; default plaintext).
   static absl::StatusOr<std::unique_ptr<Router>> Create(const route::RouterOptions& options,
-                                                        Clock* clock = nullptr);
+                                                        Clock* clock = nullptr,
+                                                        rpc::ChannelSecurity security = {});
   ~Router();
 
   // The Recommender service to register with the server; not owned by the caller.
@@ -110,6 +113,7 @@ class Router {
   void OnNodeResult(int node, const grpc::Status& status);
 
   const route::RouterOptions options_;
+  rpc::ChannelSecurity security_;
   Clock* const clock_;
   std::unique_ptr<route::Policy> policy_;
   route::ClusterState cluster_;

@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
 #include "grpcpp/support/server_callback.h"
 
@@ -88,6 +89,8 @@ class DrainingReactor final : public grpc::ServerUnaryReactor {
 struct ServerOptions {
   // host:port; port 0 picks a free port (see Server::port()).
   std::string listen = "127.0.0.1:0";
+  // The port's credentials (rpc/security.h ServerCredentials: TLS, mTLS). Null: plaintext.
+  std::shared_ptr<grpc::ServerCredentials> credentials;
   // Services to register; not owned, must outlive the server.
   std::vector<grpc::Service*> services;
   // Largest request accepted (bytes): larger ones are answered RESOURCE_EXHAUSTED before any

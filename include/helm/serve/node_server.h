@@ -7,7 +7,8 @@
 // ServingInfo filled.
 // Node: WatchState streams the core's state feed (a snapshot then deltas: load, split, KV
 // residency events, and the EMB Bloom summary when rebuilt) every node.state_publish_interval_ms;
-// GetStats, SetSplit, Drain.
+// GetStats, SetSplit, Drain. SetSplit and Drain are admin calls: grpc.admin decides who may make
+// them (rpc/admin_auth.h); a refused call changes nothing.
 //
 // Threads: node.workers workers (each pulls batches from the core's queue and sleeps until the next
 // one is ready), the publisher (state feed, statistics window) and the resizer (runs pool resize
@@ -26,6 +27,7 @@
 #include "helm/common/clock.h"
 #include "helm/config/config.h"
 #include "helm/metrics/registry.h"
+#include "helm/rpc/admin_auth.h"
 #include "helm/rpc/server.h"
 #include "helm/serve/batch_workers.h"
 #include "helm/serve/node_core.h"
@@ -36,7 +38,8 @@ namespace helm::serve {
 
 class NodeServer {
  public:
-  // Builds the core and one worker per node.workers, starts the threads.
+  // Builds the core and one worker per node.workers, starts the threads. InvalidArgument naming
+  // grpc.admin.token_file when that file cannot be read.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Create(const config::Config& config,
                                                             Clock* clock = Clock::Real());
   ~NodeServer();
@@ -83,6 +86,8 @@ class NodeServer {
   std::unique_ptr<BatchWorkers> workers_;
   std::unique_ptr<RecommenderService> recommender_;
   std::unique_ptr<NodeService> node_service_;
+  // Who may call SetSplit and Drain (config grpc.admin).
+  std::unique_ptr<rpc::AdminAuthorizer> admin_;
   rpc::Drainer drainer_;
   std::atomic<uint64_t> request_counter_{0};
   std::atomic<int64_t> cancelled_calls_{0};
