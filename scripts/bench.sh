@@ -8,7 +8,7 @@ set -euo pipefail
 build_dir=${1:-build}
 out=${HELM_BENCH_OUT:-out/bench}
 mkdir -p "$out"
-for bench in helm_bench_memory helm_bench_model helm_bench_node helm_bench_router; do
+for bench in helm_bench_memory helm_bench_model helm_bench_node helm_bench_router helm_bench_control; do
   echo "== $bench"
   args=()
   [[ $bench == helm_bench_memory ]] && args=(--csv "$out/resize_latency.csv")

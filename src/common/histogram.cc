@@ -109,6 +109,14 @@ double LatencyHistogram::Quantile(double q) const {
   return static_cast<double>(Max());
 }
 
+int64_t LatencyHistogram::CountAtOrBelow(int64_t value) const {
+  if (value < 0) return 0;
+  const int64_t last = BucketIndex(value);
+  int64_t seen = 0;
+  for (int64_t i = 0; i <= last; ++i) seen += buckets_[i].load(std::memory_order_relaxed);
+  return seen;
+}
+
 std::string LatencyHistogram::Summary(const std::string& unit) const {
   return absl::StrFormat("n=%d p50=%.0f%s p90=%.0f%s p99=%.0f%s p99.9=%.0f%s max=%d%s", Count(),
                          Quantile(0.5), unit, Quantile(0.9), unit, Quantile(0.99), unit,

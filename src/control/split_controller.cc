@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "helm/control/policy.h"
 
 namespace helm::control {
 
 absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
-    const ControlOptions& options, const pool::PoolOptions& pool) {
+    const ControlOptions& options, const pool::PoolOptions& pool, const FeatureScales* scales) {
   if (options.min_step > options.step) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "control.min_step: must be <= control.step (%g), got %g", options.step, options.min_step));
@@ -19,6 +21,18 @@ absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
   if (options.policy == "heuristic") {
     return std::unique_ptr<SplitController>(
         new HillClimbController(options, pool.r_min, pool.r_max));
+  }
+  if (options.policy == "ppo") {
+    if (options.policy_path.empty()) {
+      return absl::InvalidArgumentError("control.policy_path: policy ppo needs a policy file");
+    }
+    absl::StatusOr<Policy> policy = LoadPolicy(options.policy_path);
+    if (!policy.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("control.policy_path: ", policy.status().message()));
+    }
+    return std::unique_ptr<SplitController>(new PolicyController(
+        *std::move(policy), scales ? *scales : FeatureScales{}, options, pool.r_min, pool.r_max));
   }
   return absl::InvalidArgumentError(absl::StrFormat(
       "control.policy: '%s' runs only in helm-sim (the oracle replays windows offline); nodes "

@@ -5,6 +5,8 @@
 #include "absl/strings/str_cat.h"
 #include "helm/common/bloom.h"
 #include "helm/common/status.h"
+#include "helm/control/features.h"
+#include "helm/model/model.h"
 
 namespace helm::serve {
 namespace {
@@ -51,8 +53,20 @@ absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config&
   std::unique_ptr<NodeCore> core(new NodeCore(config, clock));
   HELM_ASSIGN_OR_RETURN(core->engine_, Engine::Create(config, clock));
   if (config.control.policy != "static") {
+    // The learned policy's features are normalised by the node's own sizes (features.h).
+    HELM_ASSIGN_OR_RETURN(const model::ModelDims dims,
+                          model::DimsFromOptions(config.model, config.emb, config.kv));
+    control::FeatureScales scales;
+    scales.slo_us = config.control.slo_ms * 1000;
+    scales.pool_bytes = static_cast<double>(config.pool.bytes);
+    scales.emb_row_bytes = double(config.emb.dim) * DtypeBytes(dims.emb_dtype);
+    scales.kv_token_bytes = double(dims.block_bytes()) / std::max(1, dims.tokens_per_block);
+    if (config.pool.pcie_emulation_gbps > 0) {
+      scales.pcie_bytes_per_s = config.pool.pcie_emulation_gbps * 1e9;
+    }
+    scales.queue_capacity = config.node.queue_capacity;
     HELM_ASSIGN_OR_RETURN(core->controller_,
-                          control::CreateSplitController(config.control, config.pool));
+                          control::CreateSplitController(config.control, config.pool, &scales));
   }
   const int64_t now = clock->NowMicros();
   absl::MutexLock lock(&core->window_mu_);

@@ -116,3 +116,20 @@ TEST(LatencyHistogram, HugeValuesAreClampedNotLost) {
 
 }  // namespace
 }  // namespace helm
+
+namespace helm {
+namespace {
+
+TEST(LatencyHistogram, CountAtOrBelowCountsTheBucketsUpToTheValue) {
+  LatencyHistogram h;
+  for (int64_t v : {10, 20, 30, 5000, 100000, 100000}) h.Record(v);
+  EXPECT_EQ(h.CountAtOrBelow(-1), 0);
+  EXPECT_EQ(h.CountAtOrBelow(9), 0);
+  EXPECT_EQ(h.CountAtOrBelow(20), 2);
+  EXPECT_EQ(h.CountAtOrBelow(4000), 3);
+  EXPECT_EQ(h.CountAtOrBelow(5000), 4);
+  EXPECT_EQ(h.CountAtOrBelow(1 << 30), 6);
+}
+
+}  // namespace
+}  // namespace helm

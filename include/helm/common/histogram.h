@@ -1,9 +1,10 @@
 // A latency histogram with bounded relative error (log-linear buckets, HdrHistogram-style).
 //
 // Values are non-negative integers in any unit (the caller's: usually microseconds). Values below
-// 2^kSubBucketBits are recorded exactly; above, each power-of-two range is cut into 2^kSubBucketBits
-// equal sub-buckets, so a reported percentile is within 1 / 2^(kSubBucketBits+1) (0.4%) of a value
-// that was recorded at that rank. Histograms are mergeable (the bucket layout is fixed).
+// 2^kSubBucketBits are recorded exactly; above, each power-of-two range is cut into
+// 2^kSubBucketBits equal sub-buckets, so a reported percentile is within 1 / 2^(kSubBucketBits+1)
+// (0.4%) of a value that was recorded at that rank. Histograms are mergeable (the bucket layout is
+// fixed).
 //
 // Thread-safety: Record and Merge may run concurrently with each other and with readers (relaxed
 // atomics); a reader running concurrently with writers sees some prefix of the recordings.
@@ -25,7 +26,10 @@ class LatencyHistogram {
   static constexpr int64_t kNumBuckets = (kMaxExponent - kSubBucketBits + 2) * kSubBuckets;
 
   LatencyHistogram() { Reset(); }
-  LatencyHistogram(const LatencyHistogram& other) { Reset(); Merge(other); }
+  LatencyHistogram(const LatencyHistogram& other) {
+    Reset();
+    Merge(other);
+  }
   LatencyHistogram& operator=(const LatencyHistogram& other);
 
   // Records one value; negative values are recorded as 0.
@@ -41,6 +45,8 @@ class LatencyHistogram {
   double Mean() const;  // 0 when empty
   // The value at quantile q in [0, 1] (e.g. 0.99), within the relative error above; 0 when empty.
   double Quantile(double q) const;
+  // Recordings in buckets at or below `value`'s bucket (within the relative error above).
+  int64_t CountAtOrBelow(int64_t value) const;
 
   // "n=… p50=… p90=… p99=… p99.9=… max=…" with `unit` appended to each value.
   std::string Summary(const std::string& unit) const;

@@ -44,10 +44,13 @@ class SplitController {
   virtual int64_t reversals() const { return 0; }
 };
 
-// "static" or "heuristic"; InvalidArgument naming control.policy for "oracle" (the simulator runs
-// it) or an unknown policy, and naming the key for bad knobs (min_step > step).
+// "static", "heuristic" or "ppo" (the base policy of control.policy_path, its features scaled by
+// `scales`: policy.h); InvalidArgument naming control.policy for "oracle" (the simulator runs it)
+// or an unknown policy, and naming the key for bad knobs (min_step > step, a policy file that
+// cannot be read).
 absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
-    const ControlOptions& options, const pool::PoolOptions& pool);
+    const ControlOptions& options, const pool::PoolOptions& pool,
+    const struct FeatureScales* scales = nullptr);
 
 class StaticController final : public SplitController {
  public:

@@ -1,0 +1,62 @@
+// The learned controller's view of a node (issue 13, DESIGN.md §4): a fixed-length feature vector
+// built once per statistics window from the node's StatsWindow, every entry normalised to about
+// [-1, 1] or [0, 1] so that one policy serves nodes of any size and load.
+//
+//   #  feature                       normalisation
+//   0  committed split r             as is (EMB share of the pool, [0, 1])
+//   1  target - committed            as is (a move in flight, [-1, 1])
+//   2  pending migration bytes       / pool bytes
+//   3  EMB hit rate                  as is
+//   4  EMB miss bytes/s (h2d)        / pcie_bytes_per_s (the link's share the misses take)
+//   5  KV token hit ratio            as is
+//   6  KV recompute tokens/s         log1p(x) / 16
+//   7  arrival rate, short average   log1p(x) / 12 (EWMA over ~short_windows windows)
+//   8  arrival rate, long average    log1p(x) / 12 (EWMA over ~long_windows windows)
+//   9  arrival slope                 (short - long) / max(long, 1), clamped to [-2, 2] / 2
+//  10  EMB working set               distinct ids looked up / EMB capacity in rows, clamped to 4,
+//                                    / 4 (distinct per batch, summed: an upper estimate)
+//  11  KV working set                tokens requested / KV capacity in tokens, clamped to 4, / 4
+//  12  queue depth                   / node.queue_capacity
+//  13  P50 / SLO                     clamped to 4, / 4
+//  14  P99 / SLO                     clamped to 4, / 4
+//  15  SLO violations in the window  share of answers over the SLO (only OK answers are timed,
+//                                    so failures count as violations too)
+//
+// Thread-compatible: one control loop calls Extract (it keeps the arrival-rate averages).
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "helm/serve/stats_window.h"
+
+namespace helm::control {
+
+inline constexpr int kNumFeatures = 16;
+using Features = std::array<float, kNumFeatures>;
+
+struct FeatureScales {
+  double slo_us = 50'000;
+  double pool_bytes = 1;
+  double emb_row_bytes = 1;   // bytes of one EMB row in the pool
+  double kv_token_bytes = 1;  // bytes of one token's K/V in the pool
+  double pcie_bytes_per_s = 25e9;
+  double queue_capacity = 1;
+  double short_windows = 3;  // EWMA spans, in windows (Knative's panic window is 1/10 the stable)
+  double long_windows = 30;
+};
+
+class FeatureExtractor {
+ public:
+  explicit FeatureExtractor(const FeatureScales& scales) : s_(scales) {}
+  Features Extract(const serve::StatsWindow& window);
+  double short_rate() const { return short_rate_; }
+  double long_rate() const { return long_rate_; }
+
+ private:
+  FeatureScales s_;
+  bool primed_ = false;
+  double short_rate_ = 0, long_rate_ = 0;
+};
+
+}  // namespace helm::control

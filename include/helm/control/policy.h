@@ -1,0 +1,94 @@
+// Layer 1 of the learned controller (issue 13, DESIGN.md §4): the frozen base policy, a small MLP
+// trained offline (helm-train, LibTorch) and run here by hand-written C++: the serving binaries
+// never link LibTorch.
+//
+// Policy file (JSON, format "helm-policy-v1"):
+//   {"format": "helm-policy-v1", "features": 16,
+//    "actions": [-0.10, -0.05, -0.02, 0, 0.02, 0.05, 0.10],      // split changes, one per output
+//    "hidden_activation": "tanh",
+//    "layers": [{"weight": [[...in...] x out], "bias": [out]}, ...]}   // torch.nn.Linear layout
+// The last layer's outputs are the actions' logits; the decision is their argmax (the frozen
+// policy acts greedily). Errors name the file and the field.
+//
+// PolicyController wraps it with the safety rules every policy obeys, whatever it outputs:
+//   - no decision while a move is in flight (committed != target or bytes pending);
+//   - the change is capped at control.max_move per window, and the split stays in [r_min, r_max]
+//     (each cache keeps at least its floor of the pool);
+//   - hysteresis: a move opposite to the previous one within control.hold_windows windows of it is
+//     refused (and counted), so noise does not make the split flap.
+//
+// Thread-compatible (Forward uses internal scratch buffers).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "helm/control/features.h"
+#include "helm/control/options.h"
+#include "helm/control/split_controller.h"
+
+namespace helm::control {
+
+class Mlp {
+ public:
+  struct Layer {
+    int in = 0, out = 0;
+    std::vector<float> weight;  // [out][in], row-major
+    std::vector<float> bias;    // [out]
+  };
+
+  // Seeded uniform(-1/sqrt(in), 1/sqrt(in)) weights, like torch.nn.Linear's default init; `sizes`
+  // = {inputs, hidden..., outputs}.
+  static Mlp Random(const std::vector<int>& sizes, uint64_t seed);
+  explicit Mlp(std::vector<Layer> layers);
+
+  // out[outputs()] = last(tanh(...tanh(first(in)))).
+  void Forward(const float* in, float* out) const;
+  int inputs() const { return layers_.front().in; }
+  int outputs() const { return layers_.back().out; }
+  const std::vector<Layer>& layers() const { return layers_; }
+
+ private:
+  std::vector<Layer> layers_;
+  mutable std::vector<float> a_, b_;
+};
+
+struct Policy {
+  Mlp mlp;
+  std::vector<double> actions;
+};
+
+// Parses / reads a policy file (above). InvalidArgument naming the source and the field; NotFound
+// when the file cannot be read.
+absl::StatusOr<Policy> ParsePolicy(absl::string_view json, absl::string_view source);
+absl::StatusOr<Policy> LoadPolicy(const std::string& path);
+std::string PolicyToJson(const Policy& policy);
+
+class PolicyController final : public SplitController {
+ public:
+  PolicyController(Policy policy, const FeatureScales& scales, const ControlOptions& options,
+                   double r_min, double r_max);
+  double Decide(const serve::StatsWindow& window) override;
+  std::string name() const override { return "ppo"; }
+  int64_t reversals() const override { return reversals_; }
+  int64_t refused_reversals() const { return refused_reversals_; }
+  const Features& last_features() const { return features_; }
+  int last_action() const { return action_; }
+
+ private:
+  Policy policy_;
+  FeatureExtractor extractor_;
+  ControlOptions options_;
+  double r_min_, r_max_;
+  Features features_{};
+  std::vector<float> logits_;
+  int action_ = -1;
+  int last_sign_ = 0;
+  int64_t windows_since_move_ = 1 << 20;
+  int64_t reversals_ = 0, refused_reversals_ = 0;
+};
+
+}  // namespace helm::control

@@ -1,0 +1,50 @@
+#include "helm/control/features.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace helm::control {
+namespace {
+
+float Clamp01(double v, double hi) { return static_cast<float>(std::clamp(v, 0.0, hi) / hi); }
+
+}  // namespace
+
+Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
+  const double seconds = std::max(w.seconds(), 1e-6);
+  const double rate = w.requests.arrivals / seconds;
+  if (!primed_) {
+    short_rate_ = long_rate_ = rate;
+    primed_ = true;
+  } else {
+    short_rate_ += (rate - short_rate_) / s_.short_windows;
+    long_rate_ += (rate - long_rate_) / s_.long_windows;
+  }
+  const double r = w.committed_split;
+  const double emb_rows = std::max(1.0, r * s_.pool_bytes / s_.emb_row_bytes);
+  const double kv_tokens = std::max(1.0, (1 - r) * s_.pool_bytes / s_.kv_token_bytes);
+  const int64_t answers = w.requests.completions + w.requests.failures;
+  int64_t over_slo = w.requests.failures;
+  over_slo += w.latency_us.Count() - w.latency_us.CountAtOrBelow(static_cast<int64_t>(s_.slo_us));
+  Features f{};
+  f[0] = static_cast<float>(r);
+  f[1] = static_cast<float>(w.target_split - r);
+  f[2] = Clamp01(w.pending_migration_bytes / std::max(1.0, s_.pool_bytes), 1.0);
+  f[3] = static_cast<float>(w.emb.hit_rate());
+  f[4] = Clamp01(w.emb.h2d_bytes / seconds / s_.pcie_bytes_per_s, 1.0);
+  f[5] = static_cast<float>(w.kv.token_hit_ratio());
+  f[6] = static_cast<float>(std::log1p(w.kv.recomputed_tokens / seconds) / 16);
+  f[7] = static_cast<float>(std::log1p(short_rate_) / 12);
+  f[8] = static_cast<float>(std::log1p(long_rate_) / 12);
+  f[9] = static_cast<float>(
+      std::clamp((short_rate_ - long_rate_) / std::max(long_rate_, 1.0), -2.0, 2.0) / 2);
+  f[10] = Clamp01(w.emb.unique_ids / emb_rows, 4.0);
+  f[11] = Clamp01(w.kv.requested_tokens / kv_tokens, 4.0);
+  f[12] = Clamp01(w.queue_depth / std::max(1.0, s_.queue_capacity), 1.0);
+  f[13] = Clamp01(w.latency_us.Quantile(0.5) / s_.slo_us, 4.0);
+  f[14] = Clamp01(w.latency_us.Quantile(0.99) / s_.slo_us, 4.0);
+  f[15] = answers > 0 ? static_cast<float>(std::min<double>(1, double(over_slo) / answers)) : 0;
+  return f;
+}
+
+}  // namespace helm::control

@@ -1,0 +1,181 @@
+#include "helm/control/policy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+
+namespace helm::control {
+
+Mlp Mlp::Random(const std::vector<int>& sizes, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<Layer> layers;
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) {
+    Layer l;
+    l.in = sizes[i];
+    l.out = sizes[i + 1];
+    const float bound = 1.0f / std::sqrt(static_cast<float>(l.in));
+    std::uniform_real_distribution<float> u(-bound, bound);
+    l.weight.resize(static_cast<size_t>(l.in) * l.out);
+    for (float& w : l.weight) w = u(rng);
+    l.bias.resize(l.out);
+    for (float& b : l.bias) b = u(rng);
+    layers.push_back(std::move(l));
+  }
+  return Mlp(std::move(layers));
+}
+
+Mlp::Mlp(std::vector<Layer> layers) : layers_(std::move(layers)) {
+  size_t widest = 0;
+  for (const Layer& l : layers_) widest = std::max<size_t>({widest, size_t(l.in), size_t(l.out)});
+  a_.resize(widest);
+  b_.resize(widest);
+}
+
+void Mlp::Forward(const float* in, float* out) const {
+  const float* x = in;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    const bool last = i + 1 == layers_.size();
+    float* y = last ? out : (x == a_.data() ? b_.data() : a_.data());
+    for (int o = 0; o < l.out; ++o) {
+      const float* w = l.weight.data() + static_cast<size_t>(o) * l.in;
+      float acc = l.bias[o];
+      for (int k = 0; k < l.in; ++k) acc += w[k] * x[k];
+      y[o] = last ? acc : std::tanh(acc);
+    }
+    x = y;
+  }
+}
+
+absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view source) {
+  auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("policy ", source, ": ", what));
+  };
+  nlohmann::json j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
+  if (j.value("format", "") != "helm-policy-v1") return bad("format: must be \"helm-policy-v1\"");
+  if (!j.contains("features") || !j["features"].is_number_integer() ||
+      j["features"].get<int>() != kNumFeatures) {
+    return bad(absl::StrCat("features: must be ", kNumFeatures, " (features.h)"));
+  }
+  if (j.value("hidden_activation", "tanh") != "tanh") return bad("hidden_activation: only tanh");
+  if (!j.contains("actions") || !j["actions"].is_array() || j["actions"].empty()) {
+    return bad("actions: must be a non-empty array of split changes");
+  }
+  Policy p{Mlp({}), {}};
+  for (const auto& a : j["actions"]) {
+    if (!a.is_number() || std::abs(a.get<double>()) > 1) {
+      return bad("actions: each must be a number in [-1, 1]");
+    }
+    p.actions.push_back(a.get<double>());
+  }
+  if (!j.contains("layers") || !j["layers"].is_array() || j["layers"].empty()) {
+    return bad("layers: must be a non-empty array");
+  }
+  std::vector<Mlp::Layer> layers;
+  int in = kNumFeatures;
+  for (size_t i = 0; i < j["layers"].size(); ++i) {
+    const auto& lj = j["layers"][i];
+    const std::string at = absl::StrCat("layers[", i, "]");
+    if (!lj.is_object() || !lj.contains("weight") || !lj["weight"].is_array() ||
+        !lj.contains("bias") || !lj["bias"].is_array()) {
+      return bad(at + ": needs weight [out][in] and bias [out]");
+    }
+    Mlp::Layer l;
+    l.in = in;
+    l.out = static_cast<int>(lj["weight"].size());
+    if (l.out == 0 || static_cast<int>(lj["bias"].size()) != l.out) {
+      return bad(at + ".bias: must have one entry per weight row");
+    }
+    for (const auto& row : lj["weight"]) {
+      if (!row.is_array() || static_cast<int>(row.size()) != in) {
+        return bad(absl::StrCat(at, ".weight: every row must have ", in, " numbers"));
+      }
+      for (const auto& v : row) {
+        if (!v.is_number()) return bad(at + ".weight: numbers only");
+        l.weight.push_back(v.get<float>());
+      }
+    }
+    for (const auto& v : lj["bias"]) {
+      if (!v.is_number()) return bad(at + ".bias: numbers only");
+      l.bias.push_back(v.get<float>());
+    }
+    in = l.out;
+    layers.push_back(std::move(l));
+  }
+  if (in != static_cast<int>(p.actions.size())) {
+    return bad(absl::StrCat("layers: the last layer has ", in, " outputs for ", p.actions.size(),
+                            " actions"));
+  }
+  p.mlp = Mlp(std::move(layers));
+  return p;
+}
+
+absl::StatusOr<Policy> LoadPolicy(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return absl::NotFoundError(absl::StrCat("policy ", path, ": cannot open the file"));
+  std::stringstream text;
+  text << f.rdbuf();
+  return ParsePolicy(text.str(), path);
+}
+
+std::string PolicyToJson(const Policy& p) {
+  nlohmann::json j;
+  j["format"] = "helm-policy-v1";
+  j["features"] = kNumFeatures;
+  j["hidden_activation"] = "tanh";
+  j["actions"] = p.actions;
+  j["layers"] = nlohmann::json::array();
+  for (const Mlp::Layer& l : p.mlp.layers()) {
+    nlohmann::json lj;
+    lj["weight"] = nlohmann::json::array();
+    for (int o = 0; o < l.out; ++o) {
+      lj["weight"].push_back(std::vector<float>(l.weight.begin() + size_t(o) * l.in,
+                                                l.weight.begin() + size_t(o + 1) * l.in));
+    }
+    lj["bias"] = l.bias;
+    j["layers"].push_back(std::move(lj));
+  }
+  return j.dump();
+}
+
+PolicyController::PolicyController(Policy policy, const FeatureScales& scales,
+                                   const ControlOptions& options, double r_min, double r_max)
+    : policy_(std::move(policy)),
+      extractor_(scales),
+      options_(options),
+      r_min_(r_min),
+      r_max_(r_max),
+      logits_(policy_.actions.size()) {}
+
+double PolicyController::Decide(const serve::StatsWindow& w) {
+  features_ = extractor_.Extract(w);
+  ++windows_since_move_;
+  const double target = w.target_split;
+  if (std::abs(w.committed_split - w.target_split) > 1e-6 || w.pending_migration_bytes > 0) {
+    return target;  // one move in flight at a time
+  }
+  policy_.mlp.Forward(features_.data(), logits_.data());
+  action_ = static_cast<int>(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
+  const double delta = std::clamp(policy_.actions[action_], -options_.max_move, options_.max_move);
+  const double next = std::clamp(target + delta, r_min_, r_max_);
+  const int sign = next > target + 1e-9 ? 1 : (next < target - 1e-9 ? -1 : 0);
+  if (sign == 0) return target;
+  if (sign == -last_sign_) {
+    if (windows_since_move_ <= options_.hold_windows) {
+      ++refused_reversals_;
+      return target;
+    }
+    ++reversals_;
+  }
+  last_sign_ = sign;
+  windows_since_move_ = 0;
+  return next;
+}
+
+}  // namespace helm::control
