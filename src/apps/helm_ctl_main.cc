@@ -61,6 +61,8 @@ void PrintJson(const google::protobuf::Message& message) {
 int main(int argc, char** argv) {
   CLI::App cli("helm-ctl: admin client for helm-node and helm-router");
   cli.require_subcommand(1);
+  // The common flags may follow the subcommand ("helm-ctl drain --target ... --token-file ...").
+  cli.fallthrough();
   std::string target = "127.0.0.1:50061";
   int timeout_ms = 5000;
   int wait_ms = 0;
