@@ -53,6 +53,7 @@ class Mlp {
 
  private:
   std::vector<Layer> layers_;
+  std::vector<std::vector<float>> transposed_;  // each layer's weight as [in][out]
   mutable std::vector<float> a_, b_;
 };
 
