@@ -4,7 +4,8 @@
 // ends OK or with UNAVAILABLE (retriable: while the router itself is down); once the router has
 // seen the kill every request lands on the live node; the restarted node rejoins and takes
 // requests again; the restarted router rebuilds its view from the nodes' state streams, so it
-// sends a user to the node caching its history although it never saw that user's replies.
+// sends a user to the node caching its history although it never saw that user's replies. A node
+// hung by SIGSTOP is taken out by its failed health checks and readmitted after SIGCONT.
 #include <signal.h>
 
 #include <cstdio>
@@ -222,6 +223,91 @@ TEST(Chaos, NodeKillAndRestartAndRouterRestartUnderLoadLoseNoRequest) {
   EXPECT_TRUE(status.has_value() && ExitCode(*status) == 0) << "restarted node-1";
   // The original router and node-1 were killed: two unclean exits, node-0 exits 0.
   EXPECT_EQ(local->Stop(absl::Seconds(10)), 2);
+}
+
+// SIGSTOP: the node hangs with its connections open. Its health checks time out, so the router
+// takes it out of routing; requests it held end by their deadline (DEADLINE_EXCEEDED) or, after
+// SIGCONT, OK; every other request succeeds on the live node; after SIGCONT it is readmitted.
+TEST(Chaos, AHungNodeIsTakenOutAndReadmittedAfterItResumes) {
+  constexpr int64_t kStopUs = 2'500'000;
+  constexpr int64_t kContinueUs = 6'000'000;
+  constexpr int32_t kDeadlineMs = 1500;
+  TempDir dir;
+  cluster::LocalClusterOptions options;
+  options.bin_dir = BinDir();
+  options.config_path = dir.Write("cluster.yaml", ClusterConfig());
+  options.num_nodes = 2;
+  options.policy = "helm";
+  options.log_dir = dir.path();
+  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
+      cluster::LocalCluster::Start(options);
+  ASSERT_TRUE(started.ok()) << started.status();
+  std::unique_ptr<cluster::LocalCluster> local = *std::move(started);
+
+  workload::WorkloadOptions workload;
+  workload.profile = "movielens-20m";
+  workload.regime = "steady";
+  workload.rate_per_s = 20;
+  workload.duration_s = 10;
+  workload.candidates = 32;
+  workload.max_items = kNumItems;
+  workload.max_history = 256;
+  workload.max_users = 200;
+  workload.seed = static_cast<uint64_t>(::testing::UnitTest::GetInstance()->random_seed());
+  workload.slo_ms = 1000;
+  auto generator = workload::Generator::Create(workload);
+  ASSERT_TRUE(generator.ok()) << generator.status();
+  bench::LoadOptions load;
+  load.target = local->router_address();
+  load.deadline_ms = kDeadlineMs;
+  auto loader = bench::LoadGenerator::Create(load, *std::move(generator));
+  ASSERT_TRUE(loader.ok()) << loader.status();
+
+  std::thread chaos([&] {
+    const absl::Time start = absl::Now();
+    absl::SleepFor(start + absl::Microseconds(kStopUs) - absl::Now());
+    local->node(1)->Signal(SIGSTOP);
+    absl::SleepFor(start + absl::Microseconds(kContinueUs) - absl::Now());
+    local->node(1)->Signal(SIGCONT);
+  });
+  absl::StatusOr<bench::RunResult> run = (*loader)->Run();
+  chaos.join();
+  ASSERT_TRUE(run.ok()) << run.status();
+
+  int64_t ok = 0;
+  int64_t failed = 0;
+  int64_t node1_after_continue = 0;
+  for (const bench::Completion& c : run->completions) {
+    ok += c.code == grpc::StatusCode::OK;
+    failed += c.code != grpc::StatusCode::OK;
+    // Before the stop, and once the health checks have taken the node out (two missed checks
+    // 200 ms apart, plus one's timeout), until the node resumes: all OK, on node-0 while it hangs.
+    const bool before = c.scheduled_us + kDeadlineMs * 1000 < kStopUs;
+    const bool taken_out = c.scheduled_us > kStopUs + 1'000'000 && c.scheduled_us < kContinueUs;
+    if (before || taken_out || c.scheduled_us > kContinueUs + 1'000'000) {
+      EXPECT_EQ(c.code, grpc::StatusCode::OK)
+          << "scheduled at " << c.scheduled_us << " us: " << run->first_error[c.code];
+    } else {
+      // Held by the hung node: its deadline, or OK (answered in time by either node).
+      EXPECT_TRUE(c.code == grpc::StatusCode::OK || c.code == grpc::StatusCode::DEADLINE_EXCEEDED)
+          << "scheduled at " << c.scheduled_us << " us ended " << bench::CodeName(c.code) << ": "
+          << run->first_error[c.code];
+    }
+    if (taken_out && c.code == grpc::StatusCode::OK) {
+      EXPECT_EQ(run->node_ids[c.node], "node-0") << "scheduled at " << c.scheduled_us << " us";
+    }
+    if (c.scheduled_us > kContinueUs + 1'000'000 && c.code == grpc::StatusCode::OK &&
+        run->node_ids[c.node] == "node-1") {
+      ++node1_after_continue;
+    }
+  }
+  const int64_t sent = static_cast<int64_t>(run->completions.size());
+  std::printf("hung node: sent %lld, OK %lld, failed %lld; node-1 served %lld after SIGCONT\n",
+              static_cast<long long>(sent), static_cast<long long>(ok),
+              static_cast<long long>(failed), static_cast<long long>(node1_after_continue));
+  EXPECT_GE(ok, static_cast<int64_t>(0.9 * sent));
+  EXPECT_GT(node1_after_continue, 0) << "the resumed node was never readmitted";
+  EXPECT_EQ(local->Stop(absl::Seconds(10)), 0);
 }
 
 }  // namespace
