@@ -130,9 +130,8 @@ TEST(Chaos, NodeKillAndRestartAndRouterRestartUnderLoadLoseNoRequest) {
   Server node1;
   Server router1;
   // Users whose histories are placed straight on a node just before the router dies: the new
-  // router can learn where they are only from the state streams.
-  // Four on each node: a router placing them by hashing alone would get all eight right once in
-  // 256 runs.
+  // router can learn where they are only from the state streams. Four on each node: a router
+  // placing them by hashing alone would get all eight right once in 256 runs.
   constexpr int kProbes = 8;
   constexpr int64_t kFirstProbeUser = 90000;
   std::vector<std::string> probe_node(kProbes);
