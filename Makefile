@@ -5,7 +5,7 @@ HELM_WITH_CUDA ?= AUTO
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps configure build test test-fast run serve bench bench-cluster bench-sim clean format help \
+.PHONY: all deps configure build test test-fast run serve bench bench-cluster bench-sim soak clean format help \
         check-threads fuzz
 
 all: build
@@ -13,7 +13,7 @@ all: build
 help:
 	@echo "make run     set up, build, start a local cluster and run the demo"
 	@echo "make test    set up, build, run the whole test suite"
-	@echo "make build | deps | clean | serve | bench | bench-cluster | bench-sim"
+	@echo "make build | deps | clean | serve | bench | bench-cluster | bench-sim | soak"
 	@echo "make check-threads   clang-14 build with -Werror=thread-safety (build-clang-threads)"
 	@echo "make fuzz            libFuzzer + ASan/UBSan on every fuzz target (build-fuzz;"
 	@echo "                     FUZZ_SECONDS per target, default 60)"
@@ -50,6 +50,10 @@ bench-cluster: build
 
 bench-sim: build
 	scripts/bench_sim.sh $(BUILD_DIR)
+
+# Not in CI: 30 minutes of load on the local cluster with the split moving (SOAK_SECONDS to change).
+soak: build
+	scripts/soak.sh $(BUILD_DIR)
 
 clean:
 	rm -rf $(BUILD_DIR)
