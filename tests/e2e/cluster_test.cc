@@ -27,32 +27,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Small enough that four node processes start in about a second on 2 cores.
-constexpr int64_t kNumItems = 50000;
-
-// The node section of most tests: one worker, batches of 4, room for bursts.
-constexpr char kDefaultNode[] = R"(  workers: 1
-  queue_capacity: 64
-  max_batch: 4
-  max_history: 1024
-  max_candidates: 256
-  grace_period_ms: 5000
-)";
-
-std::string ClusterConfig(const std::string& node_section = kDefaultNode) {
-  return absl::StrCat("log:\n  level: warn\nnode:\n", node_section, R"(pool:
-  bytes: 16MiB
-  chunk_bytes: 512KiB
-  initial_split: 0.5
-emb:
-  num_items: )",
-                      kNumItems, R"(
-router:
-  health_check_interval_ms: 200
-  failures_to_eject: 2
-)");
-}
-
 std::unique_ptr<cluster::LocalCluster> StartCluster(const TempDir& dir, int nodes,
                                                     const std::string& policy,
                                                     const std::string& config_text) {

@@ -103,4 +103,18 @@ std::vector<std::string> ReflectedServices(const std::shared_ptr<grpc::Channel>&
   return names;
 }
 
+std::string ClusterConfig(const std::string& node_section) {
+  return absl::StrCat("log:\n  level: warn\nnode:\n", node_section, R"(pool:
+  bytes: 16MiB
+  chunk_bytes: 512KiB
+  initial_split: 0.5
+emb:
+  num_items: )",
+                      kNumItems, R"(
+router:
+  health_check_interval_ms: 200
+  failures_to_eject: 2
+)");
+}
+
 }  // namespace helm::e2e

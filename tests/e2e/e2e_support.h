@@ -2,6 +2,7 @@
 // learn the chosen port from their "LISTENING <port>" line, check health and reflection.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,24 @@
 #include "helm/common/subprocess.h"
 
 namespace helm::e2e {
+
+// Item ids of the small test clusters: small enough that node processes start in about a second
+// on 2 cores.
+inline constexpr int64_t kNumItems = 50000;
+
+// The node section of most tests: one worker, batches of 4, room for bursts.
+inline constexpr char kDefaultNode[] = R"(  workers: 1
+  queue_capacity: 64
+  max_batch: 4
+  max_history: 1024
+  max_candidates: 256
+  grace_period_ms: 5000
+)";
+
+// A small cluster's YAML config: warn-level logs, `node_section` (indented keys of `node:`), a
+// 16 MiB pool of 512 KiB chunks split 0.5, kNumItems items, and a router that health-checks every
+// 200 ms and ejects after 2 failures.
+std::string ClusterConfig(const std::string& node_section = kDefaultNode);
 
 // Directory of the built executables: $HELM_BIN_DIR (set by CTest), else "build/bin".
 std::string BinDir();

@@ -30,32 +30,6 @@
 namespace helm::e2e {
 namespace {
 
-// Small enough that the node processes start in about a second on 2 cores.
-constexpr int64_t kNumItems = 50000;
-
-std::string ClusterConfig() {
-  return absl::StrCat(R"(log:
-  level: warn
-node:
-  workers: 1
-  queue_capacity: 64
-  max_batch: 4
-  max_history: 1024
-  max_candidates: 256
-  grace_period_ms: 5000
-pool:
-  bytes: 16MiB
-  chunk_bytes: 512KiB
-  initial_split: 0.5
-emb:
-  num_items: )",
-                      kNumItems, R"(
-router:
-  health_check_interval_ms: 200
-  failures_to_eject: 2
-)");
-}
-
 // Sends each request through one of several transports (one per router): a user's k-th request
 // goes to transport (user_id + k) % n, so consecutive requests of a user never share a router.
 // Thread-safety: as Transport (Prepare, Send and CancelAll from the core's one thread).
