@@ -27,10 +27,12 @@ function(helm_executable name)
   target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:${HELM_WARNINGS}>)
 endfunction()
 
-# helm_test(<component> SOURCES ... DEPS ... [LABELS unit|e2e|gpu|slow] [TIMEOUT s])
+# helm_test(<component> SOURCES ... DEPS ... [LABELS unit|e2e|gpu|slow] [TIMEOUT s]
+#           [RERUN_ON_SIGNAL])
 # -> one test executable per component, helm_<component>_test, registered with CTest.
+# RERUN_ON_SIGNAL runs it through tests/rerun_on_signal.sh (one rerun if it dies by a signal).
 function(helm_test component)
-  cmake_parse_arguments(ARG "" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(ARG "RERUN_ON_SIGNAL" "TIMEOUT" "SOURCES;DEPS;LABELS" ${ARGN})
   set(target helm_${component}_test)
   add_executable(${target} ${ARG_SOURCES})
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}/tests)
@@ -42,7 +44,11 @@ function(helm_test component)
   if(NOT ARG_TIMEOUT)
     set(ARG_TIMEOUT 300)
   endif()
-  add_test(NAME ${component} COMMAND ${target} --gtest_brief=1
+  set(runner)
+  if(ARG_RERUN_ON_SIGNAL)
+    set(runner ${PROJECT_SOURCE_DIR}/tests/rerun_on_signal.sh)
+  endif()
+  add_test(NAME ${component} COMMAND ${runner} $<TARGET_FILE:${target}> --gtest_brief=1
            WORKING_DIRECTORY ${PROJECT_SOURCE_DIR})
   set_tests_properties(${component} PROPERTIES LABELS "${ARG_LABELS}" TIMEOUT ${ARG_TIMEOUT}
                        ENVIRONMENT "HELM_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
