@@ -269,8 +269,13 @@ TEST(Chaos, AHungNodeIsTakenOutAndReadmittedAfterItResumes) {
           << "scheduled at " << c.scheduled_us << " us ended " << bench::CodeName(c.code) << ": "
           << run->first_error[c.code];
     }
-    if (taken_out && c.code == grpc::StatusCode::OK) {
-      EXPECT_EQ(run->node_ids[c.node], "node-0") << "scheduled at " << c.scheduled_us << " us";
+    // A hung node answers nothing: an OK from node-1 in the window must have come after SIGCONT (a
+    // request the router sent it, e.g. on a readmission probe, waits there until the node resumes).
+    // 50 ms of slack: the chaos thread's clock and the load generator's start apart.
+    if (taken_out && c.code == grpc::StatusCode::OK &&
+        c.scheduled_us + c.latency_us < kContinueUs - 50'000) {
+      EXPECT_EQ(run->node_ids[c.node], "node-0")
+          << "scheduled at " << c.scheduled_us << " us, answered " << c.latency_us << " us later";
     }
     if (c.scheduled_us > kContinueUs + 1'000'000 && c.code == grpc::StatusCode::OK &&
         run->node_ids[c.node] == "node-1") {
@@ -281,8 +286,7 @@ TEST(Chaos, AHungNodeIsTakenOutAndReadmittedAfterItResumes) {
   std::printf("hung node: sent %lld, OK %lld, failed %lld; node-1 served %lld after SIGCONT\n",
               static_cast<long long>(sent), static_cast<long long>(ok),
               static_cast<long long>(failed), static_cast<long long>(node1_after_continue));
-  // Only the router's restart window (4 of the 12 s) may fail, and not all of it: the router is
-  // back within about a second of its restart. (Each request outside the window was checked OK.)
+  // Only requests the hung node held may fail (each one outside that window was checked OK).
   EXPECT_GE(ok, static_cast<int64_t>(0.75 * sent));
   EXPECT_GT(node1_after_continue, 0) << "the resumed node was never readmitted";
   EXPECT_EQ(local->Stop(absl::Seconds(10)), 0);
