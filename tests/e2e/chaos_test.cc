@@ -19,6 +19,7 @@
 #include "absl/time/clock.h"
 #include "bench/load_generator.h"
 #include "bench/stats.h"
+#include "cluster_support.h"
 #include "e2e_support.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
@@ -69,16 +70,9 @@ constexpr int64_t kRouterSettleUs = 3'000'000;  // the load generator's channel 
 
 TEST(Chaos, NodeKillAndRestartAndRouterRestartUnderLoadLoseNoRequest) {
   TempDir dir;
-  cluster::LocalClusterOptions options;
-  options.bin_dir = BinDir();
-  options.config_path = dir.Write("cluster.yaml", ClusterConfig());
-  options.num_nodes = 2;
-  options.policy = "helm";
-  options.log_dir = dir.path();
-  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
-      cluster::LocalCluster::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status();
-  std::unique_ptr<cluster::LocalCluster> local = *std::move(started);
+  std::unique_ptr<cluster::LocalCluster> local = StartCluster(dir, 2, "helm", ClusterConfig());
+  ASSERT_NE(local, nullptr);
+  const std::string config_path = dir.path() + "/cluster.yaml";  // StartCluster wrote it
   const std::string router = local->router_address();
   const std::vector<std::string> nodes = local->node_addresses();
 
@@ -119,7 +113,7 @@ TEST(Chaos, NodeKillAndRestartAndRouterRestartUnderLoadLoseNoRequest) {
 
     sleep_until(start + absl::Microseconds(kRestartNodeUs));
     node1 = StartServer("helm-node",
-                        {"--config", options.config_path, "--listen",
+                        {"--config", config_path, "--listen",
                          absl::StrCat("127.0.0.1:", PortOf(nodes[1])), "--node-id", "node-1"},
                         dir, "node-1-restarted.log");
 
@@ -132,8 +126,8 @@ TEST(Chaos, NodeKillAndRestartAndRouterRestartUnderLoadLoseNoRequest) {
     local->router()->Signal(SIGKILL);
     local->router()->Wait(absl::Seconds(5));
     router1 = StartServer("helm-router",
-                          {"--config", options.config_path, "--listen", router, "--nodes",
-                           absl::StrJoin(nodes, ","), "--policy", options.policy},
+                          {"--config", config_path, "--listen", router, "--nodes",
+                           absl::StrJoin(nodes, ","), "--policy", "helm"},
                           dir, "router-restarted.log");
   });
   absl::StatusOr<bench::RunResult> run = (*loader)->Run();
@@ -209,16 +203,8 @@ TEST(Chaos, AHungNodeIsTakenOutAndReadmittedAfterItResumes) {
   constexpr int64_t kContinueUs = 6'000'000;
   constexpr int32_t kDeadlineMs = 1500;
   TempDir dir;
-  cluster::LocalClusterOptions options;
-  options.bin_dir = BinDir();
-  options.config_path = dir.Write("cluster.yaml", ClusterConfig());
-  options.num_nodes = 2;
-  options.policy = "helm";
-  options.log_dir = dir.path();
-  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
-      cluster::LocalCluster::Start(options);
-  ASSERT_TRUE(started.ok()) << started.status();
-  std::unique_ptr<cluster::LocalCluster> local = *std::move(started);
+  std::unique_ptr<cluster::LocalCluster> local = StartCluster(dir, 2, "helm", ClusterConfig());
+  ASSERT_NE(local, nullptr);
 
   workload::WorkloadOptions workload;
   workload.profile = "movielens-20m";

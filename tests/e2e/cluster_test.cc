@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "bench/load_generator.h"
 #include "bench/stats.h"
+#include "cluster_support.h"
 #include "e2e_support.h"
 #include "gmock/gmock.h"
 #include "grpcpp/client_context.h"
@@ -26,21 +27,6 @@ namespace helm::e2e {
 namespace {
 
 using ::testing::HasSubstr;
-
-std::unique_ptr<cluster::LocalCluster> StartCluster(const TempDir& dir, int nodes,
-                                                    const std::string& policy,
-                                                    const std::string& config_text) {
-  cluster::LocalClusterOptions options;
-  options.bin_dir = BinDir();
-  options.config_path = dir.Write("cluster.yaml", config_text);
-  options.num_nodes = nodes;
-  options.policy = policy;
-  options.log_dir = dir.path();
-  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
-      cluster::LocalCluster::Start(options);
-  EXPECT_TRUE(started.ok()) << started.status();
-  return started.ok() ? *std::move(started) : nullptr;
-}
 
 v1::RankRequest MakeRequest(int64_t user, int history, int candidates, int top_k) {
   v1::RankRequest request;

@@ -21,6 +21,7 @@
 #include "bench/sleeper.h"
 #include "bench/stats.h"
 #include "bench/transport.h"
+#include "cluster_support.h"
 #include "e2e_support.h"
 #include "gtest/gtest.h"
 #include "helm/cluster/local_cluster.h"
@@ -104,26 +105,17 @@ struct Measured {
 Measured RunThroughRouters(int num_routers, const workload::WorkloadOptions& workload) {
   Measured measured;
   TempDir dir;
-  cluster::LocalClusterOptions options;
-  options.bin_dir = BinDir();
-  options.config_path = dir.Write("cluster.yaml", ClusterConfig());
-  options.num_nodes = 2;
-  options.policy = "helm";
-  options.log_dir = dir.path();
-  absl::StatusOr<std::unique_ptr<cluster::LocalCluster>> started =
-      cluster::LocalCluster::Start(options);
-  EXPECT_TRUE(started.ok()) << started.status();
-  if (!started.ok()) return measured;
-  std::unique_ptr<cluster::LocalCluster> local = *std::move(started);
+  std::unique_ptr<cluster::LocalCluster> local = StartCluster(dir, 2, "helm", ClusterConfig());
+  if (local == nullptr) return measured;
 
   std::vector<std::string> routers = {local->router_address()};
   std::vector<Server> replicas;
   for (int r = 1; r < num_routers; ++r) {
-    replicas.push_back(
-        StartServer("helm-router",
-                    {"--config", options.config_path, "--listen", "127.0.0.1:0", "--nodes",
-                     absl::StrJoin(local->node_addresses(), ","), "--policy", options.policy},
-                    dir, absl::StrCat("router-", r, ".log")));
+    replicas.push_back(StartServer(
+        "helm-router",
+        {"--config", dir.Write("router.yaml", ClusterConfig()), "--listen", "127.0.0.1:0",
+         "--nodes", absl::StrJoin(local->node_addresses(), ","), "--policy", "helm"},
+        dir, absl::StrCat("router-", r, ".log")));
     if (replicas.back().port == 0) return measured;
     EXPECT_TRUE(cluster::WaitServing(replicas.back().address(), absl::Seconds(30)))
         << "router-" << r << " did not become SERVING";

@@ -25,7 +25,7 @@ struct LocalClusterOptions {
   // /metrics of node i on first_node_metrics_port + i (helm-node --metrics-port); 0: the config's
   // metrics.node_port for every node (so 0, off, when several nodes share a config).
   int first_node_metrics_port = 0;
-  std::string policy;  // "" : the config's router.policy
+  std::string policy;   // "" : the config's router.policy
   std::string log_dir;  // where <process>.log files go; must exist
   absl::Duration start_timeout = absl::Seconds(30);
   std::vector<std::string> extra_node_args;
