@@ -17,8 +17,8 @@ struct SimulatorOptions {
   uint64_t seed = 1;
   // Optional calibration file of measured kernel timings ("" : the profile's defaults).
   std::string calibration_path;
-  // Offered load as a fraction of the cluster's estimated capacity (sweep.h: EstimateCapacity);
-  // 0: workload.rate_per_s as given.
+  // Offered load as a fraction of the cluster's estimated capacity (sweep.h:
+  // EstimateCapacityPerNode); 0: workload.rate_per_s as given.
   double load = 0;
   // Time a request spends outside the nodes: the client -> router -> node gRPC hops and back
   // (half before admission, half after the answer). 0: not modelled.
