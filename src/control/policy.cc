@@ -161,34 +161,15 @@ PolicyController::PolicyController(Policy policy, const FeatureScales& scales,
                                    const ControlOptions& options, double r_min, double r_max)
     : policy_(std::move(policy)),
       extractor_(scales),
-      options_(options),
-      r_min_(r_min),
-      r_max_(r_max),
+      gate_(options.max_move, options.hold_windows, r_min, r_max),
       logits_(policy_.actions.size()) {}
 
 double PolicyController::Decide(const serve::StatsWindow& w) {
   features_ = extractor_.Extract(w);
-  ++windows_since_move_;
-  const double target = w.target_split;
-  if (std::abs(w.committed_split - w.target_split) > 1e-6 || w.pending_migration_bytes > 0) {
-    return target;  // one move in flight at a time
-  }
+  if (SafetyGate::MoveInFlight(w)) return gate_.Apply(w, 0);
   policy_.mlp.Forward(features_.data(), logits_.data());
   action_ = static_cast<int>(std::max_element(logits_.begin(), logits_.end()) - logits_.begin());
-  const double delta = std::clamp(policy_.actions[action_], -options_.max_move, options_.max_move);
-  const double next = std::clamp(target + delta, r_min_, r_max_);
-  const int sign = next > target + 1e-9 ? 1 : (next < target - 1e-9 ? -1 : 0);
-  if (sign == 0) return target;
-  if (sign == -last_sign_) {
-    if (windows_since_move_ <= options_.hold_windows) {
-      ++refused_reversals_;
-      return target;
-    }
-    ++reversals_;
-  }
-  last_sign_ = sign;
-  windows_since_move_ = 0;
-  return next;
+  return gate_.Apply(w, policy_.actions[action_]);
 }
 
 }  // namespace helm::control

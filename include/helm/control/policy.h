@@ -10,12 +10,9 @@
 // The last layer's outputs are the actions' logits; the decision is their argmax (the frozen
 // policy acts greedily). Errors name the file and the field.
 //
-// PolicyController wraps it with the safety rules every policy obeys, whatever it outputs:
-//   - no decision while a move is in flight (committed != target or bytes pending);
-//   - the change is capped at control.max_move per window, and the split stays in [r_min, r_max]
-//     (each cache keeps at least its floor of the pool);
-//   - hysteresis: a move opposite to the previous one within control.hold_windows windows of it is
-//     refused (and counted), so noise does not make the split flap.
+// PolicyController wraps it with the safety rules every policy obeys, whatever it outputs
+// (safety.h: one move in flight, control.max_move per window, [r_min, r_max], no reversal within
+// control.hold_windows windows).
 //
 // Thread-compatible (Forward uses internal scratch buffers).
 #pragma once
@@ -28,6 +25,7 @@
 #include "absl/strings/string_view.h"
 #include "helm/control/features.h"
 #include "helm/control/options.h"
+#include "helm/control/safety.h"
 #include "helm/control/split_controller.h"
 
 namespace helm::control {
@@ -74,22 +72,18 @@ class PolicyController final : public SplitController {
                    double r_min, double r_max);
   double Decide(const serve::StatsWindow& window) override;
   std::string name() const override { return "ppo"; }
-  int64_t reversals() const override { return reversals_; }
-  int64_t refused_reversals() const { return refused_reversals_; }
+  int64_t reversals() const override { return gate_.reversals(); }
+  int64_t refused_reversals() const { return gate_.refused_reversals(); }
   const Features& last_features() const { return features_; }
   int last_action() const { return action_; }
 
  private:
   Policy policy_;
   FeatureExtractor extractor_;
-  ControlOptions options_;
-  double r_min_, r_max_;
+  SafetyGate gate_;
   Features features_{};
   std::vector<float> logits_;
   int action_ = -1;
-  int last_sign_ = 0;
-  int64_t windows_since_move_ = 1 << 20;
-  int64_t reversals_ = 0, refused_reversals_ = 0;
 };
 
 }  // namespace helm::control
