@@ -42,6 +42,12 @@ class SplitController {
   virtual std::string name() const = 0;
   // Decisions that turned a move round (the heuristic's flapping count; 0 for static).
   virtual int64_t reversals() const { return 0; }
+  // What the controller is doing now, for the state stream, GetStats and metrics (e.g. "static",
+  // "heuristic", or the learned controller's layer in charge). Defaults to name().
+  virtual std::string mode() const { return name(); }
+  // The last decision as one JSON object (features, each layer's output, the action, the reward)
+  // for the node's audit log; empty before the first decision or for controllers that keep none.
+  virtual std::string LastDecisionJson() const { return {}; }
 };
 
 // "static", "heuristic" or "ppo" (the base policy of control.policy_path, its features scaled by
