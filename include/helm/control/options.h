@@ -15,6 +15,12 @@ struct ControlOptions {
   // every window from a copy of the cluster at each candidate split). "ppo": the learned base
   // policy of policy_path (policy.h).
   std::string policy = "static";
+  // helm-node's control thread runs the controller every interval_ms: the statistics window it
+  // decides on (and the window GetStats reports) is this long. The simulator uses the same window.
+  int32_t interval_ms = 1000;
+  // JSONL file helm-node appends one line to per decision (the controller's LastDecisionJson(), or
+  // the window's key figures, with the old and new target). Empty: no audit log.
+  std::string audit_log;
   // Heuristic: the first and smallest move, the P99 change that counts as better or worse (a
   // fraction of the reference P99), how many windows a split is held once moves stop helping,
   // and the fewest answers in a window for its P99 to count.
@@ -35,6 +41,10 @@ struct ControlOptions {
   void Describe(V& v) {
     v.Field("policy", policy, "split controller",
             config::OneOf({"static", "heuristic", "oracle", "ppo"}));
+    v.Field("interval_ms", interval_ms,
+            "control interval = statistics window the controller decides on (ms)",
+            config::InRange<int32_t>(10, 3600000));
+    v.Field("audit_log", audit_log, "JSONL file of every decision, appended (\"\": off)");
     v.Field("step", step, "heuristic: first move of the split", config::InRange(0.001, 0.5));
     v.Field("min_step", min_step, "heuristic: smallest move", config::InRange(0.001, 0.5));
     v.Field("hysteresis", hysteresis, "heuristic: relative P99 change that counts",
