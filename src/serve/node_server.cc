@@ -381,7 +381,7 @@ void NodeServer::PublisherLoop() {
         now_us - last_summary_us >= int64_t{config_.node.emb_summary_interval_ms} * 1000;
     if (summary) last_summary_us = now_us;
     core_->Publish(summary);
-    if (now_us - window_start_us >= int64_t{config_.node.stats_window_ms} * 1000) {
+    if (now_us - window_start_us >= int64_t{config_.control.interval_ms} * 1000) {
       // The control loop: the split controller (if any) sets the next target from the window.
       const double before = core_->engine().pool().Snapshot().target_split;
       if (core_->Control(core_->CloseWindow()) != before) {

@@ -529,7 +529,7 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
   const auto wall_start = std::chrono::steady_clock::now();
   m.hooks = &hooks;
   m.publish_us = int64_t{m.config.node.state_publish_interval_ms} * 1000;
-  m.window_us = int64_t{m.config.node.stats_window_ms} * 1000;
+  m.window_us = int64_t{m.config.control.interval_ms} * 1000;
   m.summary_every = std::max<int64_t>(1, m.config.node.emb_summary_interval_ms /
                                              std::max(1, m.config.node.state_publish_interval_ms));
   m.result.controller = m.config.control.policy;

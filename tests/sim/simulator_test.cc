@@ -91,7 +91,7 @@ config::Config Contended(uint64_t seed) {
   config::Config c = SmallCluster(2, seed);
   c.pool.bytes = int64_t{8} << 20;
   c.pool.chunk_bytes = int64_t{256} << 10;
-  c.node.stats_window_ms = 500;
+  c.control.interval_ms = 500;
   c.workload.rate_per_s = 200;
   c.simulator.duration_s = 4;
   c.workload.duration_s = 4;

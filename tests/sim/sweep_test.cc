@@ -82,7 +82,7 @@ TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
   c.simulator.sweep_split_step = 0.3;
   c.simulator.sweep_controllers = {"heuristic", "oracle"};
   c.control.oracle_step = 0.4;  // 0.05, 0.45, 0.85
-  c.node.stats_window_ms = 1000;
+  c.control.interval_ms = 1000;
   auto cells = RunSweep(c);
   ASSERT_TRUE(cells.ok()) << cells.status();
   ASSERT_EQ(cells->size(), 2u);

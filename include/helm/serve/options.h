@@ -23,8 +23,6 @@ struct NodeOptions {
   int32_t grace_period_ms = 5000;
   // State stream to the router: a message at most this often (ms).
   int32_t state_publish_interval_ms = 20;
-  // Statistics window the controller and GetStats read (ms).
-  int32_t stats_window_ms = 1000;
   // The EMB hot-set summary sent to the router: a Bloom filter of this many bits (a power of two;
   // the same on every node) with this many hashes, rebuilt at most every interval (ms).
   int64_t emb_summary_bits = int64_t{1} << 20;
@@ -50,8 +48,6 @@ struct NodeOptions {
             config::InRange<int32_t>(0, 600000));
     v.Field("state_publish_interval_ms", state_publish_interval_ms,
             "state stream publish interval (ms)", config::InRange<int32_t>(1, 60000));
-    v.Field("stats_window_ms", stats_window_ms, "statistics window (ms)",
-            config::InRange<int32_t>(10, 3600000));
     v.Field("emb_summary_bits", emb_summary_bits,
             "bits of the EMB hot-set Bloom summary sent to the router (same on every node)",
             config::PowerOfTwoAtLeast(64));
