@@ -22,6 +22,18 @@ rpc::TlsMaterial LoadTlsOrExit(const config::Config& config) {
   return *std::move(tls);
 }
 
+int32_t ClampToInt32(int64_t bytes) {
+  return static_cast<int32_t>(std::clamp<int64_t>(bytes, 0, INT32_MAX));
+}
+
+// The largest request a server accepts.
+int32_t MaxRequestBytes(const config::Config& config) {
+  return ClampToInt32(
+      config.grpc.max_receive_bytes > 0
+          ? config.grpc.max_receive_bytes
+          : rpc::MaxRankRequestBytes(config.node.max_history, config.node.max_candidates));
+}
+
 }  // namespace
 
 void AddCommonFlags(CLI::App& cli, CommonFlags& flags) {
@@ -91,11 +103,7 @@ config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& pro
 rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::string& listen) {
   rpc::ServerOptions options;
   options.listen = listen;
-  const int64_t max_receive =
-      config.grpc.max_receive_bytes > 0
-          ? config.grpc.max_receive_bytes
-          : rpc::MaxRankRequestBytes(config.node.max_history, config.node.max_candidates);
-  options.max_receive_bytes = static_cast<int32_t>(std::min<int64_t>(max_receive, INT32_MAX));
+  options.max_receive_bytes = MaxRequestBytes(config);
   options.quota_memory_bytes = config.grpc.quota_memory_bytes;
   options.quota_max_threads = config.grpc.quota_max_threads;
   options.credentials = rpc::ServerCredentials(LoadTlsOrExit(config));
@@ -104,6 +112,17 @@ rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::st
 
 rpc::ChannelSecurity ClientSecurityOrExit(const config::Config& config) {
   return rpc::ClientSecurity(LoadTlsOrExit(config));
+}
+
+rpc::ChannelLimits NodeChannelLimits(const config::Config& config) {
+  const int64_t block_bytes = std::max<int64_t>(1, config::KvBlockBytes(config.model, config.kv));
+  const int64_t max_users = std::max<int64_t>(1, config.pool.bytes / block_bytes);
+  rpc::ChannelLimits limits;
+  limits.max_send_bytes = MaxRequestBytes(config);
+  limits.max_receive_bytes =
+      ClampToInt32(std::max(rpc::MaxRankResponseBytes(config.node.max_candidates),
+                            rpc::MaxNodeStateBytes(max_users, config.node.emb_summary_bits)));
+  return limits;
 }
 
 std::unique_ptr<metrics::Exporter> StartMetricsOrExit(const config::Config& config, int port,

@@ -9,6 +9,7 @@
 #include "helm/config/config.h"
 #include "helm/metrics/exporter.h"
 #include "helm/metrics/registry.h"
+#include "helm/rpc/limits.h"
 #include "helm/rpc/security.h"
 #include "helm/rpc/server.h"
 
@@ -46,6 +47,14 @@ rpc::ServerOptions GrpcServerOptions(const config::Config& config, const std::st
 // The security of the process's own client channels (router -> node, helm-bench -> router) under
 // grpc.tls: plaintext when TLS is off. A TLS file that cannot be read: exit status 2.
 rpc::ChannelSecurity ClientSecurityOrExit(const config::Config& config);
+
+// Message size bounds of the router's channels to its nodes, from the same limits the servers
+// use: send the largest request a server accepts (as GrpcServerOptions: grpc.max_receive_bytes, or
+// the request bound of node.max_history / max_candidates); receive the larger of the largest
+// reply (rpc::MaxRankResponseBytes of node.max_candidates) and the largest state stream message
+// (rpc::MaxNodeStateBytes of node.emb_summary_bits and the users a node's KV cache can hold: one
+// KV block each at least, pool.bytes / the block size). Each clamped to INT32_MAX.
+rpc::ChannelLimits NodeChannelLimits(const config::Config& config);
 
 // Starts the /metrics endpoint for `registry` on metrics.address:`port` (the config's meaning:
 // 0 off, then null is returned; -1 any free port), logs its address and prints "METRICS <port>".

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
       });
 
   absl::StatusOr<std::unique_ptr<helm::router::Router>> router =
-      helm::router::Router::Create(config.router, nullptr, helm::app::ClientSecurityOrExit(config));
+      helm::router::Router::Create(config.router, nullptr, helm::app::ClientSecurityOrExit(config),
+                                   helm::app::NodeChannelLimits(config));
   if (!router.ok()) {
     spdlog::error("{}", router.status());
     return 2;
@@ -73,7 +74,9 @@ int main(int argc, char** argv) {
   (*router)->Stop();
   if (exporter != nullptr) exporter->Stop();
   const auto counters = (*router)->counters();
-  spdlog::info("stopped: {} requests, {} ok, {} failed, {} retries ({} cut off)", counters.requests,
-               counters.ok, counters.failed, counters.retries, left);
+  spdlog::info(
+      "stopped: {} requests, {} ok, {} failed, {} retries, {} attempt timeouts ({} cut off)",
+      counters.requests, counters.ok, counters.failed, counters.retries, counters.attempt_timeouts,
+      left);
   return 0;
 }

@@ -46,6 +46,11 @@ struct Router::NodeConn {
   std::unique_ptr<v1::Node::Stub> node;
   std::unique_ptr<grpc::health::v1::Health::Stub> health;
   std::shared_ptr<StateWatcher> watcher;  // guarded by Router::mu_; null: no stream
+  // The node's load as its state stream last reported it, for attempt timeouts (0 before the
+  // first report and once the stream ends).
+  std::atomic<double> ewma_batch_us{0};
+  std::atomic<int> reported_in_flight{0};
+  std::atomic<int> capacity{0};
 };
 
 // Streams NodeState messages of one node into the ClusterState, converted once, here.
@@ -67,6 +72,11 @@ class Router::StateWatcher final : public grpc::ClientReadReactor<v1::NodeState>
 
   void OnReadDone(bool ok) override {
     if (!ok) return;  // the stream ended; OnDone follows
+    if (state_.has_load()) {
+      conn_->ewma_batch_us.store(state_.load().ewma_service_us(), std::memory_order_relaxed);
+      conn_->reported_in_flight.store(state_.load().in_flight(), std::memory_order_relaxed);
+      conn_->capacity.store(state_.load().capacity(), std::memory_order_relaxed);
+    }
     // A rejected EMB summary is logged by the cluster state, where it is handled; the rest of the
     // message is applied regardless.
     router_->cluster_.ApplyUpdate(conn_->index, ToNodeUpdate(std::move(state_))).IgnoreError();
@@ -141,6 +151,9 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
   struct Next {
     int node = -1;
     grpc::ClientContext* context = nullptr;
+    // The attempt's own timeout (us) when it ends the attempt before the client's deadline; 0:
+    // the attempt has the client's deadline.
+    int64_t timeout_us = 0;
     std::optional<grpc::Status> finish;
     int attempts = 0;
   };
@@ -154,7 +167,8 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
       next.finish = grpc::Status::CANCELLED;
       return next;
     }
-    if (std::chrono::system_clock::now() >= deadline_) {
+    const std::chrono::system_clock::time_point now = std::chrono::system_clock::now();
+    if (now >= deadline_) {
       next.finish = grpc::Status(
           grpc::StatusCode::DEADLINE_EXCEEDED,
           absl::StrCat("deadline passed in the router after ", attempts_, " attempt(s)"));
@@ -175,7 +189,13 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     if (decision.new_user) router_->cluster_.OnPlaced(node);
     // Each attempt's context lives as long as the call (at most max_attempts of them).
     contexts_.push_back(std::make_unique<grpc::ClientContext>());
-    contexts_.back()->set_deadline(deadline_);
+    std::chrono::system_clock::time_point attempt_deadline = deadline_;
+    const int64_t timeout_us = router_->AttemptTimeoutUs(node);
+    if (timeout_us > 0 && now + std::chrono::microseconds(timeout_us) < deadline_) {
+      attempt_deadline = now + std::chrono::microseconds(timeout_us);
+      next.timeout_us = timeout_us;
+    }
+    contexts_.back()->set_deadline(attempt_deadline);
     next.node = node;
     next.context = contexts_.back().get();
     return next;
@@ -189,22 +209,38 @@ class Router::ForwardCall final : public grpc::ServerUnaryReactor {
     }
     response_->Clear();
     const int node = next.node;
+    const int64_t timeout_us = next.timeout_us;
     router_->conn(node)->recommender->async()->Rank(
-        next.context, request_, response_,
-        [this, node](grpc::Status status) { OnAttemptDone(node, std::move(status)); });
+        next.context, request_, response_, [this, node, timeout_us](grpc::Status status) {
+          OnAttemptDone(node, timeout_us, std::move(status));
+        });
   }
 
-  void OnAttemptDone(int node, grpc::Status status) {
+  // `timeout_us`: the attempt's own timeout, when it had one shorter than the client's deadline.
+  void OnAttemptDone(int node, int64_t timeout_us, grpc::Status status) {
     router_->cluster_.OnComplete(node);
     if (status.ok() && response_->info().has_resident_tokens()) {
       router_->cluster_.NoteResidency(node, route_.user_id, response_->info().resident_tokens(),
                                       route_.history_start);
     }
-    router_->OnNodeResult(node, status);
+    // The attempt's deadline, not the client's, passed: gRPC's own (no answer in time) or the
+    // node's (it found the propagated deadline passed). Either way the node did not answer in the
+    // time it was given: a failure of the node, and the request may still succeed elsewhere.
+    const bool timed_out =
+        timeout_us > 0 && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (timed_out) {
+      router_->OnAttemptTimeout(node);
+      status = grpc::Status(
+          grpc::StatusCode::DEADLINE_EXCEEDED,
+          absl::StrCat("node ", router_->cluster_.address(node),
+                       " did not answer within the attempt timeout of ", timeout_us / 1000, " ms"));
+    }
+    router_->OnNodeResult(node, timed_out || status.error_code() == grpc::StatusCode::UNAVAILABLE,
+                          status.error_message());
     Next next;
     {
       absl::MutexLock lock(&mu_);
-      const bool retryable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      const bool retryable = timed_out || status.error_code() == grpc::StatusCode::UNAVAILABLE ||
                              status.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
       if (retryable && attempts_ < router_->options_.max_attempts && !cancelled_) {
         last_status_ = status;
@@ -275,19 +311,32 @@ class Router::Service final : public v1::Recommender::CallbackService {
   Router* router_;
 };
 
+int64_t AttemptTimeoutUs(int64_t floor_us, double ewma_batch_us, int outstanding, int capacity) {
+  if (floor_us <= 0) return 0;
+  const int64_t per_wave = std::max(1, capacity);
+  const int64_t waves = (std::max(1, outstanding) + per_wave - 1) / per_wave;
+  const double expected_us = static_cast<double>(waves) * std::max(0.0, ewma_batch_us);
+  // Bounded before the conversion: a day is far past any deadline.
+  const double scaled_us = std::min(kAttemptTimeoutServiceMultiple * expected_us, 86'400e6);
+  return std::max(floor_us, static_cast<int64_t>(scaled_us));
+}
+
 absl::StatusOr<std::unique_ptr<Router>> Router::Create(const route::RouterOptions& options,
-                                                       Clock* clock,
-                                                       rpc::ChannelSecurity security) {
+                                                       Clock* clock, rpc::ChannelSecurity security,
+                                                       rpc::ChannelLimits limits) {
   absl::StatusOr<std::unique_ptr<route::Policy>> policy = route::CreatePolicy(options);
   if (!policy.ok()) return policy.status();
-  std::unique_ptr<Router> router(new Router(options, clock != nullptr ? clock : Clock::Real()));
+  std::unique_ptr<Router> router(
+      new Router(options, clock != nullptr ? clock : Clock::Real(), std::move(security), limits));
   router->policy_ = *std::move(policy);
-  router->security_ = std::move(security);
   return router;
 }
 
-Router::Router(const route::RouterOptions& options, Clock* clock)
+Router::Router(const route::RouterOptions& options, Clock* clock, rpc::ChannelSecurity security,
+               rpc::ChannelLimits limits)
     : options_(options),
+      security_(std::move(security)),
+      limits_(limits),
       clock_(clock),
       health_(&cluster_, route::NodeHealthOptions::FromRouterOptions(options), clock),
       service_(std::make_unique<Service>(this)) {}
@@ -299,7 +348,18 @@ grpc::Service* Router::service() { return service_.get(); }
 Router::NodeConn* Router::conn(int node) const { return conns_[node].get(); }
 
 Router::Counters Router::counters() const {
-  return Counters{requests_.load(), ok_.load(), failed_.load(), retries_.load()};
+  return Counters{requests_.load(), ok_.load(), failed_.load(), retries_.load(),
+                  attempt_timeouts_.load()};
+}
+
+int64_t Router::AttemptTimeoutUs(int node) const {
+  const NodeConn& c = *conns_[node];
+  // The router's own count includes an attempt being dispatched; the node's report does not.
+  const int outstanding = std::max(cluster_.router_in_flight(node),
+                                   c.reported_in_flight.load(std::memory_order_relaxed) + 1);
+  return router::AttemptTimeoutUs(int64_t{options_.attempt_timeout_ms} * 1000,
+                                  c.ewma_batch_us.load(std::memory_order_relaxed), outstanding,
+                                  c.capacity.load(std::memory_order_relaxed));
 }
 
 void Router::EnsureNode(const std::string& address) {
@@ -315,8 +375,9 @@ void Router::EnsureNode(const std::string& address) {
   conn->address = address;
   conn->index = n;
   grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(64 << 20);
-  args.SetMaxSendMessageSize(64 << 20);
+  // Bounded by the config's limits (app::NodeChannelLimits), as the servers' receive sizes are.
+  args.SetMaxReceiveMessageSize(limits_.max_receive_bytes);
+  args.SetMaxSendMessageSize(limits_.max_send_bytes);
   // Reconnect quickly after a node restarts.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
@@ -361,11 +422,18 @@ void Router::RefreshDns() {
   for (int i = 0; i < n; ++i) health_.SetRemoved(i, addresses.count(conns_[i]->address) == 0);
 }
 
-void Router::OnNodeResult(int node, const grpc::Status& status) {
-  const bool ejected = health_.OnRequestResult(
-      node, status.error_code() == grpc::StatusCode::UNAVAILABLE, status.error_message());
+void Router::OnNodeResult(int node, bool node_failed, const std::string& detail) {
+  const bool ejected = health_.OnRequestResult(node, node_failed, detail);
   if (ejected && ejections_metric_ != nullptr) {
     ejections_metric_->WithLabels({cluster_.address(node)}).Increment();
+  }
+}
+
+void Router::OnAttemptTimeout(int node) {
+  attempt_timeouts_.fetch_add(1, std::memory_order_relaxed);
+  // Rare (a hung or far too slow node), so the family's lookup is affordable here.
+  if (attempt_timeouts_metric_ != nullptr) {
+    attempt_timeouts_metric_->WithLabels({cluster_.address(node)}).Increment();
   }
 }
 
@@ -417,12 +485,19 @@ void Router::RegisterMetrics(metrics::Registry* registry) {
   ejections_metric_ = &registry->AddCounter(
       "helm_router_ejections_total",
       "Nodes ejected after router.failures_to_eject consecutive failed requests.", {"node"});
-  registry->AddCollector("helm_router_retries_total",
-                         "Attempts retried on another node (UNAVAILABLE, RESOURCE_EXHAUSTED).",
-                         MetricType::kCounter, {}, [this] {
-                           return std::vector<Sample>{
-                               {{}, static_cast<double>(retries_.load(std::memory_order_relaxed))}};
-                         });
+  attempt_timeouts_metric_ = &registry->AddCounter(
+      "helm_router_attempt_timeouts_total",
+      "Attempts a node did not answer within router.attempt_timeout_ms (or its longer expected "
+      "response time), by node; each is retried on another node within the client's deadline.",
+      {"node"});
+  registry->AddCollector(
+      "helm_router_retries_total",
+      "Attempts retried on another node (UNAVAILABLE, RESOURCE_EXHAUSTED, attempt "
+      "timeout).",
+      MetricType::kCounter, {}, [this] {
+        return std::vector<Sample>{
+            {{}, static_cast<double>(retries_.load(std::memory_order_relaxed))}};
+      });
   registry->AddCollector(
       "helm_router_node_state",
       "Each node's state as the router sees it: 1 for the state it is in (healthy, unhealthy "
@@ -461,6 +536,9 @@ void Router::RegisterMetrics(metrics::Registry* registry) {
 
 void Router::OnWatchDone(int node, const grpc::Status& status) {
   cluster_.ForgetStreamedState(node);
+  conns_[node]->ewma_batch_us.store(0, std::memory_order_relaxed);
+  conns_[node]->reported_in_flight.store(0, std::memory_order_relaxed);
+  conns_[node]->capacity.store(0, std::memory_order_relaxed);
   health_.OnStreamEnded(node, status.error_code() == grpc::StatusCode::UNAVAILABLE);
   absl::MutexLock lock(&mu_);
   conns_[node]->watcher.reset();  // not the last reference: OnDone holds one

@@ -1,8 +1,10 @@
 // helm-node's gRPC edge with real gRPC on 127.0.0.1, in process: bounded message sizes (an
-// oversized request is refused, the server keeps serving), cancelled calls that are not computed,
+// oversized request is refused, the server keeps serving; the router's channels to nodes bounded
+// by the largest valid messages), cancelled calls that are not computed,
 // and the node's /metrics over HTTP.
 #include <httplib.h>
 
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,6 +22,7 @@
 #include "helm/rpc/limits.h"
 #include "helm/rpc/server.h"
 #include "helm/serve/node_server.h"
+#include "helm/v1/node.pb.h"
 #include "helm/v1/recommender.grpc.pb.h"
 
 namespace helm::serve {
@@ -117,6 +120,57 @@ TEST(GrpcLimits, MaxReceiveBytesIsTheRankRequestBoundPlusHeadroom) {
   config::Config explicit_limit = config;
   explicit_limit.grpc.max_receive_bytes = 12345;
   EXPECT_EQ(app::GrpcServerOptions(explicit_limit, "x").max_receive_bytes, 12345);
+}
+
+TEST(GrpcLimits, RouterChannelsToNodesAreBoundedByTheLargestValidMessages) {
+  config::Config config = SmallConfig(1, 0);
+  const rpc::ChannelLimits limits = app::NodeChannelLimits(config);
+  // Send: what the node's server accepts.
+  EXPECT_EQ(limits.max_send_bytes, app::GrpcServerOptions(config, "x").max_receive_bytes);
+  // Receive: the largest reply fits (every candidate scored, the largest request id echoed) ...
+  v1::RankResponse reply;
+  reply.set_request_id(std::string(rpc::kRankRequestHeadroomBytes - 100, 'r'));
+  for (int i = 0; i < config.node.max_candidates; ++i) {
+    v1::ScoredItem* item = reply.add_items();
+    item->set_item_id(std::numeric_limits<int64_t>::max() - i);
+    item->set_score(-1.5f);
+  }
+  reply.mutable_info()->set_node_id(config.node.id);
+  reply.mutable_info()->set_cached_tokens(std::numeric_limits<int32_t>::max());
+  reply.mutable_info()->set_queue_us(std::numeric_limits<int64_t>::max());
+  reply.mutable_info()->set_compute_us(std::numeric_limits<int64_t>::max());
+  reply.mutable_info()->set_resident_tokens(std::numeric_limits<int32_t>::max());
+  EXPECT_LE(static_cast<int64_t>(reply.ByteSizeLong()), limits.max_receive_bytes);
+  // ... and so does a full state snapshot of a node whose KV cache holds as many users as it
+  // can (one block each), with its EMB summary.
+  const int64_t max_users = config.pool.bytes / config::KvBlockBytes(config.model, config.kv);
+  ASSERT_GT(max_users, 0);
+  v1::NodeState snapshot;
+  snapshot.set_node_id(config.node.id);
+  snapshot.set_seq(std::numeric_limits<uint64_t>::max());
+  snapshot.set_full_snapshot(true);
+  snapshot.mutable_load()->set_in_flight(std::numeric_limits<int32_t>::max());
+  snapshot.mutable_load()->set_ewma_service_us(1e9);
+  for (int64_t u = 0; u < max_users; ++u) {
+    v1::KvResidencyEvent* event = snapshot.add_kv_events();
+    event->set_user_id(std::numeric_limits<int64_t>::max() - u);
+    event->set_cached_tokens(std::numeric_limits<int32_t>::max());
+    event->set_history_start(std::numeric_limits<uint64_t>::max());
+  }
+  snapshot.mutable_emb_summary()->set_bits(std::string(config.node.emb_summary_bits / 8, '\xff'));
+  snapshot.mutable_emb_summary()->set_num_hashes(config.node.emb_summary_hashes);
+  snapshot.mutable_emb_summary()->set_resident_rows(std::numeric_limits<int64_t>::max());
+  snapshot.mutable_emb_summary()->set_seed(std::numeric_limits<uint64_t>::max());
+  snapshot.set_kv_resident_users(max_users);
+  EXPECT_LE(static_cast<int64_t>(snapshot.ByteSizeLong()), limits.max_receive_bytes);
+  // Far below the 64 MiB the channels had before: the bound follows the config.
+  EXPECT_LT(limits.max_receive_bytes, 4 << 20);
+  // A bigger pool holds more users; the receive bound grows with it.
+  config.pool.bytes *= 4;
+  EXPECT_GT(app::NodeChannelLimits(config).max_receive_bytes, limits.max_receive_bytes);
+  // An explicit grpc.max_receive_bytes sets the send bound too.
+  config.grpc.max_receive_bytes = 12345;
+  EXPECT_EQ(app::NodeChannelLimits(config).max_send_bytes, 12345);
 }
 
 TEST(GrpcLimits, OversizedRequestGetsResourceExhaustedAndTheServerKeepsServing) {

@@ -51,6 +51,9 @@ class TestNode {
     rank_ = std::move(fn);
   }
   void SetServing(bool serving) { server_->SetServing(serving); }
+  // Hanging, Rank answers nothing until the call is cancelled (its deadline, the client, shutdown):
+  // a node stopped with its connections open.
+  void SetHanging(bool hanging) { hanging_.store(hanging); }
   int ranks() const { return ranks_.load(); }
 
   // Sends `state` on every open state stream (and to streams opened later, as their snapshot).
@@ -112,6 +115,12 @@ class TestNode {
     bool finished_ ABSL_GUARDED_BY(mu_) = false;
   };
 
+  class HangingReactor final : public grpc::ServerUnaryReactor {
+   public:
+    void OnCancel() override { Finish(grpc::Status::CANCELLED); }
+    void OnDone() override { delete this; }
+  };
+
   class Recommender final : public v1::Recommender::CallbackService {
    public:
     explicit Recommender(TestNode* node) : node_(node) {}
@@ -119,6 +128,7 @@ class TestNode {
                                    const v1::RankRequest* request,
                                    v1::RankResponse* response) override {
       node_->ranks_.fetch_add(1);
+      if (node_->hanging_.load()) return new HangingReactor();
       RankFn fn;
       {
         absl::MutexLock lock(&node_->mu_);
@@ -157,13 +167,17 @@ class TestNode {
   v1::NodeState snapshot_ ABSL_GUARDED_BY(mu_);
   std::vector<Writer*> writers_ ABSL_GUARDED_BY(mu_);
   std::atomic<int> ranks_{0};
+  std::atomic<bool> hanging_{false};
 };
 
 class RouterTest : public ::testing::Test {
  protected:
   // kManual: no maintenance thread; the test runs RunMaintenance and moves clock_.
+  // `configure` adjusts the router's options last; `limits` bound its channels to the nodes.
   void StartRouter(const std::string& policy, int num_nodes,
-                   Router::Maintenance maintenance = Router::Maintenance::kThread) {
+                   Router::Maintenance maintenance = Router::Maintenance::kThread,
+                   const std::function<void(RouterOptions&)>& configure = {},
+                   rpc::ChannelLimits limits = {}) {
     RouterOptions options;
     options.policy = policy;
     options.nodes.clear();
@@ -176,9 +190,10 @@ class RouterTest : public ::testing::Test {
       nodes_.push_back(std::make_unique<TestNode>("node-" + std::to_string(i)));
       options.nodes.push_back(nodes_.back()->address());
     }
+    if (configure) configure(options);
     // Health checks by clock_ when the test drives them, by the real clock otherwise.
-    auto router =
-        Router::Create(options, maintenance == Router::Maintenance::kManual ? &clock_ : nullptr);
+    auto router = Router::Create(
+        options, maintenance == Router::Maintenance::kManual ? &clock_ : nullptr, {}, limits);
     ASSERT_TRUE(router.ok()) << router.status();
     router_ = *std::move(router);
     rpc::ServerOptions server_options;
@@ -413,8 +428,9 @@ TEST_F(RouterTest, ConcurrentRequestsRetriesAndCancellationsAllComplete) {
   EXPECT_GE(ok, kCalls / 2);
 }
 
-TEST_F(RouterTest, PropagatesTheClientDeadline) {
-  StartRouter("round_robin", 1);
+TEST_F(RouterTest, PropagatesTheClientDeadlineWhenItEndsBeforeTheAttemptTimeout) {
+  StartRouter("round_robin", 1, Router::Maintenance::kThread,
+              [](RouterOptions& o) { o.attempt_timeout_ms = 2000; });
   std::atomic<int64_t> remaining_ms{-1};
   nodes_[0]->SetRank(
       [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
@@ -427,6 +443,160 @@ TEST_F(RouterTest, PropagatesTheClientDeadline) {
   ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/700).ok());
   EXPECT_GT(remaining_ms.load(), 300);
   EXPECT_LE(remaining_ms.load(), 720);  // gRPC rounds deadlines up a little; the default is 1000
+}
+
+TEST_F(RouterTest, AnAttemptGetsItsTimeoutWhenThatEndsBeforeTheClientsDeadline) {
+  StartRouter("round_robin", 1, Router::Maintenance::kThread,
+              [](RouterOptions& o) { o.attempt_timeout_ms = 200; });
+  std::atomic<int64_t> remaining_ms{-1};
+  nodes_[0]->SetRank(
+      [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
+        remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           context->deadline() - std::chrono::system_clock::now())
+                           .count();
+        return grpc::Status::OK;
+      });
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/5000).ok());
+  EXPECT_GT(remaining_ms.load(), 0);
+  EXPECT_LE(remaining_ms.load(), 220);
+}
+
+TEST(AttemptTimeout, IsTheFloorOrAMultipleOfTheNodesExpectedResponseTime) {
+  // No report yet (no batch time): the floor.
+  EXPECT_EQ(AttemptTimeoutUs(250'000, 0, 1, 0), 250'000);
+  // 5 requests on a node computing 2 at once: 3 batches of 10 ms, x4 = 120 ms over a 100 ms floor.
+  EXPECT_EQ(AttemptTimeoutUs(100'000, 10'000, 5, 2), 120'000);
+  // The same node idle: one batch, 40 ms, under the floor.
+  EXPECT_EQ(AttemptTimeoutUs(100'000, 10'000, 1, 2), 100'000);
+  // Capacity and outstanding below 1 count as 1.
+  EXPECT_EQ(AttemptTimeoutUs(1'000, 10'000, 0, 0), 40'000);
+  // Off.
+  EXPECT_EQ(AttemptTimeoutUs(0, 10'000, 100, 1), 0);
+  // Absurd reports stay bounded (a day).
+  EXPECT_EQ(AttemptTimeoutUs(1'000, 1e300, 1, 1), int64_t{86'400'000'000});
+}
+
+TEST_F(RouterTest, AHungNodesAttemptsTimeOutAndAreRetriedOnAnotherNodeUntilItIsEjected) {
+  // Manual maintenance: no health check readmits the hung node (it still answers SERVING).
+  StartRouter("round_robin", 2, Router::Maintenance::kManual,
+              [](RouterOptions& o) { o.attempt_timeout_ms = 100; });
+  nodes_[0]->SetHanging(true);
+  int retried = 0;
+  // Round robin sends every other first attempt to node-0: two timeouts (failures_to_eject) within
+  // a few requests; bounded, so a router that never times out or ejects fails here.
+  for (int i = 0; i < 10 && !router_->health().ejected(0); ++i) {
+    v1::RankResponse response;
+    // The client's deadline (5 s) is far past the attempt timeout: without it, a request sent to
+    // node-0 would end DEADLINE_EXCEEDED.
+    const grpc::Status status = Rank(i, &response);
+    ASSERT_TRUE(status.ok()) << i << ": " << status.error_message();
+    EXPECT_EQ(response.info().node_id(), "node-1");
+    retried += response.info().attempts() == 2;
+  }
+  ASSERT_TRUE(router_->health().ejected(0));
+  EXPECT_EQ(retried, 2);
+  EXPECT_EQ(router_->counters().attempt_timeouts, 2);
+  EXPECT_EQ(router_->counters().retries, 2);
+  // Ejected: no further attempt goes to node-0.
+  const int before = nodes_[0]->ranks();
+  for (int i = 0; i < 4; ++i) {
+    v1::RankResponse response;
+    ASSERT_TRUE(Rank(i, &response).ok());
+    EXPECT_EQ(response.info().attempts(), 1);
+  }
+  EXPECT_EQ(nodes_[0]->ranks(), before);
+}
+
+TEST_F(RouterTest, ATimedOutAttemptWithNoNodeLeftEndsTheRequestNamingTheTimeout) {
+  StartRouter("round_robin", 1, Router::Maintenance::kManual,
+              [](RouterOptions& o) { o.attempt_timeout_ms = 100; });
+  nodes_[0]->SetHanging(true);
+  v1::RankResponse response;
+  const grpc::Status status = Rank(1, &response, 100, /*deadline_ms=*/5000);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_NE(status.error_message().find("did not answer within the attempt timeout of 100 ms"),
+            std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(nodes_[0]->ranks(), 1);
+  EXPECT_EQ(router_->counters().attempt_timeouts, 1);
+}
+
+TEST_F(RouterTest, WithoutAnAttemptTimeoutAHungNodeHoldsTheRequestToTheClientsDeadline) {
+  StartRouter("round_robin", 2, Router::Maintenance::kManual,
+              [](RouterOptions& o) { o.attempt_timeout_ms = 0; });
+  nodes_[0]->SetHanging(true);
+  nodes_[1]->SetHanging(true);
+  v1::RankResponse response;
+  const grpc::Status status = Rank(1, &response, 100, /*deadline_ms=*/300);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(status.error_message().find("attempt timeout"), std::string::npos)
+      << status.error_message();
+  EXPECT_EQ(nodes_[0]->ranks() + nodes_[1]->ranks(), 1);
+  EXPECT_EQ(router_->counters().attempt_timeouts, 0);
+  EXPECT_EQ(router_->counters().retries, 0);
+}
+
+TEST_F(RouterTest, ANodeReportingAQueueGetsItsExpectedResponseTimeBeforeTimingOut) {
+  StartRouter("round_robin", 1, Router::Maintenance::kThread,
+              [](RouterOptions& o) { o.attempt_timeout_ms = 100; });
+  EXPECT_EQ(router_->AttemptTimeoutUs(0), 100'000);
+  // 7 requests in flight on a node computing 2 at once in batches of 100 ms: with one more, 4
+  // batches, 400 ms; x4 = 1.6 s.
+  v1::NodeState state;
+  state.mutable_load()->set_capacity(2);
+  state.mutable_load()->set_in_flight(7);
+  state.mutable_load()->set_ewma_service_us(100'000);
+  nodes_[0]->Publish(state);
+  ASSERT_TRUE(Eventually([&] { return router_->AttemptTimeoutUs(0) == 1'600'000; }))
+      << router_->AttemptTimeoutUs(0);
+  std::atomic<int64_t> remaining_ms{-1};
+  nodes_[0]->SetRank(
+      [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
+        remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           context->deadline() - std::chrono::system_clock::now())
+                           .count();
+        return grpc::Status::OK;
+      });
+  v1::RankResponse response;
+  ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/5000).ok());
+  EXPECT_GT(remaining_ms.load(), 1000);
+  EXPECT_LE(remaining_ms.load(), 1620);
+}
+
+TEST_F(RouterTest, ARequestOverTheChannelSendLimitNeverReachesANode) {
+  StartRouter("round_robin", 2, Router::Maintenance::kThread, {},
+              rpc::ChannelLimits{.max_send_bytes = 2000, .max_receive_bytes = 4 << 20});
+  EXPECT_EQ(router_->channel_limits().max_send_bytes, 2000);
+  v1::RankResponse response;
+  // 1000 history items: about 9 KB on the wire. Every node is tried; none receives it.
+  const grpc::Status big = Rank(1, &response, 1000);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << big.error_message();
+  EXPECT_EQ(nodes_[0]->ranks() + nodes_[1]->ranks(), 0);
+  // 10 items: about 100 bytes.
+  EXPECT_TRUE(Rank(2, &response, 10).ok());
+  EXPECT_EQ(nodes_[0]->ranks() + nodes_[1]->ranks(), 1);
+}
+
+TEST_F(RouterTest, AReplyOverTheChannelReceiveLimitIsRefused) {
+  StartRouter("round_robin", 1, Router::Maintenance::kThread, {},
+              rpc::ChannelLimits{.max_send_bytes = 4 << 20, .max_receive_bytes = 8192});
+  int items = 10;
+  nodes_[0]->SetRank(
+      [&items](grpc::CallbackServerContext*, const v1::RankRequest&, v1::RankResponse* response) {
+        for (int i = 0; i < items; ++i) {
+          v1::ScoredItem* item = response->add_items();
+          item->set_item_id(int64_t{1} << 40 | i);
+          item->set_score(1.0f);
+        }
+        return grpc::Status::OK;
+      });
+  v1::RankResponse response;
+  EXPECT_TRUE(Rank(1, &response).ok());
+  EXPECT_EQ(response.items_size(), 10);
+  items = 1000;  // about 16 KB
+  const grpc::Status big = Rank(2, &response);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << big.error_message();
 }
 
 TEST_F(RouterTest, HelmPolicyFollowsStreamedKvResidency) {

@@ -40,6 +40,16 @@ struct RouterOptions {
   double placement_slack = 0.05;
   // Attempts per request at most (the first try included) on UNAVAILABLE / broken connections.
   int32_t max_attempts = 3;
+  // Deadline of one attempt on a node (ms): an attempt gets at least this long, and longer when
+  // the node's own load reports say it needs it (router::kAttemptTimeoutServiceMultiple times its
+  // expected response time: its queue in batches of its capacity times its smoothed batch compute
+  // time). When it expires the router cancels the attempt, counts a failure against the node
+  // (towards failures_to_eject) and retries the request on the next-best node, within the client's
+  // deadline and max_attempts. It catches a node that hangs with its connections open (SIGSTOP, a
+  // stuck process), which would otherwise hold every request it got until the client's deadline.
+  // 0: an attempt gets the client's whole deadline. Default 250: about three times the 80 ms P99
+  // SLO of recsys serving, and tens of times a node's normal response time.
+  int32_t attempt_timeout_ms = 250;
   // Health checks: interval, and consecutive failures before a node is taken out.
   int32_t health_check_interval_ms = 500;
   int32_t failures_to_eject = 3;
@@ -73,6 +83,11 @@ struct RouterOptions {
             config::InRange(0.0, 10.0));
     v.Field("max_attempts", max_attempts, "tries per request at most",
             config::InRange<int32_t>(1, 16));
+    v.Field("attempt_timeout_ms", attempt_timeout_ms,
+            "an attempt on a node gets at least this long (ms; longer when the node reports a "
+            "queue) before the router retries the request on another node; 0: the client's whole "
+            "deadline",
+            config::InRange<int32_t>(0, 3600000));
     v.Field("health_check_interval_ms", health_check_interval_ms, "health check interval (ms)",
             config::InRange<int32_t>(10, 600000));
     v.Field("failures_to_eject", failures_to_eject, "consecutive failures before ejecting a node",
