@@ -9,7 +9,7 @@ bool SafetyGate::MoveInFlight(const serve::StatsWindow& w) {
   return std::abs(w.committed_split - w.target_split) > 1e-6 || w.pending_migration_bytes > 0;
 }
 
-double SafetyGate::Apply(const serve::StatsWindow& w, double delta) {
+double SafetyGate::Apply(const serve::StatsWindow& w, double delta, bool undo) {
   ++windows_since_move_;
   const double target = w.target_split;
   if (MoveInFlight(w)) return target;  // one move in flight at a time
@@ -17,7 +17,7 @@ double SafetyGate::Apply(const serve::StatsWindow& w, double delta) {
   const int sign = next > target + 1e-9 ? 1 : (next < target - 1e-9 ? -1 : 0);
   if (sign == 0) return target;
   if (sign == -last_sign_) {
-    if (windows_since_move_ <= hold_windows_) {
+    if (windows_since_move_ <= hold_windows_ && !undo) {
       ++refused_reversals_;
       return target;
     }

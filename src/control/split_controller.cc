@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
 
 namespace helm::control {
@@ -22,21 +23,24 @@ absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
     return std::unique_ptr<SplitController>(
         new HillClimbController(options, pool.r_min, pool.r_max));
   }
-  if (options.policy == "ppo") {
+  if (options.policy == "helm") {
     if (options.policy_path.empty()) {
-      return absl::InvalidArgumentError("control.policy_path: policy ppo needs a policy file");
+      return absl::InvalidArgumentError("control.policy_path: policy helm needs a policy file");
     }
     absl::StatusOr<Policy> policy = LoadPolicy(options.policy_path);
     if (!policy.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("control.policy_path: ", policy.status().message()));
     }
-    return std::unique_ptr<SplitController>(new PolicyController(
+    if (absl::Status valid = options.Validate(); !valid.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("control.", valid.message()));
+    }
+    return std::unique_ptr<SplitController>(new HelmController(
         *std::move(policy), scales ? *scales : FeatureScales{}, options, pool.r_min, pool.r_max));
   }
   return absl::InvalidArgumentError(absl::StrFormat(
       "control.policy: '%s' runs only in helm-sim (the oracle replays windows offline); nodes "
-      "take static or heuristic",
+      "take static, heuristic or helm",
       options.policy));
 }
 

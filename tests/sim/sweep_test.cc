@@ -117,7 +117,7 @@ TEST(RunSweep, BadSweepKeysAreNamed) {
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("simulator.sweep_regimes"), std::string::npos);
   c.simulator.sweep_regimes = {};
-  c.simulator.sweep_controllers = {"ppo"};
+  c.simulator.sweep_controllers = {"bogus"};
   bad = RunSweep(c);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("simulator.sweep_controllers"), std::string::npos);

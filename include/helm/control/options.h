@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "helm/config/describe.h"
 
 namespace helm::control {
@@ -12,8 +14,10 @@ namespace helm::control {
 struct ControlOptions {
   // "static": the split stays at pool.initial_split. "heuristic": hill climbing on the window's
   // P99 (split_controller.h). "oracle": the simulator's offline oracle (helm-sim only: it replays
-  // every window from a copy of the cluster at each candidate split). "ppo": the learned base
-  // policy of policy_path (policy.h).
+  // every window from a copy of the cluster at each candidate split). "helm": the learned
+  // controller (helm_controller.h): the base policy of policy_path (policy.h), then the residual
+  // adapter (adapter.h) if `adapter`, then burst-aware recovery (recovery.h) if `recovery`, then
+  // the safety rules (safety.h). With adapter and recovery off it is the base policy alone.
   std::string policy = "static";
   // helm-node's control thread runs the controller every interval_ms: the statistics window it
   // decides on (and the window GetStats reports) is this long. The simulator uses the same window.
@@ -31,16 +35,46 @@ struct ControlOptions {
   int64_t min_window_answers = 50;
   // Oracle: the candidate splits r_min, r_min + oracle_step, ..., r_max.
   double oracle_step = 0.05;
-  // "ppo": the frozen base policy's file (policy.h), the largest change of the split per window,
-  // and the latency SLO its features are normalised by.
+  // "helm": the frozen base policy's file (policy.h), the largest change of the split per window,
+  // and the latency SLO its features and its reward are normalised by.
   std::string policy_path;
   double max_move = 0.10;
   double slo_ms = 50;
+  // "helm", Layer 2 (adapter.h): the online residual adapter, a bounded correction of the base's
+  // split change learned by perturb-and-observe. adapter_bound caps the correction (probe
+  // included); adapter_probe is the size of an exploratory offset; adapter_step is how far one
+  // probe's reward gain (reward units, clipped to [-1, 1]) moves the correction; each nominal and
+  // probe block lasts adapter_block_windows windows (more than hold_windows, so a probe can turn
+  // the split round).
+  bool adapter = true;
+  double adapter_step = 0.02;
+  double adapter_bound = 0.05;
+  double adapter_probe = 0.02;
+  int32_t adapter_block_windows = 8;
+  // "helm", Layer 3 (recovery.h): burst-aware recovery. A burst: the mean arrival rate over
+  // burst_short_windows windows is burst_ratio times that over burst_long_windows (Knative's panic
+  // mode: 2x over a window 1/10 as long), or a CUSUM on the arrival rate or on log P99 passes
+  // cusum_h (slack cusum_k; both in standard deviations, estimated online after
+  // cusum_warmup_windows windows). During one the split moves by at most burst_max_move per window
+  // (0: frozen); it ends after burst_cooldown_windows calm windows. A move after which P99 stays
+  // above the last stable split's P99 by more than rollback_margin (a fraction) and does not fall
+  // for rollback_windows settled windows is undone: back to the last stable split.
+  bool recovery = true;
+  double burst_ratio = 2.0;
+  int32_t burst_short_windows = 3;
+  int32_t burst_long_windows = 30;
+  double cusum_k = 0.5;
+  double cusum_h = 5.0;
+  int32_t cusum_warmup_windows = 10;
+  double burst_max_move = 0.0;
+  int32_t burst_cooldown_windows = 5;
+  int32_t rollback_windows = 3;
+  double rollback_margin = 0.10;
 
   template <class V>
   void Describe(V& v) {
     v.Field("policy", policy, "split controller",
-            config::OneOf({"static", "heuristic", "oracle", "ppo"}));
+            config::OneOf({"static", "heuristic", "oracle", "helm"}));
     v.Field("interval_ms", interval_ms,
             "control interval = statistics window the controller decides on (ms)",
             config::InRange<int32_t>(10, 3600000));
@@ -55,11 +89,60 @@ struct ControlOptions {
             "heuristic: fewest answers for a window's P99", config::AtLeast<int64_t>(1));
     v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
             config::InRange(0.01, 0.5));
-    v.Field("policy_path", policy_path, "ppo: the base policy file (JSON, helm-policy-v1)");
-    v.Field("max_move", max_move, "ppo: largest change of the split per window",
+    v.Field("policy_path", policy_path, "helm: the base policy file (JSON, helm-policy-v1)");
+    v.Field("max_move", max_move, "helm: largest change of the split per window",
             config::InRange(0.001, 0.5));
-    v.Field("slo_ms", slo_ms, "ppo: latency SLO the features are normalised by (ms)",
+    v.Field("slo_ms", slo_ms, "helm: latency SLO the features and reward are normalised by (ms)",
             config::InRange(0.001, 1e6));
+    v.Field("adapter", adapter, "helm: the online residual adapter (Layer 2) on");
+    v.Field("adapter_step", adapter_step,
+            "adapter: correction change per unit of a probe's reward gain (0: frozen)",
+            config::InRange(0.0, 0.5));
+    v.Field("adapter_bound", adapter_bound, "adapter: trust bound on |correction| (split units)",
+            config::InRange(0.0, 0.5));
+    v.Field("adapter_probe", adapter_probe, "adapter: exploratory offset of a probe block",
+            config::InRange(0.001, 0.5));
+    v.Field("adapter_block_windows", adapter_block_windows,
+            "adapter: windows per nominal or probe block", config::InRange<int32_t>(2, 10000));
+    v.Field("recovery", recovery, "helm: burst-aware recovery (Layer 3) on");
+    v.Field("burst_ratio", burst_ratio, "recovery: short/long arrival-rate ratio of a burst",
+            config::InRange(1.01, 100.0));
+    v.Field("burst_short_windows", burst_short_windows,
+            "recovery: windows of the short arrival-rate mean", config::InRange<int32_t>(1, 10000));
+    v.Field("burst_long_windows", burst_long_windows,
+            "recovery: windows of the long arrival-rate mean", config::InRange<int32_t>(2, 10000));
+    v.Field("cusum_k", cusum_k, "recovery: CUSUM slack (standard deviations)",
+            config::InRange(0.0, 10.0));
+    v.Field("cusum_h", cusum_h, "recovery: CUSUM threshold (standard deviations)",
+            config::InRange(0.1, 100.0));
+    v.Field("cusum_warmup_windows", cusum_warmup_windows,
+            "recovery: windows observed before any burst is declared",
+            config::InRange<int32_t>(2, 10000));
+    v.Field("burst_max_move", burst_max_move,
+            "recovery: largest change of the split per window during a burst (0: frozen)",
+            config::InRange(0.0, 0.5));
+    v.Field("burst_cooldown_windows", burst_cooldown_windows,
+            "recovery: calm windows that end a burst", config::InRange<int32_t>(1, 10000));
+    v.Field("rollback_windows", rollback_windows,
+            "recovery: settled windows of rising P99 after a move that undo it",
+            config::InRange<int32_t>(1, 10000));
+    v.Field("rollback_margin", rollback_margin,
+            "recovery: P99 rise over the stable split's that counts (fraction)",
+            config::InRange(0.0, 10.0));
+  }
+
+  // Checks across fields; errors name the key (the config reader prefixes "control.").
+  absl::Status Validate() const {
+    if (burst_short_windows >= burst_long_windows) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("burst_short_windows: must be < burst_long_windows (", burst_long_windows,
+                       "), got ", burst_short_windows));
+    }
+    if (adapter_probe > adapter_bound && adapter && adapter_step > 0) {
+      return absl::InvalidArgumentError(absl::StrCat("adapter_probe: must be <= adapter_bound (",
+                                                     adapter_bound, "), got ", adapter_probe));
+    }
+    return absl::OkStatus();
   }
 };
 

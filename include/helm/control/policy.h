@@ -71,7 +71,7 @@ class PolicyController final : public SplitController {
   PolicyController(Policy policy, const FeatureScales& scales, const ControlOptions& options,
                    double r_min, double r_max);
   double Decide(const serve::StatsWindow& window) override;
-  std::string name() const override { return "ppo"; }
+  std::string name() const override { return "helm-base"; }
   int64_t reversals() const override { return gate_.reversals(); }
   int64_t refused_reversals() const { return gate_.refused_reversals(); }
   const Features& last_features() const { return features_; }

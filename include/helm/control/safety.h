@@ -24,7 +24,9 @@ class SafetyGate {
   static bool MoveInFlight(const serve::StatsWindow& window);
 
   // The next target for a proposed change `delta` of the window's target. Call once per window.
-  double Apply(const serve::StatsWindow& window, double delta);
+  // `undo`: the change undoes a bad move (recovery.h's rollback); the hysteresis does not refuse
+  // it (it still counts as a reversal), every other rule holds.
+  double Apply(const serve::StatsWindow& window, double delta, bool undo = false);
 
   int64_t reversals() const { return reversals_; }
   int64_t refused_reversals() const { return refused_reversals_; }

@@ -16,6 +16,9 @@
 //              than `min_window_answers` answers (its P99 is noise). Each decision moves the split
 //              by at most one step; the result stays in [r_min, r_max]. reversals() counts moves
 //              opposite to the previous move (an undone probe is one).
+//   helm       the learned controller (helm_controller.h): base policy, residual adapter,
+//   burst-aware
+//              recovery, safety rules.
 //   oracle     offline, in the simulator only (simulator.h): each window's best split found by
 //              replaying the window from a copy of the cluster at every candidate split.
 //
@@ -50,10 +53,11 @@ class SplitController {
   virtual std::string LastDecisionJson() const { return {}; }
 };
 
-// "static", "heuristic" or "ppo" (the base policy of control.policy_path, its features scaled by
-// `scales`: policy.h); InvalidArgument naming control.policy for "oracle" (the simulator runs it)
-// or an unknown policy, and naming the key for bad knobs (min_step > step, a policy file that
-// cannot be read).
+// "static", "heuristic" or "helm" (helm_controller.h: the base policy of control.policy_path, its
+// features and reward scaled by `scales`, with the adapter and recovery as control says);
+// InvalidArgument naming control.policy for "oracle" (the simulator runs it) or an unknown policy,
+// and naming the key for bad knobs (min_step > step, a policy file that cannot be read,
+// burst_short_windows >= burst_long_windows, ...).
 absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
     const ControlOptions& options, const pool::PoolOptions& pool,
     const struct FeatureScales* scales = nullptr);
