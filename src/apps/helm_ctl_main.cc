@@ -1,11 +1,16 @@
 // helm-ctl: a small admin client for HELM servers.
 //   helm-ctl health    --target HOST:PORT [--wait-ms N]  health of a node or the router
 //   helm-ctl stats     --target HOST:PORT                a node's counters (Node/GetStats)
-//   helm-ctl set-split --target HOST:PORT --emb-share R  move a node's EMB:KV split
+//   helm-ctl set-split --target HOST:PORT --emb-share R  move a node's EMB:KV split (and freeze
+//                                                     its split controller until resumed)
 //   helm-ctl drain     --target HOST:PORT                stop admitting new requests
+//   helm-ctl control status|freeze|resume --target HOST:PORT
+//                      a node's split controller: its status (policy, mode, frozen, decisions,
+//                      reversals, splits); freeze it (it decides nothing until resumed); resume it
 // TLS: --tls (server verified with --ca, or the system roots), --cert/--key for mTLS, --server-name
-// to check another name than the target's host. Admin calls (set-split, drain) authenticate with
-// the client certificate or --token-file (sent as `authorization: Bearer <token>`).
+// to check another name than the target's host. Admin calls (set-split, drain, control freeze and
+// control resume) authenticate with the client certificate or --token-file (sent as
+// `authorization: Bearer <token>`).
 // Exit status: 0 on success (health: SERVING), 1 on an RPC error or not serving, 2 on bad flags
 // (or a file that cannot be read).
 #include <chrono>
@@ -84,6 +89,15 @@ int main(int argc, char** argv) {
   CLI::App* set_split = cli.add_subcommand("set-split", "move a node's EMB share of the pool");
   set_split->add_option("--emb-share", emb_share, "target EMB chunks / all chunks")->required();
   CLI::App* drain = cli.add_subcommand("drain", "stop a node admitting new requests");
+  CLI::App* control = cli.add_subcommand("control", "a node's split controller");
+  control->require_subcommand(1);
+  control->fallthrough();
+  CLI::App* control_status =
+      control->add_subcommand("status", "policy, mode, frozen, decisions, reversals, splits");
+  CLI::App* control_freeze =
+      control->add_subcommand("freeze", "the controller decides nothing until resumed (admin)");
+  CLI::App* control_resume =
+      control->add_subcommand("resume", "the controller decides again (admin)");
   try {
     cli.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -145,6 +159,21 @@ int main(int argc, char** argv) {
     helm::v1::DrainResponse response;
     const grpc::Status status = node->Drain(&context, helm::v1::DrainRequest(), &response);
     if (!status.ok()) return Fail("drain", status);
+    PrintJson(response);
+  } else if (control_status->parsed()) {
+    helm::v1::ControlStatus response;
+    const grpc::Status status =
+        node->GetControl(&context, helm::v1::GetControlRequest(), &response);
+    if (!status.ok()) return Fail("control status", status);
+    PrintJson(response);
+  } else if (control_freeze->parsed() || control_resume->parsed()) {
+    helm::v1::SetControlFrozenRequest request;
+    request.set_frozen(control_freeze->parsed());
+    helm::v1::ControlStatus response;
+    const grpc::Status status = node->SetControlFrozen(&context, request, &response);
+    if (!status.ok()) {
+      return Fail(control_freeze->parsed() ? "control freeze" : "control resume", status);
+    }
     PrintJson(response);
   }
   return 0;

@@ -50,19 +50,43 @@ nlohmann::json SummaryJson(const Summary& s) {
   j["emb_hit_rate"] = OrNull(s.emb_hit_rate);
   nlohmann::json nodes = nlohmann::json::array();
   for (const NodeSummary& n : s.nodes) {
-    nodes.push_back({{"node_id", n.node_id},
-                     {"replies", n.replies},
-                     {"kv_token_hit_ratio", OrNull(n.kv_token_hit_ratio)},
-                     {"emb_hit_rate", OrNull(n.emb_hit_rate)},
-                     {"split_first", OrNull(n.split_first)},
-                     {"split_last", OrNull(n.split_last)},
-                     {"split_min", OrNull(n.split_min)},
-                     {"split_max", OrNull(n.split_max)},
-                     {"node_kv_token_hit_ratio", OrNull(n.node_kv_token_hit_ratio)},
-                     {"node_emb_hit_rate", OrNull(n.node_emb_hit_rate)}});
+    nodes.push_back(
+        {{"node_id", n.node_id},
+         {"replies", n.replies},
+         {"kv_token_hit_ratio", OrNull(n.kv_token_hit_ratio)},
+         {"emb_hit_rate", OrNull(n.emb_hit_rate)},
+         {"split_first", OrNull(n.split_first)},
+         {"split_last", OrNull(n.split_last)},
+         {"split_min", OrNull(n.split_min)},
+         {"split_max", OrNull(n.split_max)},
+         {"node_kv_token_hit_ratio", OrNull(n.node_kv_token_hit_ratio)},
+         {"node_emb_hit_rate", OrNull(n.node_emb_hit_rate)},
+         {"control_policy", n.control_policy},
+         {"control_decisions",
+          n.control_decisions < 0 ? nlohmann::json(nullptr) : nlohmann::json(n.control_decisions)},
+         {"control_reversals", n.control_reversals < 0 ? nlohmann::json(nullptr)
+                                                       : nlohmann::json(n.control_reversals)}});
   }
   j["nodes"] = std::move(nodes);
   return j;
+}
+
+// The split controllers' decisions and reversals summed over the polled nodes.
+struct ControlTotals {
+  bool polled = false;  // some node reported its controller
+  int64_t decisions = 0;
+  int64_t reversals = 0;
+};
+
+ControlTotals SumControl(const Summary& s) {
+  ControlTotals t;
+  for (const NodeSummary& node : s.nodes) {
+    if (node.control_decisions < 0) continue;
+    t.polled = true;
+    t.decisions += node.control_decisions;
+    t.reversals += node.control_reversals;
+  }
+  return t;
 }
 
 // The run's hit ratios: from replies, else from the nodes' own counters (-1: neither).
@@ -132,16 +156,22 @@ std::string FormatTable(const Report& report, const RunInfo& info) {
     }
   }
   if (!o.nodes.empty()) {
-    absl::StrAppendFormat(&out, "\n%-22s %8s %7s %7s %-24s %8s %8s\n", "node", "replies", "kv_hit",
-                          "emb_hit", "split first->last [min..max]", "node_kv", "node_emb");
+    absl::StrAppendFormat(&out, "\n%-22s %8s %7s %7s %-24s %8s %8s  %s\n", "node", "replies",
+                          "kv_hit", "emb_hit", "split first->last [min..max]", "node_kv",
+                          "node_emb", "controller: decisions / reversals");
     for (const NodeSummary& n : o.nodes) {
       const std::string split =
           n.split_last < 0 ? "n/a"
                            : absl::StrCat(Split2(n.split_first), "->", Split2(n.split_last), " [",
                                           Split2(n.split_min), "..", Split2(n.split_max), "]");
-      absl::StrAppendFormat(&out, "%-22s %8d %7s %7s %-24s %8s %8s\n", n.node_id, n.replies,
+      const std::string control = n.control_decisions < 0
+                                      ? "n/a"
+                                      : absl::StrCat(n.control_policy, ": ", n.control_decisions,
+                                                     " / ", n.control_reversals);
+      absl::StrAppendFormat(&out, "%-22s %8d %7s %7s %-24s %8s %8s  %s\n", n.node_id, n.replies,
                             Ratio3(n.kv_token_hit_ratio), Ratio3(n.emb_hit_rate), split,
-                            Ratio3(n.node_kv_token_hit_ratio), Ratio3(n.node_emb_hit_rate));
+                            Ratio3(n.node_kv_token_hit_ratio), Ratio3(n.node_emb_hit_rate),
+                            control);
     }
     out +=
         "kv_hit / emb_hit: from this run's replies (ServingInfo); node_kv / node_emb: the nodes' "
@@ -164,6 +194,10 @@ std::string ResultLines(const Report& report) {
   const double emb = OverallEmbHit(o);
   if (kv >= 0) absl::StrAppendFormat(&out, "HELM_RESULT kv_token_hit_ratio %.4f\n", kv);
   if (emb >= 0) absl::StrAppendFormat(&out, "HELM_RESULT emb_hit_rate %.4f\n", emb);
+  if (const ControlTotals c = SumControl(o); c.polled) {
+    absl::StrAppendFormat(&out, "HELM_RESULT control_decisions %d\n", c.decisions);
+    absl::StrAppendFormat(&out, "HELM_RESULT control_reversals %d\n", c.reversals);
+  }
   return out;
 }
 
@@ -194,6 +228,10 @@ nlohmann::json ToJson(const Report& report, const RunInfo& info) {
                       {"goodput_per_s", report.overall.goodput_per_s},
                       {"kv_token_hit_ratio", OrNull(kv)},
                       {"emb_hit_rate", OrNull(emb)}};
+  if (const ControlTotals c = SumControl(report.overall); c.polled) {
+    j["helm_result"]["control_decisions"] = c.decisions;
+    j["helm_result"]["control_reversals"] = c.reversals;
+  }
   return j;
 }
 

@@ -173,6 +173,11 @@ Summary Summarize(const RunResult& run, const std::string& name, int64_t from_us
       const double hits = static_cast<double>(b.emb_hits() - a.emb_hits());
       const double misses = static_cast<double>(b.emb_misses() - a.emb_misses());
       node.node_emb_hit_rate = Ratio(hits, hits + misses);
+      node.control_policy = last->stats.control().policy();
+      node.control_decisions =
+          last->stats.control().decisions() - base->stats.control().decisions();
+      node.control_reversals =
+          last->stats.control().reversals() - base->stats.control().reversals();
     }
   }
   return s;

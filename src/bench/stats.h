@@ -91,6 +91,11 @@ struct NodeSummary {
   double split_max = -1;
   double node_kv_token_hit_ratio = -1;
   double node_emb_hit_rate = -1;
+  // The node's split controller (GetStats' control): its policy at the last poll, and its
+  // decisions and reversals between the same two polls as the counters above (-1: no poll data).
+  std::string control_policy;
+  int64_t control_decisions = -1;
+  int64_t control_reversals = -1;
 };
 
 struct Summary {

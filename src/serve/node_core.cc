@@ -39,6 +39,21 @@ absl::Status Abandoned(const RankJob& job, int64_t now_us) {
 
 }  // namespace
 
+absl::StatusOr<control::FeatureScales> FeatureScalesForConfig(const config::Config& config) {
+  HELM_ASSIGN_OR_RETURN(const model::ModelDims dims,
+                        model::DimsFromOptions(config.model, config.emb, config.kv));
+  control::FeatureScales scales;
+  scales.slo_us = config.control.slo_ms * 1000;
+  scales.pool_bytes = static_cast<double>(config.pool.bytes);
+  scales.emb_row_bytes = double(config.emb.dim) * DtypeBytes(dims.emb_dtype);
+  scales.kv_token_bytes = double(dims.block_bytes()) / std::max(1, dims.tokens_per_block);
+  if (config.pool.pcie_emulation_gbps > 0) {
+    scales.pcie_bytes_per_s = config.pool.pcie_emulation_gbps * 1e9;
+  }
+  scales.queue_capacity = config.node.queue_capacity;
+  return scales;
+}
+
 NodeCore::NodeCore(const config::Config& config, Clock* clock)
     : config_(config),
       clock_(clock),
@@ -54,19 +69,16 @@ absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config&
   HELM_ASSIGN_OR_RETURN(core->engine_, Engine::Create(config, clock));
   if (config.control.policy != "static") {
     // The learned policy's features are normalised by the node's own sizes (features.h).
-    HELM_ASSIGN_OR_RETURN(const model::ModelDims dims,
-                          model::DimsFromOptions(config.model, config.emb, config.kv));
-    control::FeatureScales scales;
-    scales.slo_us = config.control.slo_ms * 1000;
-    scales.pool_bytes = static_cast<double>(config.pool.bytes);
-    scales.emb_row_bytes = double(config.emb.dim) * DtypeBytes(dims.emb_dtype);
-    scales.kv_token_bytes = double(dims.block_bytes()) / std::max(1, dims.tokens_per_block);
-    if (config.pool.pcie_emulation_gbps > 0) {
-      scales.pcie_bytes_per_s = config.pool.pcie_emulation_gbps * 1e9;
-    }
-    scales.queue_capacity = config.node.queue_capacity;
+    HELM_ASSIGN_OR_RETURN(const control::FeatureScales scales, FeatureScalesForConfig(config));
     HELM_ASSIGN_OR_RETURN(core->controller_,
                           control::CreateSplitController(config.control, config.pool, &scales));
+  }
+  {
+    absl::MutexLock lock(&core->control_mu_);
+    core->control_status_.policy = config.control.policy;
+    core->control_status_.interval_ms = config.control.interval_ms;
+    core->control_status_.mode =
+        core->controller_ != nullptr ? core->controller_->mode() : std::string("static");
   }
   const int64_t now = clock->NowMicros();
   absl::MutexLock lock(&core->window_mu_);
@@ -195,9 +207,50 @@ double NodeCore::SetTargetSplit(double emb_share) { return engine_->pool().SetTa
 
 pool::StepResult NodeCore::StepResize() { return engine_->pool().Step(); }
 
-double NodeCore::Control(const StatsWindow& window) {
-  if (controller_ == nullptr || control_frozen()) return engine_->pool().Snapshot().target_split;
-  return SetTargetSplit(controller_->Decide(window));
+double NodeCore::OverrideSplit(double emb_share) {
+  absl::MutexLock lock(&control_mu_);
+  control_frozen_.store(true, std::memory_order_relaxed);
+  control_status_.frozen = true;
+  return SetTargetSplit(emb_share);
+}
+
+void NodeCore::FreezeControl(bool frozen) {
+  absl::MutexLock lock(&control_mu_);
+  control_frozen_.store(frozen, std::memory_order_relaxed);
+  control_status_.frozen = frozen;
+}
+
+void NodeCore::SetController(std::unique_ptr<control::SplitController> controller) {
+  absl::MutexLock lock(&control_mu_);
+  controller_ = std::move(controller);
+  control_status_.mode = controller_ != nullptr ? controller_->mode() : std::string("static");
+}
+
+ControlStatus NodeCore::control_status() const {
+  absl::MutexLock lock(&control_mu_);
+  return control_status_;
+}
+
+double NodeCore::Control(const StatsWindow& window, ControlDecision* decision) {
+  absl::MutexLock lock(&control_mu_);
+  const double before = engine_->pool().Snapshot().target_split;
+  if (controller_ == nullptr || control_frozen()) {
+    if (decision != nullptr) *decision = ControlDecision();
+    return before;
+  }
+  const double after = SetTargetSplit(controller_->Decide(window));
+  ++control_status_.decisions;
+  control_status_.reversals = controller_->reversals();
+  control_status_.mode = controller_->mode();
+  if (decision != nullptr) {
+    decision->decided = true;
+    decision->time_us = clock_->NowMicros();
+    decision->old_target = before;
+    decision->new_target = after;
+    decision->mode = control_status_.mode;
+    decision->detail_json = controller_->LastDecisionJson();
+  }
+  return after;
 }
 
 // ---- Statistics -------------------------------------------------------------------------------
@@ -251,6 +304,7 @@ StatsWindow NodeCore::CloseWindow() {
   w->committed_split = snapshot.committed_split;
   w->target_split = snapshot.target_split;
   w->pending_migration_bytes = snapshot.pending_bytes;
+  w->chunk_share = snapshot.num_chunks > 0 ? 1.0 / snapshot.num_chunks : 0.0;
   absl::MutexLock lock(&window_mu_);
   w->start_us = window_start_us_;
   w->end_us = now;
@@ -287,6 +341,7 @@ NodeStateUpdate NodeCore::BaseState() const {
   state.committed_split = pool.committed_split;
   state.target_split = pool.target_split;
   state.draining = draining();
+  state.control = control_status();
   return state;
 }
 

@@ -239,7 +239,34 @@ class NodeServer::NodeService final : public v1::Node::CallbackService {
     }
     response->set_target_split(server_->SetSplit(share));
     response->set_committed_split(server_->engine().pool().Snapshot().committed_split);
+    response->set_control_frozen(server_->core_->control_frozen());
     server_->CountRequest("SetSplit", grpc::StatusCode::OK);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* GetControl(grpc::CallbackServerContext* context,
+                                       const v1::GetControlRequest*,
+                                       v1::ControlStatus* response) override {
+    *response = server_->ControlStatusProto();
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    server_->CountRequest("GetControl", grpc::StatusCode::OK);
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+
+  grpc::ServerUnaryReactor* SetControlFrozen(grpc::CallbackServerContext* context,
+                                             const v1::SetControlFrozenRequest* request,
+                                             v1::ControlStatus* response) override {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    if (!Authorised("SetControlFrozen", context, reactor)) return reactor;
+    if (request->frozen() != server_->core_->control_frozen()) {
+      spdlog::info("split controller {} by {}", request->frozen() ? "frozen" : "resumed",
+                   context->peer());
+    }
+    server_->core_->FreezeControl(request->frozen());
+    *response = server_->ControlStatusProto();
+    server_->CountRequest("SetControlFrozen", grpc::StatusCode::OK);
     reactor->Finish(grpc::Status::OK);
     return reactor;
   }
@@ -276,11 +303,15 @@ absl::StatusOr<std::unique_ptr<NodeServer>> NodeServer::Create(const config::Con
                                                                Clock* clock) {
   std::unique_ptr<NodeServer> server(new NodeServer(config, clock));
   HELM_ASSIGN_OR_RETURN(server->admin_, rpc::AdminAuthorizer::Create(config.grpc.admin));
+  if (!config.control.audit_log.empty()) {
+    HELM_ASSIGN_OR_RETURN(server->audit_, ControlAuditLog::Open(config.control.audit_log));
+  }
   HELM_ASSIGN_OR_RETURN(server->core_, NodeCore::Create(config, clock));
   HELM_ASSIGN_OR_RETURN(server->workers_,
                         BatchWorkers::Start(server->core_.get(), config.node.workers));
   NodeServer* s = server.get();
   server->publisher_ = std::thread([s] { s->PublisherLoop(); });
+  server->control_ = std::thread([s] { s->ControlLoop(); });
   server->resizer_ = std::thread([s] { s->ResizerLoop(); });
   return server;
 }
@@ -313,13 +344,18 @@ void NodeServer::Stop() {
   if (workers_ != nullptr) workers_->Stop();
   if (core_ != nullptr) core_->Stop();
   if (publisher_.joinable()) publisher_.join();
+  if (control_.joinable()) control_.join();
   if (resizer_.joinable()) resizer_.join();
   absl::MutexLock lock(&streams_mu_);
   for (StateStream* stream : streams_) stream->End();
 }
 
 double NodeServer::SetSplit(double emb_share) {
-  const double target = core_->SetTargetSplit(emb_share);
+  // An operator's split holds: the controller stays frozen until resumed.
+  if (!core_->control_frozen() && core_->controller() != nullptr) {
+    spdlog::info("split controller frozen by SetSplit (helm-ctl control resume to resume)");
+  }
+  const double target = core_->OverrideSplit(emb_share);
   absl::MutexLock lock(&mu_);
   resize_pending_ = true;
   return target;
@@ -370,7 +406,6 @@ void NodeServer::Unsubscribe(StateStream* stream) {
 void NodeServer::PublisherLoop() {
   const absl::Duration interval = absl::Milliseconds(config_.node.state_publish_interval_ms);
   int64_t last_summary_us = clock_->NowMicros();
-  int64_t window_start_us = clock_->NowMicros();
   while (true) {
     {
       absl::MutexLock lock(&mu_);
@@ -381,14 +416,36 @@ void NodeServer::PublisherLoop() {
         now_us - last_summary_us >= int64_t{config_.node.emb_summary_interval_ms} * 1000;
     if (summary) last_summary_us = now_us;
     core_->Publish(summary);
-    if (now_us - window_start_us >= int64_t{config_.control.interval_ms} * 1000) {
-      // The control loop: the split controller (if any) sets the next target from the window.
-      const double before = core_->engine().pool().Snapshot().target_split;
-      if (core_->Control(core_->CloseWindow()) != before) {
-        absl::MutexLock lock(&mu_);
-        resize_pending_ = true;
-      }
-      window_start_us = now_us;
+  }
+}
+
+void NodeServer::ControlLoop() {
+  const absl::Duration interval = absl::Milliseconds(config_.control.interval_ms);
+  // Wakes on a fixed schedule (not interval after the last decision's end), so that windows do
+  // not drift longer by the time each decision takes.
+  absl::Time next = absl::Now() + interval;
+  bool audit_failed = false;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (mu_.AwaitWithDeadline(absl::Condition(&stopping_), next)) return;
+    }
+    next += interval;
+    // After a long stall (a stopped process), resume the schedule from now rather than catch up.
+    if (next < absl::Now()) next = absl::Now() + interval;
+    const StatsWindow window = core_->CloseWindow();
+    ControlDecision decision;
+    core_->Control(window, &decision);
+    if (decision.decided && decision.new_target != decision.old_target) {
+      absl::MutexLock lock(&mu_);
+      resize_pending_ = true;
+    }
+    if (audit_ != nullptr && decision.decided) {
+      const absl::Status written = audit_->Append(ControlAuditLine(
+          config_.node.id, config_.control.policy, clock_->WallMillis(), decision, window));
+      // Logged once per run of failures, not once a second.
+      if (!written.ok() && !audit_failed) spdlog::error("{}", written);
+      audit_failed = !written.ok();
     }
   }
 }
@@ -420,7 +477,14 @@ v1::NodeStats NodeServer::Stats() const {
   stats.set_pool_bytes(config_.pool.bytes);
   stats.set_chunk_bytes(config_.pool.chunk_bytes);
   stats.set_backend(engine.backend_description());
+  *stats.mutable_control() =
+      ToProto(core_->control_status(), pool.committed_split, pool.target_split);
   return stats;
+}
+
+v1::ControlStatus NodeServer::ControlStatusProto() const {
+  const pool::PoolSnapshot pool = core_->engine().pool().Snapshot();
+  return ToProto(core_->control_status(), pool.committed_split, pool.target_split);
 }
 
 // ---- Metrics ----------------------------------------------------------------------------------
@@ -536,6 +600,20 @@ void NodeServer::RegisterMetrics(metrics::Registry* registry) {
         [core] { return core->Load().kv_occupancy; });
   gauge("helm_node_draining", "1 while the node drains (refuses new requests).",
         [core] { return core->draining() ? 1.0 : 0.0; });
+  counter("helm_control_decisions_total",
+          "Decisions of the split controller (one per control interval unless frozen or static).",
+          [core] { return core->control_status().decisions; });
+  counter("helm_control_reversals_total",
+          "Split controller decisions that turned a move round (flapping).",
+          [core] { return core->control_status().reversals; });
+  gauge("helm_control_frozen", "1 while the split controller is frozen (helm-ctl, or a SetSplit).",
+        [core] { return core->control_frozen() ? 1.0 : 0.0; });
+  registry->AddCollector("helm_control_mode",
+                         "1 for the split controller's current mode (and its control.policy).",
+                         MetricType::kGauge, {"policy", "mode"}, [core] {
+                           const ControlStatus c = core->control_status();
+                           return std::vector<Sample>{{{c.policy, c.mode}, 1.0}};
+                         });
   metrics_ = std::move(m);
 }
 
@@ -570,6 +648,7 @@ v1::NodeState ToProto(const NodeStateUpdate& state) {
     event->set_history_start(e.history_start);
   }
   p.set_kv_resident_users(state.kv_resident_users);
+  *p.mutable_control() = ToProto(state.control, state.committed_split, state.target_split);
   if (state.emb_summary.has_value()) {
     v1::EmbSummary* summary = p.mutable_emb_summary();
     summary->set_bits(state.emb_summary->bits);
@@ -577,6 +656,20 @@ v1::NodeState ToProto(const NodeStateUpdate& state) {
     summary->set_seed(state.emb_summary->seed);
     summary->set_resident_rows(state.emb_summary->resident_rows);
   }
+  return p;
+}
+
+v1::ControlStatus ToProto(const ControlStatus& control, double committed_split,
+                          double target_split) {
+  v1::ControlStatus p;
+  p.set_policy(control.policy);
+  p.set_mode(control.mode);
+  p.set_frozen(control.frozen);
+  p.set_decisions(control.decisions);
+  p.set_reversals(control.reversals);
+  p.set_committed_split(committed_split);
+  p.set_target_split(target_split);
+  p.set_interval_ms(control.interval_ms);
   return p;
 }
 

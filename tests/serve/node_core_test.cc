@@ -466,5 +466,96 @@ TEST(NodeCore, TheControlLoopMovesTheSplitUnlessStaticOrFrozen) {
   EXPECT_NE(oracle.status().message().find("control.policy"), std::string::npos);
 }
 
+TEST(NodeCore, ControlCountsDecisionsAndRecordsEachForTheAuditLog) {
+  FakeClock clock(7'000'000);
+  config::Config config = SmallConfig(1);
+  config.control.policy = "heuristic";
+  config.control.interval_ms = 250;
+  auto core = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(core.ok()) << core.status();
+  ControlStatus status = (*core)->control_status();
+  EXPECT_EQ(status.policy, "heuristic");
+  EXPECT_EQ(status.mode, "heuristic");
+  EXPECT_EQ(status.interval_ms, 250);
+  EXPECT_EQ(status.decisions, 0);
+  EXPECT_FALSE(status.frozen);
+
+  ControlDecision decision;
+  const double moved = (*core)->Control(SettledWindow(0.5, 10000), &decision);
+  EXPECT_TRUE(decision.decided);
+  EXPECT_EQ(decision.time_us, 7'000'000);
+  EXPECT_NEAR(decision.old_target, 0.5, 1e-9);
+  EXPECT_NEAR(decision.new_target, moved, 1e-12);
+  EXPECT_NEAR(decision.new_target, 0.5 + config.control.step, 1e-9);
+  EXPECT_EQ(decision.mode, "heuristic");
+  EXPECT_EQ((*core)->control_status().decisions, 1);
+  // The probe made P99 clearly worse: undone, a reversal, counted in the status.
+  (*core)->Control(SettledWindow(moved, 90000), &decision);
+  EXPECT_NEAR(decision.old_target, moved, 1e-9);
+  EXPECT_NEAR(decision.new_target, 0.5, 1e-9);
+  status = (*core)->control_status();
+  EXPECT_EQ(status.decisions, 2);
+  EXPECT_EQ(status.reversals, 1);
+
+  // Frozen: no decision, nothing counted, the record says so.
+  (*core)->FreezeControl(true);
+  EXPECT_TRUE((*core)->control_status().frozen);
+  (*core)->Control(SettledWindow(0.5, 10000), &decision);
+  EXPECT_FALSE(decision.decided);
+  EXPECT_EQ((*core)->control_status().decisions, 2);
+}
+
+TEST(NodeCore, AnOperatorsSplitFreezesTheControllerUntilResumed) {
+  FakeClock clock(0);
+  config::Config config = SmallConfig(1);
+  config.control.policy = "heuristic";
+  auto core = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(core.ok()) << core.status();
+  EXPECT_NEAR((*core)->OverrideSplit(0.3), 0.3, 1e-6);
+  EXPECT_TRUE((*core)->control_frozen());
+  EXPECT_TRUE((*core)->control_status().frozen);
+  // Whatever the windows say, the operator's split holds.
+  for (int i = 0; i < 5; ++i) {
+    EXPECT_NEAR((*core)->Control(SettledWindow(0.3, 10000 * (i + 1))), 0.3, 1e-6);
+  }
+  EXPECT_EQ((*core)->control_status().decisions, 0);
+  // Resumed: the controller decides from the operator's split.
+  (*core)->FreezeControl(false);
+  EXPECT_NEAR((*core)->Control(SettledWindow(0.3, 10000)), 0.3 + config.control.step, 1e-6);
+  EXPECT_EQ((*core)->control_status().decisions, 1);
+  // A plain SetTargetSplit (not an operator's override) leaves the controller running.
+  (*core)->SetTargetSplit(0.6);
+  EXPECT_FALSE((*core)->control_frozen());
+}
+
+TEST(NodeCore, TheStateFeedCarriesTheControllersStatus) {
+  FakeClock clock(0);
+  config::Config config = SmallConfig(1);
+  config.control.policy = "heuristic";
+  auto core = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(core.ok()) << core.status();
+  std::vector<NodeStateUpdate> updates;
+  (*core)->Subscribe([&updates](const NodeStateUpdate& u) { updates.push_back(u); });
+  (*core)->Control(SettledWindow(0.5, 10000));
+  (*core)->FreezeControl(true);
+  (*core)->Publish(false);
+  ASSERT_EQ(updates.size(), 2u);
+  EXPECT_EQ(updates[0].control.policy, "heuristic");
+  EXPECT_EQ(updates[0].control.decisions, 0);
+  EXPECT_FALSE(updates[0].control.frozen);
+  EXPECT_EQ(updates[1].control.mode, "heuristic");
+  EXPECT_EQ(updates[1].control.decisions, 1);
+  EXPECT_TRUE(updates[1].control.frozen);
+  // Without a controller the mode is "static" and nothing is ever decided.
+  config.control.policy = "static";
+  auto fixed = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(fixed.ok());
+  ControlDecision decision;
+  (*fixed)->Control(SettledWindow(0.5, 10000), &decision);
+  EXPECT_FALSE(decision.decided);
+  EXPECT_EQ((*fixed)->control_status().mode, "static");
+  EXPECT_EQ((*fixed)->control_status().decisions, 0);
+}
+
 }  // namespace
 }  // namespace helm::serve

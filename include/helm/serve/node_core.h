@@ -26,6 +26,7 @@
 #include "helm/common/clock.h"
 #include "helm/common/histogram.h"
 #include "helm/config/config.h"
+#include "helm/control/features.h"
 #include "helm/control/split_controller.h"
 #include "helm/serve/batch_queue.h"
 #include "helm/serve/engine.h"
@@ -79,6 +80,26 @@ struct EmbSummary {
   int64_t resident_rows = 0;
 };
 
+// The split controller as GetStats, the state stream and metrics show it.
+struct ControlStatus {
+  std::string policy;  // control.policy
+  std::string mode;    // the controller's mode() after its last decision; "static" without one
+  bool frozen = false;
+  int64_t decisions = 0;    // Decide calls made (control intervals with a controller, not frozen)
+  int64_t reversals = 0;    // the controller's reversals()
+  int32_t interval_ms = 0;  // control.interval_ms
+};
+
+// One control interval's outcome, for the node's audit log.
+struct ControlDecision {
+  bool decided = false;     // false: no controller (static) or frozen; nothing else is set then
+  int64_t time_us = 0;      // Clock micros of the decision
+  double old_target = 0;    // the pool's target before ...
+  double new_target = 0;    // ... and after (clamped to [r_min, r_max])
+  std::string mode;         // the controller's mode() after deciding
+  std::string detail_json;  // the controller's LastDecisionJson() (may be empty)
+};
+
 // One message of the node's state stream (helm.v1.NodeState without the wire).
 struct NodeStateUpdate {
   std::string node_id;
@@ -92,7 +113,14 @@ struct NodeStateUpdate {
   std::vector<kv::ResidencyEvent> kv_events;
   int64_t kv_resident_users = 0;
   std::optional<EmbSummary> emb_summary;  // set when rebuilt (always in a snapshot)
+  ControlStatus control;
 };
+
+// The scales the learned controller's features are normalised by (control/features.h), from a
+// node's config: control.slo_ms, pool.bytes, the EMB row and K/V token sizes of the model, the
+// emulated PCIe rate (pool.pcie_emulation_gbps; 25 GB/s when 0) and node.queue_capacity.
+// InvalidArgument naming the key when the model's dims cannot be derived.
+absl::StatusOr<control::FeatureScales> FeatureScalesForConfig(const config::Config& config);
 
 class NodeCore {
  public:
@@ -127,21 +155,35 @@ class NodeCore {
 
   // ---- Split control ----------------------------------------------------------------------
   // Sets the target EMB share of the pool (clamped to [r_min, r_max]; returned). Nothing moves
-  // until StepResize.
+  // until StepResize. Leaves the controller as it is (its next decision may move the target).
   double SetTargetSplit(double emb_share);
+  // An operator's split: freezes the controller and sets the target (as SetTargetSplit), both
+  // under the control lock, so that a decision being made meanwhile cannot overwrite it. The
+  // controller stays frozen until FreezeControl(false).
+  double OverrideSplit(double emb_share);
   // One bounded resize step (pool.max_step_bytes of content at most); also runs the background
   // EMB prefetch when no move is pending.
   pool::StepResult StepResize();
-  // The node's control loop, once per statistics window: the configured split controller
-  // (control.policy "heuristic"; none under "static", where only SetTargetSplit moves the split)
-  // decides the next target from the window just closed, unless frozen. Returns the target split
-  // after the decision. Thread-compatible: one control loop calls it.
-  double Control(const StatsWindow& window);
+  // The node's control loop, once per statistics window (control.interval_ms): the configured
+  // split controller (control.policy "heuristic", "ppo", ...; none under "static", where only
+  // SetTargetSplit moves the split) decides the next target from the window just closed, unless
+  // frozen, and the decision is counted. Returns the target split after the decision; fills
+  // `decision` (when not null) for the audit log. One control loop calls it; it is thread-safe
+  // against every other method.
+  double Control(const StatsWindow& window, ControlDecision* decision = nullptr);
   // A frozen controller decides nothing until unfrozen (an operator's SetTargetSplit still works).
-  void FreezeControl(bool frozen) { control_frozen_.store(frozen, std::memory_order_relaxed); }
+  // Takes the control lock: once it returns, no decision made before it lands afterwards.
+  void FreezeControl(bool frozen);
   bool control_frozen() const { return control_frozen_.load(std::memory_order_relaxed); }
-  // The configured controller (null under "static").
+  // Policy, mode, frozen, decisions and reversals (as of the last decision).
+  ControlStatus control_status() const;
+  // The configured controller (null under "static"). Thread-compatible: only for the control
+  // loop's thread (or when no control loop runs); others read control_status().
   const control::SplitController* controller() const { return controller_.get(); }
+  // Replaces the controller (null: none, as under "static"), e.g. the trainer's sampling
+  // controller in the simulator (sim/simulator.h SimulatorHooks::controller). Takes the control
+  // lock; the next Control call uses it.
+  void SetController(std::unique_ptr<control::SplitController> controller);
 
   // ---- Statistics -------------------------------------------------------------------------
   // Closes the current statistics window at the clock's now, starts the next, and returns the
@@ -179,8 +221,12 @@ class NodeCore {
   const config::Config config_;
   Clock* const clock_;
   std::unique_ptr<Engine> engine_;
-  std::unique_ptr<control::SplitController> controller_;
-  std::atomic<bool> control_frozen_{false};
+  // The control lock: a decision (Decide and SetTarget) against an operator's override or freeze;
+  // also guards the status read by others.
+  mutable absl::Mutex control_mu_;
+  std::unique_ptr<control::SplitController> controller_;  // decides under control_mu_
+  std::atomic<bool> control_frozen_{false};               // written under control_mu_
+  ControlStatus control_status_ ABSL_GUARDED_BY(control_mu_);
   BatchQueue queue_;
   std::atomic<bool> draining_{false};
   std::atomic<int> computing_{0};

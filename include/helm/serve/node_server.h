@@ -5,14 +5,18 @@
 // (RESOURCE_EXHAUSTED when the queue is full) -> a worker takes the batch and runs it
 // (DEADLINE_EXCEEDED without computing when the deadline passed before compute) -> reply with
 // ServingInfo filled.
-// Node: WatchState streams the core's state feed (a snapshot then deltas: load, split, KV
-// residency events, and the EMB Bloom summary when rebuilt) every node.state_publish_interval_ms;
-// GetStats, SetSplit, Drain. SetSplit and Drain are admin calls: grpc.admin decides who may make
-// them (rpc/admin_auth.h); a refused call changes nothing.
+// Node: WatchState streams the core's state feed (a snapshot then deltas: load, split, the
+// controller's status, KV residency events, and the EMB Bloom summary when rebuilt) every
+// node.state_publish_interval_ms; GetStats, SetSplit, Drain, GetControl, SetControlFrozen.
+// SetSplit, Drain and SetControlFrozen are admin calls: grpc.admin decides who may make them
+// (rpc/admin_auth.h); a refused call changes nothing. A SetSplit freezes the split controller
+// (NodeCore::OverrideSplit) until SetControlFrozen(false) resumes it.
 //
 // Threads: node.workers workers (each pulls batches from the core's queue and sleeps until the next
-// one is ready), the publisher (state feed, statistics window) and the resizer (runs pool resize
-// steps while a move is pending, so refill never sits on a request's path).
+// one is ready), the publisher (state feed), the control thread (every control.interval_ms: closes
+// the statistics window, runs the split controller on it, writes the audit log line, wakes the
+// resizer when the target moved) and the resizer (runs pool resize steps while a move is pending,
+// so refill never sits on a request's path).
 //
 // Thread-safety: all methods are thread-safe.
 #pragma once
@@ -29,6 +33,7 @@
 #include "helm/metrics/registry.h"
 #include "helm/rpc/admin_auth.h"
 #include "helm/rpc/server.h"
+#include "helm/serve/audit_log.h"
 #include "helm/serve/batch_workers.h"
 #include "helm/serve/node_core.h"
 #include "helm/v1/node.grpc.pb.h"
@@ -39,7 +44,8 @@ namespace helm::serve {
 class NodeServer {
  public:
   // Builds the core and one worker per node.workers, starts the threads. InvalidArgument naming
-  // grpc.admin.token_file when that file cannot be read.
+  // grpc.admin.token_file when that file cannot be read, or control.audit_log when that file
+  // cannot be opened for appending.
   static absl::StatusOr<std::unique_ptr<NodeServer>> Create(const config::Config& config,
                                                             Clock* clock = Clock::Real());
   ~NodeServer();
@@ -63,6 +69,8 @@ class NodeServer {
   NodeCore& core() { return *core_; }
   Engine& engine() { return core_->engine(); }
   v1::NodeStats Stats() const;
+  // The split controller's status with the pool's splits (GetControl, GetStats).
+  v1::ControlStatus ControlStatusProto() const;
   // Rank calls whose client cancelled them (or whose deadline passed) before the reply; those
   // still queued then are answered CANCELLED without being computed.
   int64_t cancelled_calls() const { return cancelled_calls_.load(std::memory_order_relaxed); }
@@ -75,6 +83,7 @@ class NodeServer {
 
   NodeServer(const config::Config& config, Clock* clock);
   void PublisherLoop();
+  void ControlLoop();
   void ResizerLoop();
   void Subscribe(StateStream* stream);
   void Unsubscribe(StateStream* stream);
@@ -86,8 +95,10 @@ class NodeServer {
   std::unique_ptr<BatchWorkers> workers_;
   std::unique_ptr<RecommenderService> recommender_;
   std::unique_ptr<NodeService> node_service_;
-  // Who may call SetSplit and Drain (config grpc.admin).
+  // Who may call SetSplit, Drain and SetControlFrozen (config grpc.admin).
   std::unique_ptr<rpc::AdminAuthorizer> admin_;
+  // control.audit_log (null: off); written by the control thread only.
+  std::unique_ptr<ControlAuditLog> audit_;
   rpc::Drainer drainer_;
   std::atomic<uint64_t> request_counter_{0};
   std::atomic<int64_t> cancelled_calls_{0};
@@ -104,12 +115,15 @@ class NodeServer {
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   bool resize_pending_ ABSL_GUARDED_BY(mu_) = false;
   std::thread publisher_;
+  std::thread control_;
   std::thread resizer_;
 };
 
 // Wire forms of the core's values (the one place protos are converted).
 v1::NodeLoad ToProto(const NodeLoad& load);
 v1::NodeState ToProto(const NodeStateUpdate& state);
+v1::ControlStatus ToProto(const ControlStatus& control, double committed_split,
+                          double target_split);
 // Cumulative counters (or a window's deltas) as helm.v1.CacheStats.
 v1::CacheStats ToProto(const emb::EmbStats& emb, const kv::KvStats& kv, const pool::PoolStats& pool,
                        int64_t pending_bytes, double split);
