@@ -39,6 +39,9 @@ struct StatsWindow {
   double committed_split = 0;           // at the window's end
   double target_split = 0;              // at the window's end
   int64_t pending_migration_bytes = 0;  // at the window's end (PoolSnapshot::pending_bytes)
+  // One chunk's share of the pool (1 / chunks; 0: unknown). The committed split moves in whole
+  // chunks, so a settled pool's committed split may differ from its target by up to this much.
+  double chunk_share = 0;
 
   double seconds() const { return end_us > start_us ? (end_us - start_us) / 1e6 : 0.0; }
   double arrival_rate_per_s() const;
