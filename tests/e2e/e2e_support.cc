@@ -103,7 +103,7 @@ std::vector<std::string> ReflectedServices(const std::shared_ptr<grpc::Channel>&
   return names;
 }
 
-std::string ClusterConfig(const std::string& node_section) {
+std::string ClusterConfig(const std::string& node_section, const std::string& router_keys) {
   return absl::StrCat("log:\n  level: warn\nnode:\n", node_section, R"(pool:
   bytes: 16MiB
   chunk_bytes: 512KiB
@@ -114,7 +114,8 @@ emb:
 router:
   health_check_interval_ms: 200
   failures_to_eject: 2
-)");
+)",
+                      router_keys);
 }
 
 }  // namespace helm::e2e

@@ -27,8 +27,10 @@ inline constexpr char kDefaultNode[] = R"(  workers: 1
 
 // A small cluster's YAML config: warn-level logs, `node_section` (indented keys of `node:`), a
 // 16 MiB pool of 512 KiB chunks split 0.5, kNumItems items, and a router that health-checks every
-// 200 ms and ejects after 2 failures.
-std::string ClusterConfig(const std::string& node_section = kDefaultNode);
+// 200 ms and ejects after 2 failures, plus `router_keys` (indented keys of `router:`). The router
+// section comes last, so a caller may append top-level sections (grpc:, control:).
+std::string ClusterConfig(const std::string& node_section = kDefaultNode,
+                          const std::string& router_keys = "");
 
 // Directory of the built executables: $HELM_BIN_DIR (set by CTest), else "build/bin".
 std::string BinDir();
