@@ -26,7 +26,7 @@
 //   - Exploration is bounded and safe: |u| <= bound always, every change still passes recovery and
 //     the safety gate (max_move, [r_min, r_max], hysteresis), and only half of the windows carry a
 //     probe.
-// Parameters (control.adapter_*): step 0.02, bound 0.05, probe 0.02, block_windows 8.
+// Parameters (control.adapter_*): step 0.05, bound 0.05, probe 0.02, block_windows 8.
 //
 // Freeze() keeps c and stops probing and learning (u = c); Reset() sets c to 0 and restarts the
 // cycle. Thread-compatible: one control loop calls it.
@@ -37,7 +37,7 @@
 namespace helm::control {
 
 struct AdapterOptions {
-  double step = 0.02;         // largest change of c per cycle (split units)
+  double step = 0.05;         // largest change of c per cycle (split units)
   double bound = 0.05;        // trust bound: |u| <= bound (split units)
   double probe = 0.02;        // probe offset (split units); REQUIRES: > 0
   int32_t block_windows = 8;  // windows per block; REQUIRES: >= 2

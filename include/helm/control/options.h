@@ -47,7 +47,7 @@ struct ControlOptions {
   // probe block lasts adapter_block_windows windows (more than hold_windows, so a probe can turn
   // the split round).
   bool adapter = true;
-  double adapter_step = 0.02;
+  double adapter_step = 0.05;
   double adapter_bound = 0.05;
   double adapter_probe = 0.02;
   int32_t adapter_block_windows = 8;
