@@ -165,7 +165,7 @@ class NodeCore {
   // EMB prefetch when no move is pending.
   pool::StepResult StepResize();
   // The node's control loop, once per statistics window (control.interval_ms): the configured
-  // split controller (control.policy "heuristic", "ppo", ...; none under "static", where only
+  // split controller (control.policy "heuristic", "helm", ...; none under "static", where only
   // SetTargetSplit moves the split) decides the next target from the window just closed, unless
   // frozen, and the decision is counted. Returns the target split after the decision; fills
   // `decision` (when not null) for the audit log. One control loop calls it; it is thread-safe
