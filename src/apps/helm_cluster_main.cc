@@ -67,6 +67,9 @@ int main(int argc, char** argv) {
   options.policy = config.router.policy;
   options.start_timeout = absl::Milliseconds(config.cluster.start_timeout_ms);
   options.extra_node_args = node_args;
+  // The processes serve TLS when the config says so (they read the same grpc.tls section); the
+  // launcher's health checks then connect as their clients do.
+  options.security = helm::app::ClientSecurityOrExit(config);
   if (!flags.log_level.empty()) {
     options.extra_node_args.insert(options.extra_node_args.end(), {"--log-level", flags.log_level});
     options.extra_router_args = {"--log-level", flags.log_level};

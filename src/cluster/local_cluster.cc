@@ -6,8 +6,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 #include "helm/common/logging.h"
 #include "spdlog/spdlog.h"
 
@@ -29,9 +27,9 @@ absl::StatusOr<int> WaitListening(Subprocess* process, const std::string& name,
 
 }  // namespace
 
-bool WaitServing(const std::string& address, absl::Duration timeout) {
-  auto stub = grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(address, grpc::InsecureChannelCredentials()));
+bool WaitServing(const std::string& address, absl::Duration timeout,
+                 const rpc::ChannelSecurity& security) {
+  auto stub = grpc::health::v1::Health::NewStub(rpc::CreateChannel(address, security));
   const absl::Time deadline = absl::Now() + timeout;
   while (absl::Now() < deadline) {
     grpc::ClientContext context;
@@ -79,13 +77,13 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
   }
   for (int i = 0; i < options.num_nodes; ++i) {
     const std::string id = absl::StrCat("node-", i);
-    absl::StatusOr<int> port = WaitListening(cluster->nodes_[i].get(), id, cluster->LogPath(id),
-                                             options.start_timeout);
+    absl::StatusOr<int> port =
+        WaitListening(cluster->nodes_[i].get(), id, cluster->LogPath(id), options.start_timeout);
     if (!port.ok()) return port.status();
     const std::string address = absl::StrCat("127.0.0.1:", *port);
-    if (!WaitServing(address, options.start_timeout)) {
-      return absl::UnavailableError(absl::StrCat(id, " at ", address, " did not become SERVING; see ",
-                                                 cluster->LogPath(id)));
+    if (!WaitServing(address, options.start_timeout, options.security)) {
+      return absl::UnavailableError(
+          absl::StrCat(id, " at ", address, " did not become SERVING; see ", cluster->LogPath(id)));
     }
     cluster->node_addresses_.push_back(address);
   }
@@ -106,9 +104,9 @@ absl::StatusOr<std::unique_ptr<LocalCluster>> LocalCluster::Start(
                                            cluster->LogPath("router"), options.start_timeout);
   if (!port.ok()) return port.status();
   cluster->router_address_ = absl::StrCat("127.0.0.1:", *port);
-  if (!WaitServing(cluster->router_address_, options.start_timeout)) {
-    return absl::UnavailableError(absl::StrCat("router did not become SERVING; see ",
-                                               cluster->LogPath("router")));
+  if (!WaitServing(cluster->router_address_, options.start_timeout, options.security)) {
+    return absl::UnavailableError(
+        absl::StrCat("router did not become SERVING; see ", cluster->LogPath("router")));
   }
   return cluster;
 }

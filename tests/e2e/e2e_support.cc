@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -116,6 +117,41 @@ router:
   failures_to_eject: 2
 )",
                       router_keys);
+}
+
+std::string MakeTestCertificates(const TempDir& dir) {
+  // `leaf NAME CN CA EXT` makes NAME.key / NAME.pem signed by CA with the extensions EXT.
+  const std::string script = absl::StrCat(
+      "set -e\ncd '", dir.path(), "'\n",
+      "ec='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes'\n"
+      "ca() { openssl req -x509 $ec -keyout $1.key -out $1.pem -days 2 -subj \"/CN=$2\"; }\n"
+      "leaf() {\n"
+      "  openssl req $ec -keyout $1.key -out $1.csr -subj \"/CN=$2\"\n"
+      "  printf '%b' \"$4\" > $1.ext\n"
+      "  openssl x509 -req -in $1.csr -CA $3.pem -CAkey $3.key -CAcreateserial -CAserial $1.srl "
+      "-days 2 -extfile $1.ext -out $1.pem\n"
+      "}\n"
+      "ca ca helm-test-ca\n"
+      "ca other_ca helm-other-ca\n"
+      "leaf server helm-node ca "
+      "'subjectAltName=IP:127.0.0.1,DNS:localhost\\nextendedKeyUsage=serverAuth,clientAuth'\n"
+      "leaf client helm-client ca 'extendedKeyUsage=clientAuth'\n");
+  dir.Write("make_certs.sh", script);
+  const std::string log = dir.path() + "/openssl.log";
+  const int rc =
+      std::system(absl::StrCat("sh '", dir.path(), "/make_certs.sh' > '", log, "' 2>&1").c_str());
+  if (rc == 0) return "";
+  std::ifstream in(log);
+  return absl::StrCat("openssl failed (status ", rc, "):\n",
+                      std::string(std::istreambuf_iterator<char>(in), {}));
+}
+
+std::string TlsSection(const TempDir& dir, bool require_client_cert) {
+  const std::string& d = dir.path();
+  return absl::StrCat("grpc:\n  tls:\n    cert_file: ", d, "/server.pem\n    key_file: ", d,
+                      "/server.key\n    ca_file: ", d,
+                      "/ca.pem\n    require_client_cert: ", require_client_cert ? "true" : "false",
+                      "\n");
 }
 
 }  // namespace helm::e2e

@@ -48,6 +48,18 @@ class TempDir {
   std::string path_;
 };
 
+// Throw-away certificates for TLS tests, made with openssl (EC P-256, valid 2 days) in `dir`:
+// ca.pem / ca.key (the test CA); server.pem / server.key (CN helm-node, SANs IP:127.0.0.1 and
+// DNS:localhost, usable as server and as client: the certificate a local cluster's processes
+// share); client.pem / client.key (CN helm-client, a client certificate of the same CA); and
+// other_ca.pem (an unrelated CA). Returns "" on success, else what failed with openssl's output.
+std::string MakeTestCertificates(const TempDir& dir);
+
+// A top-level `grpc:` section (to append to ClusterConfig's text) with TLS from the certificates
+// MakeTestCertificates left in `dir`: every process serves server.pem, verifies peers with ca.pem,
+// and presents server.pem as a client; mTLS when `require_client_cert`.
+std::string TlsSection(const TempDir& dir, bool require_client_cert);
+
 struct Server {
   std::unique_ptr<Subprocess> process;
   int port = 0;

@@ -1,6 +1,8 @@
 // A local cluster: a router and N node processes on 127.0.0.1, started from build/bin and stopped
 // cleanly (router first, so that it drains, then the nodes). Used by helm-cluster (make run, make
-// serve, make bench-cluster) and by multi-process tests.
+// serve, make bench-cluster) and by multi-process tests. Under TLS (grpc.tls in the config the
+// processes are given) the launcher's own health checks use `security`, the credentials of a
+// client of those processes.
 //
 // Not thread-safe: one owner starts and stops it.
 #pragma once
@@ -12,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "helm/common/subprocess.h"
+#include "helm/rpc/security.h"
 
 namespace helm::cluster {
 
@@ -30,6 +33,10 @@ struct LocalClusterOptions {
   absl::Duration start_timeout = absl::Seconds(30);
   std::vector<std::string> extra_node_args;
   std::vector<std::string> extra_router_args;
+  // How the launcher's health checks reach the processes: plaintext by default; under grpc.tls,
+  // its client side (app::ClientSecurityOrExit of the same config: the CA, and under mTLS a
+  // client certificate).
+  rpc::ChannelSecurity security;
 };
 
 class LocalCluster {
@@ -59,7 +66,9 @@ class LocalCluster {
   std::string router_address_;
 };
 
-// Waits until grpc.health.v1 at `address` answers SERVING; false after `timeout`.
-bool WaitServing(const std::string& address, absl::Duration timeout);
+// Waits until grpc.health.v1 at `address` (reached with `security`) answers SERVING; false after
+// `timeout`.
+bool WaitServing(const std::string& address, absl::Duration timeout,
+                 const rpc::ChannelSecurity& security = {});
 
 }  // namespace helm::cluster
