@@ -57,6 +57,7 @@ void Recovery::ObserveBurst(const serve::StatsWindow& w, bool p99_valid, double 
   const size_t short_n = std::min<size_t>(rates_.size(), o_.short_windows);
   const double short_sum = std::accumulate(rates_.end() - short_n, rates_.end(), 0.0);
   const double short_mean = short_sum / short_n;
+  short_rate_ = short_mean;
   const double long_mean = std::accumulate(rates_.begin(), rates_.end(), 0.0) / rates_.size();
   ratio_ = long_mean > 0 ? short_mean / long_mean : 1.0;
   const double mean = std::max(rate_cusum_.mean, 0.0);
@@ -111,7 +112,7 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
   }
   if (std::abs(target - last_target_) > 1e-6) {  // the target moved at this window's start
     held_ = 0;
-    held_sum_ = 0;
+    held_sum_ = held_rate_sum_ = 0;
     if (!rolling_back_ && !watching_ && have_stable_p99_ &&
         std::abs(target - stable_split_) > 1e-6) {
       watching_ = true;
@@ -129,13 +130,18 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
   if (!settled || !p99_valid || rolling_back_) return;
   if (in_burst_) {  // a burst's P99 says nothing about the split
     held_ = 0;
-    held_sum_ = 0;
+    held_sum_ = held_rate_sum_ = 0;
     return;
   }
   const double margin = std::log1p(o_.rollback_margin);
+  const double rate = w.requests.arrivals / std::max(w.seconds(), 1e-6);
   if (watching_) {
     ++watched_;
-    const bool rising = log_p99 > stable_log_p99_ + margin && log_p99 >= previous_log_p99_ - margin;
+    // P99 rising with the load is the load's doing: only a window whose short-window mean rate is
+    // within the margin of the stable split's can blame the move.
+    const bool same_load = short_rate_ <= stable_rate_ * (1 + o_.rollback_margin);
+    const bool rising =
+        same_load && log_p99 > stable_log_p99_ + margin && log_p99 >= previous_log_p99_ - margin;
     rising_ = rising ? rising_ + 1 : 0;
     previous_log_p99_ = log_p99;
     if (rising_ >= o_.rollback_windows && std::abs(target - stable_split_) > 1e-6) {
@@ -149,7 +155,7 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
     }
     if (rising) {
       held_ = 0;
-      held_sum_ = 0;
+      held_sum_ = held_rate_sum_ = 0;
       return;
     }
     // A move whose P99 has not kept rising for twice the rollback windows is accepted.
@@ -157,9 +163,11 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
   }
   ++held_;
   held_sum_ += log_p99;
+  held_rate_sum_ += rate;
   if (held_ >= o_.rollback_windows) {
     stable_split_ = target;
     stable_log_p99_ = held_sum_ / held_;
+    stable_rate_ = held_rate_sum_ / held_;
     have_stable_p99_ = true;
     watching_ = false;
   }

@@ -24,12 +24,13 @@
 // Rollback: the stable split is one held for rollback_windows settled windows (no move in flight,
 // enough answers, no burst) whose P99 did not rise; its P99 is their mean (in log). After the
 // target moves away from it, each settled window whose P99 is above the stable P99 by more than
-// rollback_margin, and not below the previous window's by more than that margin, counts as rising;
-// rollback_windows of them in a row undo the move: the target goes back to the stable split
-// (capped per window by the safety gate, whose hysteresis does not refuse an undo), and then, for
-// long_windows windows, changes in the undone direction are refused. A move whose P99 has not kept
-// rising within 2 x rollback_windows settled windows is kept. A burst ends the watch: the rise
-// is the burst's doing, not the move's.
+// rollback_margin, and not below the previous window's by more than that margin, counts as rising
+// if the mean arrival rate over the short window is within the margin of the stable split's (P99
+// rising with the load is the load's doing); rollback_windows of them in a row undo the move:
+// the target goes back to the stable split (capped per window by the safety gate, whose hysteresis
+// does not refuse an undo), and then, for long_windows windows, changes in the undone direction are
+// refused. A move whose P99 has not kept rising within 2 x rollback_windows settled windows is
+// kept. A burst ends the watch: the rise is the burst's doing, not the move's.
 //
 // Thread-compatible: one control loop calls Filter once per window.
 #pragma once
@@ -101,6 +102,7 @@ class Recovery {
   std::deque<double> rates_;
   int64_t windows_ = 0;
   double ratio_ = 1;
+  double short_rate_ = 0;  // mean arrivals/s over the last short_windows windows
   Cusum rate_cusum_, p99_cusum_;
   double s_rate_ = 0, s_p99_ = 0;
   bool in_burst_ = false;
@@ -112,9 +114,11 @@ class Recovery {
   double last_target_ = 0;
   double stable_split_ = 0;
   double stable_log_p99_ = 0;
+  double stable_rate_ = 0;  // arrivals/s over the stable split's held windows
   bool have_stable_p99_ = false;
-  int32_t held_ = 0;  // settled windows with a P99 since the target last moved
-  double held_sum_ = 0;
+  int32_t held_ = 0;          // settled windows with a P99 since the target last moved
+  double held_sum_ = 0;       // of log P99
+  double held_rate_sum_ = 0;  // of arrivals/s
   bool watching_ = false;
   int32_t watched_ = 0;  // settled windows judged since the move
   int32_t rising_ = 0;
