@@ -173,6 +173,21 @@ TEST(Recovery, KeepsAGoodMoveAndMakesItTheStableSplit) {
   EXPECT_DOUBLE_EQ(r.stable_split(), 0.6);
 }
 
+TEST(Recovery, P99RisingWithTheLoadIsNotBlamedOnTheMove) {
+  RecoveryOptions o;
+  Recovery r(o);
+  for (int i = 0; i < 20; ++i) r.Observe(Window(0.5, 1000, 10'000));
+  // A move, then 30% more load (no burst: the rate ratio stays under 1.5) and P99 climbing.
+  double p99 = 10'000;
+  for (int i = 0; i < 10; ++i) {
+    p99 *= 1.2;
+    r.Observe(Window(0.6, 1300, p99));
+    EXPECT_EQ(r.Filter(0.6, 0).mode, RecoveryMode::kNormal) << "window " << i;
+  }
+  EXPECT_EQ(r.rollbacks(), 0);
+  EXPECT_EQ(r.bursts(), 0);
+}
+
 TEST(Recovery, P99RisingUnderABurstIsNotBlamedOnTheMove) {
   RecoveryOptions o;
   Recovery r(o);
