@@ -41,6 +41,7 @@ HelmController::HelmController(Policy base, const FeatureScales& scales,
       logits_(base_.actions.size()) {
   if (options.adapter) adapter_.emplace(AdapterOptionsFrom(options));
   if (options.recovery) recovery_.emplace(RecoveryOptionsFrom(options));
+  last_.mode = "base";  // before the first decision
 }
 
 double HelmController::Decide(const serve::StatsWindow& w) {

@@ -165,6 +165,7 @@ TEST(HelmController, RollsBackABadMoveEvenWithinTheHysteresisHold) {
 TEST(HelmController, LastDecisionJsonCarriesEveryLayer) {
   HelmController helm(UpOnAFullQueue(), Scales(), Options(true, true), 0.1, 0.9);
   EXPECT_EQ(helm.LastDecisionJson(), "");
+  EXPECT_EQ(helm.mode(), "base");
   helm.Decide(Window(0.5, 1000, 10'000));
   helm.Decide(Window(0.5, 1000, 100'000, 100));
   const nlohmann::json j = nlohmann::json::parse(helm.LastDecisionJson());
