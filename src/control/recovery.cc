@@ -49,7 +49,8 @@ double Recovery::Cusum::Observe(double x, double floor, const RecoveryOptions& o
 }
 
 void Recovery::ObserveBurst(const serve::StatsWindow& w, bool p99_valid, double log_p99) {
-  const double seconds = std::max(w.seconds(), 1e-6);
+  if (w.seconds() <= 0) return;  // an empty window has no rate
+  const double seconds = w.seconds();
   const double rate = w.requests.arrivals / seconds;
   rates_.push_back(rate);
   if (rates_.size() > static_cast<size_t>(o_.long_windows)) rates_.pop_front();
