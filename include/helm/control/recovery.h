@@ -32,7 +32,7 @@
 // refused. A move whose P99 has not kept rising within 2 x rollback_windows settled windows is
 // kept. A burst ends the watch: the rise is the burst's doing, not the move's.
 //
-// Thread-compatible: one control loop calls Filter once per window.
+// Thread-compatible: one control loop calls Observe, then Filter, once per window.
 #pragma once
 
 #include <cstdint>
