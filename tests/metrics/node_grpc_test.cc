@@ -298,5 +298,26 @@ TEST(NodeMetrics, MetricsOverHttpCountTheRequestsServed) {
   EXPECT_EQ(client.Get("/other")->status, 404);
 }
 
+TEST(NodeMetrics, TheSplitControllersDecisionsFreezeAndModeAreExported) {
+  FakeClock clock(1'000'000);
+  config::Config config = SmallConfig(/*max_batch=*/1, /*max_batch_wait_us=*/0);
+  config.control.policy = "heuristic";
+  config.control.interval_ms = 3'600'000;  // the control thread stays out of the way
+  TestNode t(config, &clock);
+  ASSERT_NE(t.node, nullptr);
+  StatsWindow settled;
+  settled.committed_split = settled.target_split = 0.5;
+  settled.requests.completions = 500;
+  settled.latency_us.RecordN(10'000, 500);
+  t.node->core().Control(settled);
+  t.node->core().FreezeControl(true);
+  const std::string text = t.registry.Render();
+  EXPECT_NE(text.find("helm_control_decisions_total 1\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("helm_control_reversals_total 0\n"), std::string::npos);
+  EXPECT_NE(text.find("helm_control_frozen 1\n"), std::string::npos);
+  EXPECT_NE(text.find("helm_control_mode{policy=\"heuristic\",mode=\"heuristic\"} 1\n"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace helm::serve
