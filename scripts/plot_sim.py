@@ -9,13 +9,20 @@ hit ratio and the EMB hit rate per second.
 A split sweep (sweep.csv): one panel per profile x scale, P99 against the static split, one line
 per regime, with each regime's heuristic and oracle P99 as dashed and dotted lines.
 
+The paper's table (--paper-dir DIR: the cells/<cell>__<row>-windows.csv that helm-sim writes with
+simulator.paper_table): one panel per cell, the split over time (mean target over nodes per window)
+of every adaptive row against the oracle's, and the global static split as a flat line.
+
 Needs matplotlib (Debian: python3-matplotlib, for /usr/bin/python3). Usage:
   /usr/bin/python3 scripts/plot_sim.py --csv out/sim/timeseries.csv --out out/sim/plot.png
   /usr/bin/python3 scripts/plot_sim.py --csv out/sim/sweep.csv --out out/sim/sweep.png
+  /usr/bin/python3 scripts/plot_sim.py --paper-dir out/sim/paper-table --global-split 0.5 \
+      --out out/sim/paper-table/paper-splits.png
 """
 
 import argparse
 import csv
+import glob
 import os
 
 import matplotlib
@@ -91,11 +98,48 @@ def plot_sweep(rows, out):
     fig.savefig(out, dpi=90)
 
 
+def plot_paper(directory, global_split, out):
+    cells = {}
+    for path in sorted(glob.glob(os.path.join(directory, "cells", "*-windows.csv"))):
+        cell, row = os.path.basename(path)[: -len("-windows.csv")].split("__")
+        cells.setdefault(cell, {})[row] = read(path)
+    if not cells:
+        raise SystemExit("no cells/*-windows.csv under " + directory)
+    n = len(cells)
+    cols = min(3, n)
+    rows_n = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows_n, cols, figsize=(5 * cols, 3.2 * rows_n), squeeze=False)
+    for ax, (cell, runs) in zip(axes.flat, sorted(cells.items())):
+        for row, windows in sorted(runs.items()):
+            targets = [k for k in windows[0] if k.startswith("target_")]
+            t = [float(w["end_s"]) for w in windows]
+            mean = [sum(float(w[k]) for k in targets) / len(targets) for w in windows]
+            style = {"color": "black", "linewidth": 2.0} if row == "oracle" else {"linewidth": 1.2}
+            ax.plot(t, mean, label=row, **style)
+        ax.axhline(global_split, color="gray", linestyle=":", label="static-global")
+        ax.set_title(cell, fontsize=9)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("simulated s")
+        ax.set_ylabel("EMB share (mean over nodes)")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--csv", required=True)
+    parser.add_argument("--csv")
+    parser.add_argument("--paper-dir")
+    parser.add_argument("--global-split", type=float, default=0.5)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
+    if args.paper_dir:
+        plot_paper(args.paper_dir, args.global_split, args.out)
+        return
+    if not args.csv:
+        parser.error("--csv or --paper-dir is required")
     rows = read(args.csv)
     if "profile" in rows[0]:
         plot_sweep(rows, args.out)

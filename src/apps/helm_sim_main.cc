@@ -3,14 +3,18 @@
 // on one thread, over the config's workload, and reports P50/P99/P99.9, SLO attainment, goodput,
 // throughput, hit ratios and each node's split. Writes summary.json, timeseries.csv, windows.csv
 // and plot.png to --out. With simulator.sweep_profiles set it runs the split sweep instead
-// (sim/sweep.h) and writes sweep.csv and sweep.png. Bad configs stop at start with exit status 2,
-// naming the key.
+// (sim/sweep.h) and writes sweep.csv and sweep.png; with simulator.paper_table also the paper's
+// table (sim/paper_table.h: paper-table.md, .json, paper-splits.png). Bad configs stop at start
+// with exit status 2, naming the key.
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/str_format.h"
 #include "apps/app.h"
 #include "bench/report.h"
+#include "helm/sim/paper_table.h"
 #include "helm/sim/simulator.h"
 #include "helm/sim/sweep.h"
 #include "spdlog/spdlog.h"
@@ -28,12 +32,53 @@ void Plot(const std::string& python, const std::string& script, const std::strin
   }
 }
 
+// The paper's table of a finished sweep: paper-table.md and .json, the headline figures, and the
+// plot of each cell's split over time under helm against the oracle (the windows CSVs written as
+// the runs finished).
+int ReportPaperTable(const std::vector<helm::sim::SweepCell>& cells, const std::string& out_dir,
+                     const std::string& python, const std::string& script) {
+  auto table = helm::sim::MakePaperTable(cells);
+  if (!table.ok()) {
+    std::fprintf(stderr, "helm-sim: %s\n", std::string(table.status().message()).c_str());
+    return 1;
+  }
+  const std::string markdown = helm::sim::PaperTableMarkdown(*table);
+  std::printf("\n%s\n", markdown.c_str());
+  std::ofstream(out_dir + "/paper-table.md") << markdown;
+  std::ofstream(out_dir + "/paper-table.json") << helm::sim::PaperTableJson(*table) << "\n";
+  std::printf("files: %s/paper-table.md, %s/paper-table.json\n", out_dir.c_str(), out_dir.c_str());
+  if (!python.empty()) {
+    const std::string png = out_dir + "/paper-splits.png";
+    const std::string plot = python + " " + script + " --paper-dir " + out_dir +
+                             " --global-split " + std::to_string(table->global_split) + " --out " +
+                             png;
+    if (std::system(plot.c_str()) == 0) std::printf("plot: %s\n", png.c_str());
+  }
+  for (const auto& [name, value] : table->headlines) {
+    std::printf("HELM_RESULT %s %.4f\n", name.c_str(), value);
+  }
+  return 0;
+}
+
 int RunSweep(const helm::config::Config& config, const std::string& out_dir,
              const std::string& python, const std::string& script) {
-  auto cells = helm::sim::RunSweep(
-      config, {.progress = [](int cell, int cells, const std::string& what) {
-        std::fprintf(stderr, "\r[cell %d/%d] %-16s", cell + 1, cells, what.c_str());
-      }});
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir + "/cells", ec);
+  helm::sim::SweepHooks hooks;
+  hooks.progress = [](int cell, int cells, const std::string& what) {
+    std::fprintf(stderr, "\r[cell %d/%d] %-16s", cell + 1, cells, what.c_str());
+  };
+  if (config.simulator.paper_table) {
+    // The split over time of the adaptive rows, for the plot against the oracle.
+    hooks.result = [&](const helm::sim::SweepCell& cell, const helm::sim::SweepRun& run,
+                       const helm::sim::SimResult& result) {
+      if (run.controller == "static") return;
+      std::ofstream(absl::StrFormat("%s/cells/%s-%s-%g__%s-windows.csv", out_dir, cell.profile,
+                                    cell.regime, cell.scale, run.controller))
+          << helm::sim::WindowsCsv(result);
+    };
+  }
+  auto cells = helm::sim::RunSweep(config, hooks);
   std::fprintf(stderr, "\n");
   if (!cells.ok()) {
     std::fprintf(stderr, "helm-sim: %s\n", std::string(cells.status().message()).c_str());
@@ -58,8 +103,6 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
         best->p99_ms, heuristic ? heuristic->p99_ms : 0, ratio,
         heuristic ? heuristic->tracking_error : -1, oracle ? oracle->p99_ms : 0);
   }
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
   const std::string csv = out_dir + "/sweep.csv";
   std::ofstream(csv) << helm::sim::SweepCsv(*cells);
   std::printf("files: %s\n", csv.c_str());
@@ -73,6 +116,7 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
   if (worst_ratio > 0) {
     std::printf("HELM_RESULT heuristic_p99_vs_best_static_worst %.3f\n", worst_ratio);
   }
+  if (config.simulator.paper_table) return ReportPaperTable(*cells, out_dir, python, script);
   return 0;
 }
 

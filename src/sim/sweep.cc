@@ -30,6 +30,7 @@ SweepRun Summarize(const std::string& controller, double split, const SimResult&
   run.p50_ms = r.latency_us.Quantile(0.5) / 1000;
   run.slo_attainment = r.slo_attainment();
   run.throughput_per_s = r.throughput_per_s();
+  run.goodput_per_s = r.goodput_per_s();
   run.kv_token_hit = r.kv_token_hit;
   run.emb_hit = r.emb_hit;
   for (const NodeResult& n : r.nodes) run.reversals += n.reversals;
@@ -146,10 +147,8 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
     }
   }
   for (const std::string& c : s.sweep_controllers) {
-    if (c != "heuristic" && c != "oracle") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("simulator.sweep_controllers: '", c, "' is not one of heuristic, oracle"));
-    }
+    config::Config probe = base;
+    HELM_RETURN_IF_ERROR(ApplyControllerRow(c, probe));
   }
   if (s.sweep_split_min > s.sweep_split_max) {
     return absl::InvalidArgumentError(
@@ -196,6 +195,7 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
   for (int index = 0; index < total; ++index) {
     SweepCell& cell = cells[index];
     const config::Config& c = configs[index];
+    std::vector<SimResult> results;  // one per run of the cell, for the tracking errors
     for (double split : splits) {
       if (hooks.progress) hooks.progress(index, total, absl::StrFormat("static %.2f", split));
       config::Config run = c;
@@ -205,25 +205,49 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
       run.pool.r_max = std::max(run.pool.r_max, split);
       HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
       cell.runs.push_back(Summarize("static", split, r));
+      if (hooks.result) hooks.result(cell, cell.runs.back(), r);
+      results.push_back(std::move(r));
     }
-    std::vector<SimResult> adaptive;
     for (const std::string& controller : s.sweep_controllers) {
       if (hooks.progress) hooks.progress(index, total, controller);
       config::Config run = c;
-      run.control.policy = controller;
+      HELM_RETURN_IF_ERROR(ApplyControllerRow(controller, run));
       HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
       cell.runs.push_back(Summarize(controller, run.pool.initial_split, r));
-      adaptive.push_back(std::move(r));
+      if (hooks.result) hooks.result(cell, cell.runs.back(), r);
+      results.push_back(std::move(r));
     }
-    // Tracking error of every controller against the cell's oracle run.
-    for (size_t i = 0; i < s.sweep_controllers.size(); ++i) {
-      if (s.sweep_controllers[i] != "oracle") continue;
-      for (size_t j = 0; j < s.sweep_controllers.size(); ++j) {
-        cell.runs[splits.size() + j].tracking_error = TrackingError(adaptive[j], adaptive[i]);
+    // Tracking error of every run, static ones included, against the cell's oracle run.
+    for (size_t i = 0; i < cell.runs.size(); ++i) {
+      if (cell.runs[i].controller != "oracle") continue;
+      for (size_t j = 0; j < cell.runs.size(); ++j) {
+        cell.runs[j].tracking_error = TrackingError(results[j], results[i]);
       }
     }
   }
   return cells;
+}
+
+absl::Status ApplyControllerRow(const std::string& row, config::Config& c) {
+  if (row == "heuristic" || row == "oracle") {
+    c.control.policy = row;
+    return absl::OkStatus();
+  }
+  const bool helm = row == "helm" || row == "helm-rr";
+  if (!helm && row != "helm-base" && row != "helm-adapter") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("simulator.sweep_controllers: '", row,
+                     "' is not one of heuristic, oracle, helm-base, helm-adapter, helm, helm-rr"));
+  }
+  if (c.control.policy_path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("control.policy_path: the sweep's '", row,
+                                                   "' row needs the base policy's file"));
+  }
+  c.control.policy = "helm";
+  c.control.adapter = row != "helm-base";
+  c.control.recovery = helm;
+  if (row == "helm-rr") c.router.policy = "round_robin";
+  return absl::OkStatus();
 }
 
 double BestStaticSplitSpread(const std::vector<SweepCell>& cells, double scale) {

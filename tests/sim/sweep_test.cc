@@ -104,6 +104,30 @@ TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
   EXPECT_LE(BestStaticSplitSpread(*cells), 0.6);
 }
 
+TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
+  config::Config c = Base();
+  c.control.policy_path = "base.json";
+  ASSERT_TRUE(ApplyControllerRow("heuristic", c).ok());
+  EXPECT_EQ(c.control.policy, "heuristic");
+  struct Row {
+    std::string name;
+    bool adapter, recovery;
+    std::string router;
+  };
+  for (const Row& row : {Row{"helm-base", false, false, c.router.policy},
+                         Row{"helm-adapter", true, false, c.router.policy},
+                         Row{"helm", true, true, c.router.policy},
+                         Row{"helm-rr", true, true, "round_robin"}}) {
+    config::Config run = c;
+    ASSERT_TRUE(ApplyControllerRow(row.name, run).ok()) << row.name;
+    EXPECT_EQ(run.control.policy, "helm") << row.name;
+    EXPECT_EQ(run.control.adapter, row.adapter) << row.name;
+    EXPECT_EQ(run.control.recovery, row.recovery) << row.name;
+    EXPECT_EQ(run.router.policy, row.router) << row.name;
+  }
+  EXPECT_FALSE(ApplyControllerRow("ppo", c).ok());
+}
+
 TEST(RunSweep, BadSweepKeysAreNamed) {
   config::Config c = Base();
   c.simulator.sweep_profiles = {"amazon-video-games"};
@@ -121,6 +145,10 @@ TEST(RunSweep, BadSweepKeysAreNamed) {
   bad = RunSweep(c);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("simulator.sweep_controllers"), std::string::npos);
+  c.simulator.sweep_controllers = {"helm"};  // a helm row needs the base policy's file
+  bad = RunSweep(c);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("control.policy_path"), std::string::npos);
   c.simulator.sweep_controllers = {};
   c.simulator.sweep_profiles = {"netflix"};
   c.simulator.sweep_scales = {"2"};

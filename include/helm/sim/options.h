@@ -34,7 +34,11 @@ struct SimulatorOptions {
   double sweep_split_min = 0.1;
   double sweep_split_max = 0.9;
   double sweep_split_step = 0.05;
-  std::vector<std::string> sweep_controllers;  // of "heuristic", "oracle"
+  // Rows run on every cell after the static splits (sweep.h ApplyControllerRow).
+  std::vector<std::string> sweep_controllers;
+  // Turn the sweep into the paper's table (paper_table.h): paper-table.md and .json, and each
+  // cell's split over time under helm against the oracle.
+  bool paper_table = false;
 
   template <class V>
   void Describe(V& v) {
@@ -58,7 +62,9 @@ struct SimulatorOptions {
     v.Field("sweep_split_step", sweep_split_step, "split sweep: static split spacing",
             config::InRange(0.01, 1.0));
     v.Field("sweep_controllers", sweep_controllers,
-            "split sweep: adaptive controllers run on every cell (heuristic, oracle)");
+            "split sweep: rows run on every cell (heuristic, oracle, helm-base, helm-adapter, "
+            "helm, helm-rr)");
+    v.Field("paper_table", paper_table, "split sweep: report it as the paper's table");
   }
 };
 

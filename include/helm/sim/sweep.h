@@ -28,6 +28,7 @@
 #include "absl/status/statusor.h"
 #include "helm/config/config.h"
 #include "helm/sim/cost_model.h"
+#include "helm/sim/simulator.h"
 
 namespace helm::sim {
 
@@ -54,15 +55,16 @@ absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::
 absl::StatusOr<double> OfferedRate(const config::Config& config);
 
 struct SweepRun {
-  std::string controller;  // "static", "heuristic", "oracle"
+  std::string controller;  // "static", or a row of simulator.sweep_controllers (ApplyControllerRow)
   double split = 0;        // the static split (static runs)
   double p99_ms = 0;
   double p50_ms = 0;
   double slo_attainment = 0;
   double throughput_per_s = 0;
+  double goodput_per_s = 0;  // answers within the SLO per second
   double kv_token_hit = 0;
   double emb_hit = 0;
-  double tracking_error = -1;  // vs the oracle run of the cell, when there is one
+  double tracking_error = -1;  // vs the oracle run of the cell, when there is one (static too)
   int64_t reversals = 0;       // summed over nodes
 };
 
@@ -80,7 +82,21 @@ struct SweepCell {
 struct SweepHooks {
   // Called before each simulation: cell index, cells, and what runs.
   std::function<void(int cell, int cells, const std::string& what)> progress;
+  // Called after each simulation with its cell, its summary and the whole result.
+  std::function<void(const struct SweepCell& cell, const SweepRun& run, const SimResult& result)>
+      result;
 };
+
+// The controller rows a sweep (and the paper table) may run on every cell, as config edits:
+//   heuristic     control.policy heuristic
+//   oracle        control.policy oracle (the offline oracle; the cell's tracking errors use it)
+//   helm-base     control.policy helm, adapter and recovery off: the frozen base policy alone
+//   helm-adapter  control.policy helm, the adapter on, recovery off
+//   helm          control.policy helm, adapter and recovery on: the full controller
+//   helm-rr       the full controller behind round-robin routing (router.policy round_robin)
+// The helm rows need control.policy_path. InvalidArgument naming simulator.sweep_controllers for
+// an unknown row, control.policy_path for a helm row without a policy.
+absl::Status ApplyControllerRow(const std::string& row, config::Config& config);
 
 // Runs base.simulator's sweep. InvalidArgument naming the simulator.sweep_* key for a bad list.
 absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,

@@ -1,0 +1,170 @@
+#include "helm/sim/paper_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+
+namespace helm::sim {
+namespace {
+
+std::vector<const SweepRun*> Statics(const SweepCell& cell) {
+  std::vector<const SweepRun*> out;
+  for (const SweepRun& r : cell.runs) {
+    if (r.controller == "static") out.push_back(&r);
+  }
+  return out;
+}
+
+double Ratio(double a, double b) { return b > 0 ? a / b : std::numeric_limits<double>::infinity(); }
+
+}  // namespace
+
+absl::StatusOr<PaperTable> MakePaperTable(const std::vector<SweepCell>& cells) {
+  if (cells.empty()) return absl::InvalidArgumentError("paper table: no cells");
+  const std::vector<const SweepRun*> first = Statics(cells.front());
+  if (first.empty())
+    return absl::InvalidArgumentError("paper table: the cells ran no static split");
+  bool scales_differ = false;
+  for (const SweepCell& c : cells) {
+    scales_differ |= c.scale != cells.front().scale;
+    const std::vector<const SweepRun*> statics = Statics(c);
+    if (statics.size() != first.size()) {
+      return absl::InvalidArgumentError("paper table: the cells ran different static splits");
+    }
+    for (size_t i = 0; i < statics.size(); ++i) {
+      if (std::abs(statics[i]->split - first[i]->split) > 1e-9) {
+        return absl::InvalidArgumentError("paper table: the cells ran different static splits");
+      }
+    }
+  }
+  PaperTable t;
+  for (const SweepCell& c : cells) {
+    t.cells.push_back(scales_differ ? absl::StrFormat("%s/%s@%g", c.profile, c.regime, c.scale)
+                                    : absl::StrCat(c.profile, "/", c.regime));
+  }
+  // static-global: the split whose worst ratio to each cell's best static P99 is lowest.
+  size_t global = 0;
+  t.global_worst_ratio = std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < first.size(); ++i) {
+    double worst = 0;
+    for (const SweepCell& c : cells) {
+      worst = std::max(worst, Ratio(Statics(c)[i]->p99_ms, c.BestStatic()->p99_ms));
+    }
+    if (worst < t.global_worst_ratio) {
+      t.global_worst_ratio = worst;
+      global = i;
+    }
+  }
+  t.global_split = first[global]->split;
+  t.rows = {"static-global", "static-cell"};
+  t.runs.resize(2);
+  for (const SweepCell& c : cells) {
+    t.runs[0].push_back(*Statics(c)[global]);
+    t.runs[1].push_back(*c.BestStatic());
+  }
+  for (const SweepRun& r : cells.front().runs) {
+    if (r.controller == "static") continue;
+    std::vector<SweepRun> row;
+    for (const SweepCell& c : cells) {
+      const SweepRun* run = c.Controller(r.controller);
+      if (run == nullptr) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("paper table: cell ", t.cells[row.size()], " lacks row ", r.controller));
+      }
+      row.push_back(*run);
+    }
+    t.rows.push_back(r.controller);
+    t.runs.push_back(std::move(row));
+  }
+  const auto it = std::find(t.rows.begin(), t.rows.end(), "helm");
+  if (it == t.rows.end()) return t;
+  const std::vector<SweepRun>& helm = t.runs[it - t.rows.begin()];
+  double vs_global = 0, vs_cell = 0, goodput = std::numeric_limits<double>::infinity();
+  double slo_steady = 1, slo_burst = 1, tracking = 0;
+  int tracked = 0;
+  bool steady_seen = false, burst_seen = false;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    vs_global = std::max(vs_global, Ratio(helm[i].p99_ms, t.runs[0][i].p99_ms));
+    vs_cell = std::max(vs_cell, Ratio(helm[i].p99_ms, t.runs[1][i].p99_ms));
+    goodput = std::min(goodput, Ratio(helm[i].goodput_per_s, t.runs[1][i].goodput_per_s));
+    if (cells[i].regime == "burst") {
+      slo_burst = std::min(slo_burst, helm[i].slo_attainment);
+      burst_seen = true;
+    } else {
+      slo_steady = std::min(slo_steady, helm[i].slo_attainment);
+      steady_seen = true;
+    }
+    if (helm[i].tracking_error >= 0) {
+      tracking += helm[i].tracking_error;
+      ++tracked;
+    }
+  }
+  t.headlines.emplace_back("p99_vs_global_static_worst", vs_global);
+  t.headlines.emplace_back("p99_vs_cell_static_worst", vs_cell);
+  if (steady_seen) t.headlines.emplace_back("slo_min_steady_trend", slo_steady);
+  if (burst_seen) t.headlines.emplace_back("slo_min_burst", slo_burst);
+  if (tracked > 0) t.headlines.emplace_back("tracking_error_mean", tracking / tracked);
+  t.headlines.emplace_back("goodput_vs_cell_static_min", goodput);
+  return t;
+}
+
+std::string PaperTableMarkdown(const PaperTable& t) {
+  std::string out = absl::StrFormat(
+      "static-global = split %.2f (worst P99 %.3fx a cell's best static)\n\n"
+      "| cell | row | split | P99 ms | SLO | goodput/s | tracking error | reversals |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+      t.global_split, t.global_worst_ratio);
+  for (size_t c = 0; c < t.cells.size(); ++c) {
+    for (size_t r = 0; r < t.rows.size(); ++r) {
+      const SweepRun& run = t.runs[r][c];
+      const std::string split =
+          run.controller == "static" ? absl::StrFormat("%.2f", run.split) : std::string("adaptive");
+      const std::string tracking =
+          run.tracking_error >= 0 ? absl::StrFormat("%.3f", run.tracking_error) : "-";
+      absl::StrAppendFormat(&out, "| %s | %s | %s | %.2f | %.4f | %.1f | %s | %d |\n", t.cells[c],
+                            t.rows[r], split, run.p99_ms, run.slo_attainment, run.goodput_per_s,
+                            tracking, run.reversals);
+    }
+  }
+  if (!t.headlines.empty()) {
+    out += "\n| headline | value |\n| --- | --- |\n";
+    for (const auto& [name, value] : t.headlines) {
+      absl::StrAppendFormat(&out, "| %s | %.4f |\n", name, value);
+    }
+  }
+  return out;
+}
+
+std::string PaperTableJson(const PaperTable& t) {
+  nlohmann::ordered_json j;
+  j["cells"] = t.cells;
+  j["rows"] = t.rows;
+  j["global_split"] = t.global_split;
+  j["global_worst_ratio"] = t.global_worst_ratio;
+  nlohmann::ordered_json runs = nlohmann::ordered_json::array();
+  for (size_t r = 0; r < t.rows.size(); ++r) {
+    for (size_t c = 0; c < t.cells.size(); ++c) {
+      const SweepRun& run = t.runs[r][c];
+      runs.push_back({{"row", t.rows[r]},
+                      {"cell", t.cells[c]},
+                      {"split", run.split},
+                      {"p99_ms", run.p99_ms},
+                      {"p50_ms", run.p50_ms},
+                      {"slo_attainment", run.slo_attainment},
+                      {"goodput_per_s", run.goodput_per_s},
+                      {"tracking_error", run.tracking_error},
+                      {"reversals", run.reversals}});
+    }
+  }
+  j["runs"] = std::move(runs);
+  nlohmann::ordered_json headlines = nlohmann::ordered_json::object();
+  for (const auto& [name, value] : t.headlines) headlines[name] = value;
+  j["headlines"] = std::move(headlines);
+  return j.dump(2);
+}
+
+}  // namespace helm::sim
