@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
+#include "helm/control/safety.h"
 
 namespace helm::control {
 
@@ -64,8 +65,8 @@ double HillClimbController::Decide(const serve::StatsWindow& w) {
   const double target = w.target_split;
   double next = target;
   // A move still in flight, or too few answers for a P99: judge nothing, change nothing.
-  if (std::abs(w.committed_split - w.target_split) > 1e-6 || w.pending_migration_bytes > 0 ||
-      w.requests.completions < options_.min_window_answers) {
+  // (The pool moves in whole chunks: a settled split may sit within a chunk's share of the target.)
+  if (SafetyGate::MoveInFlight(w) || w.requests.completions < options_.min_window_answers) {
     return target;
   }
   const double p99 = w.latency_us.Quantile(0.99);

@@ -98,6 +98,22 @@ TEST(HillClimbController, DoesNotMoveWhileAMoveIsInFlightOrOnTooFewAnswers) {
   EXPECT_NEAR(c.Decide(Window(0.5, 10000)), 0.55, 1e-9);
 }
 
+TEST(HillClimbController, ASplitSettledOnAChunkBoundaryNearTheTargetIsNotAMoveInFlight) {
+  ControlOptions o;
+  o.policy = "heuristic";
+  HillClimbController c(o, 0.1, 0.9);
+  // 64 chunks: a target of 0.55 settles at 35/64 = 0.546875, with nothing pending.
+  serve::StatsWindow settled = Window(0.55, 10000);
+  settled.committed_split = 35.0 / 64;
+  settled.chunk_share = 1.0 / 64;
+  EXPECT_NEAR(c.Decide(settled), 0.60, 1e-9);  // the first probe
+  // More than a chunk away is still a move in flight.
+  serve::StatsWindow moving = Window(0.60, 10000);
+  moving.committed_split = 0.55;
+  moving.chunk_share = 1.0 / 64;
+  EXPECT_DOUBLE_EQ(c.Decide(moving), 0.60);
+}
+
 TEST(HillClimbController, StaysWithinBoundsAndMovesAtMostOneStep) {
   ControlOptions o;
   o.policy = "heuristic";
