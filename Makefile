@@ -6,7 +6,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
 .PHONY: all deps configure build test test-fast run serve bench bench-cluster bench-sim soak clean format help \
-        check-threads fuzz
+        check-threads fuzz train
 
 all: build
 
@@ -14,6 +14,7 @@ help:
 	@echo "make run     set up, build, start a local cluster and run the demo"
 	@echo "make test    set up, build, run the whole test suite"
 	@echo "make build | deps | clean | serve | bench | bench-cluster | bench-sim | soak"
+	@echo "make train   PPO training of the split controller's base policy (LibTorch; ~1 h)"
 	@echo "make check-threads   clang-14 build with -Werror=thread-safety (build-clang-threads)"
 	@echo "make fuzz            libFuzzer + ASan/UBSan on every fuzz target (build-fuzz;"
 	@echo "                     FUZZ_SECONDS per target, default 60)"
@@ -54,6 +55,17 @@ bench-sim: build
 # Not in CI: 30 minutes of load on the local cluster with the split moving (SOAK_SECONDS to change).
 soak: build
 	scripts/soak.sh $(BUILD_DIR)
+
+# Not in CI: trains the split controller's base policy with PPO in the simulator (helm-train,
+# LibTorch: installed here with HELM_WITH_TORCH=1) into out/train (TRAIN_ARGS: e.g.
+# "--iterations 10 --envs 2"); about an hour on a 2-core machine with configs/train/base.yaml.
+TRAIN_ARGS ?=
+train:
+	@HELM_WITH_TORCH=1 scripts/deps.sh
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) \
+	  -DHELM_WITH_CUDA=$(HELM_WITH_CUDA) -DHELM_WITH_TORCH=ON $(CMAKE_FLAGS)
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target helm-train
+	$(BUILD_DIR)/bin/helm-train --config configs/train/base.yaml --out out/train $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR)

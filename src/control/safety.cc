@@ -6,7 +6,10 @@
 namespace helm::control {
 
 bool SafetyGate::MoveInFlight(const serve::StatsWindow& w) {
-  return std::abs(w.committed_split - w.target_split) > 1e-6 || w.pending_migration_bytes > 0;
+  // The committed split moves in whole chunks: a settled pool's may sit up to a chunk's share
+  // from a target between two chunk counts (with no bytes pending).
+  const double tolerance = std::max(1e-6, w.chunk_share);
+  return std::abs(w.committed_split - w.target_split) > tolerance || w.pending_migration_bytes > 0;
 }
 
 double SafetyGate::Apply(const serve::StatsWindow& w, double delta, bool undo) {

@@ -533,6 +533,14 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
   m.summary_every = std::max<int64_t>(1, m.config.node.emb_summary_interval_ms /
                                              std::max(1, m.config.node.state_publish_interval_ms));
   m.result.controller = m.config.control.policy;
+  if (hooks.controller && !m.oracle) {
+    for (size_t i = 0; i < m.nodes.size(); ++i) {
+      serve::NodeCore& core = *m.nodes[i].core;
+      HELM_ASSIGN_OR_RETURN(const control::FeatureScales scales,
+                            serve::FeatureScalesForConfig(core.config()));
+      core.SetController(hooks.controller(static_cast<int>(i), scales));
+    }
+  }
   for (Impl::Node& n : m.nodes) {
     m.window.target.push_back(n.core->engine().pool().Snapshot().target_split);
   }

@@ -1,6 +1,7 @@
 // The safety rules every learned split decision passes through (issue 13, DESIGN.md §4), whatever
 // the policy (or the trainer's sampled action) proposes:
-//   - no decision while a move is in flight (committed != target, or migration bytes pending);
+//   - no decision while a move is in flight (migration bytes pending, or the committed split more
+//     than a chunk's share from the target);
 //   - the change is capped at max_move per window, and the split stays in [r_min, r_max] (each
 //     cache keeps at least its floor of the pool);
 //   - hysteresis: a move opposite to the previous one within hold_windows windows of it is refused

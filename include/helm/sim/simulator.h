@@ -38,6 +38,8 @@
 #include "absl/status/statusor.h"
 #include "helm/common/histogram.h"
 #include "helm/config/config.h"
+#include "helm/control/features.h"
+#include "helm/control/split_controller.h"
 #include "helm/sim/cost_model.h"
 
 namespace helm::sim {
@@ -102,6 +104,13 @@ struct SimResult {
 struct SimulatorHooks {
   // Called about once a simulated second with the time and the requests answered so far.
   std::function<void(double simulated_s, int64_t completions)> progress;
+  // When set, every node's split controller for the run (instead of control.policy's): called
+  // once per node at the start of Run with the node's index and the scales its features are
+  // normalised by (serve::FeatureScalesForConfig of the node's config). helm-train installs its
+  // sampling controller this way. Not with control.policy "oracle".
+  std::function<std::unique_ptr<control::SplitController>(int node,
+                                                          const control::FeatureScales& scales)>
+      controller;
 };
 
 class Simulator {

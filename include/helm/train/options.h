@@ -1,0 +1,120 @@
+// Options of helm-train (issue 13 "Training"): the offline PPO trainer of the split controller's
+// base policy, and the domain randomisation of its simulated environments.
+//
+// A training config (configs/train/base.yaml) is a whole HELM config (config/config.h: the
+// model, node, pool, workload, simulator sections every environment starts from) plus one more
+// section, `train:`, described by TrainOptions below. Every episode is one helm-sim run of an
+// environment drawn from the ranges below (rollout.h: SampleEnv, EnvConfig).
+//
+// Errors name the key path ("train.load_max: must be in [0.05, 10], got 20"); an unknown key under
+// train is an error. Thread-compatible value types.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "helm/config/config.h"
+#include "helm/config/describe.h"
+
+namespace helm::train {
+
+struct TrainOptions {
+  // ---- The loop --------------------------------------------------------------------------
+  int32_t iterations = 60;             // PPO iterations (rollouts, then an update)
+  int32_t episodes_per_iteration = 8;  // simulator runs per iteration
+  int32_t envs = 2;                    // episodes run at once, one std::thread each
+  uint64_t seed = 1;                   // everything random derives from it
+  double episode_s = 20;               // simulated seconds per episode
+  // true: every iteration replays the same environments and workload seeds (common random
+  // numbers: the reward curve then shows the policy, not the draw). For tests and ablations.
+  bool same_envs_each_iteration = false;
+
+  // ---- Domain randomisation (one draw per episode) ------------------------------------------
+  std::vector<std::string> profiles = {"taobao", "amazon-books", "amazon-video-games", "kuairand",
+                                       "movielens-20m"};
+  std::vector<std::string> regimes = {"steady", "trend", "burst"};
+  // Embedding footprint / pool (sim/sweep.h ConfigForCell), one drawn per episode.
+  std::vector<double> scales = {0.5, 2, 8};
+  double load_min = 0.40;  // simulator.load, uniform in [load_min, load_max]
+  double load_max = 0.95;
+  int32_t nodes_min = 1;  // simulator.num_nodes, uniform in [nodes_min, nodes_max]
+  int32_t nodes_max = 4;
+  std::vector<std::string> gpus = {"a100", "h100"};  // simulator.gpu
+  // pool.initial_split, uniform in [split_min, split_max] (then clamped to [r_min, r_max]).
+  double initial_split_min = 0.1;
+  double initial_split_max = 0.9;
+
+  // ---- PPO (CleanRL's settings for small discrete control) ---------------------------------
+  std::vector<double> actions = {-0.10, -0.05, -0.02, 0, 0.02, 0.05, 0.10};  // split changes
+  int32_t hidden = 64;            // two tanh layers of this width, actor and critic
+  double learning_rate = 2.5e-4;  // Adam, eps 1e-5
+  bool anneal_lr = true;          // linearly to 0 over `iterations`
+  double gamma = 0.99;            // per statistics window
+  double gae_lambda = 0.95;
+  double clip = 0.2;  // policy ratio clip (and the value clip)
+  double entropy_coef = 0.01;
+  double value_coef = 0.5;
+  int32_t update_epochs = 4;
+  int32_t minibatches = 4;
+  double max_grad_norm = 0.5;
+  bool normalize_advantages = true;
+
+  template <class V>
+  void Describe(V& v) {
+    v.Field("iterations", iterations, "PPO iterations", config::InRange<int32_t>(1, 1000000));
+    v.Field("episodes_per_iteration", episodes_per_iteration, "simulator runs per iteration",
+            config::InRange<int32_t>(1, 100000));
+    v.Field("envs", envs, "episodes run at once (threads)", config::InRange<int32_t>(1, 256));
+    v.Field("seed", seed, "random seed of the whole run");
+    v.Field("episode_s", episode_s, "simulated seconds per episode", config::InRange(0.1, 1e5));
+    v.Field("same_envs_each_iteration", same_envs_each_iteration,
+            "replay the same environments every iteration");
+    v.Field("profiles", profiles, "workload profiles drawn from");
+    v.Field("regimes", regimes, "regimes drawn from (steady, trend, burst)");
+    v.Field("scales", scales, "embedding footprint / pool, drawn from");
+    v.Field("load_min", load_min, "lowest simulator.load", config::InRange(0.01, 10.0));
+    v.Field("load_max", load_max, "highest simulator.load", config::InRange(0.01, 10.0));
+    v.Field("nodes_min", nodes_min, "fewest nodes", config::InRange<int32_t>(1, 4096));
+    v.Field("nodes_max", nodes_max, "most nodes", config::InRange<int32_t>(1, 4096));
+    v.Field("gpus", gpus, "cost profiles drawn from (a100, h100)");
+    v.Field("initial_split_min", initial_split_min, "lowest pool.initial_split",
+            config::InRange(0.0, 1.0));
+    v.Field("initial_split_max", initial_split_max, "highest pool.initial_split",
+            config::InRange(0.0, 1.0));
+    v.Field("actions", actions, "split changes, one per policy output");
+    v.Field("hidden", hidden, "hidden width of actor and critic",
+            config::InRange<int32_t>(1, 4096));
+    v.Field("learning_rate", learning_rate, "Adam step size", config::InRange(1e-8, 1.0));
+    v.Field("anneal_lr", anneal_lr, "anneal the step size linearly to 0");
+    v.Field("gamma", gamma, "discount per window", config::InRange(0.0, 1.0));
+    v.Field("gae_lambda", gae_lambda, "GAE lambda", config::InRange(0.0, 1.0));
+    v.Field("clip", clip, "PPO ratio clip", config::InRange(0.0, 10.0));
+    v.Field("entropy_coef", entropy_coef, "entropy bonus", config::InRange(0.0, 10.0));
+    v.Field("value_coef", value_coef, "value loss weight", config::InRange(0.0, 100.0));
+    v.Field("update_epochs", update_epochs, "passes over each batch",
+            config::InRange<int32_t>(1, 1000));
+    v.Field("minibatches", minibatches, "minibatches per pass", config::InRange<int32_t>(1, 4096));
+    v.Field("max_grad_norm", max_grad_norm, "gradient norm clip", config::InRange(0.0, 1e6));
+    v.Field("normalize_advantages", normalize_advantages, "normalise advantages per minibatch");
+  }
+
+  // Checks that span fields (min <= max, non-empty lists, known names, |action| <= 0.5).
+  absl::Status Validate() const;
+};
+
+struct TrainConfig {
+  config::Config base;  // every section but train, validated as helm-sim would
+  TrainOptions train;
+};
+
+// Parses a training config (above): InvalidArgument naming the key path of every error, in the
+// train section or in the HELM sections.
+absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
+                                             const std::string& source);
+// Reads and parses a file; NotFound when it cannot be read.
+absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path);
+
+}  // namespace helm::train

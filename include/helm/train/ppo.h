@@ -1,0 +1,81 @@
+// helm-train's learner (issue 13 "Training"): PPO with clipping and GAE (CleanRL's ppo.py for
+// discrete actions) on LibTorch, over the rollouts of rollout.h. Built only where LibTorch is
+// found (CMake HELM_WITH_TORCH); this header names no torch type, so only ppo.cc compiles
+// against LibTorch.
+//
+// Networks: actor 16 -> hidden -> hidden -> actions and critic 16 -> hidden -> hidden -> 1, tanh,
+// torch.nn.Linear layers initialised orthogonally (gain sqrt 2; the actor's last layer 0.01, the
+// critic's 1) with zero biases, as CleanRL does. The actor is exactly control::Mlp's layout, so
+// Actor() is the policy a node runs (control::PolicyToJson writes it as helm-policy-v1).
+//
+// One Iterate(): the actor's weights are copied into a control::Policy; the iteration's
+// environments (IterationEnvs) run on `envs` threads with it; the critic values every step;
+// GAE(gamma, lambda) per trajectory, bootstrapped from the state after its last step (episodes end
+// by a time limit); then update_epochs passes over shuffled minibatches: the clipped surrogate on
+// the decided steps (windows with a move in flight carry no decision), the clipped value loss on
+// all steps, the entropy bonus, Adam with the gradient norm clipped; the step size annealed
+// linearly over the run.
+//
+// Deterministic for a seed on one machine: rollouts are (rollout.h), and torch runs with one
+// intra-op thread and a seeded generator.
+//
+// Thread-compatible: one thread calls Iterate.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "helm/control/policy.h"
+#include "helm/train/options.h"
+
+namespace helm::train {
+
+struct IterationStats {
+  int32_t iteration = 0;         // 1-based
+  int64_t steps = 0;             // rewarded steps in the iteration's rollouts (all nodes)
+  int64_t total_steps = 0;       // over the run so far
+  int64_t decisions = 0;         // of steps, those where the policy decided
+  double mean_reward = 0;        // per step, over the iteration's rollouts
+  double mean_p99_over_slo = 0;  // episodes' P99 / SLO, averaged
+  double policy_loss = 0;        // the last epoch's means
+  double value_loss = 0;
+  double entropy = 0;
+  double approx_kl = 0;
+  double clip_fraction = 0;
+  double learning_rate = 0;
+  double rollout_wall_s = 0;
+  double update_wall_s = 0;
+  double wall_s = 0;  // since the trainer was created
+};
+
+class PpoTrainer {
+ public:
+  // InvalidArgument naming the train key for options the networks cannot take.
+  static absl::StatusOr<std::unique_ptr<PpoTrainer>> Create(const TrainConfig& config);
+  ~PpoTrainer();
+
+  // Runs one iteration (above). Errors of the simulator (a config it cannot run) pass through.
+  absl::StatusOr<IterationStats> Iterate();
+
+  // The actor's current weights as the node's policy (actions: train.actions).
+  control::Policy Actor() const;
+  int32_t iterations_done() const;
+
+ private:
+  struct Impl;
+  explicit PpoTrainer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Torch's forward of `policy`'s MLP (torch::nn::Linear layers, tanh between) on `inputs`
+// ([n][policy.mlp.inputs()], row-major): [n][outputs], for checking control::Mlp against it.
+std::vector<float> TorchForward(const control::Policy& policy, const std::vector<float>& inputs);
+
+// The curve CSV (one row per iteration) of IterationStats.
+std::string CurveCsvHeader();
+std::string CurveCsvRow(const IterationStats& stats);
+
+}  // namespace helm::train

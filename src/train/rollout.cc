@@ -1,0 +1,219 @@
+#include "helm/train/rollout.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "helm/common/status.h"
+#include "helm/sim/simulator.h"
+#include "helm/sim/sweep.h"
+
+namespace helm::train {
+namespace {
+
+// SplitMix64: decorrelates seeds derived from (run seed, index).
+uint64_t Mix(uint64_t a, uint64_t b) {
+  uint64_t z = a + 0x9e3779b97f4a7c15ull * (b + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::vector<float> LogSoftmax(const std::vector<float>& logits) {
+  const float max = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float l : logits) sum += std::exp(static_cast<double>(l - max));
+  const float log_sum = static_cast<float>(std::log(sum));
+  std::vector<float> out(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) out[i] = logits[i] - max - log_sum;
+  return out;
+}
+
+TrainingController::TrainingController(const control::Policy& actor,
+                                       const control::FeatureScales& scales,
+                                       const control::ControlOptions& options, double r_min,
+                                       double r_max, uint64_t seed,
+                                       const control::RewardWeights& weights)
+    : actor_(actor),
+      scales_(scales),
+      weights_(weights),
+      extractor_(scales),
+      gate_(options.max_move, options.hold_windows, r_min, r_max),
+      rng_(seed),
+      logits_(actor.actions.size()) {
+  for (size_t a = 0; a < actor_.actions.size(); ++a) {
+    if (std::abs(actor_.actions[a]) < std::abs(actor_.actions[hold_action_])) {
+      hold_action_ = static_cast<int32_t>(a);
+    }
+  }
+}
+
+double TrainingController::Decide(const serve::StatsWindow& window) {
+  const control::Features features = extractor_.Extract(window);
+  if (pending_) {
+    // The window just closed is the one the previous decision governed.
+    trajectory_.steps.back().reward =
+        static_cast<float>(control::Reward(window, previous_target_, scales_, weights_).reward);
+  }
+  previous_target_ = window.target_split;
+  Step step;
+  step.features = features;
+  if (control::SafetyGate::MoveInFlight(window)) {
+    step.action = hold_action_;
+    step.target = gate_.Apply(window, 0);
+  } else {
+    actor_.mlp.Forward(features.data(), logits_.data());
+    const std::vector<float> log_probs = LogSoftmax(logits_);
+    const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    double cumulative = 0;
+    int32_t action = static_cast<int32_t>(log_probs.size()) - 1;
+    for (size_t a = 0; a < log_probs.size(); ++a) {
+      cumulative += std::exp(static_cast<double>(log_probs[a]));
+      if (u < cumulative) {
+        action = static_cast<int32_t>(a);
+        break;
+      }
+    }
+    step.action = action;
+    step.log_prob = log_probs[action];
+    step.decided = true;
+    step.target = gate_.Apply(window, actor_.actions[action]);
+  }
+  trajectory_.steps.push_back(step);
+  pending_ = true;
+  return step.target;
+}
+
+Trajectory TrainingController::Finish() {
+  Trajectory out = std::move(trajectory_);
+  trajectory_ = Trajectory();
+  if (pending_ && !out.steps.empty()) {
+    out.bootstrap = out.steps.back().features;
+    out.has_bootstrap = true;
+    out.steps.pop_back();
+  }
+  pending_ = false;
+  return out;
+}
+
+std::string EnvSpec::ToString() const {
+  return absl::StrFormat("%s/%s scale %g load %.2f nodes %d %s split0 %.2f seed %d", profile,
+                         regime, scale, load, nodes, gpu, initial_split, seed);
+}
+
+EnvSpec SampleEnv(const TrainOptions& o, std::mt19937_64& rng) {
+  auto pick = [&rng](const auto& list) {
+    return list[std::uniform_int_distribution<size_t>(0, list.size() - 1)(rng)];
+  };
+  auto uniform = [&rng](double lo, double hi) {
+    return lo + (hi - lo) * std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+  };
+  EnvSpec e;
+  e.profile = pick(o.profiles);
+  e.regime = pick(o.regimes);
+  e.scale = pick(o.scales);
+  e.load = uniform(o.load_min, o.load_max);
+  e.nodes = std::uniform_int_distribution<int32_t>(o.nodes_min, o.nodes_max)(rng);
+  e.gpu = pick(o.gpus);
+  e.initial_split = uniform(o.initial_split_min, o.initial_split_max);
+  e.seed = rng();
+  return e;
+}
+
+std::vector<EnvSpec> IterationEnvs(const TrainOptions& o, int iteration) {
+  std::mt19937_64 rng(Mix(o.seed, o.same_envs_each_iteration ? 0 : iteration));
+  std::vector<EnvSpec> envs;
+  for (int i = 0; i < o.episodes_per_iteration; ++i) envs.push_back(SampleEnv(o, rng));
+  return envs;
+}
+
+absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& o,
+                                         const EnvSpec& env) {
+  HELM_ASSIGN_OR_RETURN(sim::CellConfig cell,
+                        sim::ConfigForCell(base, env.profile, env.regime, env.scale));
+  config::Config c = std::move(cell.config);
+  c.simulator.num_nodes = env.nodes;
+  c.simulator.gpu = env.gpu;
+  c.simulator.calibration_path.clear();
+  c.simulator.load = env.load;
+  c.simulator.seed = env.seed;
+  c.simulator.duration_s = o.episode_s;
+  c.workload.duration_s = o.episode_s;
+  c.simulator.sweep_profiles.clear();
+  c.pool.initial_split = std::clamp(env.initial_split, c.pool.r_min, c.pool.r_max);
+  c.control.policy = "static";
+  c.control.slo_ms = c.workload.slo_ms;
+  return c;
+}
+
+absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
+                                         const EnvSpec& env, const control::Policy& actor) {
+  const auto start = std::chrono::steady_clock::now();
+  HELM_ASSIGN_OR_RETURN(config::Config c, EnvConfig(base, options, env));
+  HELM_ASSIGN_OR_RETURN(std::unique_ptr<sim::Simulator> simulator, sim::Simulator::Create(c));
+  // Owned by the node cores, which the simulator keeps until it is destroyed below.
+  std::vector<TrainingController*> controllers(env.nodes, nullptr);
+  sim::SimulatorHooks hooks;
+  hooks.controller = [&](int node, const control::FeatureScales& scales) {
+    auto controller = std::make_unique<TrainingController>(
+        actor, scales, c.control, c.pool.r_min, c.pool.r_max, Mix(env.seed, 1000 + node));
+    controllers[node] = controller.get();
+    return std::unique_ptr<control::SplitController>(std::move(controller));
+  };
+  HELM_ASSIGN_OR_RETURN(sim::SimResult result, simulator->Run(hooks));
+  EpisodeResult out;
+  out.env = env;
+  for (TrainingController* controller : controllers) {
+    if (controller == nullptr) continue;
+    Trajectory t = controller->Finish();
+    for (const Step& s : t.steps) {
+      out.reward_sum += s.reward;
+      out.decisions += s.decided ? 1 : 0;
+    }
+    out.steps += static_cast<int64_t>(t.steps.size());
+    out.trajectories.push_back(std::move(t));
+  }
+  out.p99_ms = result.latency_us.Quantile(0.99) / 1000.0;
+  out.slo_attainment = result.slo_attainment();
+  out.simulated_s = result.simulated_s;
+  simulator.reset();
+  out.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(const config::Config& base,
+                                                           const TrainOptions& options,
+                                                           const std::vector<EnvSpec>& envs,
+                                                           const control::Policy& actor,
+                                                           int threads) {
+  std::vector<absl::StatusOr<EpisodeResult>> results(envs.size(), absl::UnknownError("not run"));
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i = next.fetch_add(1); i < envs.size(); i = next.fetch_add(1)) {
+      results[i] = RunEpisode(base, options, envs[i], actor);
+    }
+  };
+  const int n = std::max(1, std::min<int>(threads, static_cast<int>(envs.size())));
+  std::vector<std::thread> pool;
+  for (int t = 1; t < n; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  std::vector<EpisodeResult> out;
+  out.reserve(envs.size());
+  for (size_t i = 0; i < envs.size(); ++i) {
+    if (!results[i].ok()) {
+      return absl::Status(results[i].status().code(),
+                          absl::StrCat(envs[i].ToString(), ": ", results[i].status().message()));
+    }
+    out.push_back(*std::move(results[i]));
+  }
+  return out;
+}
+
+}  // namespace helm::train

@@ -1,0 +1,248 @@
+#include "helm/train/rollout.h"
+
+#include <cmath>
+#include <map>
+
+#include "gtest/gtest.h"
+#include "helm/train/options.h"
+#include "train/test_support.h"
+
+namespace helm::train {
+namespace {
+
+control::FeatureScales Scales() {
+  control::FeatureScales s;
+  s.slo_us = 50'000;
+  s.pool_bytes = 1 << 30;
+  s.emb_row_bytes = 512;
+  s.kv_token_bytes = 6144;
+  s.queue_capacity = 1024;
+  return s;
+}
+
+// A settled window (no move in flight) at `split` whose answers all took `latency_us`.
+serve::StatsWindow Window(double split, int64_t answers, int64_t latency_us) {
+  serve::StatsWindow w;
+  w.end_us = 1'000'000;
+  w.committed_split = w.target_split = split;
+  w.requests.arrivals = w.requests.completions = answers;
+  w.latency_us.RecordN(latency_us, answers);
+  w.emb.lookups = 1000;
+  w.emb.hits = 700;
+  w.kv.requested_tokens = 4000;
+  w.kv.hit_tokens = 1000;
+  return w;
+}
+
+// A 16 -> 7 policy whose logits are its biases: softmax(biases) whatever the features.
+control::Policy BiasPolicy(const std::vector<float>& biases) {
+  control::Mlp::Layer l;
+  l.in = control::kNumFeatures;
+  l.out = static_cast<int>(biases.size());
+  l.weight.assign(size_t(l.in) * l.out, 0.0f);
+  l.bias = biases;
+  return control::Policy{control::Mlp({l}), {-0.10, -0.05, -0.02, 0, 0.02, 0.05, 0.10}};
+}
+
+control::ControlOptions Options(double max_move = 0.10, int32_t hold = 2) {
+  control::ControlOptions o;
+  o.max_move = max_move;
+  o.hold_windows = hold;
+  return o;
+}
+
+TEST(TrainingController, RecordsEachStepWithTheRewardOfTheWindowItGoverned) {
+  const control::Policy policy = Tiny::Random(7);
+  TrainingController c(policy, Scales(), Options(), 0.1, 0.9, 42);
+  // Each window's target is the controller's previous answer (no move in flight).
+  serve::StatsWindow w0 = Window(0.5, 100, 20'000);
+  const double t0 = c.Decide(w0);
+  serve::StatsWindow w1 = Window(t0, 100, 80'000);
+  const double t1 = c.Decide(w1);
+  serve::StatsWindow w2 = Window(t1, 50, 200'000);
+  c.Decide(w2);
+  const Trajectory t = c.Finish();
+  ASSERT_EQ(t.steps.size(), 2u) << "the last window's decision has no reward yet";
+  ASSERT_TRUE(t.has_bootstrap);
+  EXPECT_NEAR(t.steps[0].reward, control::Reward(w1, 0.5, Scales()).reward, 1e-6);
+  EXPECT_NEAR(t.steps[1].reward, control::Reward(w2, t0, Scales()).reward, 1e-6);
+  EXPECT_LT(t.steps[1].reward, t.steps[0].reward) << "P99 over the SLO costs reward";
+  EXPECT_EQ(t.steps[0].target, t0);
+  EXPECT_FLOAT_EQ(t.steps[0].features[0], 0.5f);
+  EXPECT_FLOAT_EQ(t.bootstrap[0], static_cast<float>(t1));
+  for (const Step& s : t.steps) {
+    EXPECT_TRUE(s.decided);
+    EXPECT_LE(s.log_prob, 0.0f);
+  }
+}
+
+TEST(TrainingController, EveryActionPassesTheSafetyGate) {
+  // The policy wants +0.10 every time; the gate caps a move at 0.03 and the split at r_max 0.6.
+  const control::Policy up = BiasPolicy({-20, -20, -20, -20, -20, -20, 20});
+  TrainingController c(up, Scales(), Options(/*max_move=*/0.03), 0.1, 0.6, 1);
+  double target = 0.5;
+  for (int i = 0; i < 10; ++i) {
+    const double next = c.Decide(Window(target, 100, 10'000));
+    EXPECT_LE(next - target, 0.03 + 1e-9);
+    EXPECT_LE(next, 0.6 + 1e-9);
+    target = next;
+  }
+  EXPECT_NEAR(target, 0.6, 1e-9);
+  // A move in flight: no decision, the target holds, the step is marked undecided.
+  serve::StatsWindow moving = Window(0.55, 100, 10'000);
+  moving.target_split = 0.6;
+  EXPECT_NEAR(c.Decide(moving), 0.6, 1e-9);
+  c.Decide(Window(0.6, 100, 10'000));
+  const Trajectory t = c.Finish();
+  ASSERT_EQ(t.steps.size(), 11u);
+  EXPECT_FALSE(t.steps[10].decided);
+  EXPECT_EQ(t.steps[10].action, 3) << "recorded as the hold action";
+  EXPECT_TRUE(t.steps[9].decided);
+  EXPECT_EQ(t.steps[9].action, 6);
+}
+
+TEST(TrainingController, SamplesTheSoftmaxOfTheLogitsAndIsDeterministicPerSeed) {
+  const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
+  SCOPED_TRACE(::testing::Message() << "seed " << seed);
+  const std::vector<float> biases = {0, 1, 0, 2, 0, 1, 0};
+  const control::Policy policy = BiasPolicy(biases);
+  std::vector<float> want = LogSoftmax(biases);
+  auto run = [&](uint64_t s) {
+    // hold_windows 0 and bounds [0, 1]: every window decides and nothing is refused.
+    TrainingController c(policy, Scales(), Options(0.10, 0), 0.0, 1.0, s);
+    std::vector<int32_t> actions;
+    for (int i = 0; i < 4000; ++i) c.Decide(Window(0.5, 10, 1000));
+    for (const Step& st : c.Finish().steps) actions.push_back(st.action);
+    return actions;
+  };
+  const std::vector<int32_t> a = run(seed), b = run(seed), other = run(seed + 1);
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, other);
+  std::map<int32_t, int> counts;
+  for (int32_t x : a) ++counts[x];
+  for (int k = 0; k < 7; ++k) {
+    const double p = std::exp(want[k]);
+    const double sd = std::sqrt(p * (1 - p) / a.size());
+    EXPECT_NEAR(double(counts[k]) / a.size(), p, 5 * sd) << "action " << k;
+  }
+}
+
+TEST(Rollout, AnEpisodeRecordsEveryNodesStepsAndIsDeterministic) {
+  const TrainConfig config = Tiny::Config();
+  EnvSpec env = Tiny::Env();
+  env.nodes = 2;
+  const control::Policy actor = Tiny::Random(3);
+  absl::StatusOr<EpisodeResult> a = RunEpisode(config.base, config.train, env, actor);
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<EpisodeResult> b = RunEpisode(config.base, config.train, env, actor);
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(a->trajectories.size(), 2u);
+  const int64_t windows =
+      static_cast<int64_t>(config.train.episode_s * 1000 / config.base.control.interval_ms);
+  for (const Trajectory& t : a->trajectories) {
+    EXPECT_GE(static_cast<int64_t>(t.steps.size()), windows - 2);
+    EXPECT_TRUE(t.has_bootstrap);
+  }
+  EXPECT_GT(a->decisions, 0);
+  EXPECT_LT(a->reward_sum, 0) << "rewards are costs";
+  ASSERT_EQ(a->steps, b->steps);
+  EXPECT_EQ(a->reward_sum, b->reward_sum);
+  for (size_t n = 0; n < a->trajectories.size(); ++n) {
+    for (size_t i = 0; i < a->trajectories[n].steps.size(); ++i) {
+      const Step& x = a->trajectories[n].steps[i];
+      const Step& y = b->trajectories[n].steps[i];
+      ASSERT_EQ(x.action, y.action) << "node " << n << " step " << i;
+      ASSERT_EQ(x.reward, y.reward);
+      ASSERT_EQ(x.features, y.features);
+    }
+  }
+}
+
+TEST(Rollout, ParallelEnvironmentsGiveWhatOneThreadGives) {
+  TrainConfig config = Tiny::Config();
+  config.train.episodes_per_iteration = 3;
+  config.train.profiles = {"amazon-books", "taobao"};
+  config.train.nodes_max = 2;
+  const std::vector<EnvSpec> envs = IterationEnvs(config.train, 0);
+  const control::Policy actor = Tiny::Random(5);
+  auto one = CollectRollouts(config.base, config.train, envs, actor, 1);
+  auto two = CollectRollouts(config.base, config.train, envs, actor, 2);
+  ASSERT_TRUE(one.ok()) << one.status();
+  ASSERT_TRUE(two.ok()) << two.status();
+  ASSERT_EQ(one->size(), 3u);
+  for (size_t i = 0; i < envs.size(); ++i) {
+    EXPECT_EQ((*one)[i].env.ToString(), envs[i].ToString());
+    EXPECT_EQ((*one)[i].steps, (*two)[i].steps);
+    EXPECT_EQ((*one)[i].reward_sum, (*two)[i].reward_sum);
+  }
+}
+
+TEST(Rollout, IterationsDrawNewEnvironmentsUnlessAskedToReplay) {
+  TrainConfig config = Tiny::Config();
+  config.train.profiles = {"amazon-books", "taobao", "amazon-video-games"};
+  config.train.load_min = 0.4;
+  config.train.load_max = 0.95;
+  config.train.episodes_per_iteration = 4;
+  const std::vector<EnvSpec> a = IterationEnvs(config.train, 0);
+  const std::vector<EnvSpec> b = IterationEnvs(config.train, 1);
+  EXPECT_NE(a[0].ToString(), b[0].ToString());
+  EXPECT_EQ(IterationEnvs(config.train, 1)[2].ToString(), b[2].ToString());
+  for (const EnvSpec& e : a) {
+    EXPECT_GE(e.load, 0.4);
+    EXPECT_LE(e.load, 0.95);
+  }
+  config.train.same_envs_each_iteration = true;
+  EXPECT_EQ(IterationEnvs(config.train, 0)[0].ToString(),
+            IterationEnvs(config.train, 7)[0].ToString());
+}
+
+TEST(Rollout, EnvConfigAppliesTheDraw) {
+  const TrainConfig config = Tiny::Config();
+  EnvSpec env = Tiny::Env();
+  env.nodes = 3;
+  env.gpu = "h100";
+  env.load = 0.55;
+  env.initial_split = 0.99;
+  absl::StatusOr<config::Config> c = EnvConfig(config.base, config.train, env);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->simulator.num_nodes, 3);
+  EXPECT_EQ(c->simulator.gpu, "h100");
+  EXPECT_EQ(c->simulator.load, 0.55);
+  EXPECT_EQ(c->pool.initial_split, c->pool.r_max) << "clamped to the bounds";
+  EXPECT_EQ(c->control.policy, "static");
+  EXPECT_EQ(c->workload.profile, env.profile);
+  EXPECT_EQ(c->workload.regime, env.regime);
+  env.profile = "no-such-profile";
+  EXPECT_FALSE(EnvConfig(config.base, config.train, env).ok());
+}
+
+TEST(TrainConfig, ErrorsNameTheKey) {
+  auto bad = ParseTrainConfig("train:\n  iteratons: 3\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.iteratons"), std::string::npos)
+      << bad.status().message();
+  bad = ParseTrainConfig("train:\n  load_max: 20\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.load_max"), std::string::npos);
+  bad = ParseTrainConfig("train:\n  load_min: 0.9\n  load_max: 0.5\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.load_min"), std::string::npos);
+  bad = ParseTrainConfig("train:\n  profiles: [nope]\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.profiles"), std::string::npos);
+  bad = ParseTrainConfig("pool:\n  chunk_bytes: 1000\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("pool.chunk_bytes"), std::string::npos);
+  auto good = ParseTrainConfig(
+      "train:\n  iterations: 3\n  scales: [1, 4]\n  same_envs_each_iteration: true\n"
+      "simulator:\n  num_nodes: 2\n",
+      "t.yaml");
+  ASSERT_TRUE(good.ok()) << good.status();
+  EXPECT_EQ(good->train.iterations, 3);
+  EXPECT_EQ(good->train.scales, (std::vector<double>{1, 4}));
+  EXPECT_TRUE(good->train.same_envs_each_iteration);
+  EXPECT_EQ(good->base.simulator.num_nodes, 2);
+}
+
+}  // namespace
+}  // namespace helm::train
