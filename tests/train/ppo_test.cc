@@ -76,10 +76,11 @@ TEST(TorchCheck, TheTrainersActorIsThePolicyANodeRuns) {
 TEST(Ppo, AFewIterationsOnATinyClusterRaiseTheReward) {
   TrainConfig config = Tiny::Config();
   config.train.seed = 11;
-  config.train.iterations = 8;
+  config.train.iterations = 6;
   config.train.same_envs_each_iteration = true;
-  config.train.episodes_per_iteration = 4;
+  config.train.episodes_per_iteration = 3;
   config.train.episode_s = 6;
+  config.train.profiles = {"taobao"};
   config.train.initial_split_min = config.train.initial_split_max = 0.9;
   config.train.learning_rate = 3e-3;
   config.train.anneal_lr = false;
