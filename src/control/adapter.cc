@@ -24,18 +24,27 @@ double ResidualAdapter::Update(double reward, bool usable) {
     }
     if (++index_ == o_.block_windows) {  // the block is over
       index_ = 0;
+      const bool judged = count_[p] > 0;
+      const double mean = judged ? sum_[p] / count_[p] : 0.0;
+      sum_[p] = 0;
+      count_[p] = 0;
       if (phase_ == Phase::kNominal) {
-        phase_ = Phase::kProbe;
-      } else {
-        if (count_[0] > 0 && count_[1] > 0) {
-          const double gain = std::clamp(sum_[1] / count_[1] - sum_[0] / count_[0], -1.0, 1.0);
-          const double moved = (probe_u_ - nominal_u_) / o_.probe;
-          c_ = std::clamp(c_ + o_.step * gain * moved, -o_.bound, o_.bound);
+        // A probe is judged against the mean of the nominal blocks before and after it: a reward
+        // drifting linearly (the load, or the split moving under c) cancels out.
+        if (probe_judged_ && before_judged_ && judged) {
+          const double gain = std::clamp(probe_mean_ - (before_mean_ + mean) / 2, -1.0, 1.0);
+          c_ = std::clamp(c_ + o_.step * gain * probe_moved_, -o_.bound, o_.bound);
           last_gain_ = gain;
           ++updates_;
         }
-        sum_[0] = sum_[1] = 0;
-        count_[0] = count_[1] = 0;
+        probe_judged_ = false;
+        before_judged_ = judged;
+        before_mean_ = mean;
+        phase_ = Phase::kProbe;
+      } else {
+        probe_judged_ = judged;
+        probe_mean_ = mean;
+        probe_moved_ = (probe_u_ - nominal_u_) / o_.probe;
         sign_ = -sign_;
         phase_ = Phase::kNominal;
       }
@@ -56,6 +65,7 @@ void ResidualAdapter::Freeze(bool frozen) {
   index_ = 0;
   sum_[0] = sum_[1] = 0;
   count_[0] = count_[1] = 0;
+  before_judged_ = probe_judged_ = false;
 }
 
 void ResidualAdapter::Reset() {

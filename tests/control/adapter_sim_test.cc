@@ -19,6 +19,7 @@
 
 #include "gtest/gtest.h"
 #include "helm/config/config.h"
+#include "helm/control/options.h"
 #include "helm/sim/simulator.h"
 
 namespace helm::sim {
@@ -38,6 +39,7 @@ config::Config Scenario(bool adapter) {
   c.workload.rate_per_s = 400;
   c.workload.slo_ms = kSloMs;
   c.pool.initial_split = 0.8;
+  c.control = control::ControlOptions();  // the defaults, whatever the demo's heuristic uses
   c.control.policy = "helm";
   c.control.policy_path = root + "/tests/control/data/helm-policy-biased.json";
   c.control.interval_ms = 500;

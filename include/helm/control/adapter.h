@@ -10,16 +10,20 @@
 //   - One parameter: the learned correction c, |c| <= bound, starting at 0. A base policy that
 //     steers the split toward a preferred point (any restoring policy) settles where its own change
 //     balances c, so c shifts that point; it cannot reshape the policy, which is what keeps it
-//     safe.
+//     safe. Where the base holds still (its dead band), c is a drift: the split moves by c a window
+//     until the base pushes back or r_min / r_max stops it. (Pinned at a bound, a probe toward it
+//     moves nothing, so only the other probe direction teaches c anything: the known weak spot.)
 //   - Cycles of two blocks of block_windows windows each: a nominal block with u = c, then a probe
 //     block with u = clamp(c + s * probe, -bound, bound), where s alternates +1, -1 from one cycle
 //     to the next (balanced probes; nothing random, so runs are reproducible).
 //   - Each window's reward judges the correction in force during it (the one returned by the
 //     previous Update). The first half of each block is not judged (the split is still moving;
-//     the gate may delay a probe by up to hold_windows), the rest is averaged: J_nominal, J_probe.
-//     Windows marked unusable (a burst, a rollback: recovery.h) are left out of both.
-//   - At the end of a probe block: gain = clamp(J_probe - J_nominal, -1, 1) (the reward baseline is
-//     the nominal block just before, under the same load), then
+//     the gate may delay a probe by up to hold_windows), the rest is averaged. Windows marked
+//     unusable (a burst, a rollback: recovery.h) are left out.
+//   - After the nominal block that follows a probe: the probe's gain is
+//         gain = clamp(J_probe - (J_nominal_before + J_nominal_after) / 2, -1, 1),
+//     the reward baseline being the mean of the nominal blocks on either side (a reward drifting
+//     linearly, with the load or with the split moving under c, cancels out), and
 //         c <- clamp(c + step * gain * (u_probe - u_nominal) / probe, -bound, bound),
 //     i.e. c moves toward the probe when the probe earned more reward, away from it otherwise,
 //     by at most step per cycle (a probe cut by the bound counts for what it moved).
@@ -80,6 +84,11 @@ class ResidualAdapter {
   double sum_[2] = {0, 0};
   int32_t count_[2] = {0, 0};
   double nominal_u_ = 0, probe_u_ = 0;
+  bool before_judged_ = false;  // the nominal block before the last probe had judged windows
+  double before_mean_ = 0;      // its mean reward
+  bool probe_judged_ = false;  // the last probe block had judged windows, awaiting the next nominal
+  double probe_mean_ = 0;
+  double probe_moved_ = 0;  // (u_probe - u_nominal) / probe of that probe
   double last_gain_ = 0;
   int64_t updates_ = 0;
 };
