@@ -16,6 +16,11 @@
 //    default 30%), under round_robin and then helm:
 //      placement_max_share               = the busiest node's share of helm's replies (fair: 1/N)
 //      kv_hit_session_helm_vs_round_robin = KV token hit ratio (helm) / (round_robin)
+// 4. The split controller. The config's phased workload (e.g. steady -> trend -> burst) at its
+//    own rate (make run's demo load) through helm routing, first with every node's split fixed at
+//    0.5, then with the config's control.policy moving it (skipped when that is static):
+//      p99_controller_vs_static_loopback = P99 latency (controller) / (split fixed at 0.5)
+// Runs 1-3 measure routing alone: their nodes' splits are fixed (control.policy static).
 // Each run's table, summary.json, timeseries.csv and plot.png go under --out.
 #include <unistd.h>
 
@@ -23,10 +28,12 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "apps/app.h"
 #include "bench/load_generator.h"
 #include "bench/report.h"
@@ -35,6 +42,7 @@
 #include "helm/cluster/local_cluster.h"
 #include "helm/v1/recommender.grpc.pb.h"
 #include "helm/workload/generator.h"
+#include "helm/workload/phases.h"
 
 #ifndef HELM_SOURCE_DIR
 #define HELM_SOURCE_DIR "."
@@ -46,12 +54,13 @@ namespace {
 struct Flags {
   std::string bin_dir;
   std::string out_dir = "out/bench-cluster";
-  double seconds = 60;        // per policy run
-  int hop_rounds = 1000;      // rounds of (echo, direct, router)
-  int hop_history = 2048;     // history events of the router-hop requests
-  double load = 0.7;          // offered load over the measured capacity
-  double session_load = 0.3;  // offered load of the session runs over the measured capacity
-  double rate = 0;            // requests/s for the policy runs; 0: load x measured capacity
+  double seconds = 60;            // per policy run
+  int hop_rounds = 1000;          // rounds of (echo, direct, router)
+  int hop_history = 2048;         // history events of the router-hop requests
+  double load = 0.7;              // offered load over the measured capacity
+  double session_load = 0.3;      // offered load of the session runs over the measured capacity
+  double controller_seconds = 0;  // length of each controller run (0: the config's phases)
+  double rate = 0;                // requests/s for the policy runs; 0: load x measured capacity
   int num_nodes = 2;
   std::string python = "/usr/bin/python3";
   std::string plot_script = std::string(HELM_SOURCE_DIR) + "/scripts/plot_bench.py";
@@ -194,13 +203,14 @@ HopResult MeasureHop(const Flags& flags, const config::Config& config,
 absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& config,
                                  const std::string& config_path, const std::string& policy,
                                  double rate, double seconds, const std::string& out_dir,
-                                 int32_t max_in_flight = 0, bool sessions = false) {
+                                 int32_t max_in_flight = 0, bool sessions = false,
+                                 bool phases = false) {
   auto cluster = StartCluster(flags, config_path, policy, out_dir + "/logs");
   if (cluster == nullptr) return absl::UnavailableError("the cluster did not start");
   workload::WorkloadOptions w = config.workload;
   w.rate_per_s = rate;
   w.duration_s = seconds;
-  w.phases.clear();
+  if (!phases) w.phases.clear();
   w.sessions = sessions;
   absl::StatusOr<std::unique_ptr<workload::Generator>> generator = workload::Generator::Create(w);
   if (!generator.ok()) return generator.status();
@@ -213,8 +223,9 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   load.top_k = w.top_k;
   load.progress = stderr;
   load.progress_in_place = isatty(fileno(stderr)) != 0;
-  std::fprintf(stderr, "== %s: %s steady%s at %.1f/s for %.0f s\n", policy.c_str(),
-               w.profile.c_str(), sessions ? " in sessions" : "", rate, seconds);
+  std::fprintf(stderr, "== %s: %s %s%s at %.1f/s for %.0f s\n", policy.c_str(), w.profile.c_str(),
+               w.phases.empty() ? "steady" : w.phases.c_str(), sessions ? " in sessions" : "", rate,
+               seconds);
   absl::StatusOr<std::unique_ptr<LoadGenerator>> runner =
       LoadGenerator::Create(load, *std::move(generator));
   if (!runner.ok()) return runner.status();
@@ -226,7 +237,7 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   RunInfo info;
   info.target = policy + " router";
   info.profile = w.profile;
-  info.phases = absl::StrCat("steady:", seconds);
+  info.phases = w.phases.empty() ? absl::StrCat("steady:", seconds) : w.phases;
   info.rate_per_s = rate;
   info.seed = w.seed;
   info.deadline_ms = w.deadline_ms;
@@ -239,6 +250,13 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   std::printf("%s\n\n", files->c_str());
   return report;
 }
+
+int RunSessions(const Flags& flags, const config::Config& config, const std::string& config_path,
+                double capacity, double rate);
+int RunController(
+    const Flags& flags, const config::Config& config, const std::string& controller_config_path,
+    double rate,
+    const std::function<std::string(const config::Config&, const std::string&)>& write_config);
 
 int Main(int argc, char** argv) {
   CLI::App cli("helm_bench_cluster: router hop and routing policies on a local cluster");
@@ -255,6 +273,8 @@ int Main(int argc, char** argv) {
   cli.add_option("--rate", flags.rate, "request rate of the policy runs (1/s; 0: from --load)");
   cli.add_option("--session-load", flags.session_load,
                  "offered load of the session runs over the measured capacity (0: skip them)");
+  cli.add_option("--controller-seconds", flags.controller_seconds,
+                 "length of each split-controller run, the phases scaled to it (0: as configured)");
   cli.add_option("--nodes", flags.num_nodes, "node processes");
   cli.add_option("--python", flags.python, "Python with matplotlib for the plots");
   app::ParseFlagsOrExit(cli, argc, argv);
@@ -275,6 +295,26 @@ int Main(int argc, char** argv) {
     }
     std::fputs(app::kEmbeddedConfig, f);
     std::fclose(f);
+  }
+
+  // Runs 1-3 compare routing policies: every node's split stays at the config's initial split.
+  // Run 4 gives the config's controller a file of its own, and its static baseline another.
+  auto write_config = [&](const config::Config& c, const std::string& name) -> std::string {
+    const std::string path = flags.out_dir + "/" + name;
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (f == nullptr) return "";
+    std::fputs(config::ConfigToYaml(c).c_str(), f);
+    std::fclose(f);
+    return path;
+  };
+  config::Config pinned = config;
+  pinned.control.policy = "static";
+  pinned.control.audit_log.clear();
+  const std::string controller_config_path = config_path;
+  config_path = write_config(pinned, "config-static.yaml");
+  if (config_path.empty()) {
+    std::fprintf(stderr, "helm_bench_cluster: cannot write under %s\n", flags.out_dir.c_str());
+    return 1;
   }
 
   const HopResult hop = MeasureHop(flags, config, config_path);
@@ -339,9 +379,70 @@ int Main(int argc, char** argv) {
     std::printf("HELM_RESULT p99_helm_vs_round_robin %.3f\n",
                 static_cast<double>(b.latency.p99_us) / a.latency.p99_us);
   }
-  if (flags.session_load <= 0) return 0;
+  if (flags.session_load > 0 && RunSessions(flags, config, config_path, capacity, rate) != 0) {
+    return 1;
+  }
+  return RunController(flags, config, controller_config_path, config.workload.rate_per_s,
+                       write_config);
+}
 
-  // Sessions at light load: where cache warmth alone would herd new users onto one node.
+// Run 4: the config's phased workload with every split fixed at 0.5, then under its controller.
+int RunController(
+    const Flags& flags, const config::Config& config, const std::string& controller_config_path,
+    double rate,
+    const std::function<std::string(const config::Config&, const std::string&)>& write_config) {
+  if (config.control.policy == "static") return 0;
+  config::Config fixed = config;
+  fixed.control.policy = "static";
+  fixed.control.audit_log.clear();
+  fixed.pool.initial_split = 0.5;
+  const std::string fixed_path = write_config(fixed, "config-split-0.5.yaml");
+  // The phases, scaled to --controller-seconds when given.
+  absl::StatusOr<std::vector<workload::Phase>> phases = workload::ParsePhases(
+      config.workload.phases, config.workload.regime, config.workload.duration_s);
+  if (!phases.ok()) {
+    std::fprintf(stderr, "helm_bench_cluster: workload.phases: %s\n",
+                 std::string(phases.status().message()).c_str());
+    return 1;
+  }
+  const double total_s = phases->back().end_us() / 1e6;
+  const double scale = flags.controller_seconds > 0 ? flags.controller_seconds / total_s : 1.0;
+  config::Config run_config = config;
+  run_config.workload.phases.clear();
+  for (const workload::Phase& p : *phases) {
+    absl::StrAppendFormat(&run_config.workload.phases, "%s%s:%g",
+                          run_config.workload.phases.empty() ? "" : ",",
+                          workload::RegimeName(p.regime), p.duration_us / 1e6 * scale);
+  }
+  const double seconds = total_s * scale;
+  absl::StatusOr<Report> still = RunPolicy(
+      flags, run_config, fixed_path, "helm", rate, seconds, flags.out_dir + "/split_fixed",
+      /*max_in_flight=*/0, /*sessions=*/false, /*phases=*/true);
+  absl::StatusOr<Report> moving =
+      RunPolicy(flags, run_config, controller_config_path, "helm", rate, seconds,
+                flags.out_dir + "/split_controller", /*max_in_flight=*/0, /*sessions=*/false,
+                /*phases=*/true);
+  if (!still.ok() || !moving.ok()) {
+    std::fprintf(stderr, "helm_bench_cluster: %s\n",
+                 std::string((still.ok() ? moving.status() : still.status()).message()).c_str());
+    return 1;
+  }
+  std::printf(
+      "split controller (%s) vs split fixed at 0.5: P99 %lld vs %lld us, SLO %.3f vs %.3f\n",
+      config.control.policy.c_str(), static_cast<long long>(moving->overall.latency.p99_us),
+      static_cast<long long>(still->overall.latency.p99_us), moving->overall.slo_attainment,
+      still->overall.slo_attainment);
+  if (still->overall.latency.p99_us > 0) {
+    std::printf(
+        "HELM_RESULT p99_controller_vs_static_loopback %.3f\n",
+        static_cast<double>(moving->overall.latency.p99_us) / still->overall.latency.p99_us);
+  }
+  return 0;
+}
+
+// Run 3: sessions at light load, where cache warmth alone would herd new users onto one node.
+int RunSessions(const Flags& flags, const config::Config& config, const std::string& config_path,
+                double capacity, double rate) {
   const double session_rate =
       capacity > 0 ? flags.session_load * capacity : rate * flags.session_load / flags.load;
   absl::StatusOr<Report> srr =
