@@ -55,10 +55,12 @@ struct ControlOptions {
   // burst_short_windows windows is burst_ratio times that over burst_long_windows (Knative's panic
   // mode: 2x over a window 1/10 as long), or a CUSUM on the arrival rate or on log P99 passes
   // cusum_h (slack cusum_k; both in standard deviations, estimated online after
-  // cusum_warmup_windows windows). During one the split moves by at most burst_max_move per window
-  // (0: frozen); it ends after burst_cooldown_windows calm windows. A move after which P99 stays
-  // above the last stable split's P99 by more than rollback_margin (a fraction) and does not fall
-  // for rollback_windows settled windows is undone: back to the last stable split.
+  // cusum_warmup_windows windows) with the ratio at (1 + burst_ratio) / 2. During one the split
+  // moves by at most burst_max_move per window (0: frozen); it ends after burst_cooldown_windows
+  // calm windows (or burst_long_windows at most). A move after which P99 stays above the last
+  // stable split's P99 by more than rollback_margin (a fraction) and does not fall, the load
+  // staying within that margin, for rollback_windows settled windows is undone: back to the last
+  // stable split.
   bool recovery = true;
   double burst_ratio = 2.0;
   int32_t burst_short_windows = 3;
