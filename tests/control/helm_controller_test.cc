@@ -138,6 +138,23 @@ TEST(HelmController, ABurstFreezesTheSplitAndModeSaysSo) {
   EXPECT_GE(burst_windows, 8) << "detected within two windows, then held";
 }
 
+TEST(HelmController, TheAdapterLearnsOnlyFromCalmWindows) {
+  ControlOptions o = Options(true, true);
+  HelmController helm(UpOnAFullQueue(), Scales(), o, 0.1, 0.9);
+  double split = 0.5;
+  for (int i = 0; i < 60; ++i) split = helm.Decide(Window(split, 1000, 10'000));
+  const int64_t calm_updates = helm.adapter()->updates();
+  EXPECT_GE(calm_updates, 2) << "60 calm windows: at least two probe cycles judged";
+  // A flash crowd lasting a long window: after the blocks that began before it, nothing is judged.
+  int64_t updates_in_burst = -1;
+  for (int i = 0; i < o.burst_long_windows - 1; ++i) {
+    split = helm.Decide(Window(split, 3000, 40'000));
+    ASSERT_EQ(helm.mode(), "burst") << "window " << i;
+    if (i == 3 * o.adapter_block_windows) updates_in_burst = helm.adapter()->updates();
+  }
+  EXPECT_EQ(helm.adapter()->updates(), updates_in_burst);
+}
+
 TEST(HelmController, RollsBackABadMoveEvenWithinTheHysteresisHold) {
   ControlOptions o = Options(false, true);
   o.hold_windows = 10;
