@@ -59,7 +59,11 @@ double HelmController::Decide(const serve::StatsWindow& w) {
 
   // Layer 3 observes first: whether this window was a burst decides what the adapter learns.
   d.recovery_on = recovery_.has_value();
-  if (recovery_) recovery_->Observe(w);
+  if (recovery_) {
+    // The reward's latency term is P99 / SLO below its cap: the P99 without another histogram scan.
+    const double slo_us = std::max(1.0, scales_.slo_us);
+    recovery_->Observe(w, d.reward.latency < 4 ? d.reward.latency * slo_us : -1.0);
+  }
   const bool calm = !recovery_ || (!recovery_->in_burst() && !recovery_->rolling_back());
 
   // Layer 1.

@@ -174,11 +174,11 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
   }
 }
 
-void Recovery::Observe(const serve::StatsWindow& w) {
+void Recovery::Observe(const serve::StatsWindow& w, double p99_us) {
   const bool p99_valid =
       w.requests.completions >= o_.min_window_answers && w.latency_us.Count() > 0;
-  const double log_p99 =
-      p99_valid ? std::log(std::max(1.0, double(w.latency_us.Quantile(0.99)))) : 0.0;
+  if (p99_valid && p99_us < 0) p99_us = w.latency_us.Quantile(0.99);
+  const double log_p99 = p99_valid ? std::log(std::max(1.0, p99_us)) : 0.0;
   if (blocked_left_ > 0) --blocked_left_;
   ObserveBurst(w, p99_valid, log_p99);
   ObserveMove(w, p99_valid, log_p99);

@@ -71,7 +71,9 @@ class Recovery {
   explicit Recovery(const RecoveryOptions& options) : o_(options) {}
 
   // Observes the window just closed: call once per window, also while a move is in flight.
-  void Observe(const serve::StatsWindow& window);
+  // `p99_us`: the window's latency_us.Quantile(0.99) when the caller has it (saves a scan of the
+  // histogram); negative: computed here.
+  void Observe(const serve::StatsWindow& window, double p99_us = -1);
   // Filters `proposed_delta`, the change of `target` (the observed window's target_split) that the
   // layers above ask for. REQUIRES: Observe was called with that window.
   RecoveryVerdict Filter(double target, double proposed_delta) const;
