@@ -54,7 +54,7 @@ struct TrainOptions {
   bool anneal_lr = true;          // linearly to 0 over `iterations`
   double gamma = 0.99;            // per statistics window
   double gae_lambda = 0.95;
-  double clip = 0.2;  // policy ratio clip (and the value clip)
+  double clip = 0.2;  // policy ratio clip
   double entropy_coef = 0.01;
   double value_coef = 0.5;
   int32_t update_epochs = 4;

@@ -16,8 +16,13 @@
 // all steps, the entropy bonus, Adam with the gradient norm clipped; the step size annealed
 // linearly over the run.
 //
+// Value loss: 0.5 (V - return)^2, unclipped (returns run to hundreds of reward units, where
+// CleanRL's value clip of 0.2 would stall the critic); the actor's and the critic's gradient norms
+// are clipped each on its own for the same reason.
+//
 // Deterministic for a seed on one machine: rollouts are (rollout.h), and torch runs with one
-// intra-op thread and a seeded generator.
+// intra-op thread and a seeded generator. Create sets LibTorch's process-wide state (its global
+// seed, one intra-op thread): one trainer per process.
 //
 // Thread-compatible: one thread calls Iterate.
 #pragma once
