@@ -43,6 +43,8 @@ absl::StatusOr<PaperTable> MakePaperTable(const std::vector<SweepCell>& cells) {
   }
   PaperTable t;
   for (const SweepCell& c : cells) {
+    t.rate_per_s.push_back(c.rate_per_s);
+    t.capacity_per_s.push_back(c.capacity_per_s);
     t.cells.push_back(scales_differ ? absl::StrFormat("%s/%s@%g", c.profile, c.regime, c.scale)
                                     : absl::StrCat(c.profile, "/", c.regime));
   }
@@ -118,6 +120,13 @@ std::string PaperTableMarkdown(const PaperTable& t) {
       "| cell | row | split | P99 ms | SLO | goodput/s | tracking error | reversals |\n"
       "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
       t.global_split, t.global_worst_ratio);
+  std::string rates = "Offered rate per cell (capacity under its best static split, measured):";
+  for (size_t c = 0; c < t.cells.size(); ++c) {
+    absl::StrAppendFormat(&rates, " %s %.0f/s", t.cells[c], t.rate_per_s[c]);
+    if (t.capacity_per_s[c] > 0) absl::StrAppendFormat(&rates, " (of %.0f/s)", t.capacity_per_s[c]);
+    rates += c + 1 < t.cells.size() ? ";" : ".\n\n";
+  }
+  out = rates + out;
   for (size_t c = 0; c < t.cells.size(); ++c) {
     for (size_t r = 0; r < t.rows.size(); ++r) {
       const SweepRun& run = t.runs[r][c];
@@ -143,6 +152,8 @@ std::string PaperTableJson(const PaperTable& t) {
   nlohmann::ordered_json j;
   j["cells"] = t.cells;
   j["rows"] = t.rows;
+  j["rate_per_s"] = t.rate_per_s;
+  j["capacity_per_s"] = t.capacity_per_s;
   j["global_split"] = t.global_split;
   j["global_worst_ratio"] = t.global_worst_ratio;
   nlohmann::ordered_json runs = nlohmann::ordered_json::array();

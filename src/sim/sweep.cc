@@ -177,7 +177,6 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
         }
         config::Config& c = cell_config.config;
         HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, OfferedRate(c));
-        c.simulator.load = 0;
         SweepCell cell;
         cell.profile = profile;
         cell.regime = regime;
@@ -194,7 +193,30 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
   const int total = static_cast<int>(cells.size());
   for (int index = 0; index < total; ++index) {
     SweepCell& cell = cells[index];
-    const config::Config& c = configs[index];
+    config::Config& c = configs[index];
+    if (s.sweep_capacity_s > 0 && c.simulator.load > 0) {
+      // The cell's capacity under its best static split: short steady runs offered the estimated
+      // capacity (EstimateCapacityPerNode; more than the cluster serves when EMB misses cost
+      // more than K/V reuse saves), one per static split; the most any served is the capacity.
+      double capacity = 0;
+      for (double split : splits) {
+        if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
+        config::Config run = c;
+        run.control.policy = "static";
+        run.pool.initial_split = split;
+        run.pool.r_min = std::min(run.pool.r_min, split);
+        run.pool.r_max = std::max(run.pool.r_max, split);
+        run.workload.regime = "steady";
+        run.workload.rate_per_s = c.workload.rate_per_s / c.simulator.load;
+        run.simulator.load = 0;
+        run.simulator.duration_s = run.workload.duration_s = s.sweep_capacity_s;
+        HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+        capacity = std::max(capacity, r.throughput_per_s());
+      }
+      cell.capacity_per_s = capacity;
+      c.workload.rate_per_s = cell.rate_per_s = c.simulator.load * capacity;
+    }
+    c.simulator.load = 0;
     std::vector<SimResult> results;  // one per run of the cell, for the tracking errors
     for (double split : splits) {
       if (hooks.progress) hooks.progress(index, total, absl::StrFormat("static %.2f", split));
@@ -265,15 +287,17 @@ double BestStaticSplitSpread(const std::vector<SweepCell>& cells, double scale) 
 std::string SweepCsv(const std::vector<SweepCell>& cells) {
   std::string out =
       "profile,regime,scale,pool_bytes,emb_footprint_bytes,kv_working_set_bytes,rate_per_s,"
-      "controller,split,p50_ms,p99_ms,slo_attainment,throughput_per_s,kv_token_hit,emb_hit,"
+      "capacity_per_s,controller,split,p50_ms,p99_ms,slo_attainment,throughput_per_s,kv_token_hit,"
+      "emb_hit,"
       "tracking_error,reversals\n";
   for (const SweepCell& c : cells) {
     for (const SweepRun& r : c.runs) {
       absl::StrAppendFormat(
-          &out, "%s,%s,%g,%.0f,%.0f,%.0f,%.2f,%s,%.4f,%.4f,%.4f,%.6f,%.3f,%.6f,%.6f,%.6f,%d\n",
+          &out, "%s,%s,%g,%.0f,%.0f,%.0f,%.2f,%.2f,%s,%.4f,%.4f,%.4f,%.6f,%.3f,%.6f,%.6f,%.6f,%d\n",
           c.profile, c.regime, c.scale, c.pool_bytes, c.emb_footprint_bytes, c.kv_working_set_bytes,
-          c.rate_per_s, r.controller, r.split, r.p50_ms, r.p99_ms, r.slo_attainment,
-          r.throughput_per_s, r.kv_token_hit, r.emb_hit, r.tracking_error, r.reversals);
+          c.rate_per_s, c.capacity_per_s, r.controller, r.split, r.p50_ms, r.p99_ms,
+          r.slo_attainment, r.throughput_per_s, r.kv_token_hit, r.emb_hit, r.tracking_error,
+          r.reversals);
     }
   }
   return out;

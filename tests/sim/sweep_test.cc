@@ -104,6 +104,34 @@ TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
   EXPECT_LE(BestStaticSplitSpread(*cells), 0.6);
 }
 
+TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
+  config::Config c = Base();
+  c.simulator.sweep_profiles = {"amazon-video-games"};
+  c.simulator.sweep_regimes = {"steady"};
+  c.simulator.sweep_scales = {"2"};
+  c.simulator.sweep_split_min = 0.2;
+  c.simulator.sweep_split_max = 0.8;
+  c.simulator.sweep_split_step = 0.6;
+  c.simulator.load = 0.7;
+  c.simulator.sweep_capacity_s = 0.5;
+  c.simulator.duration_s = c.workload.duration_s = 0.5;
+  auto cells = RunSweep(c);
+  ASSERT_TRUE(cells.ok()) << cells.status();
+  ASSERT_EQ(cells->size(), 1u);
+  const SweepCell& cell = cells->front();
+  EXPECT_GT(cell.capacity_per_s, 0);
+  EXPECT_NEAR(cell.rate_per_s, 0.7 * cell.capacity_per_s, 1e-6);
+  // The capacity runs were offered the estimate: none can have served more than that.
+  auto cost = CostModelForConfig(c);
+  ASSERT_TRUE(cost.ok());
+  config::Config cell_config = c;
+  cell_config.workload.profile = "amazon-video-games";
+  EXPECT_LE(cell.capacity_per_s,
+            1.05 * c.simulator.num_nodes * *EstimateCapacityPerNode(cell_config, *cost));
+  // The runs themselves were offered 70% of it.
+  for (const SweepRun& r : cell.runs) EXPECT_LE(r.throughput_per_s, 1.1 * cell.rate_per_s);
+}
+
 TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
   config::Config c = Base();
   c.control.policy_path = "base.json";

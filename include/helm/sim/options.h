@@ -34,6 +34,9 @@ struct SimulatorOptions {
   double sweep_split_min = 0.1;
   double sweep_split_max = 0.9;
   double sweep_split_step = 0.05;
+  // Simulated seconds of each capacity run (sweep.h; 0: simulator.load is a fraction of the
+  // estimated capacity).
+  double sweep_capacity_s = 0;
   // Rows run on every cell after the static splits (sweep.h ApplyControllerRow).
   std::vector<std::string> sweep_controllers;
   // Turn the sweep into the paper's table (paper_table.h): paper-table.md and .json, and each
@@ -64,6 +67,9 @@ struct SimulatorOptions {
     v.Field("sweep_controllers", sweep_controllers,
             "split sweep: rows run on every cell (heuristic, oracle, helm-base, helm-adapter, "
             "helm, helm-rr)");
+    v.Field("sweep_capacity_s", sweep_capacity_s,
+            "split sweep: seconds of each capacity run (0: load is of the estimated capacity)",
+            config::InRange(0.0, 1e6));
     v.Field("paper_table", paper_table, "split sweep: report it as the paper's table");
   }
 };

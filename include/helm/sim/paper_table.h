@@ -32,6 +32,7 @@ namespace helm::sim {
 
 struct PaperTable {
   std::vector<std::string> cells;  // "profile/regime" (with "@scale" when cells differ in scale)
+  std::vector<double> rate_per_s, capacity_per_s;  // per cell (capacity 0: not measured)
   std::vector<std::string> rows;
   std::vector<std::vector<SweepRun>> runs;  // [row][cell]
   double global_split = 0;                  // static-global's split

@@ -15,7 +15,9 @@
 //                        chosen so that F_kv ~= s x pool (capped by the profile's users).
 // Both footprints are reported next to the pool size for every cell.
 //
-// Load: simulator.load (a fraction of EstimateCapacity) or workload.rate_per_s.
+// Load: simulator.load (a fraction of EstimateCapacityPerNode, or with simulator.sweep_capacity_s
+// of the cell's capacity measured under its best static split: short steady runs offered the
+// estimate at every static split, the most any served) or workload.rate_per_s.
 //
 // Thread-compatible; runs its simulations one after another on the calling thread.
 #pragma once
@@ -73,6 +75,7 @@ struct SweepCell {
   double scale = 0;
   double pool_bytes = 0, emb_footprint_bytes = 0, kv_working_set_bytes = 0;
   double rate_per_s = 0;
+  double capacity_per_s = 0;   // measured (simulator.sweep_capacity_s), else 0
   std::vector<SweepRun> runs;  // static splits in order, then the controllers
   // The static run with the lowest P99 (ties: the lower split).
   const SweepRun* BestStatic() const;
