@@ -1,11 +1,14 @@
 #include "helm/sim/sweep.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "helm/common/status.h"
 #include "helm/model/model.h"
 #include "helm/sim/simulator.h"
@@ -127,6 +130,65 @@ const SweepRun* SweepCell::Controller(const std::string& name) const {
   return nullptr;
 }
 
+// One cell of the sweep: its capacity (when measured), every static split, then every row.
+absl::Status RunCell(int index, int total, const std::vector<double>& splits,
+                     const SweepHooks& hooks, SweepCell& cell, config::Config& c) {
+  const SimulatorOptions& s = c.simulator;
+  if (s.sweep_capacity_s > 0 && c.simulator.load > 0) {
+    // The cell's capacity under its best static split: short steady runs offered the estimated
+    // capacity (EstimateCapacityPerNode; more than the cluster serves when EMB misses cost
+    // more than K/V reuse saves), one per static split; the most any served is the capacity.
+    double capacity = 0;
+    for (double split : splits) {
+      if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
+      config::Config run = c;
+      run.control.policy = "static";
+      run.pool.initial_split = split;
+      run.pool.r_min = std::min(run.pool.r_min, split);
+      run.pool.r_max = std::max(run.pool.r_max, split);
+      run.workload.regime = "steady";
+      run.workload.rate_per_s = c.workload.rate_per_s / c.simulator.load;
+      run.simulator.load = 0;
+      run.simulator.duration_s = run.workload.duration_s = s.sweep_capacity_s;
+      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+      capacity = std::max(capacity, r.throughput_per_s());
+    }
+    cell.capacity_per_s = capacity;
+    c.workload.rate_per_s = cell.rate_per_s = c.simulator.load * capacity;
+  }
+  c.simulator.load = 0;
+  std::vector<SimResult> results;  // one per run of the cell, for the tracking errors
+  for (double split : splits) {
+    if (hooks.progress) hooks.progress(index, total, absl::StrFormat("static %.2f", split));
+    config::Config run = c;
+    run.control.policy = "static";
+    run.pool.initial_split = split;
+    run.pool.r_min = std::min(run.pool.r_min, split);
+    run.pool.r_max = std::max(run.pool.r_max, split);
+    HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+    cell.runs.push_back(Summarize("static", split, r));
+    if (hooks.result) hooks.result(cell, cell.runs.back(), r);
+    results.push_back(std::move(r));
+  }
+  for (const std::string& controller : s.sweep_controllers) {
+    if (hooks.progress) hooks.progress(index, total, controller);
+    config::Config run = c;
+    HELM_RETURN_IF_ERROR(ApplyControllerRow(controller, run));
+    HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+    cell.runs.push_back(Summarize(controller, run.pool.initial_split, r));
+    if (hooks.result) hooks.result(cell, cell.runs.back(), r);
+    results.push_back(std::move(r));
+  }
+  // Tracking error of every run, static ones included, against the cell's oracle run.
+  for (size_t i = 0; i < cell.runs.size(); ++i) {
+    if (cell.runs[i].controller != "oracle") continue;
+    for (size_t j = 0; j < cell.runs.size(); ++j) {
+      cell.runs[j].tracking_error = TrackingError(results[j], results[i]);
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
                                                 const SweepHooks& hooks) {
   const SimulatorOptions& s = base.simulator;
@@ -191,62 +253,45 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
     }
   }
   const int total = static_cast<int>(cells.size());
-  for (int index = 0; index < total; ++index) {
-    SweepCell& cell = cells[index];
-    config::Config& c = configs[index];
-    if (s.sweep_capacity_s > 0 && c.simulator.load > 0) {
-      // The cell's capacity under its best static split: short steady runs offered the estimated
-      // capacity (EstimateCapacityPerNode; more than the cluster serves when EMB misses cost
-      // more than K/V reuse saves), one per static split; the most any served is the capacity.
-      double capacity = 0;
-      for (double split : splits) {
-        if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
-        config::Config run = c;
-        run.control.policy = "static";
-        run.pool.initial_split = split;
-        run.pool.r_min = std::min(run.pool.r_min, split);
-        run.pool.r_max = std::max(run.pool.r_max, split);
-        run.workload.regime = "steady";
-        run.workload.rate_per_s = c.workload.rate_per_s / c.simulator.load;
-        run.simulator.load = 0;
-        run.simulator.duration_s = run.workload.duration_s = s.sweep_capacity_s;
-        HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
-        capacity = std::max(capacity, r.throughput_per_s());
-      }
-      cell.capacity_per_s = capacity;
-      c.workload.rate_per_s = cell.rate_per_s = c.simulator.load * capacity;
+  const int threads = std::clamp<int>(s.sweep_threads, 1, std::max(1, total));
+  if (threads == 1) {
+    for (int index = 0; index < total; ++index) {
+      HELM_RETURN_IF_ERROR(RunCell(index, total, splits, hooks, cells[index], configs[index]));
     }
-    c.simulator.load = 0;
-    std::vector<SimResult> results;  // one per run of the cell, for the tracking errors
-    for (double split : splits) {
-      if (hooks.progress) hooks.progress(index, total, absl::StrFormat("static %.2f", split));
-      config::Config run = c;
-      run.control.policy = "static";
-      run.pool.initial_split = split;
-      run.pool.r_min = std::min(run.pool.r_min, split);
-      run.pool.r_max = std::max(run.pool.r_max, split);
-      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
-      cell.runs.push_back(Summarize("static", split, r));
-      if (hooks.result) hooks.result(cell, cell.runs.back(), r);
-      results.push_back(std::move(r));
-    }
-    for (const std::string& controller : s.sweep_controllers) {
-      if (hooks.progress) hooks.progress(index, total, controller);
-      config::Config run = c;
-      HELM_RETURN_IF_ERROR(ApplyControllerRow(controller, run));
-      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
-      cell.runs.push_back(Summarize(controller, run.pool.initial_split, r));
-      if (hooks.result) hooks.result(cell, cell.runs.back(), r);
-      results.push_back(std::move(r));
-    }
-    // Tracking error of every run, static ones included, against the cell's oracle run.
-    for (size_t i = 0; i < cell.runs.size(); ++i) {
-      if (cell.runs[i].controller != "oracle") continue;
-      for (size_t j = 0; j < cell.runs.size(); ++j) {
-        cell.runs[j].tracking_error = TrackingError(results[j], results[i]);
-      }
-    }
+    return cells;
   }
+  // Cells on parallel threads (each simulation is single-threaded and shares nothing); the hooks
+  // are called under one mutex. The first error wins.
+  absl::Mutex mu;
+  SweepHooks locked;
+  if (hooks.progress) {
+    locked.progress = [&](int cell, int cells_total, const std::string& what) {
+      absl::MutexLock lock(&mu);
+      hooks.progress(cell, cells_total, what);
+    };
+  }
+  if (hooks.result) {
+    locked.result = [&](const SweepCell& cell, const SweepRun& run, const SimResult& result) {
+      absl::MutexLock lock(&mu);
+      hooks.result(cell, run, result);
+    };
+  }
+  std::atomic<int> next{0};
+  absl::Status first_error;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([&] {
+      for (int index = next++; index < total; index = next++) {
+        absl::Status status = RunCell(index, total, splits, locked, cells[index], configs[index]);
+        if (!status.ok()) {
+          absl::MutexLock lock(&mu);
+          if (first_error.ok()) first_error = std::move(status);
+        }
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  HELM_RETURN_IF_ERROR(first_error);
   return cells;
 }
 

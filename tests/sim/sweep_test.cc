@@ -100,6 +100,11 @@ TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
   }
   const std::string csv = SweepCsv(*cells);
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1 + 2 * 5);
+  // A cell per thread gives the very same sweep (oracle included).
+  c.simulator.sweep_threads = 2;
+  auto threaded = RunSweep(c);
+  ASSERT_TRUE(threaded.ok()) << threaded.status();
+  EXPECT_EQ(SweepCsv(*threaded), csv);
   EXPECT_GE(BestStaticSplitSpread(*cells), 0);
   EXPECT_LE(BestStaticSplitSpread(*cells), 0.6);
 }

@@ -37,6 +37,8 @@ struct SimulatorOptions {
   // Simulated seconds of each capacity run (sweep.h; 0: simulator.load is a fraction of the
   // estimated capacity).
   double sweep_capacity_s = 0;
+  // Cells simulated at once, one thread each (each simulation is single-threaded).
+  int32_t sweep_threads = 1;
   // Rows run on every cell after the static splits (sweep.h ApplyControllerRow).
   std::vector<std::string> sweep_controllers;
   // Turn the sweep into the paper's table (paper_table.h): paper-table.md and .json, and each
@@ -70,6 +72,8 @@ struct SimulatorOptions {
     v.Field("sweep_capacity_s", sweep_capacity_s,
             "split sweep: seconds of each capacity run (0: load is of the estimated capacity)",
             config::InRange(0.0, 1e6));
+    v.Field("sweep_threads", sweep_threads, "split sweep: cells simulated at once, a thread each",
+            config::InRange<int32_t>(1, 256));
     v.Field("paper_table", paper_table, "split sweep: report it as the paper's table");
   }
 };

@@ -19,7 +19,10 @@
 // of the cell's capacity measured under its best static split: short steady runs offered the
 // estimate at every static split, the most any served) or workload.rate_per_s.
 //
-// Thread-compatible; runs its simulations one after another on the calling thread.
+// Thread-compatible. Runs its simulations one after another on the calling thread, or with
+// simulator.sweep_threads > 1 a cell per thread (the hooks are then called under a mutex). The
+// oracle fork()s from whichever thread runs its cell: the child only runs that cell's copy (glibc's
+// malloc is fork-safe; the nodes log nothing at the sweep's warn level).
 #pragma once
 
 #include <cstdint>
