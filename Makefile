@@ -34,7 +34,11 @@ configure: deps
 build: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-test: build
+# The test suite includes the trainer's LibTorch tests (the hand-written policy against torch's
+# forward, a few PPO iterations), so it installs libtorch-dev first; the serving binaries never link it.
+test:
+	@HELM_WITH_TORCH=1 scripts/deps.sh
+	@$(MAKE) --no-print-directory build
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 900 -j $(JOBS)
 
 run: build
