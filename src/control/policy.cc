@@ -6,6 +6,7 @@
 #include <random>
 #include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
@@ -129,7 +130,15 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view sou
   return p;
 }
 
+extern const char* const kBuiltinHelmBaseV1;  // builtin_policy.cc, generated
+
 absl::StatusOr<Policy> LoadPolicy(const std::string& path) {
+  if (absl::StartsWith(path, kBuiltinPrefix)) {
+    const std::string name = path.substr(kBuiltinPrefix.size());
+    if (name == "helm-base-v1") return ParsePolicy(kBuiltinHelmBaseV1, path);
+    return absl::NotFoundError(
+        absl::StrCat("policy ", path, ": no such builtin policy (known: builtin:helm-base-v1)"));
+  }
   std::ifstream f(path);
   if (!f) return absl::NotFoundError(absl::StrCat("policy ", path, ": cannot open the file"));
   std::stringstream text;

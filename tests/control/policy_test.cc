@@ -88,6 +88,24 @@ TEST(Mlp, ForwardMatchesAReferenceAndSurvivesAJsonRoundTrip) {
   }
 }
 
+TEST(LoadPolicy, TheBuiltinBasePolicyIsTheCommittedFile) {
+  absl::StatusOr<Policy> builtin = LoadPolicy("builtin:helm-base-v1");
+  ASSERT_TRUE(builtin.ok()) << builtin.status();
+  absl::StatusOr<Policy> file =
+      LoadPolicy(std::string(HELM_SOURCE_DIR) + "/configs/policies/helm-base-v1.json");
+  ASSERT_TRUE(file.ok()) << file.status();
+  ASSERT_EQ(builtin->actions, file->actions);
+  EXPECT_EQ(builtin->mlp.inputs(), kNumFeatures);
+  std::vector<float> in(kNumFeatures), a(builtin->mlp.outputs()), b(file->mlp.outputs());
+  for (int i = 0; i < kNumFeatures; ++i) in[i] = 0.1f * static_cast<float>(i % 7) - 0.2f;
+  builtin->mlp.Forward(in.data(), a.data());
+  file->mlp.Forward(in.data(), b.data());
+  EXPECT_EQ(a, b);
+  absl::StatusOr<Policy> unknown = LoadPolicy("builtin:helm-base-v9");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("builtin:helm-base-v1"), std::string::npos);
+}
+
 TEST(ParsePolicy, NamesTheBadField) {
   EXPECT_NE(ParsePolicy("[]", "f").status().message().find("JSON object"), std::string::npos);
   EXPECT_NE(ParsePolicy(R"({"format":"x"})", "f").status().message().find("format"),

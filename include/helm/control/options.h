@@ -91,7 +91,8 @@ struct ControlOptions {
             "heuristic: fewest answers for a window's P99", config::AtLeast<int64_t>(1));
     v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
             config::InRange(0.01, 0.5));
-    v.Field("policy_path", policy_path, "helm: the base policy file (JSON, helm-policy-v1)");
+    v.Field("policy_path", policy_path,
+            "helm: the base policy file (JSON, helm-policy-v1) or builtin:helm-base-v1");
     v.Field("max_move", max_move, "helm: largest change of the split per window",
             config::InRange(0.001, 0.5));
     v.Field("slo_ms", slo_ms, "helm: latency SLO the features and reward are normalised by (ms)",

@@ -60,8 +60,13 @@ struct Policy {
   std::vector<double> actions;
 };
 
-// Parses / reads a policy file (above). InvalidArgument naming the source and the field; NotFound
-// when the file cannot be read.
+// A policy path "builtin:helm-base-v1" names the base policy trained by helm-train and committed as
+// configs/policies/helm-base-v1.json (its manifest beside it), compiled into the serving binaries
+// so that a node needs no file.
+inline constexpr absl::string_view kBuiltinPrefix = "builtin:";
+
+// Parses / reads a policy file (above), or a builtin policy. InvalidArgument naming the source and
+// the field; NotFound when the file cannot be read.
 absl::StatusOr<Policy> ParsePolicy(absl::string_view json, absl::string_view source);
 absl::StatusOr<Policy> LoadPolicy(const std::string& path);
 std::string PolicyToJson(const Policy& policy);
