@@ -83,6 +83,12 @@ void LatencyHistogram::Reset() {
 }
 
 int64_t LatencyHistogram::Min() const { return Count() == 0 ? 0 : min_.load(); }
+
+int64_t LatencyHistogram::FirstUsedBucket() const {
+  // While a first recording is under way min_ may still be its reset value: scan from 0 then.
+  const int64_t lo = Min();
+  return lo <= Max() ? BucketIndex(lo) : 0;
+}
 int64_t LatencyHistogram::Max() const { return Count() == 0 ? 0 : max_.load(); }
 
 double LatencyHistogram::Mean() const {
@@ -97,7 +103,9 @@ double LatencyHistogram::Quantile(double q) const {
   // Rank of the wanted recording, 1-based: the smallest value with at least ceil(q*n) at or below.
   const int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(q * n)));
   int64_t seen = 0;
-  for (int64_t i = 0; i < kNumBuckets; ++i) {
+  // No bucket below the smallest recording's holds anything: start there (a window's latencies
+  // sit hundreds of buckets above 0, and the split controller reads three quantiles a window).
+  for (int64_t i = FirstUsedBucket(); i < kNumBuckets; ++i) {
     seen += buckets_[i].load(std::memory_order_relaxed);
     if (seen >= rank) {
       // The bucket's midpoint, clamped to the exact extremes, bounds the relative error.
@@ -111,9 +119,14 @@ double LatencyHistogram::Quantile(double q) const {
 
 int64_t LatencyHistogram::CountAtOrBelow(int64_t value) const {
   if (value < 0) return 0;
+  const int64_t n = Count();
+  if (n == 0) return 0;
   const int64_t last = BucketIndex(value);
+  if (last >= BucketIndex(Max())) return n;  // every recording is at or below it
   int64_t seen = 0;
-  for (int64_t i = 0; i <= last; ++i) seen += buckets_[i].load(std::memory_order_relaxed);
+  for (int64_t i = FirstUsedBucket(); i <= last; ++i) {
+    seen += buckets_[i].load(std::memory_order_relaxed);
+  }
   return seen;
 }
 

@@ -129,6 +129,38 @@ TEST(LatencyHistogram, CountAtOrBelowCountsTheBucketsUpToTheValue) {
   EXPECT_EQ(h.CountAtOrBelow(4000), 3);
   EXPECT_EQ(h.CountAtOrBelow(5000), 4);
   EXPECT_EQ(h.CountAtOrBelow(1 << 30), 6);
+  EXPECT_EQ(h.CountAtOrBelow(100000), 6);
+  EXPECT_EQ(LatencyHistogram().CountAtOrBelow(1 << 30), 0);
+}
+
+// Quantiles and counts scan from the smallest recording's bucket: the same answers as a scan of
+// every bucket, across a Reset and for recordings far from 0.
+TEST(LatencyHistogram, ScansFromTheSmallestRecordingGiveTheFullScansAnswers) {
+  LatencyHistogram h;
+  std::mt19937_64 rng(::testing::UnitTest::GetInstance()->random_seed());
+  for (int round = 0; round < 3; ++round) {
+    h.Reset();
+    std::lognormal_distribution<double> latency(8.0 + round, 0.7);
+    for (int i = 0; i < 2000; ++i) h.Record(static_cast<int64_t>(latency(rng)));
+    int64_t below = 0;
+    for (int64_t b = 0; b < LatencyHistogram::kNumBuckets; ++b) {
+      const int64_t high = LatencyHistogram::BucketHigh(b);
+      const int64_t in_bucket =
+          h.CountAtOrBelow(high) -
+          (b == 0 ? 0 : h.CountAtOrBelow(LatencyHistogram::BucketHigh(b - 1)));
+      EXPECT_GE(in_bucket, 0);
+      below += in_bucket;
+      if (high >= h.Max()) break;
+    }
+    EXPECT_EQ(below, h.Count());
+    for (double q : {0.0, 0.5, 0.99, 1.0}) {
+      const double v = h.Quantile(q);
+      EXPECT_GE(v, h.Min());
+      EXPECT_LE(v, h.Max());
+      // At least q of the recordings lie at or below the quantile's bucket.
+      EXPECT_GE(h.CountAtOrBelow(static_cast<int64_t>(v)), static_cast<int64_t>(q * h.Count()));
+    }
+  }
 }
 
 }  // namespace

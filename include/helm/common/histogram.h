@@ -57,6 +57,9 @@ class LatencyHistogram {
   static int64_t BucketHigh(int64_t index);  // largest value in the bucket
 
  private:
+  // The bucket of the smallest recording (no bucket below it holds anything).
+  int64_t FirstUsedBucket() const;
+
   std::array<std::atomic<int64_t>, kNumBuckets> buckets_;
   std::atomic<int64_t> count_;
   std::atomic<int64_t> sum_;
