@@ -259,7 +259,9 @@ TEST(NodeCore, ANewSubscriberGetsASnapshotThenEveryChange) {
     }
     core->Publish(round % 4 == 0);
     EXPECT_EQ(early.users, Resident(*core)) << "round " << round << " seed " << seed;
-    if (round >= 5) EXPECT_EQ(late.users, Resident(*core)) << "round " << round;
+    if (round >= 5) {
+      EXPECT_EQ(late.users, Resident(*core)) << "round " << round;
+    }
   }
   EXPECT_GT(core->engine().kv().stats().evicted_users + core->engine().kv().stats().trimmed_users,
             0)
