@@ -124,8 +124,8 @@ TEST(ControlAuditLog, AppendsOneLinePerCallAndKeepsEarlierLines) {
 }
 
 TEST(ControlAuditLog, APathThatCannotBeOpenedIsAnErrorNamingTheKey) {
-  for (const std::string path : {std::string("/nonexistent-helm-dir/audit.jsonl"),
-                                 std::filesystem::temp_directory_path().string()}) {
+  for (const std::string& path : {std::string("/nonexistent-helm-dir/audit.jsonl"),
+                                  std::filesystem::temp_directory_path().string()}) {
     auto log = ControlAuditLog::Open(path);
     ASSERT_FALSE(log.ok()) << path;
     EXPECT_EQ(log.status().code(), absl::StatusCode::kInvalidArgument);

@@ -112,7 +112,9 @@ TEST(NodeCore, ABatchScoresWhatOneByOneRequestsScore) {
       ASSERT_TRUE(b[u]->status.has_value() && b[u]->status->ok());
       EXPECT_EQ(a[u]->output.batch_size, 4);
       EXPECT_EQ(a[u]->output.cached_tokens, b[u]->output.cached_tokens);
-      if (round == 1) EXPECT_GT(a[u]->output.cached_tokens, 0) << "user " << u;
+      if (round == 1) {
+        EXPECT_GT(a[u]->output.cached_tokens, 0) << "user " << u;
+      }
       ExpectClose(a[u]->scores(), b[u]->scores());
     }
   }
