@@ -170,6 +170,19 @@ class TestNode {
   std::atomic<bool> hanging_{false};
 };
 
+// Makes `node` answer every Rank at once, storing in *remaining_ms how long the call's deadline
+// had left when it arrived.
+template <class Node>
+void RecordRemainingDeadline(Node& node, std::atomic<int64_t>* remaining_ms) {
+  node.SetRank([remaining_ms](grpc::CallbackServerContext* context, const v1::RankRequest&,
+                              v1::RankResponse*) {
+    *remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        context->deadline() - std::chrono::system_clock::now())
+                        .count();
+    return grpc::Status::OK;
+  });
+}
+
 class RouterTest : public ::testing::Test {
  protected:
   // kManual: no maintenance thread; the test runs RunMaintenance and moves clock_.
@@ -432,13 +445,7 @@ TEST_F(RouterTest, PropagatesTheClientDeadlineWhenItEndsBeforeTheAttemptTimeout)
   StartRouter("round_robin", 1, Router::Maintenance::kThread,
               [](RouterOptions& o) { o.attempt_timeout_ms = 2000; });
   std::atomic<int64_t> remaining_ms{-1};
-  nodes_[0]->SetRank(
-      [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
-        remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           context->deadline() - std::chrono::system_clock::now())
-                           .count();
-        return grpc::Status::OK;
-      });
+  RecordRemainingDeadline(*nodes_[0], &remaining_ms);
   v1::RankResponse response;
   ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/700).ok());
   EXPECT_GT(remaining_ms.load(), 300);
@@ -449,13 +456,7 @@ TEST_F(RouterTest, AnAttemptGetsItsTimeoutWhenThatEndsBeforeTheClientsDeadline) 
   StartRouter("round_robin", 1, Router::Maintenance::kThread,
               [](RouterOptions& o) { o.attempt_timeout_ms = 200; });
   std::atomic<int64_t> remaining_ms{-1};
-  nodes_[0]->SetRank(
-      [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
-        remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           context->deadline() - std::chrono::system_clock::now())
-                           .count();
-        return grpc::Status::OK;
-      });
+  RecordRemainingDeadline(*nodes_[0], &remaining_ms);
   v1::RankResponse response;
   ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/5000).ok());
   EXPECT_GT(remaining_ms.load(), 0);
@@ -551,13 +552,7 @@ TEST_F(RouterTest, ANodeReportingAQueueGetsItsExpectedResponseTimeBeforeTimingOu
   ASSERT_TRUE(Eventually([&] { return router_->AttemptTimeoutUs(0) == 1'600'000; }))
       << router_->AttemptTimeoutUs(0);
   std::atomic<int64_t> remaining_ms{-1};
-  nodes_[0]->SetRank(
-      [&](grpc::CallbackServerContext* context, const v1::RankRequest&, v1::RankResponse*) {
-        remaining_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           context->deadline() - std::chrono::system_clock::now())
-                           .count();
-        return grpc::Status::OK;
-      });
+  RecordRemainingDeadline(*nodes_[0], &remaining_ms);
   v1::RankResponse response;
   ASSERT_TRUE(Rank(1, &response, 100, /*deadline_ms=*/5000).ok());
   EXPECT_GT(remaining_ms.load(), 1000);
