@@ -91,6 +91,8 @@ int64_t LatencyHistogram::FirstUsedBucket() const {
 }
 int64_t LatencyHistogram::Max() const { return Count() == 0 ? 0 : max_.load(); }
 
+int64_t LatencyHistogram::LastUsedBucket() const { return BucketIndex(Max()); }
+
 double LatencyHistogram::Mean() const {
   const int64_t n = Count();
   return n == 0 ? 0.0 : static_cast<double>(sum_.load()) / static_cast<double>(n);
@@ -102,19 +104,32 @@ double LatencyHistogram::Quantile(double q) const {
   q = std::clamp(q, 0.0, 1.0);
   // Rank of the wanted recording, 1-based: the smallest value with at least ceil(q*n) at or below.
   const int64_t rank = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(q * n)));
+  const double lo = static_cast<double>(Min());
+  const double hi = static_cast<double>(Max());
+  // The bucket's midpoint, clamped to the exact extremes, bounds the relative error.
+  auto value = [&](int64_t i) {
+    return std::clamp(0.5 * (static_cast<double>(BucketLow(i)) + static_cast<double>(BucketHigh(i))),
+                      lo, hi);
+  };
+  // Only buckets between the smallest and the largest recording's hold anything. A window's
+  // latencies span about a thousand buckets and the split controller reads several quantiles a
+  // window, mostly high ones: walk from the nearer end.
+  if (rank > n / 2) {
+    // The answer is the highest bucket whose suffix (it and all above) holds n - rank + 1 or more.
+    const int64_t above = n - rank + 1;
+    int64_t seen = 0;
+    for (int64_t i = LastUsedBucket(); i >= 0; --i) {
+      seen += buckets_[i].load(std::memory_order_relaxed);
+      if (seen >= above) return value(i);
+    }
+    return lo;  // fewer in the buckets than counted (a recording under way)
+  }
   int64_t seen = 0;
-  // No bucket below the smallest recording's holds anything: start there (a window's latencies
-  // sit hundreds of buckets above 0, and the split controller reads three quantiles a window).
   for (int64_t i = FirstUsedBucket(); i < kNumBuckets; ++i) {
     seen += buckets_[i].load(std::memory_order_relaxed);
-    if (seen >= rank) {
-      // The bucket's midpoint, clamped to the exact extremes, bounds the relative error.
-      const double mid =
-          0.5 * (static_cast<double>(BucketLow(i)) + static_cast<double>(BucketHigh(i)));
-      return std::clamp(mid, static_cast<double>(Min()), static_cast<double>(Max()));
-    }
+    if (seen >= rank) return value(i);
   }
-  return static_cast<double>(Max());
+  return hi;
 }
 
 int64_t LatencyHistogram::CountAtOrBelow(int64_t value) const {
@@ -122,11 +137,16 @@ int64_t LatencyHistogram::CountAtOrBelow(int64_t value) const {
   const int64_t n = Count();
   if (n == 0) return 0;
   const int64_t last = BucketIndex(value);
-  if (last >= BucketIndex(Max())) return n;  // every recording is at or below it
+  const int64_t top = LastUsedBucket();
+  if (last >= top) return n;  // every recording is at or below it
+  const int64_t first = FirstUsedBucket();
+  if (last < first) return 0;
   int64_t seen = 0;
-  for (int64_t i = FirstUsedBucket(); i <= last; ++i) {
-    seen += buckets_[i].load(std::memory_order_relaxed);
+  if (top - last < last - first) {  // fewer buckets above: count those
+    for (int64_t i = last + 1; i <= top; ++i) seen += buckets_[i].load(std::memory_order_relaxed);
+    return std::max<int64_t>(0, n - seen);
   }
+  for (int64_t i = first; i <= last; ++i) seen += buckets_[i].load(std::memory_order_relaxed);
   return seen;
 }
 

@@ -163,5 +163,25 @@ TEST(LatencyHistogram, ScansFromTheSmallestRecordingGiveTheFullScansAnswers) {
   }
 }
 
+// High quantiles are found scanning down from the largest recording: each answer is still the
+// bucket where the ascending count first reaches the rank, for every rank (ties and gaps too).
+TEST(LatencyHistogram, QuantilesFromEitherEndAreTheAscendingCountsBucket) {
+  std::mt19937_64 rng(::testing::UnitTest::GetInstance()->random_seed());
+  for (int n : {1, 2, 3, 7, 64, 501}) {
+    LatencyHistogram h;
+    std::lognormal_distribution<double> latency(9.0, 1.2);
+    for (int i = 0; i < n; ++i) h.Record(i % 5 == 4 ? 70'000 : static_cast<int64_t>(latency(rng)));
+    for (int64_t rank = 1; rank <= n; ++rank) {
+      const double q = (static_cast<double>(rank) - 0.5) / n;  // ceil(q * n) == rank
+      const int64_t b = LatencyHistogram::BucketIndex(static_cast<int64_t>(h.Quantile(q)));
+      EXPECT_GE(h.CountAtOrBelow(LatencyHistogram::BucketHigh(b)), rank) << "n " << n << " q " << q;
+      if (b > 0) {
+        EXPECT_LT(h.CountAtOrBelow(LatencyHistogram::BucketHigh(b - 1)), rank)
+            << "n " << n << " q " << q;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace helm

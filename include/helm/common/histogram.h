@@ -59,6 +59,8 @@ class LatencyHistogram {
  private:
   // The bucket of the smallest recording (no bucket below it holds anything).
   int64_t FirstUsedBucket() const;
+  // The bucket of the largest recording (no bucket above it holds anything).
+  int64_t LastUsedBucket() const;
 
   std::array<std::atomic<int64_t>, kNumBuckets> buckets_;
   std::atomic<int64_t> count_;
