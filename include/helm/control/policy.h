@@ -45,13 +45,16 @@ class Mlp {
 
   // out[outputs()] = last(tanh(...tanh(first(in)))).
   void Forward(const float* in, float* out) const;
+  // The activation Forward uses: tanh within a few float ulp (a rational fit; policy.cc).
+  static float Tanh(float x);
   int inputs() const { return layers_.front().in; }
   int outputs() const { return layers_.back().out; }
   const std::vector<Layer>& layers() const { return layers_; }
 
  private:
   std::vector<Layer> layers_;
-  std::vector<std::vector<float>> transposed_;  // each layer's weight as [in][out]
+  static constexpr int kBlock = 16;  // outputs accumulated together (Forward)
+  std::vector<std::vector<float>> transposed_;  // each layer's weight, [in][out padded to kBlock]
   mutable std::vector<float> a_, b_;
 };
 
