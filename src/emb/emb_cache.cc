@@ -437,21 +437,28 @@ void EmbCache::EvictLocked(Index::iterator it) {
 }
 
 int64_t EmbCache::TakeSlotLocked(uint8_t candidate_freq, bool use_admission, uint64_t self,
-                                 uint64_t* min_live, bool* rejected) {
+                                 uint64_t* min_live, int64_t* victim_hint, bool* rejected) {
   *rejected = false;
   const int64_t free_slot = slots_.Allocate();
   if (free_slot >= 0) return free_slot;
-  int64_t victim = FindVictimLocked(*min_live, nullptr);
-  if (victim < 0 && EscalateLocked(self, min_live)) victim = FindVictimLocked(*min_live, nullptr);
+  int64_t victim = *victim_hint;
+  if (victim < 0) {
+    victim = FindVictimLocked(*min_live, nullptr);
+    if (victim < 0 && EscalateLocked(self, min_live)) victim = FindVictimLocked(*min_live, nullptr);
+  }
   if (victim < 0) {
     *rejected = true;
     return -1;
   }
   auto it = index_.find(victim);
   if (use_admission && candidate_freq <= EffectiveFreq(it->second)) {
+    // The victim stays the one to beat for the section's next misses (TinyLFU compares each
+    // candidate against the eviction policy's one victim), sparing a search per rejection.
+    *victim_hint = victim;
     *rejected = true;
     return -1;
   }
+  *victim_hint = -1;
   const uint32_t slot = it->second.slot;
   EvictLocked(it);
   // No live lookup reads the victim (FindVictimLocked checked its tag and pins): reuse it now.
@@ -548,6 +555,7 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
     uint64_t min_live = MinLiveSerial();
     AdvanceEpochLocked();
     ReclaimLimboLocked(min_live);
+    int64_t victim_hint = -1;  // see TakeSlotLocked
     for (int32_t pos : out->miss_positions_) {
       const int64_t id = ids[pos];
       if (auto ait = out->admitted_index_.find(id); ait != out->admitted_index_.end()) {
@@ -559,7 +567,9 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
       if (it != index_.end()) {
         Entry& e = it->second;
         if (!e.filling) {
-          // Became resident since the read phase (another lookup admitted it).
+          // Became resident since the read phase (another lookup admitted it). Read now, it is
+          // no victim any more.
+          if (id == victim_hint) victim_hint = -1;
           if (e.mark != mark) ++unique;
           e.tag = std::max(e.tag, reg_epoch);
           e.freq = static_cast<uint8_t>(
@@ -576,7 +586,8 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
         if (!out->staged_index_.contains(id)) {
           const uint8_t est = SketchEstimate(id);
           bool rejected = false;
-          const int64_t slot = TakeSlotLocked(est, use_admission_, serial, &min_live, &rejected);
+          const int64_t slot =
+              TakeSlotLocked(est, use_admission_, serial, &min_live, &victim_hint, &rejected);
           if (slot >= 0) {
             Entry e;
             e.tag = reg_epoch;

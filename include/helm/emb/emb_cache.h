@@ -289,9 +289,12 @@ class EmbCache final : public pool::ChunkClient {
   }
   // A slot for a new row: a free one, else the eviction victim's (one that no live lookup
   // registered at or before `min_live` returned), provided the candidate's frequency beats the
-  // victim's when `use_admission`. -1 (and *rejected) when there is none.
+  // victim's when `use_admission`. -1 (and *rejected) when there is none. *victim_hint (-1 to
+  // search) carries a victim that beat a candidate to the next call in the same writer section:
+  // it stays valid there (resident, unread by live lookups) until it is evicted.
   int64_t TakeSlotLocked(uint8_t candidate_freq, bool use_admission, uint64_t self,
-                         uint64_t* min_live, bool* rejected) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                         uint64_t* min_live, int64_t* victim_hint, bool* rejected)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The eviction victim's id (sampled LFU), or -1; adds the slots it tried to *visits.
   int64_t FindVictimLocked(uint64_t min_live, int64_t* visits) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EvictLocked(Index::iterator it) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
