@@ -106,6 +106,7 @@ struct Simulator::Impl {
   uint64_t seq = 0;
   std::vector<std::unique_ptr<SimJob>> free_jobs;
   int64_t end_us = 0;
+  int64_t measure_from_us = 0;  // the end of the warm-up
   int64_t row_bytes = 0;
   // simulator.rpc_overhead_us: the way to the node (before routing) and the way back.
   int64_t rpc_there_us = 0, rpc_return_us = 0;
@@ -149,26 +150,28 @@ struct Simulator::Impl {
       cluster.NoteResidency(job->node, job->route.user_id, out.resident_tokens,
                             job->route.history_start);
       const int64_t latency = now - job->arrival_us + rpc_return_us;
-      result.latency_us.Record(latency);
       second_latency.Record(latency);
       window_latency.Record(latency);
       ++window.answers;
-      ++result.completions;
       ++current.completions;
-      if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
       const int64_t history = out.cached_tokens + out.computed_tokens;
       const int64_t lookups = out.emb_hits + out.emb_misses;
-      ++n.replies;
-      n.cached_tokens += out.cached_tokens;
-      n.history_tokens += history;
-      n.emb_hits += out.emb_hits;
-      n.emb_lookups += lookups;
+      if (job->arrival_us >= measure_from_us) {
+        result.latency_us.Record(latency);
+        ++result.completions;
+        if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
+        ++n.replies;
+        n.cached_tokens += out.cached_tokens;
+        n.history_tokens += history;
+        n.emb_hits += out.emb_hits;
+        n.emb_lookups += lookups;
+      }
       second_cached += out.cached_tokens;
       second_history += history;
       second_emb_hits += out.emb_hits;
       second_emb_lookups += lookups;
     } else {
-      ++result.failures;
+      if (job->arrival_us >= measure_from_us) ++result.failures;
       ++current.failures;
     }
     Recycle(job);
@@ -246,10 +249,12 @@ struct Simulator::Impl {
     current.emb_hit = second_emb_lookups > 0 ? double(second_emb_hits) / second_emb_lookups : 0;
     for (Node& n : nodes)
       current.split.push_back(n.core->engine().pool().Snapshot().committed_split);
-    total_cached += second_cached;
-    total_history += second_history;
-    total_emb_hits += second_emb_hits;
-    total_emb_lookups += second_emb_lookups;
+    if (t_s * 1'000'000 >= measure_from_us) {
+      total_cached += second_cached;
+      total_history += second_history;
+      total_emb_hits += second_emb_hits;
+      total_emb_lookups += second_emb_lookups;
+    }
     result.seconds.push_back(std::move(current));
     current = SimSecond();
     second_latency.Reset();
@@ -268,10 +273,10 @@ struct Simulator::Impl {
     closed.reserve(nodes.size());
     for (Node& n : nodes) closed.push_back(n.core->CloseWindow());
     Schedule(t_us + window_us, EventType::kWindow);
-    if (oracle) {
+    if (oracle && t_us >= measure_from_us) {
       const double best = OracleChoose(t_us + window_us);
       for (Node& n : nodes) n.core->SetTargetSplit(best);
-    } else {
+    } else if (!oracle) {
       for (size_t i = 0; i < nodes.size(); ++i) nodes[i].core->Control(closed[i]);
     }
     for (Node& n : nodes) window.target.push_back(n.core->engine().pool().Snapshot().target_split);
@@ -368,7 +373,7 @@ struct Simulator::Impl {
       case EventType::kArrival: {
         SimJob* job = pending_arrival;
         pending_arrival = nullptr;
-        ++result.arrivals;
+        if (job->arrival_us >= measure_from_us) ++result.arrivals;
         ++current.arrivals;
         ++outstanding;
         NextArrival();
@@ -468,6 +473,15 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
   const model::ModelDims dims = cost.dims();
   HELM_ASSIGN_OR_RETURN(config.workload.rate_per_s, OfferedRate(config));
+  const int64_t warmup_us = static_cast<int64_t>(std::llround(s.warmup_s * 1e6));
+  if (warmup_us > 0) {
+    // A steady phase first, then the workload's own phases (or its regime for its duration).
+    const std::string rest = config.workload.phases.empty()
+                                 ? absl::StrCat(config.workload.regime, ":",
+                                                config.workload.duration_s)
+                                 : config.workload.phases;
+    config.workload.phases = absl::StrCat("steady:", s.warmup_s, ",", rest);
+  }
   auto impl = std::make_unique<Impl>(std::move(cost));
   // One knob for the run: the simulator seed varies the workload.
   config.workload.seed ^= s.seed;
@@ -484,8 +498,9 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
       impl->oracle_candidates.push_back(std::min(r, config.pool.r_max));
     }
   }
-  impl->end_us =
-      std::min<int64_t>(impl->generator->duration_us(), static_cast<int64_t>(s.duration_s * 1e6));
+  impl->measure_from_us = warmup_us;
+  impl->end_us = std::min<int64_t>(impl->generator->duration_us(),
+                                   warmup_us + static_cast<int64_t>(s.duration_s * 1e6));
   Impl* p = impl.get();
   for (int i = 0; i < s.num_nodes; ++i) {
     config::Config node_config = config;
@@ -561,7 +576,8 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
     m.result.windows.push_back(std::move(m.window));
   }
   SimResult& r = m.result;
-  r.simulated_s = end / 1e6;
+  r.warmup_s = m.measure_from_us / 1e6;
+  r.simulated_s = std::max<int64_t>(end - m.measure_from_us, 1) / 1e6;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   r.kv_token_hit = m.total_history > 0 ? double(m.total_cached) / m.total_history : 0;
   r.emb_hit = m.total_emb_lookups > 0 ? double(m.total_emb_hits) / m.total_emb_lookups : 0;
@@ -590,10 +606,11 @@ std::string ToJson(const SimResult& r, const config::Config& config) {
                         config.simulator.num_nodes, config.workload.profile, config.router.policy,
                         r.controller, r.windows.size());
   absl::StrAppendFormat(&out,
+                        "  \"warmup_s\": %.6f,\n"
                         "  \"simulated_s\": %.6f,\n  \"arrivals\": %d,\n  \"completions\": %d,\n"
                         "  \"failures\": %d,\n  \"slo_ms\": %.3f,\n  \"slo_attainment\": %.6f,\n"
                         "  \"throughput_per_s\": %.6f,\n  \"goodput_per_s\": %.6f,\n",
-                        r.simulated_s, r.arrivals, r.completions, r.failures,
+                        r.warmup_s, r.simulated_s, r.arrivals, r.completions, r.failures,
                         config.workload.slo_ms, r.slo_attainment(), r.throughput_per_s(),
                         r.goodput_per_s());
   absl::StrAppendFormat(&out,
@@ -623,6 +640,7 @@ double TrackingError(const SimResult& run, const SimResult& oracle) {
   int64_t count = 0;
   const size_t windows = std::min(run.windows.size(), oracle.windows.size());
   for (size_t w = 0; w < windows; ++w) {
+    if (run.warmup_s > 0 && run.windows[w].end_us <= std::llround(run.warmup_s * 1e6)) continue;
     const std::vector<double>& a = run.windows[w].target;
     const std::vector<double>& b = oracle.windows[w].target;
     for (size_t n = 0; n < std::min(a.size(), b.size()); ++n, ++count) sum += std::abs(a[n] - b[n]);

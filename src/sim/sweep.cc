@@ -105,12 +105,25 @@ absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::
   }
   c.pool.chunk_bytes = chunk;
   c.pool.bytes = pool / chunk * chunk;
-  const int64_t cap = c.workload.max_history > 0 ? c.workload.max_history : c.node.max_history;
-  const double tokens = std::min<double>(p->mean_history, cap);
+  int64_t cap = c.workload.max_history > 0 ? c.workload.max_history : c.node.max_history;
+  double tokens = std::min<double>(p->mean_history, cap);
+  if (base.simulator.sweep_history_cap > 0) {
+    // Stationary histories: a user at the cap drops its oldest quarter and grows back, so it
+    // holds 7/8 of the cap on average (the users who carry the load all get there).
+    cap = std::min<int64_t>(
+        cap, std::max<int64_t>(
+                 {4, p->min_history + 1,
+                  std::llround(base.simulator.sweep_history_cap * p->mean_history)}));
+    c.workload.max_history = cap;
+    tokens = 0.875 * static_cast<double>(cap);
+  }
   const double token_bytes = static_cast<double>(block) / dims.tokens_per_block;
-  const double users = scale * static_cast<double>(c.pool.bytes) / (tokens * token_bytes);
+  // Each node's share of the users (the router keeps a user on one node) fills `scale` pools.
+  const double users = scale * static_cast<double>(c.pool.bytes) * c.simulator.num_nodes /
+                       (tokens * token_bytes);
   c.workload.max_users = std::clamp<int64_t>(std::llround(users), 1, p->num_users);
-  cell.kv_working_set_bytes = static_cast<double>(c.workload.max_users) * tokens * token_bytes;
+  cell.kv_working_set_bytes = static_cast<double>(c.workload.max_users) * tokens * token_bytes /
+                              c.simulator.num_nodes;
   return cell;
 }
 

@@ -135,10 +135,11 @@ std::vector<EnvSpec> IterationEnvs(const TrainOptions& o, int iteration) {
 
 absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& o,
                                          const EnvSpec& env) {
+  config::Config sized = base;
+  sized.simulator.num_nodes = env.nodes;  // the cell's users are sized per node
   HELM_ASSIGN_OR_RETURN(sim::CellConfig cell,
-                        sim::ConfigForCell(base, env.profile, env.regime, env.scale));
+                        sim::ConfigForCell(sized, env.profile, env.regime, env.scale));
   config::Config c = std::move(cell.config);
-  c.simulator.num_nodes = env.nodes;
   c.simulator.gpu = env.gpu;
   c.simulator.calibration_path.clear();
   c.simulator.load = env.load;

@@ -4,6 +4,8 @@
 #include "helm/sim/simulator.h"
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -55,6 +57,32 @@ TEST(Simulator, AnswersEveryRequestWithTheCachesAtWork) {
   for (const NodeResult& n : r.nodes) replies += n.replies;
   EXPECT_EQ(replies, r.completions);
   EXPECT_GE(r.seconds.size(), 6u);
+}
+
+// A warm-up runs before the measured duration: the time series and windows cover both, every
+// result only the requests that arrived after it (the same requests' count as a run's series).
+TEST(Simulator, AWarmUpRunsFirstAndIsNotMeasured) {
+  config::Config config = SmallCluster(2, Seed());
+  config.simulator.warmup_s = 3;
+  config.workload.regime = "trend";
+  const SimResult r = RunOrDie(config);
+  EXPECT_DOUBLE_EQ(r.warmup_s, 3);
+  EXPECT_GE(r.seconds.size(), 9u) << "3 s of warm-up, then 6 measured";
+  int64_t arrivals_after = 0, arrivals_all = 0;
+  for (const SimSecond& s : r.seconds) {
+    arrivals_all += s.arrivals;
+    if (s.t_s >= 3) arrivals_after += s.arrivals;
+  }
+  EXPECT_EQ(r.arrivals, arrivals_after);
+  EXPECT_LT(r.arrivals, arrivals_all);
+  EXPECT_GT(r.arrivals, 600) << "150/s and rising for 6 s";
+  EXPECT_EQ(r.completions + r.failures, r.arrivals);
+  EXPECT_NEAR(r.simulated_s, 6, 0.5);
+  int64_t replies = 0;
+  for (const NodeResult& n : r.nodes) replies += n.replies;
+  EXPECT_EQ(replies, r.completions);
+  ASSERT_FALSE(r.windows.empty());
+  EXPECT_LE(r.windows.front().end_us, 3'000'000) << "windows cover the warm-up";
 }
 
 TEST(Simulator, ASeedGivesTheSameOutputEveryTime) {
@@ -144,12 +172,23 @@ TEST(Simulator, TheOracleReplaysEachWindowAndKeepsItsBestSplit) {
   EXPECT_GE(replayed, 5);
 }
 
+SimWindow Window(int64_t end_us, std::vector<double> target) {
+  SimWindow w;
+  w.end_us = end_us;
+  w.target = std::move(target);
+  return w;
+}
+
 TEST(Simulator, TrackingErrorIsTheMeanDistanceToTheOracle) {
   SimResult a, b;
-  a.windows = {SimWindow{.target = {0.5, 0.5}}, SimWindow{.target = {0.6, 0.4}}};
-  b.windows = {SimWindow{.target = {0.5, 0.7}}, SimWindow{.target = {0.5, 0.5}}, SimWindow{}};
+  a.windows = {Window(1'000'000, {0.5, 0.5}), Window(2'000'000, {0.6, 0.4})};
+  b.windows = {Window(1'000'000, {0.5, 0.7}), Window(2'000'000, {0.5, 0.5}),
+               Window(3'000'000, {})};
   EXPECT_NEAR(TrackingError(a, b), (0 + 0.2 + 0.1 + 0.1) / 4, 1e-12);
   EXPECT_EQ(TrackingError(a, a), 0);
+  // Windows that end within the warm-up do not count.
+  a.warmup_s = 1;
+  EXPECT_NEAR(TrackingError(a, b), (0.1 + 0.1) / 2, 1e-12);
 }
 
 TEST(Simulator, BadConfigsAreRefusedNamingTheKey) {

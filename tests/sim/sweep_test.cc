@@ -50,6 +50,48 @@ TEST(ConfigForCell, SizesThePoolAndTheUsersFromTheScale) {
   }
 }
 
+// The router keeps each user on one node: a cluster of N nodes gets N times the users, so that
+// every node's share of the K/V working set fills `scale` pools whatever N.
+TEST(ConfigForCell, SizesTheUsersPerNode) {
+  config::Config one = Base();
+  one.simulator.num_nodes = 1;
+  config::Config four = Base();
+  four.simulator.num_nodes = 4;
+  auto a = ConfigForCell(one, "taobao", "steady", 4);
+  auto b = ConfigForCell(four, "taobao", "steady", 4);
+  ASSERT_TRUE(a.ok() && b.ok());
+  // Within the rounding of each count to whole users.
+  EXPECT_NEAR(double(b->config.workload.max_users), 4.0 * a->config.workload.max_users, 2.5);
+  EXPECT_NEAR(b->kv_working_set_bytes / a->kv_working_set_bytes, 1.0,
+              1.0 / a->config.workload.max_users);
+}
+
+// sweep_history_cap caps each cell's histories at a multiple of its profile's mean, and sizes the
+// users by the 7/8 of the cap a user at the cap holds on average.
+TEST(ConfigForCell, CapsHistoriesAtAMultipleOfTheMean) {
+  config::Config base = Base();
+  base.simulator.sweep_history_cap = 2;
+  auto profile = workload::FindProfile("taobao");
+  ASSERT_TRUE(profile.ok());
+  auto cell = ConfigForCell(base, "taobao", "steady", 8);
+  ASSERT_TRUE(cell.ok()) << cell.status();
+  const int64_t cap = std::llround(2 * profile->mean_history);
+  EXPECT_EQ(cell->config.workload.max_history, cap);
+  auto dims = model::DimsFromOptions(cell->config.model, cell->config.emb, cell->config.kv);
+  ASSERT_TRUE(dims.ok());
+  const double token_bytes = double(dims->block_bytes()) / dims->tokens_per_block;
+  EXPECT_NEAR(cell->kv_working_set_bytes,
+              double(cell->config.workload.max_users) * 0.875 * cap * token_bytes /
+                  base.simulator.num_nodes,
+              1.0);
+  EXPECT_NEAR(cell->kv_working_set_bytes / cell->config.pool.bytes, 8, 0.4);
+  // Never above the configured cap.
+  base.workload.max_history = 64;
+  auto capped = ConfigForCell(base, "taobao", "steady", 8);
+  ASSERT_TRUE(capped.ok());
+  EXPECT_EQ(capped->config.workload.max_history, 64);
+}
+
 TEST(ConfigForCell, RefusesAScaleThatLeavesNoRoomNamingTheKey) {
   auto cell = ConfigForCell(Base(), "amazon-video-games", "steady", 1e6);
   ASSERT_FALSE(cell.ok());
@@ -91,7 +133,9 @@ TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
     const SweepRun* best = cell.BestStatic();
     ASSERT_NE(best, nullptr);
     for (const SweepRun& r : cell.runs) {
-      if (r.controller == "static") EXPECT_LE(best->p99_ms, r.p99_ms);
+      if (r.controller == "static") {
+        EXPECT_LE(best->p99_ms, r.p99_ms);
+      }
       EXPECT_GT(r.throughput_per_s, 0) << r.controller;
     }
     EXPECT_EQ(cell.Controller("oracle")->tracking_error, 0);

@@ -13,7 +13,11 @@ struct SimulatorOptions {
   int32_t num_nodes = 32;
   // Cost-model profile of each node's GPU: "a100" or "h100".
   std::string gpu = "a100";
-  double duration_s = 600.0;  // simulated time
+  double duration_s = 600.0;  // simulated time (measured; after the warm-up)
+  // Simulated seconds of steady load before duration_s, run but not measured: the caches fill and
+  // the users' histories reach their stationary lengths (sweep.h) first. The oracle keeps the
+  // initial split through it; the time series and windows files show it.
+  double warmup_s = 0;
   uint64_t seed = 1;
   // Optional calibration file of measured kernel timings ("" : the profile's defaults).
   std::string calibration_path;
@@ -31,6 +35,9 @@ struct SimulatorOptions {
   std::vector<std::string> sweep_regimes;
   // Embedding footprint over pool size, one scale per entry (numbers > 0, e.g. "0.5", "2", "8").
   std::vector<std::string> sweep_scales;
+  // Each cell's history cap (workload.max_history) as a multiple of its profile's mean history
+  // (0: workload.max_history as configured). See sweep.h "Stationary histories".
+  double sweep_history_cap = 0;
   double sweep_split_min = 0.1;
   double sweep_split_max = 0.9;
   double sweep_split_step = 0.05;
@@ -50,6 +57,8 @@ struct SimulatorOptions {
     v.Field("num_nodes", num_nodes, "simulated nodes", config::InRange<int32_t>(1, 4096));
     v.Field("gpu", gpu, "cost-model profile", config::OneOf({"a100", "h100"}));
     v.Field("duration_s", duration_s, "simulated time (s)", config::InRange(0.001, 1e7));
+    v.Field("warmup_s", warmup_s, "steady simulated seconds before the measured duration",
+            config::InRange(0.0, 1e6));
     v.Field("seed", seed, "random seed");
     v.Field("calibration_path", calibration_path, "measured kernel timings (\"\": defaults)");
     v.Field("load", load, "offered load, fraction of estimated capacity (0: workload.rate_per_s)",
@@ -60,6 +69,10 @@ struct SimulatorOptions {
     v.Field("sweep_profiles", sweep_profiles, "split sweep: workload profiles ([]: no sweep)");
     v.Field("sweep_regimes", sweep_regimes, "split sweep: regimes (steady, trend, burst)");
     v.Field("sweep_scales", sweep_scales, "split sweep: embedding footprint / pool, per scale");
+    v.Field("sweep_history_cap", sweep_history_cap,
+            "split sweep: history cap per cell, a multiple of the profile's mean (0: "
+            "workload.max_history)",
+            config::InRange(0.0, 1e4));
     v.Field("sweep_split_min", sweep_split_min, "split sweep: first static split",
             config::InRange(0.0, 1.0));
     v.Field("sweep_split_max", sweep_split_max, "split sweep: last static split",

@@ -81,8 +81,11 @@ struct NodeResult {
   double pcie_foreground_wait_ms = 0;  // time EMB misses waited for the link, in total
 };
 
+// Everything but `seconds` and `windows` (which cover the whole run) counts only requests that
+// arrived after the warm-up (simulator.warmup_s).
 struct SimResult {
-  double simulated_s = 0;
+  double warmup_s = 0;
+  double simulated_s = 0;  // measured: from the end of the warm-up to the last answer
   double wall_s = 0;
   int64_t arrivals = 0;
   int64_t completions = 0;
@@ -91,7 +94,7 @@ struct SimResult {
   LatencyHistogram latency_us;  // arrival to answer, OK answers
   double kv_token_hit = 0;
   double emb_hit = 0;
-  std::vector<NodeResult> nodes;
+  std::vector<NodeResult> nodes;  // replies and hit ratios measured; busy over the whole run
   std::vector<SimSecond> seconds;
   std::vector<SimWindow> windows;
   std::string controller;  // control.policy
@@ -136,7 +139,8 @@ class Simulator {
 // simulator.gpu profile; errors name the key.
 absl::StatusOr<CostModel> CostModelForConfig(const config::Config& config);
 
-// The mean over windows and nodes of |split - oracle split| (the windows both runs have).
+// The mean over windows and nodes of |split - oracle split| (the windows both runs have that end
+// after the warm-up).
 // REQUIRES: the runs were of the same config but for control.policy.
 double TrackingError(const SimResult& run, const SimResult& oracle);
 

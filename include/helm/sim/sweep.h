@@ -11,9 +11,18 @@
 //                        profile's item Zipf exponent);
 //   pool bytes           F_emb / s (rounded down to whole chunks; chunk_bytes is the largest
 //                        power of two giving at least 64 chunks, and never below a KV block);
-//   KV working set       F_kv = users x mean history tokens x K/V bytes per token, with users
-//                        chosen so that F_kv ~= s x pool (capped by the profile's users).
-// Both footprints are reported next to the pool size for every cell.
+//   KV working set       F_kv = users x mean history tokens x K/V bytes per token / nodes (the
+//                        router keeps each user on one node), with users chosen so that
+//                        F_kv ~= s x pool on every node (capped by the profile's users).
+// Both footprints (per node) are reported next to the pool size for every cell.
+//
+// Stationary histories. The simulator compresses days of a user's visits into seconds, and every
+// revisit appends events, so uncapped histories grow for the whole run: requests get dearer and
+// the K/V working set outgrows its sizing (a 16-second taobao run served 3x less at its end than
+// at its start). With simulator.sweep_history_cap = m, a cell caps histories at m x the profile's
+// mean (workload.max_history): a user at the cap drops its oldest quarter and grows back, so the
+// users who carry the load hold 7/8 of the cap on average (the token count used for F_kv), and
+// the cell is stationary once they got there. simulator.warmup_s runs that part unmeasured.
 //
 // Load: simulator.load (a fraction of EstimateCapacityPerNode, or with simulator.sweep_capacity_s
 // of the cell's capacity measured under its best static split: short steady runs offered the
