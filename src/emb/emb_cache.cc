@@ -39,7 +39,6 @@ inline void CpuRelax() {
 #endif
 }
 constexpr int64_t kMinStagingBytes = int64_t{64} << 10;
-constexpr int kSketchDepth = 4;
 constexpr size_t kSketchHalvingSlice = 64 << 10;  // sketch counters halved per writer section
 constexpr int kVictimSamples = 8;                 // candidate rows compared per eviction
 constexpr int kVictimAttempts = 32;               // random slots tried per eviction at most
@@ -170,21 +169,16 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
       payload_(pool->storage()->has_payload()),
       use_admission_(options.admission == "tinylfu"),
       table_(std::move(table)),
-      slots_(pool->num_chunks(), pool->chunk_bytes(), row_bytes_) {
+      slots_(pool->num_chunks(), pool->chunk_bytes(), row_bytes_),
+      // Sized for the largest capacity a resize may reach.
+      sketch_(int64_t{options.sketch_width_per_row} *
+              std::max<int64_t>(
+                  1, static_cast<int64_t>(pool->options().r_max * pool->num_chunks() + 1) *
+                         slots_.slots_per_chunk())) {
   absl::MutexLock lock(&mu_);
   chunk_ids_.resize(static_cast<size_t>(pool->num_chunks()));
   chunk_pins_.resize(static_cast<size_t>(pool->num_chunks()));
   chunk_live_.assign(static_cast<size_t>(pool->num_chunks()), 0);
-  // Sized for the largest capacity a resize may reach.
-  const int64_t max_rows =
-      std::max<int64_t>(1, static_cast<int64_t>(pool->options().r_max * pool->num_chunks() + 1) *
-                               slots_.slots_per_chunk());
-  const int64_t per_row =
-      std::max<int64_t>(64, int64_t{options.sketch_width_per_row} * max_rows / kSketchDepth);
-  const uint64_t width = std::bit_ceil(static_cast<uint64_t>(per_row));
-  sketch_mask_ = width - 1;
-  sketch_.assign(width * kSketchDepth, 0);
-  sketch_halved_ = sketch_.size();
   rejected_.assign(kRejectedRing, -1);
 }
 
@@ -285,59 +279,19 @@ void EmbCache::ReturnStaging(std::unique_ptr<pool::StagingBuffer> staging) {
   }
 }
 
-// ---- Frequency sketch --------------------------------------------------------------------------
-
-uint8_t EmbCache::SketchEstimate(int64_t id) const {
-  const uint64_t h1 = Fmix64(static_cast<uint64_t>(id));
-  const uint64_t h2 = Fmix64(h1) | 1;
-  uint8_t est = 255;
-  for (int r = 0; r < kSketchDepth; ++r) {
-    const uint64_t i = (h1 + static_cast<uint64_t>(r) * h2) & sketch_mask_;
-    est = std::min(est, sketch_[static_cast<size_t>(r) * (sketch_mask_ + 1) + i]);
-  }
-  return est;
-}
-
-void EmbCache::SketchIncrement(int64_t id, int amount) {
-  // Conservative update: only counters at the current minimum grow, which keeps estimates of
-  // rare ids low when counters are shared.
-  const uint64_t h1 = Fmix64(static_cast<uint64_t>(id));
-  const uint64_t h2 = Fmix64(h1) | 1;
-  uint8_t* c[kSketchDepth];
-  uint8_t est = 255;
-  for (int r = 0; r < kSketchDepth; ++r) {
-    const uint64_t i = (h1 + static_cast<uint64_t>(r) * h2) & sketch_mask_;
-    c[r] = &sketch_[static_cast<size_t>(r) * (sketch_mask_ + 1) + i];
-    est = std::min(est, *c[r]);
-  }
-  const uint8_t target = static_cast<uint8_t>(std::min(255, est + amount));
-  for (int r = 0; r < kSketchDepth; ++r) {
-    if (*c[r] < target) *c[r] = target;
-  }
-}
-
 void EmbCache::MaybeAgeLocked() {
   const int64_t period = std::max<int64_t>(
       1, int64_t{options_.sketch_reset_factor} * std::max<int64_t>(slots_.capacity(), 1));
   if (accesses_since_age_.load(std::memory_order_relaxed) >= period) {
     accesses_since_age_.fetch_sub(period, std::memory_order_relaxed);
     // The last period's halving, when too few writer sections came to finish it, ends now.
-    HalveSketchLocked(sketch_.size() - sketch_halved_);
-    sketch_halved_ = 0;
+    sketch_.StartHalving();
     // Resident frequencies halve lazily: each entry remembers the period it was last updated in.
     age_epoch_.fetch_add(1, std::memory_order_relaxed);
   }
   // One slice (a few microseconds) per section. Until the last slice, estimates of ids whose
   // counters are not halved yet run up to 2x high: admission is briefly a little more lenient.
-  HalveSketchLocked(kSketchHalvingSlice);
-}
-
-void EmbCache::HalveSketchLocked(size_t max_counters) {
-  const size_t begin = sketch_halved_;
-  const size_t end = std::min(sketch_.size(), begin + max_counters);
-  uint8_t* counters = sketch_.data();
-  for (size_t i = begin; i < end; ++i) counters[i] >>= 1;  // locals only: this vectorises
-  sketch_halved_ = end;
+  sketch_.HalveSlice(kSketchHalvingSlice);
 }
 
 uint8_t EmbCache::EffectiveFreq(const Entry& e) const {
@@ -429,8 +383,8 @@ void EmbCache::EvictLocked(Index::iterator it) {
   // The sketch does not see hits; hand it the evicted row's frequency so that a quick return
   // is judged on its whole history.
   const uint8_t freq = EffectiveFreq(e);
-  const uint8_t est = SketchEstimate(id);
-  if (freq > est) SketchIncrement(id, freq - est);
+  const uint8_t est = sketch_.Estimate(id);
+  if (freq > est) sketch_.Increment(id, freq - est);
   --chunk_live_[slots_.Chunk(e.slot)];
   index_.erase(it);
   s_evictions_.fetch_add(1, std::memory_order_relaxed);
@@ -556,6 +510,8 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
     AdvanceEpochLocked();
     ReclaimLimboLocked(min_live);
     int64_t victim_hint = -1;  // see TakeSlotLocked
+    // Every miss increments and reads its sketch counters: start all their loads at once.
+    for (int32_t pos : out->miss_positions_) sketch_.Prefetch(ids[pos]);
     for (int32_t pos : out->miss_positions_) {
       const int64_t id = ids[pos];
       if (auto ait = out->admitted_index_.find(id); ait != out->admitted_index_.end()) {
@@ -582,9 +538,9 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
         }
         // Being filled by another lookup: serve it from staging.
       } else {
-        SketchIncrement(id, 1);
+        sketch_.Increment(id, 1);
         if (!out->staged_index_.contains(id)) {
-          const uint8_t est = SketchEstimate(id);
+          const uint8_t est = sketch_.Estimate(id);
           bool rejected = false;
           const int64_t slot =
               TakeSlotLocked(est, use_admission_, serial, &min_live, &victim_hint, &rejected);
@@ -737,7 +693,7 @@ bool EmbCache::IsResident(int64_t id) const {
 
 uint8_t EmbCache::FrequencyEstimate(int64_t id) const {
   absl::ReaderMutexLock lock(&mu_);
-  return SketchEstimate(id);
+  return sketch_.Estimate(id);
 }
 
 int64_t EmbCache::resident_rows() const {
@@ -1085,7 +1041,7 @@ int64_t EmbCache::Prefetch(int64_t max_bytes) {
     MaybeAgeLocked();  // a writer section like any other: it advances the sketch's halving
     std::vector<std::pair<uint8_t, int64_t>> candidates;
     for (int64_t id : rejected_) {
-      if (id >= 0 && !index_.contains(id)) candidates.emplace_back(SketchEstimate(id), id);
+      if (id >= 0 && !index_.contains(id)) candidates.emplace_back(sketch_.Estimate(id), id);
     }
     std::sort(candidates.begin(), candidates.end(), std::greater<>());
     candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());

@@ -12,7 +12,7 @@
 // result that returned them is gone). Ids outside [0, num_items) are InvalidArgument.
 //
 // Policy. TinyLFU admission in front of a sampled-LFU eviction: the frequency of non-resident ids
-// lives in a count-min sketch (4 rows of 8-bit counters, conservative update), the frequency of
+// lives in a count-min sketch (FrequencySketch: 8-bit counters, conservative update), the frequency of
 // resident rows in their index entry (the sketch receives it back on eviction). A miss is
 // admitted into a free slot, or in place of the victim (the least frequent of 8 random resident
 // rows) only when its estimated frequency beats the victim's. All counters halve every
@@ -59,6 +59,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "helm/common/clock.h"
+#include "helm/emb/frequency_sketch.h"
 #include "helm/emb/host_table.h"
 #include "helm/emb/options.h"
 #include "helm/pool/chunk_slots.h"
@@ -271,14 +272,9 @@ class EmbCache final : public pool::ChunkClient {
   void ReturnStaging(std::unique_ptr<pool::StagingBuffer> staging);
   absl::StatusOr<std::unique_ptr<pool::StagingBuffer>> TakeStaging(int64_t bytes);
 
-  // Sketch (count-min, 4 rows).
-  uint8_t SketchEstimate(int64_t id) const ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  void SketchIncrement(int64_t id, int amount) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Starts a new aging period when one is due, and halves the next slice of sketch counters while
   // a period's halving is under way (called from every writer section of a lookup).
   void MaybeAgeLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Halves the next `max_counters` sketch counters of the current period (fewer at the end).
-  void HalveSketchLocked(size_t max_counters) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   uint8_t EffectiveFreq(const Entry& e) const;
 
   int64_t& SlotId(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -335,10 +331,7 @@ class EmbCache final : public pool::ChunkClient {
   int32_t drain_cursor_ ABSL_GUARDED_BY(mu_) = 0;
   uint8_t drain_victim_freq_ ABSL_GUARDED_BY(mu_) = 0;  // victims' frequency level seen lately
   uint32_t drain_skips_ ABSL_GUARDED_BY(mu_) = 0;
-  std::vector<uint8_t> sketch_ ABSL_GUARDED_BY(mu_);
-  uint64_t sketch_mask_ = 0;  // per row
-  // Sketch counters below this index are halved for the current period; sketch_.size(): done.
-  size_t sketch_halved_ ABSL_GUARDED_BY(mu_) = 0;
+  FrequencySketch sketch_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint8_t> age_epoch_{0};
   std::atomic<int64_t> accesses_since_age_{0};
   std::vector<int64_t> rejected_ ABSL_GUARDED_BY(mu_);  // recent rejected ids (prefetch)
