@@ -5,9 +5,9 @@ sim=$1
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 failures=0
-expect() {  # expect <key> <yaml>
+expect() {  # expect <key> <yaml> [flags...]
   printf '%s\n' "$2" > "$dir/c.yaml"
-  "$sim" --config "$dir/c.yaml" --out "$dir/out" --no-plot > "$dir/stdout" 2> "$dir/stderr"
+  "$sim" --config "$dir/c.yaml" --out "$dir/out" --no-plot "${@:3}" > "$dir/stdout" 2> "$dir/stderr"
   local rc=$?
   if [[ $rc -ne 2 ]] || ! grep -q "$1" "$dir/stderr"; then
     echo "FAIL: $1: exit $rc, stderr: $(cat "$dir/stderr")"
@@ -28,4 +28,9 @@ expect control.burst_short_windows $'control:\n  burst_short_windows: 30'
 expect control.adapter_bound $'control:\n  adapter_bound: 2'
 expect control.min_step $'control:\n  step: 0.01\n  min_step: 0.1'
 expect simulator.bogus $'simulator:\n  bogus: 1'
+expect simulator.warmup_s $'simulator:\n  warmup_s: -1'
+expect simulator.sweep_history_cap $'simulator:\n  sweep_history_cap: -2'
+expect 'is not PROFILE/REGIME/SCALE' $'simulator:\n  num_nodes: 1' --cell taobao/steady
+expect simulator.sweep_profiles $'simulator:\n  num_nodes: 1' --cell nosuch/steady/8
+expect simulator.sweep_controllers $'simulator:\n  num_nodes: 1' --cell taobao/steady/8 --row nosuch
 exit $((failures > 0))
