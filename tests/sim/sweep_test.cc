@@ -170,13 +170,13 @@ TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
   const SweepCell& cell = cells->front();
   EXPECT_GT(cell.capacity_per_s, 0);
   EXPECT_NEAR(cell.rate_per_s, 0.7 * cell.capacity_per_s, 1e-6);
-  // The capacity runs were offered the estimate: none can have served more than that.
+  // The capacity runs were offered 3x the estimate: none can have served more than that.
   auto cost = CostModelForConfig(c);
   ASSERT_TRUE(cost.ok());
   config::Config cell_config = c;
   cell_config.workload.profile = "amazon-video-games";
   EXPECT_LE(cell.capacity_per_s,
-            1.05 * c.simulator.num_nodes * *EstimateCapacityPerNode(cell_config, *cost));
+            3.15 * c.simulator.num_nodes * *EstimateCapacityPerNode(cell_config, *cost));
   // The runs themselves were offered 70% of it.
   for (const SweepRun& r : cell.runs) EXPECT_LE(r.throughput_per_s, 1.1 * cell.rate_per_s);
 }

@@ -25,7 +25,7 @@
 // the cell is stationary once they got there. simulator.warmup_s runs that part unmeasured.
 //
 // Load: simulator.load (a fraction of EstimateCapacityPerNode, or with simulator.sweep_capacity_s
-// of the cell's capacity measured under its best static split: short steady runs offered the
+// of the cell's capacity measured under its best static split: short steady runs offered 3x the
 // estimate at every static split, the most any served) or workload.rate_per_s.
 //
 // Thread-compatible. Runs its simulations one after another on the calling thread, or with
