@@ -7,8 +7,8 @@
 // table (sim/paper_table.h: paper-table.md, .json, paper-splits.png). --cell runs one cell of the
 // sweep alone (its pool and users, a row, a rate) as a plain run. Bad configs stop at start with
 // exit status 2, naming the key.
-#include <cstdio>
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -86,11 +86,7 @@ absl::Status ApplyCell(const std::string& cell, const std::string& row, double r
     config.workload.rate_per_s = rate;
     config.simulator.load = 0;
   }
-  if (split >= 0) {
-    config.pool.initial_split = split;
-    config.pool.r_min = std::min(config.pool.r_min, split);
-    config.pool.r_max = std::max(config.pool.r_max, split);
-  }
+  if (split >= 0) helm::sim::SetInitialSplit(split, config);
   if (row == "static") {
     config.control.policy = "static";
     return absl::OkStatus();
@@ -229,9 +225,10 @@ int main(int argc, char** argv) {
   }
   const helm::sim::SimResult& r = *result;
   const double total_s = r.warmup_s + r.simulated_s;
-  std::printf("simulated %.1f s (%.1f s measured after a %.1f s warm-up) in %.2f s of wall time "
-              "(%.1fx real time)\n",
-              total_s, r.simulated_s, r.warmup_s, r.wall_s, r.wall_s > 0 ? total_s / r.wall_s : 0.0);
+  std::printf(
+      "simulated %.1f s (%.1f s measured after a %.1f s warm-up) in %.2f s of wall time "
+      "(%.1fx real time)\n",
+      total_s, r.simulated_s, r.warmup_s, r.wall_s, r.wall_s > 0 ? total_s / r.wall_s : 0.0);
   std::printf("%10s %10s %9s %9s %9s %9s %8s %10s %10s %7s %7s\n", "arrivals", "ok", "errors",
               "p50_ms", "p99_ms", "p99.9_ms", "SLO", "goodput/s", "ok/s", "kv_hit", "emb_hit");
   std::printf("%10lld %10lld %9lld %9.2f %9.2f %9.2f %7.1f%% %10.1f %10.1f %7.3f %7.3f\n",
@@ -259,6 +256,7 @@ int main(int argc, char** argv) {
   int64_t answered = 0;  // warm-up included: the simulator's own speed
   for (const helm::sim::SimSecond& second : r.seconds) answered += second.completions;
   std::printf("HELM_RESULT sim_requests_per_s %.0f\n", r.wall_s > 0 ? answered / r.wall_s : 0.0);
-  std::printf("HELM_RESULT sim_speedup_vs_realtime %.2f\n", r.wall_s > 0 ? total_s / r.wall_s : 0.0);
+  std::printf("HELM_RESULT sim_speedup_vs_realtime %.2f\n",
+              r.wall_s > 0 ? total_s / r.wall_s : 0.0);
   return 0;
 }

@@ -108,8 +108,8 @@ double LatencyHistogram::Quantile(double q) const {
   const double hi = static_cast<double>(Max());
   // The bucket's midpoint, clamped to the exact extremes, bounds the relative error.
   auto value = [&](int64_t i) {
-    return std::clamp(0.5 * (static_cast<double>(BucketLow(i)) + static_cast<double>(BucketHigh(i))),
-                      lo, hi);
+    return std::clamp(
+        0.5 * (static_cast<double>(BucketLow(i)) + static_cast<double>(BucketHigh(i))), lo, hi);
   };
   // Only buckets between the smallest and the largest recording's hold anything. A window's
   // latencies span about a thousand buckets and the split controller reads several quantiles a

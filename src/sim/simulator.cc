@@ -476,10 +476,10 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   const int64_t warmup_us = static_cast<int64_t>(std::llround(s.warmup_s * 1e6));
   if (warmup_us > 0) {
     // A steady phase first, then the workload's own phases (or its regime for its duration).
-    const std::string rest = config.workload.phases.empty()
-                                 ? absl::StrCat(config.workload.regime, ":",
-                                                config.workload.duration_s)
-                                 : config.workload.phases;
+    const std::string rest =
+        config.workload.phases.empty()
+            ? absl::StrCat(config.workload.regime, ":", config.workload.duration_s)
+            : config.workload.phases;
     config.workload.phases = absl::StrCat("steady:", s.warmup_s, ",", rest);
   }
   auto impl = std::make_unique<Impl>(std::move(cost));

@@ -73,6 +73,12 @@ absl::StatusOr<double> EstimateCapacityPerNode(const config::Config& config,
   return config.node.workers * static_cast<double>(batch.requests.size()) * 1e6 / batch_us;
 }
 
+void SetInitialSplit(double split, config::Config& c) {
+  c.pool.initial_split = split;
+  c.pool.r_min = std::min(c.pool.r_min, split);
+  c.pool.r_max = std::max(c.pool.r_max, split);
+}
+
 absl::StatusOr<double> OfferedRate(const config::Config& config) {
   if (config.simulator.load <= 0) return config.workload.rate_per_s;
   HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
@@ -115,19 +121,18 @@ absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::
     // Stationary histories: a user at the cap drops its oldest quarter and grows back, so it
     // holds 7/8 of the cap on average (the users who carry the load all get there).
     cap = std::min<int64_t>(
-        cap, std::max<int64_t>(
-                 {4, p->min_history + 1,
-                  std::llround(base.simulator.sweep_history_cap * p->mean_history)}));
+        cap, std::max<int64_t>({4, p->min_history + 1,
+                                std::llround(base.simulator.sweep_history_cap * p->mean_history)}));
     c.workload.max_history = cap;
     tokens = 0.875 * static_cast<double>(cap);
   }
   const double token_bytes = static_cast<double>(block) / dims.tokens_per_block;
   // Each node's share of the users (the router keeps a user on one node) fills `scale` pools.
-  const double users = scale * static_cast<double>(c.pool.bytes) * c.simulator.num_nodes /
-                       (tokens * token_bytes);
+  const double users =
+      scale * static_cast<double>(c.pool.bytes) * c.simulator.num_nodes / (tokens * token_bytes);
   c.workload.max_users = std::clamp<int64_t>(std::llround(users), 1, p->num_users);
-  cell.kv_working_set_bytes = static_cast<double>(c.workload.max_users) * tokens * token_bytes /
-                              c.simulator.num_nodes;
+  cell.kv_working_set_bytes =
+      static_cast<double>(c.workload.max_users) * tokens * token_bytes / c.simulator.num_nodes;
   return cell;
 }
 
@@ -161,9 +166,7 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
       if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
       config::Config run = c;
       run.control.policy = "static";
-      run.pool.initial_split = split;
-      run.pool.r_min = std::min(run.pool.r_min, split);
-      run.pool.r_max = std::max(run.pool.r_max, split);
+      SetInitialSplit(split, run);
       run.workload.regime = "steady";
       run.workload.rate_per_s = kCapacityOffer * c.workload.rate_per_s / c.simulator.load;
       run.simulator.load = 0;
@@ -180,9 +183,7 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     if (hooks.progress) hooks.progress(index, total, absl::StrFormat("static %.2f", split));
     config::Config run = c;
     run.control.policy = "static";
-    run.pool.initial_split = split;
-    run.pool.r_min = std::min(run.pool.r_min, split);
-    run.pool.r_max = std::max(run.pool.r_max, split);
+    SetInitialSplit(split, run);
     HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
     cell.runs.push_back(Summarize("static", split, r));
     if (hooks.result) hooks.result(cell, cell.runs.back(), r);

@@ -182,8 +182,7 @@ SimWindow Window(int64_t end_us, std::vector<double> target) {
 TEST(Simulator, TrackingErrorIsTheMeanDistanceToTheOracle) {
   SimResult a, b;
   a.windows = {Window(1'000'000, {0.5, 0.5}), Window(2'000'000, {0.6, 0.4})};
-  b.windows = {Window(1'000'000, {0.5, 0.7}), Window(2'000'000, {0.5, 0.5}),
-               Window(3'000'000, {})};
+  b.windows = {Window(1'000'000, {0.5, 0.7}), Window(2'000'000, {0.5, 0.5}), Window(3'000'000, {})};
   EXPECT_NEAR(TrackingError(a, b), (0 + 0.2 + 0.1 + 0.1) / 4, 1e-12);
   EXPECT_EQ(TrackingError(a, a), 0);
   // Windows that end within the warm-up do not count.

@@ -191,10 +191,10 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
     bool adapter, recovery;
     std::string router;
   };
-  for (const Row& row : {Row{"helm-base", false, false, c.router.policy},
-                         Row{"helm-adapter", true, false, c.router.policy},
-                         Row{"helm", true, true, c.router.policy},
-                         Row{"helm-rr", true, true, "round_robin"}}) {
+  for (const Row& row :
+       {Row{"helm-base", false, false, c.router.policy},
+        Row{"helm-adapter", true, false, c.router.policy}, Row{"helm", true, true, c.router.policy},
+        Row{"helm-rr", true, true, "round_robin"}}) {
     config::Config run = c;
     ASSERT_TRUE(ApplyControllerRow(row.name, run).ok()) << row.name;
     EXPECT_EQ(run.control.policy, "helm") << row.name;

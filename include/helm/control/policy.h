@@ -53,7 +53,7 @@ class Mlp {
 
  private:
   std::vector<Layer> layers_;
-  static constexpr int kBlock = 16;  // outputs accumulated together (Forward)
+  static constexpr int kBlock = 16;             // outputs accumulated together (Forward)
   std::vector<std::vector<float>> transposed_;  // each layer's weight, [in][out padded to kBlock]
   mutable std::vector<float> a_, b_;
 };

@@ -12,8 +12,8 @@
 // result that returned them is gone). Ids outside [0, num_items) are InvalidArgument.
 //
 // Policy. TinyLFU admission in front of a sampled-LFU eviction: the frequency of non-resident ids
-// lives in a count-min sketch (FrequencySketch: 8-bit counters, conservative update), the frequency of
-// resident rows in their index entry (the sketch receives it back on eviction). A miss is
+// lives in a count-min sketch (FrequencySketch: 8-bit counters, conservative update), the frequency
+// of resident rows in their index entry (the sketch receives it back on eviction). A miss is
 // admitted into a free slot, or in place of the victim (the least frequent of 8 random resident
 // rows) only when its estimated frequency beats the victim's. All counters halve every
 // sketch_reset_factor x capacity accesses, which ages out rows that were hot once (recency): the

@@ -65,6 +65,9 @@ struct CellConfig {
 absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::string& profile,
                                          const std::string& regime, double scale);
 
+// Starts the pool at `split`, widening [r_min, r_max] to hold it (a static row's fixed split).
+void SetInitialSplit(double split, config::Config& config);
+
 // The rate simulator.load asks for (workload.rate_per_s when load is 0).
 absl::StatusOr<double> OfferedRate(const config::Config& config);
 
