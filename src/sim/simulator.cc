@@ -273,11 +273,11 @@ struct Simulator::Impl {
     closed.reserve(nodes.size());
     for (Node& n : nodes) closed.push_back(n.core->CloseWindow());
     Schedule(t_us + window_us, EventType::kWindow);
-    if (oracle && t_us >= measure_from_us) {
+    if (!oracle) {
+      for (size_t i = 0; i < nodes.size(); ++i) nodes[i].core->Control(closed[i]);
+    } else if (t_us >= measure_from_us) {  // the oracle holds the initial split while warming up
       const double best = OracleChoose(t_us + window_us);
       for (Node& n : nodes) n.core->SetTargetSplit(best);
-    } else if (!oracle) {
-      for (size_t i = 0; i < nodes.size(); ++i) nodes[i].core->Control(closed[i]);
     }
     for (Node& n : nodes) window.target.push_back(n.core->engine().pool().Snapshot().target_split);
     OnResizeTick();  // a new target starts moving at once, as helm-node's resizer wakes on it
