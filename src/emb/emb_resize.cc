@@ -74,6 +74,7 @@ std::vector<int32_t> EmbCache::HeldChunks() const {
   absl::ReaderMutexLock lock(&mu_);
   return slots_.OwnedChunks();
 }
+
 pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
   pool::DrainResult result;
   struct Move {
