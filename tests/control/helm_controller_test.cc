@@ -4,6 +4,7 @@
 #include <fstream>
 #include <random>
 
+#include "control/window_support.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 
@@ -25,17 +26,9 @@ FeatureScales Scales() {
 }
 
 serve::StatsWindow Window(double split, int64_t arrivals, int64_t p99_us, int32_t queue = 0) {
-  serve::StatsWindow w;
-  w.start_us = 0;
-  w.end_us = 1'000'000;
-  w.committed_split = w.target_split = split;
-  w.requests.arrivals = w.requests.completions = arrivals;
-  w.latency_us.RecordN(p99_us, arrivals);
+  serve::StatsWindow w = SteadyWindow(split, arrivals, p99_us);
   w.queue_depth = queue;
-  w.emb.lookups = 1000;
-  w.emb.hits = 700;
-  w.kv.requested_tokens = 4000;
-  w.kv.hit_tokens = 2000;
+  SetCacheCounters(w, 700, 4000, 2000);
   return w;
 }
 

@@ -2,23 +2,15 @@
 
 #include <cmath>
 
+#include "control/window_support.h"
 #include "gtest/gtest.h"
 
 namespace helm::control {
 namespace {
 
 serve::StatsWindow Window(double split, int64_t arrivals, int64_t p99_us) {
-  serve::StatsWindow w;
-  w.start_us = 0;
-  w.end_us = 1'000'000;
-  w.committed_split = w.target_split = split;
-  w.requests.arrivals = arrivals;
-  w.requests.completions = arrivals;
-  w.latency_us.RecordN(p99_us, arrivals);
-  w.emb.lookups = 1000;
-  w.emb.hits = 800;
-  w.kv.requested_tokens = 5000;
-  w.kv.hit_tokens = 2500;
+  serve::StatsWindow w = SteadyWindow(split, arrivals, p99_us);
+  SetCacheCounters(w, 800, 5000, 2500);
   w.kv.recomputed_tokens = 2500;
   return w;
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <random>
 
+#include "control/window_support.h"
 #include "gtest/gtest.h"
 
 namespace helm::control {
@@ -12,13 +13,7 @@ uint64_t Seed() { return ::testing::UnitTest::GetInstance()->random_seed() + 771
 
 // A settled one-second window at `split`: `arrivals` requests, all answered, at `p99_us`.
 serve::StatsWindow Window(double split, double arrivals, double p99_us) {
-  serve::StatsWindow w;
-  w.start_us = 0;
-  w.end_us = 1'000'000;
-  w.committed_split = w.target_split = split;
-  w.requests.arrivals = w.requests.completions = static_cast<int64_t>(arrivals);
-  w.latency_us.RecordN(static_cast<int64_t>(p99_us), w.requests.completions);
-  return w;
+  return SteadyWindow(split, static_cast<int64_t>(arrivals), static_cast<int64_t>(p99_us));
 }
 
 // Steady load with noise: arrivals Poisson-like around `rate` plus +-5%, P99 +-15%.

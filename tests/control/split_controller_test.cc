@@ -3,6 +3,7 @@
 #include <cmath>
 #include <functional>
 
+#include "control/window_support.h"
 #include "gtest/gtest.h"
 
 namespace helm::control {
@@ -10,11 +11,7 @@ namespace {
 
 // A settled window (no move in flight) at `split` whose answers all took `p99_us`.
 serve::StatsWindow Window(double split, double p99_us, int64_t answers = 200) {
-  serve::StatsWindow w;
-  w.committed_split = w.target_split = split;
-  w.requests.completions = answers;
-  w.latency_us.RecordN(static_cast<int64_t>(p99_us), answers);
-  return w;
+  return SteadyWindow(split, answers, static_cast<int64_t>(p99_us));
 }
 
 pool::PoolOptions Pool(double initial = 0.5) {

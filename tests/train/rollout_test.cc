@@ -3,6 +3,7 @@
 #include <cmath>
 #include <map>
 
+#include "control/window_support.h"
 #include "gtest/gtest.h"
 #include "helm/train/options.h"
 #include "train/test_support.h"
@@ -22,15 +23,8 @@ control::FeatureScales Scales() {
 
 // A settled window (no move in flight) at `split` whose answers all took `latency_us`.
 serve::StatsWindow Window(double split, int64_t answers, int64_t latency_us) {
-  serve::StatsWindow w;
-  w.end_us = 1'000'000;
-  w.committed_split = w.target_split = split;
-  w.requests.arrivals = w.requests.completions = answers;
-  w.latency_us.RecordN(latency_us, answers);
-  w.emb.lookups = 1000;
-  w.emb.hits = 700;
-  w.kv.requested_tokens = 4000;
-  w.kv.hit_tokens = 1000;
+  serve::StatsWindow w = control::SteadyWindow(split, answers, latency_us);
+  control::SetCacheCounters(w, 700, 4000, 1000);
   return w;
 }
 
