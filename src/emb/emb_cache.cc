@@ -314,17 +314,9 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
           const int64_t slot =
               TakeSlotLocked(est, use_admission_, serial, &min_live, &victim_hint, &rejected);
           if (slot >= 0) {
-            Entry e;
-            e.tag = reg_epoch;
-            e.slot = static_cast<uint32_t>(slot);
-            e.age = now_w;
-            e.freq = est;
-            e.mark = mark;
-            e.filling = 1;
-            index_.emplace(id, e);
-            SlotId(static_cast<uint32_t>(slot)) = id;
-            ++chunk_live_[slots_.Chunk(static_cast<uint32_t>(slot))];
-            const int64_t offset = slots_.Offset(static_cast<uint32_t>(slot));
+            const int64_t offset = PlaceFillingLocked(
+                id, static_cast<uint32_t>(slot),
+                Entry{.tag = reg_epoch, .age = now_w, .freq = est, .mark = mark});
             out->fill_copies_.push_back(
                 pool::HostCopy{offset, table_ ? table_->Row(id) : nullptr, row_bytes_});
             out->filled_ids_.push_back(id);

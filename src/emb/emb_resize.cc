@@ -238,16 +238,9 @@ int64_t EmbCache::Prefetch(int64_t max_bytes) {
       if (index_.contains(id)) continue;
       const int64_t slot = slots_.Allocate();  // free slots only: prefetch never evicts
       if (slot < 0) break;
-      Entry e;
-      e.slot = static_cast<uint32_t>(slot);
-      e.age = now;
-      e.freq = freq;
-      e.filling = 1;
-      index_.emplace(id, e);
-      SlotId(static_cast<uint32_t>(slot)) = id;
-      ++chunk_live_[slots_.Chunk(static_cast<uint32_t>(slot))];
-      copies.push_back(pool::HostCopy{slots_.Offset(static_cast<uint32_t>(slot)),
-                                      table_ ? table_->Row(id) : nullptr, row_bytes_});
+      const int64_t offset =
+          PlaceFillingLocked(id, static_cast<uint32_t>(slot), Entry{.age = now, .freq = freq});
+      copies.push_back(pool::HostCopy{offset, table_ ? table_->Row(id) : nullptr, row_bytes_});
       ids.push_back(id);
     }
     for (int64_t& id : rejected_) {

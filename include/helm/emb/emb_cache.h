@@ -299,6 +299,17 @@ class EmbCache final : public pool::ChunkClient {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ReclaimLimboLocked(uint64_t min_live) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FreeSlotLocked(uint32_t slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes `id` resident in `slot` as `entry` (its slot and filling flag set here), still filling;
+  // returns the slot's pool offset, where the caller copies the row.
+  int64_t PlaceFillingLocked(int64_t id, uint32_t slot, Entry entry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    entry.slot = slot;
+    entry.filling = 1;
+    index_.emplace(id, entry);
+    SlotId(slot) = id;
+    ++chunk_live_[slots_.Chunk(slot)];
+    return slots_.Offset(slot);
+  }
   // Publishes admitted rows as filled (takes mu_ shared, spinning like a lookup's read phase).
   void ClearFilling(absl::Span<const int64_t> ids);
 
