@@ -52,14 +52,7 @@ route::NodeUpdate ToRouteUpdate(const serve::NodeStateUpdate& s) {
   route::NodeUpdate u;
   u.seq = s.seq;
   u.full_snapshot = s.full_snapshot;
-  u.load = route::NodeLoadUpdate{.queue_depth = s.load.queue_depth,
-                                 .in_flight = s.load.in_flight,
-                                 .capacity = s.load.capacity,
-                                 .workers = s.load.workers,
-                                 .ewma_service_us = s.load.ewma_service_us,
-                                 .queue_capacity = s.load.queue_capacity,
-                                 .kv_occupancy = s.load.kv_occupancy,
-                                 .kv_eviction_rate = s.load.kv_eviction_rate};
+  u.load = s.load;
   u.committed_split = s.committed_split;
   u.target_split = s.target_split;
   u.draining = s.draining;
@@ -70,12 +63,7 @@ route::NodeUpdate ToRouteUpdate(const serve::NodeStateUpdate& s) {
                            .cached_tokens = static_cast<int32_t>(e.cached_tokens),
                            .history_start = e.history_start});
   }
-  if (s.emb_summary.has_value()) {
-    u.emb_summary = route::EmbSummaryUpdate{.bits = s.emb_summary->bits,
-                                            .num_hashes = s.emb_summary->num_hashes,
-                                            .seed = s.emb_summary->seed,
-                                            .resident_rows = s.emb_summary->resident_rows};
-  }
+  u.emb_summary = s.emb_summary;
   return u;
 }
 

@@ -1,7 +1,8 @@
 // What a node tells the router about itself, as plain C++ values: the routing core's input.
 //
 // helm-router converts each helm.v1.NodeState of a node's state stream into a NodeUpdate once, at
-// its gRPC edge (src/router/); the simulator builds NodeUpdates directly. Field meanings follow
+// its gRPC edge (src/router/); the simulator builds NodeUpdates directly. A node's core fills
+// NodeLoadUpdate and EmbSummaryUpdate itself (serve::NodeLoad, serve::EmbSummary). Field meanings follow
 // proto/helm/v1/node.proto (NodeState, NodeLoad, KvResidencyEvent, EmbSummary).
 //
 // Value types; thread-compatible.
@@ -16,14 +17,19 @@ namespace helm::route {
 
 // A node's load as it reports it.
 struct NodeLoadUpdate {
-  int32_t queue_depth = 0;      // requests admitted and waiting
-  int32_t in_flight = 0;        // requests admitted and not yet answered (queued + computing)
-  int32_t capacity = 0;         // requests the node computes at once (workers x max batch)
-  int32_t workers = 0;          // compute workers
-  double ewma_service_us = 0;   // smoothed compute time of a batch (us)
-  int32_t queue_capacity = 0;   // admitted requests beyond which new ones are refused
-  double kv_occupancy = 0;      // KV blocks in use over KV capacity, in [0, 1]
-  double kv_eviction_rate = 0;  // KV blocks evicted per second over capacity (last window)
+  int32_t queue_depth = 0;  // requests admitted and waiting
+  int32_t in_flight = 0;    // requests admitted and not yet answered (queued + computing)
+  // Requests the node computes at once: workers x max batch (a batch is one forward, so that many
+  // really are in compute together).
+  int32_t capacity = 0;
+  int32_t workers = 0;  // compute workers
+  // Smoothed compute time of a batch (us): what a request waits once its batch starts.
+  double ewma_service_us = 0;
+  int32_t queue_capacity = 0;  // admitted requests beyond which new ones are refused
+  // KV memory pressure: blocks in use over capacity, in [0, 1] (1 with no KV capacity), and blocks
+  // evicted per second over the last statistics window as a share of the capacity.
+  double kv_occupancy = 0;
+  double kv_eviction_rate = 0;
 };
 
 // A change of one user's cached KV length on the node (cached_tokens 0: the user's KV was dropped).

@@ -28,6 +28,7 @@
 #include "helm/config/config.h"
 #include "helm/control/features.h"
 #include "helm/control/split_controller.h"
+#include "helm/route/node_update.h"
 #include "helm/serve/batch_queue.h"
 #include "helm/serve/engine.h"
 #include "helm/serve/request.h"
@@ -56,29 +57,11 @@ struct PreparedBatch {
   bool begun = false;            // BeginBatch took at least one job (CompleteBatch clears it)
 };
 
-// A node's load as the router sees it.
-struct NodeLoad {
-  int32_t queue_depth = 0;  // admitted and waiting
-  int32_t in_flight = 0;    // admitted and not yet answered (queued + computing)
-  int32_t capacity = 0;     // requests computed at once: workers x max_batch (a batch is one
-                            // forward, so that many really are in compute together)
-  int32_t workers = 0;
-  double ewma_service_us = 0;  // smoothed compute time of a batch: what a request waits once its
-                               // batch starts
-  int32_t queue_capacity = 0;
-  // KV memory pressure: used blocks / capacity blocks in [0, 1] (1 with no KV capacity), and blocks
-  // evicted per second over the last statistics window as a share of the capacity.
-  double kv_occupancy = 0;
-  double kv_eviction_rate = 0;
-};
-
-// The EMB hot-set summary the router scores locality with: a Bloom filter of resident ids.
-struct EmbSummary {
-  std::string bits;  // the filter's bytes (BloomFilter::ToBytes)
-  int32_t num_hashes = 0;
-  uint64_t seed = 0;
-  int64_t resident_rows = 0;
-};
+// A node's load, and the EMB hot-set summary the router scores locality with: the router's own
+// input types (route/node_update.h), filled here and sent as they are (the simulator) or through
+// the state stream's protos (node_server.h).
+using NodeLoad = route::NodeLoadUpdate;
+using EmbSummary = route::EmbSummaryUpdate;
 
 // The split controller as GetStats, the state stream and metrics show it.
 struct ControlStatus {
