@@ -2,8 +2,8 @@
 //
 // helm-router converts each helm.v1.NodeState of a node's state stream into a NodeUpdate once, at
 // its gRPC edge (src/router/); the simulator builds NodeUpdates directly. A node's core fills
-// NodeLoadUpdate and EmbSummaryUpdate itself (serve::NodeLoad, serve::EmbSummary). Field meanings follow
-// proto/helm/v1/node.proto (NodeState, NodeLoad, KvResidencyEvent, EmbSummary).
+// NodeLoadUpdate and EmbSummaryUpdate itself (serve::NodeLoad, serve::EmbSummary). Field meanings
+// follow proto/helm/v1/node.proto (NodeState, NodeLoad, KvResidencyEvent, EmbSummary).
 //
 // Value types; thread-compatible.
 #pragma once
