@@ -110,7 +110,6 @@ struct Simulator::Impl {
   LatencyHistogram second_latency;
   SimSecond current;
   int64_t second_cached = 0, second_history = 0, second_emb_hits = 0, second_emb_lookups = 0;
-  int64_t total_cached = 0, total_history = 0, total_emb_hits = 0, total_emb_lookups = 0;
   SimWindow window;  // the statistics window in progress
   LatencyHistogram window_latency;
 
@@ -237,12 +236,6 @@ struct Simulator::Impl {
     current.emb_hit = second_emb_lookups > 0 ? double(second_emb_hits) / second_emb_lookups : 0;
     for (Node& n : nodes)
       current.split.push_back(n.core->engine().pool().Snapshot().committed_split);
-    if (t_s * 1'000'000 >= measure_from_us) {
-      total_cached += second_cached;
-      total_history += second_history;
-      total_emb_hits += second_emb_hits;
-      total_emb_lookups += second_emb_lookups;
-    }
     result.seconds.push_back(std::move(current));
     current = SimSecond();
     second_latency.Reset();
@@ -567,8 +560,16 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
   r.warmup_s = m.measure_from_us / 1e6;
   r.simulated_s = std::max<int64_t>(end - m.measure_from_us, 1) / 1e6;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
-  r.kv_token_hit = m.total_history > 0 ? double(m.total_cached) / m.total_history : 0;
-  r.emb_hit = m.total_emb_lookups > 0 ? double(m.total_emb_hits) / m.total_emb_lookups : 0;
+  // The cluster's hit ratios: its nodes' measured counters summed.
+  int64_t cached = 0, history = 0, emb_hits = 0, emb_lookups = 0;
+  for (const Impl::Node& node : m.nodes) {
+    cached += node.cached_tokens;
+    history += node.history_tokens;
+    emb_hits += node.emb_hits;
+    emb_lookups += node.emb_lookups;
+  }
+  r.kv_token_hit = history > 0 ? double(cached) / history : 0;
+  r.emb_hit = emb_lookups > 0 ? double(emb_hits) / emb_lookups : 0;
   for (const Impl::Node& node : m.nodes) {
     NodeResult n;
     n.id = node.core->config().node.id;
@@ -627,8 +628,9 @@ double TrackingError(const SimResult& run, const SimResult& oracle) {
   double sum = 0;
   int64_t count = 0;
   const size_t windows = std::min(run.windows.size(), oracle.windows.size());
+  const int64_t warmup_us = std::llround(run.warmup_s * 1e6);
   for (size_t w = 0; w < windows; ++w) {
-    if (run.warmup_s > 0 && run.windows[w].end_us <= std::llround(run.warmup_s * 1e6)) continue;
+    if (run.windows[w].end_us <= warmup_us) continue;  // a warm-up window (none without one)
     const std::vector<double>& a = run.windows[w].target;
     const std::vector<double>& b = oracle.windows[w].target;
     for (size_t n = 0; n < std::min(a.size(), b.size()); ++n, ++count) sum += std::abs(a[n] - b[n]);
