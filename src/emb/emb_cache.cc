@@ -5,14 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
-#include <cstring>
-#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "emb_cache_internal.h"
-#include "helm/common/hash.h"
-#include "helm/common/logging.h"
+#include "helm/common/logging.h"  // absl::Status in spdlog messages
 #include "spdlog/spdlog.h"
 
 namespace helm::emb {

@@ -1,7 +1,7 @@
-// Helpers shared by the EmbCache translation units (emb_cache.cc: creation, lookups, readers;
-// emb_eviction.cc: slots, aging and victims; emb_pins.cc: live lookups; emb_lock.cc: the lock
-// between lookups and drains; emb_resize.cc: chunks added and drained, prefetch). Private to
-// src/emb.
+// Helpers that emb_cache.cc (creation, lookups, readers) and emb_eviction.cc (slots, aging,
+// victims) share. The other EmbCache translation units: emb_pins.cc (live lookups), emb_lock.cc
+// (the lock between lookups and drains), emb_resize.cc (chunks added and drained, prefetch).
+// Private to src/emb.
 #pragma once
 
 #include <atomic>

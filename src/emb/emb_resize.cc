@@ -3,15 +3,10 @@
 
 #include <algorithm>
 #include <atomic>
-#include <bit>
-#include <cstring>
-#include <limits>
-#include <utility>
+#include <functional>
+#include <vector>
 
-#include "absl/strings/str_cat.h"
-#include "emb_cache_internal.h"
-#include "helm/common/hash.h"
-#include "helm/common/logging.h"
+#include "helm/common/logging.h"  // absl::Status in spdlog messages
 #include "helm/emb/emb_cache.h"
 #include "spdlog/spdlog.h"
 
@@ -29,8 +24,6 @@ constexpr int64_t kDrainBytesPerLock = int64_t{32} << 10;
 constexpr size_t kPrefetchDistance = 8;  // ids ahead whose index slot is prefetched
 
 }  // namespace
-
-using internal::Atomic;
 
 // ---- Resize (pool::ChunkClient) ----------------------------------------------------------------
 
