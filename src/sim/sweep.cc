@@ -79,11 +79,30 @@ void SetInitialSplit(double split, config::Config& c) {
   c.pool.r_max = std::max(c.pool.r_max, split);
 }
 
+absl::StatusOr<double> PeakRateFactor(const workload::WorkloadOptions& w) {
+  HELM_ASSIGN_OR_RETURN(std::vector<workload::Phase> phases,
+                        workload::ParsePhases(w.phases, w.regime, w.duration_s));
+  double factor = 1.0;
+  for (const workload::Phase& phase : phases) {
+    factor = std::max(factor, w.PeakRateFactor(phase.regime));
+  }
+  return factor;
+}
+
+absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity_per_s) {
+  double rate = config.simulator.load * capacity_per_s;
+  if (config.simulator.load_basis == "peak") {
+    HELM_ASSIGN_OR_RETURN(double factor, PeakRateFactor(config.workload));
+    rate /= factor;
+  }
+  return rate;
+}
+
 absl::StatusOr<double> OfferedRate(const config::Config& config) {
   if (config.simulator.load <= 0) return config.workload.rate_per_s;
   HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
   HELM_ASSIGN_OR_RETURN(double per_node, EstimateCapacityPerNode(config, cost));
-  return config.simulator.load * per_node * config.simulator.num_nodes;
+  return RateForLoad(config, per_node * config.simulator.num_nodes);
 }
 
 absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::string& profile,
@@ -175,7 +194,8 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
       capacity = std::max(capacity, r.throughput_per_s());
     }
     cell.capacity_per_s = capacity;
-    c.workload.rate_per_s = cell.rate_per_s = c.simulator.load * capacity;
+    HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, RateForLoad(c, capacity));
+    cell.rate_per_s = c.workload.rate_per_s;
   }
   c.simulator.load = 0;
   std::vector<SimResult> results;  // one per run of the cell, for the tracking errors

@@ -415,14 +415,7 @@ class SyntheticGenerator final : public Generator {
   }
 
   double MaxRate(const Phase& phase) const {
-    switch (phase.regime) {
-      case Regime::kTrend:
-        return options_.rate_per_s * (1.0 + options_.trend_amplitude);
-      case Regime::kBurst:
-        return options_.rate_per_s * options_.burst_rate_multiplier;
-      default:
-        return options_.rate_per_s;
-    }
+    return options_.rate_per_s * options_.PeakRateFactor(phase.regime);
   }
 
   bool InBurstWindow(const Phase& phase, int64_t t_us) const {

@@ -114,6 +114,28 @@ TEST(EstimateCapacityPerNode, GrowsWithWorkersAndShrinksWithCandidates) {
   EXPECT_NEAR(*OfferedRate(c), 0.5 * 3 * *EstimateCapacityPerNode(c, *cost), 1e-6);
 }
 
+TEST(OfferedRate, PeakBasisPutsTheLoadOnTheRegimesHighestRate) {
+  config::Config c = Base();
+  c.workload.profile = "taobao";
+  c.simulator.load = 0.6;
+  c.simulator.num_nodes = 2;
+  auto base = OfferedRate(c);
+  ASSERT_TRUE(base.ok());
+  c.simulator.load_basis = "peak";
+  EXPECT_NEAR(*OfferedRate(c), *base, 1e-9);  // steady: its peak is its rate
+  c.workload.regime = "trend";
+  c.workload.trend_amplitude = 0.5;
+  EXPECT_NEAR(*OfferedRate(c), *base / 1.5, 1e-9);
+  c.workload.regime = "burst";
+  c.workload.burst_rate_multiplier = 3;
+  EXPECT_NEAR(*OfferedRate(c), *base / 3, 1e-9);
+  // Phases: the highest of them.
+  c.workload.phases = "steady:5,trend:5";
+  EXPECT_NEAR(*OfferedRate(c), *base / 1.5, 1e-9);
+  c.workload.phases = "steady:5,nope:5";
+  EXPECT_FALSE(OfferedRate(c).ok());
+}
+
 TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
   config::Config c = Base();
   c.simulator.sweep_profiles = {"amazon-video-games"};
@@ -179,6 +201,15 @@ TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
             3.15 * c.simulator.num_nodes * *EstimateCapacityPerNode(cell_config, *cost));
   // The runs themselves were offered 70% of it.
   for (const SweepRun& r : cell.runs) EXPECT_LE(r.throughput_per_s, 1.1 * cell.rate_per_s);
+
+  // With the load on the peak, a burst cell's flash crowd (3x its base rate) is what sits at 70%
+  // of its capacity.
+  c.simulator.sweep_regimes = {"burst"};
+  c.simulator.load_basis = "peak";
+  auto burst = RunSweep(c);
+  ASSERT_TRUE(burst.ok()) << burst.status();
+  EXPECT_GT(burst->front().capacity_per_s, 0);
+  EXPECT_NEAR(burst->front().rate_per_s, 0.7 * burst->front().capacity_per_s / 3, 1e-6);
 }
 
 TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {

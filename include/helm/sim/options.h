@@ -24,6 +24,10 @@ struct SimulatorOptions {
   // Offered load as a fraction of the cluster's estimated capacity (sweep.h:
   // EstimateCapacityPerNode); 0: workload.rate_per_s as given.
   double load = 0;
+  // What `load` sets: "base", the workload's rate_per_s (steady's rate, trend's mean, burst's rate
+  // outside the flash crowd), or "peak", the highest rate of any phase (trend's crest, the flash
+  // crowd), the rate an operator provisions for.
+  std::string load_basis = "base";
   // Time a request spends outside the nodes: the client -> router -> node gRPC hops and back
   // (half before admission, half after the answer). 0: not modelled.
   double rpc_overhead_us = 0;
@@ -63,6 +67,8 @@ struct SimulatorOptions {
     v.Field("calibration_path", calibration_path, "measured kernel timings (\"\": defaults)");
     v.Field("load", load, "offered load, fraction of estimated capacity (0: workload.rate_per_s)",
             config::InRange(0.0, 10.0));
+    v.Field("load_basis", load_basis, "what load sets: the workload's base rate or its peak",
+            config::OneOf({"base", "peak"}));
     v.Field("rpc_overhead_us", rpc_overhead_us,
             "per-request time outside the nodes: gRPC hops there and back (us)",
             config::InRange(0.0, 1e7));

@@ -19,7 +19,8 @@ struct WorkloadOptions {
   // Regime: "steady" (stationary Poisson), "trend" (diurnal rate, rotating popularity), "burst"
   // (flash crowd of new users on a hot item set). Used when `phases` is empty.
   std::string regime = "steady";
-  double rate_per_s = 50.0;  // mean arrival rate (1/s); trend and burst modulate around it
+  // Base arrival rate (1/s): steady's rate, trend's mean, burst's rate outside the flash crowd.
+  double rate_per_s = 50.0;
   double duration_s = 30.0;  // run length (s) when `phases` is empty
   // A run of several phases, "regime:seconds,..." (e.g. "steady:20,trend:30,burst:20"); users and
   // their histories carry over from one phase to the next. "": one phase of `regime`.
@@ -166,6 +167,19 @@ struct WorkloadOptions {
             config::InRange<int32_t>(1, 1 << 20));
     v.Field("top_k", top_k, "helm-bench: top_k of each request (0: all candidates)",
             config::InRange<int32_t>(0, 1 << 20));
+  }
+
+  // A regime's highest arrival rate over rate_per_s: 1 + trend_amplitude for trend,
+  // burst_rate_multiplier for burst, 1 otherwise.
+  double PeakRateFactor(Regime r) const {
+    switch (r) {
+      case Regime::kTrend:
+        return 1.0 + trend_amplitude;
+      case Regime::kBurst:
+        return burst_rate_multiplier;
+      default:
+        return 1.0;
+    }
   }
 
   absl::Status Validate() const {
