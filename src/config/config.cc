@@ -5,7 +5,6 @@
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <set>
 #include <sstream>
 #include <type_traits>
 #include <vector>
@@ -16,17 +15,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "helm/common/dtype.h"
+#include "helm/config/yaml_reader.h"
 #include "yaml-cpp/yaml.h"
 
 namespace helm::config {
-namespace {
 
-std::string JoinPath(const std::string& path, const std::string& key) {
-  return path.empty() ? key : absl::StrCat(path, ".", key);
-}
-
-// Integers accept an optional binary size suffix ("2MiB", "64 GiB", "512KiB"), so byte sizes
-// read naturally in YAML.
 bool ParseInteger(std::string text, int64_t* out) {
   text = std::string(absl::StripAsciiWhitespace(text));
   static const std::pair<const char*, int64_t> kSuffixes[] = {{"KiB", int64_t{1} << 10},
@@ -66,151 +59,28 @@ size_t EditDistance(const std::string& a, const std::string& b) {
   return row[b.size()];
 }
 
-template <typename T>
-std::string Show(const T& v) {
-  if constexpr (std::is_same_v<T, std::string>) {
-    return absl::StrCat("'", v, "'");
-  } else if constexpr (std::is_same_v<T, bool>) {
-    return v ? "true" : "false";
-  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-    return absl::StrCat("[", absl::StrJoin(v, ", "), "]");
-  } else {
-    return absl::StrCat(v);
+void Reader::CheckUnknownKeys() {
+  if (!node_ || !node_.IsMap()) return;
+  for (const auto& entry : node_) {
+    const std::string key = entry.first.as<std::string>();
+    if (known_.count(key)) continue;
+    std::string closest;
+    size_t best = 3;  // suggest only near misses (typos)
+    for (const auto& k : known_) {
+      const size_t d = EditDistance(key, k);
+      if (d < best) {
+        best = d;
+        closest = k;
+      }
+    }
+    errors_->push_back(absl::StrCat(
+        "unknown key '", JoinPath(path_, key), "'",
+        closest.empty() ? "" : absl::StrCat(" (did you mean '", JoinPath(path_, closest), "'?)"),
+        "; known keys here: ", absl::StrJoin(known_, ", ")));
   }
 }
 
-// Parses one scalar (or a sequence of strings) into `out`; returns "" or what was expected.
-template <typename T>
-std::string ParseValue(const YAML::Node& node, T* out) {
-  if constexpr (std::is_same_v<T, std::vector<std::string>>) {
-    if (!node.IsSequence()) return "expected a list of strings";
-    std::vector<std::string> values;
-    for (const auto& item : node) {
-      if (!item.IsScalar()) return "expected a list of strings";
-      values.push_back(item.Scalar());
-    }
-    *out = std::move(values);
-    return "";
-  } else {
-    if (!node.IsScalar()) return "expected a single value, got a map or list";
-    const std::string& text = node.Scalar();
-    if constexpr (std::is_same_v<T, std::string>) {
-      *out = text;
-    } else if constexpr (std::is_same_v<T, bool>) {
-      std::string t = absl::AsciiStrToLower(text);
-      if (t == "true" || t == "yes" || t == "on") {
-        *out = true;
-      } else if (t == "false" || t == "no" || t == "off") {
-        *out = false;
-      } else {
-        return absl::StrCat("expected true or false, got '", text, "'");
-      }
-    } else if constexpr (std::is_floating_point_v<T>) {
-      double d = 0;
-      if (!absl::SimpleAtod(text, &d)) return absl::StrCat("expected a number, got '", text, "'");
-      *out = static_cast<T>(d);
-    } else if constexpr (std::is_same_v<T, uint64_t>) {
-      uint64_t u = 0;
-      if (!absl::SimpleAtoi(text, &u)) {
-        return absl::StrCat("expected a non-negative integer, got '", text, "'");
-      }
-      *out = u;
-    } else {
-      static_assert(std::is_integral_v<T>, "unsupported option type");
-      int64_t i = 0;
-      if (!ParseInteger(text, &i)) return absl::StrCat("expected an integer, got '", text, "'");
-      if (i < std::numeric_limits<T>::min() || i > std::numeric_limits<T>::max()) {
-        return absl::StrCat("expected an integer in [", std::numeric_limits<T>::min(), ", ",
-                            std::numeric_limits<T>::max(), "], got ", i);
-      }
-      *out = static_cast<T>(i);
-    }
-    return "";
-  }
-}
-
-// Visitor that reads a YAML map into a described struct, collecting every error with its path.
-class Reader {
- public:
-  Reader(YAML::Node node, std::string path, std::vector<std::string>* errors)
-      : node_(std::move(node)), path_(std::move(path)), errors_(errors) {}
-
-  template <typename T>
-  void Field(const char* key, T& field, const char* /*doc*/, Check<T> check = {}) {
-    known_.insert(key);
-    const std::string path = JoinPath(path_, key);
-    if (node_.IsMap() && node_[key]) {
-      std::string error = ParseValue(node_[key], &field);
-      if (!error.empty()) {
-        errors_->push_back(absl::StrCat(path, ": ", error));
-        return;
-      }
-    }
-    if (check) {
-      std::string error = check(field);
-      if (!error.empty())
-        errors_->push_back(absl::StrCat(path, ": ", error, ", got ", Show(field)));
-    }
-  }
-
-  template <typename S>
-  void Section(const char* key, S& section, const char* /*doc*/) {
-    known_.insert(key);
-    const std::string path = JoinPath(path_, key);
-    YAML::Node child;
-    if (node_.IsMap() && node_[key]) child = node_[key];
-    if (child && !child.IsNull() && !child.IsMap()) {
-      errors_->push_back(absl::StrCat(path, ": expected a map of options"));
-      return;
-    }
-    ReadStruct(child, path, section, errors_);
-  }
-
-  template <typename S>
-  static void ReadStruct(const YAML::Node& node, const std::string& path, S& s,
-                         std::vector<std::string>* errors) {
-    Reader reader(node, path, errors);
-    const size_t before = errors->size();
-    s.Describe(reader);
-    reader.CheckUnknownKeys();
-    if constexpr (requires { s.Validate(); }) {
-      if (errors->size() == before) {
-        absl::Status status = s.Validate();
-        if (!status.ok()) {
-          errors->push_back(path.empty() ? std::string(status.message())
-                                         : absl::StrCat(path, ".", status.message()));
-        }
-      }
-    }
-  }
-
- private:
-  void CheckUnknownKeys() {
-    if (!node_ || !node_.IsMap()) return;
-    for (const auto& entry : node_) {
-      const std::string key = entry.first.as<std::string>();
-      if (known_.count(key)) continue;
-      std::string closest;
-      size_t best = 3;  // suggest only near misses (typos)
-      for (const auto& k : known_) {
-        const size_t d = EditDistance(key, k);
-        if (d < best) {
-          best = d;
-          closest = k;
-        }
-      }
-      errors_->push_back(absl::StrCat(
-          "unknown key '", JoinPath(path_, key), "'",
-          closest.empty() ? "" : absl::StrCat(" (did you mean '", JoinPath(path_, closest), "'?)"),
-          "; known keys here: ", absl::StrJoin(known_, ", ")));
-    }
-  }
-
-  YAML::Node node_;
-  std::string path_;
-  std::vector<std::string>* errors_;
-  std::set<std::string> known_;
-};
+namespace {
 
 std::string YamlScalar(const std::string& s) {
   YAML::Emitter out;

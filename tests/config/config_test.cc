@@ -12,9 +12,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-absl::Status ParseError(const std::string& yaml) {
-  return ParseConfig(yaml, "test.yaml").status();
-}
+absl::Status ParseError(const std::string& yaml) { return ParseConfig(yaml, "test.yaml").status(); }
 
 void ExpectError(const std::string& yaml, const std::string& expected) {
   const absl::Status status = ParseError(yaml);
@@ -73,6 +71,10 @@ TEST(Config, WrongTypesAreNamed) {
   ExpectError("pool: 5\n", "pool: expected a map of options");
   ExpectError("emb:\n  seed: -1\n", "emb.seed: expected a non-negative integer");
   ExpectError("node:\n  workers: 99999999999\n", "node.workers: expected an integer in");
+  // Numbers are finite: nan and inf slip past every range check.
+  ExpectError("workload:\n  rate_per_s: nan\n", "workload.rate_per_s: expected a number");
+  ExpectError("simulator:\n  load: inf\n", "simulator.load: expected a number");
+  ExpectError("simulator:\n  load_basis: mean\n", "simulator.load_basis");
 }
 
 TEST(Config, OutOfRangeValuesNameKeyAndRange) {

@@ -101,7 +101,8 @@ struct TrainOptions {
     v.Field("normalize_advantages", normalize_advantages, "normalise advantages per minibatch");
   }
 
-  // Checks that span fields (min <= max, non-empty lists, known names, |action| <= 0.5).
+  // Checks that span fields (min <= max, non-empty lists, known names, |action| <= 0.5). Its
+  // messages name the key inside the section ("load_min: ..."); the reader prefixes "train.".
   absl::Status Validate() const;
 };
 
