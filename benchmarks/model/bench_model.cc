@@ -428,21 +428,8 @@ void RunCpu(bool quick, Results& out) {
 }
 
 // The demo model of configs/local.yaml (2 layers, 2 heads, d_qk = d_v = 32, D = 64, item
-// embeddings of 64, 16 tokens per block, fp32).
-ModelDims DemoDims() {
-  ModelDims d;
-  d.num_layers = 2;
-  d.num_heads = 2;
-  d.d_qk = 32;
-  d.d_v = 32;
-  d.d_model = 64;
-  d.emb_dim = 64;
-  d.num_actions = 8;
-  d.position_buckets = 32;
-  d.time_buckets = 32;
-  d.tokens_per_block = 16;
-  return d;
-}
+// embeddings of 64, 16 tokens per block, fp32): the model, emb and kv options' defaults.
+ModelDims DemoDims() { return *DimsFromOptions({}, {}, {}); }
 
 // batched_forward_vs_sequential_throughput: a batch of 8 requests of the demo model as one
 // ForwardBatch versus the same 8 as Forward calls one after another, on one workspace and one

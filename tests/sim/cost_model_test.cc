@@ -23,21 +23,9 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// The demo model of configs/local.yaml.
-model::ModelDims DemoDims() {
-  model::ModelDims d;
-  d.num_layers = 2;
-  d.num_heads = 2;
-  d.d_qk = 32;
-  d.d_v = 32;
-  d.d_model = 64;
-  d.emb_dim = 64;
-  d.num_actions = 8;
-  d.position_buckets = 32;
-  d.time_buckets = 32;
-  d.tokens_per_block = 16;
-  return d;
-}
+// The demo model of configs/local.yaml (2 layers, 2 heads, d_qk = d_v = 32, D = 64, item
+// embeddings of 64, 16 tokens per block, fp32): the model, emb and kv options' defaults.
+model::ModelDims DemoDims() { return *model::DimsFromOptions({}, {}, {}); }
 
 // A production-like shape (DESIGN.md §10).
 model::ModelDims ProductionDims() {
