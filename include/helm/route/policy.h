@@ -16,10 +16,11 @@
 //                    is eligible only while
 //                      placed(n) + 1 <= ceil((1 + placement_slack) * (T + 1) * headroom(n) / H),
 //                    i.e. within (1 + slack) x a share proportional to its memory headroom (equal
-//                    shares among equal nodes). The best score among eligible nodes wins, so EMB
-//                    locality and load only choose inside the bound (no herding on the node whose
-//                    EMB cache is warmest). Should none be eligible (a race), the node furthest
-//                    below its share wins. Exact ties break by rendezvous hashing on the user.
+//                    shares among equal nodes; with slack 0, equal nodes take new users in turn).
+//                    The best score among eligible nodes wins, so EMB locality and load only choose
+//                    inside the bound (no herding on the node whose EMB cache is warmest). Should
+//                    none be eligible (a race), the node furthest below its share wins. Exact ties
+//                    break by rendezvous hashing on the user.
 //   round_robin      the next routable node in turn
 //   least_loaded     the lowest load
 //   consistent_hash  rendezvous (highest random weight) hashing of the user over routable nodes
