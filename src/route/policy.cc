@@ -43,6 +43,7 @@ class HelmPolicy final : public Policy {
  public:
   explicit HelmPolicy(const RouterOptions& options)
       : w_kv_(options.w_kv),
+        kv_min_share_(options.kv_min_share),
         w_emb_(options.w_emb),
         w_load_(options.w_load),
         w_mem_(options.w_mem),
@@ -97,14 +98,17 @@ class HelmPolicy final : public Policy {
       }
     };
 
-    // One pass scores every candidate and, should the user turn out to have K/V on none, sums
-    // what the placement bound needs; a returning user (the common case) needs no other.
+    // One pass scores every candidate and, should the user turn out to have K/V on none that
+    // binds it, sums what the placement bound needs; a returning user needs no other.
+    const double binding_tokens =
+        kv_min_share_ * (static_cast<double>(request.history_length) +
+                         static_cast<double>(std::max(0, request.num_candidates)));
     bool resident = false;
     int64_t placed_total = 0;
     double headroom_total = 0;
     candidates.ForEach([&](int n) {
       const double pressure = Pressure(cluster, n);
-      resident |= kv_tokens[n] > 0;
+      resident |= kv_tokens[n] > 0 && kv_tokens[n] >= binding_tokens;
       placed_total += cluster.recent_placements(n);
       headroom_total += Headroom(pressure);
       consider(n, score_of(n, pressure));
@@ -147,7 +151,7 @@ class HelmPolicy final : public Policy {
   }
   static double Headroom(double pressure) { return std::max(kMinHeadroom, 1.0 - pressure); }
 
-  double w_kv_, w_emb_, w_load_, w_mem_;
+  double w_kv_, kv_min_share_, w_emb_, w_load_, w_mem_;
   bool use_pressure_;
   double mem_knee_, inv_knee_span_, mem_eviction_weight_;
   double placement_slack_;

@@ -67,6 +67,34 @@ TEST(HelmPolicy, PrefersTheNodeHoldingTheUsersKv) {
   EXPECT_EQ(policy->Pick(Request(42, 1000), cluster, NodeSet{2}), 1);
 }
 
+TEST(HelmPolicy, KvThatSparesLittleOfTheRequestDoesNotBindTheUser) {
+  // 256 candidates and a 100-event history: 356 token passes, 10% of them is 35.6 tokens.
+  std::vector<int64_t> candidates(256);
+  for (int i = 0; i < 256; ++i) candidates[i] = 1000 + i;
+  for (const int32_t tokens : {20, 60}) {
+    SCOPED_TRACE(tokens);
+    ClusterState cluster;
+    AddHealthyNodes(cluster, 2);
+    Resident(cluster, 0, 42, tokens);
+    cluster.OnPlaced(0);  // node 0 took the last new user: the next one is node 1's
+    const RouteDecision d = Make("helm")->Decide(Request(42, 100, &candidates), cluster, {});
+    if (tokens < 36) {
+      // 20 tokens spare 5.6%: the user is placed as a new one, by the bound.
+      EXPECT_EQ(d.node, 1);
+      EXPECT_TRUE(d.new_user);
+    } else {
+      EXPECT_EQ(d.node, 0);  // 60 tokens spare 16.9%: the K/V binds
+      EXPECT_FALSE(d.new_user);
+    }
+    // With kv_min_share 0 any K/V binds.
+    RouterOptions any = Options("helm");
+    any.kv_min_share = 0;
+    auto policy = CreatePolicy(any);
+    ASSERT_TRUE(policy.ok());
+    EXPECT_EQ((*policy)->Pick(Request(42, 100, &candidates), cluster, {}), 0);
+  }
+}
+
 TEST(HelmPolicy, CreditsNoKvLongerThanTheRequestsHistory) {
   // The client dropped the user's oldest events (1200 -> 900): node 2's 1200 cached tokens start
   // with events the request no longer has; node 1's 600 may still be a prefix of it.

@@ -25,6 +25,10 @@ struct RouterOptions {
   // "least_loaded", "consistent_hash" (on user), "kv_affinity" (residency only).
   std::string policy = "helm";
   double w_kv = 1.0;
+  // K/V binds a user to a node only when it spares at least this share of the request's token
+  // passes (its history and its candidates); below, the request is placed like a new user's
+  // (policy.h). 0: any K/V binds.
+  double kv_min_share = 0.1;
   double w_emb = 0.3;
   double w_load = 1.0;
   // Candidate ids sampled per request to estimate EMB locality (0: ignore EMB locality).
@@ -71,6 +75,10 @@ struct RouterOptions {
         "policy", policy, "routing policy",
         config::OneOf({"helm", "round_robin", "least_loaded", "consistent_hash", "kv_affinity"}));
     v.Field("w_kv", w_kv, "weight of KV residency", config::InRange(0.0, 100.0));
+    v.Field("kv_min_share", kv_min_share,
+            "share of a request's tokens (history + candidates) its K/V on a node must cover to "
+            "bind it there",
+            config::InRange(0.0, 1.0));
     v.Field("w_emb", w_emb, "weight of EMB locality", config::InRange(0.0, 100.0));
     v.Field("w_load", w_load, "weight of load", config::InRange(0.0, 100.0));
     v.Field("emb_sample", emb_sample, "candidate ids sampled per request for EMB locality",

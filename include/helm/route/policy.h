@@ -10,10 +10,15 @@
 //                    charged in proportion to the K/V the request would add there (1 - kv), so it
 //                    repels new users as a queue does while a user's own node keeps its affinity
 //                    (w_mem 0: pressure is taken as 0 everywhere, in the bound below too).
-//                    A user with K/V on no candidate (a new user) is placed with bounded loads:
-//                    with placed(n) its recent new-user placements (ClusterState), T their sum over
-//                    candidates, headroom(n) = max(0.05, 1 - pressure(n)) and H their sum, node n
-//                    is eligible only while
+//                    K/V binds a user to its nodes only where it spares at least kv_min_share of
+//                    the request's token passes (reusable tokens >= kv_min_share x (history +
+//                    candidates)): with a short history and many candidates it saves next to
+//                    nothing, while following the user makes each node's arrivals as bursty as
+//                    the users' own, a queue that costs more (in the paper-table cells, up to 9%
+//                    on P99). A user with K/V binding it to no candidate (a new user) is placed
+//                    with bounded loads: with placed(n) its recent new-user placements
+//                    (ClusterState), T their sum over candidates, headroom(n) = max(0.05, 1 -
+//                    pressure(n)) and H their sum, node n is eligible only while
 //                      placed(n) + 1 <= ceil((1 + placement_slack) * (T + 1) * headroom(n) / H),
 //                    i.e. within (1 + slack) x a share proportional to its memory headroom (equal
 //                    shares among equal nodes; with slack 0, equal nodes take new users in turn).
