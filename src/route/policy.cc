@@ -101,14 +101,14 @@ class HelmPolicy final : public Policy {
     // One pass scores every candidate and, should the user turn out to have K/V on none that
     // binds it, sums what the placement bound needs; a returning user needs no other.
     const double binding_tokens =
-        kv_min_share_ * (static_cast<double>(request.history_length) +
-                         static_cast<double>(std::max(0, request.num_candidates)));
+        std::max(1.0, kv_min_share_ * (static_cast<double>(request.history_length) +
+                                       static_cast<double>(std::max(0, request.num_candidates))));
     bool resident = false;
     int64_t placed_total = 0;
     double headroom_total = 0;
     candidates.ForEach([&](int n) {
       const double pressure = Pressure(cluster, n);
-      resident |= kv_tokens[n] > 0 && kv_tokens[n] >= binding_tokens;
+      resident |= kv_tokens[n] >= binding_tokens;
       placed_total += cluster.recent_placements(n);
       headroom_total += Headroom(pressure);
       consider(n, score_of(n, pressure));

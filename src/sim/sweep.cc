@@ -79,6 +79,9 @@ void SetInitialSplit(double split, config::Config& c) {
   c.pool.r_max = std::max(c.pool.r_max, split);
 }
 
+namespace {
+
+// The highest arrival rate of the workload's phases over its rate_per_s.
 absl::StatusOr<double> PeakRateFactor(const workload::WorkloadOptions& w) {
   HELM_ASSIGN_OR_RETURN(std::vector<workload::Phase> phases,
                         workload::ParsePhases(w.phases, w.regime, w.duration_s));
@@ -89,6 +92,8 @@ absl::StatusOr<double> PeakRateFactor(const workload::WorkloadOptions& w) {
   return factor;
 }
 
+// The base rate (workload.rate_per_s) that puts simulator.load of `capacity_per_s` on the
+// cluster: on its base rate, or with simulator.load_basis "peak" on its peak.
 absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity_per_s) {
   double rate = config.simulator.load * capacity_per_s;
   if (config.simulator.load_basis == "peak") {
@@ -98,11 +103,19 @@ absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity
   return rate;
 }
 
-absl::StatusOr<double> OfferedRate(const config::Config& config) {
-  if (config.simulator.load <= 0) return config.workload.rate_per_s;
+// The cluster's EstimateCapacityPerNode.
+absl::StatusOr<double> EstimateClusterCapacity(const config::Config& config) {
   HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
   HELM_ASSIGN_OR_RETURN(double per_node, EstimateCapacityPerNode(config, cost));
-  return RateForLoad(config, per_node * config.simulator.num_nodes);
+  return per_node * config.simulator.num_nodes;
+}
+
+}  // namespace
+
+absl::StatusOr<double> OfferedRate(const config::Config& config) {
+  if (config.simulator.load <= 0) return config.workload.rate_per_s;
+  HELM_ASSIGN_OR_RETURN(double capacity, EstimateClusterCapacity(config));
+  return RateForLoad(config, capacity);
 }
 
 absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::string& profile,
@@ -180,6 +193,7 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     // x the estimated capacity (EstimateCapacityPerNode counts no K/V reuse, so with long
     // histories a cell serves more than the estimate), one per static split; the most any served
     // is the capacity.
+    HELM_ASSIGN_OR_RETURN(const double estimate, EstimateClusterCapacity(c));
     double capacity = 0;
     for (double split : splits) {
       if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
@@ -187,7 +201,7 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
       run.control.policy = "static";
       SetInitialSplit(split, run);
       run.workload.regime = "steady";
-      run.workload.rate_per_s = kCapacityOffer * c.workload.rate_per_s / c.simulator.load;
+      run.workload.rate_per_s = kCapacityOffer * estimate;
       run.simulator.load = 0;
       run.simulator.duration_s = run.workload.duration_s = s.sweep_capacity_s;
       HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));

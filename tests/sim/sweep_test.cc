@@ -210,6 +210,11 @@ TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
   ASSERT_TRUE(burst.ok()) << burst.status();
   EXPECT_GT(burst->front().capacity_per_s, 0);
   EXPECT_NEAR(burst->front().rate_per_s, 0.7 * burst->front().capacity_per_s / 3, 1e-6);
+  // The capacity runs themselves do not depend on where the load sits.
+  c.simulator.load_basis = "base";
+  auto burst_base = RunSweep(c);
+  ASSERT_TRUE(burst_base.ok()) << burst_base.status();
+  EXPECT_EQ(burst_base->front().capacity_per_s, burst->front().capacity_per_s);
 }
 
 TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {

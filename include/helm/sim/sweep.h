@@ -27,7 +27,8 @@
 // Load: simulator.load (a fraction of EstimateCapacityPerNode, or with simulator.sweep_capacity_s
 // of the cell's capacity measured under its best static split: short steady runs offered 3x the
 // estimate at every static split, the most any served) or workload.rate_per_s. With
-// simulator.load_basis "peak" the load sets the regime's peak rate (PeakRateFactor), not its base.
+// simulator.load_basis "peak" the load sets the regime's peak rate
+// (WorkloadOptions::PeakRateFactor), not its base.
 //
 // Thread-compatible. Runs its simulations one after another on the calling thread, or with
 // simulator.sweep_threads > 1 a cell per thread (the hooks are then called under a mutex). The
@@ -44,7 +45,6 @@
 #include "helm/config/config.h"
 #include "helm/sim/cost_model.h"
 #include "helm/sim/simulator.h"
-#include "helm/workload/options.h"
 
 namespace helm::sim {
 
@@ -69,14 +69,6 @@ absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::
 
 // Starts the pool at `split`, widening [r_min, r_max] to hold it (a static row's fixed split).
 void SetInitialSplit(double split, config::Config& config);
-
-// The highest arrival rate of the workload's phases over its rate_per_s (WorkloadOptions::
-// PeakRateFactor of each phase's regime). InvalidArgument for phases that do not parse.
-absl::StatusOr<double> PeakRateFactor(const workload::WorkloadOptions& workload);
-
-// The base rate (workload.rate_per_s) that puts simulator.load of `capacity_per_s` on the cluster:
-// on its base rate, or with simulator.load_basis "peak" on its peak.
-absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity_per_s);
 
 // The rate simulator.load asks for (workload.rate_per_s when load is 0).
 absl::StatusOr<double> OfferedRate(const config::Config& config);
