@@ -7,6 +7,10 @@
 # timed with the committed CPU calibration). Prints
 #   sim_hit_error      the largest |sim - real| of the KV token hit ratio and the EMB hit rate
 #   sim_p99_rel_error  |P99_sim - P99_real| / P99_real (and sim_p50_rel_error the same for P50)
+#   sim_node_p99_rel_error, sim_node_p50_rel_error  the same for the time spent at the nodes
+#                      (real: each reply's queue_us + compute_us from helm-bench's requests.csv;
+#                      sim: node_latency_ms), which leaves out the gRPC hops and their threads
+#                      that the simulator only adds as simulator.rpc_overhead_us
 # Speed: helm-sim on configs/sim/speed-a100.yaml (32 A100 nodes, amazon-books, steady, 70% of
 # capacity) for HELM_BENCH_SIM_SPEED_S simulated seconds (default 2: the rate, not the length, is
 # the figure; the full 600 s takes hours on one core). Prints sim_speedup_vs_realtime and
@@ -28,15 +32,23 @@ echo "== bench-sim 2/3: the simulator on the same requests"
 "$bin/helm-sim" --config configs/sim/demo-cpu.yaml --out "$out/sim" 2>/dev/null | tee "$out/sim.log" |
   grep -v '^HELM_RESULT'
 
-/usr/bin/python3 - "$out/real/summary.json" "$out/sim/summary.json" <<'PY'
-import json, sys
+/usr/bin/python3 - "$out/real/summary.json" "$out/sim/summary.json" "$out/real/requests.csv" <<'PY'
+import csv, json, sys
 real = json.load(open(sys.argv[1]))["overall"]
 sim = json.load(open(sys.argv[2]))
-rl, sl = real["latency_us"], sim["latency_ms"]
+rl, sl, sn = real["latency_us"], sim["latency_ms"], sim["node_latency_ms"]
+# The nodes' share of each OK reply, from its serving info.
+node = sorted(int(r["queue_us"]) + int(r["compute_us"])
+              for r in csv.DictReader(open(sys.argv[3])) if r["code"] == "0")
+def quantile(values, q):
+    return values[min(len(values) - 1, int(q * len(values)))] / 1000
+rn = {"p50": quantile(node, 0.5), "p99": quantile(node, 0.99)}
 rows = [("KV token hit", real["kv_token_hit_ratio"], sim["kv_token_hit"]),
         ("EMB hit", real["emb_hit_rate"], sim["emb_hit"]),
         ("P50 (ms)", rl["p50"] / 1000, sl["p50"]),
         ("P99 (ms)", rl["p99"] / 1000, sl["p99"]),
+        ("node P50 (ms)", rn["p50"], sn["p50"]),
+        ("node P99 (ms)", rn["p99"], sn["p99"]),
         ("requests", real["ok"], sim["completions"])]
 print(f"{'':14s} {'real':>10s} {'sim':>10s}")
 for name, r, s in rows:
@@ -46,6 +58,8 @@ hit_error = max(abs(real["kv_token_hit_ratio"] - sim["kv_token_hit"]),
 print(f"HELM_RESULT sim_hit_error {hit_error:.4f}")
 print(f"HELM_RESULT sim_p99_rel_error {abs(sl['p99'] - rl['p99'] / 1000) / (rl['p99'] / 1000):.3f}")
 print(f"HELM_RESULT sim_p50_rel_error {abs(sl['p50'] - rl['p50'] / 1000) / (rl['p50'] / 1000):.3f}")
+print(f"HELM_RESULT sim_node_p99_rel_error {abs(sn['p99'] - rn['p99']) / rn['p99']:.3f}")
+print(f"HELM_RESULT sim_node_p50_rel_error {abs(sn['p50'] - rn['p50']) / rn['p50']:.3f}")
 PY
 
 echo "== bench-sim 3/3: speed, 32 A100 nodes at 70% of capacity, ${speed_s} simulated s"

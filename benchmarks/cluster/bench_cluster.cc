@@ -245,7 +245,7 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   std::fputs("\n", stderr);
   std::fputs(FormatTable(report, info).c_str(), stdout);
   absl::StatusOr<std::string> files =
-      WriteRunFiles(report, info, out_dir, flags.python, flags.plot_script);
+      WriteRunFiles(*run, report, info, out_dir, flags.python, flags.plot_script);
   if (!files.ok()) return files.status();
   std::printf("%s\n\n", files->c_str());
   return report;

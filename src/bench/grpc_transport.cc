@@ -58,6 +58,10 @@ class GrpcTransport::Call final : public PreparedRequest, public grpc::ClientUna
       reply.computed_tokens = info.computed_tokens();
       reply.emb_hits = info.emb_hits();
       reply.emb_misses = info.emb_misses();
+      reply.queue_us = info.queue_us();
+      reply.compute_us = info.compute_us();
+      reply.batch_size = info.batch_size();
+      reply.attempts = info.attempts();
     }
     done_(reply);
     // Out of `outstanding_` (so no CancelAll touches it), then gone with its ClientContext, then

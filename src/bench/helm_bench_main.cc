@@ -232,7 +232,7 @@ int main(int argc, char** argv) {
   std::fputs(helm::bench::FormatTable(report, info).c_str(), stdout);
 
   absl::StatusOr<std::string> files = helm::bench::WriteRunFiles(
-      report, info, flags.out_dir, flags.no_plot ? "" : flags.python, flags.plot_script);
+      *run, report, info, flags.out_dir, flags.no_plot ? "" : flags.python, flags.plot_script);
   if (!files.ok()) return Fail(std::string(files.status().message()), 1);
   std::printf("\n%s\n", files->c_str());
   std::fputs(helm::bench::ResultLines(report).c_str(), stdout);

@@ -70,6 +70,10 @@ void OpenLoop::Finish(int64_t seq, Completion completion, const Reply& reply) {
     completion.computed_tokens = reply.computed_tokens;
     completion.emb_hits = reply.emb_hits;
     completion.emb_misses = reply.emb_misses;
+    completion.queue_us = reply.queue_us;
+    completion.compute_us = reply.compute_us;
+    completion.batch_size = reply.batch_size;
+    completion.attempts = reply.attempts;
   }
   recorder_.Record(seq, completion, reply.status.ok() ? reply.node_id : std::string(),
                    std::string(reply.status.message()));

@@ -289,8 +289,30 @@ absl::Status MakePlot(const std::string& python, const std::string& script,
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> WriteRunFiles(const Report& report, const RunInfo& info,
-                                          const std::string& out_dir, const std::string& python,
+absl::Status WriteRequestsCsv(const RunResult& run, const std::string& path) {
+  std::ofstream out(path);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write '", path, "'"));
+  out << "seq,scheduled_ms,phase,code,node,send_lag_us,latency_us,queue_us,compute_us,batch_size,"
+         "attempts,cached_tokens,computed_tokens,emb_hits,emb_misses\n";
+  for (size_t seq = 0; seq < run.completions.size(); ++seq) {
+    const Completion& c = run.completions[seq];
+    const std::string phase =
+        c.phase < static_cast<int32_t>(run.phases.size()) ? run.phases[c.phase].name : "";
+    const std::string node = c.node >= 0 && c.node < static_cast<int32_t>(run.node_ids.size())
+                                 ? run.node_ids[c.node]
+                                 : "";
+    out << absl::StrCat(seq, ",", absl::StrFormat("%.3f", c.scheduled_us / 1000.0), ",", phase, ",",
+                        c.code, ",", node, ",", c.send_lag_us, ",", c.latency_us, ",", c.queue_us,
+                        ",", c.compute_us, ",", c.batch_size, ",", c.attempts, ",", c.cached_tokens,
+                        ",", c.computed_tokens, ",", c.emb_hits, ",", c.emb_misses, "\n");
+  }
+  if (!out) return absl::DataLossError(absl::StrCat("error writing '", path, "'"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> WriteRunFiles(const RunResult& run, const Report& report,
+                                          const RunInfo& info, const std::string& out_dir,
+                                          const std::string& python,
                                           const std::string& plot_script) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
@@ -300,7 +322,9 @@ absl::StatusOr<std::string> WriteRunFiles(const Report& report, const RunInfo& i
   const std::string png_path = out_dir + "/plot.png";
   if (absl::Status s = WriteJson(report, info, json_path); !s.ok()) return s;
   if (absl::Status s = WriteCsv(report, csv_path); !s.ok()) return s;
-  std::string line = absl::StrCat("files: ", json_path, ", ", csv_path);
+  const std::string requests_path = out_dir + "/requests.csv";
+  if (absl::Status s = WriteRequestsCsv(run, requests_path); !s.ok()) return s;
+  std::string line = absl::StrCat("files: ", json_path, ", ", csv_path, ", ", requests_path);
   if (!python.empty()) {
     const absl::Status plotted = MakePlot(python, plot_script, csv_path, png_path);
     absl::StrAppend(&line, plotted.ok() ? absl::StrCat(", ", png_path)

@@ -43,11 +43,19 @@ absl::Status WriteCsv(const Report& report, const std::string& path);
 absl::Status MakePlot(const std::string& python, const std::string& script,
                       const std::string& csv_path, const std::string& png_path);
 
-// Writes summary.json and timeseries.csv into `out_dir` (created when missing) and, unless
-// `python` is empty, plot.png with `plot_script`. Returns one line naming the files written, and
-// why the plot was skipped when it was (not an error); an error when a file cannot be written.
-absl::StatusOr<std::string> WriteRunFiles(const Report& report, const RunInfo& info,
-                                          const std::string& out_dir, const std::string& python,
+// Writes one row per scheduled request, in schedule order: seq, scheduled_ms, phase, code
+// (grpc::StatusCode, or -1 when dropped), node, send_lag_us, latency_us and the reply's serving
+// info (queue_us, compute_us, batch_size, attempts, cached/computed tokens, EMB hits/misses), so
+// that a slow request can be traced to the node's queue, its compute or the path around them.
+absl::Status WriteRequestsCsv(const RunResult& run, const std::string& path);
+
+// Writes summary.json, timeseries.csv and requests.csv (WriteRequestsCsv) into `out_dir` (created
+// when missing) and, unless `python` is empty, plot.png with `plot_script`. Returns one line
+// naming the files written, and why the plot was skipped when it was (not an error); an error
+// when a file cannot be written.
+absl::StatusOr<std::string> WriteRunFiles(const RunResult& run, const Report& report,
+                                          const RunInfo& info, const std::string& out_dir,
+                                          const std::string& python,
                                           const std::string& plot_script);
 
 }  // namespace helm::bench

@@ -38,6 +38,10 @@ struct Completion {
   int32_t computed_tokens = 0;
   int32_t emb_hits = 0;
   int32_t emb_misses = 0;
+  int64_t queue_us = 0;
+  int64_t compute_us = 0;
+  int32_t batch_size = 0;
+  int32_t attempts = 0;
 };
 
 // One GetStats poll of one node.

@@ -27,6 +27,10 @@ struct Reply {
   int32_t computed_tokens = 0;
   int32_t emb_hits = 0;
   int32_t emb_misses = 0;
+  int64_t queue_us = 0;    // the node's queueing (admission to the start of compute)
+  int64_t compute_us = 0;  // the node's compute of the request's batch
+  int32_t batch_size = 0;  // requests in that batch
+  int32_t attempts = 0;    // nodes the router tried
 };
 
 // A request encoded for the wire ahead of its scheduled time, so that sending it is cheap and

@@ -145,6 +145,7 @@ struct Simulator::Impl {
       const int64_t lookups = out.emb_hits + out.emb_misses;
       if (job->arrival_us >= measure_from_us) {
         result.latency_us.Record(latency);
+        result.node_latency_us.Record(latency - rpc_there_us - rpc_return_us);
         ++result.completions;
         if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
         ++n.replies;
@@ -607,6 +608,12 @@ std::string ToJson(const SimResult& r, const config::Config& config) {
                         "\"mean\": %.4f},\n",
                         r.latency_us.Quantile(0.5) / 1000, r.latency_us.Quantile(0.99) / 1000,
                         r.latency_us.Quantile(0.999) / 1000, r.latency_us.Mean() / 1000);
+  absl::StrAppendFormat(&out,
+                        "  \"node_latency_ms\": {\"p50\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
+                        "\"mean\": %.4f},\n",
+                        r.node_latency_us.Quantile(0.5) / 1000,
+                        r.node_latency_us.Quantile(0.99) / 1000,
+                        r.node_latency_us.Quantile(0.999) / 1000, r.node_latency_us.Mean() / 1000);
   absl::StrAppendFormat(&out, "  \"kv_token_hit\": %.6f,\n  \"emb_hit\": %.6f,\n  \"per_node\": [",
                         r.kv_token_hit, r.emb_hit);
   for (size_t i = 0; i < r.nodes.size(); ++i) {

@@ -87,6 +87,10 @@ RunResult MakeRun() {
     c.computed_tokens = c.node == 0 ? 10 : 30;
     c.emb_hits = 9;
     c.emb_misses = 1;
+    c.queue_us = 200 + i;
+    c.compute_us = 3000;
+    c.batch_size = 1 + static_cast<int32_t>(i % 4);
+    c.attempts = 1;
     run.completions.push_back(c);
   }
   for (int i = 0; i < 25; ++i) {
@@ -301,6 +305,24 @@ TEST(BenchReport, PlotScriptWritesAPng) {
   char magic[8] = {};
   in.read(magic, 8);
   EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+}
+
+TEST(BenchReport, RequestsCsvHasOneRowPerScheduledRequestWithItsServingInfo) {
+  const RunResult run = MakeRun();
+  const std::string path = ::testing::TempDir() + "/requests.csv";
+  ASSERT_TRUE(WriteRequestsCsv(run, path).ok());
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  ASSERT_EQ(lines.size(), run.completions.size() + 1);
+  EXPECT_EQ(lines[0],
+            "seq,scheduled_ms,phase,code,node,send_lag_us,latency_us,queue_us,compute_us,"
+            "batch_size,attempts,cached_tokens,computed_tokens,emb_hits,emb_misses");
+  // Request 3: node-b, 1 ms latency per position, queue 203 us, a batch of 4.
+  EXPECT_EQ(lines[4], "3,30.000,steady,0,node-b,100,4000,203,3000,4,1,10,30,9,1");
+  // A dropped request: no node, no serving info.
+  EXPECT_EQ(lines[1001], "1000,9000.000,burst,-1,,0,0,0,0,0,0,0,0,0,0");
+  EXPECT_FALSE(WriteRequestsCsv(run, ::testing::TempDir() + "/no/such/dir/requests.csv").ok());
 }
 
 }  // namespace

@@ -8,10 +8,12 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "bench/load_generator.h"
 #include "cluster_support.h"
 #include "e2e_support.h"
@@ -179,6 +181,27 @@ TEST(ClusterTls, HelmClusterAndHelmBenchTakeMtlsFromTheConfig) {
   // helm-bench polled both nodes' GetStats over mTLS without an error.
   EXPECT_TRUE(summary["poll_errors"].empty()) << summary["poll_errors"].dump();
   EXPECT_EQ(summary["node_ids"].size(), 2u) << summary["node_ids"].dump();
+  // requests.csv: one row per request, each OK reply's serving info from the node (its compute
+  // time and the one attempt the router needed).
+  std::istringstream requests(ReadFile(dir.path() + "/bench/requests.csv"));
+  std::string line;
+  std::getline(requests, line);
+  EXPECT_EQ(
+      line.rfind("seq,scheduled_ms,phase,code,node,send_lag_us,latency_us,queue_us,compute_us,", 0),
+      0u)
+      << line;
+  int64_t rows = 0, timed = 0;
+  while (std::getline(requests, line)) {
+    ++rows;
+    const std::vector<std::string> f = absl::StrSplit(line, ',');
+    ASSERT_EQ(f.size(), 15u) << line;
+    if (f[3] == "0" && std::stoll(f[8]) > 0 && std::stoll(f[8]) <= std::stoll(f[6]) &&
+        f[10] == "1") {
+      ++timed;
+    }
+  }
+  EXPECT_EQ(rows, overall["scheduled"].get<int64_t>());
+  EXPECT_EQ(timed, ok);
 }
 
 }  // namespace

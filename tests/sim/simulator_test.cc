@@ -220,6 +220,10 @@ TEST(Simulator, RpcOverheadAddsToEveryLatencyAndDelaysAdmission) {
   ASSERT_EQ(slow.completions, base.completions);
   EXPECT_NEAR(slow.latency_us.Quantile(0.5) - base.latency_us.Quantile(0.5), 3000, 300);
   EXPECT_NEAR(slow.latency_us.Min() - base.latency_us.Min(), 3000, 100);
+  // The node's share leaves the hops out: without them it is the whole latency.
+  EXPECT_EQ(base.node_latency_us.Quantile(0.5), base.latency_us.Quantile(0.5));
+  EXPECT_NEAR(slow.node_latency_us.Quantile(0.5), base.node_latency_us.Quantile(0.5), 300);
+  EXPECT_EQ(slow.node_latency_us.Count(), slow.completions);
 }
 
 }  // namespace

@@ -92,6 +92,10 @@ struct SimResult {
   int64_t failures = 0;
   int64_t within_slo = 0;
   LatencyHistogram latency_us;  // arrival to answer, OK answers
+  // The part of latency_us spent at nodes (from reaching the first node to the answer leaving:
+  // queue, compute and any refusals), without simulator.rpc_overhead_us: what the cost model and
+  // the node core decide, comparable with a real node's queue_us + compute_us.
+  LatencyHistogram node_latency_us;
   double kv_token_hit = 0;
   double emb_hit = 0;
   std::vector<NodeResult> nodes;  // replies and hit ratios measured; busy over the whole run
