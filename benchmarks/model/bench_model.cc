@@ -39,9 +39,11 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "cpu/blas_core.h"
 #include "helm/model/kernels.h"
 #include "helm/model/model.h"
+#include "helm/sim/calibration.h"
 #include "helm/sim/cost_model.h"
 
 namespace helm::model {
@@ -739,66 +741,6 @@ void RunGpu(bool quick, Results& out) {
 // coefficient >= 0 (a negative one is dropped and the rest refit). Times are medians of several
 // runs. The JSON holds effective rates (efficiencies 1) over the base profile "cpu" or "a100-80g".
 
-// Least squares of y ~ X.a with rows weighted by 1/y, a >= 0 by dropping negative coefficients.
-std::vector<double> RelativeNnls(const std::vector<std::vector<double>>& x,
-                                 const std::vector<double>& y) {
-  const size_t k = x.empty() ? 0 : x[0].size();
-  std::vector<bool> active(k, true);
-  std::vector<double> a(k, 0.0);
-  for (size_t round = 0; round <= k; ++round) {
-    std::vector<size_t> idx;
-    for (size_t j = 0; j < k; ++j)
-      if (active[j]) idx.push_back(j);
-    const size_t m = idx.size();
-    if (m == 0) break;
-    // Normal equations (A^T A) a = A^T b with A = X / y, b = 1.
-    std::vector<std::vector<double>> n(m, std::vector<double>(m + 1, 0.0));
-    for (size_t i = 0; i < y.size(); ++i) {
-      for (size_t p = 0; p < m; ++p) {
-        const double xp = x[i][idx[p]] / y[i];
-        for (size_t q = 0; q < m; ++q) n[p][q] += xp * x[i][idx[q]] / y[i];
-        n[p][m] += xp;
-      }
-    }
-    // Gaussian elimination with partial pivoting; scale columns first (features differ by 1e12).
-    std::vector<double> scale(m, 1.0);
-    for (size_t p = 0; p < m; ++p) scale[p] = n[p][p] > 0 ? 1.0 / std::sqrt(n[p][p]) : 1.0;
-    for (size_t p = 0; p < m; ++p) {
-      for (size_t q = 0; q < m; ++q) n[p][q] *= scale[p] * scale[q];
-      n[p][m] *= scale[p];
-    }
-    for (size_t c = 0; c < m; ++c) {
-      size_t piv = c;
-      for (size_t r = c + 1; r < m; ++r)
-        if (std::abs(n[r][c]) > std::abs(n[piv][c])) piv = r;
-      std::swap(n[c], n[piv]);
-      if (std::abs(n[c][c]) < 1e-12) continue;
-      for (size_t r = 0; r < m; ++r) {
-        if (r == c) continue;
-        const double f = n[r][c] / n[c][c];
-        for (size_t q = c; q <= m; ++q) n[r][q] -= f * n[c][q];
-      }
-    }
-    std::fill(a.begin(), a.end(), 0.0);
-    bool negative = false;
-    size_t worst = 0;
-    double worst_v = 0.0;
-    for (size_t p = 0; p < m; ++p) {
-      const double v = std::abs(n[p][p]) < 1e-12 ? 0.0 : n[p][m] / n[p][p] * scale[p];
-      a[idx[p]] = v;
-      if (v < worst_v) {
-        worst_v = v;
-        worst = idx[p];
-        negative = true;
-      }
-    }
-    if (!negative) break;
-    active[worst] = false;
-  }
-  for (double& v : a) v = std::max(v, 0.0);
-  return a;
-}
-
 // Batches of users (history length, cached tokens, candidates) whose embeddings are gathered by
 // location from one backend arena, as a node's EMB cache hands them over.
 class BatchRunner {
@@ -1081,7 +1023,7 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
       x.push_back({terms(s.work).dense_flops});
       y.push_back(s.dense_s);
     }
-    p.dense_flops_per_s = inv(RelativeNnls(x, y)[0]);
+    p.dense_flops_per_s = inv(sim::RelativeNnls(x, y)[0]);
     x.clear();
     y.clear();
     for (const Sample& s : samples) {
@@ -1089,7 +1031,7 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
       x.push_back({t.attn_bytes, t.attn_flops});
       y.push_back(s.attention_s);
     }
-    const std::vector<double> a = RelativeNnls(x, y);
+    const std::vector<double> a = sim::RelativeNnls(x, y);
     p.memory_bytes_per_s = inv(a[0]);
     p.attention_flops_per_s = inv(a[1]);
     // Per-call and per-batch overheads: what the forwards' totals leave over, fitted on the
@@ -1133,7 +1075,7 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
       x.push_back({t.dense_flops, t.attn_bytes, t.attn_flops, t.launches, 1.0});
       y.push_back(std::max(1e-9, s.total_s - t.gather_bytes / p.gather_bytes_per_s));
     }
-    const std::vector<double> a = RelativeNnls(x, y);
+    const std::vector<double> a = sim::RelativeNnls(x, y);
     p.dense_flops_per_s = inv(a[0]);
     p.memory_bytes_per_s = inv(a[1]);
     p.attention_flops_per_s = inv(a[2]);
@@ -1180,45 +1122,17 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
       p.dense_flops_per_s / 1e9, p.memory_bytes_per_s / 1e9, p.attention_flops_per_s / 1e9,
       p.gather_bytes_per_s / 1e9, p.kernel_launch_us, p.batch_fixed_us, worst, clock_cost_s * 1e6);
 
-  char date[64];
-  const std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
-  FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) {
-    std::fprintf(stderr, "helm_bench_model: cannot write %s\n", path.c_str());
-    return 1;
-  }
-  std::string machine = MachineDescription(gpu);
-  for (char& c : machine)
-    if (c == '"' || c == '\\') c = '\'';
-  std::fprintf(f, "{\n");
-  std::fprintf(f, "  \"base\": \"%s\",\n", gpu ? "a100-80g" : "cpu");
-  std::fprintf(f, "  \"machine\": \"%s\",\n", machine.c_str());
-  std::fprintf(f, "  \"date\": \"%s\",\n", date);
-  std::fprintf(f,
-               "  \"method\": \"helm_bench_model --calibrate%s: %s path, %s model (%d layers, %d "
-               "heads, d=%d, D=%d, emb %d), %zu batch shapes, medians of %d; worst shape off by "
-               "%.2fx\",\n",
-               gpu ? " --gpu-only" : "", gpu ? "CUDA" : "CPU (one thread, thread CPU time)",
-               gpu ? "production-style" : "demo", dims.num_layers, dims.num_heads, dims.d_qk,
-               dims.d_model, dims.emb_dim, samples.size(), reps, worst);
-  std::fprintf(f, "  \"dense_flops_per_s\": %.6g,\n", p.dense_flops_per_s);
-  std::fprintf(f, "  \"dense_efficiency\": 1.0,\n");
-  std::fprintf(f, "  \"attention_flops_per_s\": %.6g,\n", p.attention_flops_per_s);
-  std::fprintf(f, "  \"attention_efficiency\": 1.0,\n");
-  std::fprintf(f, "  \"memory_bytes_per_s\": %.6g,\n", p.memory_bytes_per_s);
-  std::fprintf(f, "  \"memory_efficiency\": 1.0,\n");
-  std::fprintf(f, "  \"gather_bytes_per_s\": %.6g,\n", p.gather_bytes_per_s);
-  std::fprintf(f, "  \"gather_efficiency\": 1.0,\n");
-  std::fprintf(f, "  \"pcie_bytes_per_s\": %.6g,\n", p.pcie_bytes_per_s);
-  std::fprintf(f, "  \"pcie_latency_us\": %.6g,\n", p.pcie_latency_us);
-  std::fprintf(f, "  \"kernel_launch_us\": %.6g,\n", p.kernel_launch_us);
-  std::fprintf(f, "  \"batch_fixed_us\": %.6g,\n", p.batch_fixed_us);
-  std::fprintf(f, "  \"attention_query_tile\": %lld,\n", static_cast<long long>(tile));
-  std::fprintf(f, "  \"on_device\": %s\n", p.on_device ? "true" : "false");
-  std::fprintf(f, "}\n");
-  std::fclose(f);
-  Check(sim::LoadCalibration(path).status(), "reading the calibration back");
+  sim::CalibrationNotes notes;
+  notes.base = gpu ? "a100-80g" : "cpu";
+  notes.machine = MachineDescription(gpu);
+  notes.method = absl::StrFormat(
+      "helm_bench_model --calibrate%s: %s path, %s model (%d layers, %d heads, d=%d, D=%d, emb "
+      "%d), %zu batch shapes, medians of %d; worst shape off by %.2fx",
+      gpu ? " --gpu-only" : "", gpu ? "CUDA" : "CPU (one thread, thread CPU time)",
+      gpu ? "production-style" : "demo", dims.num_layers, dims.num_heads, dims.d_qk, dims.d_model,
+      dims.emb_dim, samples.size(), reps, worst);
+  p.attention_query_tile = tile;
+  Check(sim::WriteCalibration(path, p, notes), "writing the calibration");
   std::printf("calibration written to %s\n", path.c_str());
   std::printf("HELM_RESULT calibration_worst_shape_error %.3f\n", worst);
   return 0;

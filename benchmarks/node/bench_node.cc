@@ -14,20 +14,46 @@
 //   batched_vs_unbatched_throughput  mean requests/s at max_batch 8 over mean at max_batch 1.
 //   node_core_requests_per_s         mean requests/s at max_batch 8.
 // Flags: --requests N timed per run, --warmup N, --rounds R, --workers W (default 2), --quick.
+//
+// --calibrate FILE: the simulator's CPU cost model scaled to this node core's service time (issue
+// 12). helm_bench_model --calibrate (--kernel-calibration, default configs/calibration/
+// cpu-dev.json) times the forward's kernels one batch shape at a time, in thread CPU time, over
+// warm caches, which separates the cost model's terms; a serving node also looks up and copies
+// embeddings, appends K/V, ranks, hands requests between threads and runs on cold caches. Here the
+// demo workload (the config's seed + 1: not the request sequence make run and make bench-sim
+// replay) runs one request at a time through a node core with one worker and max_batch 1, as the
+// demo's nodes run, and each answer's own queue_us + compute_us (what a serving node reports in
+// ServingInfo) less its emulated PCIe time is fitted as scale x the kernel calibration's
+// prediction + a constant per batch (least squares on relative errors; answers more than 1.5x
+// slower than the first fit, preempted, left out of the second). Only these two are fitted: with
+// a fixed candidate count and one request a batch, the dense and gather terms grow together, so
+// the serving run alone cannot tell them apart. The calibration written divides every rate by the
+// scale. Prints the fit's median and p90 error on a held-out half.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <string>
+#include <thread>
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/notification.h"
 #include "apps/app.h"
+#include "cpu/blas_core.h"
+#include "helm/common/dtype.h"
 #include "helm/config/config.h"
+#include "helm/model/model.h"
 #include "helm/serve/batch_workers.h"
 #include "helm/serve/node_core.h"
+#include "helm/sim/calibration.h"
+#include "helm/sim/cost_model.h"
 #include "helm/workload/generator.h"
 
 namespace helm::serve {
@@ -142,6 +168,146 @@ RunResult Run(config::Config config, int max_batch, int workers, int warmup,
   return r;
 }
 
+// ---- --calibrate FILE
+// ----------------------------------------------------------------------------
+
+// One answer: what the kernel calibration predicts for its work (without PCIe), its emulated
+// PCIe time, and its measured service time.
+struct ServiceSample {
+  double kernel_us = 0;
+  double pcie_us = 0;
+  double service_us = 0;  // queue_us + compute_us
+};
+
+// service - pcie ~ scale * kernel + fixed, least squares on relative errors, then again without
+// the answers more than 1.5x slower than the first fit predicts (the thread was preempted).
+// Returns {scale, fixed}.
+std::vector<double> FitService(const std::vector<ServiceSample>& samples) {
+  auto fit = [](const std::vector<const ServiceSample*>& use) {
+    std::vector<std::vector<double>> x;
+    std::vector<double> y;
+    for (const ServiceSample* s : use) {
+      x.push_back({s->kernel_us, 1.0});
+      y.push_back(std::max(1.0, s->service_us - s->pcie_us));
+    }
+    return sim::RelativeNnls(x, y);
+  };
+  std::vector<const ServiceSample*> all;
+  for (const ServiceSample& s : samples) all.push_back(&s);
+  const std::vector<double> first = fit(all);
+  std::vector<const ServiceSample*> kept;
+  for (const ServiceSample* s : all) {
+    if (s->service_us - s->pcie_us <= 1.5 * (first[0] * s->kernel_us + first[1])) {
+      kept.push_back(s);
+    }
+  }
+  return fit(kept);
+}
+
+// |predicted / measured - 1| of each sample under {scale, fixed}, sorted.
+std::vector<double> RelativeErrors(const std::vector<double>& a,
+                                   const std::vector<ServiceSample>& samples) {
+  std::vector<double> e;
+  for (const ServiceSample& s : samples) {
+    e.push_back(std::abs((a[0] * s.kernel_us + a[1] + s.pcie_us) / s.service_us - 1.0));
+  }
+  std::sort(e.begin(), e.end());
+  return e;
+}
+
+int RunCalibrate(config::Config config, const std::string& path, const std::string& kernel_path,
+                 int requests, int warmup) {
+  config.workload.seed += 1;
+  config.node.max_batch = 1;
+  config.node.workers = 1;
+  auto dims = model::DimsFromOptions(config.model, config.emb, config.kv);
+  if (!dims.ok()) Fail(dims.status().ToString());
+  auto kernel_profile = sim::LoadCalibration(kernel_path);
+  if (!kernel_profile.ok()) Fail(kernel_profile.status().ToString());
+  // The emulated link, exactly: its time is taken out of each answer before the fit.
+  kernel_profile->pcie_bytes_per_s = config.pool.pcie_emulation_gbps * 1e9;
+  kernel_profile->pcie_latency_us = 0;
+  auto cost = sim::CostModel::Create(*dims, *kernel_profile, config.model.candidate_microbatch);
+  if (!cost.ok()) Fail(cost.status().ToString());
+  const int64_t row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims->emb_dtype);
+
+  std::vector<BenchJob> jobs = Generate(config, warmup + requests);
+  auto core = NodeCore::Create(config, Clock::Real());
+  if (!core.ok()) Fail(core.status().ToString());
+  auto pool = BatchWorkers::Start(core->get(), 1);
+  if (!pool.ok()) Fail(pool.status().ToString());
+  std::atomic<int64_t> errors{0};
+  Offer(**pool, jobs, 0, warmup, /*outstanding=*/1, &errors);
+  Offer(**pool, jobs, warmup, warmup + requests, /*outstanding=*/1, &errors);
+  (*pool)->Stop();
+  if (errors.load() > 0) Fail("requests failed");
+
+  std::vector<ServiceSample> samples;
+  for (int i = warmup; i < warmup + requests; ++i) {
+    const RankOutput& out = jobs[i].output;
+    const int64_t candidates = static_cast<int64_t>(jobs[i].candidates.size());
+    sim::BatchWork work;
+    work.requests.push_back(
+        sim::RequestWork{.suffix_tokens = out.computed_tokens,
+                         .cached_tokens = out.cached_tokens,
+                         .candidates = candidates,
+                         .emb_rows_gathered = out.computed_tokens + candidates,
+                         .emb_miss_bytes = int64_t{out.emb_misses} * row_bytes});
+    const sim::CostBreakdown b = cost->BatchCost(work);
+    samples.push_back(
+        ServiceSample{.kernel_us = b.total_us() - b.pcie_us,
+                      .pcie_us = b.pcie_us,
+                      .service_us = static_cast<double>(out.queue_us + out.compute_us)});
+  }
+  // Held out: fitted on the first half, measured on the second.
+  const size_t half = samples.size() / 2;
+  const std::vector<ServiceSample> first(samples.begin(), samples.begin() + half);
+  const std::vector<ServiceSample> second(samples.begin() + half, samples.end());
+  const std::vector<double> held = RelativeErrors(FitService(first), second);
+  const double median_error = held[held.size() / 2];
+  const double p90_error = held[held.size() * 9 / 10];
+  const std::vector<double> kernel_only = RelativeErrors({1.0, 0.0}, samples);
+  const std::vector<double> a = FitService(samples);
+  const double scale = a[0], fixed_us = a[1];
+  // Every rate scaled by 1 / scale, the per-batch constant by scale, plus the fixed part.
+  sim::CostProfile p = *kernel_profile;
+  p.dense_flops_per_s = p.effective_dense_flops_per_s() / scale;
+  p.attention_flops_per_s = p.effective_attention_flops_per_s() / scale;
+  p.memory_bytes_per_s = p.effective_memory_bytes_per_s() / scale;
+  p.gather_bytes_per_s = p.effective_gather_bytes_per_s() / scale;
+  p.dense_efficiency = p.attention_efficiency = p.memory_efficiency = p.gather_efficiency = 1.0;
+  p.kernel_launch_us *= scale;
+  p.batch_fixed_us = p.batch_fixed_us * scale + fixed_us;
+  std::vector<double> service;
+  for (const ServiceSample& s : samples) service.push_back(s.service_us);
+  std::sort(service.begin(), service.end());
+  std::printf(
+      "%d answers after %d warm-up (service P50 %.2f ms, P99 %.2f ms): %.3fx the kernel "
+      "calibration (%s) + %.1f us per batch; error median %.3f, p90 %.3f with the kernel "
+      "calibration alone; held-out error median %.3f, p90 %.3f\n",
+      requests, warmup, service[service.size() / 2] / 1000,
+      service[service.size() * 99 / 100] / 1000, scale, kernel_path.c_str(), fixed_us,
+      kernel_only[kernel_only.size() / 2], kernel_only[kernel_only.size() * 9 / 10], median_error,
+      p90_error);
+  sim::CalibrationNotes notes;
+  notes.base = "cpu";
+  notes.machine = absl::StrCat(std::thread::hardware_concurrency(), " CPUs; OpenBLAS core ",
+                               kernels::cpu::BlasCoreDescription());
+  notes.method = absl::StrFormat(
+      "helm_bench_node --calibrate: %s (kernels, thread CPU time) scaled to the demo node core's "
+      "service time: one worker, max_batch 1, %d kuairand requests one at a time (workload seed "
+      "%d) after %d warm-up; each answer's queue_us + compute_us less its emulated PCIe time ~ "
+      "%.4f x the kernel prediction + %.2f us, least squares on relative errors, preempted answers "
+      "(> 1.5x the first fit) left out; held-out median error %.3f, p90 %.3f",
+      kernel_path, requests, config.workload.seed, warmup, scale, fixed_us, median_error,
+      p90_error);
+  if (absl::Status s = sim::WriteCalibration(path, p, notes); !s.ok()) Fail(s.ToString());
+  std::printf("calibration written to %s\n", path.c_str());
+  std::printf("HELM_RESULT calibration_service_vs_kernels %.3f\n", scale);
+  std::printf("HELM_RESULT calibration_holdout_median_error %.3f\n", median_error);
+  return 0;
+}
+
 int Main(int argc, char** argv) {
   int requests = 600;
   int warmup = 1200;
@@ -155,6 +321,16 @@ int Main(int argc, char** argv) {
   cli.add_option("--rounds", rounds, "alternating pairs of runs")->check(CLI::Range(1, 100));
   cli.add_option("--workers", workers, "compute workers")->check(CLI::Range(1, 64));
   cli.add_flag("--quick", quick, "a smoke run (few requests, one round)");
+  std::string calibrate_path;
+  int calibrate_requests = 3000;
+  std::string kernel_calibration = "configs/calibration/cpu-dev.json";
+  cli.add_option("--calibrate", calibrate_path,
+                 "fit the simulator's CPU cost model to this node core's service time, write the "
+                 "calibration JSON here");
+  cli.add_option("--calibrate-requests", calibrate_requests, "answers timed for --calibrate")
+      ->check(CLI::Range(64, 1000000));
+  cli.add_option("--kernel-calibration", kernel_calibration,
+                 "the kernel calibration --calibrate scales (helm_bench_model --calibrate)");
   CLI11_PARSE(cli, argc, argv);
   if (quick) {
     requests = 64;
@@ -164,6 +340,10 @@ int Main(int argc, char** argv) {
   auto config = config::ParseConfig(app::kEmbeddedConfig, "<embedded local.yaml>");
   if (!config.ok()) Fail(config.status().ToString());
   if (const std::string error = config::FitWorkloadToNodes(*config); !error.empty()) Fail(error);
+  if (!calibrate_path.empty()) {
+    return RunCalibrate(*config, calibrate_path, kernel_calibration,
+                        quick ? 128 : calibrate_requests, warmup);
+  }
   std::vector<BenchJob> jobs = Generate(*config, warmup + requests);
   int64_t history = 0;
   for (const BenchJob& job : jobs) history += static_cast<int64_t>(job.items.size());
