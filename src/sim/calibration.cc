@@ -106,7 +106,17 @@ absl::Status WriteCalibration(const std::string& path, const CostProfile& profil
   absl::StrAppendFormat(&out, "  \"kernel_launch_us\": %.6g,\n", p.kernel_launch_us);
   absl::StrAppendFormat(&out, "  \"batch_fixed_us\": %.6g,\n", p.batch_fixed_us);
   absl::StrAppendFormat(&out, "  \"attention_query_tile\": %d,\n", p.attention_query_tile);
-  absl::StrAppendFormat(&out, "  \"on_device\": %s\n}\n", p.on_device ? "true" : "false");
+  absl::StrAppendFormat(&out, "  \"on_device\": %s", p.on_device ? "true" : "false");
+  if (!p.service_ratio_quantiles.empty()) {
+    out += ",\n  \"service_ratio_quantiles\": [";
+    for (size_t i = 0; i < p.service_ratio_quantiles.size(); ++i) {
+      absl::StrAppendFormat(&out, "%s[%.9g, %.6g]", i == 0 ? "" : ", ",
+                            p.service_ratio_quantiles[i].first,
+                            p.service_ratio_quantiles[i].second);
+    }
+    out += "]";
+  }
+  out += "\n}\n";
   {
     std::ofstream f(path);
     if (!f) return absl::PermissionDeniedError(absl::StrCat("cannot write '", path, "'"));

@@ -120,7 +120,38 @@ absl::Status ValidateProfile(const CostProfile& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("attention_query_tile: must be >= 1, got ", p.attention_query_tile));
   }
+  const auto& q = p.service_ratio_quantiles;
+  if (!q.empty()) {
+    if (q.size() < 2 || q.front().first != 0.0 || q.back().first != 1.0) {
+      return absl::InvalidArgumentError(
+          "service_ratio_quantiles: needs at least two points, from quantile 0 to quantile 1");
+    }
+    for (size_t i = 0; i < q.size(); ++i) {
+      if (!(q[i].second > 0) || !std::isfinite(q[i].second)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("service_ratio_quantiles: ratio ", i, " must be > 0, got ", q[i].second));
+      }
+      if (i > 0 && !(q[i].first > q[i - 1].first && q[i].second >= q[i - 1].second)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "service_ratio_quantiles: point ", i,
+            " must have a higher quantile and a ratio no lower than the point before"));
+      }
+    }
+  }
   return absl::OkStatus();
+}
+
+double CostProfile::ServiceRatio(double u) const {
+  const auto& q = service_ratio_quantiles;
+  if (q.empty()) return 1.0;
+  u = std::clamp(u, 0.0, 1.0);
+  const auto hi = std::lower_bound(
+      q.begin(), q.end(), u,
+      [](const std::pair<double, double>& point, double v) { return point.first < v; });
+  if (hi == q.begin()) return hi->second;
+  const auto lo = hi - 1;
+  const double t = (u - lo->first) / (hi->first - lo->first);
+  return lo->second + t * (hi->second - lo->second);
 }
 
 absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
@@ -169,6 +200,23 @@ absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
       p.attention_query_tile = value.get<int64_t>();
       continue;
     }
+    if (key == "service_ratio_quantiles") {
+      p.service_ratio_quantiles.clear();
+      bool ok = value.is_array();
+      for (const nlohmann::json& point : ok ? value : nlohmann::json::array()) {
+        if (!point.is_array() || point.size() != 2 || !point[0].is_number() ||
+            !point[1].is_number()) {
+          ok = false;
+          break;
+        }
+        p.service_ratio_quantiles.emplace_back(point[0].get<double>(), point[1].get<double>());
+      }
+      if (!ok) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            where, key, ": must be an array of [quantile, ratio] pairs, got ", value.dump()));
+      }
+      continue;
+    }
     if (key == "on_device") {
       if (!value.is_boolean()) {
         return absl::InvalidArgumentError(absl::StrCat(where, key, ": must be a boolean"));
@@ -181,8 +229,10 @@ absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
       if (key == name) field = ptr;
     }
     if (field == nullptr) {
-      std::vector<std::string> known = {
-          "base", "machine", "date", "method", "notes", "attention_query_tile", "on_device"};
+      std::vector<std::string> known = {"base",      "machine",
+                                        "date",      "method",
+                                        "notes",     "attention_query_tile",
+                                        "on_device", "service_ratio_quantiles"};
       for (const auto& [name, ptr] : numbers) known.emplace_back(name);
       return absl::InvalidArgumentError(
           absl::StrCat(where, key, ": unknown key (known: ", absl::StrJoin(known, ", "), ")"));

@@ -81,6 +81,8 @@ struct Simulator::Impl {
     double split_first = 0;
     PcieQueue pcie{1, 1};
     int64_t prefetch_bytes_seen = 0;
+    // Draws of the calibration's service-time spread (CostProfile::ServiceRatio), one a batch.
+    uint64_t spread_state = 0;
   };
 
   config::Config config;
@@ -220,7 +222,15 @@ struct Simulator::Impl {
         const double now = static_cast<double>(clock.NowMicros());
         const double pcie_us =
             miss_bytes > 0 ? node.pcie.SubmitForeground(now, miss_bytes) - now : 0.0;
-        service_us = std::max<int64_t>(1, std::llround(b.total_us() - b.pcie_us + pcie_us));
+        // The calibration's spread of measured service times around the model's, drawn per batch.
+        double spread = 1.0;
+        if (!cost.profile().service_ratio_quantiles.empty()) {
+          node.spread_state = SplitMix64(node.spread_state);
+          spread =
+              cost.profile().ServiceRatio(static_cast<double>(node.spread_state >> 11) * 0x1p-53);
+        }
+        service_us =
+            std::max<int64_t>(1, std::llround((b.total_us() - b.pcie_us) * spread + pcie_us));
       }
       node.slots[slot] = std::move(prepared);
       node.busy[slot] = true;
@@ -503,6 +513,7 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
     node.slots.resize(config.node.workers);
     node.busy.assign(config.node.workers, false);
     node.split_first = node.core->engine().pool().Snapshot().committed_split;
+    node.spread_state = SplitMix64(config.workload.seed ^ (0x5eedull + static_cast<uint64_t>(i)));
     const int index = p->cluster.AddNode(node_config.node.id);
     if (index != i) return absl::InvalidArgumentError("simulator.num_nodes: too many nodes");
     p->cluster.SetHealthy(index, true);

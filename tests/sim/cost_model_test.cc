@@ -215,7 +215,12 @@ TEST(CostProfiles, BadCalibrationNamesTheKey) {
         Case{R"({"attention_query_tile": 0})", "attention_query_tile"},
         Case{R"({"on_device": 1})", "on_device"}, Case{R"({"base": "tpu"})", "base"},
         Case{R"({"dense_flops": 1e12})", "dense_flops"},
-        Case{R"({"dense_flops_per_s": 1e12,})", "not valid JSON"}}) {
+        Case{R"({"dense_flops_per_s": 1e12,})", "not valid JSON"},
+        Case{R"({"service_ratio_quantiles": [[0, 1], [0.5]]})", "service_ratio_quantiles"},
+        Case{R"({"service_ratio_quantiles": [[0.1, 1], [1, 2]]})", "service_ratio_quantiles"},
+        Case{R"({"service_ratio_quantiles": [[0, 1.2], [0.5, 1.1], [1, 3]]})",
+             "service_ratio_quantiles"},
+        Case{R"({"service_ratio_quantiles": [[0, 0], [1, 2]]})", "service_ratio_quantiles"}}) {
     const std::string path = WriteTemp("calib_bad.json", c.json);
     auto p = LoadCalibration(path);
     ASSERT_FALSE(p.ok()) << c.json;
@@ -226,6 +231,23 @@ TEST(CostProfiles, BadCalibrationNamesTheKey) {
   auto missing = LoadCalibration(::testing::TempDir() + "/no_such_calibration.json");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST(CostProfiles, ServiceRatioInterpolatesTheMeasuredSpread) {
+  const std::string path = WriteTemp("calib_spread.json", R"({
+    "service_ratio_quantiles": [[0, 0.9], [0.5, 1.0], [0.99, 1.5], [1, 10]]
+  })");
+  auto p = LoadCalibration(path);
+  ASSERT_TRUE(p.ok()) << p.status();
+  ASSERT_EQ(p->service_ratio_quantiles.size(), 4u);
+  EXPECT_DOUBLE_EQ(p->ServiceRatio(0.0), 0.9);
+  EXPECT_DOUBLE_EQ(p->ServiceRatio(0.25), 0.95);
+  EXPECT_DOUBLE_EQ(p->ServiceRatio(0.5), 1.0);
+  EXPECT_DOUBLE_EQ(p->ServiceRatio(0.995), 5.75);
+  EXPECT_DOUBLE_EQ(p->ServiceRatio(1.0), 10.0);
+  EXPECT_DOUBLE_EQ(p->ServiceRatio(2.0), 10.0);  // clamped
+  // Without a spread every batch takes what the model says.
+  EXPECT_DOUBLE_EQ(CostProfile().ServiceRatio(0.7), 1.0);
 }
 
 TEST(PcieQueue, ForegroundMissesWaitBehindBackgroundBytes) {

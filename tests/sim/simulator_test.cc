@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "helm/sim/calibration.h"
 
 namespace helm::sim {
 namespace {
@@ -224,6 +225,36 @@ TEST(Simulator, RpcOverheadAddsToEveryLatencyAndDelaysAdmission) {
   EXPECT_EQ(base.node_latency_us.Quantile(0.5), base.latency_us.Quantile(0.5));
   EXPECT_NEAR(slow.node_latency_us.Quantile(0.5), base.node_latency_us.Quantile(0.5), 300);
   EXPECT_EQ(slow.node_latency_us.Count(), slow.completions);
+}
+
+TEST(Simulator, TheCalibrationsServiceSpreadStretchesEachBatchAsDrawn) {
+  config::Config config = SmallCluster(2, 7);
+  config.workload.rate_per_s = 20;  // no queueing: each request's latency is its own service
+  config.node.max_batch = 1;        // and no wait for a batch to fill
+  absl::StatusOr<CostProfile> a100 = ProfileByName("a100");
+  ASSERT_TRUE(a100.ok());
+  const std::string flat = ::testing::TempDir() + "/spread_none.json";
+  const std::string slow = ::testing::TempDir() + "/spread_half_twice.json";
+  CalibrationNotes notes;
+  notes.base = "a100-80g";
+  ASSERT_TRUE(WriteCalibration(flat, *a100, notes).ok());
+  CostProfile spread = *a100;
+  // Half the batches take their model time, the other half twice it.
+  spread.service_ratio_quantiles = {{0, 1}, {0.5, 1}, {0.5000001, 2}, {1, 2}};
+  ASSERT_TRUE(WriteCalibration(slow, spread, notes).ok());
+  config.simulator.calibration_path = flat;
+  const SimResult base = RunOrDie(config);
+  config.simulator.calibration_path = slow;
+  const SimResult stretched = RunOrDie(config);
+  const SimResult again = RunOrDie(config);
+  ASSERT_EQ(stretched.completions, base.completions);
+  EXPECT_NEAR(stretched.node_latency_us.Quantile(0.25), base.node_latency_us.Quantile(0.25),
+              0.25 * base.node_latency_us.Quantile(0.25));
+  EXPECT_GT(stretched.node_latency_us.Quantile(0.99), 1.6 * base.node_latency_us.Quantile(0.9));
+  EXPECT_GT(stretched.node_latency_us.Mean(), 1.3 * base.node_latency_us.Mean());
+  // The draws come from the run's seed: the same config gives the same run.
+  EXPECT_EQ(again.node_latency_us.Quantile(0.99), stretched.node_latency_us.Quantile(0.99));
+  EXPECT_EQ(again.node_latency_us.Mean(), stretched.node_latency_us.Mean());
 }
 
 }  // namespace

@@ -19,7 +19,8 @@
 //              Model::ForwardBatch) * kernel_launch_us;
 //   fixed      batch_fixed_us per batch (synchronisation, host-side bookkeeping).
 // KV recompute is simply the suffix's work: a request whose prefix was evicted has more suffix
-// tokens and fewer cached ones.
+// tokens and fewer cached ones. A measured profile may carry the spread of real service times
+// around the model's (service_ratio_quantiles); the simulator, not BatchCost, applies it.
 //
 // Profiles. Datasheet peaks times an efficiency factor each (sources below, at the profiles), or
 // a calibration JSON of measured coefficients (helm_bench_model --calibrate FILE) layered over a
@@ -34,6 +35,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -75,6 +77,10 @@ struct CostProfile {
   // Whether the small host inputs (timestamps, block tables, embedding locations, actions) are
   // copied to the device once per forward (each copy counted as a launch).
   bool on_device = false;
+  // The spread of measured service times around the model's: (quantile, measured / predicted)
+  // points, quantiles rising from 0 to 1 and ratios not falling. The simulator draws each batch's
+  // factor from it (ServiceRatio); empty: every batch takes exactly what the model says.
+  std::vector<std::pair<double, double>> service_ratio_quantiles;
 
   double effective_dense_flops_per_s() const { return dense_flops_per_s * dense_efficiency; }
   double effective_attention_flops_per_s() const {
@@ -82,6 +88,9 @@ struct CostProfile {
   }
   double effective_memory_bytes_per_s() const { return memory_bytes_per_s * memory_efficiency; }
   double effective_gather_bytes_per_s() const { return gather_bytes_per_s * gather_efficiency; }
+  // The factor at quantile `u` in [0, 1] of service_ratio_quantiles (linear between points); 1
+  // when there are none.
+  double ServiceRatio(double u) const;
 };
 
 // The built-in profiles: "a100-80g", "h100-80g" and "cpu" (aliases "a100" and "h100").
@@ -91,7 +100,8 @@ absl::StatusOr<CostProfile> ProfileByName(absl::string_view name);
 // A calibration JSON: an object with an optional "base" (a profile name, default "cpu"), optional
 // informational strings "machine", "date", "method", "notes", and any of CostProfile's
 // coefficients under their field names (numbers; "attention_query_tile" an integer >= 1,
-// "on_device" a boolean), which override the base profile's. Rates must be > 0, efficiencies in
+// "on_device" a boolean, "service_ratio_quantiles" an array of [quantile, ratio] pairs), which
+// override the base profile's. Rates must be > 0, efficiencies in
 // (0, 1], overheads >= 0. The profile's name becomes "calibration:<path>". Errors
 // (InvalidArgument, or NotFound for a missing file) name the file and the key; an unknown key is
 // an error.
