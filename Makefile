@@ -51,7 +51,7 @@ bench: build
 	scripts/bench.sh $(BUILD_DIR)
 
 bench-cluster: build
-	$(BUILD_DIR)/bin/helm_bench_cluster --out out/bench-cluster
+	$(BUILD_DIR)/bin/helm_bench_cluster --controller-rounds 3 --out out/bench-cluster
 
 bench-sim: build
 	scripts/bench_sim.sh $(BUILD_DIR)

@@ -1,6 +1,12 @@
 #include "helm/cluster/local_cluster.h"
 
 #include <signal.h>
+#include <sys/wait.h>
+
+#include <deque>
+#include <fstream>
+#include <string>
+#include <utility>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -23,6 +29,17 @@ absl::StatusOr<int> WaitListening(Subprocess* process, const std::string& name,
         process->Running() ? "" : " (it exited)", "; see ", log, ":\n", process->Output()));
   }
   return port;
+}
+
+// The last `n` lines of the file at `path` ("" when it cannot be read).
+std::string LastLines(const std::string& path, int n) {
+  std::ifstream in(path);
+  std::deque<std::string> lines;
+  for (std::string line; std::getline(in, line);) {
+    lines.push_back(std::move(line));
+    if (static_cast<int>(lines.size()) > n) lines.pop_front();
+  }
+  return absl::StrJoin(lines, "\n");
 }
 
 }  // namespace
@@ -115,7 +132,8 @@ LocalCluster::~LocalCluster() { Stop(absl::Seconds(5)); }
 
 int LocalCluster::Stop(absl::Duration grace) {
   int unclean = 0;
-  auto stop = [&](std::unique_ptr<Subprocess>& process, const std::string& name) {
+  auto stop = [&](std::unique_ptr<Subprocess>& process, const std::string& name,
+                  const std::string& log_path) {
     if (process == nullptr) return;
     process->Signal(SIGTERM);
     std::optional<int> status = process->Wait(grace);
@@ -124,11 +142,21 @@ int LocalCluster::Stop(absl::Duration grace) {
       process->Signal(SIGKILL);
       status = process->Wait(absl::Seconds(5));
     }
-    if (!status.has_value() || ExitCode(*status) != 0) ++unclean;
+    if (!status.has_value() || ExitCode(*status) != 0) {
+      ++unclean;
+      // Say which and how, with where its log is: a test or a user sees why at once.
+      spdlog::warn("{} did not stop cleanly ({}); the end of its log {}:\n{}", name,
+                   !status.has_value()    ? std::string("still running after SIGKILL")
+                   : WIFSIGNALED(*status) ? absl::StrCat("killed by signal ", WTERMSIG(*status))
+                                          : absl::StrCat("exit status ", ExitCode(*status)),
+                   log_path, LastLines(log_path, 20));
+    }
     process.reset();
   };
-  stop(router_, "router");
-  for (size_t i = 0; i < nodes_.size(); ++i) stop(nodes_[i], absl::StrCat("node-", i));
+  stop(router_, "router", LogPath("router"));
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    stop(nodes_[i], absl::StrCat("node-", i), LogPath(absl::StrCat("node-", i)));
+  }
   return unclean;
 }
 
