@@ -421,7 +421,7 @@ struct Simulator::Impl {
     job->deadline_us = r.arrival_us + int64_t{config.workload.deadline_ms} * 1000;
     job->node = -1;
     job->attempts = 0;
-    job->tried = route::NodeSet();
+    job->tried.Clear();
     job->route = route::RouteRequest();
     job->route.user_id = r.user_id;
     job->route.history_length = static_cast<int32_t>(job->items.size());

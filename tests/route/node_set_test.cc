@@ -26,6 +26,11 @@ TEST(NodeSet, HoldsNodesAcrossWords) {
   set.Erase(5000);
   EXPECT_EQ(Members(set), (std::vector<int>{0, 63, 1023, 4095}));
   EXPECT_EQ(set.capacity(), 4096);
+  set.Clear();
+  EXPECT_EQ(set.Count(), 0);
+  EXPECT_EQ(set, NodeSet());
+  set.Insert(7);
+  EXPECT_EQ(Members(set), (std::vector<int>{7}));
 }
 
 TEST(NodeSet, FirstNHoldsExactlyTheFirstNodes) {

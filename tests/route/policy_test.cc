@@ -254,7 +254,9 @@ TEST(HelmPolicy, PlacesNewUsersWithinTheBoundWhateverEmbSummariesTheNodesPublish
       // Over the whole run too, no node takes much more than (1 + slack) x its fair share.
       const int most = *std::max_element(placed.begin(), placed.end());
       EXPECT_LE(most, std::ceil((1 + slack) * users / nodes) + 2);
-      if (nodes == 2) EXPECT_LE(static_cast<double>(most) / users, 0.6);
+      if (nodes == 2) {
+        EXPECT_LE(static_cast<double>(most) / users, 0.6);
+      }
     }
   }
 }

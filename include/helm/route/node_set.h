@@ -45,6 +45,8 @@ class NodeSet {
     if (w >= words_.size()) words_.resize(w + 1, 0);
     words_[w] |= uint64_t{1} << (node % 64);
   }
+  // Empties the set, keeping its storage (a reused request's set).
+  void Clear() { words_.clear(); }
   void Erase(int node) {
     const size_t w = static_cast<size_t>(node) / 64;
     if (w < words_.size()) words_[w] &= ~(uint64_t{1} << (node % 64));
