@@ -49,8 +49,35 @@ absl::StatusOr<std::unique_ptr<Worker>> Engine::NewWorker() const {
   std::unique_ptr<Worker> worker(new Worker());
   if (model_ != nullptr) {
     HELM_ASSIGN_OR_RETURN(worker->workspace_, model_->NewWorkspace());
+    HELM_RETURN_IF_ERROR(Warmup(*worker));
   }
   return worker;
+}
+
+absl::Status Engine::Warmup(Worker& w) const {
+  const int64_t history = std::min(config_.node.warmup_history, config_.node.max_history);
+  const int64_t candidates = std::min(config_.node.warmup_candidates, config_.node.max_candidates);
+  if (history <= 0 || candidates <= 0) return absl::OkStatus();
+  // Every token reads the arena's first row: any bytes will do, none are written.
+  const std::vector<int32_t> actions(history, 0);
+  std::vector<int64_t> timestamps(history);
+  for (int64_t i = 0; i < history; ++i) timestamps[i] = i;
+  const std::vector<int64_t> locations(history + candidates, 0);
+  model::ForwardRequest f;
+  f.actions = actions;
+  f.timestamps = timestamps;
+  void* const arena = pool_->storage()->base();
+  f.suffix = model::EmbeddingInput{nullptr, arena, nullptr, locations.data()};
+  f.candidates = model::EmbeddingInput{nullptr, arena, nullptr, locations.data() + history};
+  f.num_candidates = candidates;
+  const std::vector<model::ForwardRequest> batch = {f};
+  absl::StatusOr<std::vector<model::ForwardResult>> result =
+      model_->ForwardBatch(*w.workspace_, batch);
+  if (!result.ok()) {
+    return absl::Status(result.status().code(),
+                        absl::StrCat("warm-up forward: ", result.status().message()));
+  }
+  return absl::OkStatus();
 }
 
 std::string Engine::backend_description() const {

@@ -79,6 +79,39 @@ void ExpectClose(const std::vector<float>& got, const std::vector<float>& want) 
   }
 }
 
+TEST(Engine, AWorkersWarmUpForwardTouchesNoCacheAndChangesNoScore) {
+  config::Config config = SmallConfig();
+  config.node.warmup_history = 0;  // this engine's workers start cold
+  auto cold = Engine::Create(config);
+  ASSERT_TRUE(cold.ok()) << cold.status();
+  auto cold_worker = (*cold)->NewWorker();
+  ASSERT_TRUE(cold_worker.ok()) << cold_worker.status();
+  config.node.warmup_history = 700;
+  config.node.warmup_candidates = 300;
+  auto warm = Engine::Create(config);
+  ASSERT_TRUE(warm.ok()) << warm.status();
+  const emb::EmbStats emb_before = (*warm)->emb().stats();
+  const kv::KvStats kv_before = (*warm)->kv().stats();
+  auto warm_worker = (*warm)->NewWorker();
+  ASSERT_TRUE(warm_worker.ok()) << warm_worker.status();
+  // Nothing a request can see moved: no lookups, no leases, nothing resident.
+  EXPECT_EQ((*warm)->emb().stats().lookups, emb_before.lookups);
+  EXPECT_EQ((*warm)->emb().resident_rows(), 0);
+  EXPECT_EQ((*warm)->kv().stats().requests, kv_before.requests);
+  EXPECT_EQ((*warm)->kv().stats().appended_tokens, 0);
+  // The same request scores the same on the warmed worker as on a cold one.
+  const Request request = MakeRequest(3, 200, 40);
+  const Ranked a = Rank(**cold, **cold_worker, request);
+  const Ranked b = Rank(**warm, **warm_worker, request);
+  ExpectClose(b.scores, a.scores);
+  EXPECT_EQ(b.stats.cached_tokens, 0);
+  // A warm-up larger than the node takes is capped, not refused.
+  config.node.warmup_history = 1 << 20;
+  auto capped = Engine::Create(config);
+  ASSERT_TRUE(capped.ok()) << capped.status();
+  EXPECT_TRUE((*capped)->NewWorker().ok());
+}
+
 TEST(Engine, ColdPartlyCachedAndFullyCachedUsersScoreAlike) {
   auto cold_engine = Engine::Create(SmallConfig());
   ASSERT_TRUE(cold_engine.ok()) << cold_engine.status();

@@ -84,7 +84,12 @@ class Engine {
   // Destroys the caches before the pool.
   ~Engine();
 
+  // A worker with its own workspace, warmed by one forward of node.warmup_history tokens and
+  // node.warmup_candidates candidates (capped at max_history / max_candidates) that reads
+  // embeddings from the arena and writes no cache: nothing a request sees changes.
   absl::StatusOr<std::unique_ptr<Worker>> NewWorker() const;
+  // The warm-up forward of NewWorker (a no-op when either warm-up size is 0).
+  absl::Status Warmup(Worker& worker) const;
 
   // Step 1 for `input` (validated; must outlive `p`'s use). On error nothing stays held.
   absl::Status Prepare(const RankInput& input, Prepared* p) const;

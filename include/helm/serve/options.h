@@ -28,6 +28,11 @@ struct NodeOptions {
   int64_t emb_summary_bits = int64_t{1} << 20;
   int32_t emb_summary_hashes = 2;
   int32_t emb_summary_interval_ms = 500;
+  // Each worker runs one forward of this many history tokens and candidates (capped at
+  // max_history and max_candidates) before the node serves, without touching the caches: the
+  // first requests then find the workspace grown, its pages mapped and the BLAS set up. 0: none.
+  int32_t warmup_history = 1024;
+  int32_t warmup_candidates = 256;
 
   template <class V>
   void Describe(V& v) {
@@ -56,6 +61,11 @@ struct NodeOptions {
     v.Field("emb_summary_interval_ms", emb_summary_interval_ms,
             "rebuild the EMB summary at most this often (ms)",
             config::InRange<int32_t>(10, 600000));
+    v.Field("warmup_history", warmup_history,
+            "history tokens of each worker's warm-up forward before serving (0: no warm-up)",
+            config::InRange<int32_t>(0, 1 << 20));
+    v.Field("warmup_candidates", warmup_candidates, "candidates of each worker's warm-up forward",
+            config::InRange<int32_t>(0, 1 << 20));
   }
 };
 
