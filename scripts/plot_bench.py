@@ -3,8 +3,10 @@
 
 Three panels sharing the time axis: latency P50/P99 per second (from each request's scheduled
 time) with the offered and OK rates on a second axis; the EMB share (split) of each node's pool as
-polled with GetStats; and each node's KV token hit ratio and EMB hit rate from the replies.
-Phase boundaries are drawn as vertical lines.
+polled with GetStats; and each node's KV token hit ratio and EMB hit rate from the replies. With
+--requests (helm-bench's requests.csv) a fourth: where each second's OK requests spent their time
+on average, stacked: the node's queue (with its EMB lookups), its compute, and the rest (gRPC hops,
+router, client). Phase boundaries are drawn as vertical lines.
 
 Needs matplotlib (Debian: python3-matplotlib, for /usr/bin/python3). Usage:
   /usr/bin/python3 scripts/plot_bench.py --csv out/bench/timeseries.csv --out out/bench/plot.png
@@ -37,6 +39,24 @@ def has_data(rows, prefix):
     return any(v not in ("", None) for row in rows for k, v in row.items() if k.startswith(prefix))
 
 
+def read_breakdown(path, seconds):
+    """Per second of schedule: the mean queue, compute and outside-the-node time (us) of its OK
+    requests; 0 for a second without one."""
+    sums = [[0.0, 0.0, 0.0, 0] for _ in range(seconds)]
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            second = int(float(r["scheduled_ms"]) // 1000)
+            if r["code"] != "0" or not 0 <= second < seconds:
+                continue
+            queue, compute = float(r["queue_us"]), float(r["compute_us"])
+            s = sums[second]
+            s[0] += queue
+            s[1] += compute
+            s[2] += max(0.0, float(r["latency_us"]) - queue - compute)
+            s[3] += 1
+    return [[s[k] / s[3] if s[3] else 0.0 for s in sums] for k in range(3)]
+
+
 def node_ids(header, prefix):
     return [h[len(prefix):] for h in header if h.startswith(prefix)]
 
@@ -46,6 +66,7 @@ def main():
     parser.add_argument("--csv", required=True, help="helm-bench timeseries.csv")
     parser.add_argument("--out", required=True, help="PNG to write")
     parser.add_argument("--title", default="helm-bench", help="figure title")
+    parser.add_argument("--requests", help="helm-bench requests.csv: adds the latency breakdown")
     args = parser.parse_args()
 
     try:
@@ -61,7 +82,10 @@ def main():
     rows = read_series(args.csv)
     header = list(rows[0].keys())
     t = [float(r["t_s"]) + 0.5 for r in rows]
-    fig, (ax_lat, ax_split, ax_hit) = plt.subplots(3, 1, figsize=(11, 9), sharex=True)
+    breakdown = read_breakdown(args.requests, len(rows)) if args.requests else None
+    panels = 4 if breakdown else 3
+    fig, axes = plt.subplots(panels, 1, figsize=(11, 3 * panels), sharex=True)
+    ax_lat, ax_split, ax_hit = axes[:3]
 
     ax_lat.plot(t, column(rows, "p50_us", 1e-3), label="P50", color="tab:blue")
     ax_lat.plot(t, column(rows, "p99_us", 1e-3), label="P99", color="tab:red")
@@ -97,7 +121,15 @@ def main():
                     linestyle="--")
     ax_hit.set_ylabel("hit ratio (replies)")
     ax_hit.set_ylim(0, 1)
-    ax_hit.set_xlabel("time (s)")
+    if breakdown:
+        ax_parts = axes[3]
+        ax_parts.stackplot(t, [[v * 1e-3 for v in part] for part in breakdown],
+                           labels=["node queue (+ EMB lookups)", "node compute",
+                                   "outside the node (gRPC, router, client)"],
+                           colors=["tab:orange", "tab:blue", "tab:gray"], alpha=0.7)
+        ax_parts.set_ylabel("mean latency (ms)")
+        ax_parts.legend(loc="upper left", fontsize="small")
+    axes[-1].set_xlabel("time (s)")
     if has_data(rows, "kv_hit:") or has_data(rows, "emb_hit:"):
         ax_hit.legend(loc="upper left", fontsize="small", ncol=2)
     else:
@@ -108,7 +140,7 @@ def main():
     previous = None
     for x, row in zip(t, rows):
         if row["phase"] != previous:
-            for ax in (ax_lat, ax_split, ax_hit):
+            for ax in axes:
                 ax.axvline(x - 0.5, color="black", alpha=0.2)
             ax_lat.text(x - 0.5, 1.02, row["phase"], transform=ax_lat.get_xaxis_transform(),
                         fontsize="small")

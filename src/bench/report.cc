@@ -274,15 +274,17 @@ absl::Status WriteCsv(const Report& report, const std::string& path) {
 }
 
 absl::Status MakePlot(const std::string& python, const std::string& script,
-                      const std::string& csv_path, const std::string& png_path) {
+                      const std::string& csv_path, const std::string& png_path,
+                      const std::vector<std::string>& extra_args) {
   const std::string probe =
       absl::StrCat(ShellQuote(python), " -c 'import matplotlib' >/dev/null 2>&1");
   if (std::system(probe.c_str()) != 0) {
     return absl::FailedPreconditionError(absl::StrCat(
         python, " cannot import matplotlib (Debian: apt-get install python3-matplotlib)"));
   }
-  const std::string command = absl::StrCat(ShellQuote(python), " ", ShellQuote(script), " --csv ",
-                                           ShellQuote(csv_path), " --out ", ShellQuote(png_path));
+  std::string command = absl::StrCat(ShellQuote(python), " ", ShellQuote(script), " --csv ",
+                                     ShellQuote(csv_path), " --out ", ShellQuote(png_path));
+  for (const std::string& arg : extra_args) absl::StrAppend(&command, " ", ShellQuote(arg));
   if (const int rc = std::system(command.c_str()); rc != 0) {
     return absl::InternalError(absl::StrCat("plot script failed (status ", rc, "): ", command));
   }
@@ -326,7 +328,8 @@ absl::StatusOr<std::string> WriteRunFiles(const RunResult& run, const Report& re
   if (absl::Status s = WriteRequestsCsv(run, requests_path); !s.ok()) return s;
   std::string line = absl::StrCat("files: ", json_path, ", ", csv_path, ", ", requests_path);
   if (!python.empty()) {
-    const absl::Status plotted = MakePlot(python, plot_script, csv_path, png_path);
+    const absl::Status plotted =
+        MakePlot(python, plot_script, csv_path, png_path, {"--requests", requests_path});
     absl::StrAppend(&line, plotted.ok() ? absl::StrCat(", ", png_path)
                                         : absl::StrCat("\nplot skipped: ", plotted.message()));
   }

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -38,10 +39,11 @@ nlohmann::json ToJson(const Report& report, const RunInfo& info);
 absl::Status WriteJson(const Report& report, const RunInfo& info, const std::string& path);
 absl::Status WriteCsv(const Report& report, const std::string& path);
 
-// Runs `python script --csv csv_path --out png_path`. FailedPrecondition when `python` cannot
-// import matplotlib (the plot is then skipped); Internal when the script fails.
+// Runs `python script --csv csv_path --out png_path [extra_args...]`. FailedPrecondition when
+// `python` cannot import matplotlib (the plot is then skipped); Internal when the script fails.
 absl::Status MakePlot(const std::string& python, const std::string& script,
-                      const std::string& csv_path, const std::string& png_path);
+                      const std::string& csv_path, const std::string& png_path,
+                      const std::vector<std::string>& extra_args = {});
 
 // Writes one row per scheduled request, in schedule order: seq, scheduled_ms, phase, code
 // (grpc::StatusCode, or -1 when dropped), node, send_lag_us, latency_us and the reply's serving

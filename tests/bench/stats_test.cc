@@ -296,15 +296,22 @@ TEST(BenchReport, PlotScriptWritesAPng) {
   // Per-process names: concurrent runs of this test share the temporary directory.
   const std::string base = ::testing::TempDir() + "/plot_" + std::to_string(getpid());
   ASSERT_TRUE(WriteCsv(report, base + "_in.csv").ok());
-  const std::string png = base + "_out.png";
-  std::remove(png.c_str());
-  const absl::Status status =
-      MakePlot("/usr/bin/python3", HELM_SOURCE_DIR "/scripts/plot_bench.py", base + "_in.csv", png);
-  ASSERT_TRUE(status.ok()) << status;
-  std::ifstream in(png, std::ios::binary);
-  char magic[8] = {};
-  in.read(magic, 8);
-  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  ASSERT_TRUE(WriteRequestsCsv(MakeRun(), base + "_requests.csv").ok());
+  // Three panels from the time series alone; four with the requests' latency breakdown.
+  for (const bool breakdown : {false, true}) {
+    const std::string png = base + (breakdown ? "_4" : "_3") + "_out.png";
+    std::remove(png.c_str());
+    const std::vector<std::string> extra =
+        breakdown ? std::vector<std::string>{"--requests", base + "_requests.csv"}
+                  : std::vector<std::string>{};
+    const absl::Status status = MakePlot(
+        "/usr/bin/python3", HELM_SOURCE_DIR "/scripts/plot_bench.py", base + "_in.csv", png, extra);
+    ASSERT_TRUE(status.ok()) << status;
+    std::ifstream in(png, std::ios::binary);
+    char magic[8] = {};
+    in.read(magic, 8);
+    EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  }
 }
 
 TEST(BenchReport, RequestsCsvHasOneRowPerScheduledRequestWithItsServingInfo) {
