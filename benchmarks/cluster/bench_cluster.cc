@@ -43,6 +43,7 @@
 #include "bench/stats.h"
 #include "grpcpp/grpcpp.h"
 #include "helm/cluster/local_cluster.h"
+#include "helm/common/process.h"
 #include "helm/v1/recommender.grpc.pb.h"
 #include "helm/workload/generator.h"
 #include "helm/workload/phases.h"
@@ -511,4 +512,7 @@ int RunSessions(const Flags& flags, const config::Config& config, const std::str
 }  // namespace
 }  // namespace helm::bench
 
-int main(int argc, char** argv) { return helm::bench::Main(argc, argv); }
+int main(int argc, char** argv) {
+  helm::ConfigureProcess();
+  return helm::bench::Main(argc, argv);
+}

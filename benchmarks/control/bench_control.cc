@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "helm/common/process.h"
 #include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
 #include "helm/control/split_controller.h"
@@ -65,6 +66,7 @@ Timing Time(helm::control::SplitController& c, const std::vector<helm::serve::St
 }  // namespace
 
 int main() {
+  helm::ConfigureProcess();
   using namespace helm::control;
   const std::vector<helm::serve::StatsWindow> windows = Windows(256, 7);
   constexpr int kDecisions = 20000;

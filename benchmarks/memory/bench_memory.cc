@@ -26,6 +26,7 @@
 #include "benchmark/benchmark.h"
 #include "emb/zipf.h"  // tests/emb: the Zipf sampler the EMB tests use
 #include "helm/common/histogram.h"
+#include "helm/common/process.h"
 #include "helm/emb/emb_cache.h"
 #include "helm/kv/kv_cache.h"
 #include "helm/model/kv_geometry.h"
@@ -393,6 +394,7 @@ bool WriteTailCsv(const std::vector<helm::TailSample>& samples, const std::strin
 }
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   spdlog::set_level(spdlog::level::warn);
   // --csv PATH: also write the resize figure's lookup latencies over time (for a plot).
   std::string csv_path;

@@ -41,6 +41,7 @@
 
 #include "absl/strings/str_format.h"
 #include "cpu/blas_core.h"
+#include "helm/common/process.h"
 #include "helm/model/kernels.h"
 #include "helm/model/model.h"
 #include "helm/sim/calibration.h"
@@ -1142,6 +1143,7 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
 }  // namespace helm::model
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   helm::kernels::cpu::ReexecWithFastBlasIfNeeded(argv);
   std::printf("OpenBLAS core: %s\n", helm::kernels::cpu::BlasCoreDescription());
   bool gpu_only = false;

@@ -48,6 +48,7 @@
 #include "apps/app.h"
 #include "cpu/blas_core.h"
 #include "helm/common/dtype.h"
+#include "helm/common/process.h"
 #include "helm/config/config.h"
 #include "helm/model/model.h"
 #include "helm/serve/batch_workers.h"
@@ -397,4 +398,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace helm::serve
 
-int main(int argc, char** argv) { return helm::serve::Main(argc, argv); }
+int main(int argc, char** argv) {
+  helm::ConfigureProcess();
+  return helm::serve::Main(argc, argv);
+}

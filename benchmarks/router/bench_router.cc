@@ -16,6 +16,7 @@
 
 #include "benchmark/benchmark.h"
 #include "helm/common/bloom.h"
+#include "helm/common/process.h"
 #include "helm/route/node_update.h"
 #include "helm/route/policy.h"
 
@@ -147,6 +148,7 @@ BENCHMARK_CAPTURE(BM_Route, kv_affinity, "kv_affinity");
 }  // namespace helm::route
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();
   helm::route::RouterOptions options;

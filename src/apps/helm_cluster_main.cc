@@ -17,10 +17,12 @@
 #include "apps/app.h"
 #include "helm/cluster/local_cluster.h"
 #include "helm/common/logging.h"
+#include "helm/common/process.h"
 #include "helm/common/signals.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   helm::BlockTerminationSignals();
   // Everything after "--" is the command to run against the cluster.
   std::vector<std::string> command;

@@ -25,6 +25,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "helm/common/process.h"
 #include "helm/rpc/security.h"
 #include "helm/v1/node.grpc.pb.h"
 
@@ -64,6 +65,7 @@ void PrintJson(const google::protobuf::Message& message) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   CLI::App cli("helm-ctl: admin client for helm-node and helm-router");
   cli.require_subcommand(1);
   // The common flags may follow the subcommand ("helm-ctl drain --target ... --token-file ...").

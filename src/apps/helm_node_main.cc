@@ -8,12 +8,14 @@
 #include "apps/app.h"
 #include "cpu/blas_core.h"
 #include "helm/common/logging.h"
+#include "helm/common/process.h"
 #include "helm/common/signals.h"
 #include "helm/rpc/server.h"
 #include "helm/serve/node_server.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   helm::kernels::cpu::ReexecWithFastBlasIfNeeded(argv);
   helm::BlockTerminationSignals();
   CLI::App cli("helm-node: a HELM serving node (unified EMB/KV pool + HSTU runtime)");

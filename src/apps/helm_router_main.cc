@@ -6,12 +6,14 @@
 #include "absl/time/time.h"
 #include "apps/app.h"
 #include "helm/common/logging.h"
+#include "helm/common/process.h"
 #include "helm/common/signals.h"
 #include "helm/router/router.h"
 #include "helm/rpc/server.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   helm::BlockTerminationSignals();
   CLI::App cli("helm-router: the HELM front router (KV residency, EMB locality and load)");
   helm::app::CommonFlags flags;

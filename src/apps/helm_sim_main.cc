@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "apps/app.h"
 #include "bench/report.h"
+#include "helm/common/process.h"
 #include "helm/common/status.h"
 #include "helm/sim/paper_table.h"
 #include "helm/sim/simulator.h"
@@ -157,6 +158,7 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
 }  // namespace
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   CLI::App cli("helm-sim: the cluster's digital twin on the real node and routing cores");
   helm::app::CommonFlags flags;
   helm::app::AddCommonFlags(cli, flags);

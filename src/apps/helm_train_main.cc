@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/report.h"
+#include "helm/common/process.h"
 #include "helm/control/policy.h"
 #include "helm/train/options.h"
 #include "helm/train/ppo.h"
@@ -71,6 +72,7 @@ bool WriteFile(const std::string& path, const std::string& text) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   CLI::App cli("helm-train: PPO training of the split controller's base policy in the simulator");
   std::string config_path, out_dir;
   int32_t iterations = 0, envs = 0, episodes = 0;

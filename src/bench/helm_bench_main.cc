@@ -14,6 +14,7 @@
 #include "apps/app.h"
 #include "bench/load_generator.h"
 #include "bench/report.h"
+#include "helm/common/process.h"
 #include "helm/v1/recommender.pb.h"
 #include "helm/workload/generator.h"
 #include "spdlog/spdlog.h"
@@ -99,6 +100,7 @@ int DryRun(std::unique_ptr<helm::workload::Generator> generator) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  helm::ConfigureProcess();
   CLI::App cli(
       "helm-bench: open-loop load generator for HELM (latency from the scheduled time, no "
       "coordinated omission)");
