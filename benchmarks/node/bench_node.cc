@@ -295,7 +295,6 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
   p.service_ratio_quantiles.emplace_back(0.995, ratio_at(0.995));
   p.service_ratio_quantiles.emplace_back(0.999, ratio_at(0.999));
   p.service_ratio_quantiles.emplace_back(1.0, ratios.back());
-  p.service_ratio_quantiles.front().second = ratios.front();
   std::vector<double> service;
   for (const ServiceSample& s : samples) service.push_back(s.service_us);
   std::sort(service.begin(), service.end());

@@ -54,14 +54,14 @@ class GrpcTransport::Call final : public PreparedRequest, public grpc::ClientUna
     if (status.ok()) {
       const v1::ServingInfo& info = response_.info();
       reply.node_id = info.node_id();
-      reply.cached_tokens = info.cached_tokens();
-      reply.computed_tokens = info.computed_tokens();
-      reply.emb_hits = info.emb_hits();
-      reply.emb_misses = info.emb_misses();
-      reply.queue_us = info.queue_us();
-      reply.compute_us = info.compute_us();
-      reply.batch_size = info.batch_size();
-      reply.attempts = info.attempts();
+      reply.info.cached_tokens = info.cached_tokens();
+      reply.info.computed_tokens = info.computed_tokens();
+      reply.info.emb_hits = info.emb_hits();
+      reply.info.emb_misses = info.emb_misses();
+      reply.info.queue_us = info.queue_us();
+      reply.info.compute_us = info.compute_us();
+      reply.info.batch_size = info.batch_size();
+      reply.info.attempts = info.attempts();
     }
     done_(reply);
     // Out of `outstanding_` (so no CancelAll touches it), then gone with its ClientContext, then

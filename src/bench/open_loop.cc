@@ -65,16 +65,7 @@ bool OpenLoop::Idle() const {
 void OpenLoop::Finish(int64_t seq, Completion completion, const Reply& reply) {
   completion.latency_us = NowUs() - completion.scheduled_us;
   completion.code = static_cast<int32_t>(reply.status.code());
-  if (reply.status.ok()) {
-    completion.cached_tokens = reply.cached_tokens;
-    completion.computed_tokens = reply.computed_tokens;
-    completion.emb_hits = reply.emb_hits;
-    completion.emb_misses = reply.emb_misses;
-    completion.queue_us = reply.queue_us;
-    completion.compute_us = reply.compute_us;
-    completion.batch_size = reply.batch_size;
-    completion.attempts = reply.attempts;
-  }
+  if (reply.status.ok()) completion.info = reply.info;
   recorder_.Record(seq, completion, reply.status.ok() ? reply.node_id : std::string(),
                    std::string(reply.status.message()));
   {

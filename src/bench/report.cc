@@ -304,9 +304,10 @@ absl::Status WriteRequestsCsv(const RunResult& run, const std::string& path) {
                                  ? run.node_ids[c.node]
                                  : "";
     out << absl::StrCat(seq, ",", absl::StrFormat("%.3f", c.scheduled_us / 1000.0), ",", phase, ",",
-                        c.code, ",", node, ",", c.send_lag_us, ",", c.latency_us, ",", c.queue_us,
-                        ",", c.compute_us, ",", c.batch_size, ",", c.attempts, ",", c.cached_tokens,
-                        ",", c.computed_tokens, ",", c.emb_hits, ",", c.emb_misses, "\n");
+                        c.code, ",", node, ",", c.send_lag_us, ",", c.latency_us, ",",
+                        c.info.queue_us, ",", c.info.compute_us, ",", c.info.batch_size, ",",
+                        c.info.attempts, ",", c.info.cached_tokens, ",", c.info.computed_tokens,
+                        ",", c.info.emb_hits, ",", c.info.emb_misses, "\n");
   }
   if (!out) return absl::DataLossError(absl::StrCat("error writing '", path, "'"));
   return absl::OkStatus();

@@ -20,10 +20,10 @@ struct HitSums {
 
   void Add(const Completion& c) {
     ++replies;
-    cached += c.cached_tokens;
-    computed += c.computed_tokens;
-    emb_hits += c.emb_hits;
-    emb_misses += c.emb_misses;
+    cached += c.info.cached_tokens;
+    computed += c.info.computed_tokens;
+    emb_hits += c.info.emb_hits;
+    emb_misses += c.info.emb_misses;
   }
   double kv() const {
     return Ratio(static_cast<double>(cached), static_cast<double>(cached + computed));

@@ -25,6 +25,19 @@ inline constexpr int32_t kDroppedCode = -1;
 // "OK", "DEADLINE_EXCEEDED", ... for gRPC codes; "DROPPED" for kDroppedCode.
 std::string CodeName(int32_t code);
 
+// What a reply's ServingInfo says about how the node served the request (zeros when the reply
+// carried none, or on error).
+struct ReplyInfo {
+  int32_t cached_tokens = 0;
+  int32_t computed_tokens = 0;
+  int32_t emb_hits = 0;
+  int32_t emb_misses = 0;
+  int64_t queue_us = 0;    // the node's queueing (admission to the start of compute)
+  int64_t compute_us = 0;  // the node's compute of the request's batch
+  int32_t batch_size = 0;  // requests in that batch
+  int32_t attempts = 0;    // nodes the router tried
+};
+
 // One scheduled request and how it ended.
 struct Completion {
   int64_t scheduled_us = 0;  // from the start of the run
@@ -33,15 +46,7 @@ struct Completion {
   int32_t phase = 0;
   int32_t code = 0;   // grpc::StatusCode, or kDroppedCode
   int32_t node = -1;  // index into RunResult::node_ids of the replying node; -1 unknown
-  // From the reply's ServingInfo (0 when absent or on error).
-  int32_t cached_tokens = 0;
-  int32_t computed_tokens = 0;
-  int32_t emb_hits = 0;
-  int32_t emb_misses = 0;
-  int64_t queue_us = 0;
-  int64_t compute_us = 0;
-  int32_t batch_size = 0;
-  int32_t attempts = 0;
+  ReplyInfo info;
 };
 
 // One GetStats poll of one node.

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "bench/stats.h"
 #include "helm/workload/generator.h"
 
 namespace helm::bench {
@@ -23,14 +24,7 @@ struct Reply {
   absl::Status status;
   // From the reply's serving info; empty / 0 when the reply carried none or on error.
   std::string node_id;
-  int32_t cached_tokens = 0;
-  int32_t computed_tokens = 0;
-  int32_t emb_hits = 0;
-  int32_t emb_misses = 0;
-  int64_t queue_us = 0;    // the node's queueing (admission to the start of compute)
-  int64_t compute_us = 0;  // the node's compute of the request's batch
-  int32_t batch_size = 0;  // requests in that batch
-  int32_t attempts = 0;    // nodes the router tried
+  ReplyInfo info;
 };
 
 // A request encoded for the wire ahead of its scheduled time, so that sending it is cheap and

@@ -132,8 +132,7 @@ LocalCluster::~LocalCluster() { Stop(absl::Seconds(5)); }
 
 int LocalCluster::Stop(absl::Duration grace) {
   int unclean = 0;
-  auto stop = [&](std::unique_ptr<Subprocess>& process, const std::string& name,
-                  const std::string& log_path) {
+  auto stop = [&](std::unique_ptr<Subprocess>& process, const std::string& name) {
     if (process == nullptr) return;
     process->Signal(SIGTERM);
     std::optional<int> status = process->Wait(grace);
@@ -149,14 +148,12 @@ int LocalCluster::Stop(absl::Duration grace) {
                    !status.has_value()    ? std::string("still running after SIGKILL")
                    : WIFSIGNALED(*status) ? absl::StrCat("killed by signal ", WTERMSIG(*status))
                                           : absl::StrCat("exit status ", ExitCode(*status)),
-                   log_path, LastLines(log_path, 20));
+                   LogPath(name), LastLines(LogPath(name), 20));
     }
     process.reset();
   };
-  stop(router_, "router", LogPath("router"));
-  for (size_t i = 0; i < nodes_.size(); ++i) {
-    stop(nodes_[i], absl::StrCat("node-", i), LogPath(absl::StrCat("node-", i)));
-  }
+  stop(router_, "router");
+  for (size_t i = 0; i < nodes_.size(); ++i) stop(nodes_[i], absl::StrCat("node-", i));
   return unclean;
 }
 

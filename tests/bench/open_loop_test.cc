@@ -185,9 +185,9 @@ class FakeTransport final : public Transport {
     }
     const bool a = r.user_id % 2 == 0;
     reply.node_id = a ? "node-a" : "node-b";
-    reply.cached_tokens = a ? r.history * 3 / 4 : r.history / 4;
-    reply.computed_tokens = r.history - reply.cached_tokens;
-    reply.emb_hits = r.candidates;
+    reply.info.cached_tokens = a ? r.history * 3 / 4 : r.history / 4;
+    reply.info.computed_tokens = r.history - reply.info.cached_tokens;
+    reply.info.emb_hits = r.candidates;
     return reply;
   }
 
@@ -436,11 +436,11 @@ TEST(OpenLoop, CountsErrorsByCodeAndKeepsServingInfoOfOkReplies) {
   for (const Completion& c : run.completions) {
     if (c.code == 0) {
       EXPECT_EQ(c.node, 0);
-      EXPECT_EQ(c.emb_hits, 16);
-      EXPECT_EQ(c.cached_tokens, (c.cached_tokens + c.computed_tokens) * 3 / 4);
+      EXPECT_EQ(c.info.emb_hits, 16);
+      EXPECT_EQ(c.info.cached_tokens, (c.info.cached_tokens + c.info.computed_tokens) * 3 / 4);
     } else {
       EXPECT_EQ(c.node, -1);
-      EXPECT_EQ(c.emb_hits, 0);
+      EXPECT_EQ(c.info.emb_hits, 0);
     }
   }
 }

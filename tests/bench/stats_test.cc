@@ -83,14 +83,14 @@ RunResult MakeRun() {
     c.send_lag_us = i == 500 ? 3000 : 100;
     c.node = static_cast<int32_t>(i % 2);
     // node-a: 3 of 4 tokens cached; node-b: 1 of 4. EMB: 9 of 10 hits on both.
-    c.cached_tokens = c.node == 0 ? 30 : 10;
-    c.computed_tokens = c.node == 0 ? 10 : 30;
-    c.emb_hits = 9;
-    c.emb_misses = 1;
-    c.queue_us = 200 + i;
-    c.compute_us = 3000;
-    c.batch_size = 1 + static_cast<int32_t>(i % 4);
-    c.attempts = 1;
+    c.info.cached_tokens = c.node == 0 ? 30 : 10;
+    c.info.computed_tokens = c.node == 0 ? 10 : 30;
+    c.info.emb_hits = 9;
+    c.info.emb_misses = 1;
+    c.info.queue_us = 200 + i;
+    c.info.compute_us = 3000;
+    c.info.batch_size = 1 + static_cast<int32_t>(i % 4);
+    c.info.attempts = 1;
     run.completions.push_back(c);
   }
   for (int i = 0; i < 25; ++i) {
