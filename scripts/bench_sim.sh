@@ -12,9 +12,12 @@
 #                      sim: node_latency_ms), which leaves out the gRPC hops and their threads
 #                      that the simulator only adds as simulator.rpc_overhead_us
 # Speed: helm-sim on configs/sim/speed-a100.yaml (32 A100 nodes, amazon-books, steady, 70% of
-# capacity) for HELM_BENCH_SIM_SPEED_S simulated seconds (default 2: the rate, not the length, is
-# the figure; the full 600 s takes hours on one core). Prints sim_speedup_vs_realtime and
-# sim_requests_per_s.
+# capacity; its EMB caches simulate a 5% sample of the item ids) for HELM_BENCH_SIM_SPEED_S
+# simulated seconds (default 2: the rate, not the length, is the figure; the full 600 s takes
+# about an hour on one core), then the same run with every id (--emb-sample-rate 1) as the
+# baseline. Prints sim_speedup_vs_realtime and sim_requests_per_s (sampled, as configured),
+# sim_sampling_speedup (sampled over exact requests/s) and sim_sampling_emb_hit_error (|EMB hit
+# ratio sampled - exact|; the KV token hit ratio's difference is printed beside it).
 set -euo pipefail
 build_dir=${1:-build}
 bin="$build_dir/bin"
@@ -67,3 +70,22 @@ echo "== bench-sim 3/3: speed, 32 A100 nodes at 70% of capacity, ${speed_s} simu
   --out "$out/speed" 2>/dev/null > "$out/speed.log"
 sed -n '1,3p' "$out/speed.log"
 grep -E '^HELM_RESULT sim_(speedup_vs_realtime|requests_per_s)' "$out/speed.log"
+echo "== bench-sim 3/3: the same run with every item id (the exact baseline)"
+"$bin/helm-sim" --config configs/sim/speed-a100.yaml --duration "$speed_s" --no-plot \
+  --emb-sample-rate 1 --out "$out/speed-exact" 2>/dev/null > "$out/speed-exact.log"
+sed -n '1p' "$out/speed-exact.log"
+/usr/bin/python3 - "$out/speed/summary.json" "$out/speed-exact/summary.json" \
+  "$out/speed.log" "$out/speed-exact.log" <<'PY'
+import json, re, sys
+sampled, exact = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+def rate(log):
+    return float(re.search(r"^HELM_RESULT sim_requests_per_s (\S+)", open(log).read(), re.M)[1])
+print(f"{'':14s} {'exact':>10s} {'sampled':>10s}")
+for key in ("kv_token_hit", "emb_hit"):
+    print(f"{key:14s} {exact[key]:10.4f} {sampled[key]:10.4f}")
+for q in ("p50", "p99"):
+    print(f"{q + ' (ms)':14s} {exact['latency_ms'][q]:10.3f} {sampled['latency_ms'][q]:10.3f}")
+print(f"{'requests/s':14s} {rate(sys.argv[4]):10.0f} {rate(sys.argv[3]):10.0f}")
+print(f"HELM_RESULT sim_sampling_speedup {rate(sys.argv[3]) / rate(sys.argv[4]):.2f}")
+print(f"HELM_RESULT sim_sampling_emb_hit_error {abs(sampled['emb_hit'] - exact['emb_hit']):.4f}")
+PY

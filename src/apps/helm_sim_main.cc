@@ -172,6 +172,10 @@ int main(int argc, char** argv) {
   cli.add_option("--nodes", nodes, "simulated nodes (overrides simulator.num_nodes)");
   cli.add_option("--duration", duration_s,
                  "simulated seconds (overrides simulator.duration_s and workload.duration_s)");
+  double emb_sample_rate = 0;
+  cli.add_option("--emb-sample-rate", emb_sample_rate,
+                 "share of item ids the EMB caches simulate (overrides simulator.emb_sample_rate; "
+                 "1: every id, exact)");
   cli.add_option("--python", python, "python with matplotlib for the plots");
   cli.add_option("--plot-script", plot_script, "the plot script");
   cli.add_flag("--no-plot", no_plot, "write no plot");
@@ -190,6 +194,7 @@ int main(int argc, char** argv) {
       helm::app::LoadConfigOrExit(flags, "helm-sim", [&](helm::config::Config& c) {
         if (nodes > 0) c.simulator.num_nodes = nodes;
         if (duration_s > 0) c.simulator.duration_s = c.workload.duration_s = duration_s;
+        if (emb_sample_rate > 0) c.simulator.emb_sample_rate = emb_sample_rate;
       });
   if (!cell.empty()) {
     absl::Status s = ApplyCell(cell, row, rate, split, config);
@@ -211,9 +216,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::fprintf(
-      stderr, "helm-sim: %d nodes, %s workload, policy %s, controller %s, cost profile %s\n",
+      stderr, "helm-sim: %d nodes, %s workload, policy %s, controller %s, cost profile %s%s\n",
       config.simulator.num_nodes, config.workload.profile.c_str(), config.router.policy.c_str(),
-      config.control.policy.c_str(), (*sim)->cost_model().profile().name.c_str());
+      config.control.policy.c_str(), (*sim)->cost_model().profile().name.c_str(),
+      config.simulator.emb_sample_rate < 1
+          ? absl::StrFormat(", EMB ids sampled at %g", config.simulator.emb_sample_rate).c_str()
+          : "");
   helm::sim::SimulatorHooks hooks;
   hooks.progress = [](double t_s, int64_t completions) {
     std::fprintf(stderr, "\r[%7.1f s simulated] %lld answered", t_s,

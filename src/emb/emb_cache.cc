@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -96,11 +97,24 @@ absl::StatusOr<std::unique_ptr<EmbCache>> EmbCache::Create(const EmbOptions& opt
     return absl::InvalidArgumentError(absl::StrCat(
         "emb.admission: must be one of {tinylfu, always}, got '", options.admission, "'"));
   }
-  const int64_t row_bytes = int64_t{options.dim} * DtypeBytes(*dtype);
+  if (!(options.sample_rate > 0 && options.sample_rate <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("emb cache: sample_rate must be in (0, 1], got ", options.sample_rate));
+  }
+  if (options.sample_rate < 1 && pool->storage()->has_payload()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("emb cache: sample_rate ", options.sample_rate,
+                     " < 1 needs payload-free storage (pool.backend none: the simulator)"));
+  }
+  const int64_t row_bytes = SlotBytes(options, *dtype);
   if (row_bytes > pool->chunk_bytes()) {
-    return absl::InvalidArgumentError(absl::StrCat("emb.dim: a row (", row_bytes,
-                                                   " bytes) must fit in pool.chunk_bytes (",
-                                                   pool->chunk_bytes(), ")"));
+    return absl::InvalidArgumentError(
+        options.sample_rate < 1
+            ? absl::StrCat("emb cache: at sample_rate ", options.sample_rate, " a row takes ",
+                           row_bytes, " bytes, more than pool.chunk_bytes (", pool->chunk_bytes(),
+                           "); raise the sample rate")
+            : absl::StrCat("emb.dim: a row (", row_bytes, " bytes) must fit in pool.chunk_bytes (",
+                           pool->chunk_bytes(), ")"));
   }
   const int64_t per_chunk = pool->chunk_bytes() / row_bytes;
   const int64_t stride = int64_t{1} << std::bit_width(static_cast<uint64_t>(per_chunk - 1));
@@ -131,13 +145,14 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
                    std::shared_ptr<const HostTable> table)
     : options_(options),
       dtype_(dtype),
-      row_bytes_(int64_t{options.dim} * DtypeBytes(dtype)),
+      row_bytes_(SlotBytes(options, dtype)),
       pool_(pool),
       clock_(pool->clock()),
       storage_(pool->storage()),
       payload_(pool->storage()->has_payload()),
       use_admission_(options.admission == "tinylfu"),
       table_(std::move(table)),
+      sampler_(options.sample_rate, options.sample_salt),
       slots_(pool->num_chunks(), pool->chunk_bytes(), row_bytes_),
       // Sized for the largest capacity a resize may reach.
       sketch_(int64_t{options.sketch_width_per_row} *
@@ -198,6 +213,11 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
                                                      " is outside the table [0, ", num_items, ")"));
     }
   }
+  return sampler_.all() ? LookupValid(ids, out) : LookupSampled(ids, out);
+}
+
+absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out) {
+  out->Release();
   const size_t n = ids.size();
   out->locations_.resize(n);
   out->found_.resize(n);
@@ -464,6 +484,12 @@ int64_t EmbCache::capacity_rows() const {
   return slots_.capacity();
 }
 
+int64_t EmbCache::SlotBytes(const EmbOptions& options, Dtype dtype) {
+  const int64_t row = int64_t{options.dim} * DtypeBytes(dtype);
+  if (options.sample_rate >= 1 || options.sample_rate <= 0) return row;
+  return static_cast<int64_t>(std::ceil(static_cast<double>(row) / options.sample_rate - 1e-9));
+}
+
 EmbStats EmbCache::stats() const {
   EmbStats s;
   s.batches = s_batches_.load(std::memory_order_relaxed);
@@ -479,6 +505,7 @@ EmbStats EmbCache::stats() const {
   s.relocated_rows = s_relocated_.load(std::memory_order_relaxed);
   s.dropped_rows = s_dropped_.load(std::memory_order_relaxed);
   s.prefetched_rows = s_prefetched_.load(std::memory_order_relaxed);
+  if (!sampler_.all()) ScaleSampledCounts(&s);
   return s;
 }
 

@@ -67,11 +67,8 @@ class HelmPolicy final : public Policy {
     int64_t sample[1024];
     int sampled = 0;
     if (w_emb_ > 0 && emb_sample_ > 0 && request.num_candidates > 0) {
-      sampled = std::min(emb_sample_, request.num_candidates);
-      for (int i = 0; i < sampled; ++i) {
-        sample[i] =
-            request.candidate_ids[static_cast<int64_t>(i) * request.num_candidates / sampled];
-      }
+      ForEachEmbSampledCandidate(request.num_candidates, emb_sample_,
+                                 [&](int32_t i) { sample[sampled++] = request.candidate_ids[i]; });
       cluster.EmbCounts(sample, sampled, candidates, absl::MakeSpan(emb_hits));
     }
 

@@ -14,6 +14,7 @@
 #include "helm/common/hash.h"
 #include "helm/common/status.h"
 #include "helm/control/split_controller.h"
+#include "helm/emb/id_sampler.h"
 #include "helm/route/cluster_state.h"
 #include "helm/route/policy.h"
 #include "helm/serve/node_core.h"
@@ -26,6 +27,7 @@ namespace {
 // A request with columns of its own (the generator's views go stale at its next request).
 struct SimJob : serve::RankJob {
   std::vector<int64_t> items, timestamps_ms, candidates;
+  std::vector<int64_t> route_candidates;  // the sampled ones, when the EMB caches sample ids
   std::vector<int32_t> actions;
   int64_t arrival_us = 0;
   int node = -1;  // where it was admitted
@@ -98,6 +100,7 @@ struct Simulator::Impl {
   int64_t end_us = 0;
   int64_t measure_from_us = 0;  // the end of the warm-up
   int64_t row_bytes = 0;
+  emb::IdSampler emb_sampler;  // simulator.emb_sample_rate (the router sees sampled candidates)
   // simulator.rpc_overhead_us: the way to the node (before routing) and the way back.
   int64_t rpc_there_us = 0, rpc_return_us = 0;
   int64_t outstanding = 0;
@@ -429,8 +432,22 @@ struct Simulator::Impl {
       job->route.history_start =
           HistoryStartFingerprint(job->items[0], job->actions[0], job->timestamps_ms[0]);
     }
-    job->route.candidate_ids = job->candidates.data();
-    job->route.num_candidates = static_cast<int32_t>(job->candidates.size());
+    const std::vector<int64_t>* route_candidates = &job->candidates;
+    if (!emb_sampler.all()) {
+      // The candidates the router would read that the sampling caches track: every other one
+      // would look absent from every node. Giving the router the whole sample instead would
+      // route on exactly the ids whose hits stand for all the others, and bias their hit ratio.
+      job->route_candidates.clear();
+      route::ForEachEmbSampledCandidate(static_cast<int32_t>(job->candidates.size()),
+                                        config.router.emb_sample, [&](int32_t i) {
+                                          if (emb_sampler.Contains(job->candidates[i])) {
+                                            job->route_candidates.push_back(job->candidates[i]);
+                                          }
+                                        });
+      route_candidates = &job->route_candidates;
+    }
+    job->route.candidate_ids = route_candidates->data();
+    job->route.num_candidates = static_cast<int32_t>(route_candidates->size());
     job->done = [this](serve::RankJob* j, const absl::Status& s) {
       OnAnswer(static_cast<SimJob*>(j), s);
     };
@@ -479,6 +496,14 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   config.workload.seed ^= s.seed;
   impl->config = config;
   impl->row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims.emb_dtype);
+  if (static_cast<double>(impl->row_bytes) / s.emb_sample_rate >
+      static_cast<double>(config.pool.chunk_bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "simulator.emb_sample_rate: at ", s.emb_sample_rate, " a sampled row's slot takes ",
+        impl->row_bytes, " / ", s.emb_sample_rate, " bytes, more than pool.chunk_bytes (",
+        config.pool.chunk_bytes, "); raise the rate"));
+  }
+  impl->emb_sampler = emb::IdSampler(s.emb_sample_rate, s.seed);
   impl->rpc_there_us = static_cast<int64_t>(s.rpc_overhead_us / 2);
   impl->rpc_return_us = static_cast<int64_t>(s.rpc_overhead_us) - impl->rpc_there_us;
   HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
@@ -497,6 +522,8 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   for (int i = 0; i < s.num_nodes; ++i) {
     config::Config node_config = config;
     node_config.node.id = absl::StrCat("node-", i);
+    node_config.emb.sample_rate = s.emb_sample_rate;
+    node_config.emb.sample_salt = s.seed;
     if (p->oracle) node_config.control.policy = "static";  // the oracle sets the targets
     HELM_ASSIGN_OR_RETURN(auto core, serve::NodeCore::Create(node_config, &p->clock));
     Impl::Node node;

@@ -97,6 +97,24 @@ TEST(Simulator, ASeedGivesTheSameOutputEveryTime) {
   EXPECT_NE(ToJson(RunOrDie(other), other), ToJson(a, config)) << "the seed matters";
 }
 
+// simulator.emb_sample_rate: the EMB caches simulate a hashed sample of the ids. The hit ratios
+// stay close to the exact run's, every id is still counted, and a seed still gives the same output.
+TEST(Simulator, EmbCachesOnASampleOfTheIdsHitAboutAsOftenAsOnEveryId) {
+  config::Config exact = SmallCluster(2, Seed());
+  exact.workload.rate_per_s = 300;
+  exact.workload.candidates = 256;
+  config::Config sampled = exact;
+  sampled.simulator.emb_sample_rate = 0.2;
+  const SimResult e = RunOrDie(exact);
+  const SimResult s = RunOrDie(sampled);
+  EXPECT_EQ(s.arrivals, e.arrivals) << "the same requests";
+  EXPECT_EQ(s.completions + s.failures, s.arrivals);
+  EXPECT_GT(e.emb_hit, 0.2);
+  EXPECT_NEAR(s.emb_hit, e.emb_hit, 0.02);
+  EXPECT_NEAR(s.kv_token_hit, e.kv_token_hit, 0.02);
+  EXPECT_EQ(ToJson(RunOrDie(sampled), sampled), ToJson(s, sampled));
+}
+
 TEST(Simulator, AStaticSplitHolds) {
   config::Config config = SmallCluster(2, Seed());
   config.pool.initial_split = 0.3;

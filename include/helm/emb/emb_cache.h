@@ -37,6 +37,20 @@
 // recently rejected ids of highest estimated frequency, only when it can take the lock without
 // waiting.
 //
+// Sampling (the simulator only: EmbOptions::sample_rate < 1 on payload-free storage). The cache
+// runs as a miniature of itself (id_sampler.h): only the ids in the sample are looked up, each in
+// a slot of row_bytes() = a row's bytes / sample_rate, so the pool's chunks hold sample_rate of
+// their rows and resize, refill and prefetch bytes keep their full-size meaning. Misses are
+// estimated as the sample's misses / sample_rate, and every other id looked up counts as a hit:
+// with a skewed popularity the sample's share of the lookups swings with whether it happens to
+// hold a few of the hottest ids, and those ids hit (the adjustment of SHARDS-adj, Waldspurger et
+// al., FAST 2015), so the sample's own hit ratio would be off by their weight. A lookup's misses()
+// are its sample's / sample_rate, at most its ids (the excess carries over to the next lookups);
+// stats() counts every id looked up, the estimated misses, and every other count of the sample
+// scaled by 1 / sample_rate (byte counts are full-size already). Ids outside the sample get
+// location 0 (no bytes are read) and are never resident; unique_ids() and staged_rows() of a
+// lookup count the sample's.
+//
 // Time: the cache reads time only from the pool's injected clock (Pool::clock()), to bound its
 // lock spins; nothing it decides depends on time.
 //
@@ -61,6 +75,7 @@
 #include "helm/common/clock.h"
 #include "helm/emb/frequency_sketch.h"
 #include "helm/emb/host_table.h"
+#include "helm/emb/id_sampler.h"
 #include "helm/emb/options.h"
 #include "helm/pool/chunk_slots.h"
 #include "helm/pool/pool.h"
@@ -132,6 +147,11 @@ class EmbLookup {
   std::vector<pool::HostCopy> stage_copies_;
   absl::flat_hash_map<int64_t, int64_t> staged_index_;
   absl::flat_hash_map<int64_t, int64_t> admitted_index_;  // admitted in this lookup -> offset
+  // A sampling cache's sample of the ids, their positions, and its locations for them (which its
+  // live-lookup record points at until Release).
+  std::vector<int64_t> sample_ids_;
+  std::vector<int32_t> sample_positions_;
+  std::vector<int64_t> sample_locations_;
 };
 
 class EmbCache final : public pool::ChunkClient {
@@ -169,7 +189,10 @@ class EmbCache final : public pool::ChunkClient {
   int64_t num_items() const { return options_.num_items; }
   int32_t dim() const { return options_.dim; }
   Dtype dtype() const { return dtype_; }
+  // A slot's bytes: a row's, or a row's / sample_rate in a sampling cache.
   int64_t row_bytes() const { return row_bytes_; }
+  // Which ids the cache looks up (all unless EmbOptions::sample_rate < 1).
+  const IdSampler& sampler() const { return sampler_; }
   int64_t resident_rows() const;
   // Rows the cache can hold now (slots in its non-draining chunks).
   int64_t capacity_rows() const;
@@ -216,6 +239,15 @@ class EmbCache final : public pool::ChunkClient {
 
   EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
            std::shared_ptr<const HostTable> table);
+
+  // A slot's bytes for `options` (see row_bytes()).
+  static int64_t SlotBytes(const EmbOptions& options, Dtype dtype);
+  // Lookup of ids already checked against the table.
+  absl::Status LookupValid(absl::Span<const int64_t> ids, EmbLookup* out);
+  // Lookup of the sample of ids already checked, and the whole batch's estimates (emb_sampling.cc).
+  absl::Status LookupSampled(absl::Span<const int64_t> ids, EmbLookup* out);
+  // Scales a sampling cache's counts up to the whole id space (emb_sampling.cc).
+  void ScaleSampledCounts(EmbStats* s) const;
 
   // Registers a lookup; returns its serial and sets *epoch to the epoch it registered at.
   uint64_t Register(uint64_t* epoch);
@@ -322,6 +354,7 @@ class EmbCache final : public pool::ChunkClient {
   const bool payload_;
   const bool use_admission_;
   const std::shared_ptr<const HostTable> table_;
+  const IdSampler sampler_;
 
   mutable absl::Mutex mu_;
   mutable std::atomic<int> lookups_waiting_{0};  // lookups in LockForLookup
@@ -361,12 +394,17 @@ class EmbCache final : public pool::ChunkClient {
   absl::Mutex live_mu_ ABSL_ACQUIRED_AFTER(mu_);
   absl::btree_map<uint64_t, LiveLookup> live_ ABSL_GUARDED_BY(live_mu_);
 
+  // A sampling cache's estimated misses that no lookup could take yet (its ids were too few).
+  absl::Mutex estimate_mu_;
+  double miss_carry_ ABSL_GUARDED_BY(estimate_mu_) = 0;
+
   absl::Mutex staging_mu_;
   std::vector<std::unique_ptr<pool::StagingBuffer>> spare_staging_ ABSL_GUARDED_BY(staging_mu_);
 
   std::atomic<int64_t> s_batches_{0}, s_lookups_{0}, s_unique_{0}, s_hits_{0}, s_misses_{0},
       s_admitted_{0}, s_rejects_{0}, s_staged_{0}, s_h2d_bytes_{0}, s_evictions_{0},
       s_relocated_{0}, s_dropped_{0}, s_prefetched_{0};
+  std::atomic<int64_t> s_all_lookups_{0};  // a sampling cache's ids looked up, sampled or not
 };
 
 }  // namespace helm::emb

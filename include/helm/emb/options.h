@@ -23,6 +23,12 @@ struct EmbOptions {
   int32_t sketch_width_per_row = 4;
   // Sketch counters are halved every `sketch_reset_factor * capacity` increments (aging).
   int32_t sketch_reset_factor = 10;
+  // The simulator's miniature cache (id_sampler.h; not a YAML key: simulator.emb_sample_rate sets
+  // it): below 1, only about this share of the ids, chosen by hashing with sample_salt, is looked
+  // up, in slots 1/sample_rate times a row's size, and the cache's counts are scaled back up.
+  // Needs payload-free storage (no bytes are read through such a cache).
+  double sample_rate = 1.0;
+  uint64_t sample_salt = 0;
 
   template <class V>
   void Describe(V& v) {

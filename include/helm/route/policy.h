@@ -39,6 +39,7 @@
 // for a RouteDecision with new_user set).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -59,6 +60,16 @@ struct RouteRequest {
   const int64_t* candidate_ids = nullptr;
   int32_t num_candidates = 0;
 };
+
+// The candidates the helm policy's EMB term reads: at most `emb_sample` (route.emb_sample),
+// evenly spaced. Calls fn(index) for each, in increasing order.
+template <class Fn>
+void ForEachEmbSampledCandidate(int32_t num_candidates, int32_t emb_sample, Fn fn) {
+  const int32_t sampled = std::min(emb_sample, num_candidates);
+  for (int32_t i = 0; i < sampled; ++i) {
+    fn(static_cast<int32_t>(static_cast<int64_t>(i) * num_candidates / sampled));
+  }
+}
 
 // A routing decision.
 struct RouteDecision {

@@ -31,6 +31,11 @@ struct SimulatorOptions {
   // Time a request spends outside the nodes: the client -> router -> node gRPC hops and back
   // (half before admission, half after the answer). 0: not modelled.
   double rpc_overhead_us = 0;
+  // Share of the item ids each node's EMB cache simulates (emb/id_sampler.h: a hashed sample, in
+  // a cache scaled to match; hit and miss counts are estimated for every id). 1: every id, exact.
+  // The router's EMB locality then looks at the sampled candidates only (the summaries hold no
+  // others).
+  double emb_sample_rate = 1.0;
 
   // The split sweep (sweep.h), run instead of one simulation when sweep_profiles is not empty:
   // every profile x regime x scale cell runs each static split from sweep_split_min to
@@ -72,6 +77,9 @@ struct SimulatorOptions {
     v.Field("rpc_overhead_us", rpc_overhead_us,
             "per-request time outside the nodes: gRPC hops there and back (us)",
             config::InRange(0.0, 1e7));
+    v.Field("emb_sample_rate", emb_sample_rate,
+            "share of item ids the EMB caches simulate (1: all, exact)",
+            config::InRange(1e-4, 1.0));
     v.Field("sweep_profiles", sweep_profiles, "split sweep: workload profiles ([]: no sweep)");
     v.Field("sweep_regimes", sweep_regimes, "split sweep: regimes (steady, trend, burst)");
     v.Field("sweep_scales", sweep_scales, "split sweep: embedding footprint / pool, per scale");
