@@ -10,7 +10,8 @@
 #   sim_node_p99_rel_error, sim_node_p50_rel_error  the same for the time spent at the nodes
 #                      (real: each reply's queue_us + compute_us from helm-bench's requests.csv;
 #                      sim: node_latency_ms), which leaves out the gRPC hops and their threads
-#                      that the simulator only adds as simulator.rpc_overhead_us
+#                      (the simulator draws that time from the transport calibration that
+#                      demo-cpu.yaml names, measured on another request sequence)
 # Speed: helm-sim on configs/sim/speed-a100.yaml (32 A100 nodes, amazon-books, steady, 70% of
 # capacity; its EMB caches simulate a 5% sample of the item ids) for HELM_BENCH_SIM_SPEED_S
 # simulated seconds (default 2: the rate, not the length, is the figure; the full 600 s takes

@@ -30,6 +30,7 @@ struct BenchFlags {
   std::string nodes;
   std::string out_dir = "out/bench";
   bool no_plot = false;
+  std::string transport_calibration;
   bool no_progress = false;
   bool dry_run = false;
   std::string python = "/usr/bin/python3";
@@ -141,6 +142,9 @@ int main(int argc, char** argv) {
   cli.add_option("--top-k", top_k, "top_k of each request (0: all)");
   cli.add_option("--out", flags.out_dir, "directory for summary.json, timeseries.csv, plot.png");
   cli.add_flag("--no-plot", flags.no_plot, "do not make the PNG plot");
+  cli.add_option("--transport-calibration", flags.transport_calibration,
+                 "also write the quantiles of the time OK requests spent outside the nodes to "
+                 "this JSON file (helm-sim's simulator.transport_path)");
   cli.add_flag("--no-progress", flags.no_progress, "no live progress line");
   cli.add_flag("--dry-run", flags.dry_run,
                "generate and build every request without sending; print the cost per request");
@@ -237,6 +241,14 @@ int main(int argc, char** argv) {
       *run, report, info, flags.out_dir, flags.no_plot ? "" : flags.python, flags.plot_script);
   if (!files.ok()) return Fail(std::string(files.status().message()), 1);
   std::printf("\n%s\n", files->c_str());
+  if (!flags.transport_calibration.empty()) {
+    if (absl::Status s =
+            helm::bench::WriteTransportCalibration(*run, info, flags.transport_calibration);
+        !s.ok()) {
+      return Fail(std::string(s.message()), 1);
+    }
+    std::printf("transport calibration: %s\n", flags.transport_calibration.c_str());
+  }
   std::fputs(helm::bench::ResultLines(report).c_str(), stdout);
   return 0;
 }

@@ -1,5 +1,6 @@
 #include "bench/report.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -8,6 +9,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace helm::bench {
 namespace {
@@ -309,6 +312,44 @@ absl::Status WriteRequestsCsv(const RunResult& run, const std::string& path) {
                         c.info.attempts, ",", c.info.cached_tokens, ",", c.info.computed_tokens,
                         ",", c.info.emb_hits, ",", c.info.emb_misses, "\n");
   }
+  if (!out) return absl::DataLossError(absl::StrCat("error writing '", path, "'"));
+  return absl::OkStatus();
+}
+
+absl::Status WriteTransportCalibration(const RunResult& run, const RunInfo& info,
+                                       const std::string& path) {
+  std::vector<int64_t> outside;
+  for (const Completion& c : run.completions) {
+    if (c.code != 0 || c.info.compute_us <= 0) continue;
+    outside.push_back(std::max<int64_t>(0, c.latency_us - c.info.queue_us - c.info.compute_us));
+  }
+  if (outside.empty()) {
+    return absl::FailedPreconditionError(
+        "transport calibration: no OK reply carried its serving info (queue_us, compute_us)");
+  }
+  std::sort(outside.begin(), outside.end());
+  // Every percentile, and finer steps in the tail.
+  std::vector<double> quantiles;
+  for (int i = 0; i <= 99; ++i) quantiles.push_back(i / 100.0);
+  for (double q : {0.995, 0.999, 1.0}) quantiles.push_back(q);
+  nlohmann::json points = nlohmann::json::array();
+  for (double q : quantiles) {
+    points.push_back({q, q == 0.0 ? outside.front() : NearestRank(outside, q)});
+  }
+  const absl::Time now = absl::Now();
+  nlohmann::json j = {
+      {"method", absl::StrCat("helm-bench --transport-calibration: latency less the reply's "
+                              "queue_us and compute_us, ",
+                              outside.size(), " OK requests of ", info.profile, " (", info.phases,
+                              ") at ", absl::StrFormat("%.1f", info.rate_per_s), "/s, seed ",
+                              info.seed, ", target ", info.target)},
+      {"date", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", now, absl::UTCTimeZone())},
+      {"requests", outside.size()},
+      {"rate_per_s", info.rate_per_s},
+      {"outside_us_quantiles", points}};
+  std::ofstream out(path);
+  if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot write '", path, "'"));
+  out << j.dump(2) << "\n";
   if (!out) return absl::DataLossError(absl::StrCat("error writing '", path, "'"));
   return absl::OkStatus();
 }

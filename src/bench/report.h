@@ -51,6 +51,13 @@ absl::Status MakePlot(const std::string& python, const std::string& script,
 // that a slow request can be traced to the node's queue, its compute or the path around them.
 absl::Status WriteRequestsCsv(const RunResult& run, const std::string& path);
 
+// Writes the transport calibration helm-sim reads (simulator.transport_path, sim/calibration.h):
+// the quantiles of the time each OK request spent outside the nodes (its latency less its
+// queue_us and compute_us: the client's send lag, the gRPC hops, the router, their threads), with
+// where and how they were measured. FailedPrecondition when no OK reply carried its serving info.
+absl::Status WriteTransportCalibration(const RunResult& run, const RunInfo& info,
+                                       const std::string& path);
+
 // Writes summary.json, timeseries.csv and requests.csv (WriteRequestsCsv) into `out_dir` (created
 // when missing) and, unless `python` is empty, plot.png with `plot_script`. Returns one line
 // naming the files written, and why the plot was skipped when it was (not an error); an error

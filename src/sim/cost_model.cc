@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "helm/common/status.h"
 #include "nlohmann/json.hpp"
 
 namespace helm::sim {
@@ -120,39 +121,67 @@ absl::Status ValidateProfile(const CostProfile& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("attention_query_tile: must be >= 1, got ", p.attention_query_tile));
   }
-  const auto& q = p.service_ratio_quantiles;
-  if (!q.empty()) {
-    if (q.size() < 2 || q.front().first != 0.0 || q.back().first != 1.0) {
-      return absl::InvalidArgumentError(
-          "service_ratio_quantiles: needs at least two points, from quantile 0 to quantile 1");
-    }
-    for (size_t i = 0; i < q.size(); ++i) {
-      if (!(q[i].second > 0) || !std::isfinite(q[i].second)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("service_ratio_quantiles: ratio ", i, " must be > 0, got ", q[i].second));
-      }
-      if (i > 0 && !(q[i].first > q[i - 1].first && q[i].second >= q[i - 1].second)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "service_ratio_quantiles: point ", i,
-            " must have a higher quantile and a ratio no lower than the point before"));
-      }
-    }
+  if (!p.service_ratio_quantiles.empty()) {
+    HELM_RETURN_IF_ERROR(
+        ValidateQuantiles(p.service_ratio_quantiles, "service_ratio_quantiles", "ratio", false));
   }
   return absl::OkStatus();
 }
 
 double CostProfile::ServiceRatio(double u) const {
-  const auto& q = service_ratio_quantiles;
-  if (q.empty()) return 1.0;
+  return service_ratio_quantiles.empty() ? 1.0 : QuantileAt(service_ratio_quantiles, u);
+}
+
+absl::Status ValidateQuantiles(const std::vector<std::pair<double, double>>& q,
+                               absl::string_view name, absl::string_view value_name,
+                               bool zero_allowed) {
+  if (q.size() < 2 || q.front().first != 0.0 || q.back().first != 1.0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(name, ": needs at least two points, from quantile 0 to quantile 1"));
+  }
+  for (size_t i = 0; i < q.size(); ++i) {
+    const double v = q[i].second;
+    if (!std::isfinite(v) || v < 0 || (v == 0 && !zero_allowed)) {
+      return absl::InvalidArgumentError(absl::StrCat(name, ": ", value_name, " ", i, " must be ",
+                                                     zero_allowed ? ">= 0" : "> 0", ", got ", v));
+    }
+    if (i > 0 && !(q[i].first > q[i - 1].first && v >= q[i - 1].second)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(name, ": point ", i, " must have a higher quantile and a ", value_name,
+                       " no lower than the point before"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+double QuantileAt(const std::vector<std::pair<double, double>>& q, double u) {
   u = std::clamp(u, 0.0, 1.0);
   const auto hi = std::lower_bound(
       q.begin(), q.end(), u,
       [](const std::pair<double, double>& point, double v) { return point.first < v; });
   if (hi == q.begin()) return hi->second;
+  if (hi == q.end()) return q.back().second;
   const auto lo = hi - 1;
   const double t = (u - lo->first) / (hi->first - lo->first);
   return lo->second + t * (hi->second - lo->second);
 }
+
+namespace {
+
+// A JSON array of [quantile, value] pairs into *out; false when it is not one.
+bool ParseQuantilePairs(const nlohmann::json& value, std::vector<std::pair<double, double>>* out) {
+  out->clear();
+  if (!value.is_array()) return false;
+  for (const nlohmann::json& point : value) {
+    if (!point.is_array() || point.size() != 2 || !point[0].is_number() || !point[1].is_number()) {
+      return false;
+    }
+    out->emplace_back(point[0].get<double>(), point[1].get<double>());
+  }
+  return true;
+}
+
+}  // namespace
 
 absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
                                              absl::string_view source) {
@@ -201,17 +230,7 @@ absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
       continue;
     }
     if (key == "service_ratio_quantiles") {
-      p.service_ratio_quantiles.clear();
-      bool ok = value.is_array();
-      for (const nlohmann::json& point : ok ? value : nlohmann::json::array()) {
-        if (!point.is_array() || point.size() != 2 || !point[0].is_number() ||
-            !point[1].is_number()) {
-          ok = false;
-          break;
-        }
-        p.service_ratio_quantiles.emplace_back(point[0].get<double>(), point[1].get<double>());
-      }
-      if (!ok) {
+      if (!ParseQuantilePairs(value, &p.service_ratio_quantiles)) {
         return absl::InvalidArgumentError(absl::StrCat(
             where, key, ": must be an array of [quantile, ratio] pairs, got ", value.dump()));
       }
@@ -258,6 +277,47 @@ absl::StatusOr<CostProfile> LoadCalibration(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return ParseCalibration(text.str(), path);
+}
+
+absl::StatusOr<std::vector<std::pair<double, double>>> LoadTransportCalibration(
+    const std::string& path) {
+  const std::string where = absl::StrCat("transport calibration ", path, ": ");
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat(where, "cannot open the file"));
+  std::stringstream text;
+  text << in.rdbuf();
+  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, "not a JSON object"));
+  std::vector<std::pair<double, double>> quantiles;
+  for (const auto& [key, value] : j.items()) {
+    if (key == "method" || key == "date" || key == "machine" || key == "notes") {
+      if (!value.is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, key, ": must be a string"));
+      }
+    } else if (key == "requests" || key == "rate_per_s") {
+      if (!value.is_number()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, key, ": must be a number"));
+      }
+    } else if (key == "outside_us_quantiles") {
+      if (!ParseQuantilePairs(value, &quantiles)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, key, ": must be an array of [quantile, microseconds] pairs, got ",
+                         value.dump()));
+      }
+      if (absl::Status s = ValidateQuantiles(quantiles, key, "time", true); !s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat(where, s.message()));
+      }
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          where, key,
+          ": unknown key (known: outside_us_quantiles, method, date, machine, notes, requests, "
+          "rate_per_s)"));
+    }
+  }
+  if (quantiles.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(where, "outside_us_quantiles: missing"));
+  }
+  return quantiles;
 }
 
 int64_t DenseMacs(const model::ModelDims& d, int64_t suffix_tokens, int64_t candidates) {

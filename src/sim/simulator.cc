@@ -103,6 +103,10 @@ struct Simulator::Impl {
   emb::IdSampler emb_sampler;  // simulator.emb_sample_rate (the router sees sampled candidates)
   // simulator.rpc_overhead_us: the way to the node (before routing) and the way back.
   int64_t rpc_there_us = 0, rpc_return_us = 0;
+  // simulator.transport_path: each answer's time outside the nodes is drawn from these quantiles
+  // (on this stream); rpc_there_us is then half the smallest.
+  std::vector<std::pair<double, double>> outside_quantiles;
+  uint64_t outside_state = 0;
   int64_t outstanding = 0;
   int64_t publish_us = 0, window_us = 0, summary_every = 1, publishes = 0;
   int64_t next_second_us = 1'000'000;
@@ -141,7 +145,14 @@ struct Simulator::Impl {
       Node& n = nodes[job->node];
       cluster.NoteResidency(job->node, job->route.user_id, out.resident_tokens,
                             job->route.history_start);
-      const int64_t latency = now - job->arrival_us + rpc_return_us;
+      int64_t return_us = rpc_return_us;
+      if (!outside_quantiles.empty()) {
+        outside_state = SplitMix64(outside_state);
+        return_us = std::llround(QuantileAt(outside_quantiles,
+                                            static_cast<double>(outside_state >> 11) * 0x1p-53)) -
+                    rpc_there_us;
+      }
+      const int64_t latency = now - job->arrival_us + return_us;
       second_latency.Record(latency);
       window_latency.Record(latency);
       ++window.answers;
@@ -150,7 +161,7 @@ struct Simulator::Impl {
       const int64_t lookups = out.emb_hits + out.emb_misses;
       if (job->arrival_us >= measure_from_us) {
         result.latency_us.Record(latency);
-        result.node_latency_us.Record(latency - rpc_there_us - rpc_return_us);
+        result.node_latency_us.Record(latency - rpc_there_us - return_us);
         ++result.completions;
         if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
         ++n.replies;
@@ -506,6 +517,22 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   impl->emb_sampler = emb::IdSampler(s.emb_sample_rate, s.seed);
   impl->rpc_there_us = static_cast<int64_t>(s.rpc_overhead_us / 2);
   impl->rpc_return_us = static_cast<int64_t>(s.rpc_overhead_us) - impl->rpc_there_us;
+  if (!s.transport_path.empty()) {
+    if (s.rpc_overhead_us > 0) {
+      return absl::InvalidArgumentError(
+          "simulator.transport_path: gives the whole time outside the nodes; set "
+          "simulator.rpc_overhead_us to 0 with it");
+    }
+    absl::StatusOr<std::vector<std::pair<double, double>>> quantiles =
+        LoadTransportCalibration(s.transport_path);
+    if (!quantiles.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("simulator.transport_path: ", quantiles.status().message()));
+    }
+    impl->outside_quantiles = *std::move(quantiles);
+    impl->rpc_there_us = static_cast<int64_t>(impl->outside_quantiles.front().second / 2);
+    impl->outside_state = SplitMix64(config.workload.seed ^ 0x7a5e9ull);
+  }
   HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
   HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
   impl->oracle = config.control.policy == "oracle";

@@ -332,5 +332,31 @@ TEST(BenchReport, RequestsCsvHasOneRowPerScheduledRequestWithItsServingInfo) {
   EXPECT_FALSE(WriteRequestsCsv(run, ::testing::TempDir() + "/no/such/dir/requests.csv").ok());
 }
 
+// The time outside the nodes, per OK reply: its latency less queue_us and compute_us (here 999 i -
+// 2200 us for request i, so 0 for the first three), as helm-sim's transport calibration.
+TEST(BenchReport, TransportCalibrationHasTheQuantilesOfTheTimeOutsideTheNodes) {
+  const RunResult run = MakeRun();
+  RunInfo info;
+  info.profile = "kuairand";
+  info.phases = "steady:5,burst:5";
+  info.rate_per_s = 100;
+  info.seed = 43;
+  const std::string path = ::testing::TempDir() + "/transport.json";
+  ASSERT_TRUE(WriteTransportCalibration(run, info, path).ok());
+  std::ifstream in(path);
+  const nlohmann::json j = nlohmann::json::parse(in);
+  EXPECT_EQ(j["requests"], 1000) << "the OK replies only";
+  EXPECT_NE(j["method"].get<std::string>().find("seed 43"), std::string::npos);
+  const nlohmann::json& q = j["outside_us_quantiles"];
+  ASSERT_EQ(q.size(), 103u) << "every percentile, 99.5, 99.9 and the maximum";
+  EXPECT_EQ(q[0], nlohmann::json({0.0, 0}));
+  EXPECT_EQ(q[50], nlohmann::json({0.5, 999 * 499 - 2200}));
+  EXPECT_EQ(q[102], nlohmann::json({1.0, 999 * 999 - 2200}));
+  RunResult none = run;
+  for (Completion& c : none.completions) c.info = ReplyInfo();
+  EXPECT_EQ(WriteTransportCalibration(none, info, path).code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 }  // namespace
 }  // namespace helm::bench

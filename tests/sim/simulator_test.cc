@@ -4,6 +4,7 @@
 #include "helm/sim/simulator.h"
 
 #include <cmath>
+#include <fstream>
 #include <utility>
 #include <vector>
 
@@ -243,6 +244,44 @@ TEST(Simulator, RpcOverheadAddsToEveryLatencyAndDelaysAdmission) {
   EXPECT_EQ(base.node_latency_us.Quantile(0.5), base.latency_us.Quantile(0.5));
   EXPECT_NEAR(slow.node_latency_us.Quantile(0.5), base.node_latency_us.Quantile(0.5), 300);
   EXPECT_EQ(slow.node_latency_us.Count(), slow.completions);
+}
+
+// simulator.transport_path: each answer's time outside the nodes is drawn from the measured
+// quantiles (half the smallest before admission, the rest after the answer).
+TEST(Simulator, ATransportCalibrationDrawsEachRequestsTimeOutsideTheNodes) {
+  config::Config config = SmallCluster(2, 7);
+  config.workload.rate_per_s = 20;
+  const SimResult base = RunOrDie(config);
+  const std::string path = ::testing::TempDir() + "/transport.json";
+  {
+    std::ofstream out(path);
+    // 2 ms for half the requests, up to 12 ms for the other half.
+    out << R"({"method": "test", "requests": 10,
+               "outside_us_quantiles": [[0, 2000], [0.5, 2000], [1, 12000]]})";
+  }
+  config.simulator.transport_path = path;
+  const SimResult drawn = RunOrDie(config);
+  ASSERT_EQ(drawn.completions, base.completions);
+  EXPECT_NEAR(drawn.latency_us.Min() - base.latency_us.Min(), 2000, 100);
+  EXPECT_NEAR(drawn.latency_us.Quantile(0.25) - base.latency_us.Quantile(0.25), 2000, 300);
+  EXPECT_GT(drawn.latency_us.Quantile(0.9) - base.latency_us.Quantile(0.9), 6000);
+  // The nodes' share leaves it out.
+  EXPECT_NEAR(drawn.node_latency_us.Quantile(0.5), base.node_latency_us.Quantile(0.5), 300);
+  // Not with rpc_overhead_us; a bad file is refused naming the key.
+  config.simulator.rpc_overhead_us = 400;
+  EXPECT_NE(Simulator::Create(config).status().message().find("simulator.transport_path"),
+            std::string::npos);
+  config.simulator.rpc_overhead_us = 0;
+  {
+    std::ofstream out(path);
+    out << R"({"outside_us_quantiles": [[0, 2000], [1, 1000]]})";
+  }
+  const absl::Status falling = Simulator::Create(config).status();
+  EXPECT_EQ(falling.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(falling.message().find("outside_us_quantiles"), std::string::npos) << falling;
+  config.simulator.transport_path = ::testing::TempDir() + "/no-such-transport.json";
+  EXPECT_NE(Simulator::Create(config).status().message().find("simulator.transport_path"),
+            std::string::npos);
 }
 
 TEST(Simulator, TheCalibrationsServiceSpreadStretchesEachBatchAsDrawn) {

@@ -93,6 +93,24 @@ struct CostProfile {
   double ServiceRatio(double u) const;
 };
 
+// A piecewise-linear quantile function given as (quantile, value) points: the value at quantile
+// `u` (clamped to [0, 1]), linear between points. REQUIRES: points pass ValidateQuantiles.
+double QuantileAt(const std::vector<std::pair<double, double>>& points, double u);
+// InvalidArgument naming `name` unless the points run from quantile 0 to quantile 1, quantiles
+// rising and values (`value_name`s: finite, > 0, or >= 0 when `zero_allowed`) not falling.
+absl::Status ValidateQuantiles(const std::vector<std::pair<double, double>>& points,
+                               absl::string_view name, absl::string_view value_name,
+                               bool zero_allowed);
+
+// A transport calibration (simulator.transport_path; written by helm-bench
+// --transport-calibration): the time requests spent outside the nodes on a measured cluster, as a
+// JSON object with "outside_us_quantiles", [quantile, microseconds] pairs from quantile 0 to 1,
+// and optional informational "method", "date", "machine", "notes" (strings), "requests" and
+// "rate_per_s" (numbers). Errors (InvalidArgument, or NotFound for a missing file) name the file
+// and the key; an unknown key is an error.
+absl::StatusOr<std::vector<std::pair<double, double>>> LoadTransportCalibration(
+    const std::string& path);
+
 // The built-in profiles: "a100-80g", "h100-80g" and "cpu" (aliases "a100" and "h100").
 // InvalidArgument naming the known profiles for any other name.
 absl::StatusOr<CostProfile> ProfileByName(absl::string_view name);

@@ -31,6 +31,11 @@ struct SimulatorOptions {
   // Time a request spends outside the nodes: the client -> router -> node gRPC hops and back
   // (half before admission, half after the answer). 0: not modelled.
   double rpc_overhead_us = 0;
+  // A transport calibration (cost_model.h LoadTransportCalibration; helm-bench
+  // --transport-calibration): each request's time outside the nodes is drawn from its measured
+  // quantiles instead (half the smallest before admission, so arrivals keep their order; the rest
+  // after the answer). "": rpc_overhead_us. Not with rpc_overhead_us > 0.
+  std::string transport_path;
   // Share of the item ids each node's EMB cache simulates (emb/id_sampler.h: a hashed sample, in
   // a cache scaled to match; hit and miss counts are estimated for every id). 1: every id, exact.
   // The router's EMB locality then looks at the sampled candidates only (the summaries hold no
@@ -77,6 +82,9 @@ struct SimulatorOptions {
     v.Field("rpc_overhead_us", rpc_overhead_us,
             "per-request time outside the nodes: gRPC hops there and back (us)",
             config::InRange(0.0, 1e7));
+    v.Field("transport_path", transport_path,
+            "measured time outside the nodes, a helm-bench transport calibration (\"\": "
+            "rpc_overhead_us)");
     v.Field("emb_sample_rate", emb_sample_rate,
             "share of item ids the EMB caches simulate (1: all, exact)",
             config::InRange(1e-4, 1.0));
