@@ -28,13 +28,17 @@
 // slower than the first fit, preempted, left out of the second). Only these two are fitted: with
 // a fixed candidate count and one request a batch, the dense and gather terms grow together, so
 // the serving run alone cannot tell them apart. The calibration written divides every rate by the
-// scale. Prints the fit's median and p90 error on a held-out half.
+// scale. Prints the fit's median and p90 error on a held-out half. It records the spread of the
+// answers around the fit (service_ratio_quantiles), or with --spread-from CSV that of a real
+// cluster's answers (a helm-bench requests.csv; its nodes share their cores with each other, the
+// router and the load generator, which a lone node core does not show).
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
@@ -43,7 +47,9 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "apps/app.h"
 #include "cpu/blas_core.h"
@@ -216,8 +222,52 @@ std::vector<double> RelativeErrors(const std::vector<double>& a,
   return e;
 }
 
+// One OK answer of a real cluster's run (helm-bench's requests.csv) that ran in a batch of one.
+struct ClusterAnswer {
+  int64_t compute_us = 0;
+  int64_t cached_tokens = 0;
+  int64_t computed_tokens = 0;
+  int64_t emb_misses = 0;
+};
+
+// The OK answers of batch size 1 in a helm-bench requests.csv; exits naming the file on a bad one.
+std::vector<ClusterAnswer> ReadClusterAnswers(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) Fail(absl::StrCat("--spread-from: cannot open ", path));
+  std::string line;
+  std::getline(in, line);
+  const std::vector<std::string> header = absl::StrSplit(line, ',');
+  auto column = [&](const std::string& name) {
+    const auto it = std::find(header.begin(), header.end(), name);
+    if (it == header.end()) Fail(absl::StrCat("--spread-from: ", path, " has no column ", name));
+    return static_cast<size_t>(it - header.begin());
+  };
+  const size_t code = column("code"), batch = column("batch_size"), compute = column("compute_us"),
+               cached = column("cached_tokens"), computed = column("computed_tokens"),
+               misses = column("emb_misses");
+  std::vector<ClusterAnswer> answers;
+  while (std::getline(in, line)) {
+    const std::vector<std::string> f = absl::StrSplit(line, ',');
+    if (f.size() != header.size()) Fail(absl::StrCat("--spread-from: bad row in ", path, ": ", line));
+    if (f[code] != "0" || f[batch] != "1") continue;
+    ClusterAnswer a;
+    if (!absl::SimpleAtoi(f[compute], &a.compute_us) ||
+        !absl::SimpleAtoi(f[cached], &a.cached_tokens) ||
+        !absl::SimpleAtoi(f[computed], &a.computed_tokens) ||
+        !absl::SimpleAtoi(f[misses], &a.emb_misses)) {
+      Fail(absl::StrCat("--spread-from: bad number in ", path, ": ", line));
+    }
+    if (a.compute_us > 0) answers.push_back(a);
+  }
+  if (answers.size() < 100) {
+    Fail(absl::StrCat("--spread-from: ", path, " has ", answers.size(),
+                      " OK answers of batch size 1; at least 100 are needed"));
+  }
+  return answers;
+}
+
 int RunCalibrate(config::Config config, const std::string& path, const std::string& kernel_path,
-                 int requests, int warmup) {
+                 int requests, int warmup, const std::string& spread_from) {
   config.workload.seed += 1;
   config.node.max_batch = 1;
   config.node.workers = 1;
@@ -289,6 +339,37 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
   auto ratio_at = [&ratios](double q) {
     return ratios[std::min(ratios.size() - 1, static_cast<size_t>(q * ratios.size()))];
   };
+  const double lone_p50 = ratio_at(0.5), lone_p99 = ratio_at(0.99);
+  std::string spread_note = "service_ratio_quantiles: measured / fitted over every answer, "
+                            "preempted ones included";
+  if (!spread_from.empty()) {
+    // The spread of a node sharing its cores (the real cluster's answers): each answer's
+    // compute_us over the fit's prediction for its work, divided by their median (compute_us
+    // leaves out the lookups the fit covers, and the real queue_us includes waiting), times this
+    // run's median ratio: the cluster's shape around this run's centre.
+    const std::vector<ClusterAnswer> answers = ReadClusterAnswers(spread_from);
+    const int64_t candidates = config.workload.candidates;
+    ratios.clear();
+    for (const ClusterAnswer& a : answers) {
+      sim::BatchWork work;
+      work.requests.push_back(
+          sim::RequestWork{.suffix_tokens = a.computed_tokens,
+                           .cached_tokens = a.cached_tokens,
+                           .candidates = candidates,
+                           .emb_rows_gathered = a.computed_tokens + candidates,
+                           .emb_miss_bytes = a.emb_misses * row_bytes});
+      const sim::CostBreakdown b = cost->BatchCost(work);
+      ratios.push_back(static_cast<double>(a.compute_us) /
+                       (scale * (b.total_us() - b.pcie_us) + fixed_us));
+    }
+    std::sort(ratios.begin(), ratios.end());
+    const double median = ratio_at(0.5);
+    for (double& r : ratios) r *= lone_p50 / median;
+    spread_note = absl::StrFormat(
+        "service_ratio_quantiles: from %zu answers of a real cluster (%s): compute_us / fitted, "
+        "over their median, times this run's median ratio %.3f (this run alone: P99 %.3f)",
+        answers.size(), spread_from, lone_p50, lone_p99);
+  }
   p.service_ratio_quantiles.clear();
   for (int i = 0; i < 100; ++i)
     p.service_ratio_quantiles.emplace_back(i / 100.0, ratio_at(i / 100.0));
@@ -301,8 +382,8 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
   std::printf(
       "%d answers after %d warm-up (service P50 %.2f ms, P99 %.2f ms): %.3fx the kernel "
       "calibration (%s) + %.1f us per batch; error median %.3f, p90 %.3f with the kernel "
-      "calibration alone; held-out error median %.3f, p90 %.3f; measured / fitted at P50 %.3f, "
-      "P90 %.3f, P99 %.3f, max %.3f\n",
+      "calibration alone; held-out error median %.3f, p90 %.3f; spread (measured / fitted) at "
+      "P50 %.3f, P90 %.3f, P99 %.3f, max %.3f\n",
       requests, warmup, service[service.size() / 2] / 1000,
       service[service.size() * 99 / 100] / 1000, scale, kernel_path.c_str(), fixed_us,
       kernel_only[kernel_only.size() / 2], kernel_only[kernel_only.size() * 9 / 10], median_error,
@@ -316,10 +397,9 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
       "service time: one worker, max_batch 1, %d kuairand requests one at a time (workload seed "
       "%d) after %d warm-up; each answer's queue_us + compute_us less its emulated PCIe time ~ "
       "%.4f x the kernel prediction + %.2f us, least squares on relative errors, preempted answers "
-      "(> 1.5x the first fit) left out; held-out median error %.3f, p90 %.3f; "
-      "service_ratio_quantiles: measured / fitted over every answer, preempted ones included",
+      "(> 1.5x the first fit) left out; held-out median error %.3f, p90 %.3f; %s",
       kernel_path, requests, config.workload.seed, warmup, scale, fixed_us, median_error,
-      p90_error);
+      p90_error, spread_note);
   if (absl::Status s = sim::WriteCalibration(path, p, notes); !s.ok()) Fail(s.ToString());
   std::printf("calibration written to %s\n", path.c_str());
   std::printf("HELM_RESULT calibration_service_vs_kernels %.3f\n", scale);
@@ -348,6 +428,10 @@ int Main(int argc, char** argv) {
                  "calibration JSON here");
   cli.add_option("--calibrate-requests", calibrate_requests, "answers timed for --calibrate")
       ->check(CLI::Range(64, 1000000));
+  std::string spread_from;
+  cli.add_option("--spread-from", spread_from,
+                 "with --calibrate: take the service-time spread from this helm-bench "
+                 "requests.csv of a real cluster (nodes sharing their cores) instead of this run");
   cli.add_option("--kernel-calibration", kernel_calibration,
                  "the kernel calibration --calibrate scales (helm_bench_model --calibrate)");
   CLI11_PARSE(cli, argc, argv);
@@ -361,7 +445,7 @@ int Main(int argc, char** argv) {
   if (const std::string error = config::FitWorkloadToNodes(*config); !error.empty()) Fail(error);
   if (!calibrate_path.empty()) {
     return RunCalibrate(*config, calibrate_path, kernel_calibration,
-                        quick ? 128 : calibrate_requests, warmup);
+                        quick ? 128 : calibrate_requests, warmup, spread_from);
   }
   std::vector<BenchJob> jobs = Generate(*config, warmup + requests);
   int64_t history = 0;
