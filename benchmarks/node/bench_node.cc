@@ -46,8 +46,8 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
@@ -248,7 +248,8 @@ std::vector<ClusterAnswer> ReadClusterAnswers(const std::string& path) {
   std::vector<ClusterAnswer> answers;
   while (std::getline(in, line)) {
     const std::vector<std::string> f = absl::StrSplit(line, ',');
-    if (f.size() != header.size()) Fail(absl::StrCat("--spread-from: bad row in ", path, ": ", line));
+    if (f.size() != header.size())
+      Fail(absl::StrCat("--spread-from: bad row in ", path, ": ", line));
     if (f[code] != "0" || f[batch] != "1") continue;
     ClusterAnswer a;
     if (!absl::SimpleAtoi(f[compute], &a.compute_us) ||
@@ -340,8 +341,9 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
     return ratios[std::min(ratios.size() - 1, static_cast<size_t>(q * ratios.size()))];
   };
   const double lone_p50 = ratio_at(0.5), lone_p99 = ratio_at(0.99);
-  std::string spread_note = "service_ratio_quantiles: measured / fitted over every answer, "
-                            "preempted ones included";
+  std::string spread_note =
+      "service_ratio_quantiles: measured / fitted over every answer, "
+      "preempted ones included";
   if (!spread_from.empty()) {
     // The spread of a node sharing its cores (the real cluster's answers): each answer's
     // compute_us over the fit's prediction for its work, divided by their median (compute_us
@@ -352,12 +354,11 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
     ratios.clear();
     for (const ClusterAnswer& a : answers) {
       sim::BatchWork work;
-      work.requests.push_back(
-          sim::RequestWork{.suffix_tokens = a.computed_tokens,
-                           .cached_tokens = a.cached_tokens,
-                           .candidates = candidates,
-                           .emb_rows_gathered = a.computed_tokens + candidates,
-                           .emb_miss_bytes = a.emb_misses * row_bytes});
+      work.requests.push_back(sim::RequestWork{.suffix_tokens = a.computed_tokens,
+                                               .cached_tokens = a.cached_tokens,
+                                               .candidates = candidates,
+                                               .emb_rows_gathered = a.computed_tokens + candidates,
+                                               .emb_miss_bytes = a.emb_misses * row_bytes});
       const sim::CostBreakdown b = cost->BatchCost(work);
       ratios.push_back(static_cast<double>(a.compute_us) /
                        (scale * (b.total_us() - b.pcie_us) + fixed_us));
@@ -398,8 +399,8 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
       "%d) after %d warm-up; each answer's queue_us + compute_us less its emulated PCIe time ~ "
       "%.4f x the kernel prediction + %.2f us, least squares on relative errors, preempted answers "
       "(> 1.5x the first fit) left out; held-out median error %.3f, p90 %.3f; %s",
-      kernel_path, requests, config.workload.seed, warmup, scale, fixed_us, median_error,
-      p90_error, spread_note);
+      kernel_path, requests, config.workload.seed, warmup, scale, fixed_us, median_error, p90_error,
+      spread_note);
   if (absl::Status s = sim::WriteCalibration(path, p, notes); !s.ok()) Fail(s.ToString());
   std::printf("calibration written to %s\n", path.c_str());
   std::printf("HELM_RESULT calibration_service_vs_kernels %.3f\n", scale);
