@@ -66,7 +66,12 @@ class HelmPolicy final : public Policy {
     PerNode emb_hits(candidates.capacity(), 0);
     int64_t sample[1024];
     int sampled = 0;
-    if (w_emb_ > 0 && emb_sample_ > 0 && request.num_candidates > 0) {
+    if (w_emb_ > 0 && emb_sample_ > 0 && request.emb_ids != nullptr) {
+      sampled = std::min(request.num_emb_ids, emb_sample_);
+      if (sampled > 0) {
+        cluster.EmbCounts(request.emb_ids, sampled, candidates, absl::MakeSpan(emb_hits));
+      }
+    } else if (w_emb_ > 0 && emb_sample_ > 0 && request.num_candidates > 0) {
       ForEachEmbSampledCandidate(request.num_candidates, emb_sample_,
                                  [&](int32_t i) { sample[sampled++] = request.candidate_ids[i]; });
       cluster.EmbCounts(sample, sampled, candidates, absl::MakeSpan(emb_hits));

@@ -27,7 +27,7 @@ namespace {
 // A request with columns of its own (the generator's views go stale at its next request).
 struct SimJob : serve::RankJob {
   std::vector<int64_t> items, timestamps_ms, candidates;
-  std::vector<int64_t> route_candidates;  // the sampled ones, when the EMB caches sample ids
+  std::vector<int64_t> route_candidates;  // the router's EMB ids, when the EMB caches sample ids
   std::vector<int32_t> actions;
   int64_t arrival_us = 0;
   int node = -1;  // where it was admitted
@@ -443,7 +443,8 @@ struct Simulator::Impl {
       job->route.history_start =
           HistoryStartFingerprint(job->items[0], job->actions[0], job->timestamps_ms[0]);
     }
-    const std::vector<int64_t>* route_candidates = &job->candidates;
+    job->route.candidate_ids = job->candidates.data();
+    job->route.num_candidates = static_cast<int32_t>(job->candidates.size());
     if (!emb_sampler.all()) {
       // The candidates the router would read that the sampling caches track: every other one
       // would look absent from every node. Giving the router the whole sample instead would
@@ -455,10 +456,9 @@ struct Simulator::Impl {
                                             job->route_candidates.push_back(job->candidates[i]);
                                           }
                                         });
-      route_candidates = &job->route_candidates;
+      job->route.emb_ids = job->route_candidates.data();
+      job->route.num_emb_ids = static_cast<int32_t>(job->route_candidates.size());
     }
-    job->route.candidate_ids = route_candidates->data();
-    job->route.num_candidates = static_cast<int32_t>(route_candidates->size());
     job->done = [this](serve::RankJob* j, const absl::Status& s) {
       OnAnswer(static_cast<SimJob*>(j), s);
     };

@@ -152,6 +152,37 @@ TEST(HelmPolicy, UsesEmbLocalityBetweenOtherwiseEqualNodes) {
   }
 }
 
+// A caller may pick the ids the EMB term reads (the simulator's sampling EMB caches): the policy
+// reads those, not its own sample of the candidates.
+TEST(HelmPolicy, ReadsTheEmbIdsTheCallerPickedInsteadOfItsOwnSample) {
+  ClusterState cluster;
+  AddHealthyNodes(cluster, 3);
+  std::vector<int64_t> candidates;
+  for (int64_t i = 0; i < 64; ++i) candidates.push_back(1000 + i);
+  const std::vector<int64_t> picked = {5, 6, 7};
+  for (int n = 0; n < 3; ++n) {
+    BloomFilter filter(1 << 14, 2, 3);
+    // Node 1 holds every candidate, node 2 the picked ids only.
+    if (n == 1) {
+      for (int64_t id : candidates) filter.Add(id);
+    }
+    if (n == 2) {
+      for (int64_t id : picked) filter.Add(id);
+    }
+    NodeUpdate state;
+    state.emb_summary = EmbSummaryUpdate{.bits = filter.ToBytes(), .num_hashes = 2, .seed = 3};
+    ASSERT_TRUE(cluster.ApplyUpdate(n, state).ok());
+  }
+  auto policy = Make("helm");
+  for (int64_t user = 0; user < 20; ++user) {
+    RouteRequest request = Request(user, 100, &candidates);
+    EXPECT_EQ(policy->Pick(request, cluster, {}), 1) << user;
+    request.emb_ids = picked.data();
+    request.num_emb_ids = static_cast<int32_t>(picked.size());
+    EXPECT_EQ(policy->Pick(request, cluster, {}), 2) << user;
+  }
+}
+
 TEST(HelmPolicy, SpreadsNewUsersOverAnIdleClusterAndKeepsThemThere) {
   ClusterState cluster;
   AddHealthyNodes(cluster, 4);

@@ -59,6 +59,11 @@ struct RouteRequest {
   uint64_t history_start = 0;  // HistoryStartFingerprint of the first event; 0: unknown
   const int64_t* candidate_ids = nullptr;
   int32_t num_candidates = 0;
+  // The ids the helm policy's EMB term reads, when the caller picked them (at most route.
+  // emb_sample; the simulator's sampling EMB caches); null: the policy picks them from the
+  // candidates (ForEachEmbSampledCandidate).
+  const int64_t* emb_ids = nullptr;
+  int32_t num_emb_ids = 0;
 };
 
 // The candidates the helm policy's EMB term reads: at most `emb_sample` (route.emb_sample),
