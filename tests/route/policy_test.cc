@@ -132,20 +132,23 @@ TEST(HelmPolicy, LoadOutweighsKvWhenTheCachedNodeIsSaturated) {
   EXPECT_EQ(policy->Pick(Request(42, 1000), cluster, {}), 1);
 }
 
+// Node n publishes an EMB summary holding held[n].
+void PublishEmbSummaries(ClusterState& cluster, const std::vector<std::vector<int64_t>>& held) {
+  for (size_t n = 0; n < held.size(); ++n) {
+    BloomFilter filter(1 << 14, 2, 3);
+    for (int64_t id : held[n]) filter.Add(id);
+    NodeUpdate state;
+    state.emb_summary = EmbSummaryUpdate{.bits = filter.ToBytes(), .num_hashes = 2, .seed = 3};
+    ASSERT_TRUE(cluster.ApplyUpdate(static_cast<int>(n), state).ok());
+  }
+}
+
 TEST(HelmPolicy, UsesEmbLocalityBetweenOtherwiseEqualNodes) {
   ClusterState cluster;
   AddHealthyNodes(cluster, 3);
   std::vector<int64_t> candidates;
   for (int64_t i = 0; i < 64; ++i) candidates.push_back(1000 + i);
-  for (int n = 0; n < 3; ++n) {
-    BloomFilter filter(1 << 14, 2, 3);
-    if (n == 1) {
-      for (int64_t id : candidates) filter.Add(id);
-    }
-    NodeUpdate state;
-    state.emb_summary = EmbSummaryUpdate{.bits = filter.ToBytes(), .num_hashes = 2, .seed = 3};
-    ASSERT_TRUE(cluster.ApplyUpdate(n, state).ok());
-  }
+  PublishEmbSummaries(cluster, {{}, candidates, {}});
   auto policy = Make("helm");
   for (int64_t user = 0; user < 20; ++user) {
     EXPECT_EQ(policy->Pick(Request(user, 100, &candidates), cluster, {}), 1) << user;
@@ -160,19 +163,8 @@ TEST(HelmPolicy, ReadsTheEmbIdsTheCallerPickedInsteadOfItsOwnSample) {
   std::vector<int64_t> candidates;
   for (int64_t i = 0; i < 64; ++i) candidates.push_back(1000 + i);
   const std::vector<int64_t> picked = {5, 6, 7};
-  for (int n = 0; n < 3; ++n) {
-    BloomFilter filter(1 << 14, 2, 3);
-    // Node 1 holds every candidate, node 2 the picked ids only.
-    if (n == 1) {
-      for (int64_t id : candidates) filter.Add(id);
-    }
-    if (n == 2) {
-      for (int64_t id : picked) filter.Add(id);
-    }
-    NodeUpdate state;
-    state.emb_summary = EmbSummaryUpdate{.bits = filter.ToBytes(), .num_hashes = 2, .seed = 3};
-    ASSERT_TRUE(cluster.ApplyUpdate(n, state).ok());
-  }
+  // Node 1 holds every candidate, node 2 the picked ids only.
+  PublishEmbSummaries(cluster, {{}, candidates, picked});
   auto policy = Make("helm");
   for (int64_t user = 0; user < 20; ++user) {
     RouteRequest request = Request(user, 100, &candidates);
