@@ -63,6 +63,10 @@ EmbLookup& EmbLookup::operator=(EmbLookup&& other) noexcept {
   filled_ids_ = std::move(other.filled_ids_);
   stage_copies_ = std::move(other.stage_copies_);
   staged_index_ = std::move(other.staged_index_);
+  // A sampling cache's live-lookup record points at the sample's locations: they move too.
+  sample_ids_ = std::move(other.sample_ids_);
+  sample_positions_ = std::move(other.sample_positions_);
+  sample_locations_ = std::move(other.sample_locations_);
   return *this;
 }
 

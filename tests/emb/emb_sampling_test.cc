@@ -120,6 +120,33 @@ TEST(EmbSampling, TheCacheHoldsItsRateOfTheRowsAndOnlySampledIds) {
   EXPECT_TRUE(sampled->cache->CheckInvariants().ok());
 }
 
+// A result moved out of Lookup keeps its rows: when a flood of other ids finds every slot held
+// by it, the cache pins exactly what it returned (read through the live-lookup record, which
+// must follow the result's buffers when it moves).
+TEST(EmbSampling, AMovedResultKeepsItsRowsThroughAFlood) {
+  absl::StatusOr<Fixture> f = Make(0.1);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EmbCache& cache = *f->cache;
+  const IdSampler& sampler = cache.sampler();
+  std::vector<int64_t> held_ids;
+  for (int64_t id = 0; static_cast<int64_t>(held_ids.size()) < cache.capacity_rows(); ++id) {
+    if (sampler.Contains(id)) held_ids.push_back(id);
+  }
+  absl::StatusOr<EmbLookup> held = cache.Lookup(held_ids);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EmbLookup moved = *std::move(held);
+  held = absl::StatusOr<EmbLookup>();  // the moved-from result is gone
+  EmbLookup flood;
+  std::vector<int64_t> others(256);
+  for (int round = 0; round < 20; ++round) {
+    for (int64_t i = 0; i < 256; ++i) others[i] = 10000 + round * 256 + i;
+    ASSERT_TRUE(cache.Lookup(others, &flood).ok());
+  }
+  flood.Release();
+  for (int64_t id : held_ids) EXPECT_TRUE(cache.IsResident(id)) << id;
+  EXPECT_TRUE(cache.CheckInvariants().ok());
+}
+
 // The miniature's hit ratio is close to the full cache's on a skewed stream (the property the
 // simulator's sampling rests on), both in its counts and in its per-lookup estimates.
 TEST(EmbSampling, AMiniatureCacheHitsAboutAsOftenAsTheFullOne) {
