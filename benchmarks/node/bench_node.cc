@@ -294,18 +294,22 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
   (*pool)->Stop();
   if (errors.load() > 0) Fail("requests failed");
 
+  // The kernel calibration's cost of one request served alone in a batch.
+  auto cost_of = [&](int64_t computed, int64_t cached, int64_t candidates, int64_t emb_misses) {
+    sim::BatchWork work;
+    work.requests.push_back(sim::RequestWork{.suffix_tokens = computed,
+                                             .cached_tokens = cached,
+                                             .candidates = candidates,
+                                             .emb_rows_gathered = computed + candidates,
+                                             .emb_miss_bytes = emb_misses * row_bytes});
+    return cost->BatchCost(work);
+  };
   std::vector<ServiceSample> samples;
   for (int i = warmup; i < warmup + requests; ++i) {
     const RankOutput& out = jobs[i].output;
-    const int64_t candidates = static_cast<int64_t>(jobs[i].candidates.size());
-    sim::BatchWork work;
-    work.requests.push_back(
-        sim::RequestWork{.suffix_tokens = out.computed_tokens,
-                         .cached_tokens = out.cached_tokens,
-                         .candidates = candidates,
-                         .emb_rows_gathered = out.computed_tokens + candidates,
-                         .emb_miss_bytes = int64_t{out.emb_misses} * row_bytes});
-    const sim::CostBreakdown b = cost->BatchCost(work);
+    const sim::CostBreakdown b =
+        cost_of(out.computed_tokens, out.cached_tokens,
+                static_cast<int64_t>(jobs[i].candidates.size()), out.emb_misses);
     samples.push_back(
         ServiceSample{.kernel_us = b.total_us() - b.pcie_us,
                       .pcie_us = b.pcie_us,
@@ -350,16 +354,10 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
     // leaves out the lookups the fit covers, and the real queue_us includes waiting), times this
     // run's median ratio: the cluster's shape around this run's centre.
     const std::vector<ClusterAnswer> answers = ReadClusterAnswers(spread_from);
-    const int64_t candidates = config.workload.candidates;
     ratios.clear();
     for (const ClusterAnswer& a : answers) {
-      sim::BatchWork work;
-      work.requests.push_back(sim::RequestWork{.suffix_tokens = a.computed_tokens,
-                                               .cached_tokens = a.cached_tokens,
-                                               .candidates = candidates,
-                                               .emb_rows_gathered = a.computed_tokens + candidates,
-                                               .emb_miss_bytes = a.emb_misses * row_bytes});
-      const sim::CostBreakdown b = cost->BatchCost(work);
+      const sim::CostBreakdown b =
+          cost_of(a.computed_tokens, a.cached_tokens, config.workload.candidates, a.emb_misses);
       ratios.push_back(static_cast<double>(a.compute_us) /
                        (scale * (b.total_us() - b.pcie_us) + fixed_us));
     }

@@ -334,7 +334,7 @@ absl::Status WriteTransportCalibration(const RunResult& run, const RunInfo& info
   for (double q : {0.995, 0.999, 1.0}) quantiles.push_back(q);
   nlohmann::json points = nlohmann::json::array();
   for (double q : quantiles) {
-    points.push_back({q, q == 0.0 ? outside.front() : NearestRank(outside, q)});
+    points.push_back({q, NearestRank(outside, q)});
   }
   const absl::Time now = absl::Now();
   nlohmann::json j = {

@@ -221,7 +221,6 @@ absl::Status EmbCache::Lookup(absl::Span<const int64_t> ids, EmbLookup* out) {
 }
 
 absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out) {
-  out->Release();
   const size_t n = ids.size();
   out->locations_.resize(n);
   out->found_.resize(n);

@@ -269,24 +269,30 @@ absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
   return p;
 }
 
-absl::StatusOr<CostProfile> LoadCalibration(const std::string& path) {
+namespace {
+
+// The whole file at `path`; NotFound starting with `where` when it cannot be opened.
+absl::StatusOr<std::string> ReadText(const std::string& path, absl::string_view where) {
   std::ifstream in(path);
-  if (!in) {
-    return absl::NotFoundError(absl::StrCat("calibration ", path, ": cannot open the file"));
-  }
+  if (!in) return absl::NotFoundError(absl::StrCat(where, "cannot open the file"));
   std::stringstream text;
   text << in.rdbuf();
-  return ParseCalibration(text.str(), path);
+  return text.str();
+}
+
+}  // namespace
+
+absl::StatusOr<CostProfile> LoadCalibration(const std::string& path) {
+  HELM_ASSIGN_OR_RETURN(const std::string text,
+                        ReadText(path, absl::StrCat("calibration ", path, ": ")));
+  return ParseCalibration(text, path);
 }
 
 absl::StatusOr<std::vector<std::pair<double, double>>> LoadTransportCalibration(
     const std::string& path) {
   const std::string where = absl::StrCat("transport calibration ", path, ": ");
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(where, "cannot open the file"));
-  std::stringstream text;
-  text << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions=*/false);
+  HELM_ASSIGN_OR_RETURN(const std::string text, ReadText(path, where));
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(where, "not a JSON object"));
   std::vector<std::pair<double, double>> quantiles;
   for (const auto& [key, value] : j.items()) {

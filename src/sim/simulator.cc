@@ -14,6 +14,7 @@
 #include "helm/common/hash.h"
 #include "helm/common/status.h"
 #include "helm/control/split_controller.h"
+#include "helm/emb/emb_cache.h"
 #include "helm/emb/id_sampler.h"
 #include "helm/route/cluster_state.h"
 #include "helm/route/policy.h"
@@ -49,6 +50,12 @@ struct Event {
   int32_t slot;
   bool operator>(const Event& o) const { return t_us != o.t_us ? t_us > o.t_us : seq > o.seq; }
 };
+
+// The next uniform draw in [0, 1) of a SplitMix64 stream (53 bits of its next state).
+double NextUniform(uint64_t* state) {
+  *state = SplitMix64(*state);
+  return static_cast<double>(*state >> 11) * 0x1p-53;
+}
 
 route::NodeUpdate ToRouteUpdate(const serve::NodeStateUpdate& s) {
   route::NodeUpdate u;
@@ -147,10 +154,8 @@ struct Simulator::Impl {
                             job->route.history_start);
       int64_t return_us = rpc_return_us;
       if (!outside_quantiles.empty()) {
-        outside_state = SplitMix64(outside_state);
-        return_us = std::llround(QuantileAt(outside_quantiles,
-                                            static_cast<double>(outside_state >> 11) * 0x1p-53)) -
-                    rpc_there_us;
+        return_us =
+            std::llround(QuantileAt(outside_quantiles, NextUniform(&outside_state))) - rpc_there_us;
       }
       const int64_t latency = now - job->arrival_us + return_us;
       second_latency.Record(latency);
@@ -239,9 +244,7 @@ struct Simulator::Impl {
         // The calibration's spread of measured service times around the model's, drawn per batch.
         double spread = 1.0;
         if (!cost.profile().service_ratio_quantiles.empty()) {
-          node.spread_state = SplitMix64(node.spread_state);
-          spread =
-              cost.profile().ServiceRatio(static_cast<double>(node.spread_state >> 11) * 0x1p-53);
+          spread = cost.profile().ServiceRatio(NextUniform(&node.spread_state));
         }
         service_us =
             std::max<int64_t>(1, std::llround((b.total_us() - b.pcie_us) * spread + pcie_us));
@@ -507,8 +510,9 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   config.workload.seed ^= s.seed;
   impl->config = config;
   impl->row_bytes = int64_t{config.emb.dim} * DtypeBytes(dims.emb_dtype);
-  if (static_cast<double>(impl->row_bytes) / s.emb_sample_rate >
-      static_cast<double>(config.pool.chunk_bytes)) {
+  emb::EmbOptions sampled_emb = config.emb;
+  sampled_emb.sample_rate = s.emb_sample_rate;
+  if (emb::EmbCache::SlotBytes(sampled_emb, dims.emb_dtype) > config.pool.chunk_bytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         "simulator.emb_sample_rate: at ", s.emb_sample_rate, " a sampled row's slot takes ",
         impl->row_bytes, " / ", s.emb_sample_rate, " bytes, more than pool.chunk_bytes (",

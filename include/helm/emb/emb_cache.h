@@ -191,6 +191,8 @@ class EmbCache final : public pool::ChunkClient {
   Dtype dtype() const { return dtype_; }
   // A slot's bytes: a row's, or a row's / sample_rate in a sampling cache.
   int64_t row_bytes() const { return row_bytes_; }
+  // A slot's bytes for `options` (row_bytes() of a cache made with them).
+  static int64_t SlotBytes(const EmbOptions& options, Dtype dtype);
   // Which ids the cache looks up (all unless EmbOptions::sample_rate < 1).
   const IdSampler& sampler() const { return sampler_; }
   int64_t resident_rows() const;
@@ -240,9 +242,7 @@ class EmbCache final : public pool::ChunkClient {
   EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
            std::shared_ptr<const HostTable> table);
 
-  // A slot's bytes for `options` (see row_bytes()).
-  static int64_t SlotBytes(const EmbOptions& options, Dtype dtype);
-  // Lookup of ids already checked against the table.
+  // Lookup of ids already checked against the table, into `out` already released.
   absl::Status LookupValid(absl::Span<const int64_t> ids, EmbLookup* out);
   // Lookup of the sample of ids already checked, and the whole batch's estimates (emb_sampling.cc).
   absl::Status LookupSampled(absl::Span<const int64_t> ids, EmbLookup* out);
