@@ -85,6 +85,30 @@ ZipfSampler::ZipfSampler(int64_t n, double exponent) : n_(n), exponent_(exponent
   s_ = 2.0 - HIntegralInverse(HIntegral(2.5) - H(2.0));
 }
 
+void ZipfSampler::SampleMany(Rng& rng, int64_t* out, int64_t count) const {
+  if (table_.empty()) {
+    for (int64_t j = 0; j < count; ++j) out[j] = SampleRejectionInversion(rng);
+    return;
+  }
+  static constexpr int64_t kBlock = 32;
+  uint64_t bits[kBlock];
+  uint64_t slots[kBlock];
+  for (int64_t begin = 0; begin < count; begin += kBlock) {
+    const int64_t block = std::min(kBlock, count - begin);
+    for (int64_t j = 0; j < block; ++j) {
+      bits[j] = rng.NextU64();
+      slots[j] = static_cast<uint64_t>(
+          (static_cast<unsigned __int128>(bits[j]) * static_cast<uint64_t>(n_)) >> 64);
+      __builtin_prefetch(&table_[slots[j]]);
+    }
+    for (int64_t j = 0; j < block; ++j) {
+      const Slot& slot = table_[slots[j]];
+      out[begin + j] =
+          (bits[j] & 0xffffffffULL) < slot.threshold ? static_cast<int64_t>(slots[j]) : slot.alias;
+    }
+  }
+}
+
 double ZipfSampler::H(double x) const { return std::exp(-exponent_ * std::log(x)); }
 
 double ZipfSampler::HIntegral(double x) const {

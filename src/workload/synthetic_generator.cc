@@ -552,7 +552,11 @@ class SyntheticGenerator final : public Generator {
     candidates_.resize(total);
     int32_t i = 0;
     for (; i < hot; ++i) candidates_[i] = hot_items_[rng_.Below(hot_items_.size())];
-    for (; i < hot + popular; ++i) candidates_[i] = SampleItem(0.0);
+    // The popular ones in one pass over the Zipf sampler (the same draws as one SampleItem each).
+    item_zipf_.SampleMany(rng_, candidates_.data() + i, popular);
+    for (; i < hot + popular; ++i) {
+      candidates_[i] = item_perm_(Rotate(candidates_[i], item_shift_, profile_.num_items));
+    }
     for (; i < total; ++i) {
       candidates_[i] = static_cast<int64_t>(rng_.Below(static_cast<uint64_t>(profile_.num_items)));
     }

@@ -54,6 +54,23 @@ TEST(ZipfSampler, HeadShareIsOneForTheWholeCatalogAndMonotone) {
   EXPECT_LT(zipf.HeadShare(10), zipf.HeadShare(11));
 }
 
+TEST(ZipfSampler, SampleManyGivesTheDrawsOfOneSampleEachFromTheSameStream) {
+  // Both paths (alias table, rejection-inversion), and counts around the prefetch block of 32.
+  for (int64_t n : {int64_t{27278}, int64_t{32038725}}) {
+    const ZipfSampler zipf(n, 0.9);
+    Rng one(TestSeed());
+    Rng many(TestSeed());
+    for (int64_t count : {0, 1, 31, 32, 33, 100}) {
+      std::vector<int64_t> expected(static_cast<size_t>(count));
+      for (int64_t& r : expected) r = zipf.Sample(one);
+      std::vector<int64_t> got(static_cast<size_t>(count), -1);
+      zipf.SampleMany(many, got.data(), count);
+      EXPECT_EQ(got, expected) << "n " << n << " count " << count;
+    }
+    EXPECT_EQ(one.NextU64(), many.NextU64()) << "n " << n;
+  }
+}
+
 TEST(Permutation, IsABijection) {
   for (int64_t n : {1, 2, 7, 1000, 27278, 65536}) {
     const Permutation perm(n, TestSeed());
