@@ -5,13 +5,17 @@
 // and plot.png to --out. With simulator.sweep_profiles set it runs the split sweep instead
 // (sim/sweep.h) and writes sweep.csv and sweep.png; with simulator.paper_table also the paper's
 // table (sim/paper_table.h: paper-table.md, .json, paper-splits.png). --cell runs one cell of the
-// sweep alone (its pool and users, a row, a rate) as a plain run. Bad configs stop at start with
-// exit status 2, naming the key.
+// sweep alone (its pool and users, a row, a rate) as a plain run. A sweep saves every finished cell
+// under --out/cells, and --resume takes those of the same config instead of running them again (a
+// 32-node sweep is hours of one core per cell). Bad configs stop at start with exit status 2,
+// naming the key.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -21,6 +25,7 @@
 #include "bench/report.h"
 #include "helm/common/process.h"
 #include "helm/common/status.h"
+#include "helm/common/subprocess.h"
 #include "helm/sim/paper_table.h"
 #include "helm/sim/simulator.h"
 #include "helm/sim/sweep.h"
@@ -95,14 +100,53 @@ absl::Status ApplyCell(const std::string& cell, const std::string& row, double r
   return helm::sim::ApplyControllerRow(row, config);
 }
 
+// A cell's checkpoint file under --out.
+std::string CellFile(const std::string& out_dir, const helm::sim::SweepCell& cell) {
+  return absl::StrFormat("%s/cells/%s-%s-%g.cell.json", out_dir, cell.profile, cell.regime,
+                         cell.scale);
+}
+
 int RunSweep(const helm::config::Config& config, const std::string& out_dir,
-             const std::string& python, const std::string& script) {
+             const std::string& python, const std::string& script, bool resume) {
   std::error_code ec;
   std::filesystem::create_directories(out_dir + "/cells", ec);
   helm::sim::SweepHooks hooks;
   hooks.progress = [](int cell, int cells, const std::string& what) {
     std::fprintf(stderr, "\r[cell %d/%d] %-16s", cell + 1, cells, what.c_str());
   };
+  // Every finished cell is saved; --resume takes a saved cell whose config is the same instead of
+  // running it again.
+  const std::string revision = helm::GitRevision(HELM_SOURCE_DIR);
+  hooks.cell_done = [&](const helm::sim::SweepCell& cell, const std::string& fingerprint) {
+    std::ofstream(CellFile(out_dir, cell))
+        << helm::sim::SweepCellJson(cell, fingerprint, revision) << "\n";
+  };
+  if (resume) {
+    hooks.restore = [&](const helm::sim::SweepCell& planned,
+                        const std::string& fingerprint) -> std::optional<helm::sim::SweepCell> {
+      const std::string path = CellFile(out_dir, planned);
+      std::ifstream in(path);
+      if (!in) return std::nullopt;
+      std::stringstream text;
+      text << in.rdbuf();
+      auto saved = helm::sim::ParseSweepCell(text.str());
+      if (!saved.ok()) {
+        std::fprintf(stderr, "\nhelm-sim: %s: %s; running the cell again\n", path.c_str(),
+                     std::string(saved.status().message()).c_str());
+        return std::nullopt;
+      }
+      if (saved->fingerprint != fingerprint) {
+        std::fprintf(stderr,
+                     "\nhelm-sim: %s was saved for another config; running the cell again\n",
+                     path.c_str());
+        return std::nullopt;
+      }
+      std::fprintf(stderr, "\nhelm-sim: %s/%s/%g restored from %s (revision %s)\n",
+                   planned.profile.c_str(), planned.regime.c_str(), planned.scale, path.c_str(),
+                   saved->revision.c_str());
+      return std::move(saved->cell);
+    };
+  }
   if (config.simulator.paper_table) {
     // The split over time of the adaptive rows, for the plot against the oracle.
     hooks.result = [&](const helm::sim::SweepCell& cell, const helm::sim::SweepRun& run,
@@ -179,6 +223,10 @@ int main(int argc, char** argv) {
   cli.add_option("--python", python, "python with matplotlib for the plots");
   cli.add_option("--plot-script", plot_script, "the plot script");
   cli.add_flag("--no-plot", no_plot, "write no plot");
+  bool resume = false;
+  cli.add_flag("--resume", resume,
+               "a sweep takes the cells saved under --out/cells by an earlier run of the same "
+               "config instead of running them again");
   std::string cell;
   std::string row = "static";
   double rate = 0;
@@ -207,7 +255,7 @@ int main(int argc, char** argv) {
   // The nodes' own logs (pool creation...) would drown the progress line.
   spdlog::set_level(spdlog::level::warn);
   if (!config.simulator.sweep_profiles.empty()) {
-    return RunSweep(config, out_dir, python, plot_script);
+    return RunSweep(config, out_dir, python, plot_script, resume);
   }
   auto sim = helm::sim::Simulator::Create(config);
   if (!sim.ok()) {

@@ -22,6 +22,7 @@
 #include "absl/strings/str_join.h"
 #include "bench/report.h"
 #include "helm/common/process.h"
+#include "helm/common/subprocess.h"
 #include "helm/control/policy.h"
 #include "helm/train/options.h"
 #include "helm/train/ppo.h"
@@ -29,19 +30,6 @@
 #include "spdlog/spdlog.h"
 
 namespace {
-
-std::string GitRevision() {
-  const std::string command =
-      absl::StrCat("git -C '", HELM_SOURCE_DIR, "' rev-parse HEAD 2>/dev/null");
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) return "unknown";
-  char buffer[128] = {};
-  std::string out;
-  if (fgets(buffer, sizeof(buffer), pipe) != nullptr) out = buffer;
-  pclose(pipe);
-  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return out.empty() ? "unknown" : out;
-}
 
 std::string Machine() {
   utsname u{};
@@ -145,7 +133,7 @@ int main(int argc, char** argv) {
   // The manifest, rewritten after every iteration (a run stopped early still describes its
   // policy.json). The final reward: the mean of the last 5 iterations (each draws new
   // environments); the first: of the first 5.
-  const std::string revision = GitRevision();  // HEAD when training started
+  const std::string revision = helm::GitRevision(HELM_SOURCE_DIR);  // HEAD when training started
   auto write_manifest = [&](const helm::train::IterationStats& last,
                             const std::vector<double>& rewards) {
     const size_t tail = std::min<size_t>(5, rewards.size());

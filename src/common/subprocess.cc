@@ -6,14 +6,15 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "absl/strings/match.h"
 
 namespace helm {
 
@@ -26,8 +27,8 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Start(const Options& opt
   if (!options.output_path.empty()) {
     out_fd = open(options.output_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out_fd < 0) {
-      return absl::InternalError(absl::StrCat("cannot open '", options.output_path,
-                                              "': ", std::strerror(errno)));
+      return absl::InternalError(
+          absl::StrCat("cannot open '", options.output_path, "': ", std::strerror(errno)));
     }
   }
   const pid_t pid = fork();
@@ -117,6 +118,18 @@ int ExitCode(int wait_status) {
   if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
   if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
   return -1;
+}
+
+std::string GitRevision(const std::string& dir) {
+  const std::string command = absl::StrCat("git -C '", dir, "' rev-parse HEAD 2>/dev/null");
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return "unknown";
+  char buffer[128] = {};
+  std::string out;
+  if (fgets(buffer, sizeof(buffer), pipe) != nullptr) out = buffer;
+  pclose(pipe);
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return out.empty() ? "unknown" : out;
 }
 
 }  // namespace helm

@@ -306,11 +306,22 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
     }
   }
   const int total = static_cast<int>(cells.size());
+  // A cell restored from its checkpoint, or run (and handed to cell_done).
+  auto run_cell = [&](int index, const SweepHooks& h) -> absl::Status {
+    const std::string fingerprint = CellFingerprint(configs[index]);
+    if (h.restore) {
+      if (std::optional<SweepCell> saved = h.restore(cells[index], fingerprint)) {
+        cells[index] = std::move(*saved);
+        return absl::OkStatus();
+      }
+    }
+    HELM_RETURN_IF_ERROR(RunCell(index, total, splits, h, cells[index], configs[index]));
+    if (h.cell_done) h.cell_done(cells[index], fingerprint);
+    return absl::OkStatus();
+  };
   const int threads = std::clamp<int>(s.sweep_threads, 1, std::max(1, total));
   if (threads == 1) {
-    for (int index = 0; index < total; ++index) {
-      HELM_RETURN_IF_ERROR(RunCell(index, total, splits, hooks, cells[index], configs[index]));
-    }
+    for (int index = 0; index < total; ++index) HELM_RETURN_IF_ERROR(run_cell(index, hooks));
     return cells;
   }
   // Cells on parallel threads (each simulation is single-threaded and shares nothing); the hooks
@@ -329,13 +340,25 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
       hooks.result(cell, run, result);
     };
   }
+  if (hooks.restore) {
+    locked.restore = [&](const SweepCell& planned, const std::string& fingerprint) {
+      absl::MutexLock lock(&mu);
+      return hooks.restore(planned, fingerprint);
+    };
+  }
+  if (hooks.cell_done) {
+    locked.cell_done = [&](const SweepCell& cell, const std::string& fingerprint) {
+      absl::MutexLock lock(&mu);
+      hooks.cell_done(cell, fingerprint);
+    };
+  }
   std::atomic<int> next{0};
   absl::Status first_error;
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t) {
     pool.emplace_back([&] {
       for (int index = next++; index < total; index = next++) {
-        absl::Status status = RunCell(index, total, splits, locked, cells[index], configs[index]);
+        absl::Status status = run_cell(index, locked);
         if (!status.ok()) {
           absl::MutexLock lock(&mu);
           if (first_error.ok()) first_error = std::move(status);

@@ -3,6 +3,9 @@
 #include "helm/sim/sweep.h"
 
 #include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "helm/model/model.h"
@@ -239,6 +242,89 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
     EXPECT_EQ(run.router.policy, row.router) << row.name;
   }
   EXPECT_FALSE(ApplyControllerRow("ppo", c).ok());
+}
+
+TEST(RunSweep, ResumesFromSavedCellsWithoutRunningThemAgain) {
+  config::Config c = Base();
+  c.simulator.sweep_profiles = {"amazon-video-games"};
+  c.simulator.sweep_regimes = {"steady", "burst"};
+  c.simulator.sweep_scales = {"2"};
+  c.simulator.sweep_split_min = 0.2;
+  c.simulator.sweep_split_max = 0.8;
+  c.simulator.sweep_split_step = 0.6;
+  c.simulator.sweep_controllers = {"oracle"};
+  c.control.oracle_step = 0.4;
+  c.control.interval_ms = 1000;
+  c.simulator.duration_s = c.workload.duration_s = 1;
+  // The first sweep saves its cells as JSON.
+  std::vector<std::string> saved;
+  std::vector<std::string> fingerprints;
+  SweepHooks save;
+  save.cell_done = [&](const SweepCell& cell, const std::string& fingerprint) {
+    saved.push_back(SweepCellJson(cell, fingerprint, "rev-a"));
+    fingerprints.push_back(fingerprint);
+  };
+  auto first = RunSweep(c, save);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_EQ(saved.size(), 2u);
+  EXPECT_NE(fingerprints[0], fingerprints[1]) << "the two regimes are different cells";
+  // Every figure survives the round trip to the last bit.
+  for (size_t i = 0; i < saved.size(); ++i) {
+    auto parsed = ParseSweepCell(saved[i]);
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(parsed->fingerprint, fingerprints[i]);
+    EXPECT_EQ(parsed->revision, "rev-a");
+    EXPECT_EQ(SweepCsv({parsed->cell}), SweepCsv({(*first)[i]}));
+  }
+  // The second sweep restores the steady cell from its save and runs only the burst cell.
+  std::vector<std::string> ran;
+  SweepHooks resume;
+  resume.progress = [&](int cell, int, const std::string&) {
+    ran.push_back((*first)[cell].regime);
+  };
+  resume.restore = [&](const SweepCell& planned,
+                       const std::string& fingerprint) -> std::optional<SweepCell> {
+    if (planned.regime != "steady") return std::nullopt;
+    auto parsed = ParseSweepCell(saved[0]);
+    EXPECT_TRUE(parsed.ok());
+    EXPECT_EQ(parsed->fingerprint, fingerprint) << "the same config, the same fingerprint";
+    return parsed->cell;
+  };
+  auto second = RunSweep(c, resume);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(SweepCsv(*second), SweepCsv(*first));
+  ASSERT_FALSE(ran.empty());
+  for (const std::string& regime : ran) EXPECT_EQ(regime, "burst");
+  // What chooses the cells or runs them in parallel is not part of a cell's fingerprint; what it
+  // measures is.
+  config::Config cell = c;
+  cell.workload.regime = "steady";
+  const std::string fingerprint = CellFingerprint(cell);
+  config::Config other = cell;
+  other.simulator.sweep_regimes = {"steady"};
+  other.simulator.sweep_threads = 2;
+  EXPECT_EQ(CellFingerprint(other), fingerprint);
+  other.simulator.duration_s = 2;
+  EXPECT_NE(CellFingerprint(other), fingerprint);
+}
+
+TEST(ParseSweepCell, NamesWhatIsWrong) {
+  EXPECT_NE(ParseSweepCell("not json").status().message().find("not a JSON object"),
+            std::string::npos);
+  EXPECT_NE(ParseSweepCell(R"({"format": "other"})").status().message().find("format"),
+            std::string::npos);
+  SweepCell cell;
+  cell.profile = "taobao";
+  cell.regime = "steady";
+  cell.runs.push_back(SweepRun{.controller = "static", .split = 0.5, .p99_ms = 3.25});
+  std::string json = SweepCellJson(cell, "0123456789abcdef", "rev");
+  ASSERT_TRUE(ParseSweepCell(json).ok());
+  const size_t at = json.find("\"p99_ms\"");
+  ASSERT_NE(at, std::string::npos);
+  json.replace(at, 8, "\"p99_xx\"");
+  auto bad = ParseSweepCell(json);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("'p99_ms' is missing"), std::string::npos) << bad.status();
 }
 
 TEST(RunSweep, BadSweepKeysAreNamed) {

@@ -55,4 +55,7 @@ class Subprocess {
 // The exit code of a raw wait status, or 128 + signal when the process was killed by a signal.
 int ExitCode(int wait_status);
 
+// The commit checked out at `dir` (git rev-parse HEAD), or "unknown" without git or a checkout.
+std::string GitRevision(const std::string& dir);
+
 }  // namespace helm

@@ -38,6 +38,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,12 @@ struct SweepHooks {
   // Called after each simulation with its cell, its summary and the whole result.
   std::function<void(const struct SweepCell& cell, const SweepRun& run, const SimResult& result)>
       result;
+  // Checkpoints. `restore` is asked before a cell runs, with the cell as planned (profile, regime,
+  // scale, footprints) and its config's CellFingerprint: a cell it returns stands for the cell's
+  // runs, which are then skipped. `cell_done` gets every cell that ran, with its fingerprint.
+  std::function<std::optional<SweepCell>(const SweepCell& planned, const std::string& fingerprint)>
+      restore;
+  std::function<void(const SweepCell& cell, const std::string& fingerprint)> cell_done;
 };
 
 // The controller rows a sweep (and the paper table) may run on every cell, as config edits:
@@ -121,6 +128,29 @@ absl::Status ApplyControllerRow(const std::string& row, config::Config& config);
 // Runs base.simulator's sweep. InvalidArgument naming the simulator.sweep_* key for a bad list.
 absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
                                                 const SweepHooks& hooks = {});
+
+// ---- Checkpoints (helm-sim --resume; src/sim/sweep_checkpoint.cc) ----
+//
+// A sweep of 32 nodes is hours of one core per cell; a finished cell saved to a file lets a stopped
+// sweep go on where it stopped. A cell's fingerprint names everything its figures depend on: a
+// 64-bit FNV-1a hash (hex) of its config as YAML (ConfigToYaml; the cell's own profile, regime,
+// pool and users, the simulator, workload, control and router settings), less the keys that only
+// choose which cells a sweep has or how it runs (simulator.sweep_profiles, sweep_regimes,
+// sweep_scales, sweep_threads, log). Two things are not part of it: the contents of the files the
+// config names (a calibration, a policy: their paths are), and the code that ran it, so each saved
+// cell records the source revision it came from.
+std::string CellFingerprint(const config::Config& cell_config);
+
+struct SavedSweepCell {
+  SweepCell cell;
+  std::string fingerprint;
+  std::string revision;
+};
+// One cell as JSON (format "helm-sweep-cell-v1"), every figure to the last bit.
+std::string SweepCellJson(const SweepCell& cell, const std::string& fingerprint,
+                          const std::string& revision);
+// InvalidArgument naming what is wrong for text that is not such a cell.
+absl::StatusOr<SavedSweepCell> ParseSweepCell(const std::string& json);
 
 // max - min of the best static splits of the cells at `scale` (all cells when scale <= 0).
 double BestStaticSplitSpread(const std::vector<SweepCell>& cells, double scale = 0);
