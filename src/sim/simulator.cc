@@ -629,6 +629,7 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
   SimResult& r = m.result;
   r.warmup_s = m.measure_from_us / 1e6;
   r.simulated_s = std::max<int64_t>(end - m.measure_from_us, 1) / 1e6;
+  r.offered_s = std::max<int64_t>(m.end_us - m.measure_from_us, 1) / 1e6;
   r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
   // The cluster's hit ratios: its nodes' measured counters summed.
   int64_t cached = 0, history = 0, emb_hits = 0, emb_lookups = 0;
@@ -666,12 +667,13 @@ std::string ToJson(const SimResult& r, const config::Config& config) {
                         r.controller, r.windows.size());
   absl::StrAppendFormat(&out,
                         "  \"warmup_s\": %.6f,\n"
-                        "  \"simulated_s\": %.6f,\n  \"arrivals\": %d,\n  \"completions\": %d,\n"
+                        "  \"simulated_s\": %.6f,\n  \"offered_s\": %.6f,\n  \"arrivals\": %d,\n"
+                        "  \"completions\": %d,\n"
                         "  \"failures\": %d,\n  \"slo_ms\": %.3f,\n  \"slo_attainment\": %.6f,\n"
                         "  \"throughput_per_s\": %.6f,\n  \"goodput_per_s\": %.6f,\n",
-                        r.warmup_s, r.simulated_s, r.arrivals, r.completions, r.failures,
-                        config.workload.slo_ms, r.slo_attainment(), r.throughput_per_s(),
-                        r.goodput_per_s());
+                        r.warmup_s, r.simulated_s, r.offered_s, r.arrivals, r.completions,
+                        r.failures, config.workload.slo_ms, r.slo_attainment(),
+                        r.throughput_per_s(), r.goodput_per_s());
   absl::StrAppendFormat(&out,
                         "  \"latency_ms\": {\"p50\": %.4f, \"p99\": %.4f, \"p999\": %.4f, "
                         "\"mean\": %.4f},\n",

@@ -87,6 +87,26 @@ TEST(Simulator, AWarmUpRunsFirstAndIsNotMeasured) {
   EXPECT_LE(r.windows.front().end_us, 3'000'000) << "windows cover the warm-up";
 }
 
+// Goodput is over the measured arrivals' span, as helm-bench's is over its schedule: two splits
+// that answer the same arrivals all within the SLO have the same goodput, whenever their last
+// answers come (the time to the last answer still bounds throughput).
+TEST(Simulator, GoodputIsOverTheOfferedSpanNotTheDrain) {
+  config::Config config = SmallCluster(2, Seed());
+  config.simulator.warmup_s = 1;
+  config.workload.slo_ms = 1000;
+  config.pool.initial_split = 0.2;
+  const SimResult low = RunOrDie(config);
+  config.pool.initial_split = 0.8;
+  const SimResult high = RunOrDie(config);
+  for (const SimResult* r : {&low, &high}) {
+    EXPECT_DOUBLE_EQ(r->offered_s, 6);
+    ASSERT_EQ(r->within_slo, r->arrivals) << "every answer within a 1 s SLO";
+    EXPECT_DOUBLE_EQ(r->goodput_per_s(), r->arrivals / 6.0);
+  }
+  EXPECT_EQ(low.arrivals, high.arrivals) << "the same workload and seed";
+  EXPECT_DOUBLE_EQ(low.goodput_per_s(), high.goodput_per_s());
+}
+
 TEST(Simulator, ASeedGivesTheSameOutputEveryTime) {
   const config::Config config = SmallCluster(3, Seed());
   const SimResult a = RunOrDie(config);

@@ -86,6 +86,11 @@ struct NodeResult {
 struct SimResult {
   double warmup_s = 0;
   double simulated_s = 0;  // measured: from the end of the warm-up to the last answer
+  // Measured arrivals: from the end of the warm-up to the end of the workload's schedule. Goodput
+  // is over this span, as helm-bench's is over its schedule, so that runs of the same arrivals
+  // that answer all of them within the SLO have the same goodput however long their last answers
+  // take to drain.
+  double offered_s = 0;
   double wall_s = 0;
   int64_t arrivals = 0;
   int64_t completions = 0;
@@ -105,7 +110,7 @@ struct SimResult {
 
   double slo_attainment() const { return arrivals > 0 ? double(within_slo) / arrivals : 0.0; }
   double throughput_per_s() const { return simulated_s > 0 ? completions / simulated_s : 0.0; }
-  double goodput_per_s() const { return simulated_s > 0 ? within_slo / simulated_s : 0.0; }
+  double goodput_per_s() const { return offered_s > 0 ? within_slo / offered_s : 0.0; }
 };
 
 struct SimulatorHooks {
