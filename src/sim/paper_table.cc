@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
+#include "sweep_json.h"
 
 namespace helm::sim {
 namespace {
@@ -159,16 +160,9 @@ std::string PaperTableJson(const PaperTable& t) {
   nlohmann::ordered_json runs = nlohmann::ordered_json::array();
   for (size_t r = 0; r < t.rows.size(); ++r) {
     for (size_t c = 0; c < t.cells.size(); ++c) {
-      const SweepRun& run = t.runs[r][c];
-      runs.push_back({{"row", t.rows[r]},
-                      {"cell", t.cells[c]},
-                      {"split", run.split},
-                      {"p99_ms", run.p99_ms},
-                      {"p50_ms", run.p50_ms},
-                      {"slo_attainment", run.slo_attainment},
-                      {"goodput_per_s", run.goodput_per_s},
-                      {"tracking_error", run.tracking_error},
-                      {"reversals", run.reversals}});
+      nlohmann::ordered_json run = {{"row", t.rows[r]}, {"cell", t.cells[c]}};
+      run.update(internal::SweepRunJson(t.runs[r][c]));
+      runs.push_back(std::move(run));
     }
   }
   j["runs"] = std::move(runs);

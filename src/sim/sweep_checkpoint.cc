@@ -9,6 +9,7 @@
 #include "helm/config/config.h"
 #include "helm/sim/sweep.h"
 #include "nlohmann/json.hpp"
+#include "sweep_json.h"
 
 namespace helm::sim {
 namespace {
@@ -25,6 +26,24 @@ uint64_t Fnv1a64(const std::string& text) {
 }
 
 }  // namespace
+
+namespace internal {
+
+nlohmann::ordered_json SweepRunJson(const SweepRun& r) {
+  return {{"controller", r.controller},
+          {"split", r.split},
+          {"p99_ms", r.p99_ms},
+          {"p50_ms", r.p50_ms},
+          {"slo_attainment", r.slo_attainment},
+          {"throughput_per_s", r.throughput_per_s},
+          {"goodput_per_s", r.goodput_per_s},
+          {"kv_token_hit", r.kv_token_hit},
+          {"emb_hit", r.emb_hit},
+          {"tracking_error", r.tracking_error},
+          {"reversals", r.reversals}};
+}
+
+}  // namespace internal
 
 std::string CellFingerprint(const config::Config& cell_config) {
   config::Config c = cell_config;
@@ -51,19 +70,7 @@ std::string SweepCellJson(const SweepCell& cell, const std::string& fingerprint,
   j["rate_per_s"] = cell.rate_per_s;
   j["capacity_per_s"] = cell.capacity_per_s;
   nlohmann::ordered_json runs = nlohmann::ordered_json::array();
-  for (const SweepRun& r : cell.runs) {
-    runs.push_back({{"controller", r.controller},
-                    {"split", r.split},
-                    {"p99_ms", r.p99_ms},
-                    {"p50_ms", r.p50_ms},
-                    {"slo_attainment", r.slo_attainment},
-                    {"throughput_per_s", r.throughput_per_s},
-                    {"goodput_per_s", r.goodput_per_s},
-                    {"kv_token_hit", r.kv_token_hit},
-                    {"emb_hit", r.emb_hit},
-                    {"tracking_error", r.tracking_error},
-                    {"reversals", r.reversals}});
-  }
+  for (const SweepRun& r : cell.runs) runs.push_back(internal::SweepRunJson(r));
   j["runs"] = std::move(runs);
   return j.dump(1);
 }

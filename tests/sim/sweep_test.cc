@@ -139,17 +139,24 @@ TEST(OfferedRate, PeakBasisPutsTheLoadOnTheRegimesHighestRate) {
   EXPECT_FALSE(OfferedRate(c).ok());
 }
 
-TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
+// Two cells (amazon-video-games at scale 2, steady and burst), static splits from 0.2 to 0.8
+// `step` apart, the oracle's candidates 0.05, 0.45, 0.85, and `controllers`.
+config::Config TwoCells(double step, std::vector<std::string> controllers) {
   config::Config c = Base();
   c.simulator.sweep_profiles = {"amazon-video-games"};
   c.simulator.sweep_regimes = {"steady", "burst"};
   c.simulator.sweep_scales = {"2"};
   c.simulator.sweep_split_min = 0.2;
   c.simulator.sweep_split_max = 0.8;
-  c.simulator.sweep_split_step = 0.3;
-  c.simulator.sweep_controllers = {"heuristic", "oracle"};
-  c.control.oracle_step = 0.4;  // 0.05, 0.45, 0.85
+  c.simulator.sweep_split_step = step;
+  c.simulator.sweep_controllers = std::move(controllers);
+  c.control.oracle_step = 0.4;
   c.control.interval_ms = 1000;
+  return c;
+}
+
+TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
+  config::Config c = TwoCells(0.3, {"heuristic", "oracle"});
   auto cells = RunSweep(c);
   ASSERT_TRUE(cells.ok()) << cells.status();
   ASSERT_EQ(cells->size(), 2u);
@@ -245,16 +252,7 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
 }
 
 TEST(RunSweep, ResumesFromSavedCellsWithoutRunningThemAgain) {
-  config::Config c = Base();
-  c.simulator.sweep_profiles = {"amazon-video-games"};
-  c.simulator.sweep_regimes = {"steady", "burst"};
-  c.simulator.sweep_scales = {"2"};
-  c.simulator.sweep_split_min = 0.2;
-  c.simulator.sweep_split_max = 0.8;
-  c.simulator.sweep_split_step = 0.6;
-  c.simulator.sweep_controllers = {"oracle"};
-  c.control.oracle_step = 0.4;
-  c.control.interval_ms = 1000;
+  config::Config c = TwoCells(0.6, {"oracle"});
   c.simulator.duration_s = c.workload.duration_s = 1;
   // The first sweep saves its cells as JSON.
   std::vector<std::string> saved;
