@@ -731,6 +731,8 @@ void RunGpu(bool quick, Results& out) {
 // demo model of configs/local.yaml, the model the CPU cluster runs; or, with --gpu-only, the CUDA
 // path with the production-style model the simulated GPU nodes run) and fits helm::sim's terms:
 //  - gather bytes/s: a GatherEmbeddings micro-benchmark (random rows of a 64 MiB arena);
+//  - host gather bytes/s: one host thread copying random rows of a 4 GiB table into a staging
+//    buffer, as the node's storage gathers its EMB misses before their transfer;
 //  - CPU: dense FLOP/s from the forward's GEMM calls (norms, SiLU and copies, which scale with
 //    the same rows, counted in), attention K/V bytes/s and FLOP/s from its Attention calls (a
 //    least-squares fit of the two), all in the thread's CPU time; then per-call and per-batch
@@ -877,6 +879,35 @@ double MeasureGatherBytesPerS(const Kernels& k, const ModelDims& dims, double (*
   return bytes / MedianOf(t);
 }
 
+// What one host thread gathers, in bytes/s, when it copies random rows of `row_bytes` from a host
+// table far larger than the caches into a staging buffer, as a node's storage does for its EMB
+// misses (cuda_storage's Upload, cpu_storage's CopyHostToPool): batches of 2048 rows from a 4 GiB
+// table (1 GiB with --quick), wall time, the median batch. The table's size matters beyond the
+// caches: past the TLB's reach every row also costs a page walk (512-byte rows on the development
+// VM's EPYC core: 4.5 GB/s from 256 MiB, 3.3 from 1 GiB, 2.8 from 3 GiB), and production tables
+// are tens of GiB.
+double MeasureHostGatherBytesPerS(int64_t row_bytes, bool quick) {
+  const int64_t rows = ((quick ? int64_t{1} : int64_t{4}) << 30) / row_bytes;
+  std::vector<uint8_t> table(static_cast<size_t>(rows * row_bytes));
+  for (size_t i = 0; i < table.size(); i += 4096) table[i] = static_cast<uint8_t>(i >> 12);
+  constexpr int64_t kBatch = 2048;
+  std::vector<uint8_t> staging(static_cast<size_t>(kBatch * row_bytes));
+  std::vector<int64_t> ids(kBatch);
+  std::mt19937_64 rng(11);
+  std::vector<double> t;
+  for (int i = 0; i < (quick ? 8 : 40); ++i) {
+    for (int64_t& id : ids) id = static_cast<int64_t>(rng() % static_cast<uint64_t>(rows));
+    const double t0 = Now();
+    for (int64_t j = 0; j < kBatch; ++j) {
+      std::memcpy(staging.data() + j * row_bytes, table.data() + ids[j] * row_bytes,
+                  static_cast<size_t>(row_bytes));
+    }
+    asm volatile("" : : "r"(staging.data()) : "memory");  // the copies are used
+    t.push_back(Now() - t0);
+  }
+  return static_cast<double>(kBatch * row_bytes) / MedianOf(t);
+}
+
 std::string MachineDescription(bool gpu) {
   std::string cpu = "unknown CPU";
   if (FILE* f = std::fopen("/proc/cpuinfo", "r")) {
@@ -997,6 +1028,8 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
   sim::CostProfile p = Check(sim::ProfileByName(gpu ? "a100-80g" : "cpu"), "base profile");
   p.dense_efficiency = p.attention_efficiency = p.memory_efficiency = p.gather_efficiency = 1.0;
   p.gather_bytes_per_s = MeasureGatherBytesPerS(*kernels, dims, clock);
+  p.host_gather_bytes_per_s =
+      MeasureHostGatherBytesPerS(dims.emb_dim * DtypeBytes(dims.emb_dtype), quick);
   const int64_t tile = p.attention_query_tile;
   struct Terms {
     double dense_flops, attn_bytes, attn_flops, gather_bytes, launches;
@@ -1118,10 +1151,11 @@ int RunCalibrate(const std::string& path, bool gpu, bool quick) {
   }
   std::printf(
       "  dense %.2f GFLOP/s, K/V reads %.2f GB/s, attention %.2f GFLOP/s, gathers %.2f GB/s, "
-      "%.3f us per kernel call, %.2f us per batch; worst shape off by %.2fx (clock read %.2f "
-      "us)\n",
+      "%.3f us per kernel call, %.2f us per batch, host gather of misses %.2f GB/s; worst shape "
+      "off by %.2fx (clock read %.2f us)\n",
       p.dense_flops_per_s / 1e9, p.memory_bytes_per_s / 1e9, p.attention_flops_per_s / 1e9,
-      p.gather_bytes_per_s / 1e9, p.kernel_launch_us, p.batch_fixed_us, worst, clock_cost_s * 1e6);
+      p.gather_bytes_per_s / 1e9, p.kernel_launch_us, p.batch_fixed_us,
+      p.host_gather_bytes_per_s / 1e9, worst, clock_cost_s * 1e6);
 
   sim::CalibrationNotes notes;
   notes.base = gpu ? "a100-80g" : "cpu";

@@ -220,6 +220,9 @@ int main(int argc, char** argv) {
   cli.add_option("--emb-sample-rate", emb_sample_rate,
                  "share of item ids the EMB caches simulate (overrides simulator.emb_sample_rate; "
                  "1: every id, exact)");
+  std::string calibration;
+  cli.add_option("--calibration", calibration,
+                 "cost-model calibration JSON (overrides simulator.calibration_path)");
   cli.add_option("--python", python, "python with matplotlib for the plots");
   cli.add_option("--plot-script", plot_script, "the plot script");
   cli.add_flag("--no-plot", no_plot, "write no plot");
@@ -243,6 +246,7 @@ int main(int argc, char** argv) {
         if (nodes > 0) c.simulator.num_nodes = nodes;
         if (duration_s > 0) c.simulator.duration_s = c.workload.duration_s = duration_s;
         if (emb_sample_rate > 0) c.simulator.emb_sample_rate = emb_sample_rate;
+        if (!calibration.empty()) c.simulator.calibration_path = calibration;
       });
   if (!cell.empty()) {
     absl::Status s = ApplyCell(cell, row, rate, split, config);

@@ -103,6 +103,10 @@ absl::Status WriteCalibration(const std::string& path, const CostProfile& profil
   }
   absl::StrAppendFormat(&out, "  \"pcie_bytes_per_s\": %.6g,\n", p.pcie_bytes_per_s);
   absl::StrAppendFormat(&out, "  \"pcie_latency_us\": %.6g,\n", p.pcie_latency_us);
+  if (p.host_gather_bytes_per_s > 0) {
+    absl::StrAppendFormat(&out, "  \"host_gather_bytes_per_s\": %.6g,\n",
+                          p.host_gather_bytes_per_s);
+  }
   absl::StrAppendFormat(&out, "  \"kernel_launch_us\": %.6g,\n", p.kernel_launch_us);
   absl::StrAppendFormat(&out, "  \"batch_fixed_us\": %.6g,\n", p.batch_fixed_us);
   absl::StrAppendFormat(&out, "  \"attention_query_tile\": %d,\n", p.attention_query_tile);

@@ -111,6 +111,7 @@ absl::Status ValidateProfile(const CostProfile& p) {
     }
   }
   for (const auto& [key, v] : {std::pair<const char*, double>{"pcie_latency_us", p.pcie_latency_us},
+                               {"host_gather_bytes_per_s", p.host_gather_bytes_per_s},
                                {"kernel_launch_us", p.kernel_launch_us},
                                {"batch_fixed_us", p.batch_fixed_us}}) {
     if (!(v >= 0) || !std::isfinite(v)) {
@@ -211,6 +212,7 @@ absl::StatusOr<CostProfile> ParseCalibration(absl::string_view json_text,
       {"gather_efficiency", &p.gather_efficiency},
       {"pcie_bytes_per_s", &p.pcie_bytes_per_s},
       {"pcie_latency_us", &p.pcie_latency_us},
+      {"host_gather_bytes_per_s", &p.host_gather_bytes_per_s},
       {"kernel_launch_us", &p.kernel_launch_us},
       {"batch_fixed_us", &p.batch_fixed_us},
   };
@@ -446,6 +448,7 @@ CostBreakdown CostModel::BatchCost(const BatchWork& batch) const {
                    1e6;
   b.gather_us = gather_bytes / p.effective_gather_bytes_per_s() * 1e6;
   b.pcie_us = PcieTimeUs(miss_bytes);
+  b.host_gather_us = HostGatherUs(miss_bytes);
   b.launch_us = static_cast<double>(b.launches) * p.kernel_launch_us;
   b.fixed_us = p.batch_fixed_us;
   return b;
@@ -454,6 +457,11 @@ CostBreakdown CostModel::BatchCost(const BatchWork& batch) const {
 double CostModel::PcieTimeUs(int64_t bytes) const {
   if (bytes <= 0) return 0;
   return profile_.pcie_latency_us + static_cast<double>(bytes) / profile_.pcie_bytes_per_s * 1e6;
+}
+
+double CostModel::HostGatherUs(int64_t bytes) const {
+  if (bytes <= 0 || profile_.host_gather_bytes_per_s <= 0) return 0;
+  return static_cast<double>(bytes) / profile_.host_gather_bytes_per_s * 1e6;
 }
 
 PcieQueue::PcieQueue(double link_bytes_per_s, double background_budget_bytes_per_s,

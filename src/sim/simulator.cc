@@ -234,20 +234,22 @@ struct Simulator::Impl {
       }
       int64_t service_us = 0;
       if (!work.requests.empty()) {
-        // EMB misses go over the node's PCIe link, after whatever background refill is on it.
+        // EMB misses are gathered on the host (when the profile models it), then go over the
+        // node's PCIe link, after whatever background refill is on it.
         const CostBreakdown b = cost.BatchCost(work);
         int64_t miss_bytes = 0;
         for (const RequestWork& r : work.requests) miss_bytes += r.emb_miss_bytes;
         const double now = static_cast<double>(clock.NowMicros());
         const double pcie_us =
-            miss_bytes > 0 ? node.pcie.SubmitForeground(now, miss_bytes) - now : 0.0;
+            miss_bytes > 0 ? node.pcie.SubmitForeground(now + b.host_gather_us, miss_bytes) - now
+                           : 0.0;
         // The calibration's spread of measured service times around the model's, drawn per batch.
         double spread = 1.0;
         if (!cost.profile().service_ratio_quantiles.empty()) {
           spread = cost.profile().ServiceRatio(NextUniform(&node.spread_state));
         }
-        service_us =
-            std::max<int64_t>(1, std::llround((b.total_us() - b.pcie_us) * spread + pcie_us));
+        service_us = std::max<int64_t>(
+            1, std::llround((b.total_us() - b.pcie_us - b.host_gather_us) * spread + pcie_us));
       }
       node.slots[slot] = std::move(prepared);
       node.busy[slot] = true;

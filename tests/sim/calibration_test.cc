@@ -47,6 +47,7 @@ TEST(WriteCalibration, WritesAFileLoadCalibrationReadsBackAsEffectiveRates) {
   ASSERT_TRUE(base.ok());
   CostProfile p = *base;  // efficiencies below 1: the file holds effective rates
   p.batch_fixed_us = 12.5;
+  p.host_gather_bytes_per_s = 2.25e9;
   CalibrationNotes notes;
   notes.base = "a100-80g";
   notes.machine = "a \"quoted\" machine\\with a backslash";
@@ -61,6 +62,7 @@ TEST(WriteCalibration, WritesAFileLoadCalibrationReadsBackAsEffectiveRates) {
   EXPECT_NEAR(back->effective_memory_bytes_per_s(), p.effective_memory_bytes_per_s(),
               1e-5 * p.memory_bytes_per_s);
   EXPECT_DOUBLE_EQ(back->batch_fixed_us, 12.5);
+  EXPECT_DOUBLE_EQ(back->host_gather_bytes_per_s, 2.25e9);
   EXPECT_EQ(back->attention_query_tile, p.attention_query_tile);
   EXPECT_EQ(back->on_device, p.on_device);
   std::ifstream in(path);

@@ -128,6 +128,25 @@ TEST(CostModel, EmbMissesCostPcieTime) {
   EXPECT_NEAR(miss.total_us() - hit.total_us(), miss.pcie_us, 1e-9 * miss.total_us());
 }
 
+// A profile that models the host thread's gather of the missed rows charges their bytes at its
+// rate on top of the transfer; the built-in profiles do not model it.
+TEST(CostModel, AHostGatherOfTheMissesAddsItsBytesAtItsRate) {
+  const CostModel plain = MakeModel(ProductionDims(), "a100-80g");
+  EXPECT_EQ(plain.profile().host_gather_bytes_per_s, 0);
+  CostProfile p = plain.profile();
+  p.host_gather_bytes_per_s = 2e9;
+  auto gathered = CostModel::Create(ProductionDims(), p, 64);
+  ASSERT_TRUE(gathered.ok()) << gathered.status();
+  const BatchWork miss{{Work(16, 1000, 128, 64 * 512)}};
+  const BatchWork hit{{Work(16, 1000, 128)}};
+  EXPECT_EQ(plain.BatchCost(miss).host_gather_us, 0);
+  EXPECT_EQ(gathered->BatchCost(hit).host_gather_us, 0);
+  EXPECT_DOUBLE_EQ(gathered->BatchCost(miss).host_gather_us, 64 * 512 / 2e9 * 1e6);
+  EXPECT_DOUBLE_EQ(gathered->HostGatherUs(64 * 512), 64 * 512 / 2e9 * 1e6);
+  EXPECT_NEAR(gathered->BatchTimeUs(miss) - plain.BatchTimeUs(miss), 64 * 512 / 2e9 * 1e6, 1e-6);
+  EXPECT_DOUBLE_EQ(gathered->BatchCost(miss).pcie_us, plain.BatchCost(miss).pcie_us);
+}
+
 TEST(CostModel, BatchingAmortisesLaunchesAndFixedCost) {
   for (const char* profile : {"a100-80g", "h100-80g", "cpu"}) {
     const CostModel m = MakeModel(ProductionDims(), profile);
@@ -183,7 +202,7 @@ TEST(CostProfiles, CalibrationOverridesTheBaseProfile) {
   const std::string path = WriteTemp("calib_ok.json", R"({
     "base": "a100-80g", "machine": "test", "date": "2026-12-05",
     "dense_flops_per_s": 1.5e13, "dense_efficiency": 1.0, "kernel_launch_us": 2.5,
-    "attention_query_tile": 16
+    "attention_query_tile": 16, "host_gather_bytes_per_s": 2.3e9
   })");
   auto p = LoadCalibration(path);
   ASSERT_TRUE(p.ok()) << p.status();
@@ -191,6 +210,7 @@ TEST(CostProfiles, CalibrationOverridesTheBaseProfile) {
   EXPECT_DOUBLE_EQ(p->dense_efficiency, 1.0);
   EXPECT_DOUBLE_EQ(p->kernel_launch_us, 2.5);
   EXPECT_EQ(p->attention_query_tile, 16);
+  EXPECT_DOUBLE_EQ(p->host_gather_bytes_per_s, 2.3e9);
   // Untouched figures stay the base's.
   EXPECT_DOUBLE_EQ(p->memory_bytes_per_s, 2.039e12);
   EXPECT_TRUE(p->on_device);
@@ -214,6 +234,7 @@ TEST(CostProfiles, BadCalibrationNamesTheKey) {
         Case{R"({"kernel_launch_us": "fast"})", "kernel_launch_us"},
         Case{R"({"attention_query_tile": 0})", "attention_query_tile"},
         Case{R"({"on_device": 1})", "on_device"}, Case{R"({"base": "tpu"})", "base"},
+        Case{R"({"host_gather_bytes_per_s": -2e9})", "host_gather_bytes_per_s"},
         Case{R"({"dense_flops": 1e12})", "dense_flops"},
         Case{R"({"dense_flops_per_s": 1e12,})", "not valid JSON"},
         Case{R"({"service_ratio_quantiles": [[0, 1], [0.5]]})", "service_ratio_quantiles"},

@@ -245,6 +245,34 @@ TEST(Simulator, BadConfigsAreRefusedNamingTheKey) {
   EXPECT_NE(sim.status().message().find("workload.max_history"), std::string::npos) << sim.status();
 }
 
+// A profile that models the host gather of EMB misses makes every batch with misses slower by
+// their bytes at its rate (no queueing at this load), and nothing else: the caches see the same
+// requests, so hits and misses are the same.
+TEST(Simulator, AHostGatherOfTheMissesSlowsTheBatchesWithMisses) {
+  config::Config config = SmallCluster(2, 7);
+  config.workload.rate_per_s = 20;
+  config.node.max_batch = 1;
+  absl::StatusOr<CostProfile> a100 = ProfileByName("a100");
+  ASSERT_TRUE(a100.ok());
+  CalibrationNotes notes;
+  notes.base = "a100-80g";
+  const std::string fast = ::testing::TempDir() + "/gather_none.json";
+  const std::string slow = ::testing::TempDir() + "/gather_slow.json";
+  ASSERT_TRUE(WriteCalibration(fast, *a100, notes).ok());
+  CostProfile gather = *a100;
+  gather.host_gather_bytes_per_s = 1e8;  // 100 MB/s: ~5 us a 512-byte row
+  ASSERT_TRUE(WriteCalibration(slow, gather, notes).ok());
+  config.simulator.calibration_path = fast;
+  const SimResult base = RunOrDie(config);
+  config.simulator.calibration_path = slow;
+  const SimResult gathered = RunOrDie(config);
+  ASSERT_EQ(gathered.completions, base.completions);
+  EXPECT_DOUBLE_EQ(gathered.emb_hit, base.emb_hit);
+  ASSERT_LT(base.emb_hit, 0.99) << "the test needs misses";
+  EXPECT_GT(gathered.node_latency_us.Mean(), base.node_latency_us.Mean() + 100)
+      << "64 candidates and a history, a share of them missed, at ~5 us a row";
+}
+
 }  // namespace
 }  // namespace helm::sim
 

@@ -15,6 +15,13 @@
 //   gathers    embedding rows gathered / (gather bytes/s * efficiency), each row read in
 //              emb_dtype and written as fp32;
 //   pcie       EMB miss bytes / PCIe bytes/s (+ one transfer latency when there are misses);
+//   host gather  EMB miss bytes / host gather bytes/s, before the transfer: the node's storage
+//              copies each missed row from the host table into the staging buffer on one host
+//              thread (cuda_storage's Upload, cpu_storage's CopyHostToPool), random rows of a table
+//              far larger than any cache, so a DRAM miss or more per row. 0 in the built-in
+//              profiles (not modelled: the transfer alone); helm_bench_model --calibrate measures
+//              it (2.1-2.6 GB/s for 512-byte rows on one EPYC core of the development VM, ten
+//              times slower than the A100 profile's PCIe);
 //   launches   kernel calls a ForwardBatch of that shape makes (counted from the structure of
 //              Model::ForwardBatch) * kernel_launch_us;
 //   fixed      batch_fixed_us per batch (synchronisation, host-side bookkeeping).
@@ -69,11 +76,12 @@ struct CostProfile {
   double memory_efficiency = 1;
   double gather_bytes_per_s = 0;  // bandwidth of embedding gathers (peak)
   double gather_efficiency = 1;
-  double pcie_bytes_per_s = 0;       // host -> device bytes/s (effective)
-  double pcie_latency_us = 0;        // per foreground transfer
-  double kernel_launch_us = 0;       // per kernel call
-  double batch_fixed_us = 0;         // per batch
-  int64_t attention_query_tile = 1;  // queries sharing one read of the K/V they see
+  double pcie_bytes_per_s = 0;         // host -> device bytes/s (effective)
+  double pcie_latency_us = 0;          // per foreground transfer
+  double host_gather_bytes_per_s = 0;  // one host thread gathering missed rows; 0: not modelled
+  double kernel_launch_us = 0;         // per kernel call
+  double batch_fixed_us = 0;           // per batch
+  int64_t attention_query_tile = 1;    // queries sharing one read of the K/V they see
   // Whether the small host inputs (timestamps, block tables, embedding locations, actions) are
   // copied to the device once per forward (each copy counted as a launch).
   bool on_device = false;
@@ -156,11 +164,12 @@ struct CostBreakdown {
   double attention_us = 0;
   double gather_us = 0;
   double pcie_us = 0;
+  double host_gather_us = 0;
   double launch_us = 0;
   double fixed_us = 0;
   int64_t launches = 0;
   double total_us() const {
-    return dense_us + attention_us + gather_us + pcie_us + launch_us + fixed_us;
+    return dense_us + attention_us + gather_us + pcie_us + host_gather_us + launch_us + fixed_us;
   }
 };
 
@@ -176,6 +185,9 @@ class CostModel {
   double BatchTimeUs(const BatchWork& batch) const { return BatchCost(batch).total_us(); }
   // A lone host -> device transfer of `bytes` (no latency for 0 bytes).
   double PcieTimeUs(int64_t bytes) const;
+  // The host thread's gather of `bytes` of missed rows before their transfer (0 when the profile
+  // does not model it).
+  double HostGatherUs(int64_t bytes) const;
 
   const model::ModelDims& dims() const { return dims_; }
   const CostProfile& profile() const { return profile_; }
