@@ -483,6 +483,7 @@ absl::StatusOr<CostModel> CostModelForConfig(const config::Config& config) {
         s.calibration_path.empty() ? "simulator.gpu: " : "simulator.calibration_path: ",
         profile.status().message()));
   }
+  if (s.host_gather_bytes_per_s > 0) profile->host_gather_bytes_per_s = s.host_gather_bytes_per_s;
   HELM_ASSIGN_OR_RETURN(model::ModelDims dims,
                         model::DimsFromOptions(config.model, config.emb, config.kv));
   return CostModel::Create(dims, *profile, config.model.candidate_microbatch);

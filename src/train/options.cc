@@ -41,6 +41,12 @@ absl::Status TrainOptions::Validate() const {
       return bad(absl::StrCat("gpus: '", g, "' must be one of {a100, h100}"));
     }
   }
+  if (host_gathers.empty()) return bad("host_gathers: must not be empty");
+  for (double g : host_gathers) {
+    if (!(g >= 0) || !std::isfinite(g)) {
+      return bad(absl::StrCat("host_gathers: each must be >= 0 bytes/s, got ", g));
+    }
+  }
   if (actions.size() < 2) return bad("actions: needs at least two split changes");
   for (double a : actions) {
     if (std::abs(a) > 0.5) return bad(absl::StrCat("actions: each must be in [-0.5, 0.5]"));

@@ -103,8 +103,10 @@ Trajectory TrainingController::Finish() {
 }
 
 std::string EnvSpec::ToString() const {
-  return absl::StrFormat("%s/%s scale %g load %.2f nodes %d %s split0 %.2f seed %d", profile,
-                         regime, scale, load, nodes, gpu, initial_split, seed);
+  std::string out = absl::StrFormat("%s/%s scale %g load %.2f nodes %d %s split0 %.2f seed %d",
+                                    profile, regime, scale, load, nodes, gpu, initial_split, seed);
+  if (host_gather > 0) absl::StrAppendFormat(&out, " host gather %.3g GB/s", host_gather / 1e9);
+  return out;
 }
 
 EnvSpec SampleEnv(const TrainOptions& o, std::mt19937_64& rng) {
@@ -123,6 +125,8 @@ EnvSpec SampleEnv(const TrainOptions& o, std::mt19937_64& rng) {
   e.gpu = pick(o.gpus);
   e.initial_split = uniform(o.initial_split_min, o.initial_split_max);
   e.seed = rng();
+  // Drawn last, and only from a real choice, so that configs without one replay as before.
+  e.host_gather = o.host_gathers.size() > 1 ? pick(o.host_gathers) : o.host_gathers.front();
   return e;
 }
 
@@ -142,6 +146,7 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
   config::Config c = std::move(cell.config);
   c.simulator.gpu = env.gpu;
   c.simulator.calibration_path.clear();
+  c.simulator.host_gather_bytes_per_s = env.host_gather;
   c.simulator.load = env.load;
   c.simulator.seed = env.seed;
   c.simulator.duration_s = o.episode_s;

@@ -27,6 +27,7 @@ expect train.load_max $'train:\n  load_max: 20'
 expect train.load_min $'train:\n  load_min: 0.9\n  load_max: 0.5'
 expect train.profiles $'train:\n  profiles: [nope]'
 expect train.gpus $'train:\n  gpus: [tpu]'
+expect train.host_gathers $'train:\n  host_gathers: [-1]'
 expect train.anneal_lr $'train:\n  anneal_lr: maybe'
 expect pool.chunk_bytes $'pool:\n  chunk_bytes: 1000'
 printf 'train:\n  iterations: 1\n' > "$dir/ok.yaml"

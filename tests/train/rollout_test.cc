@@ -188,6 +188,26 @@ TEST(Rollout, IterationsDrawNewEnvironmentsUnlessAskedToReplay) {
   config.train.same_envs_each_iteration = true;
   EXPECT_EQ(IterationEnvs(config.train, 0)[0].ToString(),
             IterationEnvs(config.train, 7)[0].ToString());
+  // One host gather is no draw: the environments are those drawn without it. A choice is drawn
+  // last in each environment.
+  config.train.same_envs_each_iteration = false;
+  config.train.host_gathers = {2.2e9};
+  const std::vector<EnvSpec> one = IterationEnvs(config.train, 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(one[i].seed, a[i].seed);
+    EXPECT_EQ(one[i].host_gather, 2.2e9);
+  }
+  config.train.host_gathers = {0, 2.2e9};
+  config.train.episodes_per_iteration = 16;
+  const std::vector<EnvSpec> gathered = IterationEnvs(config.train, 0);
+  EXPECT_EQ(gathered[0].seed, a[0].seed);
+  int slow = 0;
+  for (const EnvSpec& e : gathered) {
+    EXPECT_TRUE(e.host_gather == 0 || e.host_gather == 2.2e9);
+    slow += e.host_gather > 0;
+  }
+  EXPECT_GT(slow, 0);
+  EXPECT_LT(slow, 16);
 }
 
 TEST(Rollout, EnvConfigAppliesTheDraw) {
@@ -197,10 +217,12 @@ TEST(Rollout, EnvConfigAppliesTheDraw) {
   env.gpu = "h100";
   env.load = 0.55;
   env.initial_split = 0.99;
+  env.host_gather = 2.2e9;
   absl::StatusOr<config::Config> c = EnvConfig(config.base, config.train, env);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->simulator.num_nodes, 3);
   EXPECT_EQ(c->simulator.gpu, "h100");
+  EXPECT_EQ(c->simulator.host_gather_bytes_per_s, 2.2e9);
   EXPECT_EQ(c->simulator.load, 0.55);
   EXPECT_EQ(c->pool.initial_split, c->pool.r_max) << "clamped to the bounds";
   EXPECT_EQ(c->control.policy, "static");

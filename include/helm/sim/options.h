@@ -41,6 +41,9 @@ struct SimulatorOptions {
   // The router's EMB locality then looks at the sampled candidates only (the summaries hold no
   // others).
   double emb_sample_rate = 1.0;
+  // Bytes/s of the host thread's gather of EMB misses (cost_model.h "host gather"), overriding the
+  // profile's or the calibration's. 0: theirs (the built-in profiles leave it out).
+  double host_gather_bytes_per_s = 0;
 
   // The split sweep (sweep.h), run instead of one simulation when sweep_profiles is not empty:
   // every profile x regime x scale cell runs each static split from sweep_split_min to
@@ -88,6 +91,9 @@ struct SimulatorOptions {
     v.Field("emb_sample_rate", emb_sample_rate,
             "share of item ids the EMB caches simulate (1: all, exact)",
             config::InRange(1e-4, 1.0));
+    v.Field("host_gather_bytes_per_s", host_gather_bytes_per_s,
+            "host thread's gather of EMB misses, bytes/s (0: the profile's)",
+            config::InRange(0.0, 1e13));
     v.Field("sweep_profiles", sweep_profiles, "split sweep: workload profiles ([]: no sweep)");
     v.Field("sweep_regimes", sweep_regimes, "split sweep: regimes (steady, trend, burst)");
     v.Field("sweep_scales", sweep_scales, "split sweep: embedding footprint / pool, per scale");

@@ -43,6 +43,9 @@ struct TrainOptions {
   int32_t nodes_min = 1;  // simulator.num_nodes, uniform in [nodes_min, nodes_max]
   int32_t nodes_max = 4;
   std::vector<std::string> gpus = {"a100", "h100"};  // simulator.gpu
+  // simulator.host_gather_bytes_per_s (0: the profile's, i.e. not modelled): how fast the node's
+  // host thread gathers EMB misses, which decides what a miss costs against a K/V recompute.
+  std::vector<double> host_gathers = {0};
   // pool.initial_split, uniform in [split_min, split_max] (then clamped to [r_min, r_max]).
   double initial_split_min = 0.1;
   double initial_split_max = 0.9;
@@ -80,6 +83,8 @@ struct TrainOptions {
     v.Field("nodes_min", nodes_min, "fewest nodes", config::InRange<int32_t>(1, 4096));
     v.Field("nodes_max", nodes_max, "most nodes", config::InRange<int32_t>(1, 4096));
     v.Field("gpus", gpus, "cost profiles drawn from (a100, h100)");
+    v.Field("host_gathers", host_gathers,
+            "host gather bytes/s of EMB misses drawn from (0: the profile's)");
     v.Field("initial_split_min", initial_split_min, "lowest pool.initial_split",
             config::InRange(0.0, 1.0));
     v.Field("initial_split_max", initial_split_max, "highest pool.initial_split",

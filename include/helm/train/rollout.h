@@ -96,7 +96,8 @@ struct EnvSpec {
   int32_t nodes = 1;
   std::string gpu = "a100";
   double initial_split = 0.5;
-  uint64_t seed = 1;  // the simulator's (workload) seed and the controllers' sampling seed
+  uint64_t seed = 1;       // the simulator's (workload) seed and the controllers' sampling seed
+  double host_gather = 0;  // simulator.host_gather_bytes_per_s (0: the profile's)
 
   std::string ToString() const;
 };
@@ -109,8 +110,8 @@ EnvSpec SampleEnv(const TrainOptions& options, std::mt19937_64& rng);
 std::vector<EnvSpec> IterationEnvs(const TrainOptions& options, int iteration);
 
 // `base` made into `env`'s simulator config: sim::ConfigForCell(base, profile, regime, scale),
-// then simulator.num_nodes, gpu (the calibration file dropped), load, seed, episode_s of
-// simulated time, pool.initial_split (clamped to [r_min, r_max]), control.policy "static" (the
+// then simulator.num_nodes, gpu (the calibration file dropped), host gather, load, seed, episode_s
+// of simulated time, pool.initial_split (clamped to [r_min, r_max]), control.policy "static" (the
 // hook installs the trainer's controllers) and control.slo_ms = workload.slo_ms.
 // InvalidArgument naming the key when the cell cannot be built.
 absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& options,
