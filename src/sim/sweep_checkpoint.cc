@@ -80,7 +80,8 @@ absl::StatusOr<SavedSweepCell> ParseSweepCell(const std::string& json) {
   if (j.is_discarded() || !j.is_object()) {
     return absl::InvalidArgumentError("sweep cell: not a JSON object");
   }
-  if (j.value("format", "") != kFormat) {
+  const auto format = j.find("format");
+  if (format == j.end() || !format->is_string() || format->get<std::string>() != kFormat) {
     return absl::InvalidArgumentError(absl::StrCat("sweep cell: format is not ", kFormat));
   }
   // Every key must be there with its type: a cell missing a figure would print as a zero.

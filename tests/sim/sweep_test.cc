@@ -311,6 +311,8 @@ TEST(ParseSweepCell, NamesWhatIsWrong) {
             std::string::npos);
   EXPECT_NE(ParseSweepCell(R"({"format": "other"})").status().message().find("format"),
             std::string::npos);
+  EXPECT_NE(ParseSweepCell(R"({"format": 1})").status().message().find("format"),
+            std::string::npos);
   SweepCell cell;
   cell.profile = "taobao";
   cell.regime = "steady";
