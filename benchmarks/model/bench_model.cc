@@ -44,6 +44,7 @@
 #include "helm/common/process.h"
 #include "helm/model/kernels.h"
 #include "helm/model/model.h"
+#include "helm/pool/storage.h"
 #include "helm/sim/calibration.h"
 #include "helm/sim/cost_model.h"
 
@@ -880,28 +881,28 @@ double MeasureGatherBytesPerS(const Kernels& k, const ModelDims& dims, double (*
 }
 
 // What one host thread gathers, in bytes/s, when it copies random rows of `row_bytes` from a host
-// table far larger than the caches into a staging buffer, as a node's storage does for its EMB
-// misses (cuda_storage's Upload, cpu_storage's CopyHostToPool): batches of 2048 rows from a 4 GiB
+// table far larger than the caches into a staging buffer with the node storage's own routine
+// (pool::GatherHostCopies, as for its EMB misses): batches of 2048 rows from a 4 GiB
 // table (1 GiB with --quick), wall time, the median batch. The table's size matters beyond the
 // caches: past the TLB's reach every row also costs a page walk (512-byte rows on the development
-// VM's EPYC core: 4.5 GB/s from 256 MiB, 3.3 from 1 GiB, 2.8 from 3 GiB), and production tables
-// are tens of GiB.
+// VM's EPYC core, a plain loop: 4.5 GB/s from 256 MiB, 3.3-3.9 from 1 GiB, 1.8-2.8 from 4 GiB),
+// and production tables are tens of GiB.
 double MeasureHostGatherBytesPerS(int64_t row_bytes, bool quick) {
   const int64_t rows = ((quick ? int64_t{1} : int64_t{4}) << 30) / row_bytes;
   std::vector<uint8_t> table(static_cast<size_t>(rows * row_bytes));
   for (size_t i = 0; i < table.size(); i += 4096) table[i] = static_cast<uint8_t>(i >> 12);
   constexpr int64_t kBatch = 2048;
   std::vector<uint8_t> staging(static_cast<size_t>(kBatch * row_bytes));
-  std::vector<int64_t> ids(kBatch);
+  std::vector<pool::HostCopy> copies(kBatch);
   std::mt19937_64 rng(11);
   std::vector<double> t;
   for (int i = 0; i < (quick ? 8 : 40); ++i) {
-    for (int64_t& id : ids) id = static_cast<int64_t>(rng() % static_cast<uint64_t>(rows));
-    const double t0 = Now();
     for (int64_t j = 0; j < kBatch; ++j) {
-      std::memcpy(staging.data() + j * row_bytes, table.data() + ids[j] * row_bytes,
-                  static_cast<size_t>(row_bytes));
+      const uint64_t id = rng() % static_cast<uint64_t>(rows);
+      copies[j] = pool::HostCopy{j * row_bytes, table.data() + id * row_bytes, row_bytes};
     }
+    const double t0 = Now();
+    pool::GatherHostCopies(staging.data(), copies);       // what the node's storage runs
     asm volatile("" : : "r"(staging.data()) : "memory");  // the copies are used
     t.push_back(Now() - t0);
   }

@@ -61,9 +61,7 @@ class CpuStorage final : public Storage {
       }
       total += c.bytes;
     }
-    for (const HostCopy& c : copies) {
-      std::memcpy(arena_.get() + c.dst_offset, c.src, static_cast<size_t>(c.bytes));
-    }
+    GatherHostCopies(arena_.get(), copies);
     CountH2d(total, static_cast<int64_t>(copies.size()));
     Pace(total);
     return absl::OkStatus();
@@ -117,10 +115,7 @@ class CpuStorage final : public Storage {
       }
       total += c.bytes;
     }
-    auto* base = static_cast<uint8_t*>(staging->data());
-    for (const HostCopy& c : copies) {
-      std::memcpy(base + c.dst_offset, c.src, static_cast<size_t>(c.bytes));
-    }
+    GatherHostCopies(static_cast<uint8_t*>(staging->data()), copies);
     CountStaging(total);
     Pace(total);
     return absl::OkStatus();

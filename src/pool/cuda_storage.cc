@@ -201,11 +201,9 @@ class CudaStorage final : public Storage {
     }
     // Gather into the buffer's own pinned mirror at the destination offsets, then upload the
     // covered range in runs.
+    GatherHostCopies(s->pinned(), copies);
     std::vector<Run> runs;
-    for (const HostCopy& c : copies) {
-      std::memcpy(s->pinned() + c.dst_offset, c.src, static_cast<size_t>(c.bytes));
-      AddRun(&runs, c.dst_offset, c.dst_offset, c.bytes);
-    }
+    for (const HostCopy& c : copies) AddRun(&runs, c.dst_offset, c.dst_offset, c.bytes);
     absl::MutexLock lock(&h2d_mu_);
     HELM_CUDA_RETURN("cudaSetDevice", cudaSetDevice(device_));
     auto* device = static_cast<uint8_t*>(s->data());
@@ -240,9 +238,11 @@ class CudaStorage final : public Storage {
   absl::Status Upload(absl::Span<const HostCopy> copies, uint8_t* dst_base, uint8_t* pinned,
                       int64_t pinned_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(h2d_mu_) {
     std::vector<Run> runs;
+    std::vector<HostCopy> packed;  // this round's copies, at their offsets in the pinned buffer
     size_t i = 0;
     while (i < copies.size()) {
       runs.clear();
+      packed.clear();
       int64_t used = 0;
       while (i < copies.size()) {
         const HostCopy& c = copies[i];
@@ -262,11 +262,12 @@ class CudaStorage final : public Storage {
           continue;
         }
         if (used + c.bytes > pinned_bytes) break;
-        std::memcpy(pinned + used, c.src, static_cast<size_t>(c.bytes));
+        packed.push_back(HostCopy{used, c.src, c.bytes});
         AddRun(&runs, c.dst_offset, used, c.bytes);
         used += c.bytes;
         ++i;
       }
+      GatherHostCopies(pinned, packed);
       for (const Run& r : runs) {
         HELM_CUDA_RETURN(
             "cudaMemcpyAsync (host->device)",

@@ -17,11 +17,11 @@
 //   pcie       EMB miss bytes / PCIe bytes/s (+ one transfer latency when there are misses);
 //   host gather  EMB miss bytes / host gather bytes/s, before the transfer: the node's storage
 //              copies each missed row from the host table into the staging buffer on one host
-//              thread (cuda_storage's Upload, cpu_storage's CopyHostToPool), random rows of a table
-//              far larger than any cache, so a DRAM miss or more per row. 0 in the built-in
-//              profiles (not modelled: the transfer alone); helm_bench_model --calibrate measures
-//              it (2.1-2.6 GB/s for 512-byte rows on one EPYC core of the development VM, ten
-//              times slower than the A100 profile's PCIe);
+//              thread (pool::GatherHostCopies), random rows of a table far larger than any cache,
+//              a DRAM miss or more per row. 0 in the built-in profiles (not modelled: the transfer
+//              alone); helm_bench_model --calibrate measures it (on one EPYC core of the
+//              development VM, 512-byte rows of a 4 GiB table: 1.8-2.8 GB/s as a plain loop,
+//              2.5-3.7 GB/s prefetching as the storage now does; the A100 profile's PCIe is 25);
 //   launches   kernel calls a ForwardBatch of that shape makes (counted from the structure of
 //              Model::ForwardBatch) * kernel_launch_us;
 //   fixed      batch_fixed_us per batch (synchronisation, host-side bookkeeping).
