@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <optional>
+#include <string>
 #include <thread>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -184,9 +187,32 @@ const SweepRun* SweepCell::Controller(const std::string& name) const {
   return nullptr;
 }
 
+namespace {
+
+// What the sweep's capacity runs served, by the fingerprint of their config: the regimes of one
+// profile and scale share them (a capacity run is steady whatever the cell's regime), so each is
+// simulated once per sweep. Shared by the sweep's threads.
+class CapacityRuns {
+ public:
+  std::optional<double> Find(const std::string& key) {
+    absl::MutexLock lock(&mu_);
+    const auto it = served_.find(key);
+    return it == served_.end() ? std::nullopt : std::optional<double>(it->second);
+  }
+  void Put(const std::string& key, double served) {
+    absl::MutexLock lock(&mu_);
+    served_[key] = served;
+  }
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, double> served_ ABSL_GUARDED_BY(mu_);
+};
+
 // One cell of the sweep: its capacity (when measured), every static split, then every row.
 absl::Status RunCell(int index, int total, const std::vector<double>& splits,
-                     const SweepHooks& hooks, SweepCell& cell, config::Config& c) {
+                     const SweepHooks& hooks, CapacityRuns& capacity_runs, SweepCell& cell,
+                     config::Config& c) {
   const SimulatorOptions& s = c.simulator;
   if (s.sweep_capacity_s > 0 && c.simulator.load > 0) {
     // The cell's capacity under its best static split: short steady runs offered kCapacityOffer
@@ -196,7 +222,6 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     HELM_ASSIGN_OR_RETURN(const double estimate, EstimateClusterCapacity(c));
     double capacity = 0;
     for (double split : splits) {
-      if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
       config::Config run = c;
       run.control.policy = "static";
       SetInitialSplit(split, run);
@@ -204,8 +229,15 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
       run.workload.rate_per_s = kCapacityOffer * estimate;
       run.simulator.load = 0;
       run.simulator.duration_s = run.workload.duration_s = s.sweep_capacity_s;
-      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
-      capacity = std::max(capacity, r.throughput_per_s());
+      const std::string key = CellFingerprint(run);
+      std::optional<double> served = capacity_runs.Find(key);
+      if (!served) {
+        if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
+        HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+        served = r.throughput_per_s();
+        capacity_runs.Put(key, *served);
+      }
+      capacity = std::max(capacity, *served);
     }
     cell.capacity_per_s = capacity;
     HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, RateForLoad(c, capacity));
@@ -241,6 +273,8 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
   }
   return absl::OkStatus();
 }
+
+}  // namespace
 
 absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
                                                 const SweepHooks& hooks) {
@@ -306,6 +340,7 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
     }
   }
   const int total = static_cast<int>(cells.size());
+  CapacityRuns capacity_runs;
   // A cell restored from its checkpoint, or run (and handed to cell_done).
   auto run_cell = [&](int index, const SweepHooks& h) -> absl::Status {
     const std::string fingerprint = CellFingerprint(configs[index]);
@@ -315,7 +350,8 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
         return absl::OkStatus();
       }
     }
-    HELM_RETURN_IF_ERROR(RunCell(index, total, splits, h, cells[index], configs[index]));
+    HELM_RETURN_IF_ERROR(
+        RunCell(index, total, splits, h, capacity_runs, cells[index], configs[index]));
     if (h.cell_done) h.cell_done(cells[index], fingerprint);
     return absl::OkStatus();
   };

@@ -227,6 +227,36 @@ TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
   EXPECT_EQ(burst_base->front().capacity_per_s, burst->front().capacity_per_s);
 }
 
+// A capacity run is steady whatever its cell's regime, so the regimes of one profile share them:
+// each is simulated once per sweep, and each cell gets the capacity it would get alone.
+TEST(RunSweep, RegimesOfAProfileShareTheirCapacityRuns) {
+  config::Config c = Base();
+  c.simulator.sweep_profiles = {"amazon-video-games"};
+  c.simulator.sweep_regimes = {"steady", "burst"};
+  c.simulator.sweep_scales = {"2"};
+  c.simulator.sweep_split_min = 0.2;
+  c.simulator.sweep_split_max = 0.8;
+  c.simulator.sweep_split_step = 0.6;
+  c.simulator.load = 0.7;
+  c.simulator.sweep_capacity_s = 0.25;
+  c.simulator.duration_s = c.workload.duration_s = 0.25;
+  int capacity_runs = 0;
+  SweepHooks count;
+  count.progress = [&](int, int, const std::string& what) {
+    capacity_runs += what.rfind("capacity", 0) == 0;
+  };
+  auto both = RunSweep(c, count);
+  ASSERT_TRUE(both.ok()) << both.status();
+  EXPECT_EQ(capacity_runs, 2) << "one run per static split (0.2, 0.8), not one per cell";
+  ASSERT_EQ(both->size(), 2u);
+  c.simulator.sweep_regimes = {"burst"};
+  auto alone = RunSweep(c);
+  ASSERT_TRUE(alone.ok()) << alone.status();
+  EXPECT_EQ((*both)[1].capacity_per_s, alone->front().capacity_per_s);
+  EXPECT_EQ((*both)[0].capacity_per_s, (*both)[1].capacity_per_s);
+  EXPECT_EQ(SweepCsv({(*both)[1]}), SweepCsv(*alone));
+}
+
 TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
   config::Config c = Base();
   c.control.policy_path = "base.json";
