@@ -182,7 +182,7 @@ RunResult Run(config::Config config, int max_batch, int workers, int warmup,
 // PCIe time, and its measured service time.
 struct ServiceSample {
   double kernel_us = 0;
-  double pcie_us = 0;     // the EMB misses: host gather and the emulated link, exact (not scaled)
+  double miss_us = 0;     // the EMB misses: host gather and the emulated link, exact (not scaled)
   double service_us = 0;  // queue_us + compute_us
 };
 
@@ -195,7 +195,7 @@ std::vector<double> FitService(const std::vector<ServiceSample>& samples) {
     std::vector<double> y;
     for (const ServiceSample* s : use) {
       x.push_back({s->kernel_us, 1.0});
-      y.push_back(std::max(1.0, s->service_us - s->pcie_us));
+      y.push_back(std::max(1.0, s->service_us - s->miss_us));
     }
     return sim::RelativeNnls(x, y);
   };
@@ -204,7 +204,7 @@ std::vector<double> FitService(const std::vector<ServiceSample>& samples) {
   const std::vector<double> first = fit(all);
   std::vector<const ServiceSample*> kept;
   for (const ServiceSample* s : all) {
-    if (s->service_us - s->pcie_us <= 1.5 * (first[0] * s->kernel_us + first[1])) {
+    if (s->service_us - s->miss_us <= 1.5 * (first[0] * s->kernel_us + first[1])) {
       kept.push_back(s);
     }
   }
@@ -216,7 +216,7 @@ std::vector<double> RelativeErrors(const std::vector<double>& a,
                                    const std::vector<ServiceSample>& samples) {
   std::vector<double> e;
   for (const ServiceSample& s : samples) {
-    e.push_back(std::abs((a[0] * s.kernel_us + a[1] + s.pcie_us) / s.service_us - 1.0));
+    e.push_back(std::abs((a[0] * s.kernel_us + a[1] + s.miss_us) / s.service_us - 1.0));
   }
   std::sort(e.begin(), e.end());
   return e;
@@ -311,8 +311,8 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
         cost_of(out.computed_tokens, out.cached_tokens,
                 static_cast<int64_t>(jobs[i].candidates.size()), out.emb_misses);
     samples.push_back(
-        ServiceSample{.kernel_us = b.total_us() - b.pcie_us - b.host_gather_us,
-                      .pcie_us = b.pcie_us + b.host_gather_us,
+        ServiceSample{.kernel_us = b.total_us() - b.miss_us(),
+                      .miss_us = b.miss_us(),
                       .service_us = static_cast<double>(out.queue_us + out.compute_us)});
   }
   // Held out: fitted on the first half, measured on the second.
@@ -338,7 +338,7 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
   // both) at every percentile and at 99.5%, 99.9% and the maximum.
   std::vector<double> ratios;
   for (const ServiceSample& s : samples) {
-    ratios.push_back(std::max(1.0, s.service_us - s.pcie_us) / (scale * s.kernel_us + fixed_us));
+    ratios.push_back(std::max(1.0, s.service_us - s.miss_us) / (scale * s.kernel_us + fixed_us));
   }
   std::sort(ratios.begin(), ratios.end());
   auto ratio_at = [&ratios](double q) {
@@ -359,7 +359,7 @@ int RunCalibrate(config::Config config, const std::string& path, const std::stri
       const sim::CostBreakdown b =
           cost_of(a.computed_tokens, a.cached_tokens, config.workload.candidates, a.emb_misses);
       ratios.push_back(static_cast<double>(a.compute_us) /
-                       (scale * (b.total_us() - b.pcie_us - b.host_gather_us) + fixed_us));
+                       (scale * (b.total_us() - b.miss_us()) + fixed_us));
     }
     std::sort(ratios.begin(), ratios.end());
     const double median = ratio_at(0.5);

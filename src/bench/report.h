@@ -51,10 +51,11 @@ absl::Status MakePlot(const std::string& python, const std::string& script,
 // that a slow request can be traced to the node's queue, its compute or the path around them.
 absl::Status WriteRequestsCsv(const RunResult& run, const std::string& path);
 
-// Writes the transport calibration helm-sim reads (simulator.transport_path, sim/calibration.h):
-// the quantiles of the time each OK request spent outside the nodes (its latency less its
-// queue_us and compute_us: the client's send lag, the gRPC hops, the router, their threads), with
-// where and how they were measured. FailedPrecondition when no OK reply carried its serving info.
+// Writes the transport calibration helm-sim reads (simulator.transport_path; sim/cost_model.h
+// LoadTransportCalibration): the quantiles of the time each OK request spent outside the nodes (its
+// latency less its queue_us and compute_us: the client's send lag, the gRPC hops, the router, their
+// threads), with where and how they were measured. FailedPrecondition when no OK reply carried its
+// serving info.
 absl::Status WriteTransportCalibration(const RunResult& run, const RunInfo& info,
                                        const std::string& path);
 

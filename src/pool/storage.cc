@@ -8,6 +8,8 @@ namespace helm::pool {
 
 namespace {
 
+constexpr size_t kGatherAhead = 8;  // copies whose sources are prefetched ahead of the copying
+
 // The first KiB of a copy's source; longer copies stream (the hardware prefetches them).
 void PrefetchSource(const HostCopy& c) {
   const auto* src = static_cast<const uint8_t*>(c.src);

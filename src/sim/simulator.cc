@@ -248,8 +248,8 @@ struct Simulator::Impl {
         if (!cost.profile().service_ratio_quantiles.empty()) {
           spread = cost.profile().ServiceRatio(NextUniform(&node.spread_state));
         }
-        service_us = std::max<int64_t>(
-            1, std::llround((b.total_us() - b.pcie_us - b.host_gather_us) * spread + pcie_us));
+        service_us =
+            std::max<int64_t>(1, std::llround((b.total_us() - b.miss_us()) * spread + pcie_us));
       }
       node.slots[slot] = std::move(prepared);
       node.busy[slot] = true;

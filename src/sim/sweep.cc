@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
@@ -363,31 +365,19 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
   // Cells on parallel threads (each simulation is single-threaded and shares nothing); the hooks
   // are called under one mutex. The first error wins.
   absl::Mutex mu;
+  // `hook` called under `mu` (an empty hook stays empty).
+  auto under_mu = [&mu](const auto& hook) -> std::decay_t<decltype(hook)> {
+    if (!hook) return nullptr;
+    return [&mu, &hook](auto&&... args) {
+      absl::MutexLock lock(&mu);
+      return hook(std::forward<decltype(args)>(args)...);
+    };
+  };
   SweepHooks locked;
-  if (hooks.progress) {
-    locked.progress = [&](int cell, int cells_total, const std::string& what) {
-      absl::MutexLock lock(&mu);
-      hooks.progress(cell, cells_total, what);
-    };
-  }
-  if (hooks.result) {
-    locked.result = [&](const SweepCell& cell, const SweepRun& run, const SimResult& result) {
-      absl::MutexLock lock(&mu);
-      hooks.result(cell, run, result);
-    };
-  }
-  if (hooks.restore) {
-    locked.restore = [&](const SweepCell& planned, const std::string& fingerprint) {
-      absl::MutexLock lock(&mu);
-      return hooks.restore(planned, fingerprint);
-    };
-  }
-  if (hooks.cell_done) {
-    locked.cell_done = [&](const SweepCell& cell, const std::string& fingerprint) {
-      absl::MutexLock lock(&mu);
-      hooks.cell_done(cell, fingerprint);
-    };
-  }
+  locked.progress = under_mu(hooks.progress);
+  locked.result = under_mu(hooks.result);
+  locked.restore = under_mu(hooks.restore);
+  locked.cell_done = under_mu(hooks.cell_done);
   std::atomic<int> next{0};
   absl::Status first_error;
   std::vector<std::thread> pool;

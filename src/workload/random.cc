@@ -97,15 +97,10 @@ void ZipfSampler::SampleMany(Rng& rng, int64_t* out, int64_t count) const {
     const int64_t block = std::min(kBlock, count - begin);
     for (int64_t j = 0; j < block; ++j) {
       bits[j] = rng.NextU64();
-      slots[j] = static_cast<uint64_t>(
-          (static_cast<unsigned __int128>(bits[j]) * static_cast<uint64_t>(n_)) >> 64);
+      slots[j] = SlotOf(bits[j]);
       __builtin_prefetch(&table_[slots[j]]);
     }
-    for (int64_t j = 0; j < block; ++j) {
-      const Slot& slot = table_[slots[j]];
-      out[begin + j] =
-          (bits[j] & 0xffffffffULL) < slot.threshold ? static_cast<int64_t>(slots[j]) : slot.alias;
-    }
+    for (int64_t j = 0; j < block; ++j) out[begin + j] = FromSlot(bits[j], slots[j]);
   }
 }
 

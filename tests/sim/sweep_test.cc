@@ -185,17 +185,24 @@ TEST(RunSweep, RunsEveryStaticSplitAndTheControllersOfEveryCell) {
   EXPECT_LE(BestStaticSplitSpread(*cells), 0.6);
 }
 
-TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
+// amazon-video-games at scale 2 in `regimes`, static splits 0.2 and 0.8, each cell's capacity
+// measured by runs of `seconds` and 70% of it offered for as long.
+config::Config CapacityCells(std::vector<std::string> regimes, double seconds) {
   config::Config c = Base();
   c.simulator.sweep_profiles = {"amazon-video-games"};
-  c.simulator.sweep_regimes = {"steady"};
+  c.simulator.sweep_regimes = std::move(regimes);
   c.simulator.sweep_scales = {"2"};
   c.simulator.sweep_split_min = 0.2;
   c.simulator.sweep_split_max = 0.8;
   c.simulator.sweep_split_step = 0.6;
   c.simulator.load = 0.7;
-  c.simulator.sweep_capacity_s = 0.5;
-  c.simulator.duration_s = c.workload.duration_s = 0.5;
+  c.simulator.sweep_capacity_s = seconds;
+  c.simulator.duration_s = c.workload.duration_s = seconds;
+  return c;
+}
+
+TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
+  config::Config c = CapacityCells({"steady"}, 0.5);
   auto cells = RunSweep(c);
   ASSERT_TRUE(cells.ok()) << cells.status();
   ASSERT_EQ(cells->size(), 1u);
@@ -230,16 +237,7 @@ TEST(RunSweep, MeasuresACellsCapacityAndOffersItsLoadOfIt) {
 // A capacity run is steady whatever its cell's regime, so the regimes of one profile share them:
 // each is simulated once per sweep, and each cell gets the capacity it would get alone.
 TEST(RunSweep, RegimesOfAProfileShareTheirCapacityRuns) {
-  config::Config c = Base();
-  c.simulator.sweep_profiles = {"amazon-video-games"};
-  c.simulator.sweep_regimes = {"steady", "burst"};
-  c.simulator.sweep_scales = {"2"};
-  c.simulator.sweep_split_min = 0.2;
-  c.simulator.sweep_split_max = 0.8;
-  c.simulator.sweep_split_step = 0.6;
-  c.simulator.load = 0.7;
-  c.simulator.sweep_capacity_s = 0.25;
-  c.simulator.duration_s = c.workload.duration_s = 0.25;
+  config::Config c = CapacityCells({"steady", "burst"}, 0.25);
   int capacity_runs = 0;
   SweepHooks count;
   count.progress = [&](int, int, const std::string& what) {

@@ -42,12 +42,11 @@ struct HostCopy {
 // Copies each of `copies` from its host source to dst_base + dst_offset, on the calling thread:
 // the gather of EMB misses (and refills) that every backend does into its arena or staging
 // buffer. The sources are random rows of a host table far larger than any cache, a DRAM miss
-// (and, past the TLB's reach, a page walk) each, so the first KiB of the source kGatherAhead
-// copies ahead is prefetched and the misses overlap (512-byte rows of a 1 GiB table on the
+// (and, past the TLB's reach, a page walk) each, so the first KiB of the source 8 copies ahead
+// is prefetched and the misses overlap (512-byte rows of a 1 GiB table on the
 // development VM's EPYC core: 1.3-1.6x a plain memcpy loop; helm_bench_memory's
 // host_gather_prefetch_vs_plain). REQUIRES: ranges checked by the caller.
 void GatherHostCopies(uint8_t* dst_base, absl::Span<const HostCopy> copies);
-inline constexpr size_t kGatherAhead = 8;
 
 // Copies `bytes` inside the arena (device-local relocation). Ranges must not overlap.
 struct PoolCopy {

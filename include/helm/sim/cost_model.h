@@ -171,6 +171,8 @@ struct CostBreakdown {
   double total_us() const {
     return dense_us + attention_us + gather_us + pcie_us + host_gather_us + launch_us + fixed_us;
   }
+  // Fetching the EMB misses: the host gather and the transfer (the rest is the device's work).
+  double miss_us() const { return pcie_us + host_gather_us; }
 };
 
 class CostModel {

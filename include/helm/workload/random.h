@@ -72,12 +72,8 @@ class ZipfSampler {
 
   int64_t Sample(Rng& rng) const {
     if (!table_.empty()) {
-      // One 64-bit draw: the high bits pick the slot, the low 32 bits are the coin.
       const uint64_t bits = rng.NextU64();
-      const uint64_t i = static_cast<uint64_t>(
-          (static_cast<unsigned __int128>(bits) * static_cast<uint64_t>(n_)) >> 64);
-      const Slot& slot = table_[i];
-      return (bits & 0xffffffffULL) < slot.threshold ? static_cast<int64_t>(i) : slot.alias;
+      return FromSlot(bits, SlotOf(bits));
     }
     return SampleRejectionInversion(rng);
   }
@@ -94,6 +90,16 @@ class ZipfSampler {
   double HeadShare(int64_t k) const;
 
  private:
+  // An alias-table draw takes one 64-bit value: the high bits pick the slot, the low 32 bits are
+  // the coin that keeps its rank or takes its alias.
+  uint64_t SlotOf(uint64_t bits) const {
+    return static_cast<uint64_t>(
+        (static_cast<unsigned __int128>(bits) * static_cast<uint64_t>(n_)) >> 64);
+  }
+  int64_t FromSlot(uint64_t bits, uint64_t i) const {
+    const Slot& slot = table_[i];
+    return (bits & 0xffffffffULL) < slot.threshold ? static_cast<int64_t>(i) : slot.alias;
+  }
   int64_t SampleRejectionInversion(Rng& rng) const;
   double H(double x) const;
   double HIntegral(double x) const;
