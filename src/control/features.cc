@@ -31,7 +31,7 @@ Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
   f[1] = static_cast<float>(w.target_split - r);
   f[2] = Clamp01(w.pending_migration_bytes / std::max(1.0, s_.pool_bytes), 1.0);
   f[3] = static_cast<float>(w.emb.hit_rate());
-  f[4] = Clamp01(w.emb.h2d_bytes / seconds / s_.pcie_bytes_per_s, 1.0);
+  f[4] = Clamp01(static_cast<double>(w.emb.fetch_ns) / 1e9 / seconds, 1.0);
   f[5] = static_cast<float>(w.kv.token_hit_ratio());
   f[6] = static_cast<float>(std::log1p(w.kv.recomputed_tokens / seconds) / 16);
   f[7] = static_cast<float>(std::log1p(short_rate_) / 12);

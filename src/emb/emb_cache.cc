@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <utility>
 
@@ -36,6 +37,7 @@ EmbStats EmbStats::operator-(const EmbStats& o) const {
   d.admission_rejects = admission_rejects - o.admission_rejects;
   d.staged_rows = staged_rows - o.staged_rows;
   d.h2d_bytes = h2d_bytes - o.h2d_bytes;
+  d.fetch_ns = fetch_ns - o.fetch_ns;
   d.evictions = evictions - o.evictions;
   d.relocated_rows = relocated_rows - o.relocated_rows;
   d.dropped_rows = dropped_rows - o.dropped_rows;
@@ -367,6 +369,9 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
   const int64_t misses = static_cast<int64_t>(n) - hits;
 
   absl::Status status;
+  const bool fetches = staged > 0 || !out->fill_copies_.empty();
+  const auto fetch_start =
+      fetches ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   if (staged > 0) {
     absl::StatusOr<std::unique_ptr<pool::StagingBuffer>> buffer = TakeStaging(staged * row_bytes_);
     if (buffer.ok()) {
@@ -392,6 +397,12 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
     } else {
       ClearFilling(out->filled_ids_);
     }
+  }
+  if (fetches) {
+    s_fetch_ns_.fetch_add(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::steady_clock::now() - fetch_start)
+                              .count(),
+                          std::memory_order_relaxed);
   }
 
   s_batches_.fetch_add(1, std::memory_order_relaxed);
@@ -504,6 +515,7 @@ EmbStats EmbCache::stats() const {
   s.admission_rejects = s_rejects_.load(std::memory_order_relaxed);
   s.staged_rows = s_staged_.load(std::memory_order_relaxed);
   s.h2d_bytes = s_h2d_bytes_.load(std::memory_order_relaxed);
+  s.fetch_ns = s_fetch_ns_.load(std::memory_order_relaxed);
   s.evictions = s_evictions_.load(std::memory_order_relaxed);
   s.relocated_rows = s_relocated_.load(std::memory_order_relaxed);
   s.dropped_rows = s_dropped_.load(std::memory_order_relaxed);

@@ -47,9 +47,6 @@ absl::StatusOr<control::FeatureScales> FeatureScalesForConfig(const config::Conf
   scales.pool_bytes = static_cast<double>(config.pool.bytes);
   scales.emb_row_bytes = double(config.emb.dim) * DtypeBytes(dims.emb_dtype);
   scales.kv_token_bytes = double(dims.block_bytes()) / std::max(1, dims.tokens_per_block);
-  if (config.pool.pcie_emulation_gbps > 0) {
-    scales.pcie_bytes_per_s = config.pool.pcie_emulation_gbps * 1e9;
-  }
   scales.queue_capacity = config.node.queue_capacity;
   return scales;
 }

@@ -567,6 +567,9 @@ void NodeServer::RegisterMetrics(metrics::Registry* registry) {
           [engine] { return engine->emb().stats().misses; });
   counter("helm_emb_h2d_bytes_total", "Bytes copied host to device for embedding misses.",
           [engine] { return engine->emb().stats().h2d_bytes; });
+  counter("helm_emb_fetch_seconds_total",
+          "Time the EMB lookups spent fetching their misses (host gather and copies).",
+          [engine] { return engine->emb().stats().fetch_ns / 1e9; });
   counter("helm_emb_evictions_total", "EMB cache rows evicted.",
           [engine] { return engine->emb().stats().evictions; });
   counter("helm_kv_requested_tokens_total", "History tokens of requests (KV lookups).",
@@ -681,6 +684,7 @@ v1::CacheStats ToProto(const emb::EmbStats& e, const kv::KvStats& k, const pool:
   s.set_emb_hits(e.hits);
   s.set_emb_misses(e.misses);
   s.set_emb_h2d_bytes(e.h2d_bytes);
+  s.set_emb_fetch_ns(e.fetch_ns);
   s.set_emb_evictions(e.evictions);
   s.set_emb_admission_rejects(e.admission_rejects);
   s.set_kv_requested_tokens(k.requested_tokens);

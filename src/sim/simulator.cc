@@ -90,6 +90,9 @@ struct Simulator::Impl {
     double split_first = 0;
     PcieQueue pcie{1, 1};
     int64_t prefetch_bytes_seen = 0;
+    // The window's EMB miss fetches (host gather and transfer, queueing on the link included), in
+    // simulated us: its controller sees them as EmbStats::fetch_ns, not the cache's wall clock.
+    double window_fetch_us = 0;
     // Draws of the calibration's service-time spread (CostProfile::ServiceRatio), one a batch.
     uint64_t spread_state = 0;
   };
@@ -243,6 +246,7 @@ struct Simulator::Impl {
         const double pcie_us =
             miss_bytes > 0 ? node.pcie.SubmitForeground(now + b.host_gather_us, miss_bytes) - now
                            : 0.0;
+        node.window_fetch_us += pcie_us;
         // The calibration's spread of measured service times around the model's, drawn per batch.
         double spread = 1.0;
         if (!cost.profile().service_ratio_quantiles.empty()) {
@@ -282,7 +286,11 @@ struct Simulator::Impl {
     window_latency.Reset();
     std::vector<serve::StatsWindow> closed;
     closed.reserve(nodes.size());
-    for (Node& n : nodes) closed.push_back(n.core->CloseWindow());
+    for (Node& n : nodes) {
+      closed.push_back(n.core->CloseWindow());
+      closed.back().emb.fetch_ns = std::llround(n.window_fetch_us * 1e3);
+      n.window_fetch_us = 0;
+    }
     Schedule(t_us + window_us, EventType::kWindow);
     if (!oracle) {
       for (size_t i = 0; i < nodes.size(); ++i) nodes[i].core->Control(closed[i]);

@@ -12,6 +12,8 @@ serve::StatsWindow Window(double split, int64_t arrivals, int64_t p99_us) {
   serve::StatsWindow w = SteadyWindow(split, arrivals, p99_us);
   SetCacheCounters(w, 800, 5000, 2500);
   w.kv.recomputed_tokens = 2500;
+  w.emb.h2d_bytes = 200 * 512;
+  w.emb.fetch_ns = 250'000'000;  // a quarter of the 1 s window fetching misses
   return w;
 }
 
@@ -31,6 +33,7 @@ TEST(FeatureExtractor, NormalisesEachFeatureAsTheHeaderSays) {
   EXPECT_FLOAT_EQ(f[0], 0.4f);
   EXPECT_FLOAT_EQ(f[1], 0.0f);
   EXPECT_FLOAT_EQ(f[3], 0.8f);
+  EXPECT_FLOAT_EQ(f[4], 0.25f) << "the window's share spent fetching misses, not their bytes";
   EXPECT_FLOAT_EQ(f[5], 0.5f);
   EXPECT_NEAR(f[7], std::log1p(1000.0) / 12, 1e-6);
   EXPECT_NEAR(f[8], std::log1p(1000.0) / 12, 1e-6);

@@ -74,6 +74,7 @@ TEST(EmbCache, MissesAreAdmittedThenHitAndEveryLocationHoldsItsRow) {
   for (int64_t loc : first->locations()) EXPECT_GE(loc, 0);  // free room: all admitted
   ExpectRowsMatch(*f.cache, ids, *first);
   first->Release();
+  const EmbStats after_first = f.cache->stats();
   auto second = f.cache->Lookup(ids);
   ASSERT_TRUE(second.ok());
   EXPECT_EQ(second->hits(), 5);
@@ -84,6 +85,8 @@ TEST(EmbCache, MissesAreAdmittedThenHitAndEveryLocationHoldsItsRow) {
   EXPECT_EQ(s.hits, 5);
   EXPECT_EQ(s.admitted, 4);
   EXPECT_EQ(s.h2d_bytes, 4 * 64);
+  EXPECT_GT(after_first.fetch_ns, 0) << "the first lookup fetched its four rows";
+  EXPECT_EQ(s.fetch_ns, after_first.fetch_ns) << "the second hit every row: nothing fetched";
   EXPECT_TRUE(f.cache->CheckInvariants().ok());
   EXPECT_TRUE(f.cache->VerifyResidentRows().ok());
 }

@@ -295,6 +295,10 @@ TEST(NodeMetrics, MetricsOverHttpCountTheRequestsServed) {
   EXPECT_NE(body.find("helm_batches_total 5\n"), std::string::npos);
   EXPECT_NE(body.find("helm_kv_requested_tokens_total 150\n"), std::string::npos);
   EXPECT_NE(body.find("helm_pool_emb_share{kind=\"target\"}"), std::string::npos);
+  // The cold cache fetched every row the first requests looked up: time was spent on it.
+  const size_t fetch = body.find("\nhelm_emb_fetch_seconds_total ");
+  ASSERT_NE(fetch, std::string::npos) << body;
+  EXPECT_GT(std::stod(body.substr(fetch + 30)), 0.0) << body.substr(fetch, 60);
   EXPECT_EQ(client.Get("/other")->status, 404);
 }
 

@@ -7,7 +7,9 @@
 //   1  target - committed            as is (a move in flight, [-1, 1])
 //   2  pending migration bytes       / pool bytes
 //   3  EMB hit rate                  as is
-//   4  EMB miss bytes/s (h2d)        / pcie_bytes_per_s (the link's share the misses take)
+//   4  EMB miss fetch time           / the window (the share of it the lookups spent fetching
+//                                    their misses: host gather and copies, clamped to 1; on a
+//                                    link-bound node, the link's share the misses take)
 //   5  KV token hit ratio            as is
 //   6  KV recompute tokens/s         log1p(x) / 16
 //   7  arrival rate, short average   log1p(x) / 12 (EWMA over ~short_windows windows)
@@ -40,7 +42,6 @@ struct FeatureScales {
   double pool_bytes = 1;
   double emb_row_bytes = 1;   // bytes of one EMB row in the pool
   double kv_token_bytes = 1;  // bytes of one token's K/V in the pool
-  double pcie_bytes_per_s = 25e9;
   double queue_capacity = 1;
   double short_windows = 3;  // EWMA spans, in windows (Knative's panic window is 1/10 the stable)
   double long_windows = 30;

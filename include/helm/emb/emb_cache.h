@@ -93,9 +93,12 @@ struct EmbStats {
   int64_t admission_rejects = 0;  // misses that lost against the eviction victim
   int64_t staged_rows = 0;        // rows copied host->staging
   int64_t h2d_bytes = 0;          // host->pool plus host->staging bytes
-  int64_t evictions = 0;          // rows evicted to admit others
-  int64_t relocated_rows = 0;     // rows moved while emptying a chunk
-  int64_t dropped_rows = 0;       // rows dropped while emptying a chunk
+  // Time the lookups spent fetching their misses (the host gather and the copies, steady clock):
+  // what a miss costs the critical path, whatever bounds it (the link, or the host's gather).
+  int64_t fetch_ns = 0;
+  int64_t evictions = 0;       // rows evicted to admit others
+  int64_t relocated_rows = 0;  // rows moved while emptying a chunk
+  int64_t dropped_rows = 0;    // rows dropped while emptying a chunk
   int64_t prefetched_rows = 0;
 
   EmbStats operator-(const EmbStats& o) const;
@@ -402,7 +405,7 @@ class EmbCache final : public pool::ChunkClient {
   std::vector<std::unique_ptr<pool::StagingBuffer>> spare_staging_ ABSL_GUARDED_BY(staging_mu_);
 
   std::atomic<int64_t> s_batches_{0}, s_lookups_{0}, s_unique_{0}, s_hits_{0}, s_misses_{0},
-      s_admitted_{0}, s_rejects_{0}, s_staged_{0}, s_h2d_bytes_{0}, s_evictions_{0},
+      s_admitted_{0}, s_rejects_{0}, s_staged_{0}, s_h2d_bytes_{0}, s_fetch_ns_{0}, s_evictions_{0},
       s_relocated_{0}, s_dropped_{0}, s_prefetched_{0};
   std::atomic<int64_t> s_all_lookups_{0};  // a sampling cache's ids looked up, sampled or not
 };
