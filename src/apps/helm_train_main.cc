@@ -5,7 +5,8 @@
 //   helm-train --config configs/train/base.yaml --out DIR [--iterations N] [--envs N] [--seed S]
 //
 // Writes to DIR: policy.json (the actor, rewritten after every iteration), curve.csv (one row per
-// iteration), curve.png (scripts/plot_train.py) and manifest.json (command, seed, revision, final
+// iteration), episodes.csv (one row per episode: its draw, offered rate, P99 and mean reward),
+// curve.png (scripts/plot_train.py) and manifest.json (command, seed, revision, final
 // reward, iterations, steps, wall time, machine). Prints a progress line per iteration. A bad flag
 // or config key: the message names it, exit status 2.
 #include <sys/utsname.h>
@@ -181,6 +182,8 @@ int main(int argc, char** argv) {
   const std::string csv_path = out_dir + "/curve.csv";
   const std::string policy_path = out_dir + "/policy.json";
   std::string csv = helm::train::CurveCsvHeader();
+  const std::string episodes_path = out_dir + "/episodes.csv";
+  std::string episodes_csv = helm::train::EpisodeCsvHeader();
   std::vector<double> rewards;
   helm::train::IterationStats last;
   for (int i = 0; i < o.iterations; ++i) {
@@ -204,7 +207,10 @@ int main(int argc, char** argv) {
         last.wall_s);
     std::fflush(stdout);
     csv += helm::train::CurveCsvRow(last);
-    if (!WriteFile(csv_path, csv) ||
+    for (const helm::train::EpisodeResult& e : last.episodes) {
+      episodes_csv += helm::train::EpisodeCsvRow(last.iteration, e);
+    }
+    if (!WriteFile(csv_path, csv) || !WriteFile(episodes_path, episodes_csv) ||
         !WriteFile(policy_path, helm::control::PolicyToJson((*trainer)->Actor()) + "\n")) {
       std::fprintf(stderr, "helm-train: cannot write to %s\n", out_dir.c_str());
       return 1;

@@ -97,8 +97,15 @@ absl::StatusOr<double> PeakRateFactor(const workload::WorkloadOptions& w) {
   return factor;
 }
 
-// The base rate (workload.rate_per_s) that puts simulator.load of `capacity_per_s` on the
-// cluster: on its base rate, or with simulator.load_basis "peak" on its peak.
+// The cluster's EstimateCapacityPerNode.
+absl::StatusOr<double> EstimateClusterCapacity(const config::Config& config) {
+  HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
+  HELM_ASSIGN_OR_RETURN(double per_node, EstimateCapacityPerNode(config, cost));
+  return per_node * config.simulator.num_nodes;
+}
+
+}  // namespace
+
 absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity_per_s) {
   double rate = config.simulator.load * capacity_per_s;
   if (config.simulator.load_basis == "peak") {
@@ -108,14 +115,17 @@ absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity
   return rate;
 }
 
-// The cluster's EstimateCapacityPerNode.
-absl::StatusOr<double> EstimateClusterCapacity(const config::Config& config) {
-  HELM_ASSIGN_OR_RETURN(CostModel cost, CostModelForConfig(config));
-  HELM_ASSIGN_OR_RETURN(double per_node, EstimateCapacityPerNode(config, cost));
-  return per_node * config.simulator.num_nodes;
+absl::StatusOr<config::Config> CapacityRunConfig(const config::Config& config, double split) {
+  HELM_ASSIGN_OR_RETURN(const double estimate, EstimateClusterCapacity(config));
+  config::Config run = config;
+  run.control.policy = "static";
+  SetInitialSplit(split, run);
+  run.workload.regime = "steady";
+  run.workload.rate_per_s = kCapacityOffer * estimate;
+  run.simulator.load = 0;
+  run.simulator.duration_s = run.workload.duration_s = config.simulator.sweep_capacity_s;
+  return run;
 }
-
-}  // namespace
 
 absl::StatusOr<double> OfferedRate(const config::Config& config) {
   if (config.simulator.load <= 0) return config.workload.rate_per_s;
@@ -221,16 +231,9 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     // x the estimated capacity (EstimateCapacityPerNode counts no K/V reuse, so with long
     // histories a cell serves more than the estimate), one per static split; the most any served
     // is the capacity.
-    HELM_ASSIGN_OR_RETURN(const double estimate, EstimateClusterCapacity(c));
     double capacity = 0;
     for (double split : splits) {
-      config::Config run = c;
-      run.control.policy = "static";
-      SetInitialSplit(split, run);
-      run.workload.regime = "steady";
-      run.workload.rate_per_s = kCapacityOffer * estimate;
-      run.simulator.load = 0;
-      run.simulator.duration_s = run.workload.duration_s = s.sweep_capacity_s;
+      HELM_ASSIGN_OR_RETURN(const config::Config run, CapacityRunConfig(c, split));
       const std::string key = CellFingerprint(run);
       std::optional<double> served = capacity_runs.Find(key);
       if (!served) {

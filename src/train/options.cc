@@ -15,6 +15,9 @@ namespace helm::train {
 absl::Status TrainOptions::Validate() const {
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (load_min > load_max) return bad("load_min: must be <= train.load_max");
+  if (slo_batches > 0 && capacity_s <= 0) {
+    return bad("slo_batches: needs train.capacity_s > 0 (the SLO is set from the capacity)");
+  }
   if (nodes_min > nodes_max) return bad("nodes_min: must be <= train.nodes_max");
   if (initial_split_min > initial_split_max) {
     return bad("initial_split_min: must be <= train.initial_split_max");

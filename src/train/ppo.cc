@@ -71,6 +71,7 @@ struct PpoTrainer::Impl {
   int32_t iteration = 0;
   int64_t total_steps = 0;
   Clock::time_point start = Clock::now();
+  CapacityMemo capacities;  // train.capacity_s: measured once per cluster, kept for the run
 };
 
 absl::StatusOr<std::unique_ptr<PpoTrainer>> PpoTrainer::Create(const TrainConfig& config) {
@@ -123,9 +124,9 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
 
   // ---- Rollouts (no torch: the actor's weights run in control::Mlp on plain threads) ----------
   const Clock::time_point rollout_start = Clock::now();
-  HELM_ASSIGN_OR_RETURN(
-      std::vector<EpisodeResult> episodes,
-      CollectRollouts(m.config.base, o, IterationEnvs(o, m.iteration), Actor(), o.envs));
+  HELM_ASSIGN_OR_RETURN(std::vector<EpisodeResult> episodes,
+                        CollectRollouts(m.config.base, o, IterationEnvs(o, m.iteration), Actor(),
+                                        o.envs, &m.capacities));
   stats.rollout_wall_s = Seconds(rollout_start);
 
   std::vector<control::Features> obs, bootstrap_obs;
@@ -140,7 +141,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
   for (const EpisodeResult& e : episodes) {
     reward_sum += e.reward_sum;
     stats.decisions += e.decisions;
-    p99_over_slo += e.p99_ms / std::max(1e-9, m.config.base.workload.slo_ms);
+    p99_over_slo += e.p99_ms / std::max(1e-9, e.slo_ms);
     for (const Trajectory& t : e.trajectories) {
       if (t.steps.empty()) continue;
       Range r{obs.size(), obs.size() + t.steps.size(), -1};
@@ -273,6 +274,8 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
     return absl::InternalError(absl::StrCat("libtorch: ", e.what()));
   }
   stats.update_wall_s = Seconds(update_start);
+  for (EpisodeResult& e : episodes) e.trajectories.clear();
+  stats.episodes = std::move(episodes);
   ++m.iteration;
   stats.wall_s = Seconds(m.start);
   return stats;

@@ -137,8 +137,31 @@ std::vector<EnvSpec> IterationEnvs(const TrainOptions& o, int iteration) {
   return envs;
 }
 
-absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& o,
+absl::StatusOr<double> CapacityMemo::Get(const config::Config& config, const TrainOptions& o,
                                          const EnvSpec& env) {
+  const std::string key = absl::StrFormat("%s/%g/%d/%s/%g", env.profile, env.scale, env.nodes,
+                                          env.gpu, env.host_gather);
+  {
+    absl::MutexLock lock(&mu_);
+    if (auto it = capacity_.find(key); it != capacity_.end()) return it->second;
+  }
+  config::Config c = config;
+  c.simulator.seed = o.seed;
+  c.simulator.sweep_capacity_s = o.capacity_s;
+  double capacity = 0;
+  for (double split : {0.1, 0.5, 0.9}) {
+    HELM_ASSIGN_OR_RETURN(const config::Config run, sim::CapacityRunConfig(c, split));
+    HELM_ASSIGN_OR_RETURN(std::unique_ptr<sim::Simulator> simulator, sim::Simulator::Create(run));
+    HELM_ASSIGN_OR_RETURN(const sim::SimResult r, simulator->Run());
+    capacity = std::max(capacity, r.throughput_per_s());
+  }
+  absl::MutexLock lock(&mu_);
+  capacity_[key] = capacity;
+  return capacity;
+}
+
+absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& o,
+                                         const EnvSpec& env, CapacityMemo* capacities) {
   config::Config sized = base;
   sized.simulator.num_nodes = env.nodes;  // the cell's users are sized per node
   HELM_ASSIGN_OR_RETURN(sim::CellConfig cell,
@@ -155,13 +178,26 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
   c.pool.initial_split = std::clamp(env.initial_split, c.pool.r_min, c.pool.r_max);
   c.control.policy = "static";
   c.control.slo_ms = c.workload.slo_ms;
+  if (o.capacity_s > 0) {
+    CapacityMemo once;
+    HELM_ASSIGN_OR_RETURN(const double capacity,
+                          (capacities != nullptr ? capacities : &once)->Get(c, o, env));
+    HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, sim::RateForLoad(c, capacity));
+    c.simulator.load = 0;
+    if (o.slo_batches > 0 && capacity > 0) {
+      c.workload.slo_ms = c.control.slo_ms =
+          o.slo_batches * c.node.max_batch * env.nodes / capacity * 1000;
+    }
+  }
   return c;
 }
 
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
-                                         const EnvSpec& env, const control::Policy& actor) {
+                                         const EnvSpec& env, const control::Policy& actor,
+                                         CapacityMemo* capacities) {
   const auto start = std::chrono::steady_clock::now();
-  HELM_ASSIGN_OR_RETURN(config::Config c, EnvConfig(base, options, env));
+  HELM_ASSIGN_OR_RETURN(config::Config c, EnvConfig(base, options, env, capacities));
+  HELM_ASSIGN_OR_RETURN(const double rate_per_s, sim::OfferedRate(c));
   HELM_ASSIGN_OR_RETURN(std::unique_ptr<sim::Simulator> simulator, sim::Simulator::Create(c));
   // Owned by the node cores, which the simulator keeps until it is destroyed below.
   std::vector<TrainingController*> controllers(env.nodes, nullptr);
@@ -185,6 +221,8 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
     out.steps += static_cast<int64_t>(t.steps.size());
     out.trajectories.push_back(std::move(t));
   }
+  out.rate_per_s = rate_per_s;
+  out.slo_ms = c.workload.slo_ms;
   out.p99_ms = result.latency_us.Quantile(0.99) / 1000.0;
   out.slo_attainment = result.slo_attainment();
   out.simulated_s = result.simulated_s;
@@ -197,12 +235,12 @@ absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(const config::Config&
                                                            const TrainOptions& options,
                                                            const std::vector<EnvSpec>& envs,
                                                            const control::Policy& actor,
-                                                           int threads) {
+                                                           int threads, CapacityMemo* capacities) {
   std::vector<absl::StatusOr<EpisodeResult>> results(envs.size(), absl::UnknownError("not run"));
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next.fetch_add(1); i < envs.size(); i = next.fetch_add(1)) {
-      results[i] = RunEpisode(base, options, envs[i], actor);
+      results[i] = RunEpisode(base, options, envs[i], actor, capacities);
     }
   };
   const int n = std::max(1, std::min<int>(threads, static_cast<int>(envs.size())));
@@ -220,6 +258,19 @@ absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(const config::Config&
     out.push_back(*std::move(results[i]));
   }
   return out;
+}
+
+std::string EpisodeCsvHeader() {
+  return "iteration,profile,regime,scale,load,nodes,gpu,host_gather_bytes_per_s,initial_split,"
+         "rate_per_s,slo_ms,p99_ms,slo_attainment,steps,mean_reward\n";
+}
+
+std::string EpisodeCsvRow(int32_t iteration, const EpisodeResult& e) {
+  const EnvSpec& v = e.env;
+  return absl::StrFormat("%d,%s,%s,%g,%.4f,%d,%s,%g,%.4f,%.1f,%.4f,%.4f,%.6f,%d,%.6f\n", iteration,
+                         v.profile, v.regime, v.scale, v.load, v.nodes, v.gpu, v.host_gather,
+                         v.initial_split, e.rate_per_s, e.slo_ms, e.p99_ms, e.slo_attainment,
+                         e.steps, e.steps > 0 ? e.reward_sum / static_cast<double>(e.steps) : 0.0);
 }
 
 }  // namespace helm::train

@@ -5,6 +5,7 @@
 
 #include "control/window_support.h"
 #include "gtest/gtest.h"
+#include "helm/sim/sweep.h"
 #include "helm/train/options.h"
 #include "train/test_support.h"
 
@@ -230,6 +231,48 @@ TEST(Rollout, EnvConfigAppliesTheDraw) {
   EXPECT_EQ(c->workload.regime, env.regime);
   env.profile = "no-such-profile";
   EXPECT_FALSE(EnvConfig(config.base, config.train, env).ok());
+}
+
+// train.capacity_s: the load is a share of what the cluster served in capacity runs, measured once
+// per cluster (not per episode seed) and kept.
+TEST(Rollout, EnvConfigLoadsAShareOfTheMeasuredCapacity) {
+  TrainConfig config = Tiny::Config();
+  EnvSpec env = Tiny::Env();
+  env.host_gather = 2.2e9;  // dear misses: the estimate, which counts every lookup a hit, is high
+  absl::StatusOr<config::Config> estimated = EnvConfig(config.base, config.train, env);
+  ASSERT_TRUE(estimated.ok()) << estimated.status();
+  absl::StatusOr<double> estimated_rate = sim::OfferedRate(*estimated);
+  ASSERT_TRUE(estimated_rate.ok());
+
+  config.train.capacity_s = 0.5;
+  CapacityMemo memo;
+  absl::StatusOr<config::Config> c = EnvConfig(config.base, config.train, env, &memo);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->simulator.load, 0) << "the rate is set, not the load";
+  absl::StatusOr<double> capacity = memo.Get(*c, config.train, env);
+  ASSERT_TRUE(capacity.ok());
+  EXPECT_GT(*capacity, 0);
+  EXPECT_DOUBLE_EQ(c->workload.rate_per_s, env.load * *capacity);
+  EXPECT_LT(c->workload.rate_per_s, *estimated_rate) << "measured under the estimate";
+  EXPECT_EQ(c->simulator.duration_s, config.train.episode_s) << "the episode's, not the runs'";
+
+  EnvSpec other = env;
+  other.seed = env.seed + 1;
+  other.load = 0.3;
+  absl::StatusOr<config::Config> d = EnvConfig(config.base, config.train, other, &memo);
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_DOUBLE_EQ(d->workload.rate_per_s, 0.3 * *capacity) << "one capacity per cluster";
+  EXPECT_EQ(d->workload.slo_ms, config.base.workload.slo_ms) << "no slo_batches: as configured";
+
+  // slo_batches: the SLO is that many full batches of the node at the measured capacity.
+  config.train.slo_batches = 8;
+  absl::StatusOr<config::Config> e = EnvConfig(config.base, config.train, env, &memo);
+  ASSERT_TRUE(e.ok()) << e.status();
+  const double batch_ms = 1000.0 * config.base.node.max_batch / *capacity;
+  EXPECT_DOUBLE_EQ(e->workload.slo_ms, 8 * batch_ms);
+  EXPECT_DOUBLE_EQ(e->control.slo_ms, 8 * batch_ms) << "the features and reward use it too";
+  config.train.capacity_s = 0;
+  EXPECT_FALSE(config.train.Validate().ok()) << "slo_batches needs measured capacities";
 }
 
 TEST(TrainConfig, ErrorsNameTheKey) {

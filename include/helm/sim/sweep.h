@@ -74,6 +74,15 @@ void SetInitialSplit(double split, config::Config& config);
 // The rate simulator.load asks for (workload.rate_per_s when load is 0).
 absl::StatusOr<double> OfferedRate(const config::Config& config);
 
+// One capacity run of `config` at `split` (see "Load" above): static, steady, offered 3x the
+// estimated capacity for simulator.sweep_capacity_s seconds; its throughput is the capacity under
+// that split. The config's pool, workload and seed are kept.
+absl::StatusOr<config::Config> CapacityRunConfig(const config::Config& config, double split);
+
+// The base rate (workload.rate_per_s) that puts simulator.load of `capacity_per_s` on the cluster:
+// on its base rate, or with simulator.load_basis "peak" on its peak.
+absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity_per_s);
+
 struct SweepRun {
   std::string controller;  // "static", or a row of simulator.sweep_controllers (ApplyControllerRow)
   double split = 0;        // the static split (static runs)

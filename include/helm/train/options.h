@@ -40,6 +40,16 @@ struct TrainOptions {
   std::vector<double> scales = {0.5, 2, 8};
   double load_min = 0.40;  // simulator.load, uniform in [load_min, load_max]
   double load_max = 0.95;
+  // > 0: the load is a share of the cluster's measured capacity, not of sweep.h's estimate (which
+  // counts every EMB lookup a hit and no K/V reuse, so that where misses are dear most draws
+  // overload and the reward saturates): the most that steady runs of capacity_s simulated seconds
+  // at static splits 0.1, 0.5 and 0.9 serve, measured once per profile, scale, node count, gpu and
+  // host gather (rollout.h CapacityMemo).
+  double capacity_s = 0;
+  // > 0 (with capacity_s): each episode's SLO is this many full batches of its node at the measured
+  // capacity (slo_batches x node.max_batch x nodes / capacity), so that P99 / SLO means the same
+  // on a profile whose requests are 100x dearer; 0: workload.slo_ms for every episode.
+  double slo_batches = 0;
   int32_t nodes_min = 1;  // simulator.num_nodes, uniform in [nodes_min, nodes_max]
   int32_t nodes_max = 4;
   std::vector<std::string> gpus = {"a100", "h100"};  // simulator.gpu
@@ -80,6 +90,12 @@ struct TrainOptions {
     v.Field("scales", scales, "embedding footprint / pool, drawn from");
     v.Field("load_min", load_min, "lowest simulator.load", config::InRange(0.01, 10.0));
     v.Field("load_max", load_max, "highest simulator.load", config::InRange(0.01, 10.0));
+    v.Field("capacity_s", capacity_s,
+            "simulated seconds of each capacity run (0: loads are shares of the estimate)",
+            config::InRange(0.0, 1e4));
+    v.Field("slo_batches", slo_batches,
+            "each episode's SLO in full batches at its measured capacity (0: workload.slo_ms)",
+            config::InRange(0.0, 1e6));
     v.Field("nodes_min", nodes_min, "fewest nodes", config::InRange<int32_t>(1, 4096));
     v.Field("nodes_max", nodes_max, "most nodes", config::InRange<int32_t>(1, 4096));
     v.Field("gpus", gpus, "cost profiles drawn from (a100, h100)");

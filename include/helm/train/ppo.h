@@ -35,6 +35,7 @@
 #include "absl/status/statusor.h"
 #include "helm/control/policy.h"
 #include "helm/train/options.h"
+#include "helm/train/rollout.h"
 
 namespace helm::train {
 
@@ -53,7 +54,8 @@ struct IterationStats {
   double learning_rate = 0;
   double rollout_wall_s = 0;
   double update_wall_s = 0;
-  double wall_s = 0;  // since the trainer was created
+  double wall_s = 0;                    // since the trainer was created
+  std::vector<EpisodeResult> episodes;  // the iteration's rollouts, without their trajectories
 };
 
 class PpoTrainer {

@@ -25,7 +25,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "helm/config/config.h"
 #include "helm/control/features.h"
 #include "helm/control/options.h"
@@ -109,13 +111,31 @@ EnvSpec SampleEnv(const TrainOptions& options, std::mt19937_64& rng);
 // seeded by (options.seed, iteration), or by (options.seed, 0) with same_envs_each_iteration.
 std::vector<EnvSpec> IterationEnvs(const TrainOptions& options, int iteration);
 
+// The measured capacities of the environments' clusters (TrainOptions::capacity_s), each measured
+// once: the first episode that needs one runs its capacity runs (with the run's seed, so that the
+// figure does not depend on which episode came first). Thread-safe; two episodes needing the same
+// one at once may both measure it, and agree.
+class CapacityMemo {
+ public:
+  // The capacity (requests/s) of `env`'s cluster, whose episode config is `config`.
+  absl::StatusOr<double> Get(const config::Config& config, const TrainOptions& options,
+                             const EnvSpec& env);
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, double> capacity_ ABSL_GUARDED_BY(mu_);
+};
+
 // `base` made into `env`'s simulator config: sim::ConfigForCell(base, profile, regime, scale),
 // then simulator.num_nodes, gpu (the calibration file dropped), host gather, load, seed, episode_s
 // of simulated time, pool.initial_split (clamped to [r_min, r_max]), control.policy "static" (the
-// hook installs the trainer's controllers) and control.slo_ms = workload.slo_ms.
-// InvalidArgument naming the key when the cell cannot be built.
+// hook installs the trainer's controllers) and control.slo_ms = workload.slo_ms. With
+// options.capacity_s > 0 the load becomes workload.rate_per_s against the capacity `capacities`
+// holds (measured here when it is null), and with options.slo_batches > 0 both SLOs are set from
+// that capacity. InvalidArgument naming the key when the cell cannot be
+// built.
 absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& options,
-                                         const EnvSpec& env);
+                                         const EnvSpec& env, CapacityMemo* capacities = nullptr);
 
 struct EpisodeResult {
   EnvSpec env;
@@ -123,22 +143,27 @@ struct EpisodeResult {
   int64_t steps = 0;                     // rewarded steps over all nodes
   int64_t decisions = 0;                 // of them, decided ones
   double reward_sum = 0;                 // over the rewarded steps
+  double rate_per_s = 0;  // the offered base rate (sim::OfferedRate of the episode's config)
+  double slo_ms = 0;      // the episode's SLO (TrainOptions::slo_batches)
   double p99_ms = 0;
   double slo_attainment = 0;
   double simulated_s = 0;
   double wall_s = 0;
 };
 
+// episodes.csv (helm-train): one row per episode, its draw and what it scored.
+std::string EpisodeCsvHeader();
+std::string EpisodeCsvRow(int32_t iteration, const EpisodeResult& episode);
+
 // Runs one episode of `env` (EnvConfig) with `actor` sampling every node's decisions.
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
-                                         const EnvSpec& env, const control::Policy& actor);
+                                         const EnvSpec& env, const control::Policy& actor,
+                                         CapacityMemo* capacities = nullptr);
 
 // Runs every env on up to `threads` std::threads at once; results in the order of `envs`. The
 // first error (in env order) is returned.
-absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(const config::Config& base,
-                                                           const TrainOptions& options,
-                                                           const std::vector<EnvSpec>& envs,
-                                                           const control::Policy& actor,
-                                                           int threads);
+absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(
+    const config::Config& base, const TrainOptions& options, const std::vector<EnvSpec>& envs,
+    const control::Policy& actor, int threads, CapacityMemo* capacities = nullptr);
 
 }  // namespace helm::train
