@@ -40,8 +40,8 @@ absl::Status TrainOptions::Validate() const {
   }
   if (gpus.empty()) return bad("gpus: must not be empty");
   for (const std::string& g : gpus) {
-    if (g != "a100" && g != "h100") {
-      return bad(absl::StrCat("gpus: '", g, "' must be one of {a100, h100}"));
+    if (g != "a100" && g != "h100" && g != "cpu") {
+      return bad(absl::StrCat("gpus: '", g, "' must be one of {a100, h100, cpu}"));
     }
   }
   if (host_gathers.empty()) return bad("host_gathers: must not be empty");

@@ -289,18 +289,25 @@ TEST(TrainConfig, ErrorsNameTheKey) {
   bad = ParseTrainConfig("train:\n  profiles: [nope]\n", "t.yaml");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("train.profiles"), std::string::npos);
+  bad = ParseTrainConfig("train:\n  gpus: [a100, tpu]\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.gpus: 'tpu' must be one of {a100, h100, cpu}"),
+            std::string::npos)
+      << bad.status().message();
   bad = ParseTrainConfig("pool:\n  chunk_bytes: 1000\n", "t.yaml");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("pool.chunk_bytes"), std::string::npos);
   auto good = ParseTrainConfig(
       "train:\n  iterations: 3\n  scales: [1, 4]\n  same_envs_each_iteration: true\n"
-      "simulator:\n  num_nodes: 2\n",
+      "  gpus: [a100, cpu]\nsimulator:\n  num_nodes: 2\n  gpu: cpu\n",
       "t.yaml");
   ASSERT_TRUE(good.ok()) << good.status();
   EXPECT_EQ(good->train.iterations, 3);
   EXPECT_EQ(good->train.scales, (std::vector<double>{1, 4}));
   EXPECT_TRUE(good->train.same_envs_each_iteration);
   EXPECT_EQ(good->base.simulator.num_nodes, 2);
+  EXPECT_EQ(good->train.gpus, (std::vector<std::string>{"a100", "cpu"}));
+  EXPECT_EQ(good->base.simulator.gpu, "cpu") << "sim/cost_model.h's CPU profile";
 }
 
 }  // namespace

@@ -72,7 +72,8 @@ struct SimulatorOptions {
   template <class V>
   void Describe(V& v) {
     v.Field("num_nodes", num_nodes, "simulated nodes", config::InRange<int32_t>(1, 4096));
-    v.Field("gpu", gpu, "cost-model profile", config::OneOf({"a100", "h100"}));
+    v.Field("gpu", gpu, "cost-model profile (cpu: sim/cost_model.h's uncalibrated CPU)",
+            config::OneOf({"a100", "h100", "cpu"}));
     v.Field("duration_s", duration_s, "simulated time (s)", config::InRange(0.001, 1e7));
     v.Field("warmup_s", warmup_s, "steady simulated seconds before the measured duration",
             config::InRange(0.0, 1e6));

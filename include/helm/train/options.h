@@ -98,7 +98,7 @@ struct TrainOptions {
             config::InRange(0.0, 1e6));
     v.Field("nodes_min", nodes_min, "fewest nodes", config::InRange<int32_t>(1, 4096));
     v.Field("nodes_max", nodes_max, "most nodes", config::InRange<int32_t>(1, 4096));
-    v.Field("gpus", gpus, "cost profiles drawn from (a100, h100)");
+    v.Field("gpus", gpus, "cost profiles drawn from (a100, h100, cpu)");
     v.Field("host_gathers", host_gathers,
             "host gather bytes/s of EMB misses drawn from (0: the profile's)");
     v.Field("initial_split_min", initial_split_min, "lowest pool.initial_split",
