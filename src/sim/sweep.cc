@@ -9,7 +9,6 @@
 #include <type_traits>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -199,27 +198,31 @@ const SweepRun* SweepCell::Controller(const std::string& name) const {
   return nullptr;
 }
 
+absl::StatusOr<double> CapacityRuns::Measure(const config::Config& config,
+                                             const std::vector<double>& splits,
+                                             const std::function<void(double split)>& on_run) {
+  double capacity = 0;
+  for (double split : splits) {
+    HELM_ASSIGN_OR_RETURN(const config::Config run, CapacityRunConfig(config, split));
+    const std::string key = CellFingerprint(run);
+    std::optional<double> served;
+    {
+      absl::MutexLock lock(&mu_);
+      if (const auto it = served_.find(key); it != served_.end()) served = it->second;
+    }
+    if (!served) {
+      if (on_run) on_run(split);
+      HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
+      served = r.throughput_per_s();
+      absl::MutexLock lock(&mu_);
+      served_[key] = *served;
+    }
+    capacity = std::max(capacity, *served);
+  }
+  return capacity;
+}
+
 namespace {
-
-// What the sweep's capacity runs served, by the fingerprint of their config: the regimes of one
-// profile and scale share them (a capacity run is steady whatever the cell's regime), so each is
-// simulated once per sweep. Shared by the sweep's threads.
-class CapacityRuns {
- public:
-  std::optional<double> Find(const std::string& key) {
-    absl::MutexLock lock(&mu_);
-    const auto it = served_.find(key);
-    return it == served_.end() ? std::nullopt : std::optional<double>(it->second);
-  }
-  void Put(const std::string& key, double served) {
-    absl::MutexLock lock(&mu_);
-    served_[key] = served;
-  }
-
- private:
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, double> served_ ABSL_GUARDED_BY(mu_);
-};
 
 // One cell of the sweep: its capacity (when measured), every static split, then every row.
 absl::Status RunCell(int index, int total, const std::vector<double>& splits,
@@ -231,19 +234,12 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     // x the estimated capacity (EstimateCapacityPerNode counts no K/V reuse, so with long
     // histories a cell serves more than the estimate), one per static split; the most any served
     // is the capacity.
-    double capacity = 0;
-    for (double split : splits) {
-      HELM_ASSIGN_OR_RETURN(const config::Config run, CapacityRunConfig(c, split));
-      const std::string key = CellFingerprint(run);
-      std::optional<double> served = capacity_runs.Find(key);
-      if (!served) {
-        if (hooks.progress) hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
-        HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
-        served = r.throughput_per_s();
-        capacity_runs.Put(key, *served);
-      }
-      capacity = std::max(capacity, *served);
-    }
+    HELM_ASSIGN_OR_RETURN(const double capacity,
+                          capacity_runs.Measure(c, splits, [&](double split) {
+                            if (hooks.progress) {
+                              hooks.progress(index, total, absl::StrFormat("capacity %.2f", split));
+                            }
+                          }));
     cell.capacity_per_s = capacity;
     HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, RateForLoad(c, capacity));
     cell.rate_per_s = c.workload.rate_per_s;

@@ -71,7 +71,7 @@ struct PpoTrainer::Impl {
   int32_t iteration = 0;
   int64_t total_steps = 0;
   Clock::time_point start = Clock::now();
-  CapacityMemo capacities;  // train.capacity_s: measured once per cluster, kept for the run
+  sim::CapacityRuns capacities;  // train.capacity_s: measured once per cluster, kept for the run
 };
 
 absl::StatusOr<std::unique_ptr<PpoTrainer>> PpoTrainer::Create(const TrainConfig& config) {

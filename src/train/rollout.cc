@@ -137,31 +137,8 @@ std::vector<EnvSpec> IterationEnvs(const TrainOptions& o, int iteration) {
   return envs;
 }
 
-absl::StatusOr<double> CapacityMemo::Get(const config::Config& config, const TrainOptions& o,
-                                         const EnvSpec& env) {
-  const std::string key = absl::StrFormat("%s/%g/%d/%s/%g", env.profile, env.scale, env.nodes,
-                                          env.gpu, env.host_gather);
-  {
-    absl::MutexLock lock(&mu_);
-    if (auto it = capacity_.find(key); it != capacity_.end()) return it->second;
-  }
-  config::Config c = config;
-  c.simulator.seed = o.seed;
-  c.simulator.sweep_capacity_s = o.capacity_s;
-  double capacity = 0;
-  for (double split : {0.1, 0.5, 0.9}) {
-    HELM_ASSIGN_OR_RETURN(const config::Config run, sim::CapacityRunConfig(c, split));
-    HELM_ASSIGN_OR_RETURN(std::unique_ptr<sim::Simulator> simulator, sim::Simulator::Create(run));
-    HELM_ASSIGN_OR_RETURN(const sim::SimResult r, simulator->Run());
-    capacity = std::max(capacity, r.throughput_per_s());
-  }
-  absl::MutexLock lock(&mu_);
-  capacity_[key] = capacity;
-  return capacity;
-}
-
 absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& o,
-                                         const EnvSpec& env, CapacityMemo* capacities) {
+                                         const EnvSpec& env, sim::CapacityRuns* capacities) {
   config::Config sized = base;
   sized.simulator.num_nodes = env.nodes;  // the cell's users are sized per node
   HELM_ASSIGN_OR_RETURN(sim::CellConfig cell,
@@ -179,14 +156,18 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
   c.control.policy = "static";
   c.control.slo_ms = c.workload.slo_ms;
   if (o.capacity_s > 0) {
-    CapacityMemo once;
-    HELM_ASSIGN_OR_RETURN(const double capacity,
-                          (capacities != nullptr ? capacities : &once)->Get(c, o, env));
+    config::Config probe = c;
+    probe.simulator.seed = o.seed;  // the cluster's capacity, not the episode's draw
+    probe.simulator.sweep_capacity_s = o.capacity_s;
+    sim::CapacityRuns once;
+    HELM_ASSIGN_OR_RETURN(
+        const double capacity,
+        (capacities != nullptr ? capacities : &once)->Measure(probe, {0.1, 0.5, 0.9}));
     HELM_ASSIGN_OR_RETURN(c.workload.rate_per_s, sim::RateForLoad(c, capacity));
     c.simulator.load = 0;
     if (o.slo_batches > 0 && capacity > 0) {
       c.workload.slo_ms = c.control.slo_ms =
-          o.slo_batches * c.node.max_batch * env.nodes / capacity * 1000;
+          o.slo_batches * c.node.max_batch * c.simulator.num_nodes / capacity * 1000;
     }
   }
   return c;
@@ -194,7 +175,7 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
 
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
                                          const EnvSpec& env, const control::Policy& actor,
-                                         CapacityMemo* capacities) {
+                                         sim::CapacityRuns* capacities) {
   const auto start = std::chrono::steady_clock::now();
   HELM_ASSIGN_OR_RETURN(config::Config c, EnvConfig(base, options, env, capacities));
   HELM_ASSIGN_OR_RETURN(const double rate_per_s, sim::OfferedRate(c));
@@ -231,11 +212,9 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
   return out;
 }
 
-absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(const config::Config& base,
-                                                           const TrainOptions& options,
-                                                           const std::vector<EnvSpec>& envs,
-                                                           const control::Policy& actor,
-                                                           int threads, CapacityMemo* capacities) {
+absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(
+    const config::Config& base, const TrainOptions& options, const std::vector<EnvSpec>& envs,
+    const control::Policy& actor, int threads, sim::CapacityRuns* capacities) {
   std::vector<absl::StatusOr<EpisodeResult>> results(envs.size(), absl::UnknownError("not run"));
   std::atomic<size_t> next{0};
   auto work = [&] {

@@ -245,12 +245,17 @@ TEST(Rollout, EnvConfigLoadsAShareOfTheMeasuredCapacity) {
   ASSERT_TRUE(estimated_rate.ok());
 
   config.train.capacity_s = 0.5;
-  CapacityMemo memo;
+  sim::CapacityRuns memo;
   absl::StatusOr<config::Config> c = EnvConfig(config.base, config.train, env, &memo);
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->simulator.load, 0) << "the rate is set, not the load";
-  absl::StatusOr<double> capacity = memo.Get(*c, config.train, env);
-  ASSERT_TRUE(capacity.ok());
+  // The same capacity runs measured apart: the training seed, capacity_s, splits 0.1 / 0.5 / 0.9.
+  config::Config probe = *estimated;
+  probe.simulator.seed = config.train.seed;
+  probe.simulator.sweep_capacity_s = config.train.capacity_s;
+  sim::CapacityRuns fresh;
+  absl::StatusOr<double> capacity = fresh.Measure(probe, {0.1, 0.5, 0.9});
+  ASSERT_TRUE(capacity.ok()) << capacity.status();
   EXPECT_GT(*capacity, 0);
   EXPECT_DOUBLE_EQ(c->workload.rate_per_s, env.load * *capacity);
   EXPECT_LT(c->workload.rate_per_s, *estimated_rate) << "measured under the estimate";

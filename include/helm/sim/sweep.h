@@ -42,7 +42,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "helm/config/config.h"
 #include "helm/sim/cost_model.h"
 #include "helm/sim/simulator.h"
@@ -82,6 +84,24 @@ absl::StatusOr<config::Config> CapacityRunConfig(const config::Config& config, d
 // The base rate (workload.rate_per_s) that puts simulator.load of `capacity_per_s` on the cluster:
 // on its base rate, or with simulator.load_basis "peak" on its peak.
 absl::StatusOr<double> RateForLoad(const config::Config& config, double capacity_per_s);
+
+// Measured capacities, each capacity run simulated once: what the runs served is kept by the
+// fingerprint of their config (CellFingerprint), so that the regimes of one profile and scale in a
+// sweep share them (a capacity run is steady whatever the cell's regime), and so do helm-train's
+// episodes of one cluster. Thread-safe; two callers needing the same run at once may both simulate
+// it, and agree (a run is deterministic).
+class CapacityRuns {
+ public:
+  // The capacity of `config`'s cluster: the most that its capacity runs (CapacityRunConfig, of
+  // simulator.sweep_capacity_s seconds) at `splits` serve. `on_run`, when set, is told of each
+  // split about to be simulated (not of those already measured).
+  absl::StatusOr<double> Measure(const config::Config& config, const std::vector<double>& splits,
+                                 const std::function<void(double split)>& on_run = nullptr);
+
+ private:
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, double> served_ ABSL_GUARDED_BY(mu_);
+};
 
 struct SweepRun {
   std::string controller;  // "static", or a row of simulator.sweep_controllers (ApplyControllerRow)

@@ -43,8 +43,7 @@ struct TrainOptions {
   // > 0: the load is a share of the cluster's measured capacity, not of sweep.h's estimate (which
   // counts every EMB lookup a hit and no K/V reuse, so that where misses are dear most draws
   // overload and the reward saturates): the most that steady runs of capacity_s simulated seconds
-  // at static splits 0.1, 0.5 and 0.9 serve, measured once per profile, scale, node count, gpu and
-  // host gather (rollout.h CapacityMemo).
+  // at static splits 0.1, 0.5 and 0.9 serve, measured once per cluster (rollout.h EnvConfig).
   double capacity_s = 0;
   // > 0 (with capacity_s): each episode's SLO is this many full batches of its node at the measured
   // capacity (slo_batches x node.max_batch x nodes / capacity), so that P99 / SLO means the same

@@ -25,9 +25,7 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "helm/config/config.h"
 #include "helm/control/features.h"
 #include "helm/control/options.h"
@@ -35,6 +33,7 @@
 #include "helm/control/reward.h"
 #include "helm/control/safety.h"
 #include "helm/control/split_controller.h"
+#include "helm/sim/sweep.h"
 #include "helm/train/options.h"
 
 namespace helm::train {
@@ -111,31 +110,18 @@ EnvSpec SampleEnv(const TrainOptions& options, std::mt19937_64& rng);
 // seeded by (options.seed, iteration), or by (options.seed, 0) with same_envs_each_iteration.
 std::vector<EnvSpec> IterationEnvs(const TrainOptions& options, int iteration);
 
-// The measured capacities of the environments' clusters (TrainOptions::capacity_s), each measured
-// once: the first episode that needs one runs its capacity runs (with the run's seed, so that the
-// figure does not depend on which episode came first). Thread-safe; two episodes needing the same
-// one at once may both measure it, and agree.
-class CapacityMemo {
- public:
-  // The capacity (requests/s) of `env`'s cluster, whose episode config is `config`.
-  absl::StatusOr<double> Get(const config::Config& config, const TrainOptions& options,
-                             const EnvSpec& env);
-
- private:
-  absl::Mutex mu_;
-  absl::flat_hash_map<std::string, double> capacity_ ABSL_GUARDED_BY(mu_);
-};
-
 // `base` made into `env`'s simulator config: sim::ConfigForCell(base, profile, regime, scale),
 // then simulator.num_nodes, gpu (the calibration file dropped), host gather, load, seed, episode_s
 // of simulated time, pool.initial_split (clamped to [r_min, r_max]), control.policy "static" (the
 // hook installs the trainer's controllers) and control.slo_ms = workload.slo_ms. With
-// options.capacity_s > 0 the load becomes workload.rate_per_s against the capacity `capacities`
-// holds (measured here when it is null), and with options.slo_batches > 0 both SLOs are set from
-// that capacity. InvalidArgument naming the key when the cell cannot be
-// built.
+// options.capacity_s > 0 the load becomes workload.rate_per_s against the cluster's measured
+// capacity (sim::CapacityRuns at splits 0.1, 0.5 and 0.9, run with the training seed so that the
+// figure does not depend on which episode measured it; `capacities` keeps them across episodes,
+// or they are measured afresh when it is null), and with options.slo_batches > 0 both SLOs are
+// set from that capacity. InvalidArgument naming the key when the cell cannot be built.
 absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const TrainOptions& options,
-                                         const EnvSpec& env, CapacityMemo* capacities = nullptr);
+                                         const EnvSpec& env,
+                                         sim::CapacityRuns* capacities = nullptr);
 
 struct EpisodeResult {
   EnvSpec env;
@@ -158,12 +144,12 @@ std::string EpisodeCsvRow(int32_t iteration, const EpisodeResult& episode);
 // Runs one episode of `env` (EnvConfig) with `actor` sampling every node's decisions.
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
                                          const EnvSpec& env, const control::Policy& actor,
-                                         CapacityMemo* capacities = nullptr);
+                                         sim::CapacityRuns* capacities = nullptr);
 
 // Runs every env on up to `threads` std::threads at once; results in the order of `envs`. The
 // first error (in env order) is returned.
 absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(
     const config::Config& base, const TrainOptions& options, const std::vector<EnvSpec>& envs,
-    const control::Policy& actor, int threads, CapacityMemo* capacities = nullptr);
+    const control::Policy& actor, int threads, sim::CapacityRuns* capacities = nullptr);
 
 }  // namespace helm::train
