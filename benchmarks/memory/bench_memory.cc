@@ -10,6 +10,11 @@
 //                                (target <= 2.0)
 //   host_gather_prefetch_vs_plain  the storage's gather of EMB misses (pool::GatherHostCopies)
 //                                over a plain memcpy loop, random rows of a 1 GiB table (report)
+//   emb_ghost_hits_vs_larger_cache  the EMB ghost list's hits (pool.ghost_share) over the hits a
+//                                cache larger by that share gains on the same trace (ideal 1)
+//   kv_ghost_tokens_vs_larger_cache  the same for the KV cache's ghost tokens (ideal 1)
+//   emb_lookup_ghost_vs_off      batch EMB lookup time on that miss-heavy trace with the ghost
+//                                list over without (its cost, target <= 1.05)
 // Sized for a 2-core machine: the whole run takes well under a minute.
 
 #include <algorithm>
@@ -186,16 +191,24 @@ struct HitRates {
   double ours = 0, lru = 0;
 };
 
-HitRates EmbHitRates() {
+// Batches of Zipf(1.0) ids over 1M items with 10% one-off scan ids; *num_items: the ids used.
+std::vector<std::vector<int64_t>> ZipfScanTrace(int batches, int64_t* num_items) {
   constexpr int64_t kZipfItems = 1000000;
-  constexpr int kBatches = 2000;
   std::mt19937_64 rng(7);
   testing::Zipf zipf(kZipfItems, 1.0);
   int64_t next_scan = kZipfItems;
-  std::vector<std::vector<int64_t>> trace(kBatches, std::vector<int64_t>(kBatch));
+  std::vector<std::vector<int64_t>> trace(batches, std::vector<int64_t>(kBatch));
   for (auto& batch : trace) {
     for (auto& id : batch) id = (rng() % 10 == 0) ? next_scan++ : zipf(rng);
   }
+  *num_items = next_scan;
+  return trace;
+}
+
+HitRates EmbHitRates() {
+  constexpr int kBatches = 2000;
+  int64_t next_scan = 0;
+  const std::vector<std::vector<int64_t>> trace = ZipfScanTrace(kBatches, &next_scan);
   // Payload-free pool: 16 chunks of 2 MiB, 6 for EMB: 6 x 8192 rows of 256 B (4.9% of the items).
   pool::PoolOptions po;
   po.bytes = int64_t{32} << 20;
@@ -237,38 +250,125 @@ struct KvRun {
   int64_t trimmed = 0, evicted = 0;
 };
 
-KvRun KvTokenHit(const std::string& eviction) {
+// A Zipf(0.9) user-revisit stream over 20K users: each request is (user, history length), the
+// first visit log-normal around 400 tokens, each return 1-16 events longer.
+std::vector<std::pair<int64_t, int64_t>> KvRequests() {
   constexpr int64_t kUsers = 20000;
   constexpr int kRequests = 60000;
   std::mt19937_64 rng(11);
   testing::Zipf users(kUsers, 0.9);
   std::lognormal_distribution<double> first_len(std::log(400.0), 1.0);
   std::vector<int64_t> length(kUsers, 0);
-  model::ModelOptions m;  // 2 layers, 2 heads, d 32: 512 B per token in fp32
-  kv::KvOptions ko;
-  ko.eviction = eviction;
-  pool::PoolOptions po;
-  po.bytes = int64_t{256} << 20;
-  po.backend = "none";
-  po.initial_split = 0.5;  // 128 MiB of KV: ~262K tokens, a few % of all histories
-  auto pool = *pool::Pool::Create(po);
-  auto cache = *kv::KvCache::Create(model::KvCacheOptionsFor(m, ko), pool.get());
-  const int warmup = kRequests / 5;
-  kv::KvStats before;
+  std::vector<std::pair<int64_t, int64_t>> requests;
   for (int i = 0; i < kRequests; ++i) {
-    if (i == warmup) before = cache->stats();
     const int64_t u = users(rng);
     length[u] = length[u] == 0 ? std::clamp<int64_t>(std::llround(first_len(rng)), 16, 16000)
                                : length[u] + 1 + static_cast<int64_t>(rng() % 16);
-    auto lease = cache->AcquireUnverified(u, length[u]);
-    const int64_t suffix = length[u] - lease->cached_tokens();
+    requests.emplace_back(u, length[u]);
+  }
+  return requests;
+}
+
+// Serves `requests` through a KV cache (2 layers, 2 heads, d 32: 512 B a token in fp32) on a
+// payload-free pool of `pool_options`; returns its stats over the requests after the first 20%.
+kv::KvStats ServeKv(const std::vector<std::pair<int64_t, int64_t>>& requests,
+                    const std::string& eviction, const pool::PoolOptions& pool_options) {
+  model::ModelOptions m;
+  kv::KvOptions ko;
+  ko.eviction = eviction;
+  auto pool = *pool::Pool::Create(pool_options);
+  auto cache = *kv::KvCache::Create(model::KvCacheOptionsFor(m, ko), pool.get());
+  const size_t warmup = requests.size() / 5;
+  kv::KvStats before;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    if (i == warmup) before = cache->stats();
+    const auto [u, length] = requests[i];
+    auto lease = cache->AcquireUnverified(u, length);
+    const int64_t suffix = length - lease->cached_tokens();
     if (suffix > 0) {
       auto reservation = lease->Reserve(suffix);
       if (reservation.ok()) (void)lease->Commit();
     }
   }
-  const kv::KvStats w = cache->stats() - before;
+  return cache->stats() - before;
+}
+
+KvRun KvTokenHit(const std::string& eviction) {
+  pool::PoolOptions po;
+  po.bytes = int64_t{256} << 20;
+  po.backend = "none";
+  po.initial_split = 0.5;  // 128 MiB of KV: ~262K tokens, a few % of all histories
+  const kv::KvStats w = ServeKv(KvRequests(), eviction, po);
   return KvRun{w.token_hit_ratio(), w.trimmed_users, w.evicted_users};
+}
+
+// ---- Figure 3b: the ghost lists against caches larger by their share -------------------------
+
+struct GhostRun {
+  int64_t emb_predicted = 0, emb_gained = 0;  // ghost hits; the larger cache's extra hits
+  int64_t kv_predicted = 0, kv_gained = 0;    // ghost tokens; the larger cache's extra hit tokens
+  double emb_with_s = 0, emb_without_s = 0;   // lookup time of the trace, ghost on and off
+};
+
+GhostRun Ghosts() {
+  GhostRun g;
+  // EMB: pools of 256 chunks of 256 KiB; EMB 96 chunks, and the larger cache 12 more (the ghost
+  // covers 12 chunks' worth: ghost_share 12/256). The trace is figure 2's, miss-heavy.
+  constexpr int kBatches = 1200;
+  constexpr double kShare = 12.0 / 256;
+  int64_t num_items = 0;
+  const std::vector<std::vector<int64_t>> trace = ZipfScanTrace(kBatches, &num_items);
+  auto make = [&](double split, double ghost_share) {
+    pool::PoolOptions po;
+    po.bytes = int64_t{64} << 20;
+    po.chunk_bytes = int64_t{256} << 10;
+    po.backend = "none";
+    po.initial_split = split;
+    po.ghost_share = ghost_share;
+    emb::EmbOptions eo;
+    eo.num_items = num_items;
+    eo.dim = 64;
+    auto pool = *pool::Pool::Create(po);
+    auto cache = *emb::EmbCache::Create(eo, pool.get());
+    return std::make_pair(std::move(pool), std::move(cache));
+  };
+  auto base = make(96.0 / 256, kShare), off = make(96.0 / 256, 0), larger = make(108.0 / 256, 0);
+  emb::EmbLookup r;
+  emb::EmbStats base0, larger0;
+  const int warmup = kBatches / 4;
+  for (int b = 0; b < kBatches; ++b) {
+    if (b == warmup) {
+      base0 = base.second->stats();
+      larger0 = larger.second->stats();
+    }
+    // The ghost's cost: the same batch through the cache with and without it, in turn.
+    for (int k = 0; k < 2; ++k) {
+      const bool with = (b + k) % 2 == 0;
+      const auto t0 = Clock::now();
+      (void)(with ? base : off).second->Lookup(trace[b], &r);
+      r.Release();
+      (with ? g.emb_with_s : g.emb_without_s) += Seconds(Clock::now() - t0);
+    }
+    (void)larger.second->Lookup(trace[b], &r);
+    r.Release();
+  }
+  const emb::EmbStats bw = base.second->stats() - base0;
+  g.emb_predicted = bw.ghost_hits;
+  g.emb_gained = (larger.second->stats() - larger0).hits - bw.hits;
+  // KV: figure 3's stream; KV 64 of 128 chunks of 2 MiB, the larger 6 more (ghost_share 6/128).
+  const std::vector<std::pair<int64_t, int64_t>> requests = KvRequests();
+  pool::PoolOptions po;
+  po.bytes = int64_t{256} << 20;
+  po.backend = "none";
+  po.initial_split = 0.5;
+  po.ghost_share = 6.0 / 128;
+  const kv::KvStats kb = ServeKv(requests, "cost_aware", po);
+  po.initial_split = 58.0 / 128;
+  po.ghost_share = 0;
+  const kv::KvStats kl = ServeKv(requests, "cost_aware", po);
+  g.kv_predicted = kb.ghost_hit_tokens;
+  g.kv_gained = kl.hit_tokens - kb.hit_tokens;
+  return g;
 }
 
 // ---- Figure 4: lookup p99 while a resize moves 20% of the pool -----------------------------
@@ -462,6 +562,7 @@ int main(int argc, char** argv) {
   const KvRun lru = KvTokenHit("lru");
   const TailLatency tail = ResizeTail();
   const double gather_ratio = HostGatherRatio();
+  const GhostRun ghosts = Ghosts();
 
   std::printf("\n== helm_bench_memory summary ==\n");
   std::printf("EMB lookup on hits (batch %d, %lld resident rows): %.2fx a bare flat_hash_map\n",
@@ -478,6 +579,13 @@ int main(int argc, char** argv) {
       tail.idle_p50_us, tail.idle_p99_us, static_cast<long long>(tail.idle_n), tail.resize_p50_us,
       tail.resize_p99_us, static_cast<long long>(tail.resize_n), tail.moved_bytes / 1048576.0,
       tail.resize_ms);
+  std::printf(
+      "ghost lists (5%% of the pool): EMB %lld ghost hits vs %lld more hits in a cache larger by "
+      "that share; KV %lld ghost tokens vs %lld more hit tokens; EMB lookups %.3f s with the "
+      "ghost, %.3f s without\n",
+      static_cast<long long>(ghosts.emb_predicted), static_cast<long long>(ghosts.emb_gained),
+      static_cast<long long>(ghosts.kv_predicted), static_cast<long long>(ghosts.kv_gained),
+      ghosts.emb_with_s, ghosts.emb_without_s);
   if (!csv_path.empty()) {
     if (!WriteTailCsv(tail.samples, csv_path)) return 1;
     std::printf("lookup latencies over time: %s\n", csv_path.c_str());
@@ -489,5 +597,12 @@ int main(int argc, char** argv) {
   std::printf("HELM_RESULT lookup_p99_resize_vs_idle %.3f\n",
               tail.idle_p99_us > 0 ? tail.resize_p99_us / tail.idle_p99_us : 0.0);
   std::printf("HELM_RESULT host_gather_prefetch_vs_plain %.3f\n", gather_ratio);
+  auto ratio = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / b : 0.0; };
+  std::printf("HELM_RESULT emb_ghost_hits_vs_larger_cache %.3f\n",
+              ratio(ghosts.emb_predicted, ghosts.emb_gained));
+  std::printf("HELM_RESULT kv_ghost_tokens_vs_larger_cache %.3f\n",
+              ratio(ghosts.kv_predicted, ghosts.kv_gained));
+  std::printf("HELM_RESULT emb_lookup_ghost_vs_off %.3f\n",
+              ghosts.emb_without_s > 0 ? ghosts.emb_with_s / ghosts.emb_without_s : 0.0);
   return 0;
 }

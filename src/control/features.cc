@@ -10,6 +10,22 @@ float Clamp01(double v, double hi) { return static_cast<float>(std::clamp(v, 0.0
 
 }  // namespace
 
+double FeatureExtractor::EmbGrowthGain(const serve::StatsWindow& w) {
+  const double window_ns = std::max(w.seconds(), 1e-6) * 1e9;
+  if (w.emb.misses <= 0) return 0;
+  return std::clamp(
+      static_cast<double>(w.emb.fetch_ns) * w.emb.ghost_hits / w.emb.misses / window_ns, 0.0, 1.0);
+}
+
+double FeatureExtractor::KvGrowthGain(const serve::StatsWindow& w) {
+  const double window_ns = std::max(w.seconds(), 1e-6) * 1e9;
+  if (w.requests.computed_rows <= 0) return 0;
+  const double row_ns =
+      std::max(0.0, w.requests.compute_us * 1e3 - static_cast<double>(w.emb.fetch_ns)) /
+      static_cast<double>(w.requests.computed_rows);
+  return std::clamp(w.kv.ghost_hit_tokens * row_ns / window_ns, 0.0, 1.0);
+}
+
 Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
   const double seconds = std::max(w.seconds(), 1e-6);
   const double rate = w.requests.arrivals / seconds;
@@ -44,6 +60,10 @@ Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
   f[13] = Clamp01(w.latency_us.Quantile(0.5) / s_.slo_us, 4.0);
   f[14] = Clamp01(w.latency_us.Quantile(0.99) / s_.slo_us, 4.0);
   f[15] = answers > 0 ? static_cast<float>(std::min<double>(1, double(over_slo) / answers)) : 0;
+  const double g_emb = EmbGrowthGain(w), g_kv = KvGrowthGain(w);
+  f[16] = static_cast<float>(std::sqrt(g_emb));
+  f[17] = static_cast<float>(std::sqrt(g_kv));
+  f[18] = g_emb + g_kv < 1e-4 ? 0.0f : static_cast<float>((g_emb - g_kv) / (g_emb + g_kv));
   return f;
 }
 

@@ -112,8 +112,9 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view sou
   if (j.is_discarded() || !j.is_object()) return bad("not a JSON object");
   if (j.value("format", "") != "helm-policy-v1") return bad("format: must be \"helm-policy-v1\"");
   if (!j.contains("features") || !j["features"].is_number_integer() ||
-      j["features"].get<int>() != kNumFeatures) {
-    return bad(absl::StrCat("features: must be ", kNumFeatures, " (features.h)"));
+      j["features"].get<int>() < 1 || j["features"].get<int>() > kNumFeatures) {
+    return bad(
+        absl::StrCat("features: must be 1 to ", kNumFeatures, " (the first N of features.h)"));
   }
   if (j.value("hidden_activation", "tanh") != "tanh") return bad("hidden_activation: only tanh");
   if (!j.contains("actions") || !j["actions"].is_array() || j["actions"].empty()) {
@@ -130,7 +131,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view sou
     return bad("layers: must be a non-empty array");
   }
   std::vector<Mlp::Layer> layers;
-  int in = kNumFeatures;
+  int in = j["features"].get<int>();
   for (size_t i = 0; i < j["layers"].size(); ++i) {
     const auto& lj = j["layers"][i];
     const std::string at = absl::StrCat("layers[", i, "]");
@@ -187,7 +188,7 @@ absl::StatusOr<Policy> LoadPolicy(const std::string& path) {
 std::string PolicyToJson(const Policy& p) {
   nlohmann::json j;
   j["format"] = "helm-policy-v1";
-  j["features"] = kNumFeatures;
+  j["features"] = p.mlp.inputs();
   j["hidden_activation"] = "tanh";
   j["actions"] = p.actions;
   j["layers"] = nlohmann::json::array();

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "helm/control/features.h"
 #include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
 #include "helm/control/safety.h"
@@ -24,6 +25,10 @@ absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
     return std::unique_ptr<SplitController>(
         new HillClimbController(options, pool.r_min, pool.r_max));
   }
+  if (options.policy == "marginal") {
+    return std::unique_ptr<SplitController>(
+        new MarginalController(options, pool.r_min, pool.r_max));
+  }
   if (options.policy == "helm") {
     if (options.policy_path.empty()) {
       return absl::InvalidArgumentError("control.policy_path: policy helm needs a policy file");
@@ -41,7 +46,7 @@ absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
   }
   return absl::InvalidArgumentError(absl::StrFormat(
       "control.policy: '%s' runs only in helm-sim (the oracle replays windows offline); nodes "
-      "take static, heuristic or helm",
+      "take static, heuristic, marginal or helm",
       options.policy));
 }
 
@@ -107,6 +112,29 @@ double HillClimbController::Decide(const serve::StatsWindow& w) {
     last_move_sign_ = sign;
   }
   return next;
+}
+
+MarginalController::MarginalController(const ControlOptions& options, double r_min, double r_max)
+    : options_(options), gate_(options.max_move, options.hold_windows, r_min, r_max) {}
+
+double MarginalController::Decide(const serve::StatsWindow& w) {
+  const double emb = FeatureExtractor::EmbGrowthGain(w), kv = FeatureExtractor::KvGrowthGain(w);
+  constexpr double kAlpha = 1.0 / 3;  // EWMA over ~3 windows
+  if (!primed_) {
+    g_emb_ = emb;
+    g_kv_ = kv;
+    primed_ = true;
+  } else {
+    g_emb_ += kAlpha * (emb - g_emb_);
+    g_kv_ += kAlpha * (kv - g_kv_);
+  }
+  const double diff = g_emb_ - g_kv_;
+  double delta = 0;
+  if (std::abs(diff) >= options_.marginal_min_gain &&
+      std::abs(diff) > options_.hysteresis * (g_emb_ + g_kv_)) {
+    delta = diff > 0 ? options_.step : -options_.step;
+  }
+  return gate_.Apply(w, delta);
 }
 
 }  // namespace helm::control

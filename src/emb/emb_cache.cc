@@ -38,6 +38,7 @@ EmbStats EmbStats::operator-(const EmbStats& o) const {
   d.staged_rows = staged_rows - o.staged_rows;
   d.h2d_bytes = h2d_bytes - o.h2d_bytes;
   d.fetch_ns = fetch_ns - o.fetch_ns;
+  d.ghost_hits = ghost_hits - o.ghost_hits;
   d.evictions = evictions - o.evictions;
   d.relocated_rows = relocated_rows - o.relocated_rows;
   d.dropped_rows = dropped_rows - o.dropped_rows;
@@ -170,6 +171,15 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
   chunk_pins_.resize(static_cast<size_t>(pool->num_chunks()));
   chunk_live_.assign(static_cast<size_t>(pool->num_chunks()), 0);
   rejected_.assign(kRejectedRing, -1);
+  // The ghost covers pool.ghost_share of the pool in slots (a sampling cache's slots are a row /
+  // sample_rate, so its ghost is the sample's miniature too).
+  // The ghost samples ghost_sample_rate of all ids (a salt of its own), or all of a thinner sample.
+  const double ghost_rate = std::min(1.0, options.ghost_sample_rate / sampler_.rate());
+  ghost_sampler_ = IdSampler(ghost_rate, options.sample_salt ^ 0x6a09e667f3bcc909ull);
+  ghost_scale_ = 1.0 / ghost_sampler_.rate();
+  ghost_.Reset(static_cast<int64_t>(ghost_sampler_.rate() * pool->options().ghost_share *
+                                    static_cast<double>(pool->num_chunks() * pool->chunk_bytes()) /
+                                    static_cast<double>(row_bytes_)));
 }
 
 EmbCache::~EmbCache() { pool_->Detach(pool::ChunkOwner::kEmb); }
@@ -290,7 +300,7 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
   }
   accesses_since_age_.fetch_add(static_cast<int64_t>(n), std::memory_order_relaxed);
 
-  int64_t admitted = 0, rejects = 0, staged = 0;
+  int64_t admitted = 0, rejects = 0, staged = 0, ghost_hits = 0;
   if (!out->miss_positions_.empty()) {
     LockForLookupExclusive();
     MaybeAgeLocked();
@@ -329,8 +339,14 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
         }
         // Being filled by another lookup: serve it from staging.
       } else {
+        // In the ghost: a larger cache would have served it. Unless it is admitted now it stays
+        // there (the larger cache still holds it).
+        const bool ghosted = ghost_sampler_.Contains(id) && ghost_.Take(id) > 0;
+        ghost_hits += ghosted;
         sketch_.Increment(id, 1);
-        if (!out->staged_index_.contains(id)) {
+        if (out->staged_index_.contains(id)) {
+          if (ghosted) ghost_.Add(id, 1);
+        } else {
           const uint8_t est = sketch_.Estimate(id);
           bool rejected = false;
           const int64_t slot =
@@ -348,6 +364,7 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
             ++unique;
             continue;
           }
+          if (ghosted) ghost_.Add(id, 1);
           if (rejected) {
             ++rejects;
             rejected_[rejected_pos_] = id;
@@ -414,6 +431,7 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
   s_rejects_.fetch_add(rejects, std::memory_order_relaxed);
   s_staged_.fetch_add(staged, std::memory_order_relaxed);
   s_h2d_bytes_.fetch_add((admitted + staged) * row_bytes_, std::memory_order_relaxed);
+  s_ghost_hits_.fetch_add(ghost_hits, std::memory_order_relaxed);
 
   if (!status.ok()) {
     out->Release();
@@ -516,6 +534,7 @@ EmbStats EmbCache::stats() const {
   s.staged_rows = s_staged_.load(std::memory_order_relaxed);
   s.h2d_bytes = s_h2d_bytes_.load(std::memory_order_relaxed);
   s.fetch_ns = s_fetch_ns_.load(std::memory_order_relaxed);
+  s.ghost_hits = std::llround(s_ghost_hits_.load(std::memory_order_relaxed) * ghost_scale_);
   s.evictions = s_evictions_.load(std::memory_order_relaxed);
   s.relocated_rows = s_relocated_.load(std::memory_order_relaxed);
   s.dropped_rows = s_dropped_.load(std::memory_order_relaxed);

@@ -126,6 +126,7 @@ void EmbCache::EvictLocked(Index::iterator it) {
   if (freq > est) sketch_.Increment(id, freq - est);
   --chunk_live_[slots_.Chunk(e.slot)];
   index_.erase(it);
+  if (ghost_sampler_.Contains(id)) ghost_.Add(id, 1);
   s_evictions_.fetch_add(1, std::memory_order_relaxed);
 }
 

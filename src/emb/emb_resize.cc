@@ -146,6 +146,7 @@ pool::DrainResult EmbCache::Drain(int32_t chunk, int64_t max_bytes) {
           const uint64_t tag = e.tag;
           --chunk_live_[chunk];
           index_.erase(it);
+          if (ghost_sampler_.Contains(id)) ghost_.Add(id, 1);
           RetireSlotLocked(slot, tag, min_live);
           result.dropped_bytes += row_bytes_;
           s_dropped_.fetch_add(1, std::memory_order_relaxed);

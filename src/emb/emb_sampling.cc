@@ -48,7 +48,7 @@ void EmbCache::ScaleSampledCounts(EmbStats* s) const {
   s->hits = s->lookups - s->misses;
   for (int64_t* count :
        {&s->unique_ids, &s->admitted, &s->admission_rejects, &s->staged_rows, &s->evictions,
-        &s->relocated_rows, &s->dropped_rows, &s->prefetched_rows}) {
+        &s->relocated_rows, &s->dropped_rows, &s->prefetched_rows, &s->ghost_hits}) {
     *count = std::llround(static_cast<double>(*count) * scale);
   }
 }

@@ -53,6 +53,7 @@ KvStats KvStats::operator-(const KvStats& o) const {
   d.reserve_exhausted = reserve_exhausted - o.reserve_exhausted;
   d.reserve_conflicts = reserve_conflicts - o.reserve_conflicts;
   d.release_chunks_examined = release_chunks_examined - o.release_chunks_examined;
+  d.ghost_hit_tokens = ghost_hit_tokens - o.ghost_hit_tokens;
   return d;
 }
 
@@ -148,6 +149,15 @@ KvCache::KvCache(const KvCacheOptions& options, pool::Pool* pool)
   block_pins_.assign(n, 0);
   block_gen_.assign(n, 0);
   chunk_pinned_.assign(static_cast<size_t>(pool->num_chunks()), 0);
+  ghost_.Reset(static_cast<int64_t>(pool->options().ghost_share *
+                                    static_cast<double>(pool->num_chunks() * pool->chunk_bytes()) /
+                                    static_cast<double>(block_bytes_) * options_.tokens_per_block));
+}
+
+void KvCache::GhostLostLocked(int64_t user_id, int64_t cached_before) {
+  auto it = users_.find(user_id);
+  const int64_t lost = cached_before - (it == users_.end() ? 0 : it->second.cached);
+  if (lost > 0) ghost_.Add(user_id, ghost_.Take(user_id) + lost);
 }
 
 KvCache::~KvCache() { pool_->Detach(pool::ChunkOwner::kKv); }
@@ -277,7 +287,9 @@ bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user, int64_t max_e
     }
     const int64_t keep = held - drop;
     if (cost_aware_) inflation_ = std::max(inflation_, priority);
+    const int64_t cached_before = u.cached;
     evicted += TrimLocked(victim, keep);
+    GhostLostLocked(victim, cached_before);
     auto after = users_.find(victim);
     if (after == users_.end() || after->second.cached == 0) {
       s_evicted_users_.fetch_add(1, std::memory_order_relaxed);
@@ -328,10 +340,12 @@ absl::StatusOr<KvLease> KvCache::AcquireImpl(int64_t user_id, int64_t history_to
   lease.hashes_ = std::move(hashes);
   lease.history_start_ = history_start;
   int64_t cached_before = 0;
+  int64_t ghost_tokens = 0;  // tokens the user lost to make room since its last request
   {
     absl::MutexLock lock(&mu_);
     User& u = users_[user_id];
     cached_before = u.cached;
+    ghost_tokens = ghost_.Take(user_id);
     int64_t prefix = 0;
     if (!verified) {
       prefix = std::min(u.cached, history_tokens);
@@ -369,6 +383,8 @@ absl::StatusOr<KvLease> KvCache::AcquireImpl(int64_t user_id, int64_t history_to
   s_requested_.fetch_add(history_tokens, std::memory_order_relaxed);
   s_hit_.fetch_add(lease.prefix_, std::memory_order_relaxed);
   s_recomputed_.fetch_add(history_tokens - lease.prefix_, std::memory_order_relaxed);
+  s_ghost_hit_.fetch_add(std::min(ghost_tokens, history_tokens - lease.prefix_),
+                         std::memory_order_relaxed);
   if (lease.prefix_ < std::min(cached_before, history_tokens)) {
     s_mismatch_.fetch_add(1, std::memory_order_relaxed);
   }
@@ -546,6 +562,7 @@ KvStats KvCache::stats() const {
   s.requested_tokens = s_requested_.load(std::memory_order_relaxed);
   s.hit_tokens = s_hit_.load(std::memory_order_relaxed);
   s.recomputed_tokens = s_recomputed_.load(std::memory_order_relaxed);
+  s.ghost_hit_tokens = s_ghost_hit_.load(std::memory_order_relaxed);
   s.prefix_mismatches = s_mismatch_.load(std::memory_order_relaxed);
   s.appended_tokens = s_appended_.load(std::memory_order_relaxed);
   s.evicted_users = s_evicted_users_.load(std::memory_order_relaxed);
@@ -744,9 +761,10 @@ pool::DrainResult KvCache::Drain(int32_t chunk, int64_t max_bytes) {
           // as the budget left allows; a block not reached is revisited by the next call.
           const int64_t left =
               (budget - dropped - static_cast<int64_t>(moves.size()) * block_bytes_) / block_bytes_;
-          const int64_t before =
-              CeilDiv(users_.find(uid)->second.cached, options_.tokens_per_block);
+          const int64_t cached_before = users_.find(uid)->second.cached;
+          const int64_t before = CeilDiv(cached_before, options_.tokens_per_block);
           const int64_t freed = TrimLocked(uid, block_index_[block], std::max<int64_t>(left, 0));
+          GhostLostLocked(uid, cached_before);
           result.dropped_bytes += freed * block_bytes_;
           dropped += freed * block_bytes_;
           // Stopped by the budget short of this block: revisit it in the next call.

@@ -162,7 +162,12 @@ void NodeCore::CompleteBatch(Worker& worker, PreparedBatch& batch) {
   if (!jobs.empty()) {
     std::vector<Prepared*> prepared;
     prepared.reserve(jobs.size());
-    for (RankJob* job : jobs) prepared.push_back(&job->prepared);
+    int64_t rows = 0;  // counted before the answers hand the jobs back
+    for (RankJob* job : jobs) {
+      prepared.push_back(&job->prepared);
+      rows += job->prepared.suffix_tokens() + job->prepared.num_candidates();
+    }
+    computed_rows_.fetch_add(rows, std::memory_order_relaxed);
     absl::StatusOr<std::vector<model::ForwardResult>> results = engine_->Compute(worker, prepared);
     for (size_t i = 0; i < jobs.size(); ++i) {
       RankJob* job = jobs[i];
@@ -261,6 +266,7 @@ NodeCounters NodeCore::counters() const {
   c.deadline_exceeded = deadline_exceeded_.load(std::memory_order_relaxed);
   c.batches = batches_.load(std::memory_order_relaxed);
   c.batched_requests = batched_requests_.load(std::memory_order_relaxed);
+  c.computed_rows = computed_rows_.load(std::memory_order_relaxed);
   c.compute_us = compute_us_.load(std::memory_order_relaxed);
   return c;
 }

@@ -570,6 +570,9 @@ void NodeServer::RegisterMetrics(metrics::Registry* registry) {
   counter("helm_emb_fetch_seconds_total",
           "Time the EMB lookups spent fetching their misses (host gather and copies).",
           [engine] { return engine->emb().stats().fetch_ns / 1e9; });
+  counter("helm_emb_ghost_hits_total",
+          "EMB misses of rows evicted lately (hits of a cache larger by pool.ghost_share).",
+          [engine] { return engine->emb().stats().ghost_hits; });
   counter("helm_emb_evictions_total", "EMB cache rows evicted.",
           [engine] { return engine->emb().stats().evictions; });
   counter("helm_kv_requested_tokens_total", "History tokens of requests (KV lookups).",
@@ -578,6 +581,10 @@ void NodeServer::RegisterMetrics(metrics::Registry* registry) {
           [engine] { return engine->kv().stats().hit_tokens; });
   counter("helm_kv_miss_tokens_total", "History tokens recomputed (not in the KV cache).",
           [engine] { return engine->kv().stats().recomputed_tokens; });
+  counter("helm_kv_ghost_hit_tokens_total",
+          "Recomputed tokens users had lost to make room (hits of a KV cache larger by "
+          "pool.ghost_share).",
+          [engine] { return engine->kv().stats().ghost_hit_tokens; });
   counter("helm_kv_evicted_users_total", "Users whose K/V were evicted whole.",
           [engine] { return engine->kv().stats().evicted_users; });
   counter("helm_resize_steps_total", "Pool resize steps run.",
@@ -685,6 +692,8 @@ v1::CacheStats ToProto(const emb::EmbStats& e, const kv::KvStats& k, const pool:
   s.set_emb_misses(e.misses);
   s.set_emb_h2d_bytes(e.h2d_bytes);
   s.set_emb_fetch_ns(e.fetch_ns);
+  s.set_emb_ghost_hits(e.ghost_hits);
+  s.set_kv_ghost_hit_tokens(k.ghost_hit_tokens);
   s.set_emb_evictions(e.evictions);
   s.set_emb_admission_rejects(e.admission_rejects);
   s.set_kv_requested_tokens(k.requested_tokens);

@@ -11,6 +11,7 @@ NodeCounters NodeCounters::operator-(const NodeCounters& o) const {
   d.deadline_exceeded = deadline_exceeded - o.deadline_exceeded;
   d.batches = batches - o.batches;
   d.batched_requests = batched_requests - o.batched_requests;
+  d.computed_rows = computed_rows - o.computed_rows;
   d.compute_us = compute_us - o.compute_us;
   return d;
 }

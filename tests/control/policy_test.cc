@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "control/window_support.h"
 #include "gtest/gtest.h"
 
@@ -44,11 +45,29 @@ TEST(FeatureExtractor, NormalisesEachFeatureAsTheHeaderSays) {
     EXPECT_GE(v, -1.0f);
     EXPECT_LE(v, 1.0f);
   }
+  EXPECT_FLOAT_EQ(f[16], 0.0f) << "no ghost hits: growing EMB would save nothing";
+  EXPECT_FLOAT_EQ(f[18], 0.0f);
   // A burst: the short average rises faster than the long one, and the slope turns positive.
   const Features g = x.Extract(Window(0.4, 5000, 10'000));
   EXPECT_GT(g[7], g[8]);
   EXPECT_GT(g[9], 0.1f);
   EXPECT_NEAR(g[15], 0.0, 0.01);
+}
+
+TEST(FeatureExtractor, GrowthGainsAreTheTimeEachGhostSays) {
+  serve::StatsWindow w = Window(0.4, 1000, 100'000);
+  w.emb.misses = 200;
+  w.emb.ghost_hits = 50;  // a quarter of the misses: a quarter of the 250 ms fetching
+  w.requests.compute_us = 650'000;
+  w.requests.computed_rows = 4000;  // (650 - 250) ms / 4000 rows = 0.1 ms a row
+  w.kv.ghost_hit_tokens = 900;      // 90 ms of recompute
+  EXPECT_NEAR(FeatureExtractor::EmbGrowthGain(w), 0.0625, 1e-9);
+  EXPECT_NEAR(FeatureExtractor::KvGrowthGain(w), 0.09, 1e-9);
+  FeatureExtractor x(Scales());
+  const Features f = x.Extract(w);
+  EXPECT_NEAR(f[16], 0.25, 1e-6);
+  EXPECT_NEAR(f[17], 0.3, 1e-6);
+  EXPECT_NEAR(f[18], (0.0625 - 0.09) / (0.0625 + 0.09), 1e-6) << "KV pays more: negative";
 }
 
 // The reference forward: plain double-precision maths, written independently of Mlp::Forward.
@@ -105,7 +124,7 @@ TEST(LoadPolicy, TheBuiltinBasePolicyIsTheCommittedFile) {
       LoadPolicy(std::string(HELM_SOURCE_DIR) + "/configs/policies/helm-base-v1.json");
   ASSERT_TRUE(file.ok()) << file.status();
   ASSERT_EQ(builtin->actions, file->actions);
-  EXPECT_EQ(builtin->mlp.inputs(), kNumFeatures);
+  EXPECT_EQ(builtin->mlp.inputs(), 16);  // v1 reads the first 16 features (features.h)
   std::vector<float> in(kNumFeatures), a(builtin->mlp.outputs()), b(file->mlp.outputs());
   for (int i = 0; i < kNumFeatures; ++i) in[i] = 0.1f * static_cast<float>(i % 7) - 0.2f;
   builtin->mlp.Forward(in.data(), a.data());
@@ -130,6 +149,19 @@ TEST(ParsePolicy, NamesTheBadField) {
   EXPECT_NE(bad.status().message().find("3 outputs for 4 actions"), std::string::npos)
       << bad.status();
   EXPECT_TRUE(absl::IsNotFound(LoadPolicy("/nonexistent/policy.json").status()));
+  // A policy may read the first N features (features are only appended), not more than exist.
+  Policy first16{Mlp::Random({16, 8, 3}, 1), {-0.1, 0, 0.1}};
+  auto parsed = ParsePolicy(PolicyToJson(first16), "f");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  EXPECT_EQ(parsed->mlp.inputs(), 16);
+  for (int n : {0, kNumFeatures + 1}) {
+    std::string j = PolicyToJson(first16);
+    j.replace(j.find(R"("features":16)"), 13, absl::StrCat(R"("features":)", n));
+    auto refused = ParsePolicy(j, "f");
+    ASSERT_FALSE(refused.ok()) << n;
+    EXPECT_NE(refused.status().message().find("features: must be 1 to"), std::string::npos)
+        << refused.status();
+  }
 }
 
 // A policy that always picks action `index` (its last layer's bias decides).

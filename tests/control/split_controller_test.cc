@@ -151,6 +151,44 @@ TEST(HillClimbController, ALoadChangeEndsTheHold) {
   EXPECT_NEAR(c.Decide(Window(0.5, 30000)), 0.45, 1e-9);  // P99 tripled: probe now
 }
 
+// A settled window at `split` whose ghosts say growing EMB would save `g_emb` of it and growing KV
+// `g_kv` (control/features.h: fetch time x ghost hits / misses, ghost tokens x a row's time).
+serve::StatsWindow GainWindow(double split, double g_emb, double g_kv) {
+  serve::StatsWindow w = Window(split, 5000);
+  w.emb.misses = 1000;
+  w.emb.fetch_ns = 500'000'000;
+  w.emb.ghost_hits = std::llround(g_emb * 2000);
+  w.requests.compute_us = 600'000;
+  w.requests.computed_rows = 100'000;  // 1 us a row
+  w.kv.ghost_hit_tokens = std::llround(g_kv * 1e6);
+  return w;
+}
+
+TEST(MarginalController, MovesTowardTheCacheWhoseGhostSavesMoreAndHoldsWhenEven) {
+  ControlOptions o;
+  o.policy = "marginal";
+  auto c = CreateSplitController(o, Pool());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->name(), "marginal");
+  // KV's ghost saves 4% of each window, EMB's 1%: the split falls a step a window to r_min.
+  double split = 0.5;
+  for (int i = 0; i < 20; ++i) split = (*c)->Decide(GainWindow(split, 0.01, 0.04));
+  EXPECT_NEAR(split, 0.1, 1e-9);
+  // EMB's pays more now: after the hold against turning round, back up.
+  for (int i = 0; i < 10; ++i) split = (*c)->Decide(GainWindow(split, 0.05, 0.01));
+  EXPECT_GT(split, 0.15);
+  EXPECT_EQ((*c)->reversals(), 1);
+  // Even gains (within the hysteresis), or both below marginal_min_gain: it holds.
+  auto even = CreateSplitController(o, Pool());
+  ASSERT_TRUE(even.ok());
+  EXPECT_DOUBLE_EQ((*even)->Decide(GainWindow(0.5, 0.020, 0.021)), 0.5);
+  EXPECT_DOUBLE_EQ((*even)->Decide(GainWindow(0.5, 0.0005, 0.0)), 0.5);
+  // No decision while a move is in flight.
+  serve::StatsWindow moving = GainWindow(0.5, 0.0, 0.1);
+  moving.target_split = 0.6;
+  EXPECT_DOUBLE_EQ((*even)->Decide(moving), 0.6);
+}
+
 TEST(CreateSplitController, RefusesTheOracleAndBadKnobsNamingTheKey) {
   ControlOptions o;
   o.policy = "oracle";

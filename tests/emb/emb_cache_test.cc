@@ -23,7 +23,8 @@ struct Fixture {
 
 // 16 chunks of 64 KiB; rows of 16 fp32 (64 B): 1024 rows per chunk.
 Fixture Make(int emb_chunks, const std::string& admission = "tinylfu",
-             const std::string& backend = "cpu", int64_t num_items = 20000) {
+             const std::string& backend = "cpu", int64_t num_items = 20000,
+             double ghost_sample_rate = 1.0 / 16) {
   pool::PoolOptions po;
   po.bytes = 1 << 20;
   po.chunk_bytes = 64 << 10;
@@ -36,6 +37,7 @@ Fixture Make(int emb_chunks, const std::string& admission = "tinylfu",
   eo.num_items = num_items;
   eo.dim = 16;
   eo.admission = admission;
+  eo.ghost_sample_rate = ghost_sample_rate;
   Fixture f;
   auto pool = pool::Pool::Create(po);
   EXPECT_TRUE(pool.ok()) << pool.status();
@@ -89,6 +91,48 @@ TEST(EmbCache, MissesAreAdmittedThenHitAndEveryLocationHoldsItsRow) {
   EXPECT_EQ(s.fetch_ns, after_first.fetch_ns) << "the second hit every row: nothing fetched";
   EXPECT_TRUE(f.cache->CheckInvariants().ok());
   EXPECT_TRUE(f.cache->VerifyResidentRows().ok());
+}
+
+// Fills 1024 rows, evicts them with 1024 others, looks the first up again: the ghost hits of that
+// last lookup, and its misses.
+std::pair<int64_t, int64_t> GhostHitsOfAReturn(Fixture& f) {
+  std::vector<int64_t> first(1024), second(1024);
+  for (int i = 0; i < 1024; ++i) {
+    first[i] = i;
+    second[i] = 5000 + i;
+  }
+  EXPECT_TRUE(f.cache->Lookup(first).ok());
+  EXPECT_EQ(f.cache->stats().ghost_hits, 0) << "nothing was evicted yet";
+  EXPECT_TRUE(f.cache->Lookup(second).ok());
+  const EmbStats before = f.cache->stats();
+  EXPECT_TRUE(f.cache->Lookup(first).ok());
+  const EmbStats d = f.cache->stats() - before;
+  return {d.ghost_hits, d.misses};
+}
+
+TEST(EmbCache, GhostHitsAreMissesOfRowsEvictedLately) {
+  // Admission "always": every miss evicts. 1024 rows in the cache; the ghost covers
+  // pool.ghost_share of the 1 MiB pool (819 rows at 5%), here of every id.
+  Fixture f = Make(1, "always", "cpu", 20000, /*ghost_sample_rate=*/1.0);
+  const auto [ghost_hits, misses] = GhostHitsOfAReturn(f);
+  // The first rows were evicted by the second (bar those the sampled search spared): of their
+  // misses now, those the ghost still remembers count, at most its 819 rows.
+  EXPECT_GT(misses, 500);
+  EXPECT_GT(ghost_hits, 400);
+  EXPECT_LE(ghost_hits, std::min<int64_t>(misses, 819));
+  // Hits are no ghost hits: the rows just admitted hit, and add none.
+  const EmbStats settled = f.cache->stats();
+  auto hit = f.cache->Lookup(std::vector<int64_t>{1023});
+  ASSERT_TRUE(hit.ok());
+  EXPECT_EQ(hit->hits(), 1);
+  EXPECT_EQ(f.cache->stats().ghost_hits, settled.ghost_hits);
+  // The default ghost tracks a hashed sixteenth of the ids and scales its hits back up: the same
+  // run estimates the same count, within the sample's noise.
+  Fixture sampled = Make(1, "always");
+  const auto [sampled_hits, sampled_misses] = GhostHitsOfAReturn(sampled);
+  EXPECT_EQ(sampled_misses, misses);
+  EXPECT_EQ(sampled_hits % 16, 0);
+  EXPECT_NEAR(static_cast<double>(sampled_hits), static_cast<double>(ghost_hits), 0.4 * ghost_hits);
 }
 
 TEST(EmbCache, IdsOutsideTheTableAreInvalidArgumentNamingIdAndSize) {

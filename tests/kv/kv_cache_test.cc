@@ -234,6 +234,35 @@ TEST(KvCache, TailTrimmingKeepsAUsablePrefix) {
   EXPECT_TRUE(Verify(f, 21, b).ok());
 }
 
+TEST(KvCache, TheGhostCountsTheTokensAUserLostToMakeRoom) {
+  // The ghost covers pool.ghost_share (5%) of the 1 MiB pool: 102 blocks, 409 tokens.
+  Fixture f = Make(1, "lru");
+  Serve(f, 30, Events(30, 200));
+  Serve(f, 31, Events(31, 200));
+  Serve(f, 32, Events(32, 160));  // drops user 30's 200 tokens whole
+  ASSERT_EQ(f.kv->CachedTokens(30), 0);
+  EXPECT_EQ(f.kv->stats().ghost_hit_tokens, 0);
+  auto lease = f.kv->Acquire(30, Events(30, 208).View());  // 8 new events on top
+  ASSERT_TRUE(lease.ok());
+  EXPECT_EQ(lease->cached_tokens(), 0);
+  lease->Release();
+  // A KV share larger by the ghost's would have kept the 200 tokens, not the 8 new ones.
+  EXPECT_EQ(f.kv->stats().ghost_hit_tokens, 200);
+  EXPECT_EQ(f.kv->stats().recomputed_tokens, 200 + 200 + 160 + 208);
+  // Taken once: a second request of the same user finds nothing in the ghost.
+  ASSERT_TRUE(f.kv->Acquire(30, Events(30, 208).View()).ok());
+  EXPECT_EQ(f.kv->stats().ghost_hit_tokens, 200);
+
+  // A trimmed tail counts what was cut, and only up to what the request recomputes.
+  Fixture g = Make(1);
+  const UserHistory a = Events(20, 400);
+  Serve(g, 20, a);
+  Serve(g, 21, Events(21, 160));  // trims user 20 by 12 blocks
+  ASSERT_EQ(g.kv->CachedTokens(20), 352);
+  ASSERT_TRUE(g.kv->Acquire(20, a.View()).ok());
+  EXPECT_EQ(g.kv->stats().ghost_hit_tokens, 48);
+}
+
 TEST(KvCache, ResidencyEventsCarryTheStartOfTheCachedHistory) {
   Fixture f = Make(2);
   std::vector<ResidencyEvent> events;

@@ -299,6 +299,9 @@ TEST(NodeMetrics, MetricsOverHttpCountTheRequestsServed) {
   const size_t fetch = body.find("\nhelm_emb_fetch_seconds_total ");
   ASSERT_NE(fetch, std::string::npos) << body;
   EXPECT_GT(std::stod(body.substr(fetch + 30)), 0.0) << body.substr(fetch, 60);
+  // The ghost lists' counters are exported (they count only once a cache has evicted).
+  EXPECT_NE(body.find("\nhelm_emb_ghost_hits_total "), std::string::npos) << body;
+  EXPECT_NE(body.find("\nhelm_kv_ghost_hit_tokens_total "), std::string::npos) << body;
   EXPECT_EQ(client.Get("/other")->status, 404);
 }
 

@@ -143,6 +143,7 @@ TEST(NodeCore, APassedDeadlineIsAnsweredWithoutCompute) {
   EXPECT_EQ(c.failures, 1);
   EXPECT_EQ(c.deadline_exceeded, 1);
   EXPECT_EQ(c.batched_requests, 1);
+  EXPECT_EQ(c.computed_rows, 100 + 8) << "the fine job's uncached history and its candidates";
 }
 
 TEST(NodeCore, QueueTimeIncludesTheBatchingWait) {

@@ -23,6 +23,17 @@
 //  14  P99 / SLO                     clamped to 4, / 4
 //  15  SLO violations in the window  share of answers over the SLO (only OK answers are timed,
 //                                    so failures count as violations too)
+//  16  EMB growth gain               sqrt(g_emb), clamped to 1: g_emb is the share of the window
+//                                    an EMB share larger by pool.ghost_share would have saved,
+//                                    fetch_ns x ghost_hits / misses / window (EmbStats)
+//  17  KV growth gain                sqrt(g_kv), clamped to 1: g_kv is the share of the window a
+//                                    KV share larger by ghost_share would have saved, the ghost's
+//                                    tokens x one computed row's time / window, where a row costs
+//                                    (compute_us - fetch time) / computed_rows (NodeCounters)
+//  18  which way memory pays         (g_emb - g_kv) / (g_emb + g_kv), 0 when both are < 1e-4:
+//                                    the slope of the two hit-rate curves where the split stands
+//                                    (Cliffhanger's shadow-queue gradient), in [-1, 1]
+// A policy file may read only the first N features (policy.h): features are only ever appended.
 //
 // Thread-compatible: one control loop calls Extract (it keeps the arrival-rate averages).
 #pragma once
@@ -34,7 +45,7 @@
 
 namespace helm::control {
 
-inline constexpr int kNumFeatures = 16;
+inline constexpr int kNumFeatures = 19;
 using Features = std::array<float, kNumFeatures>;
 
 struct FeatureScales {
@@ -52,6 +63,9 @@ class FeatureExtractor {
   explicit FeatureExtractor(const FeatureScales& scales) : s_(scales) {}
   Features Extract(const serve::StatsWindow& window);
   double short_rate() const { return short_rate_; }
+  // g_emb and g_kv (features 16-18) of a window.
+  static double EmbGrowthGain(const serve::StatsWindow& window);
+  static double KvGrowthGain(const serve::StatsWindow& window);
   double long_rate() const { return long_rate_; }
 
  private:

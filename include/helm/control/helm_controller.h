@@ -18,7 +18,7 @@
 // mode(): the layer in charge of the last decision: "rollback" or "burst" (recovery overrode the
 // layers above), "adapter" (the adapter's correction was nonzero), else "base".
 // LastDecisionJson(): one JSON object per decision (last_decision() below, field for field):
-//   {"t_us", "mode", "in_flight", "features": [16],
+//   {"t_us", "mode", "in_flight", "features": [19],
 //    "base": {"action", "delta"},
 //    "adapter": {"u", "c", "probing", "frozen"} | null,
 //    "recovery": {"mode", "delta", "ratio", "cusum_rate", "cusum_p99", "stable_split"} | null,

@@ -13,8 +13,9 @@ namespace helm::control {
 
 struct ControlOptions {
   // "static": the split stays at pool.initial_split. "heuristic": hill climbing on the window's
-  // P99 (split_controller.h). "oracle": the simulator's offline oracle (helm-sim only: it replays
-  // every window from a copy of the cluster at each candidate split). "helm": the learned
+  // P99 (split_controller.h). "marginal": toward the cache whose ghost list says growing it saves
+  // more time (split_controller.h). "oracle": the simulator's offline oracle (helm-sim only: it
+  // replays every window from a copy of the cluster at each candidate split). "helm": the learned
   // controller (helm_controller.h): the base policy of policy_path (policy.h), then the residual
   // adapter (adapter.h) if `adapter`, then burst-aware recovery (recovery.h) if `recovery`, then
   // the safety rules (safety.h). With adapter and recovery off it is the base policy alone.
@@ -33,6 +34,9 @@ struct ControlOptions {
   double hysteresis = 0.10;
   int32_t hold_windows = 5;
   int64_t min_window_answers = 50;
+  // Marginal (split_controller.h): the smallest difference of the two caches' growth gains, as a
+  // share of the window, worth a move (step, hysteresis and hold_windows as above).
+  double marginal_min_gain = 0.002;
   // Oracle: the candidate splits r_min, r_min + oracle_step, ..., r_max.
   double oracle_step = 0.05;
   // "helm": the frozen base policy's file (policy.h), the largest change of the split per window,
@@ -76,7 +80,7 @@ struct ControlOptions {
   template <class V>
   void Describe(V& v) {
     v.Field("policy", policy, "split controller",
-            config::OneOf({"static", "heuristic", "oracle", "helm"}));
+            config::OneOf({"static", "heuristic", "marginal", "oracle", "helm"}));
     v.Field("interval_ms", interval_ms,
             "control interval = statistics window the controller decides on (ms)",
             config::InRange<int32_t>(10, 3600000));
@@ -89,6 +93,9 @@ struct ControlOptions {
             config::InRange<int32_t>(1, 1000000));
     v.Field("min_window_answers", min_window_answers,
             "heuristic: fewest answers for a window's P99", config::AtLeast<int64_t>(1));
+    v.Field("marginal_min_gain", marginal_min_gain,
+            "marginal: smallest gain difference worth a move (share of the window)",
+            config::InRange(0.0, 1.0));
     v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
             config::InRange(0.01, 0.5));
     v.Field("policy_path", policy_path,

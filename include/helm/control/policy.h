@@ -3,7 +3,7 @@
 // never link LibTorch.
 //
 // Policy file (JSON, format "helm-policy-v1"):
-//   {"format": "helm-policy-v1", "features": 16,
+//   {"format": "helm-policy-v1", "features": 19,    // reads features 0..N-1 (features.h)
 //    "actions": [-0.10, -0.05, -0.02, 0, 0.02, 0.05, 0.10],      // split changes, one per output
 //    "hidden_activation": "tanh",
 //    "layers": [{"weight": [[...in...] x out], "bias": [out]}, ...]}   // torch.nn.Linear layout

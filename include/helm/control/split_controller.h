@@ -16,9 +16,17 @@
 //              than `min_window_answers` answers (its P99 is noise). Each decision moves the split
 //              by at most one step; the result stays in [r_min, r_max]. reversals() counts moves
 //              opposite to the previous move (an undone probe is one).
+//   marginal   the shadow-queue gradient (Cliffhanger, NSDI 2016; ARC's ghost lists): each cache
+//              keeps a ghost list of what it evicted last (pool.ghost_share of the pool), so a
+//              window tells what growing either cache by that share would have saved, in time:
+//              g_emb (miss fetch time) and g_kv (recompute time; features.h 16-18). Averaged over
+//              windows (an EWMA over ~3), the split moves by `step` toward the larger gain when it
+//              is larger by more than the `hysteresis` fraction of the two and by at least
+//              marginal_min_gain of the window; otherwise it holds. No decision while a move is in
+//              flight; the safety rules (safety.h: max_move, hold_windows against reversals,
+//              [r_min, r_max]) apply. It reads no latency: the gain is measured, not probed for.
 //   helm       the learned controller (helm_controller.h): base policy, residual adapter,
-//   burst-aware
-//              recovery, safety rules.
+//              burst-aware recovery, safety rules.
 //   oracle     offline, in the simulator only (simulator.h): each window's best split found by
 //              replaying the window from a copy of the cluster at every candidate split.
 //
@@ -31,6 +39,7 @@
 
 #include "absl/status/statusor.h"
 #include "helm/control/options.h"
+#include "helm/control/safety.h"
 #include "helm/pool/options.h"
 #include "helm/serve/stats_window.h"
 
@@ -53,11 +62,11 @@ class SplitController {
   virtual std::string LastDecisionJson() const { return {}; }
 };
 
-// "static", "heuristic" or "helm" (helm_controller.h: the base policy of control.policy_path, its
-// features and reward scaled by `scales`, with the adapter and recovery as control says);
-// InvalidArgument naming control.policy for "oracle" (the simulator runs it) or an unknown policy,
-// and naming the key for bad knobs (min_step > step, a policy file that cannot be read,
-// burst_short_windows >= burst_long_windows, ...).
+// "static", "heuristic", "marginal" or "helm" (helm_controller.h: the base policy of
+// control.policy_path, its features and reward scaled by `scales`, with the adapter and recovery as
+// control says); InvalidArgument naming control.policy for "oracle" (the simulator runs it) or an
+// unknown policy, and naming the key for bad knobs (min_step > step, a policy file that cannot be
+// read, burst_short_windows >= burst_long_windows, ...).
 absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
     const ControlOptions& options, const pool::PoolOptions& pool,
     const struct FeatureScales* scales = nullptr);
@@ -99,6 +108,23 @@ class HillClimbController final : public SplitController {
   bool climbed_ = false;  // the last probe was kept
   int last_move_sign_ = 0;
   int64_t reversals_ = 0;
+};
+
+class MarginalController final : public SplitController {
+ public:
+  MarginalController(const ControlOptions& options, double r_min, double r_max);
+  double Decide(const serve::StatsWindow& window) override;
+  std::string name() const override { return "marginal"; }
+  int64_t reversals() const override { return gate_.reversals(); }
+  // The averaged gains the last decision compared (shares of a window).
+  double emb_gain() const { return g_emb_; }
+  double kv_gain() const { return g_kv_; }
+
+ private:
+  ControlOptions options_;
+  SafetyGate gate_;
+  bool primed_ = false;
+  double g_emb_ = 0, g_kv_ = 0;
 };
 
 }  // namespace helm::control

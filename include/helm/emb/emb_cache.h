@@ -73,6 +73,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "helm/common/clock.h"
+#include "helm/common/ghost_list.h"
 #include "helm/emb/frequency_sketch.h"
 #include "helm/emb/host_table.h"
 #include "helm/emb/id_sampler.h"
@@ -96,6 +97,9 @@ struct EmbStats {
   // Time the lookups spent fetching their misses (the host gather and the copies, steady clock):
   // what a miss costs the critical path, whatever bounds it (the link, or the host's gather).
   int64_t fetch_ns = 0;
+  // Misses of rows still in the ghost list of recently evicted rows (pool.ghost_share of the
+  // pool): the misses an EMB share larger by ghost_share would have turned into hits.
+  int64_t ghost_hits = 0;
   int64_t evictions = 0;       // rows evicted to admit others
   int64_t relocated_rows = 0;  // rows moved while emptying a chunk
   int64_t dropped_rows = 0;    // rows dropped while emptying a chunk
@@ -358,6 +362,7 @@ class EmbCache final : public pool::ChunkClient {
   const bool use_admission_;
   const std::shared_ptr<const HostTable> table_;
   const IdSampler sampler_;
+  double ghost_scale_ = 1;  // 1 / the ghost sampler's rate
 
   mutable absl::Mutex mu_;
   mutable std::atomic<int> lookups_waiting_{0};  // lookups in LockForLookup
@@ -383,6 +388,9 @@ class EmbCache final : public pool::ChunkClient {
   std::atomic<int64_t> accesses_since_age_{0};
   std::vector<int64_t> rejected_ ABSL_GUARDED_BY(mu_);  // recent rejected ids (prefetch)
   size_t rejected_pos_ ABSL_GUARDED_BY(mu_) = 0;
+  // Rows evicted or dropped lately, of ghost_sampler_'s ids (EmbStats::ghost_hits).
+  GhostList ghost_ ABSL_GUARDED_BY(mu_);
+  IdSampler ghost_sampler_;
 
   // Live lookups, by serial; the epoch advances only under the writer lock.
   std::atomic<uint64_t> next_serial_{1};
@@ -406,7 +414,7 @@ class EmbCache final : public pool::ChunkClient {
 
   std::atomic<int64_t> s_batches_{0}, s_lookups_{0}, s_unique_{0}, s_hits_{0}, s_misses_{0},
       s_admitted_{0}, s_rejects_{0}, s_staged_{0}, s_h2d_bytes_{0}, s_fetch_ns_{0}, s_evictions_{0},
-      s_relocated_{0}, s_dropped_{0}, s_prefetched_{0};
+      s_relocated_{0}, s_dropped_{0}, s_prefetched_{0}, s_ghost_hits_{0};
   std::atomic<int64_t> s_all_lookups_{0};  // a sampling cache's ids looked up, sampled or not
 };
 

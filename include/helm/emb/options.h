@@ -23,6 +23,11 @@ struct EmbOptions {
   int32_t sketch_width_per_row = 4;
   // Sketch counters are halved every `sketch_reset_factor * capacity` increments (aging).
   int32_t sketch_reset_factor = 10;
+  // The ghost list of evicted rows (pool.ghost_share; EmbStats::ghost_hits) tracks a hashed
+  // sample of this share of the ids (as SHARDS samples keys), its hits scaled back up: a sixteenth
+  // costs a miss-heavy lookup ~1% where every id cost 10-20% (helm_bench_memory). A sampling
+  // cache's ghost takes all of its sample where that is thinner.
+  double ghost_sample_rate = 1.0 / 16;
   // The simulator's miniature cache (id_sampler.h; not a YAML key: simulator.emb_sample_rate sets
   // it): below 1, only about this share of the ids, chosen by hashing with sample_salt, is looked
   // up, in slots 1/sample_rate times a row's size, and the cache's counts are scaled back up.
@@ -43,6 +48,9 @@ struct EmbOptions {
     v.Field("sketch_reset_factor", sketch_reset_factor,
             "halve sketch counters every factor x capacity increments",
             config::InRange<int32_t>(1, 1000));
+    v.Field("ghost_sample_rate", ghost_sample_rate,
+            "share of the ids the ghost list of evicted rows tracks (hashed sample)",
+            config::InRange(0.001, 1.0));
   }
 };
 

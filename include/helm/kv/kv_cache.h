@@ -72,6 +72,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
+#include "helm/common/ghost_list.h"
 #include "helm/kv/options.h"
 #include "helm/pool/chunk_slots.h"
 #include "helm/pool/pool.h"
@@ -109,6 +110,10 @@ struct KvStats {
   int64_t reserve_exhausted = 0;        // Reserve calls refused for lack of space
   int64_t reserve_conflicts = 0;        // Reserve calls refused for a concurrent request
   int64_t release_chunks_examined = 0;  // chunks BeginRelease compared (its work: no slot scans)
+  // Recomputed tokens that a KV share larger by pool.ghost_share would have kept: of each request,
+  // at most the tokens its user lost to eviction or a resize since its last request (the ghost
+  // list of users who lost tokens, weighted by them).
+  int64_t ghost_hit_tokens = 0;
 
   KvStats operator-(const KvStats& o) const;
   double token_hit_ratio() const {
@@ -256,6 +261,8 @@ class KvCache final : public pool::ChunkClient {
   void Reprioritize(int64_t user_id, User& u, bool used) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Records a residency event for the user's current cached length and history start.
   void EmitLocked(int64_t user_id, const User& u) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // After `user_id` lost tokens to make room (it held `cached_before`): adds them to its ghost.
+  void GhostLostLocked(int64_t user_id, int64_t cached_before) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Frees up to `max_blocks` unpinned tail blocks of a user beyond its first `keep_blocks`;
   // returns how many were freed. Updates length, hashes, priority and events; erases a user left
   // with nothing.
@@ -302,13 +309,15 @@ class KvCache final : public pool::ChunkClient {
   // Users with cached > 0; written under mu_, read without it by num_users().
   std::atomic<int64_t> resident_users_{0};
   int32_t drain_cursor_ ABSL_GUARDED_BY(mu_) = 0;
+  // Users who lost cached tokens to make room, weighted by the tokens lost (KvStats).
+  GhostList ghost_ ABSL_GUARDED_BY(mu_);
 
   mutable absl::Mutex events_mu_;
   absl::flat_hash_map<int64_t, ResidencyEvent> pending_events_ ABSL_GUARDED_BY(events_mu_);
 
   std::atomic<int64_t> s_requests_{0}, s_requested_{0}, s_hit_{0}, s_recomputed_{0}, s_mismatch_{0},
       s_appended_{0}, s_evicted_users_{0}, s_trimmed_users_{0}, s_evicted_blocks_{0},
-      s_relocated_{0}, s_exhausted_{0}, s_conflicts_{0}, s_release_examined_{0};
+      s_relocated_{0}, s_exhausted_{0}, s_conflicts_{0}, s_release_examined_{0}, s_ghost_hit_{0};
 };
 
 // Chained hashes of a history: out[k] covers tokens [0, k), for k in [0, size]. Exposed for tests.

@@ -31,6 +31,11 @@ struct PoolOptions {
   int32_t device = 0;
   // CPU backend only: pace host->pool copies at this rate to emulate PCIe (GB/s; 0: no pacing).
   double pcie_emulation_gbps = 0.0;
+  // Each cache keeps a ghost list (helm/common/ghost_list.h) of what it evicted last, up to this
+  // share of the pool's bytes: its hits say what growing that cache by this share would have
+  // saved, the split controller's signal of which way memory pays (EmbStats::ghost_hits,
+  // KvStats::ghost_hit_tokens). 0: off.
+  double ghost_share = 0.05;
 
   template <class V>
   void Describe(V& v) {
@@ -52,6 +57,9 @@ struct PoolOptions {
     v.Field("pcie_emulation_gbps", pcie_emulation_gbps,
             "cpu backend: pace host->pool copies at this rate (GB/s; 0: off)",
             config::InRange(0.0, 1000.0));
+    v.Field("ghost_share", ghost_share,
+            "share of the pool each cache's ghost list of evicted entries covers (0: off)",
+            config::InRange(0.0, 0.5));
   }
 
   absl::Status Validate() const {

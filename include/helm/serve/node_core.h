@@ -215,7 +215,7 @@ class NodeCore {
   std::atomic<int> computing_{0};
 
   std::atomic<int64_t> arrivals_{0}, rejected_{0}, completions_{0}, failures_{0},
-      deadline_exceeded_{0}, batches_{0}, batched_requests_{0}, compute_us_{0};
+      deadline_exceeded_{0}, batches_{0}, batched_requests_{0}, compute_us_{0}, computed_rows_{0};
   std::atomic<double> ewma_batch_us_{0};
   std::atomic<double> kv_eviction_rate_{0};  // of the last closed window
 

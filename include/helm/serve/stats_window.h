@@ -22,6 +22,8 @@ struct NodeCounters {
   int64_t batches = 0;            // forwards run
   int64_t batched_requests = 0;   // requests in those forwards
   int64_t compute_us = 0;         // time spent in those batches (prepare to last answer)
+  int64_t computed_rows = 0;      // rows those forwards computed: uncached history tokens and
+                                  // candidates (what a recomputed token costs: control/features.h)
 
   NodeCounters operator-(const NodeCounters& o) const;
 };
