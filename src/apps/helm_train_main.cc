@@ -196,15 +196,15 @@ int main(int argc, char** argv) {
     last = *stats;
     rewards.push_back(last.mean_reward);
     std::printf(
-        "[iter %3d/%d] steps %5lld (total %7lld, %4.0f%% decided) reward %8.4f p99/slo %6.3f | "
-        "pg %7.4f v %8.4f ent %5.3f kl %6.4f clip %4.2f lr %.2e | rollout %5.1f s update %4.1f s "
-        "wall %6.0f s\n",
-        last.iteration, o.iterations, static_cast<long long>(last.steps),
-        static_cast<long long>(last.total_steps),
+        "[iter %3d/%d]%s steps %5lld (total %7lld, %4.0f%% decided) reward %8.4f p99/slo %6.3f | "
+        "pg %7.4f v %8.4f ent %5.3f kl %6.4f clip %4.2f ce %5.3f lr %.2e | rollout %5.1f s update "
+        "%4.1f s wall %6.0f s\n",
+        last.iteration, o.iterations, last.iteration <= o.imitate_iterations ? " imitate" : "",
+        static_cast<long long>(last.steps), static_cast<long long>(last.total_steps),
         last.steps > 0 ? 100.0 * last.decisions / last.steps : 0.0, last.mean_reward,
         last.mean_p99_over_slo, last.policy_loss, last.value_loss, last.entropy, last.approx_kl,
-        last.clip_fraction, last.learning_rate, last.rollout_wall_s, last.update_wall_s,
-        last.wall_s);
+        last.clip_fraction, last.rollout_cross_entropy, last.learning_rate, last.rollout_wall_s,
+        last.update_wall_s, last.wall_s);
     std::fflush(stdout);
     csv += helm::train::CurveCsvRow(last);
     for (const helm::train::EpisodeResult& e : last.episodes) {

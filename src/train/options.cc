@@ -15,6 +15,9 @@ namespace helm::train {
 absl::Status TrainOptions::Validate() const {
   auto bad = [](const std::string& what) { return absl::InvalidArgumentError(what); };
   if (load_min > load_max) return bad("load_min: must be <= train.load_max");
+  if (imitate_iterations > iterations) {
+    return bad("imitate_iterations: must be <= train.iterations");
+  }
   if (slo_batches > 0 && capacity_s <= 0) {
     return bad("slo_batches: needs train.capacity_s > 0 (the SLO is set from the capacity)");
   }

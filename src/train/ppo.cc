@@ -124,9 +124,11 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
 
   // ---- Rollouts (no torch: the actor's weights run in control::Mlp on plain threads) ----------
   const Clock::time_point rollout_start = Clock::now();
+  // Behaviour cloning first (TrainOptions::imitate_iterations): the marginal rule acts.
+  const bool imitate = m.iteration < o.imitate_iterations;
   HELM_ASSIGN_OR_RETURN(std::vector<EpisodeResult> episodes,
                         CollectRollouts(m.config.base, o, IterationEnvs(o, m.iteration), Actor(),
-                                        o.envs, &m.capacities));
+                                        o.envs, &m.capacities, imitate));
   stats.rollout_wall_s = Seconds(rollout_start);
 
   std::vector<control::Features> obs, bootstrap_obs;
@@ -137,7 +139,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
     int bootstrap;  // index into bootstrap_obs, -1: none
   };
   std::vector<Range> ranges;
-  double reward_sum = 0, p99_over_slo = 0;
+  double reward_sum = 0, p99_over_slo = 0, surprisal = 0;
   for (const EpisodeResult& e : episodes) {
     reward_sum += e.reward_sum;
     stats.decisions += e.decisions;
@@ -151,6 +153,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
         old_log_probs.push_back(s.log_prob);
         rewards.push_back(s.reward);
         decided.push_back(s.decided ? 1.0f : 0.0f);
+        if (s.decided) surprisal -= s.log_prob;
       }
       if (t.has_bootstrap) {
         r.bootstrap = static_cast<int>(bootstrap_obs.size());
@@ -165,6 +168,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
   stats.total_steps = m.total_steps;
   stats.mean_reward = n > 0 ? reward_sum / n : 0;
   stats.mean_p99_over_slo = episodes.empty() ? 0 : p99_over_slo / episodes.size();
+  stats.rollout_cross_entropy = stats.decisions > 0 ? surprisal / stats.decisions : 0;
   if (n == 0) {
     return absl::FailedPreconditionError(
         "the iteration's episodes made no step: train.episode_s is shorter than two statistics "
@@ -239,11 +243,15 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
         const torch::Tensor ratio = log_ratio.exp();
         const torch::Tensor pg1 = -mb_adv * ratio;
         const torch::Tensor pg2 = -mb_adv * torch::clamp(ratio, 1 - o.clip, 1 + o.clip);
-        const torch::Tensor pg_loss = MaskedMean(torch::max(pg1, pg2), mb_mask);
+        // Imitating, the policy loss is the cross-entropy of the rule's actions, with no entropy
+        // bonus (the rule is deterministic); otherwise PPO's clipped surrogate.
+        const torch::Tensor pg_loss =
+            imitate ? -MaskedMean(new_logp, mb_mask) : MaskedMean(torch::max(pg1, pg2), mb_mask);
         const torch::Tensor ent = MaskedMean(entropy, mb_mask);
         const torch::Tensor v = m.critic->forward(mb_obs).reshape({-1});
         const torch::Tensor v_loss = 0.5 * (v - ret_t.index_select(0, idx)).pow(2).mean();
-        const torch::Tensor loss = pg_loss - o.entropy_coef * ent + o.value_coef * v_loss;
+        const torch::Tensor loss =
+            pg_loss - (imitate ? 0.0 : o.entropy_coef) * ent + o.value_coef * v_loss;
         m.optimizer->zero_grad();
         loss.backward();
         // Each network's gradient norm clipped on its own: the critic's (returns of tens per
@@ -303,15 +311,16 @@ std::vector<float> TorchForward(const control::Policy& policy, const std::vector
 
 std::string CurveCsvHeader() {
   return "iteration,steps,total_steps,decisions,mean_reward,mean_p99_over_slo,policy_loss,"
-         "value_loss,entropy,approx_kl,clip_fraction,learning_rate,rollout_s,update_s,wall_s\n";
+         "value_loss,entropy,approx_kl,clip_fraction,learning_rate,rollout_s,update_s,wall_s,"
+         "rollout_cross_entropy\n";
 }
 
 std::string CurveCsvRow(const IterationStats& s) {
-  return absl::StrFormat("%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.3e,%.3f,%.3f,%.3f\n",
-                         s.iteration, s.steps, s.total_steps, s.decisions, s.mean_reward,
-                         s.mean_p99_over_slo, s.policy_loss, s.value_loss, s.entropy, s.approx_kl,
-                         s.clip_fraction, s.learning_rate, s.rollout_wall_s, s.update_wall_s,
-                         s.wall_s);
+  return absl::StrFormat(
+      "%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.3e,%.3f,%.3f,%.3f,%.6f\n", s.iteration,
+      s.steps, s.total_steps, s.decisions, s.mean_reward, s.mean_p99_over_slo, s.policy_loss,
+      s.value_loss, s.entropy, s.approx_kl, s.clip_fraction, s.learning_rate, s.rollout_wall_s,
+      s.update_wall_s, s.wall_s, s.rollout_cross_entropy);
 }
 
 }  // namespace helm::train

@@ -39,13 +39,15 @@ TrainingController::TrainingController(const control::Policy& actor,
                                        const control::FeatureScales& scales,
                                        const control::ControlOptions& options, double r_min,
                                        double r_max, uint64_t seed,
-                                       const control::RewardWeights& weights)
+                                       const control::RewardWeights& weights,
+                                       std::unique_ptr<control::SplitController> teacher)
     : actor_(actor),
       scales_(scales),
       weights_(weights),
       extractor_(scales),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       rng_(seed),
+      teacher_(std::move(teacher)),
       logits_(actor.actions.size()) {
   for (size_t a = 0; a < actor_.actions.size(); ++a) {
     if (std::abs(actor_.actions[a]) < std::abs(actor_.actions[hold_action_])) {
@@ -64,7 +66,22 @@ double TrainingController::Decide(const serve::StatsWindow& window) {
   previous_target_ = window.target_split;
   Step step;
   step.features = features;
-  if (control::SafetyGate::MoveInFlight(window)) {
+  if (teacher_ != nullptr) {
+    // The teacher sees every window (it keeps averages) and obeys the same safety rules.
+    step.target = teacher_->Decide(window);
+    step.action = hold_action_;
+    if (!control::SafetyGate::MoveInFlight(window)) {
+      const double delta = step.target - window.target_split;
+      for (size_t a = 0; a < actor_.actions.size(); ++a) {
+        if (std::abs(actor_.actions[a] - delta) < std::abs(actor_.actions[step.action] - delta)) {
+          step.action = static_cast<int32_t>(a);
+        }
+      }
+      actor_.mlp.Forward(features.data(), logits_.data());
+      step.log_prob = LogSoftmax(logits_)[step.action];
+      step.decided = true;
+    }
+  } else if (control::SafetyGate::MoveInFlight(window)) {
     step.action = hold_action_;
     step.target = gate_.Apply(window, 0);
   } else {
@@ -175,7 +192,7 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
 
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
                                          const EnvSpec& env, const control::Policy& actor,
-                                         sim::CapacityRuns* capacities) {
+                                         sim::CapacityRuns* capacities, bool imitate) {
   const auto start = std::chrono::steady_clock::now();
   HELM_ASSIGN_OR_RETURN(config::Config c, EnvConfig(base, options, env, capacities));
   HELM_ASSIGN_OR_RETURN(const double rate_per_s, sim::OfferedRate(c));
@@ -184,8 +201,14 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
   std::vector<TrainingController*> controllers(env.nodes, nullptr);
   sim::SimulatorHooks hooks;
   hooks.controller = [&](int node, const control::FeatureScales& scales) {
+    std::unique_ptr<control::SplitController> teacher;
+    if (imitate) {
+      teacher =
+          std::make_unique<control::MarginalController>(c.control, c.pool.r_min, c.pool.r_max);
+    }
     auto controller = std::make_unique<TrainingController>(
-        actor, scales, c.control, c.pool.r_min, c.pool.r_max, Mix(env.seed, 1000 + node));
+        actor, scales, c.control, c.pool.r_min, c.pool.r_max, Mix(env.seed, 1000 + node),
+        control::RewardWeights{}, std::move(teacher));
     controllers[node] = controller.get();
     return std::unique_ptr<control::SplitController>(std::move(controller));
   };
@@ -214,12 +237,12 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
 
 absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(
     const config::Config& base, const TrainOptions& options, const std::vector<EnvSpec>& envs,
-    const control::Policy& actor, int threads, sim::CapacityRuns* capacities) {
+    const control::Policy& actor, int threads, sim::CapacityRuns* capacities, bool imitate) {
   std::vector<absl::StatusOr<EpisodeResult>> results(envs.size(), absl::UnknownError("not run"));
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next.fetch_add(1); i < envs.size(); i = next.fetch_add(1)) {
-      results[i] = RunEpisode(base, options, envs[i], actor, capacities);
+      results[i] = RunEpisode(base, options, envs[i], actor, capacities, imitate);
     }
   };
   const int n = std::max(1, std::min<int>(threads, static_cast<int>(envs.size())));

@@ -152,15 +152,10 @@ TEST(HillClimbController, ALoadChangeEndsTheHold) {
 }
 
 // A settled window at `split` whose ghosts say growing EMB would save `g_emb` of it and growing KV
-// `g_kv` (control/features.h: fetch time x ghost hits / misses, ghost tokens x a row's time).
+// `g_kv`.
 serve::StatsWindow GainWindow(double split, double g_emb, double g_kv) {
   serve::StatsWindow w = Window(split, 5000);
-  w.emb.misses = 1000;
-  w.emb.fetch_ns = 500'000'000;
-  w.emb.ghost_hits = std::llround(g_emb * 2000);
-  w.requests.compute_us = 600'000;
-  w.requests.computed_rows = 100'000;  // 1 us a row
-  w.kv.ghost_hit_tokens = std::llround(g_kv * 1e6);
+  SetGrowthGains(w, g_emb, g_kv);
   return w;
 }
 

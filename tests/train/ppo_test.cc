@@ -73,6 +73,29 @@ TEST(TorchCheck, TheTrainersActorIsThePolicyANodeRuns) {
 // window. The same environment every iteration (common random numbers), so the difference is
 // the policy's; the seed is fixed so the run is reproducible, and a learner that did not learn
 // (or learned the wrong sign) fails.
+TEST(Ppo, ImitationIterationsTeachTheActorTheRulesActions) {
+  TrainConfig config = Tiny::Config();
+  config.train.seed = 5;
+  config.train.iterations = 5;
+  config.train.imitate_iterations = 5;
+  config.train.same_envs_each_iteration = true;
+  config.train.learning_rate = 3e-3;
+  config.train.anneal_lr = false;
+  auto trainer = PpoTrainer::Create(config);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  std::vector<double> losses;
+  for (int i = 0; i < config.train.iterations; ++i) {
+    absl::StatusOr<IterationStats> s = (*trainer)->Iterate();
+    ASSERT_TRUE(s.ok()) << s.status();
+    EXPECT_GT(s->decisions, 0);
+    losses.push_back(s->rollout_cross_entropy);  // of the rule's actions, before the update
+    std::printf("iteration %d: cross-entropy %.4f\n", s->iteration, s->rollout_cross_entropy);
+  }
+  // A fresh actor is near uniform over 7 actions (ln 7 = 1.95); it learns the rule's choices.
+  EXPECT_GT(losses.front(), 1.5);
+  EXPECT_LT(losses.back(), 0.5 * losses.front());
+}
+
 TEST(Ppo, AFewIterationsOnATinyClusterRaiseTheReward) {
   TrainConfig config = Tiny::Config();
   config.train.seed = 11;

@@ -71,6 +71,30 @@ TEST(TrainingController, RecordsEachStepWithTheRewardOfTheWindowItGoverned) {
   }
 }
 
+TEST(TrainingController, WithATeacherRecordsTheRulesActions) {
+  // The marginal rule (step 0.05) as the teacher: KV's ghost saves more, so it lowers the split a
+  // step a window; the actor (which prefers +0.10) is not sampled, only asked for its log-prob.
+  control::ControlOptions options = Options();
+  options.policy = "marginal";
+  TrainingController c(BiasPolicy({0, 0, 0, 0, 0, 0, 3}), Scales(), options, 0.1, 0.9, 42,
+                       control::RewardWeights{},
+                       std::make_unique<control::MarginalController>(options, 0.1, 0.9));
+  double split = 0.5;
+  for (int i = 0; i < 4; ++i) {
+    serve::StatsWindow w = Window(split, 100, 20'000);
+    control::SetGrowthGains(w, 0.01, 0.05);
+    split = c.Decide(w);
+  }
+  EXPECT_NEAR(split, 0.3, 1e-9);
+  const Trajectory t = c.Finish();
+  ASSERT_EQ(t.steps.size(), 3u);
+  for (const Step& s : t.steps) {
+    EXPECT_TRUE(s.decided);
+    EXPECT_EQ(s.action, 1) << "the action nearest the rule's -0.05";
+    EXPECT_LT(s.log_prob, std::log(0.2f)) << "the actor's own log-prob of it, not its choice";
+  }
+}
+
 TEST(TrainingController, EveryActionPassesTheSafetyGate) {
   // The policy wants +0.10 every time; the gate caps a move at 0.03 and the split at r_max 0.6.
   const control::Policy up = BiasPolicy({-20, -20, -20, -20, -20, -20, 20});
@@ -291,6 +315,9 @@ TEST(TrainConfig, ErrorsNameTheKey) {
   bad = ParseTrainConfig("train:\n  load_min: 0.9\n  load_max: 0.5\n", "t.yaml");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("train.load_min"), std::string::npos);
+  bad = ParseTrainConfig("train:\n  iterations: 3\n  imitate_iterations: 4\n", "t.yaml");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.imitate_iterations"), std::string::npos);
   bad = ParseTrainConfig("train:\n  profiles: [nope]\n", "t.yaml");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("train.profiles"), std::string::npos);

@@ -31,6 +31,11 @@ struct TrainOptions {
   // true: every iteration replays the same environments and workload seeds (common random
   // numbers: the reward curve then shows the policy, not the draw). For tests and ablations.
   bool same_envs_each_iteration = false;
+  // The first imitate_iterations iterations kickstart the actor by behaviour cloning: their
+  // rollouts are acted by the `marginal` rule (split_controller.h, with the config's control
+  // knobs), and the update fits the actor's log-probability of the rule's action (cross-entropy)
+  // and the critic to the returns, where PPO's clipped surrogate would be. PPO goes on from there.
+  int32_t imitate_iterations = 0;
 
   // ---- Domain randomisation (one draw per episode) ------------------------------------------
   std::vector<std::string> profiles = {"taobao", "amazon-books", "amazon-video-games", "kuairand",
@@ -84,6 +89,9 @@ struct TrainOptions {
     v.Field("episode_s", episode_s, "simulated seconds per episode", config::InRange(0.1, 1e5));
     v.Field("same_envs_each_iteration", same_envs_each_iteration,
             "replay the same environments every iteration");
+    v.Field("imitate_iterations", imitate_iterations,
+            "first iterations that clone the marginal rule's decisions before PPO",
+            config::InRange<int32_t>(0, 1000000));
     v.Field("profiles", profiles, "workload profiles drawn from");
     v.Field("regimes", regimes, "regimes drawn from (steady, trend, burst)");
     v.Field("scales", scales, "embedding footprint / pool, drawn from");

@@ -3,7 +3,7 @@
 // found (CMake HELM_WITH_TORCH); this header names no torch type, so only ppo.cc compiles
 // against LibTorch.
 //
-// Networks: actor 16 -> hidden -> hidden -> actions and critic 16 -> hidden -> hidden -> 1, tanh,
+// Networks: actor 19 -> hidden -> hidden -> actions and critic 19 -> hidden -> hidden -> 1, tanh,
 // torch.nn.Linear layers initialised orthogonally (gain sqrt 2; the actor's last layer 0.01, the
 // critic's 1) with zero biases, as CleanRL does. The actor is exactly control::Mlp's layout, so
 // Actor() is the policy a node runs (control::PolicyToJson writes it as helm-policy-v1).
@@ -15,6 +15,10 @@
 // the decided steps (windows with a move in flight carry no decision), the clipped value loss on
 // all steps, the entropy bonus, Adam with the gradient norm clipped; the step size annealed
 // linearly over the run.
+//
+// Kickstart: the first train.imitate_iterations iterations roll out with the marginal rule acting
+// (split_controller.h) and replace the clipped surrogate by the cross-entropy of the rule's
+// actions (no entropy bonus); the critic learns the rule's returns. PPO goes on from that actor.
 //
 // Value loss: 0.5 (V - return)^2, unclipped (returns run to hundreds of reward units, where
 // CleanRL's value clip of 0.2 would stall the critic); the actor's and the critic's gradient norms
@@ -46,7 +50,10 @@ struct IterationStats {
   int64_t decisions = 0;         // of steps, those where the policy decided
   double mean_reward = 0;        // per step, over the iteration's rollouts
   double mean_p99_over_slo = 0;  // episodes' P99 / SLO, averaged
-  double policy_loss = 0;        // the last epoch's means
+  // -mean log-prob, under the actor that rolled out, of the decided steps' actions: its sampled
+  // actions' surprisal, or (imitating) its cross-entropy against the rule's choices.
+  double rollout_cross_entropy = 0;
+  double policy_loss = 0;  // the last epoch's means
   double value_loss = 0;
   double entropy = 0;
   double approx_kl = 0;
