@@ -152,6 +152,7 @@ int main(int argc, char** argv) {
     manifest["git_revision"] = revision;
     manifest["iterations"] = last.iteration;
     manifest["iterations_planned"] = o.iterations;
+    manifest["imitate_iterations"] = o.imitate_iterations;
     manifest["episodes_per_iteration"] = o.episodes_per_iteration;
     manifest["episode_s"] = o.episode_s;
     manifest["steps"] = last.total_steps;

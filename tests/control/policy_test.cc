@@ -1,6 +1,8 @@
 #include "helm/control/policy.h"
 
 #include <cmath>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "control/window_support.h"
@@ -117,22 +119,26 @@ TEST(Mlp, ForwardMatchesAReferenceAndSurvivesAJsonRoundTrip) {
   }
 }
 
-TEST(LoadPolicy, TheBuiltinBasePolicyIsTheCommittedFile) {
-  absl::StatusOr<Policy> builtin = LoadPolicy("builtin:helm-base-v1");
-  ASSERT_TRUE(builtin.ok()) << builtin.status();
-  absl::StatusOr<Policy> file =
-      LoadPolicy(std::string(HELM_SOURCE_DIR) + "/configs/policies/helm-base-v1.json");
-  ASSERT_TRUE(file.ok()) << file.status();
-  ASSERT_EQ(builtin->actions, file->actions);
-  EXPECT_EQ(builtin->mlp.inputs(), 16);  // v1 reads the first 16 features (features.h)
-  std::vector<float> in(kNumFeatures), a(builtin->mlp.outputs()), b(file->mlp.outputs());
-  for (int i = 0; i < kNumFeatures; ++i) in[i] = 0.1f * static_cast<float>(i % 7) - 0.2f;
-  builtin->mlp.Forward(in.data(), a.data());
-  file->mlp.Forward(in.data(), b.data());
-  EXPECT_EQ(a, b);
+TEST(LoadPolicy, TheBuiltinBasePoliciesAreTheCommittedFiles) {
+  // v1 reads the first 16 features (from before the ghost gains), v2 all 19 (features.h).
+  for (const auto& [name, inputs] : {std::pair<std::string, int>{"helm-base-v1", 16},
+                                     std::pair<std::string, int>{"helm-base-v2", kNumFeatures}}) {
+    absl::StatusOr<Policy> builtin = LoadPolicy("builtin:" + name);
+    ASSERT_TRUE(builtin.ok()) << builtin.status();
+    absl::StatusOr<Policy> file =
+        LoadPolicy(std::string(HELM_SOURCE_DIR) + "/configs/policies/" + name + ".json");
+    ASSERT_TRUE(file.ok()) << file.status();
+    ASSERT_EQ(builtin->actions, file->actions);
+    EXPECT_EQ(builtin->mlp.inputs(), inputs) << name;
+    std::vector<float> in(kNumFeatures), a(builtin->mlp.outputs()), b(file->mlp.outputs());
+    for (int i = 0; i < kNumFeatures; ++i) in[i] = 0.1f * static_cast<float>(i % 7) - 0.2f;
+    builtin->mlp.Forward(in.data(), a.data());
+    file->mlp.Forward(in.data(), b.data());
+    EXPECT_EQ(a, b) << name;
+  }
   absl::StatusOr<Policy> unknown = LoadPolicy("builtin:helm-base-v9");
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.status().message().find("builtin:helm-base-v1"), std::string::npos);
+  EXPECT_NE(unknown.status().message().find("builtin:helm-base-v2"), std::string::npos);
 }
 
 TEST(ParsePolicy, NamesTheBadField) {

@@ -99,7 +99,7 @@ struct ControlOptions {
     v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
             config::InRange(0.01, 0.5));
     v.Field("policy_path", policy_path,
-            "helm: the base policy file (JSON, helm-policy-v1) or builtin:helm-base-v1");
+            "helm: the base policy file (JSON, helm-policy-v1) or builtin:helm-base-v1 / -v2");
     v.Field("max_move", max_move, "helm: largest change of the split per window",
             config::InRange(0.001, 0.5));
     v.Field("slo_ms", slo_ms, "helm: latency SLO the features and reward are normalised by (ms)",
