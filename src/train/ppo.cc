@@ -67,6 +67,8 @@ torch::Tensor MaskedMean(const torch::Tensor& x, const torch::Tensor& mask) {
 struct PpoTrainer::Impl {
   TrainConfig config;
   torch::nn::Sequential actor{nullptr}, critic{nullptr};
+  // The actor as the kickstart left it (train.kickstart_kl), frozen; null before or without one.
+  torch::nn::Sequential anchor{nullptr};
   std::unique_ptr<torch::optim::Adam> optimizer;
   int32_t iteration = 0;
   int64_t total_steps = 0;
@@ -178,6 +180,11 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
   // ---- Update -----------------------------------------------------------------------------
   const Clock::time_point update_start = Clock::now();
   try {
+    if (!imitate && o.imitate_iterations > 0 && o.kickstart_kl > 0 && !m.anchor) {
+      // The first PPO iteration after the kickstart: freeze the actor it left as the anchor.
+      m.anchor = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(m.actor->clone());
+      for (torch::Tensor& p : m.anchor->parameters()) p.set_requires_grad(false);
+    }
     const double frac = 1.0 - static_cast<double>(m.iteration) / o.iterations;
     stats.learning_rate = o.anneal_lr ? std::max(0.0, frac) * o.learning_rate : o.learning_rate;
     for (auto& group : m.optimizer->param_groups()) {
@@ -250,8 +257,19 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
         const torch::Tensor ent = MaskedMean(entropy, mb_mask);
         const torch::Tensor v = m.critic->forward(mb_obs).reshape({-1});
         const torch::Tensor v_loss = 0.5 * (v - ret_t.index_select(0, idx)).pow(2).mean();
-        const torch::Tensor loss =
+        torch::Tensor loss =
             pg_loss - (imitate ? 0.0 : o.entropy_coef) * ent + o.value_coef * v_loss;
+        if (m.anchor) {
+          // KL(anchor || actor) on the decided states: PPO may improve on the kickstart but pays
+          // for leaving it.
+          torch::Tensor anchor_logp;
+          {
+            torch::NoGradGuard no_grad;
+            anchor_logp = torch::log_softmax(m.anchor->forward(mb_obs), 1);
+          }
+          const torch::Tensor kl = (anchor_logp.exp() * (anchor_logp - log_probs)).sum(1);
+          loss = loss + o.kickstart_kl * MaskedMean(kl, mb_mask);
+        }
         m.optimizer->zero_grad();
         loss.backward();
         // Each network's gradient norm clipped on its own: the critic's (returns of tens per

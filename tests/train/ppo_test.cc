@@ -96,6 +96,50 @@ TEST(Ppo, ImitationIterationsTeachTheActorTheRulesActions) {
   EXPECT_LT(losses.back(), 0.5 * losses.front());
 }
 
+// Mean KL(p || q) of two policies' action distributions over `states`.
+double MeanKl(const control::Policy& p, const control::Policy& q,
+              const std::vector<control::Features>& states) {
+  std::vector<float> lp(p.actions.size()), lq(q.actions.size());
+  double sum = 0;
+  for (const control::Features& f : states) {
+    p.mlp.Forward(f.data(), lp.data());
+    q.mlp.Forward(f.data(), lq.data());
+    const std::vector<float> a = LogSoftmax(lp), b = LogSoftmax(lq);
+    for (size_t i = 0; i < a.size(); ++i) sum += std::exp(a[i]) * (a[i] - b[i]);
+  }
+  return sum / static_cast<double>(states.size());
+}
+
+TEST(Ppo, TheKickstartKlKeepsPpoNearTheKickstart) {
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<control::Features> states(200);
+  for (control::Features& f : states) {
+    for (float& x : f) x = u(rng);
+  }
+  double drift[2];
+  for (int with_kl = 0; with_kl < 2; ++with_kl) {
+    TrainConfig config = Tiny::Config();
+    config.train.seed = 5;
+    config.train.iterations = 6;
+    config.train.imitate_iterations = 2;
+    config.train.kickstart_kl = with_kl ? 10.0 : 0.0;
+    config.train.same_envs_each_iteration = true;
+    config.train.learning_rate = 3e-3;
+    config.train.anneal_lr = false;
+    auto trainer = PpoTrainer::Create(config);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    for (int i = 0; i < 2; ++i) ASSERT_TRUE((*trainer)->Iterate().ok());
+    const control::Policy kickstart = (*trainer)->Actor();
+    for (int i = 2; i < config.train.iterations; ++i) ASSERT_TRUE((*trainer)->Iterate().ok());
+    drift[with_kl] = MeanKl(kickstart, (*trainer)->Actor(), states);
+    std::printf("kickstart_kl %g: KL from the kickstart %.5f\n", config.train.kickstart_kl,
+                drift[with_kl]);
+  }
+  EXPECT_GT(drift[0], 0) << "PPO moved the actor";
+  EXPECT_LT(drift[1], 0.5 * drift[0]);
+}
+
 TEST(Ppo, AFewIterationsOnATinyClusterRaiseTheReward) {
   TrainConfig config = Tiny::Config();
   config.train.seed = 11;

@@ -36,6 +36,9 @@ struct TrainOptions {
   // knobs), and the update fits the actor's log-probability of the rule's action (cross-entropy)
   // and the critic to the returns, where PPO's clipped surrogate would be. PPO goes on from there.
   int32_t imitate_iterations = 0;
+  // > 0: after the kickstart, PPO's loss adds this times KL(kickstart actor || actor) on the
+  // decided states, so that it improves on the rule's imitation without drifting off it.
+  double kickstart_kl = 0;
 
   // ---- Domain randomisation (one draw per episode) ------------------------------------------
   std::vector<std::string> profiles = {"taobao", "amazon-books", "amazon-video-games", "kuairand",
@@ -92,6 +95,9 @@ struct TrainOptions {
     v.Field("imitate_iterations", imitate_iterations,
             "first iterations that clone the marginal rule's decisions before PPO",
             config::InRange<int32_t>(0, 1000000));
+    v.Field("kickstart_kl", kickstart_kl,
+            "weight of KL(kickstart actor || actor) in PPO's loss after the kickstart",
+            config::InRange(0.0, 1000.0));
     v.Field("profiles", profiles, "workload profiles drawn from");
     v.Field("regimes", regimes, "regimes drawn from (steady, trend, burst)");
     v.Field("scales", scales, "embedding footprint / pool, drawn from");

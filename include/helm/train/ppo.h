@@ -18,7 +18,8 @@
 //
 // Kickstart: the first train.imitate_iterations iterations roll out with the marginal rule acting
 // (split_controller.h) and replace the clipped surrogate by the cross-entropy of the rule's
-// actions (no entropy bonus); the critic learns the rule's returns. PPO goes on from that actor.
+// actions (no entropy bonus); the critic learns the rule's returns. PPO goes on from that actor,
+// with train.kickstart_kl x KL(the kickstart's actor || the actor) added to its loss.
 //
 // Value loss: 0.5 (V - return)^2, unclipped (returns run to hundreds of reward units, where
 // CleanRL's value clip of 0.2 would stall the critic); the actor's and the critic's gradient norms
