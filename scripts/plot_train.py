@@ -3,7 +3,8 @@
 
 Three panels sharing the iteration axis: the mean reward per statistics window (each iteration,
 and its running mean over 5), the episodes' mean P99 over the SLO, and the entropy of the policy
-with the value loss (right axis).
+with the value loss (right axis), and, where curve.csv has it, the cross-entropy of the decided
+actions under the acting actor (during a kickstart: against the imitated rule's choices).
 
 Needs matplotlib (Debian: python3-matplotlib, for /usr/bin/python3). Usage:
   /usr/bin/python3 scripts/plot_train.py --csv out/train/curve.csv --out out/train/curve.png
@@ -53,6 +54,10 @@ def main():
     ax[1].plot(it, running_mean(p99, 5), "-")
     ax[1].set_ylabel("P99 / SLO")
     ax[2].plot(it, entropy, "-", color="tab:green", label="entropy")
+    if "rollout_cross_entropy" in rows[0]:
+        ce = [float(r["rollout_cross_entropy"]) for r in rows]
+        ax[2].plot(it, ce, "--", color="tab:blue", label="cross-entropy of the decided actions")
+        ax[2].legend(loc="upper right", fontsize=8)
     ax[2].set_ylabel("entropy (nats)")
     twin = ax[2].twinx()
     twin.plot(it, vloss, "-", color="tab:red", alpha=0.6, label="value loss")
