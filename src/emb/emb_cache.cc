@@ -171,9 +171,9 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
   chunk_pins_.resize(static_cast<size_t>(pool->num_chunks()));
   chunk_live_.assign(static_cast<size_t>(pool->num_chunks()), 0);
   rejected_.assign(kRejectedRing, -1);
-  // The ghost covers pool.ghost_share of the pool in slots (a sampling cache's slots are a row /
-  // sample_rate, so its ghost is the sample's miniature too).
-  // The ghost samples ghost_sample_rate of all ids (a salt of its own), or all of a thinner sample.
+  // The ghost tracks a hashed ghost_sample_rate of all ids (a salt of its own), or every id of a
+  // thinner sample, and covers pool.ghost_share of the pool in slots (a sampling cache's slots are
+  // a row / sample_rate, so its ghost is the sample's miniature too), scaled to the ids it tracks.
   const double ghost_rate = std::min(1.0, options.ghost_sample_rate / sampler_.rate());
   ghost_sampler_ = IdSampler(ghost_rate, options.sample_salt ^ 0x6a09e667f3bcc909ull);
   ghost_scale_ = 1.0 / ghost_sampler_.rate();
