@@ -260,6 +260,9 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
   c.control.policy_path = "base.json";
   ASSERT_TRUE(ApplyControllerRow("heuristic", c).ok());
   EXPECT_EQ(c.control.policy, "heuristic");
+  config::Config marginal = c;
+  ASSERT_TRUE(ApplyControllerRow("marginal", marginal).ok());
+  EXPECT_EQ(marginal.control.policy, "marginal");
   struct Row {
     std::string name;
     bool adapter, recovery;
@@ -276,7 +279,9 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
     EXPECT_EQ(run.control.recovery, row.recovery) << row.name;
     EXPECT_EQ(run.router.policy, row.router) << row.name;
   }
-  EXPECT_FALSE(ApplyControllerRow("ppo", c).ok());
+  const absl::Status unknown = ApplyControllerRow("ppo", c);
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.message().find("heuristic, marginal, oracle"), std::string::npos) << unknown;
 }
 
 TEST(RunSweep, ResumesFromSavedCellsWithoutRunningThemAgain) {

@@ -145,6 +145,7 @@ struct SweepHooks {
 
 // The controller rows a sweep (and the paper table) may run on every cell, as config edits:
 //   heuristic     control.policy heuristic
+//   marginal      control.policy marginal (the ghost-gain rule, split_controller.h)
 //   oracle        control.policy oracle (the offline oracle; the cell's tracking errors use it)
 //   helm-base     control.policy helm, adapter and recovery off: the frozen base policy alone
 //   helm-adapter  control.policy helm, the adapter on, recovery off
