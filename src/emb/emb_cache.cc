@@ -176,9 +176,7 @@ EmbCache::EmbCache(const EmbOptions& options, Dtype dtype, pool::Pool* pool,
   // a row / sample_rate, so its ghost is the sample's miniature too), scaled to the ids it tracks.
   const double ghost_rate = std::min(1.0, options.ghost_sample_rate / sampler_.rate());
   ghost_sampler_ = IdSampler(ghost_rate, options.sample_salt ^ 0x6a09e667f3bcc909ull);
-  ghost_scale_ = 1.0 / ghost_sampler_.rate();
-  ghost_.Reset(static_cast<int64_t>(ghost_sampler_.rate() * pool->options().ghost_share *
-                                    static_cast<double>(pool->num_chunks() * pool->chunk_bytes()) /
+  ghost_.Reset(static_cast<int64_t>(ghost_sampler_.rate() * pool->ghost_bytes() /
                                     static_cast<double>(row_bytes_)));
 }
 
@@ -534,7 +532,8 @@ EmbStats EmbCache::stats() const {
   s.staged_rows = s_staged_.load(std::memory_order_relaxed);
   s.h2d_bytes = s_h2d_bytes_.load(std::memory_order_relaxed);
   s.fetch_ns = s_fetch_ns_.load(std::memory_order_relaxed);
-  s.ghost_hits = std::llround(s_ghost_hits_.load(std::memory_order_relaxed) * ghost_scale_);
+  s.ghost_hits = std::llround(static_cast<double>(s_ghost_hits_.load(std::memory_order_relaxed)) /
+                              ghost_sampler_.rate());
   s.evictions = s_evictions_.load(std::memory_order_relaxed);
   s.relocated_rows = s_relocated_.load(std::memory_order_relaxed);
   s.dropped_rows = s_dropped_.load(std::memory_order_relaxed);

@@ -149,9 +149,8 @@ KvCache::KvCache(const KvCacheOptions& options, pool::Pool* pool)
   block_pins_.assign(n, 0);
   block_gen_.assign(n, 0);
   chunk_pinned_.assign(static_cast<size_t>(pool->num_chunks()), 0);
-  ghost_.Reset(static_cast<int64_t>(pool->options().ghost_share *
-                                    static_cast<double>(pool->num_chunks() * pool->chunk_bytes()) /
-                                    static_cast<double>(block_bytes_) * options_.tokens_per_block));
+  ghost_.Reset(static_cast<int64_t>(pool->ghost_bytes() / static_cast<double>(block_bytes_) *
+                                    options_.tokens_per_block));
 }
 
 void KvCache::GhostLostLocked(int64_t user_id, int64_t cached_before) {

@@ -23,6 +23,17 @@ uint64_t Mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
+// The index of the action (a split change) nearest `delta`; the first of equals.
+int32_t NearestAction(const std::vector<double>& actions, double delta) {
+  int32_t best = 0;
+  for (size_t a = 1; a < actions.size(); ++a) {
+    if (std::abs(actions[a] - delta) < std::abs(actions[best] - delta)) {
+      best = static_cast<int32_t>(a);
+    }
+  }
+  return best;
+}
+
 }  // namespace
 
 std::vector<float> LogSoftmax(const std::vector<float>& logits) {
@@ -48,13 +59,8 @@ TrainingController::TrainingController(const control::Policy& actor,
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       rng_(seed),
       teacher_(std::move(teacher)),
-      logits_(actor.actions.size()) {
-  for (size_t a = 0; a < actor_.actions.size(); ++a) {
-    if (std::abs(actor_.actions[a]) < std::abs(actor_.actions[hold_action_])) {
-      hold_action_ = static_cast<int32_t>(a);
-    }
-  }
-}
+      logits_(actor.actions.size()),
+      hold_action_(NearestAction(actor_.actions, 0)) {}
 
 double TrainingController::Decide(const serve::StatsWindow& window) {
   const control::Features features = extractor_.Extract(window);
@@ -71,12 +77,7 @@ double TrainingController::Decide(const serve::StatsWindow& window) {
     step.target = teacher_->Decide(window);
     step.action = hold_action_;
     if (!control::SafetyGate::MoveInFlight(window)) {
-      const double delta = step.target - window.target_split;
-      for (size_t a = 0; a < actor_.actions.size(); ++a) {
-        if (std::abs(actor_.actions[a] - delta) < std::abs(actor_.actions[step.action] - delta)) {
-          step.action = static_cast<int32_t>(a);
-        }
-      }
+      step.action = NearestAction(actor_.actions, step.target - window.target_split);
       actor_.mlp.Forward(features.data(), logits_.data());
       step.log_prob = LogSoftmax(logits_)[step.action];
       step.decided = true;

@@ -73,14 +73,20 @@ TEST(TorchCheck, TheTrainersActorIsThePolicyANodeRuns) {
 // window. The same environment every iteration (common random numbers), so the difference is
 // the policy's; the seed is fixed so the run is reproducible, and a learner that did not learn
 // (or learned the wrong sign) fails.
-TEST(Ppo, ImitationIterationsTeachTheActorTheRulesActions) {
+// The tiny cluster replayed every iteration, with a large fixed step: the tests' trainer.
+TrainConfig Replayed(uint64_t seed, int32_t iterations) {
   TrainConfig config = Tiny::Config();
-  config.train.seed = 5;
-  config.train.iterations = 5;
-  config.train.imitate_iterations = 5;
+  config.train.seed = seed;
+  config.train.iterations = iterations;
   config.train.same_envs_each_iteration = true;
   config.train.learning_rate = 3e-3;
   config.train.anneal_lr = false;
+  return config;
+}
+
+TEST(Ppo, ImitationIterationsTeachTheActorTheRulesActions) {
+  TrainConfig config = Replayed(5, 5);
+  config.train.imitate_iterations = 5;
   auto trainer = PpoTrainer::Create(config);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   std::vector<double> losses;
@@ -119,14 +125,9 @@ TEST(Ppo, TheKickstartKlKeepsPpoNearTheKickstart) {
   }
   double drift[2];
   for (int with_kl = 0; with_kl < 2; ++with_kl) {
-    TrainConfig config = Tiny::Config();
-    config.train.seed = 5;
-    config.train.iterations = 6;
+    TrainConfig config = Replayed(5, 6);
     config.train.imitate_iterations = 2;
     config.train.kickstart_kl = with_kl ? 10.0 : 0.0;
-    config.train.same_envs_each_iteration = true;
-    config.train.learning_rate = 3e-3;
-    config.train.anneal_lr = false;
     auto trainer = PpoTrainer::Create(config);
     ASSERT_TRUE(trainer.ok()) << trainer.status();
     for (int i = 0; i < 2; ++i) ASSERT_TRUE((*trainer)->Iterate().ok());
@@ -141,16 +142,11 @@ TEST(Ppo, TheKickstartKlKeepsPpoNearTheKickstart) {
 }
 
 TEST(Ppo, AFewIterationsOnATinyClusterRaiseTheReward) {
-  TrainConfig config = Tiny::Config();
-  config.train.seed = 11;
-  config.train.iterations = 6;
-  config.train.same_envs_each_iteration = true;
+  TrainConfig config = Replayed(11, 6);
   config.train.episodes_per_iteration = 3;
   config.train.episode_s = 6;
   config.train.profiles = {"taobao"};
   config.train.initial_split_min = config.train.initial_split_max = 0.9;
-  config.train.learning_rate = 3e-3;
-  config.train.anneal_lr = false;
   auto trainer = PpoTrainer::Create(config);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   std::vector<double> rewards;

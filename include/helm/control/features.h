@@ -63,10 +63,10 @@ class FeatureExtractor {
   explicit FeatureExtractor(const FeatureScales& scales) : s_(scales) {}
   Features Extract(const serve::StatsWindow& window);
   double short_rate() const { return short_rate_; }
+  double long_rate() const { return long_rate_; }
   // g_emb and g_kv (features 16-18) of a window.
   static double EmbGrowthGain(const serve::StatsWindow& window);
   static double KvGrowthGain(const serve::StatsWindow& window);
-  double long_rate() const { return long_rate_; }
 
  private:
   FeatureScales s_;

@@ -362,7 +362,6 @@ class EmbCache final : public pool::ChunkClient {
   const bool use_admission_;
   const std::shared_ptr<const HostTable> table_;
   const IdSampler sampler_;
-  double ghost_scale_ = 1;  // 1 / the ghost sampler's rate
 
   mutable absl::Mutex mu_;
   mutable std::atomic<int> lookups_waiting_{0};  // lookups in LockForLookup

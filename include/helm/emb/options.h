@@ -25,7 +25,7 @@ struct EmbOptions {
   int32_t sketch_reset_factor = 10;
   // The ghost list of evicted rows (pool.ghost_share; EmbStats::ghost_hits) tracks a hashed
   // sample of this share of the ids (as SHARDS samples keys), its hits scaled back up: a sixteenth
-  // costs a miss-heavy lookup ~1% where every id cost 10-20% (helm_bench_memory). A sampling
+  // costs a miss-heavy lookup 1-2% where every id costs ~13% (helm_bench_memory). A sampling
   // cache's ghost takes all of its sample where that is thinner.
   double ghost_sample_rate = 1.0 / 16;
   // The simulator's miniature cache (id_sampler.h; not a YAML key: simulator.emb_sample_rate sets

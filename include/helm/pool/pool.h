@@ -152,6 +152,10 @@ class Pool {
   const PoolOptions& options() const { return options_; }
   int32_t num_chunks() const { return num_chunks_; }
   int64_t chunk_bytes() const { return options_.chunk_bytes; }
+  // The bytes each cache's ghost list covers: pool.ghost_share of the chunks' bytes.
+  double ghost_bytes() const {
+    return options_.ghost_share * static_cast<double>(num_chunks_) * options_.chunk_bytes;
+  }
   // The clock the pool was created with; the caches attached to it take their time from it too.
   Clock* clock() const { return clock_; }
 
