@@ -5,6 +5,8 @@
 // process. Each decision is
 // timed alone (steady_clock around Decide); its window is copied in just before (untimed).
 // HELM_RESULT decision_p99_ns is the full helm decision. The paper reports 32 us.
+// The base policy's forward alone is timed against a plain scalar forward of the same weights
+// (one output at a time, [out][in] rows), hot in cache: HELM_RESULT mlp_forward_vs_scalar.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -72,6 +74,41 @@ Timing Time(helm::control::SplitController& c, const std::vector<helm::serve::St
   return {ns[ns.size() / 2], ns[static_cast<size_t>(ns.size() * 0.99)]};
 }
 
+// The plain forward: each output's dot product over the [out][in] row, then tanh. The same sums in
+// the same order as Mlp::Forward, one float at a time.
+void ScalarForward(const helm::control::Mlp& mlp, const float* in, float* out,
+                   std::vector<float>& a, std::vector<float>& b) {
+  const float* x = in;
+  for (size_t i = 0; i < mlp.layers().size(); ++i) {
+    const helm::control::Mlp::Layer& l = mlp.layers()[i];
+    const bool last = i + 1 == mlp.layers().size();
+    float* y = last ? out : (x == a.data() ? b.data() : a.data());
+    for (int o = 0; o < l.out; ++o) {
+      float acc = l.bias[o];
+      const float* row = l.weight.data() + static_cast<size_t>(o) * l.in;
+      for (int k = 0; k < l.in; ++k) acc += row[k] * x[k];
+      y[o] = last ? acc : helm::control::Mlp::Tanh(acc);
+    }
+    x = y;
+  }
+}
+
+// Mean ns of one forward over `n`, inputs varied so that no call repeats the last.
+template <typename F>
+double ForwardNs(F forward, int n) {
+  std::vector<float> in(helm::control::kNumFeatures), out(8);
+  double sink = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n; ++i) {
+    in[i % in.size()] = 1e-3f * static_cast<float>(i % 1000);
+    forward(in.data(), out.data());
+    sink += out[0];
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  if (sink == 12345.678) std::printf("%f\n", sink);
+  return std::chrono::duration<double, std::nano>(t1 - t0).count() / n;
+}
+
 }  // namespace
 
 int main() {
@@ -103,14 +140,28 @@ int main() {
   const Timing a = Time(base, windows, kDecisions);
   const Timing b = Time(heuristic, windows, kDecisions);
   const Timing g = Time(marginal, windows, kDecisions);
+  std::vector<float> sa(64), sb(64);
+  const auto vectorised = [&](const float* in, float* out) { policy.mlp.Forward(in, out); };
+  const auto scalar = [&](const float* in, float* out) {
+    ScalarForward(policy.mlp, in, out, sa, sb);
+  };
+  constexpr int kForwards = 200000;
+  ForwardNs(vectorised, kForwards / 10);  // warm-up
+  ForwardNs(scalar, kForwards / 10);
+  const double forward_ns = ForwardNs(vectorised, kForwards);
+  const double scalar_ns = ForwardNs(scalar, kForwards);
   std::printf("%-34s %10s %10s\n", "decision (features->action)", "p50_ns", "p99_ns");
   std::printf("%-34s %10.0f %10.0f\n", "helm: base+adapter+recovery+gate", h.p50_ns, h.p99_ns);
   const std::string base_name = "base policy " + std::to_string(kNumFeatures) + "-64-64-7 + gate";
   std::printf("%-34s %10.0f %10.0f\n", base_name.c_str(), a.p50_ns, a.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "heuristic (hill climbing)", b.p50_ns, b.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "marginal (ghost gains) + gate", g.p50_ns, g.p99_ns);
+  std::printf("%-34s %10.0f ns (scalar forward %.0f ns)\n", "base policy forward alone, hot",
+              forward_ns, scalar_ns);
   std::printf("HELM_RESULT decision_p99_ns %.0f\n", h.p99_ns);
   std::printf("HELM_RESULT decision_base_p99_ns %.0f\n", a.p99_ns);
   std::printf("HELM_RESULT decision_p99_vs_heuristic %.2f\n", h.p99_ns / b.p99_ns);
+  std::printf("HELM_RESULT mlp_forward_ns %.0f\n", forward_ns);
+  std::printf("HELM_RESULT mlp_forward_vs_scalar %.2f\n", forward_ns / scalar_ns);
   return 0;
 }

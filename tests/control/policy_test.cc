@@ -119,6 +119,24 @@ TEST(Mlp, ForwardMatchesAReferenceAndSurvivesAJsonRoundTrip) {
   }
 }
 
+// Forward runs a layer in blocks of 32, 16, 8 and 4 outputs over zero padding: widths that are
+// not multiples of 4, and ones that take every block size (100 = 3 x 32 + 4; 45 pads to 48 = 32 +
+// 16; 29 to 32 - 3 padding lanes; 13 to 16, 3 and 1 to 4), each match the reference.
+TEST(Mlp, ForwardMatchesTheReferenceAtEveryLayerWidth) {
+  for (const std::vector<int>& sizes : std::vector<std::vector<int>>{
+           {3, 100, 45, 1}, {7, 29, 13, 3}, {1, 1}, {kNumFeatures, 8, 24, 56, 7}}) {
+    const Mlp mlp = Mlp::Random(sizes, 5);
+    std::vector<float> in(sizes.front());
+    for (size_t i = 0; i < in.size(); ++i) in[i] = 2.0f * std::cos(0.9f * float(i));
+    std::vector<float> out(sizes.back(), -7.0f);
+    mlp.Forward(in.data(), out.data());
+    const std::vector<double> ref = Reference(mlp, std::vector<double>(in.begin(), in.end()));
+    for (int o = 0; o < sizes.back(); ++o) {
+      EXPECT_NEAR(out[o], ref[o], 1e-5) << "output " << o << " of " << sizes.back();
+    }
+  }
+}
+
 TEST(LoadPolicy, TheBuiltinBasePoliciesAreTheCommittedFiles) {
   // v1 reads the first 16 features (from before the ghost gains), v2 all 19 (features.h).
   for (const auto& [name, inputs] : {std::pair<std::string, int>{"helm-base-v1", 16},

@@ -53,8 +53,10 @@ class Mlp {
 
  private:
   std::vector<Layer> layers_;
-  static constexpr int kBlock = 16;             // outputs accumulated together (Forward)
-  std::vector<std::vector<float>> transposed_;  // each layer's weight, [in][out padded to kBlock]
+  // A layer's outputs rounded up to a whole vector register of 4 floats (Forward).
+  static int Padded(int out) { return (out + 3) / 4 * 4; }
+  std::vector<std::vector<float>> transposed_;   // each layer's weight, [in][Padded(out)]
+  std::vector<std::vector<float>> padded_bias_;  // each layer's bias, zeros past `out`
   mutable std::vector<float> a_, b_;
 };
 
