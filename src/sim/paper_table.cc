@@ -22,6 +22,45 @@ std::vector<const SweepRun*> Statics(const SweepCell& cell) {
 
 double Ratio(double a, double b) { return b > 0 ? a / b : std::numeric_limits<double>::infinity(); }
 
+// Max over cells of P99(row) / P99(base).
+double WorstP99Ratio(const std::vector<SweepRun>& row, const std::vector<SweepRun>& base) {
+  double worst = 0;
+  for (size_t i = 0; i < row.size(); ++i)
+    worst = std::max(worst, Ratio(row[i].p99_ms, base[i].p99_ms));
+  return worst;
+}
+
+// The headline figures of the `helm` row (paper_table.h), when it ran.
+void AddHeadlines(const std::vector<SweepCell>& cells, PaperTable& t) {
+  const auto it = std::find(t.rows.begin(), t.rows.end(), "helm");
+  if (it == t.rows.end()) return;
+  const std::vector<SweepRun>& helm = t.runs[it - t.rows.begin()];
+  double goodput = std::numeric_limits<double>::infinity();
+  double slo_steady = 1, slo_burst = 1, tracking = 0;
+  int tracked = 0;
+  bool steady_seen = false, burst_seen = false;
+  for (size_t i = 0; i < cells.size(); ++i) {
+    goodput = std::min(goodput, Ratio(helm[i].goodput_per_s, t.runs[1][i].goodput_per_s));
+    if (cells[i].regime == "burst") {
+      slo_burst = std::min(slo_burst, helm[i].slo_attainment);
+      burst_seen = true;
+    } else {
+      slo_steady = std::min(slo_steady, helm[i].slo_attainment);
+      steady_seen = true;
+    }
+    if (helm[i].tracking_error >= 0) {
+      tracking += helm[i].tracking_error;
+      ++tracked;
+    }
+  }
+  t.headlines.emplace_back("p99_vs_global_static_worst", WorstP99Ratio(helm, t.runs[0]));
+  t.headlines.emplace_back("p99_vs_cell_static_worst", WorstP99Ratio(helm, t.runs[1]));
+  if (steady_seen) t.headlines.emplace_back("slo_min_steady_trend", slo_steady);
+  if (burst_seen) t.headlines.emplace_back("slo_min_burst", slo_burst);
+  if (tracked > 0) t.headlines.emplace_back("tracking_error_mean", tracking / tracked);
+  t.headlines.emplace_back("goodput_vs_cell_static_min", goodput);
+}
+
 }  // namespace
 
 absl::StatusOr<PaperTable> MakePaperTable(const std::vector<SweepCell>& cells) {
@@ -83,35 +122,16 @@ absl::StatusOr<PaperTable> MakePaperTable(const std::vector<SweepCell>& cells) {
     t.rows.push_back(r.controller);
     t.runs.push_back(std::move(row));
   }
-  const auto it = std::find(t.rows.begin(), t.rows.end(), "helm");
-  if (it == t.rows.end()) return t;
-  const std::vector<SweepRun>& helm = t.runs[it - t.rows.begin()];
-  double vs_global = 0, vs_cell = 0, goodput = std::numeric_limits<double>::infinity();
-  double slo_steady = 1, slo_burst = 1, tracking = 0;
-  int tracked = 0;
-  bool steady_seen = false, burst_seen = false;
-  for (size_t i = 0; i < cells.size(); ++i) {
-    vs_global = std::max(vs_global, Ratio(helm[i].p99_ms, t.runs[0][i].p99_ms));
-    vs_cell = std::max(vs_cell, Ratio(helm[i].p99_ms, t.runs[1][i].p99_ms));
-    goodput = std::min(goodput, Ratio(helm[i].goodput_per_s, t.runs[1][i].goodput_per_s));
-    if (cells[i].regime == "burst") {
-      slo_burst = std::min(slo_burst, helm[i].slo_attainment);
-      burst_seen = true;
-    } else {
-      slo_steady = std::min(slo_steady, helm[i].slo_attainment);
-      steady_seen = true;
-    }
-    if (helm[i].tracking_error >= 0) {
-      tracking += helm[i].tracking_error;
-      ++tracked;
-    }
+  AddHeadlines(cells, t);
+  // The room the landscapes leave: how far below the global static split hindsight gets, per
+  // cell (the hindsight-tuned split) and per window (the oracle), in the cell where it gets least.
+  t.headlines.emplace_back("cell_static_p99_vs_global_static_worst",
+                           WorstP99Ratio(t.runs[1], t.runs[0]));
+  const auto oracle = std::find(t.rows.begin(), t.rows.end(), "oracle");
+  if (oracle != t.rows.end()) {
+    t.headlines.emplace_back("oracle_p99_vs_global_static_worst",
+                             WorstP99Ratio(t.runs[oracle - t.rows.begin()], t.runs[0]));
   }
-  t.headlines.emplace_back("p99_vs_global_static_worst", vs_global);
-  t.headlines.emplace_back("p99_vs_cell_static_worst", vs_cell);
-  if (steady_seen) t.headlines.emplace_back("slo_min_steady_trend", slo_steady);
-  if (burst_seen) t.headlines.emplace_back("slo_min_burst", slo_burst);
-  if (tracked > 0) t.headlines.emplace_back("tracking_error_mean", tracking / tracked);
-  t.headlines.emplace_back("goodput_vs_cell_static_min", goodput);
   return t;
 }
 

@@ -51,6 +51,10 @@ TEST(PaperTable, PicksTheGlobalStaticByItsWorstRatioAndComputesTheHeadlines) {
   EXPECT_DOUBLE_EQ(h.at("slo_min_burst"), 0.97);
   EXPECT_DOUBLE_EQ(h.at("tracking_error_mean"), 0.03);
   EXPECT_DOUBLE_EQ(h.at("goodput_vs_cell_static_min"), 0.95);
+  // The room: hindsight per cell gets 10/12 and 20/24 of the global split's P99, the oracle 8/12
+  // and 17/24; each figure is the cell where it gets least.
+  EXPECT_DOUBLE_EQ(h.at("cell_static_p99_vs_global_static_worst"), std::max(10.0 / 12, 20.0 / 24));
+  EXPECT_DOUBLE_EQ(h.at("oracle_p99_vs_global_static_worst"), 17.0 / 24);
   const std::string md = PaperTableMarkdown(*t);
   EXPECT_NE(md.find("| amazon-books/burst | helm | adaptive | 18.00 | 0.9700 |"), std::string::npos)
       << md;
@@ -65,12 +69,20 @@ TEST(PaperTable, RefusesCellsWithDifferentStaticSplitsOrMissingRows) {
   cells[1].runs.pop_back();  // no oracle in the second cell
   EXPECT_FALSE(MakePaperTable(cells).ok());
   EXPECT_FALSE(MakePaperTable({}).ok());
-  // Without a helm row there is a table but no headline.
+  // Without a helm row there is a table and only the room figures; without an oracle, only the
+  // per-cell one.
   cells = Cells();
   for (SweepCell& c : cells) c.runs.erase(c.runs.begin() + 3);
   absl::StatusOr<PaperTable> t = MakePaperTable(cells);
   ASSERT_TRUE(t.ok());
-  EXPECT_TRUE(t->headlines.empty());
+  ASSERT_EQ(t->headlines.size(), 2u);
+  EXPECT_EQ(t->headlines[0].first, "cell_static_p99_vs_global_static_worst");
+  EXPECT_EQ(t->headlines[1].first, "oracle_p99_vs_global_static_worst");
+  for (SweepCell& c : cells) c.runs.pop_back();
+  t = MakePaperTable(cells);
+  ASSERT_TRUE(t.ok());
+  ASSERT_EQ(t->headlines.size(), 1u);
+  EXPECT_EQ(t->headlines[0].first, "cell_static_p99_vs_global_static_worst");
 }
 
 }  // namespace

@@ -19,6 +19,11 @@
 //   slo_min_burst               min SLO attainment of helm over the burst cells
 //   tracking_error_mean         mean over cells of helm's tracking error (cells with an oracle)
 //   goodput_vs_cell_static_min  min over cells of goodput(helm) / goodput(static-cell)
+// and, whatever rows ran, the room the cells leave any controller on the first figure:
+//   cell_static_p99_vs_global_static_worst  max over cells of P99(static-cell) / P99(static-global)
+//   oracle_p99_vs_global_static_worst       the same for the oracle (when it ran): how far below the
+//                                           global split choosing the best split every window got,
+//                                           in the cell where it got least
 #pragma once
 
 #include <string>
