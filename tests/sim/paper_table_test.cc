@@ -55,6 +55,7 @@ TEST(PaperTable, PicksTheGlobalStaticByItsWorstRatioAndComputesTheHeadlines) {
   // and 17/24; each figure is the cell where it gets least.
   EXPECT_DOUBLE_EQ(h.at("cell_static_p99_vs_global_static_worst"), std::max(10.0 / 12, 20.0 / 24));
   EXPECT_DOUBLE_EQ(h.at("oracle_p99_vs_global_static_worst"), 17.0 / 24);
+  EXPECT_DOUBLE_EQ(h.at("oracle_p99_vs_cell_static_worst"), std::max(8.0 / 10, 17.0 / 20));
   const std::string md = PaperTableMarkdown(*t);
   EXPECT_NE(md.find("| amazon-books/burst | helm | adaptive | 18.00 | 0.9700 |"), std::string::npos)
       << md;
@@ -75,9 +76,10 @@ TEST(PaperTable, RefusesCellsWithDifferentStaticSplitsOrMissingRows) {
   for (SweepCell& c : cells) c.runs.erase(c.runs.begin() + 3);
   absl::StatusOr<PaperTable> t = MakePaperTable(cells);
   ASSERT_TRUE(t.ok());
-  ASSERT_EQ(t->headlines.size(), 2u);
+  ASSERT_EQ(t->headlines.size(), 3u);
   EXPECT_EQ(t->headlines[0].first, "cell_static_p99_vs_global_static_worst");
   EXPECT_EQ(t->headlines[1].first, "oracle_p99_vs_global_static_worst");
+  EXPECT_EQ(t->headlines[2].first, "oracle_p99_vs_cell_static_worst");
   for (SweepCell& c : cells) c.runs.pop_back();
   t = MakePaperTable(cells);
   ASSERT_TRUE(t.ok());
