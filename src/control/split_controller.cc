@@ -129,10 +129,12 @@ double MarginalController::Decide(const serve::StatsWindow& w) {
     g_kv_ += kAlpha * (kv - g_kv_);
   }
   const double diff = g_emb_ - g_kv_;
+  const double lopsided = std::abs(diff) / (g_emb_ + g_kv_);  // in (0, 1] when diff != 0
   double delta = 0;
-  if (std::abs(diff) >= options_.marginal_min_gain &&
-      std::abs(diff) > options_.hysteresis * (g_emb_ + g_kv_)) {
-    delta = diff > 0 ? options_.step : -options_.step;
+  if (std::abs(diff) >= options_.marginal_min_gain && lopsided > options_.hysteresis) {
+    // In proportion to how lopsided the gains are: `step` where one is 3x the other (0.5), up to
+    // twice it where only one cache would gain; the gate caps it at max_move.
+    delta = std::copysign(2.0 * options_.step * lopsided, diff);
   }
   return gate_.Apply(w, delta);
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <functional>
+#include <tuple>
 
 #include "control/window_support.h"
 #include "gtest/gtest.h"
@@ -182,6 +183,25 @@ TEST(MarginalController, MovesTowardTheCacheWhoseGhostSavesMoreAndHoldsWhenEven)
   serve::StatsWindow moving = GainWindow(0.5, 0.0, 0.1);
   moving.target_split = 0.6;
   EXPECT_DOUBLE_EQ((*even)->Decide(moving), 0.6);
+}
+
+// A move is 2 x step x |g_emb - g_kv| / (g_emb + g_kv), capped at max_move: step (0.05) where one
+// gain is 3x the other, twice it where only one cache would gain, less near the hysteresis.
+TEST(MarginalController, MovesInProportionToHowLopsidedTheGainsAre) {
+  ControlOptions o;
+  o.policy = "marginal";
+  for (const auto& [emb, kv, move] :
+       {std::tuple{0.01, 0.03, -0.05}, std::tuple{0.0, 0.04, -0.10}, std::tuple{0.03, 0.0, 0.10},
+        std::tuple{0.02, 0.03, -0.02}, std::tuple{0.03, 0.02, 0.02}}) {
+    auto c = CreateSplitController(o, Pool());
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_NEAR((*c)->Decide(GainWindow(0.5, emb, kv)), 0.5 + move, 1e-9) << emb << " vs " << kv;
+  }
+  // Capped at max_move however large `step` is.
+  o.step = 0.2;
+  auto capped = CreateSplitController(o, Pool());
+  ASSERT_TRUE(capped.ok());
+  EXPECT_NEAR((*capped)->Decide(GainWindow(0.5, 0.0, 0.04)), 0.5 - o.max_move, 1e-9);
 }
 
 TEST(CreateSplitController, RefusesTheOracleAndBadKnobsNamingTheKey) {

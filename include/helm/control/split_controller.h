@@ -20,11 +20,14 @@
 //              keeps a ghost list of what it evicted last (pool.ghost_share of the pool), so a
 //              window tells what growing either cache by that share would have saved, in time:
 //              g_emb (miss fetch time) and g_kv (recompute time; features.h 16-18). Averaged over
-//              windows (an EWMA over ~3), the split moves by `step` toward the larger gain when it
-//              is larger by more than the `hysteresis` fraction of the two and by at least
-//              marginal_min_gain of the window; otherwise it holds. No decision while a move is in
-//              flight; the safety rules (safety.h: max_move, hold_windows against reversals,
-//              [r_min, r_max]) apply. It reads no latency: the gain is measured, not probed for.
+//              windows (an EWMA over ~3), the split moves toward the larger gain when it is larger
+//              by more than the `hysteresis` fraction of the two and by at least marginal_min_gain
+//              of the window, by 2 x step x |g_emb - g_kv| / (g_emb + g_kv): `step` where one gain
+//              is 3x the other, twice it where only one cache would gain (a clear case converges
+//              in half the windows), less near the hysteresis; otherwise it holds. No decision
+//              while a move is in flight; the safety rules (safety.h: max_move, hold_windows
+//              against reversals, [r_min, r_max]) apply. It reads no latency: the gain is measured,
+//              not probed for.
 //   helm       the learned controller (helm_controller.h): base policy, residual adapter,
 //              burst-aware recovery, safety rules.
 //   oracle     offline, in the simulator only (simulator.h): each window's best split found by
