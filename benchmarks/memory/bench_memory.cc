@@ -12,7 +12,9 @@
 //                                over a plain memcpy loop, random rows of a 1 GiB table (report)
 //   emb_ghost_hits_vs_larger_cache  the EMB ghost list's hits (pool.ghost_share) over the hits a
 //                                cache larger by that share gains on the same trace (ideal 1)
-//   kv_ghost_tokens_vs_larger_cache  the same for the KV cache's ghost tokens (ideal 1)
+//   kv_ghost_tokens_vs_larger_cache  the same for the KV cache's ghost tokens (ideal 1), under its
+//                                default cost-aware eviction
+//   kv_ghost_tokens_vs_larger_cache_lru  the same under LRU eviction (report)
 //   emb_lookup_ghost_vs_off      batch EMB lookup time on that miss-heavy trace with the ghost
 //                                list over without (its cost, target <= 1.05)
 //   emb_lookup_ghost_all_ids_vs_off  the same with the ghost tracking every id (report: why it
@@ -309,6 +311,7 @@ KvRun KvTokenHit(const std::string& eviction) {
 struct GhostRun {
   int64_t emb_predicted = 0, emb_gained = 0;  // ghost hits; the larger cache's extra hits
   int64_t kv_predicted = 0, kv_gained = 0;    // ghost tokens; the larger cache's extra hit tokens
+  int64_t kv_lru_predicted = 0, kv_lru_gained = 0;  // the same under LRU eviction
   // Lookup time of the trace: the ghost on (a sixteenth of the ids, the default), on for every id,
   // and off.
   double emb_with_s = 0, emb_all_ids_s = 0, emb_without_s = 0;
@@ -369,14 +372,16 @@ GhostRun Ghosts() {
   pool::PoolOptions po;
   po.bytes = int64_t{256} << 20;
   po.backend = "none";
-  po.initial_split = 0.5;
-  po.ghost_share = 6.0 / 128;
-  const kv::KvStats kb = ServeKv(requests, "cost_aware", po);
-  po.initial_split = 58.0 / 128;
-  po.ghost_share = 0;
-  const kv::KvStats kl = ServeKv(requests, "cost_aware", po);
-  g.kv_predicted = kb.ghost_hit_tokens;
-  g.kv_gained = kl.hit_tokens - kb.hit_tokens;
+  for (const std::string& eviction : {std::string("cost_aware"), std::string("lru")}) {
+    po.initial_split = 0.5;
+    po.ghost_share = 6.0 / 128;
+    const kv::KvStats kb = ServeKv(requests, eviction, po);
+    po.initial_split = 58.0 / 128;
+    po.ghost_share = 0;
+    const kv::KvStats kl = ServeKv(requests, eviction, po);
+    (eviction == "lru" ? g.kv_lru_predicted : g.kv_predicted) = kb.ghost_hit_tokens;
+    (eviction == "lru" ? g.kv_lru_gained : g.kv_gained) = kl.hit_tokens - kb.hit_tokens;
+  }
   return g;
 }
 
@@ -611,6 +616,8 @@ int main(int argc, char** argv) {
               ratio(ghosts.emb_predicted, ghosts.emb_gained));
   std::printf("HELM_RESULT kv_ghost_tokens_vs_larger_cache %.3f\n",
               ratio(ghosts.kv_predicted, ghosts.kv_gained));
+  std::printf("HELM_RESULT kv_ghost_tokens_vs_larger_cache_lru %.3f\n",
+              ratio(ghosts.kv_lru_predicted, ghosts.kv_lru_gained));
   std::printf("HELM_RESULT emb_lookup_ghost_vs_off %.3f\n",
               ghosts.emb_without_s > 0 ? ghosts.emb_with_s / ghosts.emb_without_s : 0.0);
   std::printf("HELM_RESULT emb_lookup_ghost_all_ids_vs_off %.3f\n",

@@ -14,14 +14,26 @@ void GhostList::Add(int64_t key, int64_t weight) {
   }
   weight_ += weight;
   order_.push_back(Slot{key, seq});
+  // Keep the newest `capacity` of weight: the oldest entries go, and the one that straddles the
+  // boundary keeps its part within it (a cache larger by the capacity would still hold that much
+  // of it). Dropping it whole undercounts by up to an entry's weight, which for K/V users of
+  // hundreds of tokens is a good part of a small ghost.
   while (weight_ > capacity_ && !order_.empty()) {
     const Slot oldest = order_.front();
-    order_.pop_front();
     auto old = entries_.find(oldest.key);
-    if (old != entries_.end() && old->second.seq == oldest.seq) {
-      weight_ -= old->second.weight;
-      entries_.erase(old);
+    if (old == entries_.end() || old->second.seq != oldest.seq) {
+      order_.pop_front();  // stale
+      continue;
     }
+    const int64_t excess = weight_ - capacity_;
+    if (old->second.weight > excess) {
+      old->second.weight -= excess;
+      weight_ = capacity_;
+      break;
+    }
+    order_.pop_front();
+    weight_ -= old->second.weight;
+    entries_.erase(old);
   }
   // Taken and re-added keys leave stale slots behind: keep them under half of the queue.
   if (order_.size() > 2 * entries_.size() + 1024) Compact();

@@ -24,14 +24,23 @@ TEST(GhostList, WeightsCountAndReAddingRenewsAKey) {
   ghost.Add(8, 30);
   ghost.Add(7, 20);  // replaces 7's entry and makes it the youngest
   EXPECT_EQ(ghost.weight(), 50);
-  ghost.Add(9, 60);  // 110 > 100: the oldest entry (8) goes, 7 stays
-  EXPECT_EQ(ghost.Take(8), 0);
+  ghost.Add(9, 60);  // 110 > 100: the oldest entry (8) keeps the 20 of it within the newest 100
+  EXPECT_EQ(ghost.weight(), 100);
+  EXPECT_EQ(ghost.Take(8), 20);
   EXPECT_EQ(ghost.Take(7), 20);
   EXPECT_EQ(ghost.Take(9), 60);
   EXPECT_EQ(ghost.weight(), 0);
-  // An entry heavier than the whole list does not stay.
-  ghost.Add(10, 101);
-  EXPECT_EQ(ghost.Take(10), 0);
+  // An entry heavier than the whole list keeps the list's weight of it.
+  ghost.Add(10, 130);
+  EXPECT_EQ(ghost.Take(10), 100);
+  // Entries wholly past the newest 100 go; the straddling one keeps its newer part.
+  ghost.Add(1, 50);
+  ghost.Add(2, 50);
+  ghost.Add(3, 70);  // 1 is wholly older than the newest 100, 2 straddles by 30
+  EXPECT_EQ(ghost.weight(), 100);
+  EXPECT_EQ(ghost.Take(1), 0);
+  EXPECT_EQ(ghost.Take(2), 30);
+  EXPECT_EQ(ghost.Take(3), 70);
 }
 
 TEST(GhostList, StaleSlotsStayBoundedAndZeroCapacityKeepsNothing) {

@@ -5,9 +5,12 @@
 // what moving memory from one cache to another trades (DESIGN.md §4).
 //
 // Each key carries a weight (1 for an embedding row; the tokens it lost for a KV user). Add puts a
-// key at the young end (re-adding a key replaces its entry); when the total passes the capacity
-// the oldest entries go. Take removes a key and returns its weight (0 if absent). Memory: about
-// 40 bytes per entry.
+// key at the young end (re-adding a key replaces its entry); the list keeps the newest `capacity`
+// of weight: entries wholly older go, and the one that straddles the boundary keeps the part of
+// its weight within it (a cache larger by the capacity holds that much of it; dropping it whole
+// made a KV ghost of a few users' worth count 0.29-0.73 of what the larger cache gained under LRU,
+// keeping the part 0.92-1.10: helm_bench_memory). Take removes a key and returns its weight (0 if
+// absent). Memory: about 40 bytes per entry.
 //
 // Thread-compatible: the cache that owns it calls it under its own lock.
 #pragma once
