@@ -25,8 +25,9 @@ double Ratio(double a, double b) { return b > 0 ? a / b : std::numeric_limits<do
 // Max over cells of P99(row) / P99(base).
 double WorstP99Ratio(const std::vector<SweepRun>& row, const std::vector<SweepRun>& base) {
   double worst = 0;
-  for (size_t i = 0; i < row.size(); ++i)
+  for (size_t i = 0; i < row.size(); ++i) {
     worst = std::max(worst, Ratio(row[i].p99_ms, base[i].p99_ms));
+  }
   return worst;
 }
 
