@@ -35,7 +35,8 @@ struct ControlOptions {
   int32_t hold_windows = 5;
   int64_t min_window_answers = 50;
   // Marginal (split_controller.h): the smallest difference of the two caches' growth gains, as a
-  // share of the window, worth a move (step, hysteresis and hold_windows as above).
+  // share of the window, worth a move (hysteresis and hold_windows as above; a move is `step`
+  // where one gain is 3x the other, in proportion otherwise).
   double marginal_min_gain = 0.002;
   // Oracle: the candidate splits r_min, r_min + oracle_step, ..., r_max.
   double oracle_step = 0.05;
@@ -85,7 +86,9 @@ struct ControlOptions {
             "control interval = statistics window the controller decides on (ms)",
             config::InRange<int32_t>(10, 3600000));
     v.Field("audit_log", audit_log, "JSONL file of every decision, appended (\"\": off)");
-    v.Field("step", step, "heuristic: first move of the split", config::InRange(0.001, 0.5));
+    v.Field("step", step,
+            "heuristic: first move of the split; marginal: the move where one gain is 3x the other",
+            config::InRange(0.001, 0.5));
     v.Field("min_step", min_step, "heuristic: smallest move", config::InRange(0.001, 0.5));
     v.Field("hysteresis", hysteresis, "heuristic: relative P99 change that counts",
             config::InRange(0.0, 1.0));
