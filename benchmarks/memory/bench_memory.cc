@@ -379,8 +379,9 @@ GhostRun Ghosts() {
     po.initial_split = 58.0 / 128;
     po.ghost_share = 0;
     const kv::KvStats kl = ServeKv(requests, eviction, po);
-    (eviction == "lru" ? g.kv_lru_predicted : g.kv_predicted) = kb.ghost_hit_tokens;
-    (eviction == "lru" ? g.kv_lru_gained : g.kv_gained) = kl.hit_tokens - kb.hit_tokens;
+    const bool lru = eviction == "lru";
+    (lru ? g.kv_lru_predicted : g.kv_predicted) = kb.ghost_hit_tokens;
+    (lru ? g.kv_lru_gained : g.kv_gained) = kl.hit_tokens - kb.hit_tokens;
   }
   return g;
 }

@@ -21,13 +21,11 @@
 //   goodput_vs_cell_static_min  min over cells of goodput(helm) / goodput(static-cell)
 // and, whatever rows ran, the room the cells leave any controller on the first figure:
 //   cell_static_p99_vs_global_static_worst  max over cells of P99(static-cell) / P99(static-global)
-//   oracle_p99_vs_global_static_worst       the same for the oracle (when it ran): how far below
-//   the
-//                                           global split choosing the best split every window got,
-//                                           in the cell where it got least
+//   oracle_p99_vs_global_static_worst       the same for the oracle, when it ran (the best split
+//                                           chosen every window)
 //   oracle_p99_vs_cell_static_worst         the oracle against each cell's hindsight-tuned split
-//                                           (the second figure's room: above 1, a cell where even
-//                                           the per-window best lost to a fixed split)
+//                                           (above 1: a cell where even the per-window best lost
+//                                           to a fixed split)
 #pragma once
 
 #include <string>
