@@ -20,6 +20,12 @@ class FieldChecker {
     std::string error = check(field);
     if (!error.empty()) errors_.push_back(absl::StrCat(key, ": ", error));
   }
+  template <typename S>
+  void Section(const char* key, S& section, const char* /*doc*/) {
+    FieldChecker inner;
+    section.Describe(inner);
+    for (const std::string& e : inner.errors_) errors_.push_back(absl::StrCat(key, ".", e));
+  }
   const std::vector<std::string>& errors() const { return errors_; }
 
  private:
@@ -37,6 +43,7 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(const WorkloadOptio
   }
   if (absl::Status status = options.Validate(); !status.ok()) return status;
   if (options.profile == "trace") return internal::NewTraceGenerator(options);
+  if (options.mix.enabled()) return internal::NewMixGenerator(options);
   return internal::NewSyntheticGenerator(options);
 }
 

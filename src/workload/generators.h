@@ -1,7 +1,9 @@
-// The two Generator implementations behind Generator::Create (private to helm::workload).
+// The Generator implementations behind Generator::Create (private to helm::workload).
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "helm/workload/generator.h"
@@ -12,7 +14,12 @@ namespace helm::workload::internal {
 // a fixed origin keeps history timestamps deterministic for a seed.
 inline constexpr int64_t kEpochMs = 1'700'000'000'000;
 
-absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(const WorkloadOptions& options);
+// `catalog_seed` orders the items by popularity (default: options.seed): two generators with the
+// same profile and catalog seed share their popular items.
+absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(
+    const WorkloadOptions& options, std::optional<uint64_t> catalog_seed = std::nullopt);
+// Two surfaces (options.mix enabled): see Generator::Create.
+absl::StatusOr<std::unique_ptr<Generator>> NewMixGenerator(const WorkloadOptions& options);
 absl::StatusOr<std::unique_ptr<Generator>> NewTraceGenerator(const WorkloadOptions& options);
 
 }  // namespace helm::workload::internal

@@ -61,14 +61,14 @@ struct UserSessionState {
 class SyntheticGenerator final : public Generator {
  public:
   SyntheticGenerator(const WorkloadOptions& options, DatasetProfile profile,
-                     std::vector<Phase> phases)
+                     std::vector<Phase> phases, uint64_t catalog_seed)
       : options_(options),
         profile_(std::move(profile)),
         phases_(std::move(phases)),
         rng_(options.seed),
         item_zipf_(profile_.num_items, profile_.item_zipf),
         user_zipf_(profile_.num_users, profile_.user_zipf),
-        item_perm_(profile_.num_items, options.seed ^ 0x1234567ULL),
+        item_perm_(profile_.num_items, catalog_seed ^ 0x1234567ULL),
         user_perm_(profile_.num_users, options.seed ^ 0x7654321ULL) {
     // mu such that the untruncated log-normal has the profile's mean.
     log_mu_ =
@@ -597,7 +597,8 @@ class SyntheticGenerator final : public Generator {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(const WorkloadOptions& options) {
+absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(
+    const WorkloadOptions& options, std::optional<uint64_t> catalog_seed) {
   absl::StatusOr<DatasetProfile> found = FindProfile(options.profile);
   if (!found.ok()) return found.status();
   DatasetProfile profile = *std::move(found);
@@ -623,8 +624,8 @@ absl::StatusOr<std::unique_ptr<Generator>> NewSyntheticGenerator(const WorkloadO
   if (!phases.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("phases: ", phases.status().message()));
   }
-  return std::unique_ptr<Generator>(
-      new SyntheticGenerator(options, std::move(profile), *std::move(phases)));
+  return std::unique_ptr<Generator>(new SyntheticGenerator(
+      options, std::move(profile), *std::move(phases), catalog_seed.value_or(options.seed)));
 }
 
 }  // namespace helm::workload::internal

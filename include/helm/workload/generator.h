@@ -29,6 +29,15 @@
 // sessions begun before time 0 (a simulated warm-up) that are still running at 0 go on.
 // Request::session_request gives each request's position in its session.
 //
+// Two surfaces (WorkloadOptions::mix): a second surface, with its own users and request shape,
+// takes a weight that swings over a period. Each surface is a synthetic generator of its own, run
+// at the most its weight can ask of it (the first at rate x (1 - share_min), the second at rate x
+// rate_ratio x share_max), and thinned request by request to its rate at that instant; the two
+// streams are merged by arrival time. A thinned request's user
+// was busy on the other surface: its history goes on growing, and its next request carries the
+// events appended meanwhile (first_visit may then be false on the first request the run sends).
+// On the same profile the second surface's popular items are the first's (one catalog).
+//
 // Trace replay (profile "trace") reads a CSV of events (trace.h) and turns a user's events into
 // requests whose history is the user's earlier events (see WorkloadOptions::trace_*).
 //
@@ -79,6 +88,8 @@ struct Request {
   // Sessions on: the request's position in its user's session (0: the session's first request;
   // sessions already running at time 0 continue with their later positions). 0 when off.
   int32_t session_request = 0;
+  // 0: the workload's own surface; 1: the mix's second surface (WorkloadOptions::mix).
+  int32_t surface = 0;
 };
 
 class Generator {

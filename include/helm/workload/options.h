@@ -12,6 +12,65 @@
 
 namespace helm::workload {
 
+// A second surface served by the same nodes, whose weight swings over a period (e.g. a feed of
+// long-history users against search, whose requests carry short histories and many candidates):
+//   w(t) = share_min + (share_max - share_min) * (1 - cos(2 pi t / period)) / 2,
+// so the run starts at share_min and reaches share_max half a period in. The first surface sends
+// rate x (1 - w(t)) requests a second (rate: the regime's), the second rate x rate_ratio x w(t).
+// With rate_ratio 1, w is the second surface's share of the requests; a surface whose requests
+// cost less takes a rate_ratio above 1, so that both load the nodes alike at their peaks. The
+// surface draws from its own users (ids after the first surface's users and flash crowd) with its
+// own seed; what is not overridden here is the workload's. Off while share_max is 0.
+struct SurfaceMix {
+  std::string profile;      // "": the workload's
+  int32_t candidates = 0;   // candidates per request (0: the workload's)
+  int32_t max_history = 0;  // cap on history length (0: the workload's)
+  int64_t max_users = 0;    // cap on users (0: the workload's)
+  double share_min = 0.0;   // w at the start of each period
+  double share_max = 0.0;   // w half a period in; 0: no second surface
+  double period_s = 0.0;    // 0: the run's duration (one swing there and back)
+  double rate_ratio = 1.0;  // the second surface's rate at weight 1, over the workload's
+
+  bool enabled() const { return share_max > 0; }
+
+  template <class V>
+  void Describe(V& v) {
+    v.Field("profile", profile, "second surface's dataset profile (\"\": the workload's)",
+            config::OneOf(
+                {"", "movielens-20m", "amazon-books", "kuairand", "taobao", "amazon-video-games"}));
+    v.Field("candidates", candidates, "second surface's candidates per request (0: the workload's)",
+            config::InRange<int32_t>(0, 1 << 20));
+    v.Field("max_history", max_history,
+            "second surface's cap on history length (0: the workload's)",
+            config::InRange<int32_t>(0, 1 << 20));
+    v.Field("max_users", max_users, "second surface's cap on users (0: the workload's)",
+            config::AtLeast<int64_t>(0));
+    v.Field("share_min", share_min, "second surface's weight at the period's start",
+            config::InRange(0.0, 1.0));
+    v.Field("share_max", share_max,
+            "second surface's weight half a period in (0: no second surface)",
+            config::InRange(0.0, 1.0));
+    v.Field("period_s", period_s, "period of the weight's swing (s; 0: the run's duration)",
+            config::InRange(0.0, 1e7));
+    v.Field("rate_ratio", rate_ratio,
+            "second surface's rate at weight 1 over the workload's (1: weight = share of requests)",
+            config::InRange(0.001, 1000.0));
+  }
+
+  absl::Status Validate() const {
+    if (!enabled()) return absl::OkStatus();
+    if (share_min > share_max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("share_min: must be <= share_max, got ", share_min, " > ", share_max));
+    }
+    if (share_min >= 1.0) {
+      return absl::InvalidArgumentError(
+          "share_min: must be < 1 (the first surface needs some requests)");
+    }
+    return absl::OkStatus();
+  }
+};
+
 struct WorkloadOptions {
   // Dataset profile: "movielens-20m", "amazon-books", "kuairand", "taobao", "amazon-video-games",
   // or "trace" (replay trace_path).
@@ -83,6 +142,8 @@ struct WorkloadOptions {
   int32_t deadline_ms = 1000;   // gRPC deadline, from the scheduled time
   int32_t max_in_flight = 512;  // beyond this, a due request is dropped and counted as an error
   int32_t top_k = 10;           // top_k of each Rank request (0: every candidate's score)
+
+  SurfaceMix mix;  // a second surface whose share swings (off by default)
 
   template <class V>
   void Describe(V& v) {
@@ -167,6 +228,7 @@ struct WorkloadOptions {
             config::InRange<int32_t>(1, 1 << 20));
     v.Field("top_k", top_k, "helm-bench: top_k of each request (0: all candidates)",
             config::InRange<int32_t>(0, 1 << 20));
+    v.Section("mix", mix, "a second surface whose weight swings over a period");
   }
 
   // A regime's highest arrival rate over rate_per_s: 1 + trend_amplitude for trend,
@@ -198,7 +260,17 @@ struct WorkloadOptions {
           absl::StrCat("session_new_events_mean: must be >= 1 (or 0: the profile's), got ",
                        session_new_events_mean));
     }
+    if (absl::Status status = mix.Validate(); !status.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("mix.", status.message()));
+    }
+    if (mix.enabled() && sessions) {
+      return absl::InvalidArgumentError(
+          "mix: not with sessions (a surface's share thins its stream request by request)");
+    }
     if (profile == "trace") {
+      if (mix.enabled()) {
+        return absl::InvalidArgumentError("mix: not for profile trace");
+      }
       if (trace_path.empty()) {
         return absl::InvalidArgumentError("trace_path: must be set for profile trace");
       }
