@@ -143,7 +143,8 @@ std::string PaperTableMarkdown(const PaperTable& t) {
       "| cell | row | split | P99 ms | SLO | goodput/s | tracking error | reversals |\n"
       "| --- | --- | --- | --- | --- | --- | --- | --- |\n",
       t.global_split, t.global_worst_ratio);
-  std::string rates = "Offered rate per cell (capacity under its best static split, measured):";
+  std::string rates =
+      "Offered rate per cell (of its capacity under its best static split, where measured):";
   for (size_t c = 0; c < t.cells.size(); ++c) {
     absl::StrAppendFormat(&rates, " %s %.0f/s", t.cells[c], t.rate_per_s[c]);
     if (t.capacity_per_s[c] > 0) absl::StrAppendFormat(&rates, " (of %.0f/s)", t.capacity_per_s[c]);
