@@ -143,7 +143,7 @@ struct WorkloadOptions {
   int32_t max_in_flight = 512;  // beyond this, a due request is dropped and counted as an error
   int32_t top_k = 10;           // top_k of each Rank request (0: every candidate's score)
 
-  SurfaceMix mix;  // a second surface whose share swings (off by default)
+  SurfaceMix mix;  // a second surface whose weight swings (off by default)
 
   template <class V>
   void Describe(V& v) {
