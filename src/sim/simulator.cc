@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "helm/common/clock.h"
 #include "helm/common/hash.h"
 #include "helm/common/status.h"
@@ -552,6 +553,13 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
   impl->oracle = config.control.policy == "oracle";
   if (impl->oracle) {
+    // The oracle fork()s, perhaps while other threads of the process (a threaded sweep's cells,
+    // the trainer's environments) lock their own mutexes. With Abseil's deadlock detection on (as
+    // Debian builds it: without NDEBUG), Mutex::Lock goes through a process-wide spinlock, the
+    // deadlock graph's; a fork while another thread holds it leaves the child's copy locked for
+    // good, and the child hangs at its first Lock. Off for the whole process, here, long before
+    // the first fork (after the warm-up).
+    absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
     for (double r = config.pool.r_min; r <= config.pool.r_max + 1e-9;
          r += config.control.oracle_step) {
       impl->oracle_candidates.push_back(std::min(r, config.pool.r_max));

@@ -361,12 +361,6 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
     for (int index = 0; index < total; ++index) HELM_RETURN_IF_ERROR(run_cell(index, hooks));
     return cells;
   }
-  // The oracle fork()s while the other cells' threads lock their own mutexes. With Abseil's
-  // deadlock detection on (Debian's build has it on by default), every Mutex::Lock takes one global
-  // spinlock; a fork while another thread holds it leaves the child's copy locked forever, and the
-  // child hangs at its first Lock (seen in RunSweep's threaded test). Off for the whole process,
-  // before any cell thread starts.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Cells on parallel threads (each simulation is single-threaded and shares nothing); the hooks
   // are called under one mutex. The first error wins.
   absl::Mutex mu;

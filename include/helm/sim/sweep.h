@@ -33,9 +33,9 @@
 // Thread-compatible. Runs its simulations one after another on the calling thread, or with
 // simulator.sweep_threads > 1 a cell per thread (the hooks are then called under a mutex). The
 // oracle fork()s from whichever thread runs its cell: the child only runs that cell's copy (glibc's
-// malloc is fork-safe; the nodes log nothing at the sweep's warn level; and a threaded sweep turns
-// Abseil's mutex deadlock detection off for the process, whose global lock a fork could otherwise
-// copy while another thread holds it).
+// malloc is fork-safe; the nodes log nothing at the sweep's warn level; and an oracle simulation
+// turns Abseil's mutex deadlock detection off for the process, whose global lock a fork could
+// otherwise copy while another thread holds it: simulator.cc).
 #pragma once
 
 #include <cstdint>
