@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <vector>
 
 namespace helm::control {
 namespace {
@@ -10,20 +12,31 @@ float Clamp01(double v, double hi) { return static_cast<float>(std::clamp(v, 0.0
 
 }  // namespace
 
+double FetchNsPerMiss(const serve::StatsWindow& w) {
+  return w.emb.misses > 0 ? static_cast<double>(w.emb.fetch_ns) / w.emb.misses : 0.0;
+}
+
+double ComputeNsPerRow(const serve::StatsWindow& w) {
+  if (w.requests.computed_rows <= 0) return 0;
+  return std::max(0.0, w.requests.compute_us * 1e3 - static_cast<double>(w.emb.fetch_ns)) /
+         static_cast<double>(w.requests.computed_rows);
+}
+
+double QuantileOf(std::vector<double>& v, double q) {
+  const size_t k =
+      std::min(v.size() - 1, static_cast<size_t>(std::max(1.0, std::ceil(q * v.size()))) - 1);
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
 double FeatureExtractor::EmbGrowthGain(const serve::StatsWindow& w) {
   const double window_ns = std::max(w.seconds(), 1e-6) * 1e9;
-  if (w.emb.misses <= 0) return 0;
-  return std::clamp(
-      static_cast<double>(w.emb.fetch_ns) * w.emb.ghost_hits / w.emb.misses / window_ns, 0.0, 1.0);
+  return std::clamp(FetchNsPerMiss(w) * w.emb.ghost_hits / window_ns, 0.0, 1.0);
 }
 
 double FeatureExtractor::KvGrowthGain(const serve::StatsWindow& w) {
   const double window_ns = std::max(w.seconds(), 1e-6) * 1e9;
-  if (w.requests.computed_rows <= 0) return 0;
-  const double row_ns =
-      std::max(0.0, w.requests.compute_us * 1e3 - static_cast<double>(w.emb.fetch_ns)) /
-      static_cast<double>(w.requests.computed_rows);
-  return std::clamp(w.kv.ghost_hit_tokens * row_ns / window_ns, 0.0, 1.0);
+  return std::clamp(w.kv.ghost_hit_tokens * ComputeNsPerRow(w) / window_ns, 0.0, 1.0);
 }
 
 Features FeatureExtractor::Extract(const serve::StatsWindow& w) {

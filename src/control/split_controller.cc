@@ -8,6 +8,7 @@
 #include "helm/control/features.h"
 #include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
+#include "helm/control/predict.h"
 #include "helm/control/safety.h"
 
 namespace helm::control {
@@ -28,6 +29,10 @@ absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
   if (options.policy == "marginal") {
     return std::unique_ptr<SplitController>(
         new MarginalController(options, pool.r_min, pool.r_max));
+  }
+  if (options.policy == "predictive") {
+    return std::unique_ptr<SplitController>(new PredictiveController(
+        options, scales ? *scales : FeatureScales{}, pool.r_min, pool.r_max));
   }
   if (options.policy == "helm") {
     if (options.policy_path.empty()) {
@@ -137,6 +142,51 @@ double MarginalController::Decide(const serve::StatsWindow& w) {
     delta = std::copysign(2.0 * options_.step * lopsided, diff);
   }
   return gate_.Apply(w, delta);
+}
+
+PredictiveController::PredictiveController(const ControlOptions& options,
+                                           const FeatureScales& scales, double r_min, double r_max)
+    : options_(options),
+      scales_(scales),
+      gate_(options.max_move, options.hold_windows, r_min, r_max) {
+  const int points = static_cast<int>(std::floor((r_max - r_min) / options.min_step + 1e-9));
+  for (int i = 0; i <= points; ++i) grid_.push_back(r_min + i * options.min_step);
+  if (r_max - grid_.back() > 1e-9) grid_.push_back(r_max);
+}
+
+double PredictiveController::Decide(const serve::StatsWindow& w) {
+  constexpr double kKeep = 0.5;  // each window's reuse times count half as much a window later
+  emb_.Scale(kKeep);
+  emb_.Merge(w.emb_reuse);
+  kv_.Scale(kKeep);
+  kv_.Merge(w.kv_reuse);
+  if (SafetyGate::MoveInFlight(w) ||
+      static_cast<int64_t>(w.answers.size()) < options_.min_window_answers) {
+    return gate_.Apply(w, 0);
+  }
+  const double r0 = w.committed_split;
+  std::vector<double> splits = grid_;
+  splits.push_back(r0);  // the current split's own prediction is the reference
+  const std::vector<SplitPrediction> p = PredictSplits(w, emb_, kv_, scales_, splits);
+  const SplitPrediction& now = p.back();
+  const SplitPrediction* best = &now;
+  for (size_t i = 0; i + 1 < p.size(); ++i) {
+    // The lowest P99; of equals, the split nearest the current one.
+    if (p[i].p99_us < best->p99_us - 1e-9 ||
+        (std::abs(p[i].p99_us - best->p99_us) <= 1e-9 &&
+         std::abs(p[i].split - r0) < std::abs(best->split - r0))) {
+      best = &p[i];
+    }
+  }
+  best_split_ = best->split;
+  double delta = 0;
+  if (best->p99_us < now.p99_us * (1 - options_.hysteresis)) delta = best->split - w.target_split;
+  const double next = gate_.Apply(w, delta);
+  last_json_ =
+      absl::StrFormat(R"({"policy":"predictive","split":%.4f,"p99_now_us":%.1f,"best_split":%.4f,)"
+                      R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f})",
+                      r0, now.p99_us, best->split, best->p99_us, now.utilisation, next);
+  return next;
 }
 
 }  // namespace helm::control

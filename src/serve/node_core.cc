@@ -48,6 +48,7 @@ absl::StatusOr<control::FeatureScales> FeatureScalesForConfig(const config::Conf
   scales.emb_row_bytes = double(config.emb.dim) * DtypeBytes(dims.emb_dtype);
   scales.kv_token_bytes = double(dims.block_bytes()) / std::max(1, dims.tokens_per_block);
   scales.queue_capacity = config.node.queue_capacity;
+  scales.workers = config.node.workers;
   return scales;
 }
 
@@ -56,7 +57,15 @@ NodeCore::NodeCore(const config::Config& config, Clock* clock)
       clock_(clock),
       queue_(QueueOptions(config.node), clock),
       window_latency_(std::make_unique<LatencyHistogram>()),
-      last_window_(std::make_unique<StatsWindow>()) {}
+      track_reuse_(config.control.policy == "predictive"),
+      answers_(kWindowAnswerSamples, /*seed=*/0x616e73776572ull),
+      last_window_(std::make_unique<StatsWindow>()) {
+  if (track_reuse_) {
+    absl::MutexLock lock(&reuse_mu_);
+    reuse_ = std::make_unique<ReuseTracker>(config.emb.ghost_sample_rate,
+                                            config.emb.sample_salt ^ 0x72657573ull);
+  }
+}
 
 NodeCore::~NodeCore() { Stop(); }
 
@@ -101,7 +110,7 @@ void NodeCore::Answer(RankJob* job, const absl::Status& status) {
   computing_.fetch_sub(1, std::memory_order_relaxed);
   if (status.ok()) {
     completions_.fetch_add(1, std::memory_order_relaxed);
-    RecordLatency(clock_->NowMicros() - job->admitted_us);
+    RecordAnswer(*job, clock_->NowMicros() - job->admitted_us);
   } else {
     failures_.fetch_add(1, std::memory_order_relaxed);
     if (absl::IsDeadlineExceeded(status)) {
@@ -111,9 +120,21 @@ void NodeCore::Answer(RankJob* job, const absl::Status& status) {
   job->done(job, status);  // may delete the job
 }
 
-void NodeCore::RecordLatency(int64_t latency_us) {
-  absl::ReaderMutexLock lock(&latency_mu_);
-  window_latency_->Record(latency_us);
+void NodeCore::RecordAnswer(const RankJob& job, int64_t latency_us) {
+  {
+    absl::ReaderMutexLock lock(&latency_mu_);
+    window_latency_->Record(latency_us);
+  }
+  if (!track_reuse_) return;
+  absl::MutexLock lock(&answers_mu_);
+  const RankOutput& out = job.output;
+  answers_.Add(AnswerSample{.latency_us = latency_us,
+                            .queue_us = out.queue_us,
+                            .emb_lookups = out.emb_hits + out.emb_misses,
+                            .emb_misses = out.emb_misses,
+                            .history_tokens = out.cached_tokens + out.computed_tokens,
+                            .cached_tokens = out.cached_tokens,
+                            .reuse = job.reuse});
 }
 
 void NodeCore::RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch) {
@@ -139,6 +160,11 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
     if (absl::Status prepared = engine_->Prepare(job->input, &job->prepared); !prepared.ok()) {
       Answer(job, prepared);
       continue;
+    }
+    if (track_reuse_) {
+      absl::MutexLock lock(&reuse_mu_);
+      job->reuse = reuse_->Observe(job->input.user_id, job->input.history_length(),
+                                   job->prepared.looked_up_ids());
     }
     jobs.push_back(job);
   }
@@ -292,6 +318,11 @@ StatsWindow NodeCore::CloseWindow() {
     absl::MutexLock lock(&latency_mu_);
     std::swap(latency, window_latency_);
   }
+  std::vector<AnswerSample> answers;
+  {
+    absl::MutexLock lock(&answers_mu_);
+    answers = answers_.Take();
+  }
   const int64_t now = clock_->NowMicros();
   const NodeCounters c = counters();
   const emb::EmbStats emb = engine_->emb().stats();
@@ -302,6 +333,11 @@ StatsWindow NodeCore::CloseWindow() {
 
   auto w = std::make_unique<StatsWindow>();
   w->latency_us = *latency;
+  w->answers = std::move(answers);
+  if (track_reuse_) {
+    absl::MutexLock lock(&reuse_mu_);
+    reuse_->Take(&w->emb_reuse, &w->kv_reuse);
+  }
   w->queue_depth = load.queue_depth;
   w->in_flight = load.in_flight;
   w->committed_split = snapshot.committed_split;

@@ -397,7 +397,7 @@ absl::StatusOr<std::vector<SweepCell>> RunSweep(const config::Config& base,
 }
 
 absl::Status ApplyControllerRow(const std::string& row, config::Config& c) {
-  if (row == "heuristic" || row == "marginal" || row == "oracle") {
+  if (row == "heuristic" || row == "marginal" || row == "predictive" || row == "oracle") {
     c.control.policy = row;
     return absl::OkStatus();
   }
@@ -405,8 +405,8 @@ absl::Status ApplyControllerRow(const std::string& row, config::Config& c) {
   if (!helm && row != "helm-base" && row != "helm-adapter") {
     return absl::InvalidArgumentError(
         absl::StrCat("simulator.sweep_controllers: '", row,
-                     "' is not one of heuristic, marginal, oracle, helm-base, helm-adapter, "
-                     "helm, helm-rr"));
+                     "' is not one of heuristic, marginal, predictive, oracle, helm-base, "
+                     "helm-adapter, helm, helm-rr"));
   }
   if (c.control.policy_path.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("control.policy_path: the sweep's '", row,

@@ -202,6 +202,88 @@ TEST(NodeCore, EachWindowCountsOnlyItsOwnRequests) {
   EXPECT_EQ(core->counters().arrivals, 4);
 }
 
+// Under control.policy "predictive" every answer is sampled with what it cost (summed over the
+// window's answers, the caches' own counters) and its user's reuse time; both caches' reuse times
+// come with the window. Under any other policy nothing is kept.
+TEST(NodeCore, APredictiveNodeSamplesItsAnswersAndTheCachesReuseTimes) {
+  FakeClock clock(0);
+  config::Config config = SmallConfig(4);
+  config.control.policy = "predictive";
+  auto core = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(core.ok()) << core.status();
+  auto worker = (*core)->NewWorker();
+  ASSERT_TRUE(worker.ok());
+  std::mt19937_64 rng(::testing::UnitTest::GetInstance()->random_seed());
+  std::vector<std::unique_ptr<TestJob>> jobs;
+  for (int step = 0; step < 200; ++step) {  // 64 users with long histories: both caches churn
+    const int64_t user = static_cast<int64_t>(rng() % 64);
+    jobs.push_back(std::make_unique<TestJob>(user, 300 + static_cast<int>(rng() % 600), 64, rng()));
+    ASSERT_TRUE((*core)->Submit(jobs.back().get()).ok());
+    clock.AdvanceMicros(100);
+    RunReady(**core, **worker);
+  }
+  clock.AdvanceMicros(200);  // the batching wait
+  RunReady(**core, **worker);
+  const StatsWindow w = (*core)->CloseWindow();
+  ASSERT_EQ(static_cast<int64_t>(w.answers.size()), w.requests.completions);
+  int64_t lookups = 0, misses = 0, history = 0, cached = 0, returning = 0;
+  for (const AnswerSample& a : w.answers) {
+    lookups += a.emb_lookups;
+    misses += a.emb_misses;
+    history += a.history_tokens;
+    cached += a.cached_tokens;
+    EXPECT_LE(a.queue_us, a.latency_us);
+    EXPECT_LE(a.cached_tokens, a.reuse.kv_prefix_tokens) << "only a returning user's prefix hits";
+    returning += a.reuse.kv_reuse_tokens >= 0;
+  }
+  EXPECT_EQ(lookups, w.emb.lookups);
+  EXPECT_EQ(misses, w.emb.misses);
+  EXPECT_EQ(history, w.kv.requested_tokens);
+  EXPECT_EQ(cached, w.kv.hit_tokens);
+  EXPECT_GT(returning, 100) << "64 users, 200 requests";
+  EXPECT_NEAR(w.kv_reuse.total(), static_cast<double>(history), 0.5);
+  EXPECT_GT(w.emb_reuse.total(), 0);
+
+  // Any other policy keeps none of it.
+  config.control.policy = "static";
+  auto plain = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(plain.ok());
+  auto plain_worker = (*plain)->NewWorker();
+  ASSERT_TRUE(plain_worker.ok());
+  TestJob job(1, 40, 4, 1);
+  ASSERT_TRUE((*plain)->Submit(&job).ok());
+  clock.AdvanceMicros(200);  // the batching wait
+  RunReady(**plain, **plain_worker);
+  ASSERT_TRUE(job.status.has_value() && job.status->ok());
+  const StatsWindow none = (*plain)->CloseWindow();
+  EXPECT_TRUE(none.answers.empty());
+  EXPECT_EQ(none.kv_reuse.total(), 0);
+}
+
+TEST(AnswerReservoir, KeepsAUniformSampleOfAtMostItsCapacity) {
+  AnswerReservoir r(1000, /*seed=*/7);
+  constexpr int kN = 100'000;
+  for (int i = 0; i < kN; ++i) r.Add(AnswerSample{.latency_us = i});
+  const std::vector<AnswerSample> sample = r.Take();
+  ASSERT_EQ(sample.size(), 1000u);
+  // Uniform over the stream: the mean is within 5 sigma of the stream's, and about half the
+  // sample comes from each half of it (a reservoir that kept the first or last 1000 fails both).
+  double sum = 0;
+  int first_half = 0;
+  for (const AnswerSample& a : sample) {
+    sum += static_cast<double>(a.latency_us);
+    first_half += a.latency_us < kN / 2;
+  }
+  const double sigma = kN / std::sqrt(12.0) / std::sqrt(1000.0);
+  EXPECT_NEAR(sum / 1000, kN / 2.0, 5 * sigma);
+  EXPECT_NEAR(first_half, 500, 5 * std::sqrt(250.0));
+  // Take starts a new sample: fewer answers than the capacity are all kept.
+  for (int i = 0; i < 10; ++i) r.Add(AnswerSample{.latency_us = i});
+  const std::vector<AnswerSample> next = r.Take();
+  ASSERT_EQ(next.size(), 10u);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(next[i].latency_us, i);
+}
+
 // A subscriber's view of residency: user -> cached tokens, built from its messages.
 struct View {
   std::map<int64_t, int64_t> users;

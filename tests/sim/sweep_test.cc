@@ -263,6 +263,9 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
   config::Config marginal = c;
   ASSERT_TRUE(ApplyControllerRow("marginal", marginal).ok());
   EXPECT_EQ(marginal.control.policy, "marginal");
+  config::Config predictive = c;
+  ASSERT_TRUE(ApplyControllerRow("predictive", predictive).ok());
+  EXPECT_EQ(predictive.control.policy, "predictive");
   struct Row {
     std::string name;
     bool adapter, recovery;
@@ -281,7 +284,8 @@ TEST(ApplyControllerRow, EachRowIsTheConfigEditItNames) {
   }
   const absl::Status unknown = ApplyControllerRow("ppo", c);
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.message().find("heuristic, marginal, oracle"), std::string::npos) << unknown;
+  EXPECT_NE(unknown.message().find("heuristic, marginal, predictive, oracle"), std::string::npos)
+      << unknown;
 }
 
 TEST(RunSweep, ResumesFromSavedCellsWithoutRunningThemAgain) {

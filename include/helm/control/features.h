@@ -40,6 +40,7 @@
 
 #include <array>
 #include <cstdint>
+#include <vector>
 
 #include "helm/serve/stats_window.h"
 
@@ -54,9 +55,18 @@ struct FeatureScales {
   double emb_row_bytes = 1;   // bytes of one EMB row in the pool
   double kv_token_bytes = 1;  // bytes of one token's K/V in the pool
   double queue_capacity = 1;
+  double workers = 1;  // compute workers (node.workers): the predictive controller's utilisation
   double short_windows = 3;  // EWMA spans, in windows (Knative's panic window is 1/10 the stable)
   double long_windows = 30;
 };
+
+// A window's time per EMB miss fetched (EmbStats::fetch_ns / misses) and per row computed
+// ((compute_us - fetch time) / computed_rows), in ns; 0 without misses or rows.
+double FetchNsPerMiss(const serve::StatsWindow& window);
+double ComputeNsPerRow(const serve::StatsWindow& window);
+// The value at quantile q of `v` by rank (element ceil(q n) - 1); reorders v. REQUIRES: v not
+// empty.
+double QuantileOf(std::vector<double>& v, double q);
 
 class FeatureExtractor {
  public:

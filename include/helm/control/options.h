@@ -81,7 +81,7 @@ struct ControlOptions {
   template <class V>
   void Describe(V& v) {
     v.Field("policy", policy, "split controller",
-            config::OneOf({"static", "heuristic", "marginal", "oracle", "helm"}));
+            config::OneOf({"static", "heuristic", "marginal", "predictive", "oracle", "helm"}));
     v.Field("interval_ms", interval_ms,
             "control interval = statistics window the controller decides on (ms)",
             config::InRange<int32_t>(10, 3600000));
@@ -89,8 +89,10 @@ struct ControlOptions {
     v.Field("step", step,
             "heuristic: first move of the split; marginal: the move where one gain is 3x the other",
             config::InRange(0.001, 0.5));
-    v.Field("min_step", min_step, "heuristic: smallest move", config::InRange(0.001, 0.5));
-    v.Field("hysteresis", hysteresis, "heuristic: relative P99 change that counts",
+    v.Field("min_step", min_step,
+            "heuristic: smallest move; predictive: spacing of the splits it predicts",
+            config::InRange(0.001, 0.5));
+    v.Field("hysteresis", hysteresis, "heuristic, predictive: relative P99 change that counts",
             config::InRange(0.0, 1.0));
     v.Field("hold_windows", hold_windows, "heuristic: windows a split is held before probing",
             config::InRange<int32_t>(1, 1000000));
@@ -103,7 +105,8 @@ struct ControlOptions {
             config::InRange(0.01, 0.5));
     v.Field("policy_path", policy_path,
             "helm: the base policy file (JSON, helm-policy-v1) or builtin:helm-base-v1 / -v2");
-    v.Field("max_move", max_move, "helm: largest change of the split per window",
+    v.Field("max_move", max_move,
+            "helm, marginal, predictive: largest change of the split per window",
             config::InRange(0.001, 0.5));
     v.Field("slo_ms", slo_ms, "helm: latency SLO the features and reward are normalised by (ms)",
             config::InRange(0.001, 1e6));

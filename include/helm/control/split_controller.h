@@ -28,6 +28,15 @@
 //              while a move is in flight; the safety rules (safety.h: max_move, hold_windows
 //              against reversals, [r_min, r_max]) apply. It reads no latency: the gain is measured,
 //              not probed for.
+//   predictive model-predictive: every window it predicts the P99 the window would have had at
+//              each split on a grid (r_min to r_max by `min_step`) from the node's own answers and
+//              both caches' reuse times (predict.h: AET miss-ratio curves, Kingman's queueing), and
+//              moves toward the best one when that is better than the current split's prediction
+//              by more than the `hysteresis` fraction. The reuse-time histograms are averaged over
+//              windows (each window's weight halves every window). It sees the whole curve where
+//              the ghosts see its slope, so it can cross a cliff: a cache worth nothing until it
+//              holds a whole working set. The safety rules apply (max_move per window, no decision
+//              while a move is in flight or on a window with fewer than min_window_answers).
 //   helm       the learned controller (helm_controller.h): base policy, residual adapter,
 //              burst-aware recovery, safety rules.
 //   oracle     offline, in the simulator only (simulator.h): each window's best split found by
@@ -39,8 +48,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "helm/common/reuse_histogram.h"
+#include "helm/control/features.h"
 #include "helm/control/options.h"
 #include "helm/control/safety.h"
 #include "helm/pool/options.h"
@@ -128,6 +140,27 @@ class MarginalController final : public SplitController {
   SafetyGate gate_;
   bool primed_ = false;
   double g_emb_ = 0, g_kv_ = 0;
+};
+
+class PredictiveController final : public SplitController {
+ public:
+  PredictiveController(const ControlOptions& options, const FeatureScales& scales, double r_min,
+                       double r_max);
+  double Decide(const serve::StatsWindow& window) override;
+  std::string name() const override { return "predictive"; }
+  int64_t reversals() const override { return gate_.reversals(); }
+  std::string LastDecisionJson() const override { return last_json_; }
+  // The best split of the last prediction, and the predicted P99s there and at the current split.
+  double best_split() const { return best_split_; }
+
+ private:
+  ControlOptions options_;
+  FeatureScales scales_;
+  SafetyGate gate_;
+  std::vector<double> grid_;
+  ReuseHistogram emb_, kv_;
+  double best_split_ = 0;
+  std::string last_json_;
 };
 
 }  // namespace helm::control

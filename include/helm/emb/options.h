@@ -26,7 +26,8 @@ struct EmbOptions {
   // The ghost list of evicted rows (pool.ghost_share; EmbStats::ghost_hits) tracks a hashed
   // sample of this share of the ids (as SHARDS samples keys), its hits scaled back up: a sixteenth
   // costs a miss-heavy lookup 1-2% where every id costs ~13% (helm_bench_memory). A sampling
-  // cache's ghost takes all of its sample where that is thinner.
+  // cache's ghost takes all of its sample where that is thinner. The predictive split controller's
+  // reuse times (serve/reuse_tracker.h) sample the ids at this rate too.
   double ghost_sample_rate = 1.0 / 16;
   // The simulator's miniature cache (id_sampler.h; not a YAML key: simulator.emb_sample_rate sets
   // it): below 1, only about this share of the ids, chosen by hashing with sample_salt, is looked

@@ -46,6 +46,8 @@ class Prepared {
   int64_t num_candidates() const { return forward_.num_candidates; }
   int64_t emb_hits() const { return emb_hits_; }
   int64_t emb_misses() const { return emb_misses_; }
+  // The ids the EMB lookup took (the suffix's items, then the candidates).
+  absl::Span<const int64_t> looked_up_ids() const { return ids_; }
 
  private:
   friend class Engine;

@@ -47,6 +47,7 @@ struct RankJob : QueuedJob {
   // the deadline is, and such a job is answered Cancelled without computing. Not owned; outlives
   // the job. Null: never cancelled.
   const std::atomic<bool>* cancelled = nullptr;
+  RequestReuse reuse;  // set when prepared, while the core tracks reuse times
 };
 
 // A batch between NodeCore::BeginBatch and CompleteBatch.
@@ -199,7 +200,7 @@ class NodeCore {
   void Answer(RankJob* job, const absl::Status& status);
   NodeStateUpdate BaseState() const;
   EmbSummary BuildSummary() const;
-  void RecordLatency(int64_t latency_us);
+  void RecordAnswer(const RankJob& job, int64_t latency_us);
 
   const config::Config config_;
   Clock* const clock_;
@@ -223,6 +224,15 @@ class NodeCore {
   // exclusively to swap in a fresh one.
   mutable absl::Mutex latency_mu_;
   std::unique_ptr<LatencyHistogram> window_latency_ ABSL_GUARDED_BY(latency_mu_);
+
+  // For control.policy "predictive" (track_reuse_): the current window's answer sample and both
+  // caches' reuse times (StatsWindow::answers, emb_reuse, kv_reuse); reuse_ is null otherwise.
+  static constexpr size_t kWindowAnswerSamples = 4096;
+  const bool track_reuse_;
+  absl::Mutex answers_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);
+  AnswerReservoir answers_ ABSL_GUARDED_BY(answers_mu_);
+  absl::Mutex reuse_mu_ ABSL_ACQUIRED_AFTER(answers_mu_);
+  std::unique_ptr<ReuseTracker> reuse_ ABSL_GUARDED_BY(reuse_mu_);
 
   mutable absl::Mutex window_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);
   int64_t window_start_us_ ABSL_GUARDED_BY(window_mu_) = 0;

@@ -3,12 +3,15 @@
 // read StatsWindow.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "helm/common/histogram.h"
 #include "helm/emb/emb_cache.h"
 #include "helm/kv/kv_cache.h"
 #include "helm/pool/pool.h"
+#include "helm/serve/reuse_tracker.h"
 
 namespace helm::serve {
 
@@ -28,6 +31,35 @@ struct NodeCounters {
   NodeCounters operator-(const NodeCounters& o) const;
 };
 
+// One OK answer of a window, as the predictive split controller reads it (control/predict.h): its
+// latency and its wait in the queue, its EMB lookups and misses, its history and the part of it the
+// KV cache held, and its user's K/V reuse time (reuse_tracker.h).
+struct AnswerSample {
+  int64_t latency_us = 0;
+  int64_t queue_us = 0;
+  int32_t emb_lookups = 0;
+  int32_t emb_misses = 0;
+  int32_t history_tokens = 0;
+  int32_t cached_tokens = 0;
+  RequestReuse reuse;
+};
+
+// A uniform sample of at most `capacity` of a window's answers (reservoir sampling, Vitter's
+// Algorithm R), on a seeded stream so that a simulation replays it. Thread-compatible.
+class AnswerReservoir {
+ public:
+  AnswerReservoir(size_t capacity, uint64_t seed) : capacity_(capacity), state_(seed) {}
+  void Add(const AnswerSample& answer);
+  // The sample so far; the next Add starts a new one.
+  std::vector<AnswerSample> Take();
+
+ private:
+  size_t capacity_;
+  uint64_t state_;
+  int64_t seen_ = 0;
+  std::vector<AnswerSample> sample_;
+};
+
 struct StatsWindow {
   int64_t start_us = 0;  // Clock micros
   int64_t end_us = 0;
@@ -44,6 +76,12 @@ struct StatsWindow {
   // One chunk's share of the pool (1 / chunks; 0: unknown). The committed split moves in whole
   // chunks, so a settled pool's committed split may differ from its target by up to this much.
   double chunk_share = 0;
+  // A uniform sample of the window's OK answers, and the window's reuse times of EMB ids and of
+  // K/V tokens: kept under control.policy "predictive" only (NodeCore keeps up to
+  // kWindowAnswerSamples answers), empty otherwise.
+  std::vector<AnswerSample> answers;
+  ReuseHistogram emb_reuse;
+  ReuseHistogram kv_reuse;
 
   double seconds() const { return end_us > start_us ? (end_us - start_us) / 1e6 : 0.0; }
   double arrival_rate_per_s() const;

@@ -109,8 +109,8 @@ struct SimulatorOptions {
     v.Field("sweep_split_step", sweep_split_step, "split sweep: static split spacing",
             config::InRange(0.01, 1.0));
     v.Field("sweep_controllers", sweep_controllers,
-            "split sweep: rows run on every cell (heuristic, marginal, oracle, helm-base, "
-            "helm-adapter, helm, helm-rr)");
+            "split sweep: rows run on every cell (heuristic, marginal, predictive, oracle, "
+            "helm-base, helm-adapter, helm, helm-rr)");
     v.Field("sweep_capacity_s", sweep_capacity_s,
             "split sweep: seconds of each capacity run (0: load is of the estimated capacity)",
             config::InRange(0.0, 1e6));

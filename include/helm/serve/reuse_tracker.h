@@ -1,0 +1,45 @@
+// Follows a node's requests to measure both caches' reuse times (common/reuse_histogram.h) for
+// the predictive split controller (control/predict.h).
+#pragma once
+
+#include <cstdint>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/types/span.h"
+#include "helm/common/reuse_histogram.h"
+#include "helm/emb/id_sampler.h"
+
+namespace helm::serve {
+
+// Per request, what the tracker saw: the user's K/V reuse time in tokens (-1: first request seen)
+// and the history that user had then (the prefix a large enough cache would hold).
+struct RequestReuse {
+  int64_t kv_reuse_tokens = -1;
+  int64_t kv_prefix_tokens = 0;
+};
+
+// Follows a node's requests to measure both caches' reuse times: every user for K/V, a hashed
+// sample of the item ids for EMB (`emb_sample_rate`, as SHARDS samples keys; weights scaled back
+// up). Remembers at most `max_keys` ids (then starts afresh). Thread-compatible.
+class ReuseTracker {
+ public:
+  ReuseTracker(double emb_sample_rate, uint64_t salt, size_t max_keys = size_t{1} << 22);
+  // One request: its user, the tokens of its history, and the item ids it looks up.
+  RequestReuse Observe(int64_t user_id, int64_t history_tokens, absl::Span<const int64_t> ids);
+  // The window's histograms so far; the next Observe starts new ones.
+  void Take(ReuseHistogram* emb, ReuseHistogram* kv);
+
+ private:
+  struct UserSeen {
+    int64_t at = 0;      // the token clock at its last request
+    int64_t tokens = 0;  // its history then
+  };
+  emb::IdSampler sampler_;
+  size_t max_keys_;
+  int64_t id_clock_ = 0, token_clock_ = 0;
+  absl::flat_hash_map<int64_t, int64_t> id_seen_;
+  absl::flat_hash_map<int64_t, UserSeen> user_seen_;
+  ReuseHistogram emb_, kv_;
+};
+
+}  // namespace helm::serve

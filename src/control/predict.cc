@@ -1,0 +1,69 @@
+#include "helm/control/predict.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace helm::control {
+namespace {
+
+// Kingman's formula's dependence on utilisation, with rho capped short of 1.
+double WaitFactor(double rho) {
+  rho = std::clamp(rho, 0.0, 0.99);
+  return rho / (1 - rho);
+}
+
+}  // namespace
+
+std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const ReuseHistogram& emb,
+                                           const ReuseHistogram& kv, const FeatureScales& s,
+                                           absl::Span<const double> splits) {
+  std::vector<SplitPrediction> out;
+  const size_t n = w.answers.size();
+  if (n == 0) return out;
+  const double r0 = w.committed_split;
+  const double miss_us = FetchNsPerMiss(w) / 1e3, row_us = ComputeNsPerRow(w) / 1e3;
+  const auto emb_rows = [&](double r) { return r * s.pool_bytes / s.emb_row_bytes; };
+  const auto kv_tokens = [&](double r) { return (1 - r) * s.pool_bytes / s.kv_token_bytes; };
+  const double m0 = emb.MissRatio(emb_rows(r0));
+  const double t0 = kv.EvictionTime(kv_tokens(r0));
+  const double window_us = std::max(w.seconds(), 1e-6) * 1e6;
+  const double capacity_us = window_us * std::max(1.0, s.workers);
+  const double rho0 = static_cast<double>(w.requests.compute_us) / capacity_us;
+  // Every answer of the window, of which the sample is a share.
+  const double answers_per_sample =
+      static_cast<double>(std::max<int64_t>(w.requests.completions, static_cast<int64_t>(n))) /
+      static_cast<double>(n);
+  double service0 = 0;
+  for (const serve::AnswerSample& a : w.answers) service0 += a.latency_us - a.queue_us;
+
+  std::vector<double> delta(n), latency(n);
+  for (double r : splits) {
+    const double emb_scale = m0 > 1e-9 ? emb.MissRatio(emb_rows(r)) / m0 : 1.0;
+    const double t = kv.EvictionTime(kv_tokens(r));
+    double delta_sum = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const serve::AnswerSample& a = w.answers[i];
+      double d = a.emb_misses * (emb_scale - 1) * miss_us;
+      if (a.reuse.kv_reuse_tokens >= 0) {
+        const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
+        const int held_now = reuse < t0, held_then = reuse < t;
+        d += (held_now - held_then) * a.reuse.kv_prefix_tokens * row_us;
+      }
+      delta[i] = d;
+      delta_sum += d;
+    }
+    const double rho = rho0 + delta_sum * answers_per_sample / capacity_us;
+    const double mean_ratio = service0 > 0 ? std::max(0.0, service0 + delta_sum) / service0 : 1.0;
+    const double wait_scale = rho0 > 0.01 ? WaitFactor(rho) / WaitFactor(rho0) * mean_ratio : 1.0;
+    for (size_t i = 0; i < n; ++i) {
+      const serve::AnswerSample& a = w.answers[i];
+      latency[i] = std::max(
+          0.0, a.queue_us * wait_scale + static_cast<double>(a.latency_us - a.queue_us) + delta[i]);
+    }
+    out.push_back(
+        SplitPrediction{.split = r, .p99_us = QuantileOf(latency, 0.99), .utilisation = rho});
+  }
+  return out;
+}
+
+}  // namespace helm::control

@@ -1,0 +1,48 @@
+#include "helm/serve/reuse_tracker.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace helm::serve {
+
+// ---- ReuseTracker ------------------------------------------------------------------------------
+
+ReuseTracker::ReuseTracker(double emb_sample_rate, uint64_t salt, size_t max_keys)
+    : sampler_(emb_sample_rate, salt), max_keys_(max_keys) {}
+
+RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens,
+                                   absl::Span<const int64_t> ids) {
+  const double id_weight = 1.0 / sampler_.rate();
+  for (int64_t id : ids) {
+    ++id_clock_;
+    if (!sampler_.Contains(id)) continue;
+    auto [it, inserted] = id_seen_.try_emplace(id, id_clock_);
+    if (inserted) {
+      emb_.AddCold(id_weight);
+    } else {
+      emb_.Add(id_clock_ - it->second, id_weight);
+      it->second = id_clock_;
+    }
+  }
+  if (id_seen_.size() > max_keys_) id_seen_.clear();
+
+  RequestReuse r;
+  auto [it, inserted] = user_seen_.try_emplace(user_id);
+  if (!inserted) {
+    r.kv_reuse_tokens = token_clock_ - it->second.at;
+    r.kv_prefix_tokens = std::min(it->second.tokens, history_tokens);
+    kv_.Add(r.kv_reuse_tokens, static_cast<double>(r.kv_prefix_tokens));
+  }
+  kv_.AddCold(static_cast<double>(history_tokens - r.kv_prefix_tokens));
+  token_clock_ += history_tokens;
+  it->second = UserSeen{.at = token_clock_, .tokens = history_tokens};
+  if (user_seen_.size() > max_keys_) user_seen_.clear();
+  return r;
+}
+
+void ReuseTracker::Take(ReuseHistogram* emb, ReuseHistogram* kv) {
+  *emb = std::exchange(emb_, ReuseHistogram());
+  *kv = std::exchange(kv_, ReuseHistogram());
+}
+
+}  // namespace helm::serve

@@ -1,0 +1,116 @@
+// The predictive controller's model (predict.h) and the controller: a window replayed at other
+// splits from its answers and both caches' reuse times, and moves toward the best predicted split.
+#include "helm/control/predict.h"
+
+#include <vector>
+
+#include "control/window_support.h"
+#include "gtest/gtest.h"
+#include "helm/control/split_controller.h"
+
+namespace helm::control {
+namespace {
+
+// A pool of 1M "bytes" where an EMB row and a K/V token take one byte each: at split r the EMB
+// cache holds r x 1M rows and the KV cache (1 - r) x 1M tokens. One worker.
+FeatureScales UnitScales() {
+  FeatureScales s;
+  s.pool_bytes = 1e6;
+  s.emb_row_bytes = 1;
+  s.kv_token_bytes = 1;
+  s.workers = 1;
+  return s;
+}
+
+// A window at split 0.9 with two kinds of answer. 980 search answers: 5 ms (1 in the queue), 2
+// EMB misses each. 20 feed answers: 50 ms (1 in the queue), each recomputing a 4000-token history
+// its user asked for again after 300k other tokens: a KV cache of 300k tokens or more would have
+// held it. EMB reuse times spread evenly up to 2M lookups (LRU's miss ratio falls as the cache
+// grows); K/V reuse times all 300k. A miss costs 0.1 ms, a computed row 5 us: the worker was busy
+// for 0.596 of the window.
+struct Scenario {
+  serve::StatsWindow window;
+  ReuseHistogram emb, kv;
+};
+
+Scenario FeedBehindACliff() {
+  Scenario s;
+  serve::StatsWindow& w = s.window;
+  w = SteadyWindow(0.9, 0, 0);
+  w.requests.arrivals = w.requests.completions = 1000;
+  w.emb.misses = 2 * 980;
+  w.emb.fetch_ns = w.emb.misses * 100'000;  // 0.1 ms a miss
+  w.requests.computed_rows = 20 * 4000;
+  w.requests.compute_us = w.emb.fetch_ns / 1000 + w.requests.computed_rows * 5;  // 5 us a row
+  for (int i = 0; i < 1000; ++i) {
+    const bool feed = i % 50 == 0;
+    serve::AnswerSample a{.latency_us = feed ? 50'000 : 5000, .queue_us = 1000};
+    if (feed) {
+      a.history_tokens = 4000;
+      a.reuse = {.kv_reuse_tokens = 300'000, .kv_prefix_tokens = 4000};
+    } else {
+      a.emb_lookups = 200;
+      a.emb_misses = 2;
+    }
+    w.latency_us.Record(a.latency_us);
+    w.answers.push_back(a);
+  }
+  for (int t = 1; t <= 1000; ++t) s.emb.Add(t * 2000, 1);
+  s.kv.Add(300'000, 1);
+  return s;
+}
+
+TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
+  const Scenario s = FeedBehindACliff();
+  const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5};
+  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  ASSERT_EQ(p.size(), 4u);
+  // At its own split nothing changes: the sample's P99 (50 ms) and the worker's utilisation.
+  EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
+  EXPECT_NEAR(p[0].utilisation, s.window.requests.compute_us / 1e6, 1e-12);
+  // 0.8 and 0.6: K/V of 200k and 400k tokens. Below 300k the feed's histories still do not fit, so
+  // the P99 stays the feed's; the EMB misses grow and so does the worker's utilisation.
+  EXPECT_GE(p[1].p99_us, 50'000);
+  EXPECT_GT(p[1].utilisation, p[0].utilisation);
+  // At 400k and more they fit: 4000 tokens x 5 us = 20 ms off each feed answer. The search answers
+  // wait and fetch more, but the P99 falls to about 30 ms.
+  EXPECT_LT(p[2].p99_us, 35'000);
+  EXPECT_GT(p[2].p99_us, 29'000);
+  EXPECT_LT(p[3].p99_us, 35'000);
+  EXPECT_TRUE(PredictSplits(serve::StatsWindow(), s.emb, s.kv, UnitScales(), splits).empty());
+}
+
+TEST(PredictiveController, MovesTowardTheBestPredictedSplitAndHoldsWithin) {
+  ControlOptions o;
+  o.policy = "predictive";
+  pool::PoolOptions pool;
+  pool.r_min = 0.05;
+  pool.r_max = 0.95;
+  const FeatureScales scales = UnitScales();
+  auto c = CreateSplitController(o, pool, &scales);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ((*c)->name(), "predictive");
+  Scenario s = FeedBehindACliff();
+  s.window.emb_reuse = s.emb;
+  s.window.kv_reuse = s.kv;
+  // The best split is across the cliff, more than max_move away: one max_move a window.
+  EXPECT_NEAR((*c)->Decide(s.window), 0.9 - o.max_move, 1e-9);
+  auto* predictive = static_cast<PredictiveController*>(c->get());
+  EXPECT_LT(predictive->best_split(), 0.75);
+  EXPECT_NE((*c)->LastDecisionJson().find("\"best_split\""), std::string::npos);
+
+  // Where every split predicts the same (no reuse at all), it holds.
+  auto flat = CreateSplitController(o, pool, &scales);
+  ASSERT_TRUE(flat.ok());
+  serve::StatsWindow w = SteadyWindow(0.5, 1000, 5000);
+  w.answers.assign(1000, serve::AnswerSample{.latency_us = 5000, .queue_us = 1000});
+  EXPECT_DOUBLE_EQ((*flat)->Decide(w), 0.5);
+  // And with too few answers it decides nothing.
+  w.answers.resize(10);
+  w.emb_reuse = s.emb;
+  w.kv_reuse = s.kv;
+  EXPECT_DOUBLE_EQ((*flat)->Decide(w), 0.5);
+}
+
+}  // namespace
+}  // namespace helm::control
