@@ -306,6 +306,17 @@ int main(int argc, char** argv) {
                 static_cast<long long>(n.replies), n.kv_token_hit, n.emb_hit, n.split_first,
                 n.split_last, 100 * n.busy_fraction, static_cast<long long>(n.reversals));
   }
+  if (r.surfaces.size() > 1) {  // workload.mix
+    std::printf("%-10s %10s %10s %9s %9s %8s\n", "surface", "arrivals", "ok", "p50_ms", "p99_ms",
+                "SLO");
+    for (size_t i = 0; i < r.surfaces.size(); ++i) {
+      const helm::sim::SurfaceResult& s = r.surfaces[i];
+      std::printf("%-10zu %10lld %10lld %9.2f %9.2f %7.1f%%\n", i,
+                  static_cast<long long>(s.arrivals), static_cast<long long>(s.completions),
+                  s.latency_us.Quantile(0.5) / 1000, s.latency_us.Quantile(0.99) / 1000,
+                  100 * s.slo_attainment());
+    }
+  }
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
   std::ofstream(out_dir + "/summary.json") << helm::sim::ToJson(r, config);

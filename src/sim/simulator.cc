@@ -32,7 +32,8 @@ struct SimJob : serve::RankJob {
   std::vector<int64_t> route_candidates;  // the router's EMB ids, when the EMB caches sample ids
   std::vector<int32_t> actions;
   int64_t arrival_us = 0;
-  int node = -1;  // where it was admitted
+  int32_t surface = 0;  // workload::Request::surface
+  int node = -1;        // where it was admitted
   int attempts = 0;
   route::RouteRequest route;
   route::NodeSet tried;
@@ -170,9 +171,15 @@ struct Simulator::Impl {
       const int64_t lookups = out.emb_hits + out.emb_misses;
       if (job->arrival_us >= measure_from_us) {
         result.latency_us.Record(latency);
+        SurfaceResult& surface = result.surfaces[job->surface];
+        surface.latency_us.Record(latency);
+        ++surface.completions;
         result.node_latency_us.Record(latency - rpc_there_us - return_us);
         ++result.completions;
-        if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) ++result.within_slo;
+        if (latency <= static_cast<int64_t>(config.workload.slo_ms * 1000)) {
+          ++result.within_slo;
+          ++surface.within_slo;
+        }
         ++n.replies;
         n.cached_tokens += out.cached_tokens;
         n.history_tokens += history;
@@ -184,7 +191,10 @@ struct Simulator::Impl {
       second_emb_hits += out.emb_hits;
       second_emb_lookups += lookups;
     } else {
-      if (job->arrival_us >= measure_from_us) ++result.failures;
+      if (job->arrival_us >= measure_from_us) {
+        ++result.failures;
+        ++result.surfaces[job->surface].failures;
+      }
       ++current.failures;
     }
     Recycle(job);
@@ -393,7 +403,10 @@ struct Simulator::Impl {
       case EventType::kArrival: {
         SimJob* job = pending_arrival;
         pending_arrival = nullptr;
-        if (job->arrival_us >= measure_from_us) ++result.arrivals;
+        if (job->arrival_us >= measure_from_us) {
+          ++result.arrivals;
+          ++result.surfaces[job->surface].arrivals;
+        }
         ++current.arrivals;
         ++outstanding;
         NextArrival();
@@ -446,6 +459,7 @@ struct Simulator::Impl {
     job->input.top_k = config.workload.top_k;
     job->output = serve::RankOutput();
     job->arrival_us = r.arrival_us;
+    job->surface = r.surface;
     job->deadline_us = r.arrival_us + int64_t{config.workload.deadline_ms} * 1000;
     job->node = -1;
     job->attempts = 0;
@@ -618,6 +632,7 @@ absl::StatusOr<SimResult> Simulator::Run(const SimulatorHooks& hooks) {
   m.summary_every = std::max<int64_t>(1, m.config.node.emb_summary_interval_ms /
                                              std::max(1, m.config.node.state_publish_interval_ms));
   m.result.controller = m.config.control.policy;
+  m.result.surfaces.resize(m.config.workload.mix.enabled() ? 2 : 1);
   if (hooks.controller && !m.oracle) {
     for (size_t i = 0; i < m.nodes.size(); ++i) {
       serve::NodeCore& core = *m.nodes[i].core;
@@ -717,7 +732,22 @@ std::string ToJson(const SimResult& r, const config::Config& config) {
                           n.split_first, n.split_last, n.busy_fraction, n.reversals,
                           n.pcie_background_bytes, n.pcie_foreground_wait_ms);
   }
-  out += "\n  ]\n}\n";
+  out += "\n  ]";
+  if (r.surfaces.size() > 1) {  // workload.mix: each surface's own answers
+    out += ",\n  \"per_surface\": [";
+    for (size_t i = 0; i < r.surfaces.size(); ++i) {
+      const SurfaceResult& s = r.surfaces[i];
+      absl::StrAppendFormat(&out,
+                            "%s\n    {\"surface\": %d, \"arrivals\": %d, \"completions\": %d, "
+                            "\"failures\": %d, \"slo_attainment\": %.6f, \"p50_ms\": %.4f, "
+                            "\"p99_ms\": %.4f}",
+                            i == 0 ? "" : ",", i, s.arrivals, s.completions, s.failures,
+                            s.slo_attainment(), s.latency_us.Quantile(0.5) / 1000,
+                            s.latency_us.Quantile(0.99) / 1000);
+    }
+    out += "\n  ]";
+  }
+  out += "\n}\n";
   return out;
 }
 

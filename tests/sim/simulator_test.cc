@@ -61,6 +61,34 @@ TEST(Simulator, AnswersEveryRequestWithTheCachesAtWork) {
   EXPECT_GE(r.seconds.size(), 6u);
 }
 
+// With workload.mix on, each surface's requests are counted and timed on their own: together they
+// are the run's, and the search surface (short histories, more candidates) has its own P99.
+TEST(Simulator, EachSurfaceOfAMixIsMeasuredOnItsOwn) {
+  config::Config config = SmallCluster(2, Seed());
+  EXPECT_EQ(RunOrDie(config).surfaces.size(), 1u) << "one surface without the mix";
+  config.workload.mix.share_max = 0.5;
+  config.workload.mix.candidates = 256;
+  config.workload.mix.max_history = 16;
+  const SimResult r = RunOrDie(config);
+  ASSERT_EQ(r.surfaces.size(), 2u);
+  int64_t arrivals = 0, completions = 0, within_slo = 0;
+  for (const SurfaceResult& s : r.surfaces) {
+    EXPECT_GT(s.arrivals, 100) << "both surfaces send";
+    EXPECT_EQ(s.completions + s.failures, s.arrivals);
+    arrivals += s.arrivals;
+    completions += s.completions;
+    within_slo += s.within_slo;
+  }
+  EXPECT_EQ(arrivals, r.arrivals);
+  EXPECT_EQ(completions, r.completions);
+  EXPECT_EQ(within_slo, r.within_slo);
+  EXPECT_EQ(r.surfaces[0].latency_us.Count() + r.surfaces[1].latency_us.Count(),
+            r.latency_us.Count());
+  EXPECT_NE(r.surfaces[0].latency_us.Quantile(0.99), r.surfaces[1].latency_us.Quantile(0.99));
+  const std::string json = ToJson(r, config);
+  EXPECT_NE(json.find("\"per_surface\""), std::string::npos) << json;
+}
+
 // A warm-up runs before the measured duration: the time series and windows cover both, every
 // result only the requests that arrived after it (the same requests' count as a run's series).
 TEST(Simulator, AWarmUpRunsFirstAndIsNotMeasured) {

@@ -68,6 +68,17 @@ struct SimWindow {
   std::vector<double> candidate_p99_ms;
 };
 
+// One surface's share of a run (workload.mix: the feed is surface 0, the mix's second surface 1),
+// measured as SimResult's totals are.
+struct SurfaceResult {
+  int64_t arrivals = 0;
+  int64_t completions = 0;
+  int64_t failures = 0;
+  int64_t within_slo = 0;
+  LatencyHistogram latency_us;
+  double slo_attainment() const { return arrivals > 0 ? double(within_slo) / arrivals : 0.0; }
+};
+
 struct NodeResult {
   std::string id;
   int64_t replies = 0;
@@ -104,6 +115,8 @@ struct SimResult {
   double kv_token_hit = 0;
   double emb_hit = 0;
   std::vector<NodeResult> nodes;  // replies and hit ratios measured; busy over the whole run
+  // Each surface's arrivals and answers: two with workload.mix on, one otherwise.
+  std::vector<SurfaceResult> surfaces;
   std::vector<SimSecond> seconds;
   std::vector<SimWindow> windows;
   std::string controller;  // control.policy
