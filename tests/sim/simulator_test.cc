@@ -194,6 +194,34 @@ config::Config Contended(uint64_t seed) {
   return c;
 }
 
+// The predictive controller in the simulator: its nodes sample their answers and reuse times, and
+// its decisions reach the pools, within bounds and at most max_move a window. (50 users with long
+// histories, 16 candidates: from the EMB end, K/V is worth more.)
+TEST(Simulator, ThePredictiveControllerMovesTheSplitWithinBounds) {
+  config::Config config = Contended(Seed());
+  config.control.policy = "predictive";
+  config.control.min_window_answers = 20;
+  config.pool.initial_split = 0.9;
+  config.simulator.duration_s = config.workload.duration_s = 6;
+  config.workload.candidates = 16;
+  config.workload.max_users = 50;
+  const SimResult r = RunOrDie(config);
+  EXPECT_EQ(r.completions + r.failures, r.arrivals);
+  std::vector<double> previous(r.nodes.size(), 0.9);
+  bool moved = false;
+  for (const SimWindow& w : r.windows) {
+    ASSERT_EQ(w.target.size(), r.nodes.size());
+    for (size_t n = 0; n < w.target.size(); ++n) {
+      EXPECT_GE(w.target[n], config.pool.r_min - 1e-9);
+      EXPECT_LE(w.target[n], config.pool.r_max + 1e-9);
+      EXPECT_LE(std::abs(w.target[n] - previous[n]), config.control.max_move + 1e-9);
+      moved |= std::abs(w.target[n] - 0.9) > 1e-9;
+      previous[n] = w.target[n];
+    }
+  }
+  EXPECT_TRUE(moved);
+}
+
 TEST(Simulator, TheHeuristicMovesTheSplitWithinBoundsOneStepAWindow) {
   config::Config config = Contended(Seed());
   config.control.policy = "heuristic";
