@@ -1,6 +1,8 @@
 // The calibration fit and the calibration file (include/helm/sim/calibration.h).
 #include "helm/sim/calibration.h"
 
+#include <unistd.h>
+
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -11,6 +13,11 @@
 
 namespace helm::sim {
 namespace {
+
+// A file under the test's temp directory, apart from any other copy of this binary running.
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/" + std::to_string(getpid()) + "-" + name;
+}
 
 TEST(RelativeNnls, RecoversCoefficientsOfFeaturesOfVeryDifferentScales) {
   // y = 2e-9 * flops + 3 * rows + 40: features 1e9 apart.
@@ -53,7 +60,7 @@ TEST(WriteCalibration, WritesAFileLoadCalibrationReadsBackAsEffectiveRates) {
   notes.machine = "a \"quoted\" machine\\with a backslash";
   notes.method = "by hand";
   notes.date = "2026-12-05T00:00:00Z";
-  const std::string path = ::testing::TempDir() + "/calibration.json";
+  const std::string path = TempPath("calibration.json");
   ASSERT_TRUE(WriteCalibration(path, p, notes).ok());
   absl::StatusOr<CostProfile> back = LoadCalibration(path);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -78,10 +85,10 @@ TEST(WriteCalibration, RefusesABadProfileNamingTheFieldAndAnUnwritablePath) {
   ASSERT_TRUE(p.ok());
   CostProfile bad = *p;
   bad.dense_flops_per_s = 0;
-  const absl::Status s = WriteCalibration(::testing::TempDir() + "/bad.json", bad, {});
+  const absl::Status s = WriteCalibration(TempPath("bad.json"), bad, {});
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("dense_flops_per_s"), std::string::npos) << s;
-  EXPECT_FALSE(WriteCalibration(::testing::TempDir() + "/no/such/dir/c.json", *p, {}).ok());
+  EXPECT_FALSE(WriteCalibration(TempPath("no/such/dir/c.json"), *p, {}).ok());
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // naming the key.
 #include "helm/sim/simulator.h"
 
+#include <unistd.h>
+
 #include <cmath>
 #include <fstream>
 #include <utility>
@@ -13,6 +15,11 @@
 
 namespace helm::sim {
 namespace {
+
+// A file under the test's temp directory, apart from any other copy of this binary running.
+std::string TempPath(const std::string& name) {
+  return ::testing::TempDir() + "/" + std::to_string(getpid()) + "-" + name;
+}
 
 config::Config SmallCluster(int nodes, uint64_t seed) {
   config::Config c;
@@ -312,8 +319,8 @@ TEST(Simulator, AHostGatherOfTheMissesSlowsTheBatchesWithMisses) {
   ASSERT_TRUE(a100.ok());
   CalibrationNotes notes;
   notes.base = "a100-80g";
-  const std::string fast = ::testing::TempDir() + "/gather_none.json";
-  const std::string slow = ::testing::TempDir() + "/gather_slow.json";
+  const std::string fast = TempPath("gather_none.json");
+  const std::string slow = TempPath("gather_slow.json");
   ASSERT_TRUE(WriteCalibration(fast, *a100, notes).ok());
   CostProfile gather = *a100;
   gather.host_gather_bytes_per_s = 1e8;  // 100 MB/s: ~5 us a 512-byte row
@@ -356,7 +363,7 @@ TEST(Simulator, ATransportCalibrationDrawsEachRequestsTimeOutsideTheNodes) {
   config::Config config = SmallCluster(2, 7);
   config.workload.rate_per_s = 20;
   const SimResult base = RunOrDie(config);
-  const std::string path = ::testing::TempDir() + "/transport.json";
+  const std::string path = TempPath("transport.json");
   {
     std::ofstream out(path);
     // 2 ms for half the requests, up to 12 ms for the other half.
@@ -383,7 +390,7 @@ TEST(Simulator, ATransportCalibrationDrawsEachRequestsTimeOutsideTheNodes) {
   const absl::Status falling = Simulator::Create(config).status();
   EXPECT_EQ(falling.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(falling.message().find("outside_us_quantiles"), std::string::npos) << falling;
-  config.simulator.transport_path = ::testing::TempDir() + "/no-such-transport.json";
+  config.simulator.transport_path = TempPath("no-such-transport.json");
   EXPECT_NE(Simulator::Create(config).status().message().find("simulator.transport_path"),
             std::string::npos);
 }
@@ -394,8 +401,8 @@ TEST(Simulator, TheCalibrationsServiceSpreadStretchesEachBatchAsDrawn) {
   config.node.max_batch = 1;        // and no wait for a batch to fill
   absl::StatusOr<CostProfile> a100 = ProfileByName("a100");
   ASSERT_TRUE(a100.ok());
-  const std::string flat = ::testing::TempDir() + "/spread_none.json";
-  const std::string slow = ::testing::TempDir() + "/spread_half_twice.json";
+  const std::string flat = TempPath("spread_none.json");
+  const std::string slow = TempPath("spread_half_twice.json");
   CalibrationNotes notes;
   notes.base = "a100-80g";
   ASSERT_TRUE(WriteCalibration(flat, *a100, notes).ok());
