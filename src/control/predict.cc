@@ -33,6 +33,11 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   const double answers_per_sample =
       static_cast<double>(std::max<int64_t>(w.requests.completions, static_cast<int64_t>(n))) /
       static_cast<double>(n);
+  // The mean number of other requests in an answer's batch.
+  const double batch_mates =
+      w.requests.batches > 0
+          ? std::max(0.0, static_cast<double>(w.requests.batched_requests) / w.requests.batches - 1)
+          : 0.0;
   double service0 = 0;
   for (const serve::AnswerSample& a : w.answers) service0 += a.latency_us - a.queue_us;
 
@@ -52,13 +57,16 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       delta[i] = d;
       delta_sum += d;
     }
+    // A batch takes its members' time together: an answer's batch-mates' changes are its own too.
+    const double mates_delta = batch_mates * delta_sum / static_cast<double>(n);
     const double rho = rho0 + delta_sum * answers_per_sample / capacity_us;
     const double mean_ratio = service0 > 0 ? std::max(0.0, service0 + delta_sum) / service0 : 1.0;
     const double wait_scale = rho0 > 0.01 ? WaitFactor(rho) / WaitFactor(rho0) * mean_ratio : 1.0;
     for (size_t i = 0; i < n; ++i) {
       const serve::AnswerSample& a = w.answers[i];
-      latency[i] = std::max(
-          0.0, a.queue_us * wait_scale + static_cast<double>(a.latency_us - a.queue_us) + delta[i]);
+      latency[i] =
+          std::max(0.0, a.queue_us * wait_scale + static_cast<double>(a.latency_us - a.queue_us) +
+                            delta[i] + mates_delta);
     }
     out.push_back(
         SplitPrediction{.split = r, .p99_us = QuantileOf(latency, 0.99), .utilisation = rho});

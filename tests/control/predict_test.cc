@@ -78,6 +78,16 @@ TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
   EXPECT_GT(p[2].p99_us, 29'000);
   EXPECT_LT(p[3].p99_us, 35'000);
   EXPECT_TRUE(PredictSplits(serve::StatsWindow(), s.emb, s.kv, UnitScales(), splits).empty());
+
+  // In batches of four, an answer also takes its three batch-mates' changes: where the feed's
+  // recomputes are spared, every answer is faster, and at the current split nothing changes.
+  Scenario batched = FeedBehindACliff();
+  batched.window.requests.batches = 250;
+  batched.window.requests.batched_requests = 1000;
+  const std::vector<SplitPrediction> b =
+      PredictSplits(batched.window, batched.emb, batched.kv, UnitScales(), splits);
+  EXPECT_DOUBLE_EQ(b[0].p99_us, p[0].p99_us);
+  EXPECT_LT(b[2].p99_us, p[2].p99_us);
 }
 
 TEST(PredictiveController, MovesTowardTheBestPredictedSplitAndHoldsWithin) {

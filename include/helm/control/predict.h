@@ -8,7 +8,9 @@
 //         cache's eviction time T(r) at (1 - r) x pool / token bytes; it is recomputed when held at
 //         r0 and not at r, and spared when the other way round;
 //   time  the change of its service time is those misses x the window's fetch time per miss plus
-//         those tokens x its time per computed row (features.h), and its wait in the queue scales
+//         those tokens x its time per computed row (features.h), plus its batch-mates' changes (a
+//         batch takes its members' time together: the mean change x the window's mean batch size
+//         less one), and its wait in the queue scales
 //         as Kingman's formula for a G/G/1 queue: rho / (1 - rho) x the mean service time, rho the
 //         workers' utilisation with every answer's change of service time added.
 // The prediction's P99 is the P99 of those latencies. The curves' own bias (TinyLFU admission and
