@@ -35,7 +35,8 @@ RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens,
   }
   kv_.AddCold(static_cast<double>(history_tokens - r.kv_prefix_tokens));
   token_clock_ += history_tokens;
-  it->second = UserSeen{.at = token_clock_, .tokens = history_tokens};
+  // The cache keeps the longest history a user sent (a shorter request does not shrink it).
+  it->second = UserSeen{.at = token_clock_, .tokens = std::max(it->second.tokens, history_tokens)};
   if (user_seen_.size() > max_keys_) user_seen_.clear();
   return r;
 }

@@ -12,7 +12,8 @@
 namespace helm::serve {
 
 // Per request, what the tracker saw: the user's K/V reuse time in tokens (-1: first request seen)
-// and the history that user had then (the prefix a large enough cache would hold).
+// and the prefix a large enough cache would hold for it (the longest history the user sent before,
+// up to this request's length).
 struct RequestReuse {
   int64_t kv_reuse_tokens = -1;
   int64_t kv_prefix_tokens = 0;
@@ -32,7 +33,7 @@ class ReuseTracker {
  private:
   struct UserSeen {
     int64_t at = 0;      // the token clock at its last request
-    int64_t tokens = 0;  // its history then
+    int64_t tokens = 0;  // the longest history it sent (a cache keeps the longest)
   };
   emb::IdSampler sampler_;
   size_t max_keys_;
