@@ -51,8 +51,8 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       double d = a.emb_misses * (emb_scale - 1) * miss_us;
       if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
-        const int held_now = reuse < t0, held_then = reuse < t;
-        d += (held_now - held_then) * a.reuse.kv_prefix_tokens * row_us;
+        const int held_now = reuse < t0, held_at_r = reuse < t;
+        d += (held_now - held_at_r) * a.reuse.kv_prefix_tokens * row_us;
       }
       delta[i] = d;
       delta_sum += d;
