@@ -39,6 +39,9 @@ int32_t MaxRequestBytes(const config::Config& config) {
 void AddCommonFlags(CLI::App& cli, CommonFlags& flags) {
   cli.add_option("--config", flags.config_path,
                  "YAML config file (default: the embedded configs/local.yaml)");
+  cli.add_option("--set", flags.settings,
+                 "section.key=value, as if the config said so (repeatable; the value is YAML, e.g. "
+                 "--set control.policy=predictive --set pool.r_max=0.9)");
   cli.add_flag("--print-config", flags.print_config,
                "print the effective config, defaults filled in, and exit");
   cli.add_option("--log-level", flags.log_level,
@@ -60,9 +63,18 @@ void ParseFlagsOrExit(CLI::App& cli, int argc, char** argv) {
 
 config::Config LoadConfigOrExit(const CommonFlags& flags, const std::string& process_name,
                                 const std::function<void(config::Config&)>& override_fn) {
-  absl::StatusOr<config::Config> loaded =
-      flags.config_path.empty() ? config::ParseConfig(kEmbeddedConfig, "<embedded local.yaml>")
-                                : config::LoadConfigFile(flags.config_path);
+  absl::StatusOr<config::Config> loaded;
+  if (!flags.config_path.empty()) {
+    loaded = config::LoadConfigFile(flags.config_path, flags.settings);
+  } else if (absl::StatusOr<std::string> text =
+                 config::ApplySettings(kEmbeddedConfig, flags.settings);
+             text.ok()) {
+    loaded =
+        config::ParseConfig(*text, flags.settings.empty() ? "<embedded local.yaml>"
+                                                          : "<embedded local.yaml> with --set");
+  } else {
+    loaded = text.status();
+  }
   if (!loaded.ok()) {
     std::fprintf(stderr, "%s: config error: %s\n", process_name.c_str(),
                  std::string(loaded.status().message()).c_str());

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "CLI/CLI.hpp"
 #include "helm/config/config.h"
@@ -22,9 +23,11 @@ struct CommonFlags {
   std::string config_path;  // "" : the embedded default
   bool print_config = false;
   std::string log_level;  // "" : the config's log.level
+  // --set section.key=value, repeatable: applied to the config's text (config::ApplySettings).
+  std::vector<std::string> settings;
 };
 
-// Adds --config, --print-config and --log-level to `cli`.
+// Adds --config, --set, --print-config and --log-level to `cli`.
 void AddCommonFlags(CLI::App& cli, CommonFlags& flags);
 
 // Parses argv; on --help prints usage and exits 0; on a bad flag prints it and exits 2.

@@ -14,6 +14,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "helm/common/dtype.h"
 #include "helm/config/yaml_reader.h"
 #include "yaml-cpp/yaml.h"
@@ -180,14 +181,67 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   return config;
 }
 
-absl::StatusOr<Config> LoadConfigFile(const std::string& path) {
+absl::StatusOr<Config> LoadConfigFile(const std::string& path,
+                                      const std::vector<std::string>& settings) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat("cannot read config file '", path, "'"));
   }
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return ParseConfig(buffer.str(), path);
+  if (settings.empty()) return ParseConfig(buffer.str(), path);
+  absl::StatusOr<std::string> text = ApplySettings(buffer.str(), settings);
+  if (!text.ok()) return text.status();
+  return ParseConfig(*text, absl::StrCat(path, " with --set"));
+}
+
+absl::StatusOr<std::string> ApplySettings(const std::string& yaml_text,
+                                          const std::vector<std::string>& settings) {
+  if (settings.empty()) return yaml_text;
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config is not YAML: ", e.what()));
+  }
+  if (!root.IsDefined() || root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  for (const std::string& setting : settings) {
+    const size_t eq = setting.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set '", setting, "': expected section.key=value"));
+    }
+    const std::vector<std::string> path = absl::StrSplit(setting.substr(0, eq), '.');
+    YAML::Node value;
+    try {
+      value = YAML::Load(setting.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set '", setting, "': the value is not YAML: ", e.what()));
+    }
+    // Walk (and make) the sections; YAML::Node handles alias, so each step takes a fresh handle.
+    std::vector<YAML::Node> chain = {root};
+    for (size_t i = 0; i < path.size(); ++i) {
+      if (path[i].empty()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set '", setting, "': empty name in the key"));
+      }
+      YAML::Node& at = chain.back();
+      if (at.IsDefined() && !at.IsMap() && !at.IsNull()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set '", setting, "': '",
+                         absl::StrJoin(path.begin(), path.begin() + i, "."), "' is not a section"));
+      }
+      if (i + 1 == path.size()) {
+        at[path[i]] = value;
+      } else {
+        chain.push_back(at[path[i]]);
+      }
+    }
+  }
+  YAML::Emitter out;
+  out << root;
+  return std::string(out.c_str());
 }
 
 std::string ConfigToYaml(const Config& config) {

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -141,6 +143,38 @@ TEST(Config, ShippedConfigsAreValid) {
   EXPECT_EQ(a100->emb.num_items, 10'000'000);
   // DLRMv3-style KV: 3 layers x 4 heads x (128 + 128) x 2 bytes = 6 KiB per token.
   EXPECT_EQ(KvBlockBytes(a100->model, a100->kv) / a100->kv.tokens_per_block, 6 << 10);
+}
+
+TEST(Config, SettingsApplyToTheTextAsIfItSaidSo) {
+  const std::string text = "control:\n  policy: heuristic\n  step: 0.1\npool:\n  r_max: 0.9\n";
+  absl::StatusOr<std::string> set =
+      ApplySettings(text, {"control.step=0.2", "control.policy=predictive", "simulator.num_nodes=3",
+                           "simulator.sweep_controllers=[marginal, oracle]", "control.step=0.25"});
+  ASSERT_TRUE(set.ok()) << set.status();
+  absl::StatusOr<Config> c = ParseConfig(*set, "set");
+  ASSERT_TRUE(c.ok()) << c.status() << "\n" << *set;
+  EXPECT_EQ(c->control.policy, "predictive");
+  EXPECT_DOUBLE_EQ(c->control.step, 0.25) << "settings apply in order";
+  EXPECT_DOUBLE_EQ(c->pool.r_max, 0.9) << "the rest of the text stays";
+  EXPECT_EQ(c->simulator.num_nodes, 3) << "a section the text lacks is made";
+  EXPECT_EQ(c->simulator.sweep_controllers, (std::vector<std::string>{"marginal", "oracle"}));
+  EXPECT_EQ(*ApplySettings(text, {}), text);
+  ASSERT_TRUE(ApplySettings("", {"pool.r_min=0.2"}).ok()) << "empty text";
+
+  // Malformed settings are named; a bad key or value is named by the parse that follows.
+  for (const auto& [setting, message] :
+       {std::pair<std::string, std::string>{"control", "expected section.key=value"},
+        {"=1", "expected section.key=value"},
+        {"control..step=1", "empty name"},
+        {"control.policy.x=1", "'control.policy' is not a section"},
+        {"control.step=[1", "not YAML"}}) {
+    const absl::Status status = ApplySettings(text, {setting}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << setting;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(message)) << setting;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(setting)) << setting;
+  }
+  ExpectError(*ApplySettings(text, {"control.stepp=0.1"}), "unknown key 'control.stepp'");
+  ExpectError(*ApplySettings(text, {"control.step=2"}), "control.step");
 }
 
 TEST(Config, MissingFileIsNotFound) {

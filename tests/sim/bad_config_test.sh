@@ -37,4 +37,9 @@ expect simulator.sweep_history_cap $'simulator:\n  sweep_history_cap: -2'
 expect 'is not PROFILE/REGIME/SCALE' $'simulator:\n  num_nodes: 1' --cell taobao/steady
 expect simulator.sweep_profiles $'simulator:\n  num_nodes: 1' --cell nosuch/steady/8
 expect simulator.sweep_controllers $'simulator:\n  num_nodes: 1' --cell taobao/steady/8 --row nosuch
+# --set goes through the same checks as the file, and a malformed setting is named.
+expect "control.hysteresis: must be" $'simulator:\n  num_nodes: 1' --set control.hysteresis=2
+expect "unknown key 'control.hysterisis'" $'simulator:\n  num_nodes: 1' --set control.hysterisis=0.1
+expect "expected section.key=value" $'simulator:\n  num_nodes: 1' --set control
+expect "control.policy" $'simulator:\n  num_nodes: 1' --set control.policy.x=1
 exit $((failures > 0))

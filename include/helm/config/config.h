@@ -7,6 +7,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "helm/cluster/options.h"
@@ -76,8 +77,18 @@ struct Config {
 // `source` names the text in error messages (a file path, "<embedded>").
 absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& source);
 
-// Reads and parses a YAML file. NotFound when it cannot be read.
-absl::StatusOr<Config> LoadConfigFile(const std::string& path);
+// Reads and parses a YAML file. NotFound when it cannot be read. `settings` (the --set flag of
+// every binary) are applied to the file's text first (ApplySettings).
+absl::StatusOr<Config> LoadConfigFile(const std::string& path,
+                                      const std::vector<std::string>& settings = {});
+
+// Settings "section.key=value" applied to YAML text as if it said so, in order: the value is read
+// as YAML (0.05, true, predictive, [heuristic, oracle]) and replaces whatever the text had there;
+// sections on the way are created. The result is parsed as any config is, so an unknown key or a
+// bad value is named. InvalidArgument naming the setting when it has no '=', an empty key or
+// section name, a value that is not YAML, or a path through a key that is not a section.
+absl::StatusOr<std::string> ApplySettings(const std::string& yaml_text,
+                                          const std::vector<std::string>& settings);
 
 // The effective config as YAML, every key present, each with its documentation as a comment.
 std::string ConfigToYaml(const Config& config);
