@@ -4,6 +4,9 @@
 // heuristic and for the marginal rule, over the same stream of statistics windows, in the same
 // process. Each decision is
 // timed alone (steady_clock around Decide); its window is copied in just before (untimed).
+// The predictive controller replays a window's sampled answers at every split of its grid: it is
+// timed on windows that carry the most answers a node samples (4096) and both reuse histograms,
+// HELM_RESULT predictive_decision_p99_us (once a window, off the request path).
 // HELM_RESULT decision_p99_ns is the full helm decision. The paper reports 32 us.
 // The base policy's forward alone is timed against a plain scalar forward of the same weights
 // (one output at a time, [out][in] rows), hot in cache: HELM_RESULT mlp_forward_vs_scalar.
@@ -46,6 +49,34 @@ std::vector<helm::serve::StatsWindow> Windows(int n, uint64_t seed) {
     w.requests.compute_us = arrivals * 100;
     w.requests.computed_rows = arrivals * 150;
     w.kv.ghost_hit_tokens = arrivals * static_cast<int64_t>(rng() % 16);
+  }
+  return out;
+}
+
+// Windows for the predictive controller: 4096 sampled answers (a tenth returning users with long
+// histories), both reuse-time histograms filled, and the counters its prices come from.
+std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
+  std::vector<helm::serve::StatsWindow> out = Windows(n, seed);
+  std::mt19937_64 rng(seed + 1);
+  std::uniform_int_distribution<int64_t> latency(500, 80'000), reuse(1, int64_t{1} << 28);
+  for (auto& w : out) {
+    w.requests.batches = w.requests.completions / 4 + 1;
+    w.requests.batched_requests = w.requests.completions;
+    for (int i = 0; i < 4096; ++i) {
+      helm::serve::AnswerSample a;
+      a.latency_us = latency(rng);
+      a.queue_us = a.latency_us / 10;
+      a.emb_lookups = 256;
+      a.emb_misses = static_cast<int32_t>(rng() % 64);
+      if (i % 10 == 0) a.reuse = {.kv_reuse_tokens = reuse(rng), .kv_prefix_tokens = 4096};
+      w.answers.push_back(a);
+    }
+    for (int i = 0; i < 20000; ++i) {
+      w.emb_reuse.Add(reuse(rng) >> 6, 16);
+      w.kv_reuse.Add(reuse(rng), 512);
+    }
+    w.emb_reuse.AddCold(1e5);
+    w.kv_reuse.AddCold(1e6);
   }
   return out;
 }
@@ -132,6 +163,11 @@ int main() {
   HelmController helm(policy, scales, helm_options, 0.05, 0.95);
   HillClimbController heuristic(options, 0.05, 0.95);
   MarginalController marginal(options, 0.05, 0.95);
+  PredictiveController predictive(options, scales, 0.05, 0.95);
+  const std::vector<helm::serve::StatsWindow> sampled = PredictiveWindows(8, 11);
+  constexpr int kPredictions = 400;
+  Time(predictive, sampled, kPredictions / 4);  // warm-up
+  const Timing p = Time(predictive, sampled, kPredictions);
   Time(helm, windows, kDecisions);  // warm-up
   Time(base, windows, kDecisions);
   Time(heuristic, windows, kDecisions);
@@ -156,6 +192,7 @@ int main() {
   std::printf("%-34s %10.0f %10.0f\n", base_name.c_str(), a.p50_ns, a.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "heuristic (hill climbing)", b.p50_ns, b.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "marginal (ghost gains) + gate", g.p50_ns, g.p99_ns);
+  std::printf("%-34s %10.0f %10.0f\n", "predictive (4096 answers, 46 splits)", p.p50_ns, p.p99_ns);
   std::printf("%-34s %10.0f ns (scalar forward %.0f ns)\n", "base policy forward alone, hot",
               forward_ns, scalar_ns);
   std::printf("HELM_RESULT decision_p99_ns %.0f\n", h.p99_ns);
@@ -163,5 +200,6 @@ int main() {
   std::printf("HELM_RESULT decision_p99_vs_heuristic %.2f\n", h.p99_ns / b.p99_ns);
   std::printf("HELM_RESULT mlp_forward_ns %.0f\n", forward_ns);
   std::printf("HELM_RESULT mlp_forward_vs_scalar %.2f\n", forward_ns / scalar_ns);
+  std::printf("HELM_RESULT predictive_decision_p99_us %.0f\n", p.p99_ns / 1000);
   return 0;
 }
