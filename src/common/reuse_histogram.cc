@@ -8,11 +8,12 @@ namespace helm {
 
 // ---- ReuseHistogram ----------------------------------------------------------------------------
 
-int ReuseHistogram::Bucket(int64_t reuse_time) {
-  if (reuse_time <= 1) return 0;
-  const int b = static_cast<int>(
-      std::floor(kBucketsPerDoubling * std::log2(static_cast<double>(reuse_time))));
-  return std::clamp(b, 0, kBuckets - 1);
+int ReuseHistogram::Bucket(int64_t reuse_time) { return BucketOf(static_cast<double>(reuse_time)); }
+
+int ReuseHistogram::BucketOf(double t) {
+  if (t < 1) return 0;
+  return std::clamp(static_cast<int>(std::floor(kBucketsPerDoubling * std::log2(t))), 0,
+                    kBuckets - 1);
 }
 
 double ReuseHistogram::BucketLow(int b) {
@@ -65,9 +66,7 @@ double ReuseHistogram::ShareAbove(double t) const {
   if (total <= 0) return 1.0;
   if (std::isinf(t)) return cold_ / total;
   double above = cold_;
-  const int b = t < 1 ? 0
-                      : std::min(kBuckets - 1,
-                                 static_cast<int>(std::floor(kBucketsPerDoubling * std::log2(t))));
+  const int b = BucketOf(t);
   for (int k = b + 1; k < kBuckets; ++k) above += w_[k];
   const double lo = BucketLow(b), hi = BucketLow(b + 1);
   above += w_[b] * std::clamp((hi - t) / (hi - lo), 0.0, 1.0);

@@ -219,7 +219,8 @@ absl::StatusOr<std::string> ApplySettings(const std::string& yaml_text,
       return absl::InvalidArgumentError(
           absl::StrCat("--set '", setting, "': the value is not YAML: ", e.what()));
     }
-    // Walk (and make) the sections; YAML::Node handles alias, so each step takes a fresh handle.
+    // Walk (and make) the sections. Assigning to a YAML::Node writes through to the node it refers
+    // to, so each step keeps its own handle rather than reassigning one.
     std::vector<YAML::Node> chain = {root};
     for (size_t i = 0; i < path.size(); ++i) {
       if (path[i].empty()) {

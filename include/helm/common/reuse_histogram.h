@@ -40,6 +40,7 @@ class ReuseHistogram {
   double MissRatio(double capacity) const { return ShareAbove(EvictionTime(capacity)); }
 
   static int Bucket(int64_t reuse_time);
+  static int BucketOf(double t);   // the bucket a (fractional) time falls in
   static double BucketLow(int b);  // smallest reuse time in bucket b (bucket 0 holds 0 and 1)
 
  private:

@@ -150,7 +150,7 @@ class PredictiveController final : public SplitController {
   std::string name() const override { return "predictive"; }
   int64_t reversals() const override { return gate_.reversals(); }
   std::string LastDecisionJson() const override { return last_json_; }
-  // The best split of the last prediction, and the predicted P99s there and at the current split.
+  // The split of the lowest predicted P99 at the last decision (LastDecisionJson has both P99s).
   double best_split() const { return best_split_; }
 
  private:
