@@ -10,8 +10,10 @@
 // 32-node sweep is hours of one core per cell). Bad configs stop at start with exit status 2,
 // naming the key.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -44,6 +46,30 @@ void Plot(const std::string& python, const std::string& script, const std::strin
   }
 }
 
+// Writes `text` to `path`; false, with the path and the reason on stderr, when it cannot.
+bool WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream f(path);
+  f << text;
+  f.close();
+  if (!f) {
+    std::fprintf(stderr, "helm-sim: cannot write %s: %s\n", path.c_str(), std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+// Makes --out (and what under it the run writes into) before the run, not after it.
+bool MakeOutDir(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (!std::filesystem::is_directory(dir)) {
+    std::fprintf(stderr, "helm-sim: --out: cannot make the directory %s: %s\n", dir.c_str(),
+                 ec ? ec.message().c_str() : "a file of that name is in the way");
+    return false;
+  }
+  return true;
+}
+
 // The paper's table of a finished sweep: paper-table.md and .json, the headline figures, and the
 // plot of each cell's split over time under helm against the oracle (the windows CSVs written as
 // the runs finished).
@@ -56,8 +82,10 @@ int ReportPaperTable(const std::vector<helm::sim::SweepCell>& cells, const std::
   }
   const std::string markdown = helm::sim::PaperTableMarkdown(*table);
   std::printf("\n%s\n", markdown.c_str());
-  std::ofstream(out_dir + "/paper-table.md") << markdown;
-  std::ofstream(out_dir + "/paper-table.json") << helm::sim::PaperTableJson(*table) << "\n";
+  if (!WriteFile(out_dir + "/paper-table.md", markdown) ||
+      !WriteFile(out_dir + "/paper-table.json", helm::sim::PaperTableJson(*table) + "\n")) {
+    return 1;
+  }
   std::printf("files: %s/paper-table.md, %s/paper-table.json\n", out_dir.c_str(), out_dir.c_str());
   if (!python.empty()) {
     const std::string png = out_dir + "/paper-splits.png";
@@ -108,8 +136,7 @@ std::string CellFile(const std::string& out_dir, const helm::sim::SweepCell& cel
 
 int RunSweep(const helm::config::Config& config, const std::string& out_dir,
              const std::string& python, const std::string& script, bool resume) {
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir + "/cells", ec);
+  if (!MakeOutDir(out_dir + "/cells")) return 2;
   helm::sim::SweepHooks hooks;
   hooks.progress = [](int cell, int cells, const std::string& what) {
     std::fprintf(stderr, "\r[cell %d/%d] %-16s", cell + 1, cells, what.c_str());
@@ -118,8 +145,8 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
   // running it again.
   const std::string revision = helm::GitRevision(HELM_SOURCE_DIR);
   hooks.cell_done = [&](const helm::sim::SweepCell& cell, const std::string& fingerprint) {
-    std::ofstream(CellFile(out_dir, cell))
-        << helm::sim::SweepCellJson(cell, fingerprint, revision) << "\n";
+    WriteFile(CellFile(out_dir, cell),
+              helm::sim::SweepCellJson(cell, fingerprint, revision) + "\n");
   };
   if (resume) {
     hooks.restore = [&](const helm::sim::SweepCell& planned,
@@ -152,9 +179,9 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
     hooks.result = [&](const helm::sim::SweepCell& cell, const helm::sim::SweepRun& run,
                        const helm::sim::SimResult& result) {
       if (run.controller == "static") return;
-      std::ofstream(absl::StrFormat("%s/cells/%s-%s-%g__%s-windows.csv", out_dir, cell.profile,
-                                    cell.regime, cell.scale, run.controller))
-          << helm::sim::WindowsCsv(result);
+      WriteFile(absl::StrFormat("%s/cells/%s-%s-%g__%s-windows.csv", out_dir, cell.profile,
+                                cell.regime, cell.scale, run.controller),
+                helm::sim::WindowsCsv(result));
     };
   }
   auto cells = helm::sim::RunSweep(config, hooks);
@@ -183,7 +210,7 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
         heuristic ? heuristic->tracking_error : -1, oracle ? oracle->p99_ms : 0);
   }
   const std::string csv = out_dir + "/sweep.csv";
-  std::ofstream(csv) << helm::sim::SweepCsv(*cells);
+  if (!WriteFile(csv, helm::sim::SweepCsv(*cells))) return 1;
   std::printf("files: %s\n", csv.c_str());
   Plot(python, script, csv, out_dir + "/sweep.png");
   for (double scale : scales) {
@@ -261,6 +288,7 @@ int main(int argc, char** argv) {
   if (!config.simulator.sweep_profiles.empty()) {
     return RunSweep(config, out_dir, python, plot_script, resume);
   }
+  if (!MakeOutDir(out_dir)) return 2;
   auto sim = helm::sim::Simulator::Create(config);
   if (!sim.ok()) {
     std::fprintf(stderr, "helm-sim: config error: %s\n",
@@ -317,11 +345,11 @@ int main(int argc, char** argv) {
                   100 * s.slo_attainment());
     }
   }
-  std::error_code ec;
-  std::filesystem::create_directories(out_dir, ec);
-  std::ofstream(out_dir + "/summary.json") << helm::sim::ToJson(r, config);
-  std::ofstream(out_dir + "/timeseries.csv") << helm::sim::ToCsv(r);
-  std::ofstream(out_dir + "/windows.csv") << helm::sim::WindowsCsv(r);
+  if (!WriteFile(out_dir + "/summary.json", helm::sim::ToJson(r, config)) ||
+      !WriteFile(out_dir + "/timeseries.csv", helm::sim::ToCsv(r)) ||
+      !WriteFile(out_dir + "/windows.csv", helm::sim::WindowsCsv(r))) {
+    return 1;
+  }
   std::printf("files: %s/summary.json, %s/timeseries.csv, %s/windows.csv\n", out_dir.c_str(),
               out_dir.c_str(), out_dir.c_str());
   Plot(python, plot_script, out_dir + "/timeseries.csv", out_dir + "/plot.png");

@@ -154,6 +154,9 @@ absl::Status Config::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("control.min_step: must be <= control.step (",
                                                    control.step, "), got ", control.min_step));
   }
+  if (absl::Status valid = control.Validate(); !valid.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("control.", valid.message()));
+  }
   return absl::OkStatus();
 }
 

@@ -12,6 +12,29 @@ double WaitFactor(double rho) {
   return rho / (1 - rho);
 }
 
+// Where split r falls among the miniature KV caches' splits: the lower cache and the weight of the
+// upper one (clamped to the outermost caches).
+struct ShadowPoint {
+  size_t lower = 0;
+  double upper_weight = 0;
+};
+
+ShadowPoint LocateShadow(absl::Span<const double> shadow_splits, double r) {
+  const size_t n = shadow_splits.size();
+  if (n < 2 || r <= shadow_splits.front()) return {};
+  if (r >= shadow_splits.back()) return {.lower = n - 2, .upper_weight = 1};
+  const size_t upper = static_cast<size_t>(
+      std::upper_bound(shadow_splits.begin(), shadow_splits.end(), r) - shadow_splits.begin());
+  const double lo = shadow_splits[upper - 1], hi = shadow_splits[upper];
+  return {.lower = upper - 1, .upper_weight = (r - lo) / (hi - lo)};
+}
+
+// The tokens the answer's request reused in a KV cache of split r, interpolated between caches.
+double ShadowReuse(const serve::AnswerSample& a, ShadowPoint p) {
+  const auto& reused = a.reuse.kv_shadow_prefix;
+  return (1 - p.upper_weight) * reused[p.lower] + p.upper_weight * reused[p.lower + 1];
+}
+
 }  // namespace
 
 std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const ReuseHistogram& emb,
@@ -41,15 +64,23 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   double service0 = 0;
   for (const serve::AnswerSample& a : w.answers) service0 += a.latency_us - a.queue_us;
 
+  // The KV side from the miniature caches' reuse when they ran, else from the reuse times (AET).
+  const bool shadows = w.kv_shadow_splits.size() >= 2;
+  const ShadowPoint p0 = LocateShadow(w.kv_shadow_splits, r0);
   std::vector<double> delta(n), latency(n);
   for (double r : splits) {
-    const double emb_scale = m0 > 1e-9 ? emb.MissRatio(emb_rows(r)) / m0 : 1.0;
+    const double emb_change = emb.MissRatio(emb_rows(r)) - m0;
     const double t = kv.EvictionTime(kv_tokens(r));
+    const ShadowPoint p = LocateShadow(w.kv_shadow_splits, r);
     double delta_sum = 0;
     for (size_t i = 0; i < n; ++i) {
       const serve::AnswerSample& a = w.answers[i];
-      double d = a.emb_misses * (emb_scale - 1) * miss_us;
-      if (a.reuse.kv_reuse_tokens >= 0) {
+      const double misses_at_r = std::clamp(a.emb_misses + a.emb_lookups * emb_change, 0.0,
+                                            static_cast<double>(a.emb_lookups));
+      double d = (misses_at_r - a.emb_misses) * miss_us;
+      if (shadows) {
+        d += (ShadowReuse(a, p0) - ShadowReuse(a, p)) * row_us;
+      } else if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
         const int held_now = reuse < t0, held_at_r = reuse < t;
         d += (held_now - held_at_r) * a.reuse.kv_prefix_tokens * row_us;

@@ -182,10 +182,15 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
   double delta = 0;
   if (best->p99_us < now.p99_us * (1 - options_.hysteresis)) delta = best->split - w.target_split;
   const double next = gate_.Apply(w, delta);
+  // The whole predicted curve too, [split, P99 us] pairs, so that an audit shows why.
+  std::string curve;
+  for (size_t i = 0; i + 1 < p.size(); ++i) {
+    absl::StrAppendFormat(&curve, "%s[%.4f,%.0f]", i > 0 ? "," : "", p[i].split, p[i].p99_us);
+  }
   last_json_ =
       absl::StrFormat(R"({"policy":"predictive","split":%.4f,"p99_now_us":%.1f,"best_split":%.4f,)"
-                      R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f})",
-                      r0, now.p99_us, best->split, best->p99_us, now.utilisation, next);
+                      R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"predicted":[%s]})",
+                      r0, now.p99_us, best->split, best->p99_us, now.utilisation, next, curve);
   return next;
 }
 

@@ -10,6 +10,7 @@
 #include "helm/common/dtype.h"
 #include "helm/common/hash.h"
 #include "helm/common/logging.h"
+#include "helm/kv/kv_shadow.h"
 #include "spdlog/spdlog.h"
 
 namespace helm::kv {
@@ -166,10 +167,7 @@ KvCache::~KvCache() { pool_->Detach(pool::ChunkOwner::kKv); }
 void KvCache::Reprioritize(int64_t user_id, User& u, bool used) {
   by_priority_.erase({u.priority, user_id});
   if (cost_aware_) {
-    // GDSF: inflation + frequency x cost / size, where cost / size of a prefix of n tokens is the
-    // average per-token recompute cost (1 + ratio * n / 2) over a constant bytes per token.
-    const double per_byte = 1.0 + attention_ratio_ * static_cast<double>(u.cached) / 2.0;
-    u.priority = inflation_ + static_cast<double>(u.requests) * per_byte;
+    u.priority = GdsfPriority(inflation_, u.requests, u.cached, attention_ratio_);
   } else if (used) {
     u.priority = static_cast<double>(++lru_clock_);
   }

@@ -4,8 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "helm/common/bloom.h"
+#include "helm/common/hash.h"
 #include "helm/common/status.h"
 #include "helm/control/features.h"
+#include "helm/model/kv_geometry.h"
 #include "helm/model/model.h"
 
 namespace helm::serve {
@@ -69,10 +71,29 @@ NodeCore::NodeCore(const config::Config& config, Clock* clock)
 
 NodeCore::~NodeCore() { Stop(); }
 
+void NodeCore::ShadowKvCache(const config::Config& config) {
+  // control.kv_shadows splits spread over [r_min, r_max], each KV cache its whole chunks' blocks.
+  const int shadows = std::clamp(config.control.kv_shadows, 2, kMaxKvShadows);
+  const pool::Pool& pool = engine_->pool();
+  const kv::KvCache& kv = engine_->kv();
+  const int64_t blocks_per_chunk = pool.chunk_bytes() / kv.block_bytes();
+  const int32_t n = pool.num_chunks();
+  std::vector<int64_t> capacity_blocks;
+  for (int i = 0; i < shadows; ++i) {
+    const double split =
+        config.pool.r_min + (config.pool.r_max - config.pool.r_min) * i / (shadows - 1);
+    kv_shadow_splits_.push_back(split);
+    capacity_blocks.push_back((n - std::lround(split * n)) * blocks_per_chunk);
+  }
+  absl::MutexLock lock(&reuse_mu_);
+  reuse_->ShadowKv(config.kv, model::KvAttentionRatio(config.model), capacity_blocks);
+}
+
 absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config& config,
                                                            Clock* clock) {
   std::unique_ptr<NodeCore> core(new NodeCore(config, clock));
   HELM_ASSIGN_OR_RETURN(core->engine_, Engine::Create(config, clock));
+  if (core->track_reuse_ && config.control.kv_shadows > 0) core->ShadowKvCache(config);
   if (config.control.policy != "static") {
     // The learned policy's features are normalised by the node's own sizes (features.h).
     HELM_ASSIGN_OR_RETURN(const control::FeatureScales scales, FeatureScalesForConfig(config));
@@ -163,8 +184,14 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
     }
     if (track_reuse_) {
       absl::MutexLock lock(&reuse_mu_);
-      job->reuse = reuse_->Observe(job->input.user_id, job->input.history_length(),
-                                   job->prepared.looked_up_ids());
+      const RankInput& in = job->input;
+      const uint64_t start =
+          in.history_length() > 0
+              ? HistoryStartFingerprint(in.history_item_ids[0], in.history_actions[0],
+                                        in.history_timestamps_ms[0])
+              : 0;
+      job->reuse =
+          reuse_->Observe(in.user_id, in.history_length(), start, job->prepared.looked_up_ids());
     }
     jobs.push_back(job);
   }
@@ -337,6 +364,7 @@ StatsWindow NodeCore::CloseWindow() {
   if (track_reuse_) {
     absl::MutexLock lock(&reuse_mu_);
     reuse_->Take(&w->emb_reuse, &w->kv_reuse);
+    w->kv_shadow_splits = kv_shadow_splits_;
   }
   w->queue_depth = load.queue_depth;
   w->in_flight = load.in_flight;

@@ -10,7 +10,16 @@ namespace helm::serve {
 ReuseTracker::ReuseTracker(double emb_sample_rate, uint64_t salt, size_t max_keys)
     : sampler_(emb_sample_rate, salt), max_keys_(max_keys) {}
 
-RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens,
+void ReuseTracker::ShadowKv(const kv::KvOptions& options, double attention_ratio,
+                            absl::Span<const int64_t> capacity_blocks) {
+  kv_shadows_.clear();
+  for (int64_t blocks :
+       capacity_blocks.first(std::min<size_t>(capacity_blocks.size(), kMaxKvShadows))) {
+    kv_shadows_.emplace_back(options, attention_ratio, blocks);
+  }
+}
+
+RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens, uint64_t history_start,
                                    absl::Span<const int64_t> ids) {
   const double id_weight = 1.0 / sampler_.rate();
   for (int64_t id : ids) {
@@ -28,6 +37,8 @@ RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens,
 
   RequestReuse r;
   auto [it, inserted] = user_seen_.try_emplace(user_id);
+  // A history that starts elsewhere (the client dropped its oldest events) reuses nothing.
+  if (!inserted && it->second.start != history_start) it->second.tokens = 0;
   if (!inserted) {
     r.kv_reuse_tokens = token_clock_ - it->second.at;
     r.kv_prefix_tokens = std::min(it->second.tokens, history_tokens);
@@ -36,8 +47,14 @@ RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens,
   kv_.AddCold(static_cast<double>(history_tokens - r.kv_prefix_tokens));
   token_clock_ += history_tokens;
   // The cache keeps the longest history a user sent (a shorter request does not shrink it).
-  it->second = UserSeen{.at = token_clock_, .tokens = std::max(it->second.tokens, history_tokens)};
+  it->second = UserSeen{.at = token_clock_,
+                        .tokens = std::max(it->second.tokens, history_tokens),
+                        .start = history_start};
   if (user_seen_.size() > max_keys_) user_seen_.clear();
+  for (size_t i = 0; i < kv_shadows_.size(); ++i) {
+    r.kv_shadow_prefix[i] =
+        static_cast<int32_t>(kv_shadows_[i].Request(user_id, history_tokens, history_start));
+  }
   return r;
 }
 

@@ -19,9 +19,11 @@
 #include "helm/emb/id_sampler.h"
 #include "helm/route/cluster_state.h"
 #include "helm/route/policy.h"
+#include "helm/serve/audit_log.h"
 #include "helm/serve/node_core.h"
 #include "helm/sim/sweep.h"
 #include "helm/workload/generator.h"
+#include "spdlog/spdlog.h"
 
 namespace helm::sim {
 namespace {
@@ -125,6 +127,7 @@ struct Simulator::Impl {
   const SimulatorHooks* hooks = nullptr;
   bool oracle = false;
   std::vector<double> oracle_candidates;
+  std::unique_ptr<serve::ControlAuditLog> audit;  // control.audit_log; null: none
 
   // Results.
   SimResult result;
@@ -304,13 +307,30 @@ struct Simulator::Impl {
     }
     Schedule(t_us + window_us, EventType::kWindow);
     if (!oracle) {
-      for (size_t i = 0; i < nodes.size(); ++i) nodes[i].core->Control(closed[i]);
+      for (size_t i = 0; i < nodes.size(); ++i) {
+        serve::ControlDecision decision;
+        nodes[i].core->Control(closed[i], &decision);
+        if (audit != nullptr && decision.decided) WriteAudit(i, decision, closed[i]);
+      }
     } else if (t_us >= measure_from_us) {  // the oracle holds the initial split while warming up
       const double best = OracleChoose(t_us + window_us);
       for (Node& n : nodes) n.core->SetTargetSplit(best);
     }
     for (Node& n : nodes) window.target.push_back(n.core->engine().pool().Snapshot().target_split);
     OnResizeTick();  // a new target starts moving at once, as helm-node's resizer wakes on it
+  }
+
+  // control.audit_log: the decision's line, its time the simulated clock's. A failed write is
+  // reported once and ends the log, not the run.
+  void WriteAudit(size_t node, const serve::ControlDecision& decision,
+                  const serve::StatsWindow& closed) {
+    const std::string line =
+        serve::ControlAuditLine(absl::StrCat("node-", node), config.control.policy,
+                                decision.time_us / 1000, decision, closed);
+    if (absl::Status written = audit->Append(line); !written.ok()) {
+      spdlog::warn("{}; no more decisions are logged", written.ToString());
+      audit.reset();
+    }
   }
 
   // Resize steps back to back on every node with a move pending, and its prefetch traffic.
@@ -566,6 +586,9 @@ absl::StatusOr<std::unique_ptr<Simulator>> Simulator::Create(const config::Confi
   HELM_ASSIGN_OR_RETURN(impl->generator, workload::Generator::Create(config.workload));
   HELM_ASSIGN_OR_RETURN(impl->policy, route::CreatePolicy(config.router));
   impl->oracle = config.control.policy == "oracle";
+  if (!config.control.audit_log.empty() && !impl->oracle && config.control.policy != "static") {
+    HELM_ASSIGN_OR_RETURN(impl->audit, serve::ControlAuditLog::Open(config.control.audit_log));
+  }
   if (impl->oracle) {
     // The oracle fork()s, perhaps while other threads of the process (a threaded sweep's cells,
     // the trainer's environments) lock their own mutexes. With Abseil's deadlock detection on (as

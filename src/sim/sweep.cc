@@ -260,6 +260,10 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     if (hooks.progress) hooks.progress(index, total, controller);
     config::Config run = c;
     HELM_RETURN_IF_ERROR(ApplyControllerRow(controller, run));
+    if (!run.control.audit_log.empty()) {  // one log a run: <audit_log>.<cell>.<row>.jsonl
+      run.control.audit_log = absl::StrFormat("%s.%s-%s-%g.%s.jsonl", run.control.audit_log,
+                                              cell.profile, cell.regime, cell.scale, controller);
+    }
     HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
     cell.runs.push_back(Summarize(controller, run.pool.initial_split, r));
     if (hooks.result) hooks.result(cell, cell.runs.back(), r);

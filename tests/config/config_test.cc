@@ -97,6 +97,9 @@ TEST(Config, CrossFieldChecksNameTheKey) {
   ExpectError("router:\n  dns: nodes.local\n", "router.nodes: give either");
   ExpectError("model:\n  num_layers: 64\n  num_heads: 64\nkv:\n  tokens_per_block: 1024\n",
               "kv.tokens_per_block: a KV block");
+  ExpectError("control:\n  kv_shadows: 1\n", "control.kv_shadows: must be 0 (none) or at least 2");
+  ExpectError("control:\n  burst_short_windows: 9\n  burst_long_windows: 9\n",
+              "control.burst_short_windows: must be < burst_long_windows");
 }
 
 TEST(Config, ReportsEveryErrorAtOnce) {

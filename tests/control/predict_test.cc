@@ -23,11 +23,11 @@ FeatureScales UnitScales() {
 }
 
 // A window at split 0.9 with two kinds of answer. 980 search answers: 5 ms (1 in the queue), 2
-// EMB misses each. 20 feed answers: 50 ms (1 in the queue), each recomputing a 4000-token history
-// its user asked for again after 300k other tokens: a KV cache of 300k tokens or more would have
-// held it. EMB reuse times spread evenly up to 2M lookups (LRU's miss ratio falls as the cache
-// grows); K/V reuse times all 300k. A miss costs 0.1 ms, a computed row 5 us: the worker was busy
-// for 0.596 of the window.
+// EMB misses of 4 lookups each (about the LRU miss ratio the EMB reuse times below give at 0.9). 20
+// feed answers: 50 ms (1 in the queue), each recomputing a 4000-token history its user asked for
+// again after 300k other tokens: a KV cache of 300k tokens or more would have held it. EMB reuse
+// times spread evenly up to 2M lookups (LRU's miss ratio falls as the cache grows); K/V reuse times
+// all 300k. A miss costs 0.1 ms, a computed row 5 us: the worker was busy for 0.596 of the window.
 struct Scenario {
   serve::StatsWindow window;
   ReuseHistogram emb, kv;
@@ -49,7 +49,7 @@ Scenario FeedBehindACliff() {
       a.history_tokens = 4000;
       a.reuse = {.kv_reuse_tokens = 300'000, .kv_prefix_tokens = 4000};
     } else {
-      a.emb_lookups = 200;
+      a.emb_lookups = 4;
       a.emb_misses = 2;
     }
     w.latency_us.Record(a.latency_us);
@@ -88,6 +88,46 @@ TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
       PredictSplits(batched.window, batched.emb, batched.kv, UnitScales(), splits);
   EXPECT_DOUBLE_EQ(b[0].p99_us, p[0].p99_us);
   EXPECT_LT(b[2].p99_us, p[2].p99_us);
+}
+
+// With miniature KV caches, the KV side is theirs, interpolated between their splits: here the
+// caches at 0.5 held the feed's histories and those at 0.7 and 0.9 did not, while the reuse times
+// alone say every history is held at every split.
+TEST(PredictSplits, TheMiniatureKvCachesSayWhatEachAnswerWouldReuse) {
+  Scenario s = FeedBehindACliff();
+  s.kv = ReuseHistogram();
+  s.kv.Add(10, 1);
+  s.window.kv_shadow_splits = {0.5, 0.7, 0.9};
+  for (serve::AnswerSample& a : s.window.answers) {
+    if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {4000, 0, 0};
+  }
+  const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5, 0.3};
+  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  ASSERT_EQ(p.size(), 5u);
+  EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
+  EXPECT_GE(p[1].p99_us, 50'000);
+  // 0.6: half way to the cache that held them, 2000 tokens (10 ms) spared; 0.5 and below: 20 ms.
+  EXPECT_NEAR(p[2].p99_us, 40'000, 3'000);
+  EXPECT_NEAR(p[3].p99_us, 30'000, 3'000);
+  EXPECT_NEAR(p[4].p99_us, 30'000, 5'000);
+}
+
+// Where the EMB curve says almost nothing misses at the current split, a smaller cache adds at most
+// an answer's lookups as misses: the change of the miss ratio counts, not a ratio of two miss
+// ratios (which here would multiply every miss by ten million).
+TEST(PredictSplits, AnAnswerMissesAtMostItsLookups) {
+  Scenario s = FeedBehindACliff();
+  s.emb = ReuseHistogram();
+  s.emb.Add(1000, 1);
+  s.emb.AddCold(1e-7);
+  for (serve::AnswerSample& a : s.window.answers) a.reuse.kv_reuse_tokens = -1;  // no K/V reuse
+  const std::vector<double> splits = {0.9, 0.0005};
+  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
+  // Every search answer misses its other 2 lookups (0.2 ms more), the feed's P99 barely moves.
+  EXPECT_GT(p[1].p99_us, 50'000);
+  EXPECT_LT(p[1].p99_us, 60'000);
 }
 
 TEST(PredictiveController, MovesTowardTheBestPredictedSplitAndHoldsWithin) {

@@ -11,14 +11,14 @@ namespace {
 
 TEST(ReuseTracker, AUsersReuseTimeIsTheTokensRequestedSinceItsLastRequest) {
   ReuseTracker t(1.0, /*salt=*/0);
-  const RequestReuse a = t.Observe(/*user_id=*/1, 100, {});
+  const RequestReuse a = t.Observe(/*user_id=*/1, 100, 0, {});
   EXPECT_EQ(a.kv_reuse_tokens, -1) << "first request: cold";
-  t.Observe(2, 50, {});
-  t.Observe(3, 30, {});
-  const RequestReuse again = t.Observe(1, 110, {});
+  t.Observe(2, 50, 0, {});
+  t.Observe(3, 30, 0, {});
+  const RequestReuse again = t.Observe(1, 110, 0, {});
   EXPECT_EQ(again.kv_reuse_tokens, 80);
   EXPECT_EQ(again.kv_prefix_tokens, 100);
-  const RequestReuse shorter = t.Observe(2, 20, {});  // a history that shrank: only 20 reusable
+  const RequestReuse shorter = t.Observe(2, 20, 0, {});  // a history that shrank: only 20 reusable
   EXPECT_EQ(shorter.kv_reuse_tokens, 30 + 110);
   EXPECT_EQ(shorter.kv_prefix_tokens, 20);
   ReuseHistogram emb, kv;
@@ -28,7 +28,7 @@ TEST(ReuseTracker, AUsersReuseTimeIsTheTokensRequestedSinceItsLastRequest) {
   EXPECT_DOUBLE_EQ(kv.total(), 310);
   EXPECT_NEAR(kv.ShareAbove(100), (190.0 + 20) / 310, 1e-12);
   // Take starts afresh, but users are remembered.
-  EXPECT_EQ(t.Observe(3, 30, {}).kv_reuse_tokens, 110 + 20);
+  EXPECT_EQ(t.Observe(3, 30, 0, {}).kv_reuse_tokens, 110 + 20);
   t.Take(&emb, &kv);
   EXPECT_DOUBLE_EQ(kv.total(), 30);
   EXPECT_DOUBLE_EQ(kv.cold(), 0);
@@ -37,8 +37,8 @@ TEST(ReuseTracker, AUsersReuseTimeIsTheTokensRequestedSinceItsLastRequest) {
 TEST(ReuseTracker, IdReuseTimesCountEveryIdLookedUp) {
   ReuseTracker all(1.0, 0);
   const std::vector<int64_t> first = {1, 2, 3}, second = {3, 4, 1};
-  all.Observe(7, 0, first);
-  all.Observe(8, 0, second);
+  all.Observe(7, 0, 0, first);
+  all.Observe(8, 0, 0, second);
   ReuseHistogram emb, kv;
   all.Take(&emb, &kv);
   // 1, 2, 3, 4 cold; 3 again after 3 lookups, 1 after 5.
@@ -50,14 +50,38 @@ TEST(ReuseTracker, IdReuseTimesCountEveryIdLookedUp) {
   ReuseTracker sampled(1.0 / 16, 0);
   std::vector<int64_t> ids;
   for (int64_t id = 0; id < 20'000; ++id) ids.push_back(id);
-  sampled.Observe(1, 0, ids);
-  sampled.Observe(2, 0, ids);
+  sampled.Observe(1, 0, 0, ids);
+  sampled.Observe(2, 0, 0, ids);
   sampled.Take(&emb, &kv);
   EXPECT_NEAR(emb.total(), 40'000, 40'000 * 0.1);
   EXPECT_NEAR(emb.cold() / emb.total(), 0.5, 1e-12);
   // Every reuse is 20000 lookups long.
   EXPECT_DOUBLE_EQ(emb.ShareAbove(19'000), 1.0);
   EXPECT_NEAR(emb.ShareAbove(25'000), 0.5, 1e-12);
+}
+
+TEST(ReuseTracker, AHistoryThatStartsElsewhereReusesNothing) {
+  ReuseTracker t(1.0, 0);
+  t.Observe(1, 100, /*history_start=*/7, {});
+  const RequestReuse cut = t.Observe(1, 80, /*history_start=*/8, {});  // the oldest events dropped
+  EXPECT_EQ(cut.kv_prefix_tokens, 0);
+  EXPECT_EQ(t.Observe(1, 90, 8, {}).kv_prefix_tokens, 80);
+}
+
+// Each miniature KV cache reports the prefix it reused: a cache of 2 blocks of 16 tokens keeps one
+// user of 20 tokens, one of 8 blocks keeps both.
+TEST(ReuseTracker, EachMiniatureKvCacheReportsTheRequestsReuse) {
+  ReuseTracker t(1.0, 0);
+  kv::KvOptions options;
+  options.tokens_per_block = 16;
+  const std::vector<int64_t> blocks = {2, 8};
+  t.ShadowKv(options, /*attention_ratio=*/0.01, blocks);
+  t.Observe(1, 20, 1, {});
+  t.Observe(2, 20, 2, {});
+  const RequestReuse again = t.Observe(1, 30, 1, {});
+  EXPECT_EQ(again.kv_shadow_prefix[0], 0);
+  EXPECT_EQ(again.kv_shadow_prefix[1], 20);
+  EXPECT_EQ(again.kv_shadow_prefix[2], 0) << "no third cache";
 }
 
 }  // namespace

@@ -42,4 +42,14 @@ expect "control.hysteresis: must be" $'simulator:\n  num_nodes: 1' --set control
 expect "unknown key 'control.hysterisis'" $'simulator:\n  num_nodes: 1' --set control.hysterisis=0.1
 expect "expected section.key=value" $'simulator:\n  num_nodes: 1' --set control
 expect "control.policy" $'simulator:\n  num_nodes: 1' --set control.policy.x=1
+# An --out that cannot be a directory stops the run before it starts, named.
+touch "$dir/a-file"
+"$sim" --config "$dir/c.yaml" --out "$dir/a-file" --no-plot --duration 1 > "$dir/stdout" 2> "$dir/stderr"
+rc=$?
+if [[ $rc -ne 2 ]] || ! grep -q -- "--out: cannot make the directory $dir/a-file" "$dir/stderr"; then
+  echo "FAIL: --out: exit $rc, stderr: $(cat "$dir/stderr")"
+  failures=$((failures + 1))
+else
+  echo "ok: --out: $(head -c 160 "$dir/stderr")"
+fi
 exit $((failures > 0))

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
 #include "helm/sim/calibration.h"
 
@@ -212,6 +215,9 @@ TEST(Simulator, ThePredictiveControllerMovesTheSplitWithinBounds) {
   config.simulator.duration_s = config.workload.duration_s = 6;
   config.workload.candidates = 16;
   config.workload.max_users = 50;
+  // Every decision goes to the audit log, on the simulated clock.
+  config.control.audit_log = TempPath("predictive-audit.jsonl");
+  std::remove(config.control.audit_log.c_str());
   const SimResult r = RunOrDie(config);
   EXPECT_EQ(r.completions + r.failures, r.arrivals);
   std::vector<double> previous(r.nodes.size(), 0.9);
@@ -226,6 +232,25 @@ TEST(Simulator, ThePredictiveControllerMovesTheSplitWithinBounds) {
       previous[n] = w.target[n];
     }
   }
+  // A window's targets are those decided at the end of the window before it.
+  std::ifstream audit(config.control.audit_log);
+  for (size_t k = 1; k < r.windows.size(); ++k) {
+    for (size_t n = 0; n < r.nodes.size(); ++n) {
+      std::string line;
+      ASSERT_TRUE(std::getline(audit, line)) << "window " << k << " node " << n;
+      EXPECT_NE(line.find(absl::StrFormat(R"("time_ms":%d,"node":"node-%d")",
+                                          k * config.control.interval_ms, n)),
+                std::string::npos)
+          << line;
+      const size_t at = line.find(R"("new_target":)");
+      ASSERT_NE(at, std::string::npos) << line;
+      EXPECT_NEAR(std::strtod(line.c_str() + at + 13, nullptr), r.windows[k].target[n], 1e-9)
+          << line;
+      EXPECT_NE(line.find(R"("decision":{"policy":"predictive")"), std::string::npos) << line;
+    }
+  }
+  std::string extra;
+  EXPECT_FALSE(std::getline(audit, extra)) << extra;
   EXPECT_TRUE(moved);
 }
 

@@ -38,6 +38,10 @@ struct ControlOptions {
   // share of the window, worth a move (hysteresis and hold_windows as above; a move is `step`
   // where one gain is 3x the other, in proportion otherwise).
   double marginal_min_gain = 0.002;
+  // Predictive (predict.h): how many miniature KV caches (kv/kv_shadow.h) run beside the node's,
+  // at splits spread evenly over [r_min, r_max], to read each answer's reuse at other KV sizes (0,
+  // or 2 to 16); 0: read it off the users' reuse times (AET) instead.
+  int32_t kv_shadows = 10;
   // Oracle: the candidate splits r_min, r_min + oracle_step, ..., r_max.
   double oracle_step = 0.05;
   // "helm": the frozen base policy's file (policy.h), the largest change of the split per window,
@@ -101,6 +105,9 @@ struct ControlOptions {
     v.Field("marginal_min_gain", marginal_min_gain,
             "marginal: smallest gain difference worth a move (share of the window)",
             config::InRange(0.0, 1.0));
+    v.Field("kv_shadows", kv_shadows,
+            "predictive: miniature KV caches at splits over [r_min, r_max] (0: reuse times)",
+            config::InRange<int32_t>(0, 16));
     v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
             config::InRange(0.01, 0.5));
     v.Field("policy_path", policy_path,
@@ -157,6 +164,10 @@ struct ControlOptions {
     if (adapter_probe > adapter_bound && adapter && adapter_step > 0) {
       return absl::InvalidArgumentError(absl::StrCat("adapter_probe: must be <= adapter_bound (",
                                                      adapter_bound, "), got ", adapter_probe));
+    }
+    if (kv_shadows == 1) {
+      return absl::InvalidArgumentError(
+          "kv_shadows: must be 0 (none) or at least 2 (one at r_min and one at r_max), got 1");
     }
     return absl::OkStatus();
   }

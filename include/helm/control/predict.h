@@ -3,7 +3,10 @@
 // both caches' miss-ratio curves, read off their reuse times (serve/reuse.h, AET).
 //
 // At split r, for an answer of the window (taken at the committed split r0):
-//   EMB   its misses x m(r) / m(r0), m the EMB miss-ratio curve at r x pool / row bytes;
+//   EMB   its misses plus its lookups x (m(r) - m(r0)), within [0, lookups], m the EMB
+//         miss-ratio curve at r x pool / row bytes (a change of the miss ratio, not a ratio of
+//         them: the curve's own level is LRU's, below what TinyLFU and the sampled ids show, and
+//         a ratio of two small miss ratios is no measure of anything);
 //   KV    its user's previous history is held at r when the user's reuse time is below the KV
 //         cache's eviction time T(r) at (1 - r) x pool / token bytes; it is recomputed when held at
 //         r0 and not at r, and spared when the other way round;

@@ -201,6 +201,8 @@ class NodeCore {
   NodeStateUpdate BaseState() const;
   EmbSummary BuildSummary() const;
   void RecordAnswer(const RankJob& job, int64_t latency_us);
+  // Starts the reuse tracker's miniature KV caches (control.kv_shadows), once, from Create.
+  void ShadowKvCache(const config::Config& config);
 
   const config::Config config_;
   Clock* const clock_;
@@ -233,6 +235,8 @@ class NodeCore {
   AnswerReservoir answers_ ABSL_GUARDED_BY(answers_mu_);
   absl::Mutex reuse_mu_ ABSL_ACQUIRED_AFTER(answers_mu_);
   std::unique_ptr<ReuseTracker> reuse_ ABSL_GUARDED_BY(reuse_mu_);
+  // The splits of the tracker's miniature KV caches (control.kv_shadows; empty: none), set once.
+  std::vector<double> kv_shadow_splits_;
 
   mutable absl::Mutex window_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);
   int64_t window_start_us_ ABSL_GUARDED_BY(window_mu_) = 0;

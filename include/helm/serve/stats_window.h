@@ -82,6 +82,9 @@ struct StatsWindow {
   std::vector<AnswerSample> answers;
   ReuseHistogram emb_reuse;
   ReuseHistogram kv_reuse;
+  // The splits whose miniature KV caches' reuse each answer carries (RequestReuse::
+  // kv_shadow_prefix), ascending; empty when none ran.
+  std::vector<double> kv_shadow_splits;
 
   double seconds() const { return end_us > start_us ? (end_us - start_us) / 1e6 : 0.0; }
   double arrival_rate_per_s() const;
