@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+
+#include "helm/kv/kv_shadow.h"
 
 namespace helm::control {
 namespace {
@@ -29,10 +32,10 @@ ShadowPoint LocateShadow(absl::Span<const double> shadow_splits, double r) {
   return {.lower = upper - 1, .upper_weight = (r - lo) / (hi - lo)};
 }
 
-// The tokens the answer's request reused in a KV cache of split r, interpolated between caches.
-double ShadowReuse(const serve::AnswerSample& a, ShadowPoint p) {
-  const auto& reused = a.reuse.kv_shadow_prefix;
-  return (1 - p.upper_weight) * reused[p.lower] + p.upper_weight * reused[p.lower + 1];
+// f(i) of the miniature cache i, interpolated to split p.
+template <class F>
+double Interpolate(ShadowPoint p, F f) {
+  return (1 - p.upper_weight) * f(p.lower) + p.upper_weight * f(p.lower + 1);
 }
 
 }  // namespace
@@ -44,7 +47,27 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   const size_t n = w.answers.size();
   if (n == 0) return out;
   const double r0 = w.committed_split;
-  const double miss_us = FetchNsPerMiss(w) / 1e3, row_us = ComputeNsPerRow(w) / 1e3;
+  const double miss_us = FetchNsPerMiss(w) / 1e3;
+  // A recomputed prefix of p tokens costs RecomputeUnits(0, p) x the window's time per unit (the
+  // later a token, the more it attends to); by the time per row when the window counted no units.
+  const bool by_units = w.requests.computed_units > 0;
+  const double unit_us = (by_units ? ComputeNsPerUnit(w) : ComputeNsPerRow(w)) / 1e3;
+  const double ratio = by_units ? s.attention_ratio : 0.0;
+  const auto recompute_us = [&](double tokens) {
+    return kv::RecomputeUnits(0, tokens, ratio) * unit_us;
+  };
+  // What the answer's request, and its whole batch, would have recomputed at split p had the KV
+  // cache reused what miniature cache i did (BatchTotals: sum p + ratio x sum p (p - 1) / 2).
+  const auto own_recompute_us = [&](const serve::AnswerSample& a, ShadowPoint p) {
+    return Interpolate(p, [&](size_t i) { return recompute_us(a.reuse.kv_shadow_prefix[i]); });
+  };
+  const auto batch_recompute_us = [&](const serve::AnswerSample& a, ShadowPoint p) {
+    return Interpolate(p,
+                       [&](size_t i) {
+                         return a.batch.shadow_tokens[i] + ratio * a.batch.shadow_pairs[i];
+                       }) *
+           unit_us;
+  };
   const auto emb_rows = [&](double r) { return r * s.pool_bytes / s.emb_row_bytes; };
   const auto kv_tokens = [&](double r) { return (1 - r) * s.pool_bytes / s.kv_token_bytes; };
   const double m0 = emb.MissRatio(emb_rows(r0));
@@ -67,7 +90,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   // The KV side from the miniature caches' reuse when they ran, else from the reuse times (AET).
   const bool shadows = w.kv_shadow_splits.size() >= 2;
   const ShadowPoint p0 = LocateShadow(w.kv_shadow_splits, r0);
-  std::vector<double> delta(n), latency(n);
+  std::vector<double> delta(n), batch_delta(n), latency(n);
   for (double r : splits) {
     const double emb_change = emb.MissRatio(emb_rows(r)) - m0;
     const double t = kv.EvictionTime(kv_tokens(r));
@@ -79,14 +102,23 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
                                             static_cast<double>(a.emb_lookups));
       double d = (misses_at_r - a.emb_misses) * miss_us;
       if (shadows) {
-        d += (ShadowReuse(a, p0) - ShadowReuse(a, p)) * row_us;
+        d += own_recompute_us(a, p0) - own_recompute_us(a, p);
       } else if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
         const int held_now = reuse < t0, held_at_r = reuse < t;
-        d += (held_now - held_at_r) * a.reuse.kv_prefix_tokens * row_us;
+        d += (held_now - held_at_r) * recompute_us(static_cast<double>(a.reuse.kv_prefix_tokens));
       }
       delta[i] = d;
       delta_sum += d;
+      if (shadows && a.batch.size > 0) {  // the batch's own change, this answer's included
+        const double batch_misses_at_r =
+            std::clamp(a.batch.emb_misses + a.batch.emb_lookups * emb_change, 0.0,
+                       static_cast<double>(a.batch.emb_lookups));
+        batch_delta[i] = (batch_misses_at_r - a.batch.emb_misses) * miss_us +
+                         batch_recompute_us(a, p0) - batch_recompute_us(a, p);
+      } else {  // else its own and the mean batch-mate's (below)
+        batch_delta[i] = std::numeric_limits<double>::quiet_NaN();
+      }
     }
     // A batch takes its members' time together: an answer's batch-mates' changes are its own too.
     const double mates_delta = batch_mates * delta_sum / static_cast<double>(n);
@@ -97,7 +129,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       const serve::AnswerSample& a = w.answers[i];
       latency[i] =
           std::max(0.0, a.queue_us * wait_scale + static_cast<double>(a.latency_us - a.queue_us) +
-                            delta[i] + mates_delta);
+                            (std::isnan(batch_delta[i]) ? delta[i] + mates_delta : batch_delta[i]));
     }
     out.push_back(
         SplitPrediction{.split = r, .p99_us = QuantileOf(latency, 0.99), .utilisation = rho});

@@ -51,6 +51,7 @@ absl::StatusOr<control::FeatureScales> FeatureScalesForConfig(const config::Conf
   scales.kv_token_bytes = double(dims.block_bytes()) / std::max(1, dims.tokens_per_block);
   scales.queue_capacity = config.node.queue_capacity;
   scales.workers = config.node.workers;
+  scales.attention_ratio = model::KvAttentionRatio(config.model);
   return scales;
 }
 
@@ -59,6 +60,7 @@ NodeCore::NodeCore(const config::Config& config, Clock* clock)
       clock_(clock),
       queue_(QueueOptions(config.node), clock),
       window_latency_(std::make_unique<LatencyHistogram>()),
+      attention_ratio_(model::KvAttentionRatio(config.model)),
       track_reuse_(config.control.policy == "predictive"),
       answers_(kWindowAnswerSamples, /*seed=*/0x616e73776572ull),
       last_window_(std::make_unique<StatsWindow>()) {
@@ -86,7 +88,7 @@ void NodeCore::ShadowKvCache(const config::Config& config) {
     capacity_blocks.push_back((n - std::lround(split * n)) * blocks_per_chunk);
   }
   absl::MutexLock lock(&reuse_mu_);
-  reuse_->ShadowKv(config.kv, model::KvAttentionRatio(config.model), capacity_blocks);
+  reuse_->ShadowKv(config.kv, attention_ratio_, capacity_blocks);
 }
 
 absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config& config,
@@ -155,7 +157,8 @@ void NodeCore::RecordAnswer(const RankJob& job, int64_t latency_us) {
                             .emb_misses = out.emb_misses,
                             .history_tokens = out.cached_tokens + out.computed_tokens,
                             .cached_tokens = out.cached_tokens,
-                            .reuse = job.reuse});
+                            .reuse = job.reuse,
+                            .batch = job.batch});
 }
 
 void NodeCore::RunBatch(Worker& worker, absl::Span<QueuedJob* const> batch) {
@@ -216,11 +219,33 @@ void NodeCore::CompleteBatch(Worker& worker, PreparedBatch& batch) {
     std::vector<Prepared*> prepared;
     prepared.reserve(jobs.size());
     int64_t rows = 0;  // counted before the answers hand the jobs back
+    double units = 0;
     for (RankJob* job : jobs) {
       prepared.push_back(&job->prepared);
-      rows += job->prepared.suffix_tokens() + job->prepared.num_candidates();
+      const int64_t history = job->input.history_length();
+      const int64_t suffix = job->prepared.suffix_tokens();
+      const int64_t candidates = job->prepared.num_candidates();
+      rows += suffix + candidates;
+      units += kv::RecomputeUnits(static_cast<double>(history - suffix),
+                                  static_cast<double>(history), attention_ratio_) +
+               static_cast<double>(candidates) * (1 + attention_ratio_ * history);
     }
     computed_rows_.fetch_add(rows, std::memory_order_relaxed);
+    computed_units_.fetch_add(std::llround(units), std::memory_order_relaxed);
+    if (track_reuse_) {
+      BatchTotals totals{.size = static_cast<int32_t>(jobs.size())};
+      for (const RankJob* job : jobs) {
+        totals.emb_lookups +=
+            static_cast<int32_t>(job->prepared.emb_hits() + job->prepared.emb_misses());
+        totals.emb_misses += static_cast<int32_t>(job->prepared.emb_misses());
+        for (int i = 0; i < kMaxKvShadows; ++i) {
+          const double p = job->reuse.kv_shadow_prefix[i];
+          totals.shadow_tokens[i] += static_cast<float>(p);
+          totals.shadow_pairs[i] += static_cast<float>(p * (p - 1) / 2);
+        }
+      }
+      for (RankJob* job : jobs) job->batch = totals;
+    }
     absl::StatusOr<std::vector<model::ForwardResult>> results = engine_->Compute(worker, prepared);
     for (size_t i = 0; i < jobs.size(); ++i) {
       RankJob* job = jobs[i];
@@ -320,6 +345,7 @@ NodeCounters NodeCore::counters() const {
   c.batches = batches_.load(std::memory_order_relaxed);
   c.batched_requests = batched_requests_.load(std::memory_order_relaxed);
   c.computed_rows = computed_rows_.load(std::memory_order_relaxed);
+  c.computed_units = computed_units_.load(std::memory_order_relaxed);
   c.compute_us = compute_us_.load(std::memory_order_relaxed);
   return c;
 }

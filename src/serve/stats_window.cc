@@ -16,6 +16,7 @@ NodeCounters NodeCounters::operator-(const NodeCounters& o) const {
   d.batches = batches - o.batches;
   d.batched_requests = batched_requests - o.batched_requests;
   d.computed_rows = computed_rows - o.computed_rows;
+  d.computed_units = computed_units - o.computed_units;
   d.compute_us = compute_us - o.compute_us;
   return d;
 }

@@ -112,6 +112,49 @@ TEST(PredictSplits, TheMiniatureKvCachesSayWhatEachAnswerWouldReuse) {
   EXPECT_NEAR(p[4].p99_us, 30'000, 5'000);
 }
 
+// A recomputed prefix is priced by its work: its token at position t costs 1 + ratio x t units,
+// at the window's time per unit. With ratio 0.001 the feed's 4000-token recomputes are 20 x 11998
+// units for the window's 400 ms of rows, so the first 2000 tokens (3999 units) are worth 6.7 ms,
+// not the 10 ms that 2000 rows at the window's 5 us a row would say.
+TEST(PredictSplits, ARecomputedPrefixIsPricedByItsAttentionWork) {
+  Scenario s = FeedBehindACliff();
+  s.window.requests.computed_units = 20 * 11'998;
+  s.window.kv_shadow_splits = {0.5, 0.9};
+  for (serve::AnswerSample& a : s.window.answers) {
+    if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {2000, 0};
+  }
+  FeatureScales scales = UnitScales();
+  scales.attention_ratio = 0.001;
+  const std::vector<double> splits = {0.9, 0.5};
+  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, scales, splits);
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
+  EXPECT_NEAR(p[1].p99_us, 50'000 - 6'667, 1'500);
+}
+
+// A batch takes its members' time together: a feed answer whose own history no cache would hold
+// still waits for its batch-mate's, which the cache at 0.5 would.
+TEST(PredictSplits, AnAnswerTakesItsBatchsChange) {
+  Scenario s = FeedBehindACliff();
+  s.window.kv_shadow_splits = {0.5, 0.9};
+  for (serve::AnswerSample& a : s.window.answers) {
+    a.batch.size = 1;
+    if (a.history_tokens > 0) {
+      a.batch.size = 2;
+      a.batch.shadow_tokens = {4000, 0};
+      a.batch.shadow_pairs = {4000.0f * 3999 / 2, 0};
+    }
+  }
+  const std::vector<double> splits = {0.9, 0.5};
+  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  ASSERT_EQ(p.size(), 2u);
+  EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
+  EXPECT_NEAR(p[1].p99_us, 30'000, 2'000);
+  // Without the batches' totals, only its own: nothing changes for the feed.
+  for (serve::AnswerSample& a : s.window.answers) a.batch = serve::BatchTotals();
+  EXPECT_GE(PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits)[1].p99_us, 50'000);
+}
+
 // Where the EMB curve says almost nothing misses at the current split, a smaller cache adds at most
 // an answer's lookups as misses: the change of the miss ratio counts, not a ratio of two miss
 // ratios (which here would multiply every miss by ten million).

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "helm/model/kv_geometry.h"
 
 namespace helm::serve {
 namespace {
@@ -144,6 +145,10 @@ TEST(NodeCore, APassedDeadlineIsAnsweredWithoutCompute) {
   EXPECT_EQ(c.deadline_exceeded, 1);
   EXPECT_EQ(c.batched_requests, 1);
   EXPECT_EQ(c.computed_rows, 100 + 8) << "the fine job's uncached history and its candidates";
+  // In recompute units: history token t costs 1 + ratio x t, a candidate 1 + ratio x 100.
+  const double ratio = model::KvAttentionRatio(SmallConfig(4).model);
+  ASSERT_GT(ratio, 0);
+  EXPECT_EQ(c.computed_units, std::llround(100 + ratio * 100 * 99 / 2 + 8 * (1 + ratio * 100)));
 }
 
 TEST(NodeCore, QueueTimeIncludesTheBatchingWait) {
@@ -227,7 +232,20 @@ TEST(NodeCore, APredictiveNodeSamplesItsAnswersAndTheCachesReuseTimes) {
   const StatsWindow w = (*core)->CloseWindow();
   ASSERT_EQ(static_cast<int64_t>(w.answers.size()), w.requests.completions);
   int64_t lookups = 0, misses = 0, history = 0, cached = 0, returning = 0;
+  double batch_lookups = 0, batch_misses = 0;             // each batch's totals, once a batch
+  int64_t reused_in_largest = 0, reused_in_smallest = 0;  // KV caches at r_min and at r_max
+  ASSERT_EQ(w.kv_shadow_splits.size(), static_cast<size_t>(config.control.kv_shadows));
   for (const AnswerSample& a : w.answers) {
+    ASSERT_GE(a.batch.size, 1);
+    EXPECT_GE(a.batch.emb_lookups, a.emb_lookups);
+    batch_lookups += static_cast<double>(a.batch.emb_lookups) / a.batch.size;
+    batch_misses += static_cast<double>(a.batch.emb_misses) / a.batch.size;
+    for (size_t i = 0; i < w.kv_shadow_splits.size(); ++i) {
+      EXPECT_LE(a.reuse.kv_shadow_prefix[i], a.history_tokens);
+      EXPECT_GE(a.batch.shadow_tokens[i], a.reuse.kv_shadow_prefix[i]);
+    }
+    reused_in_largest += a.reuse.kv_shadow_prefix[0];
+    reused_in_smallest += a.reuse.kv_shadow_prefix[w.kv_shadow_splits.size() - 1];
     lookups += a.emb_lookups;
     misses += a.emb_misses;
     history += a.history_tokens;
@@ -238,6 +256,9 @@ TEST(NodeCore, APredictiveNodeSamplesItsAnswersAndTheCachesReuseTimes) {
   }
   EXPECT_EQ(lookups, w.emb.lookups);
   EXPECT_EQ(misses, w.emb.misses);
+  EXPECT_GT(reused_in_largest, reused_in_smallest);
+  EXPECT_NEAR(batch_lookups, static_cast<double>(lookups), 1e-6 * lookups);
+  EXPECT_NEAR(batch_misses, static_cast<double>(misses), 1e-6 * lookups + 1e-9);
   EXPECT_EQ(history, w.kv.requested_tokens);
   EXPECT_EQ(cached, w.kv.hit_tokens);
   EXPECT_GT(returning, 100) << "64 users, 200 requests";

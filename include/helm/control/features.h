@@ -56,6 +56,9 @@ struct FeatureScales {
   double kv_token_bytes = 1;  // bytes of one token's K/V in the pool
   double queue_capacity = 1;
   double workers = 1;  // compute workers (node.workers): the predictive controller's utilisation
+  // The model's attention work per earlier token over a token's linear work
+  // (model::KvAttentionRatio): the predictive controller prices a recomputed prefix with it.
+  double attention_ratio = 0;
   double short_windows = 3;  // EWMA spans, in windows (Knative's panic window is 1/10 the stable)
   double long_windows = 30;
 };
@@ -64,6 +67,8 @@ struct FeatureScales {
 // ((compute_us - fetch time) / computed_rows), in ns; 0 without misses or rows.
 double FetchNsPerMiss(const serve::StatsWindow& window);
 double ComputeNsPerRow(const serve::StatsWindow& window);
+// The same time per recompute unit (NodeCounters::computed_units); 0 without units.
+double ComputeNsPerUnit(const serve::StatsWindow& window);
 // The value at quantile q of `v` by rank (element ceil(q n) - 1); reorders v. REQUIRES: v not
 // empty.
 double QuantileOf(std::vector<double>& v, double q);

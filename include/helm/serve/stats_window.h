@@ -3,6 +3,7 @@
 // read StatsWindow.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -25,15 +26,31 @@ struct NodeCounters {
   int64_t batches = 0;            // forwards run
   int64_t batched_requests = 0;   // requests in those forwards
   int64_t compute_us = 0;         // time spent in those batches (prepare to last answer)
+  int64_t computed_units = 0;     // the same rows' work in recompute units (kv::RecomputeUnits:
+                                  // a history token at position t 1 + ratio x t, a candidate of a
+                                  // history of h tokens 1 + ratio x h)
   int64_t computed_rows = 0;      // rows those forwards computed: uncached history tokens and
                                   // candidates (what a recomputed token costs: control/features.h)
 
   NodeCounters operator-(const NodeCounters& o) const;
 };
 
+// What an answer's whole batch (itself included) looked up, missed and would have reused in each
+// miniature KV cache: a batch takes its members' time together, so the predictive controller
+// replays the batch's change for each of its answers. Per cache i, with p a member's reused
+// prefix there (RequestReuse::kv_shadow_prefix): the sums of p and of p (p - 1) / 2, whose
+// recompute work is then sum p + ratio x sum p (p - 1) / 2 (kv::RecomputeUnits) for any ratio.
+struct BatchTotals {
+  int32_t size = 0;  // members; 0: not known
+  int32_t emb_lookups = 0;
+  int32_t emb_misses = 0;
+  std::array<float, kMaxKvShadows> shadow_tokens{};
+  std::array<float, kMaxKvShadows> shadow_pairs{};
+};
+
 // One OK answer of a window, as the predictive split controller reads it (control/predict.h): its
 // latency and its wait in the queue, its EMB lookups and misses, its history and the part of it the
-// KV cache held, and its user's K/V reuse time (reuse_tracker.h).
+// KV cache held, its user's K/V reuse time (reuse_tracker.h), and its batch's totals.
 struct AnswerSample {
   int64_t latency_us = 0;
   int64_t queue_us = 0;
@@ -42,6 +59,7 @@ struct AnswerSample {
   int32_t history_tokens = 0;
   int32_t cached_tokens = 0;
   RequestReuse reuse;
+  BatchTotals batch;
 };
 
 // A uniform sample of at most `capacity` of a window's answers (reservoir sampling, Vitter's
