@@ -5,8 +5,13 @@
 // process. Each decision is
 // timed alone (steady_clock around Decide); its window is copied in just before (untimed).
 // The predictive controller replays a window's sampled answers at every split of its grid: it is
-// timed on windows that carry the most answers a node samples (4096) and both reuse histograms,
-// HELM_RESULT predictive_decision_p99_us (once a window, off the request path).
+// timed on windows that carry the most answers a node samples (4096), their miniature KV caches'
+// reuse and their batches' totals, and both reuse histograms,
+// HELM_RESULT predictive_decision_p99_us (once a window, off the request path). Its cost on the
+// request path, the tracker's work per request with its 10 miniature KV caches, is
+// HELM_RESULT predictive_observe_ns, against the tracker without them side by side
+// (predictive_observe_vs_no_kv_caches); the caches' replay of the window's requests, on the
+// control thread, HELM_RESULT predictive_replay_ns a request.
 // HELM_RESULT decision_p99_ns is the full helm decision. The paper reports 32 us.
 // The base policy's forward alone is timed against a plain scalar forward of the same weights
 // (one output at a time, [out][in] rows), hot in cache: HELM_RESULT mlp_forward_vs_scalar.
@@ -21,6 +26,7 @@
 #include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
 #include "helm/control/split_controller.h"
+#include "helm/serve/reuse_tracker.h"
 
 namespace {
 
@@ -54,7 +60,8 @@ std::vector<helm::serve::StatsWindow> Windows(int n, uint64_t seed) {
 }
 
 // Windows for the predictive controller: 4096 sampled answers (a tenth returning users with long
-// histories), both reuse-time histograms filled, and the counters its prices come from.
+// histories) in batches of 4, the 10 miniature KV caches' reuse of each (and of its batch), both
+// reuse-time histograms filled, and the counters its prices come from.
 std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
   std::vector<helm::serve::StatsWindow> out = Windows(n, seed);
   std::mt19937_64 rng(seed + 1);
@@ -62,14 +69,35 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
   for (auto& w : out) {
     w.requests.batches = w.requests.completions / 4 + 1;
     w.requests.batched_requests = w.requests.completions;
+    w.requests.computed_units = w.requests.computed_rows * 3;
+    for (int s = 0; s < 10; ++s) w.kv_shadow_splits.push_back(0.05 + 0.1 * s);
     for (int i = 0; i < 4096; ++i) {
       helm::serve::AnswerSample a;
       a.latency_us = latency(rng);
       a.queue_us = a.latency_us / 10;
       a.emb_lookups = 256;
       a.emb_misses = static_cast<int32_t>(rng() % 64);
-      if (i % 10 == 0) a.reuse = {.kv_reuse_tokens = reuse(rng), .kv_prefix_tokens = 4096};
+      if (i % 10 == 0) {
+        a.reuse = {.kv_reuse_tokens = reuse(rng), .kv_prefix_tokens = 4096};
+        // Held by the caches up to a random size (the larger splits' caches are the smaller).
+        const int held_up_to = static_cast<int>(rng() % 11);
+        for (int s = 0; s < held_up_to; ++s) a.reuse.kv_shadow_prefix[s] = 4096;
+      }
       w.answers.push_back(a);
+    }
+    for (size_t i = 0; i < w.answers.size(); i += 4) {  // batches of 4
+      helm::serve::BatchTotals batch{.size = 4};
+      for (size_t j = i; j < i + 4; ++j) {
+        const helm::serve::AnswerSample& a = w.answers[j];
+        batch.emb_lookups += a.emb_lookups;
+        batch.emb_misses += a.emb_misses;
+        for (int s = 0; s < 10; ++s) {
+          const float p = static_cast<float>(a.reuse.kv_shadow_prefix[s]);
+          batch.shadow_tokens[s] += p;
+          batch.shadow_pairs[s] += p * (p - 1) / 2;
+        }
+      }
+      for (size_t j = i; j < i + 4; ++j) w.answers[j].batch = batch;
     }
     for (int i = 0; i < 20000; ++i) {
       w.emb_reuse.Add(reuse(rng) >> 6, 16);
@@ -79,6 +107,45 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
     w.kv_reuse.AddCold(1e6);
   }
   return out;
+}
+
+// The predictive controller's cost per request on the node: ReuseTracker::Observe (BeginBatch,
+// under a mutex: the request path) for a request of a user among 64k, with a history of about
+// 1000 tokens and 256 ids looked up, with `shadows` miniature KV caches (10 by default, at the
+// splits 0.05 to 0.95 of a KV cache of 2M blocks of 16 tokens, about half the users' 64M tokens);
+// and the caches' replay of those requests (ReuseTracker::Replay, the control thread, once a
+// window of 2000 requests). ns a request, each.
+struct ObserveCost {
+  double observe_ns, replay_ns;
+};
+
+ObserveCost ObserveNs(int shadows, int requests) {
+  helm::serve::ReuseTracker tracker(1.0 / 16, /*salt=*/1);
+  helm::kv::KvOptions kv;
+  kv.tokens_per_block = 16;
+  std::vector<int64_t> capacity_blocks;
+  for (int s = 0; s < shadows; ++s) capacity_blocks.push_back(std::llround((0.95 - 0.1 * s) * 2e6));
+  tracker.ShadowKv(kv, /*attention_ratio=*/0.001, capacity_blocks);
+  std::mt19937_64 rng(5);
+  std::vector<int64_t> history(1 << 16, 0), ids(256);
+  double observe_ns = 0, replay_ns = 0;
+  for (int i = 0; i < requests; ++i) {
+    const int64_t user = static_cast<int64_t>(rng() % history.size());
+    history[static_cast<size_t>(user)] += 1 + static_cast<int64_t>(rng() % 64);
+    if (history[static_cast<size_t>(user)] > 2000) history[static_cast<size_t>(user)] = 1000;
+    for (int64_t& id : ids) id = static_cast<int64_t>(rng() % 10'000'000);
+    const auto t0 = std::chrono::steady_clock::now();
+    tracker.Observe(user, history[static_cast<size_t>(user)], static_cast<uint64_t>(user), ids,
+                    i / 16);
+    const auto t1 = std::chrono::steady_clock::now();
+    observe_ns += std::chrono::duration<double, std::nano>(t1 - t0).count();
+    if (i % 2000 == 1999) {
+      tracker.Replay();
+      replay_ns +=
+          std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t1).count();
+    }
+  }
+  return {observe_ns / requests, replay_ns / requests};
 }
 
 struct Timing {
@@ -195,11 +262,23 @@ int main() {
   std::printf("%-34s %10.0f %10.0f\n", "predictive (4096 answers, 46 splits)", p.p50_ns, p.p99_ns);
   std::printf("%-34s %10.0f ns (scalar forward %.0f ns)\n", "base policy forward alone, hot",
               forward_ns, scalar_ns);
+  constexpr int kObserves = 400'000;
+  ObserveNs(10, kObserves / 4);  // warm-up
+  const ObserveCost without = ObserveNs(0, kObserves);
+  const ObserveCost with = ObserveNs(10, kObserves);
+  std::printf(
+      "%-34s %10.0f ns a request (%.0f ns without the KV caches); their replay %.0f ns "
+      "a request on the control thread\n",
+      "predictive tracker, 10 KV caches", with.observe_ns, without.observe_ns, with.replay_ns);
   std::printf("HELM_RESULT decision_p99_ns %.0f\n", h.p99_ns);
   std::printf("HELM_RESULT decision_base_p99_ns %.0f\n", a.p99_ns);
   std::printf("HELM_RESULT decision_p99_vs_heuristic %.2f\n", h.p99_ns / b.p99_ns);
   std::printf("HELM_RESULT mlp_forward_ns %.0f\n", forward_ns);
   std::printf("HELM_RESULT mlp_forward_vs_scalar %.2f\n", forward_ns / scalar_ns);
   std::printf("HELM_RESULT predictive_decision_p99_us %.0f\n", p.p99_ns / 1000);
+  std::printf("HELM_RESULT predictive_observe_ns %.0f\n", with.observe_ns);
+  std::printf("HELM_RESULT predictive_observe_vs_no_kv_caches %.2f\n",
+              with.observe_ns / without.observe_ns);
+  std::printf("HELM_RESULT predictive_replay_ns %.0f\n", with.replay_ns);
   return 0;
 }

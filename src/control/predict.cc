@@ -56,17 +56,24 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   const auto recompute_us = [&](double tokens) {
     return kv::RecomputeUnits(0, tokens, ratio) * unit_us;
   };
-  // What the answer's request, and its whole batch, would have recomputed at split p had the KV
-  // cache reused what miniature cache i did (BatchTotals: sum p + ratio x sum p (p - 1) / 2).
-  const auto own_recompute_us = [&](const serve::AnswerSample& a, ShadowPoint p) {
-    return Interpolate(p, [&](size_t i) { return recompute_us(a.reuse.kv_shadow_prefix[i]); });
+  // The work the answer's request, and its whole batch, would have spared had the KV cache reused
+  // what miniature cache k did (BatchTotals: sum p + ratio x sum p (p - 1) / 2), in us, once a
+  // decision: own_us[i * caches + k], batch_us[i * caches + k].
+  const size_t caches = std::min<size_t>(w.kv_shadow_splits.size(), serve::kMaxKvShadows);
+  std::vector<double> own_us(n * caches), batch_us(n * caches);
+  for (size_t i = 0; i < n; ++i) {
+    const serve::AnswerSample& a = w.answers[i];
+    for (size_t k = 0; k < caches; ++k) {
+      own_us[i * caches + k] = recompute_us(a.reuse.kv_shadow_prefix[k]);
+      batch_us[i * caches + k] =
+          (a.batch.shadow_tokens[k] + ratio * a.batch.shadow_pairs[k]) * unit_us;
+    }
+  }
+  const auto own_spared_us = [&](size_t i, ShadowPoint p) {
+    return Interpolate(p, [&](size_t k) { return own_us[i * caches + k]; });
   };
-  const auto batch_recompute_us = [&](const serve::AnswerSample& a, ShadowPoint p) {
-    return Interpolate(p,
-                       [&](size_t i) {
-                         return a.batch.shadow_tokens[i] + ratio * a.batch.shadow_pairs[i];
-                       }) *
-           unit_us;
+  const auto batch_spared_us = [&](size_t i, ShadowPoint p) {
+    return Interpolate(p, [&](size_t k) { return batch_us[i * caches + k]; });
   };
   const auto emb_rows = [&](double r) { return r * s.pool_bytes / s.emb_row_bytes; };
   const auto kv_tokens = [&](double r) { return (1 - r) * s.pool_bytes / s.kv_token_bytes; };
@@ -88,7 +95,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   for (const serve::AnswerSample& a : w.answers) service0 += a.latency_us - a.queue_us;
 
   // The KV side from the miniature caches' reuse when they ran, else from the reuse times (AET).
-  const bool shadows = w.kv_shadow_splits.size() >= 2;
+  const bool shadows = caches >= 2;
   const ShadowPoint p0 = LocateShadow(w.kv_shadow_splits, r0);
   std::vector<double> delta(n), batch_delta(n), latency(n);
   for (double r : splits) {
@@ -102,7 +109,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
                                             static_cast<double>(a.emb_lookups));
       double d = (misses_at_r - a.emb_misses) * miss_us;
       if (shadows) {
-        d += own_recompute_us(a, p0) - own_recompute_us(a, p);
+        d += own_spared_us(i, p0) - own_spared_us(i, p);
       } else if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
         const int held_now = reuse < t0, held_at_r = reuse < t;
@@ -115,7 +122,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
             std::clamp(a.batch.emb_misses + a.batch.emb_lookups * emb_change, 0.0,
                        static_cast<double>(a.batch.emb_lookups));
         batch_delta[i] = (batch_misses_at_r - a.batch.emb_misses) * miss_us +
-                         batch_recompute_us(a, p0) - batch_recompute_us(a, p);
+                         batch_spared_us(i, p0) - batch_spared_us(i, p);
       } else {  // else its own and the mean batch-mate's (below)
         batch_delta[i] = std::numeric_limits<double>::quiet_NaN();
       }

@@ -175,6 +175,8 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
   // A deadline that has passed costs no work; the rest are prepared (KV lease, EMB lookup).
   std::vector<RankJob*> jobs;
   jobs.reserve(batch.size());
+  const int64_t batch_id =
+      track_reuse_ ? next_batch_id_.fetch_add(1, std::memory_order_relaxed) : -1;
   for (QueuedJob* queued : batch) {
     RankJob* job = static_cast<RankJob*>(queued);
     if (absl::Status abandoned = Abandoned(*job, out.start_us); !abandoned.ok()) {
@@ -193,8 +195,8 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
               ? HistoryStartFingerprint(in.history_item_ids[0], in.history_actions[0],
                                         in.history_timestamps_ms[0])
               : 0;
-      job->reuse =
-          reuse_->Observe(in.user_id, in.history_length(), start, job->prepared.looked_up_ids());
+      job->reuse = reuse_->Observe(in.user_id, in.history_length(), start,
+                                   job->prepared.looked_up_ids(), batch_id);
     }
     jobs.push_back(job);
   }
@@ -238,12 +240,8 @@ void NodeCore::CompleteBatch(Worker& worker, PreparedBatch& batch) {
         totals.emb_lookups +=
             static_cast<int32_t>(job->prepared.emb_hits() + job->prepared.emb_misses());
         totals.emb_misses += static_cast<int32_t>(job->prepared.emb_misses());
-        for (int i = 0; i < kMaxKvShadows; ++i) {
-          const double p = job->reuse.kv_shadow_prefix[i];
-          totals.shadow_tokens[i] += static_cast<float>(p);
-          totals.shadow_pairs[i] += static_cast<float>(p * (p - 1) / 2);
-        }
       }
+      // The miniature KV caches' sums come when the window closes (ReuseTracker::Replay).
       for (RankJob* job : jobs) job->batch = totals;
     }
     absl::StatusOr<std::vector<model::ForwardResult>> results = engine_->Compute(worker, prepared);
@@ -391,6 +389,17 @@ StatsWindow NodeCore::CloseWindow() {
     absl::MutexLock lock(&reuse_mu_);
     reuse_->Take(&w->emb_reuse, &w->kv_reuse);
     w->kv_shadow_splits = kv_shadow_splits_;
+    // The miniature KV caches run the window's requests now, off the request path, and each
+    // sampled answer gets its own reuse and its batch's.
+    if (!kv_shadow_splits_.empty()) {
+      reuse_->Replay();
+      for (AnswerSample& a : w->answers) {
+        BatchShadowSums sums;
+        if (!reuse_->FillShadowReuse(&a.reuse, &sums)) continue;
+        a.batch.shadow_tokens = sums.tokens;
+        a.batch.shadow_pairs = sums.pairs;
+      }
+    }
   }
   w->queue_depth = load.queue_depth;
   w->in_flight = load.in_flight;

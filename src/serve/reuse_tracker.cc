@@ -20,7 +20,7 @@ void ReuseTracker::ShadowKv(const kv::KvOptions& options, double attention_ratio
 }
 
 RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens, uint64_t history_start,
-                                   absl::Span<const int64_t> ids) {
+                                   absl::Span<const int64_t> ids, int64_t batch) {
   const double id_weight = 1.0 / sampler_.rate();
   for (int64_t id : ids) {
     ++id_clock_;
@@ -51,11 +51,47 @@ RequestReuse ReuseTracker::Observe(int64_t user_id, int64_t history_tokens, uint
                         .tokens = std::max(it->second.tokens, history_tokens),
                         .start = history_start};
   if (user_seen_.size() > max_keys_) user_seen_.clear();
-  for (size_t i = 0; i < kv_shadows_.size(); ++i) {
-    r.kv_shadow_prefix[i] =
-        static_cast<int32_t>(kv_shadows_[i].Request(user_id, history_tokens, history_start));
+  r.batch = batch;
+  if (!kv_shadows_.empty()) {
+    r.seq = next_seq_++;
+    log_.push_back(Logged{.user_id = user_id,
+                          .history_tokens = history_tokens,
+                          .batch = batch,
+                          .history_start = history_start});
   }
   return r;
+}
+
+void ReuseTracker::Replay() {
+  Replayed next;
+  next.first = next_seq_ - static_cast<int64_t>(log_.size());
+  next.reused.resize(log_.size());
+  for (size_t j = 0; j < log_.size(); ++j) {
+    const Logged& l = log_[j];
+    BatchShadowSums* sums = l.batch >= 0 ? &next.batches[l.batch] : nullptr;
+    for (size_t i = 0; i < kv_shadows_.size(); ++i) {
+      const int64_t p = kv_shadows_[i].Request(l.user_id, l.history_tokens, l.history_start);
+      next.reused[j][i] = static_cast<int32_t>(p);
+      if (sums == nullptr) continue;
+      sums->tokens[i] += static_cast<float>(p);
+      sums->pairs[i] += static_cast<float>(p) * static_cast<float>(p - 1) / 2;
+    }
+  }
+  log_.clear();
+  replayed_[0] = std::move(replayed_[1]);
+  replayed_[1] = std::move(next);
+}
+
+bool ReuseTracker::FillShadowReuse(RequestReuse* r, BatchShadowSums* sums) const {
+  for (const Replayed& replayed : replayed_) {
+    const int64_t j = r->seq - replayed.first;
+    if (r->seq < 0 || j < 0 || j >= static_cast<int64_t>(replayed.reused.size())) continue;
+    r->kv_shadow_prefix = replayed.reused[static_cast<size_t>(j)];
+    auto batch = replayed.batches.find(r->batch);
+    *sums = batch != replayed.batches.end() ? batch->second : BatchShadowSums();
+    return true;
+  }
+  return false;
 }
 
 void ReuseTracker::Take(ReuseHistogram* emb, ReuseHistogram* kv) {

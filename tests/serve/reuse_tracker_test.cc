@@ -68,20 +68,35 @@ TEST(ReuseTracker, AHistoryThatStartsElsewhereReusesNothing) {
   EXPECT_EQ(t.Observe(1, 90, 8, {}).kv_prefix_tokens, 80);
 }
 
-// Each miniature KV cache reports the prefix it reused: a cache of 2 blocks of 16 tokens keeps one
-// user of 20 tokens, one of 8 blocks keeps both.
-TEST(ReuseTracker, EachMiniatureKvCacheReportsTheRequestsReuse) {
+// Each miniature KV cache reports the prefix it reused, once the log is replayed: a cache of 2
+// blocks of 16 tokens keeps one user of 20 tokens, one of 8 blocks keeps both. A batch's sums are
+// its requests'. What a replay found is kept for one more replay, not two.
+TEST(ReuseTracker, EachMiniatureKvCacheReportsTheRequestsReuseOnceReplayed) {
   ReuseTracker t(1.0, 0);
   kv::KvOptions options;
   options.tokens_per_block = 16;
   const std::vector<int64_t> blocks = {2, 8};
   t.ShadowKv(options, /*attention_ratio=*/0.01, blocks);
-  t.Observe(1, 20, 1, {});
-  t.Observe(2, 20, 2, {});
-  const RequestReuse again = t.Observe(1, 30, 1, {});
+  t.Observe(1, 20, 1, {}, /*batch=*/0);
+  t.Observe(2, 20, 2, {}, /*batch=*/0);
+  RequestReuse again = t.Observe(1, 30, 1, {}, /*batch=*/1);
+  RequestReuse mate = t.Observe(2, 40, 2, {}, /*batch=*/1);
+  BatchShadowSums sums;
+  EXPECT_FALSE(t.FillShadowReuse(&again, &sums)) << "not replayed yet";
+  t.Replay();
+  ASSERT_TRUE(t.FillShadowReuse(&again, &sums));
   EXPECT_EQ(again.kv_shadow_prefix[0], 0);
   EXPECT_EQ(again.kv_shadow_prefix[1], 20);
   EXPECT_EQ(again.kv_shadow_prefix[2], 0) << "no third cache";
+  ASSERT_TRUE(t.FillShadowReuse(&mate, &sums));
+  EXPECT_EQ(mate.kv_shadow_prefix[1], 20);
+  EXPECT_FLOAT_EQ(sums.tokens[1], 40);
+  EXPECT_FLOAT_EQ(sums.pairs[1], 2 * 20 * 19 / 2);
+  EXPECT_FLOAT_EQ(sums.tokens[0], mate.kv_shadow_prefix[0]);
+  t.Replay();
+  EXPECT_TRUE(t.FillShadowReuse(&again, &sums)) << "kept for the next window's answers";
+  t.Replay();
+  EXPECT_FALSE(t.FillShadowReuse(&again, &sums));
 }
 
 }  // namespace

@@ -239,6 +239,7 @@ class NodeCore {
   AnswerReservoir answers_ ABSL_GUARDED_BY(answers_mu_);
   absl::Mutex reuse_mu_ ABSL_ACQUIRED_AFTER(answers_mu_);
   std::unique_ptr<ReuseTracker> reuse_ ABSL_GUARDED_BY(reuse_mu_);
+  std::atomic<int64_t> next_batch_id_{0};  // the tracker's batch numbering (RequestReuse::batch)
   // The splits of the tracker's miniature KV caches (control.kv_shadows; empty: none), set once.
   std::vector<double> kv_shadow_splits_;
 

@@ -18,16 +18,33 @@ inline constexpr int kMaxKvShadows = 16;
 
 // Per request, what the tracker saw: the user's K/V reuse time in tokens (-1: first request seen),
 // the prefix a large enough cache would hold for it (the longest history the user sent before, up
-// to this request's length), and the prefix each miniature KV cache reused (ShadowKv).
+// to this request's length), its place in the tracker's request log (-1: no miniature KV caches
+// run), and, once the log is replayed (Replay, FillShadowReuse), the prefix each miniature KV cache
+// reused.
 struct RequestReuse {
   int64_t kv_reuse_tokens = -1;
   int64_t kv_prefix_tokens = 0;
+  int64_t seq = -1;
+  int64_t batch = -1;  // the batch it was computed in (the caller's numbering; -1: none)
   std::array<int32_t, kMaxKvShadows> kv_shadow_prefix{};
+};
+
+// The sums over one batch's requests of the prefix p each miniature KV cache reused, and of
+// p (p - 1) / 2 (serve::BatchTotals).
+struct BatchShadowSums {
+  std::array<float, kMaxKvShadows> tokens{};
+  std::array<float, kMaxKvShadows> pairs{};
 };
 
 // Follows a node's requests to measure both caches' reuse times: every user for K/V, a hashed
 // sample of the item ids for EMB (`emb_sample_rate`, as SHARDS samples keys; weights scaled back
-// up). Remembers at most `max_keys` ids (then starts afresh). Thread-compatible.
+// up). Remembers at most `max_keys` ids (then starts afresh).
+//
+// The miniature KV caches (ShadowKv) cost ~1.3 us a cache a request, too much for the request
+// path: Observe only logs the request (user, history, start, batch), and Replay, once a window on
+// the control thread, runs the log through the caches in arrival order. What each logged request
+// reused, and each batch's sums, are kept for two replays, so that a request answered in the
+// window after the one it was logged in still finds them. Thread-compatible.
 class ReuseTracker {
  public:
   ReuseTracker(double emb_sample_rate, uint64_t salt, size_t max_keys = size_t{1} << 22);
@@ -36,9 +53,14 @@ class ReuseTracker {
   void ShadowKv(const kv::KvOptions& options, double attention_ratio,
                 absl::Span<const int64_t> capacity_blocks);
   // One request: its user, the tokens of its history and its first event's fingerprint
-  // (HistoryStartFingerprint), and the item ids it looks up.
+  // (HistoryStartFingerprint), the item ids it looks up, and the batch it is computed in.
   RequestReuse Observe(int64_t user_id, int64_t history_tokens, uint64_t history_start,
-                       absl::Span<const int64_t> ids);
+                       absl::Span<const int64_t> ids, int64_t batch = -1);
+  // Runs the requests logged since the last replay through the miniature KV caches.
+  void Replay();
+  // Fills `r`'s kv_shadow_prefix and `sums` (its batch's; zeros without a batch) from the last two
+  // replays; false (and nothing filled) when the request is no longer, or not yet, known.
+  bool FillShadowReuse(RequestReuse* r, BatchShadowSums* sums) const;
   // The window's histograms so far; the next Observe starts new ones.
   void Take(ReuseHistogram* emb, ReuseHistogram* kv);
 
@@ -55,6 +77,20 @@ class ReuseTracker {
   absl::flat_hash_map<int64_t, UserSeen> user_seen_;
   std::vector<kv::KvShadow> kv_shadows_;
   ReuseHistogram emb_, kv_;
+
+  struct Logged {
+    int64_t user_id, history_tokens, batch;
+    uint64_t history_start;
+  };
+  // One replay's results: each request's reuse, by seq - first, and each batch's sums.
+  struct Replayed {
+    int64_t first = 0;
+    std::vector<std::array<int32_t, kMaxKvShadows>> reused;
+    absl::flat_hash_map<int64_t, BatchShadowSums> batches;
+  };
+  int64_t next_seq_ = 0;
+  std::vector<Logged> log_;  // since the last replay, in seq order, ending at next_seq_ - 1
+  Replayed replayed_[2];     // [0] the one before the last, [1] the last
 };
 
 }  // namespace helm::serve
