@@ -69,7 +69,7 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
   for (auto& w : out) {
     w.requests.batches = w.requests.completions / 4 + 1;
     w.requests.batched_requests = w.requests.completions;
-    w.requests.computed_units = w.requests.computed_rows * 3;
+    w.requests.computed_attention = w.requests.computed_rows * 2000;
     for (int s = 0; s < 10; ++s) w.kv_shadow_splits.push_back(0.05 + 0.1 * s);
     for (int i = 0; i < 4096; ++i) {
       helm::serve::AnswerSample a;

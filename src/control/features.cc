@@ -22,12 +22,6 @@ double ComputeNsPerRow(const serve::StatsWindow& w) {
          static_cast<double>(w.requests.computed_rows);
 }
 
-double ComputeNsPerUnit(const serve::StatsWindow& w) {
-  if (w.requests.computed_units <= 0) return 0;
-  return std::max(0.0, w.requests.compute_us * 1e3 - static_cast<double>(w.emb.fetch_ns)) /
-         static_cast<double>(w.requests.computed_units);
-}
-
 double QuantileOf(std::vector<double>& v, double q) {
   const size_t k =
       std::min(v.size() - 1, static_cast<size_t>(std::max(1.0, std::ceil(q * v.size()))) - 1);

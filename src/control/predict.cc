@@ -4,8 +4,6 @@
 #include <cmath>
 #include <limits>
 
-#include "helm/kv/kv_shadow.h"
-
 namespace helm::control {
 namespace {
 
@@ -40,33 +38,35 @@ double Interpolate(ShadowPoint p, F f) {
 
 }  // namespace
 
+RecomputePrice PriceByRatio(const serve::StatsWindow& w, double attention_ratio) {
+  const double work = static_cast<double>(w.requests.computed_rows) +
+                      attention_ratio * static_cast<double>(w.requests.computed_attention);
+  if (work <= 0) return {};
+  const double unit_us =
+      std::max(0.0, w.requests.compute_us - static_cast<double>(w.emb.fetch_ns) / 1e3) / work;
+  return {.row_us = unit_us, .attention_us = attention_ratio * unit_us};
+}
+
 std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const ReuseHistogram& emb,
                                            const ReuseHistogram& kv, const FeatureScales& s,
+                                           const RecomputePrice& price,
                                            absl::Span<const double> splits) {
   std::vector<SplitPrediction> out;
   const size_t n = w.answers.size();
   if (n == 0) return out;
   const double r0 = w.committed_split;
   const double miss_us = FetchNsPerMiss(w) / 1e3;
-  // A recomputed prefix of p tokens costs RecomputeUnits(0, p) x the window's time per unit (the
-  // later a token, the more it attends to); by the time per row when the window counted no units.
-  const bool by_units = w.requests.computed_units > 0;
-  const double unit_us = (by_units ? ComputeNsPerUnit(w) : ComputeNsPerRow(w)) / 1e3;
-  const double ratio = by_units ? s.attention_ratio : 0.0;
-  const auto recompute_us = [&](double tokens) {
-    return kv::RecomputeUnits(0, tokens, ratio) * unit_us;
-  };
-  // The work the answer's request, and its whole batch, would have spared had the KV cache reused
-  // what miniature cache k did (BatchTotals: sum p + ratio x sum p (p - 1) / 2), in us, once a
+  // The time the answer's request, and its whole batch, would have spared had the KV cache reused
+  // what miniature cache k did (BatchTotals: sum p and sum p (p - 1) / 2), in us, once a
   // decision: own_us[i * caches + k], batch_us[i * caches + k].
   const size_t caches = std::min<size_t>(w.kv_shadow_splits.size(), serve::kMaxKvShadows);
   std::vector<double> own_us(n * caches), batch_us(n * caches);
   for (size_t i = 0; i < n; ++i) {
     const serve::AnswerSample& a = w.answers[i];
     for (size_t k = 0; k < caches; ++k) {
-      own_us[i * caches + k] = recompute_us(a.reuse.kv_shadow_prefix[k]);
+      own_us[i * caches + k] = price.PrefixUs(a.reuse.kv_shadow_prefix[k]);
       batch_us[i * caches + k] =
-          (a.batch.shadow_tokens[k] + ratio * a.batch.shadow_pairs[k]) * unit_us;
+          price.row_us * a.batch.shadow_tokens[k] + price.attention_us * a.batch.shadow_pairs[k];
     }
   }
   const auto own_spared_us = [&](size_t i, ShadowPoint p) {
@@ -113,7 +113,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       } else if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
         const int held_now = reuse < t0, held_at_r = reuse < t;
-        d += (held_now - held_at_r) * recompute_us(static_cast<double>(a.reuse.kv_prefix_tokens));
+        d += (held_now - held_at_r) * price.PrefixUs(static_cast<double>(a.reuse.kv_prefix_tokens));
       }
       delta[i] = d;
       delta_sum += d;

@@ -167,7 +167,8 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
   const double r0 = w.committed_split;
   std::vector<double> splits = grid_;
   splits.push_back(r0);  // the current split's own prediction is the reference
-  const std::vector<SplitPrediction> p = PredictSplits(w, emb_, kv_, scales_, splits);
+  const RecomputePrice price = PriceByRatio(w, scales_.attention_ratio);
+  const std::vector<SplitPrediction> p = PredictSplits(w, emb_, kv_, scales_, price, splits);
   const SplitPrediction& now = p.back();
   const SplitPrediction* best = &now;
   for (size_t i = 0; i + 1 < p.size(); ++i) {
@@ -189,8 +190,10 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
   }
   last_json_ =
       absl::StrFormat(R"({"policy":"predictive","split":%.4f,"p99_now_us":%.1f,"best_split":%.4f,)"
-                      R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"predicted":[%s]})",
-                      r0, now.p99_us, best->split, best->p99_us, now.utilisation, next, curve);
+                      R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"row_us":%.4g,)"
+                      R"("attention_us":%.4g,"predicted":[%s]})",
+                      r0, now.p99_us, best->split, best->p99_us, now.utilisation, next,
+                      price.row_us, price.attention_us, curve);
   return next;
 }
 

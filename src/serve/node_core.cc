@@ -221,19 +221,19 @@ void NodeCore::CompleteBatch(Worker& worker, PreparedBatch& batch) {
     std::vector<Prepared*> prepared;
     prepared.reserve(jobs.size());
     int64_t rows = 0;  // counted before the answers hand the jobs back
-    double units = 0;
+    int64_t attention = 0;
     for (RankJob* job : jobs) {
       prepared.push_back(&job->prepared);
       const int64_t history = job->input.history_length();
       const int64_t suffix = job->prepared.suffix_tokens();
       const int64_t candidates = job->prepared.num_candidates();
       rows += suffix + candidates;
-      units += kv::RecomputeUnits(static_cast<double>(history - suffix),
-                                  static_cast<double>(history), attention_ratio_) +
-               static_cast<double>(candidates) * (1 + attention_ratio_ * history);
+      // Tokens [history - suffix, history) attend to their earlier tokens, candidates to all.
+      const int64_t cached = history - suffix;
+      attention += (history * (history - 1) - cached * (cached - 1)) / 2 + candidates * history;
     }
     computed_rows_.fetch_add(rows, std::memory_order_relaxed);
-    computed_units_.fetch_add(std::llround(units), std::memory_order_relaxed);
+    computed_attention_.fetch_add(attention, std::memory_order_relaxed);
     if (track_reuse_) {
       BatchTotals totals{.size = static_cast<int32_t>(jobs.size())};
       for (const RankJob* job : jobs) {
@@ -343,7 +343,7 @@ NodeCounters NodeCore::counters() const {
   c.batches = batches_.load(std::memory_order_relaxed);
   c.batched_requests = batched_requests_.load(std::memory_order_relaxed);
   c.computed_rows = computed_rows_.load(std::memory_order_relaxed);
-  c.computed_units = computed_units_.load(std::memory_order_relaxed);
+  c.computed_attention = computed_attention_.load(std::memory_order_relaxed);
   c.compute_us = compute_us_.load(std::memory_order_relaxed);
   return c;
 }

@@ -16,7 +16,7 @@ NodeCounters NodeCounters::operator-(const NodeCounters& o) const {
   d.batches = batches - o.batches;
   d.batched_requests = batched_requests - o.batched_requests;
   d.computed_rows = computed_rows - o.computed_rows;
-  d.computed_units = computed_units - o.computed_units;
+  d.computed_attention = computed_attention - o.computed_attention;
   d.compute_us = compute_us - o.compute_us;
   return d;
 }

@@ -28,6 +28,9 @@ FeatureScales UnitScales() {
 // again after 300k other tokens: a KV cache of 300k tokens or more would have held it. EMB reuse
 // times spread evenly up to 2M lookups (LRU's miss ratio falls as the cache grows); K/V reuse times
 // all 300k. A miss costs 0.1 ms, a computed row 5 us: the worker was busy for 0.596 of the window.
+// The window's time per row alone (no attention term).
+RecomputePrice Price(const serve::StatsWindow& w) { return PriceByRatio(w, 0); }
+
 struct Scenario {
   serve::StatsWindow window;
   ReuseHistogram emb, kv;
@@ -63,7 +66,8 @@ Scenario FeedBehindACliff() {
 TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
   const Scenario s = FeedBehindACliff();
   const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5};
-  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  const std::vector<SplitPrediction> p =
+      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
   ASSERT_EQ(p.size(), 4u);
   // At its own split nothing changes: the sample's P99 (50 ms) and the worker's utilisation.
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
@@ -77,15 +81,15 @@ TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
   EXPECT_LT(p[2].p99_us, 35'000);
   EXPECT_GT(p[2].p99_us, 29'000);
   EXPECT_LT(p[3].p99_us, 35'000);
-  EXPECT_TRUE(PredictSplits(serve::StatsWindow(), s.emb, s.kv, UnitScales(), splits).empty());
+  EXPECT_TRUE(PredictSplits(serve::StatsWindow(), s.emb, s.kv, UnitScales(), {}, splits).empty());
 
   // In batches of four, an answer also takes its three batch-mates' changes: where the feed's
   // recomputes are spared, every answer is faster, and at the current split nothing changes.
   Scenario batched = FeedBehindACliff();
   batched.window.requests.batches = 250;
   batched.window.requests.batched_requests = 1000;
-  const std::vector<SplitPrediction> b =
-      PredictSplits(batched.window, batched.emb, batched.kv, UnitScales(), splits);
+  const std::vector<SplitPrediction> b = PredictSplits(batched.window, batched.emb, batched.kv,
+                                                       UnitScales(), Price(batched.window), splits);
   EXPECT_DOUBLE_EQ(b[0].p99_us, p[0].p99_us);
   EXPECT_LT(b[2].p99_us, p[2].p99_us);
 }
@@ -102,7 +106,8 @@ TEST(PredictSplits, TheMiniatureKvCachesSayWhatEachAnswerWouldReuse) {
     if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {4000, 0, 0};
   }
   const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5, 0.3};
-  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  const std::vector<SplitPrediction> p =
+      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
   ASSERT_EQ(p.size(), 5u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   EXPECT_GE(p[1].p99_us, 50'000);
@@ -113,12 +118,12 @@ TEST(PredictSplits, TheMiniatureKvCachesSayWhatEachAnswerWouldReuse) {
 }
 
 // A recomputed prefix is priced by its work: its token at position t costs 1 + ratio x t units,
-// at the window's time per unit. With ratio 0.001 the feed's 4000-token recomputes are 20 x 11998
-// units for the window's 400 ms of rows, so the first 2000 tokens (3999 units) are worth 6.7 ms,
-// not the 10 ms that 2000 rows at the window's 5 us a row would say.
+// at the window's time per unit (PriceByRatio). With ratio 0.001 the feed's 4000-token recomputes
+// are 20 x 11998 units for the window's 400 ms of rows, so the first 2000 tokens (3999 units) are
+// worth 6.7 ms, not the 10 ms that 2000 rows at the window's 5 us a row would say.
 TEST(PredictSplits, ARecomputedPrefixIsPricedByItsAttentionWork) {
   Scenario s = FeedBehindACliff();
-  s.window.requests.computed_units = 20 * 11'998;
+  s.window.requests.computed_attention = 20 * (4000 * 3999 / 2);
   s.window.kv_shadow_splits = {0.5, 0.9};
   for (serve::AnswerSample& a : s.window.answers) {
     if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {2000, 0};
@@ -126,7 +131,8 @@ TEST(PredictSplits, ARecomputedPrefixIsPricedByItsAttentionWork) {
   FeatureScales scales = UnitScales();
   scales.attention_ratio = 0.001;
   const std::vector<double> splits = {0.9, 0.5};
-  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, scales, splits);
+  const std::vector<SplitPrediction> p =
+      PredictSplits(s.window, s.emb, s.kv, scales, PriceByRatio(s.window, 0.001), splits);
   ASSERT_EQ(p.size(), 2u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   EXPECT_NEAR(p[1].p99_us, 50'000 - 6'667, 1'500);
@@ -146,13 +152,15 @@ TEST(PredictSplits, AnAnswerTakesItsBatchsChange) {
     }
   }
   const std::vector<double> splits = {0.9, 0.5};
-  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  const std::vector<SplitPrediction> p =
+      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
   ASSERT_EQ(p.size(), 2u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   EXPECT_NEAR(p[1].p99_us, 30'000, 2'000);
   // Without the batches' totals, only its own: nothing changes for the feed.
   for (serve::AnswerSample& a : s.window.answers) a.batch = serve::BatchTotals();
-  EXPECT_GE(PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits)[1].p99_us, 50'000);
+  EXPECT_GE(PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits)[1].p99_us,
+            50'000);
 }
 
 // Where the EMB curve says almost nothing misses at the current split, a smaller cache adds at most
@@ -165,7 +173,8 @@ TEST(PredictSplits, AnAnswerMissesAtMostItsLookups) {
   s.emb.AddCold(1e-7);
   for (serve::AnswerSample& a : s.window.answers) a.reuse.kv_reuse_tokens = -1;  // no K/V reuse
   const std::vector<double> splits = {0.9, 0.0005};
-  const std::vector<SplitPrediction> p = PredictSplits(s.window, s.emb, s.kv, UnitScales(), splits);
+  const std::vector<SplitPrediction> p =
+      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
   ASSERT_EQ(p.size(), 2u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   // Every search answer misses its other 2 lookups (0.2 ms more), the feed's P99 barely moves.

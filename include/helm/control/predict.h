@@ -13,8 +13,8 @@
 //         history is held at r when the user's reuse time is below the KV cache's eviction time
 //         T(r) at (1 - r) x pool / token bytes. The difference from r0 is recomputed or spared;
 //   time  the change of its service time is those misses x the window's fetch time per miss plus
-//         those tokens' recompute work (kv::RecomputeUnits: the token at position t costs
-//         1 + attention_ratio x t units) x the window's time per unit (features.h). A batch takes
+//         those tokens' recompute time (RecomputePrice: the token at position t costs a row and t
+//         attended tokens, priced by the model's FLOP ratio, PriceByRatio). A batch takes
 //         its members' time together, so an answer takes its whole batch's change (BatchTotals;
 //         without them its own plus the mean change x the window's mean batch size less one).
 //         Its wait in the queue scales as Kingman's formula for a G/G/1 queue:
@@ -33,6 +33,21 @@
 
 namespace helm::control {
 
+// What recomputing costs on this node, in us: a row (a history token's or a candidate's linear
+// layers) and one earlier token attended to (NodeCounters::computed_attention). A prefix of p
+// tokens recomputed costs row_us x p + attention_us x p (p - 1) / 2.
+struct RecomputePrice {
+  double row_us = 0;
+  double attention_us = 0;
+  double PrefixUs(double p) const {
+    return p > 0 ? row_us * p + attention_us * p * (p - 1) / 2 : 0;
+  }
+};
+
+// The window's price by the model's FLOP ratio (FeatureScales::attention_ratio): its compute time
+// less its fetch time over rows + ratio x attention, a row one unit and an attended token ratio.
+RecomputePrice PriceByRatio(const serve::StatsWindow& window, double attention_ratio);
+
 struct SplitPrediction {
   double split = 0;
   double p99_us = 0;
@@ -42,7 +57,7 @@ struct SplitPrediction {
 // One prediction per split; empty when the window has no sampled answers.
 std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& window,
                                            const ReuseHistogram& emb, const ReuseHistogram& kv,
-                                           const FeatureScales& scales,
+                                           const FeatureScales& scales, const RecomputePrice& price,
                                            absl::Span<const double> splits);
 
 }  // namespace helm::control

@@ -54,6 +54,7 @@
 #include "helm/common/reuse_histogram.h"
 #include "helm/control/features.h"
 #include "helm/control/options.h"
+#include "helm/control/predict.h"
 #include "helm/control/safety.h"
 #include "helm/pool/options.h"
 #include "helm/serve/stats_window.h"

@@ -220,7 +220,7 @@ class NodeCore {
 
   std::atomic<int64_t> arrivals_{0}, rejected_{0}, completions_{0}, failures_{0},
       deadline_exceeded_{0}, batches_{0}, batched_requests_{0}, compute_us_{0}, computed_rows_{0},
-      computed_units_{0};
+      computed_attention_{0};
   std::atomic<double> ewma_batch_us_{0};
   std::atomic<double> kv_eviction_rate_{0};  // of the last closed window
 
@@ -232,7 +232,8 @@ class NodeCore {
   // For control.policy "predictive" (track_reuse_): the current window's answer sample and both
   // caches' reuse times (StatsWindow::answers, emb_reuse, kv_reuse); reuse_ is null otherwise.
   static constexpr size_t kWindowAnswerSamples = 4096;
-  // The model's attention work per earlier token over a token's linear work (computed_units).
+  // The model's attention work per earlier token over a token's linear work (the miniature KV
+  // caches' eviction priorities).
   const double attention_ratio_;
   const bool track_reuse_;
   absl::Mutex answers_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);

@@ -18,19 +18,19 @@ namespace helm::serve {
 
 // Cumulative request counters of a node (take two and subtract for a window).
 struct NodeCounters {
-  int64_t arrivals = 0;           // Rank requests offered to admission
-  int64_t rejected = 0;           // refused at admission (queue full, draining)
-  int64_t completions = 0;        // answered OK
-  int64_t failures = 0;           // admitted, then answered with an error
-  int64_t deadline_exceeded = 0;  // of the failures: deadline passed before compute
-  int64_t batches = 0;            // forwards run
-  int64_t batched_requests = 0;   // requests in those forwards
-  int64_t compute_us = 0;         // time spent in those batches (prepare to last answer)
-  int64_t computed_units = 0;     // the same rows' work in recompute units (kv::RecomputeUnits:
-                                  // a history token at position t 1 + ratio x t, a candidate of a
-                                  // history of h tokens 1 + ratio x h)
-  int64_t computed_rows = 0;      // rows those forwards computed: uncached history tokens and
-                                  // candidates (what a recomputed token costs: control/features.h)
+  int64_t arrivals = 0;            // Rank requests offered to admission
+  int64_t rejected = 0;            // refused at admission (queue full, draining)
+  int64_t completions = 0;         // answered OK
+  int64_t failures = 0;            // admitted, then answered with an error
+  int64_t deadline_exceeded = 0;   // of the failures: deadline passed before compute
+  int64_t batches = 0;             // forwards run
+  int64_t batched_requests = 0;    // requests in those forwards
+  int64_t compute_us = 0;          // time spent in those batches (prepare to last answer)
+  int64_t computed_attention = 0;  // the same rows' attention work, in earlier tokens attended
+                                   // to: a history token at position t t, a candidate of a
+                                   // history of h tokens h (control/predict.h prices it)
+  int64_t computed_rows = 0;       // rows those forwards computed: uncached history tokens and
+                                   // candidates (what a recomputed token costs: control/features.h)
 
   NodeCounters operator-(const NodeCounters& o) const;
 };
