@@ -93,8 +93,8 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
         batch.emb_misses += a.emb_misses;
         for (int s = 0; s < 10; ++s) {
           const float p = static_cast<float>(a.reuse.kv_shadow_prefix[s]);
-          batch.shadow_tokens[s] += p;
-          batch.shadow_pairs[s] += p * (p - 1) / 2;
+          batch.shadow.tokens[s] += p;
+          batch.shadow.pairs[s] += p * (p - 1) / 2;
         }
       }
       for (size_t j = i; j < i + 4; ++j) w.answers[j].batch = batch;

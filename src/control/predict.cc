@@ -66,7 +66,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
     for (size_t k = 0; k < caches; ++k) {
       own_us[i * caches + k] = price.PrefixUs(a.reuse.kv_shadow_prefix[k]);
       batch_us[i * caches + k] =
-          price.row_us * a.batch.shadow_tokens[k] + price.attention_us * a.batch.shadow_pairs[k];
+          price.row_us * a.batch.shadow.tokens[k] + price.attention_us * a.batch.shadow.pairs[k];
     }
   }
   const auto own_spared_us = [&](size_t i, ShadowPoint p) {

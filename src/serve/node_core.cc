@@ -394,10 +394,7 @@ StatsWindow NodeCore::CloseWindow() {
     if (!kv_shadow_splits_.empty()) {
       reuse_->Replay();
       for (AnswerSample& a : w->answers) {
-        BatchShadowSums sums;
-        if (!reuse_->FillShadowReuse(&a.reuse, &sums)) continue;
-        a.batch.shadow_tokens = sums.tokens;
-        a.batch.shadow_pairs = sums.pairs;
+        reuse_->FillShadowReuse(&a.reuse, &a.batch.shadow);  // unknown: zeros, nothing spared
       }
     }
   }

@@ -147,8 +147,8 @@ TEST(PredictSplits, AnAnswerTakesItsBatchsChange) {
     a.batch.size = 1;
     if (a.history_tokens > 0) {
       a.batch.size = 2;
-      a.batch.shadow_tokens = {4000, 0};
-      a.batch.shadow_pairs = {4000.0f * 3999 / 2, 0};
+      a.batch.shadow.tokens = {4000, 0};
+      a.batch.shadow.pairs = {4000.0f * 3999 / 2, 0};
     }
   }
   const std::vector<double> splits = {0.9, 0.5};

@@ -239,7 +239,7 @@ TEST(NodeCore, APredictiveNodeSamplesItsAnswersAndTheCachesReuseTimes) {
     batch_misses += static_cast<double>(a.batch.emb_misses) / a.batch.size;
     for (size_t i = 0; i < w.kv_shadow_splits.size(); ++i) {
       EXPECT_LE(a.reuse.kv_shadow_prefix[i], a.history_tokens);
-      EXPECT_GE(a.batch.shadow_tokens[i], a.reuse.kv_shadow_prefix[i]);
+      EXPECT_GE(a.batch.shadow.tokens[i], a.reuse.kv_shadow_prefix[i]);
     }
     reused_in_largest += a.reuse.kv_shadow_prefix[0];
     reused_in_smallest += a.reuse.kv_shadow_prefix[w.kv_shadow_splits.size() - 1];

@@ -29,14 +29,6 @@ inline double GdsfPriority(double inflation, int64_t requests, int64_t cached_to
                          (1.0 + attention_ratio * static_cast<double>(cached_tokens) / 2.0);
 }
 
-// The recompute work of history tokens [from, to) in units of one token's position-free work: the
-// token at position t costs 1 + ratio x t (its linear layers, and attention over t earlier
-// tokens; KvCacheOptions::attention_ratio). GDSF's cost per token above is its mean over a prefix.
-inline double RecomputeUnits(double from, double to, double attention_ratio) {
-  if (to <= from) return 0;
-  return (to - from) + attention_ratio * (to * (to - 1) - from * (from - 1)) / 2;
-}
-
 // Thread-compatible.
 class KvShadow {
  public:

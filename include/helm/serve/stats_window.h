@@ -38,14 +38,14 @@ struct NodeCounters {
 // What an answer's whole batch (itself included) looked up, missed and would have reused in each
 // miniature KV cache: a batch takes its members' time together, so the predictive controller
 // replays the batch's change for each of its answers. Per cache i, with p a member's reused
-// prefix there (RequestReuse::kv_shadow_prefix): the sums of p and of p (p - 1) / 2, whose
-// recompute work is then sum p + ratio x sum p (p - 1) / 2 (kv::RecomputeUnits) for any ratio.
+// prefix there (RequestReuse::kv_shadow_prefix): the sums of p and of p (p - 1) / 2 (shadow), whose
+// recompute time is then row price x sum p + attention price x sum p (p - 1) / 2 for any prices
+// (control::RecomputePrice).
 struct BatchTotals {
   int32_t size = 0;  // members; 0: not known
   int32_t emb_lookups = 0;
   int32_t emb_misses = 0;
-  std::array<float, kMaxKvShadows> shadow_tokens{};
-  std::array<float, kMaxKvShadows> shadow_pairs{};
+  BatchShadowSums shadow;  // filled when the window closes (ReuseTracker::Replay)
 };
 
 // One OK answer of a window, as the predictive split controller reads it (control/predict.h): its
