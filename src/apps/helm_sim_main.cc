@@ -130,8 +130,7 @@ absl::Status ApplyCell(const std::string& cell, const std::string& row, double r
 
 // A cell's checkpoint file under --out.
 std::string CellFile(const std::string& out_dir, const helm::sim::SweepCell& cell) {
-  return absl::StrFormat("%s/cells/%s-%s-%g.cell.json", out_dir, cell.profile, cell.regime,
-                         cell.scale);
+  return absl::StrCat(out_dir, "/cells/", cell.FileStem(), ".cell.json");
 }
 
 int RunSweep(const helm::config::Config& config, const std::string& out_dir,
@@ -179,9 +178,9 @@ int RunSweep(const helm::config::Config& config, const std::string& out_dir,
     hooks.result = [&](const helm::sim::SweepCell& cell, const helm::sim::SweepRun& run,
                        const helm::sim::SimResult& result) {
       if (run.controller == "static") return;
-      WriteFile(absl::StrFormat("%s/cells/%s-%s-%g__%s-windows.csv", out_dir, cell.profile,
-                                cell.regime, cell.scale, run.controller),
-                helm::sim::WindowsCsv(result));
+      WriteFile(
+          absl::StrCat(out_dir, "/cells/", cell.FileStem(), "__", run.controller, "-windows.csv"),
+          helm::sim::WindowsCsv(result));
     };
   }
   auto cells = helm::sim::RunSweep(config, hooks);

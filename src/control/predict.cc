@@ -75,10 +75,18 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   const auto batch_spared_us = [&](size_t i, ShadowPoint p) {
     return Interpolate(p, [&](size_t k) { return batch_us[i * caches + k]; });
   };
+  // The KV side from the miniature caches' reuse when they ran, else from the reuse times (AET).
+  const bool shadows = caches >= 2;
+  const ShadowPoint p0 = LocateShadow(w.kv_shadow_splits, r0);
+  std::vector<double> own_at_r0(shadows ? n : 0), batch_at_r0(shadows ? n : 0);
+  for (size_t i = 0; i < own_at_r0.size(); ++i) {
+    own_at_r0[i] = own_spared_us(i, p0);
+    batch_at_r0[i] = batch_spared_us(i, p0);
+  }
   const auto emb_rows = [&](double r) { return r * s.pool_bytes / s.emb_row_bytes; };
   const auto kv_tokens = [&](double r) { return (1 - r) * s.pool_bytes / s.kv_token_bytes; };
   const double m0 = emb.MissRatio(emb_rows(r0));
-  const double t0 = kv.EvictionTime(kv_tokens(r0));
+  const double t0 = shadows ? 0 : kv.EvictionTime(kv_tokens(r0));
   const double window_us = std::max(w.seconds(), 1e-6) * 1e6;
   const double capacity_us = window_us * std::max(1.0, s.workers);
   const double rho0 = static_cast<double>(w.requests.compute_us) / capacity_us;
@@ -94,22 +102,23 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   double service0 = 0;
   for (const serve::AnswerSample& a : w.answers) service0 += a.latency_us - a.queue_us;
 
-  // The KV side from the miniature caches' reuse when they ran, else from the reuse times (AET).
-  const bool shadows = caches >= 2;
-  const ShadowPoint p0 = LocateShadow(w.kv_shadow_splits, r0);
   std::vector<double> delta(n), batch_delta(n), latency(n);
   for (double r : splits) {
     const double emb_change = emb.MissRatio(emb_rows(r)) - m0;
-    const double t = kv.EvictionTime(kv_tokens(r));
+    const double t = shadows ? 0 : kv.EvictionTime(kv_tokens(r));
     const ShadowPoint p = LocateShadow(w.kv_shadow_splits, r);
+    // The time `misses` of `lookups` take more at r: the miss ratio's change, within the lookups.
+    const auto emb_us = [&](int32_t misses, int32_t lookups) {
+      return (std::clamp(misses + lookups * emb_change, 0.0, static_cast<double>(lookups)) -
+              misses) *
+             miss_us;
+    };
     double delta_sum = 0;
     for (size_t i = 0; i < n; ++i) {
       const serve::AnswerSample& a = w.answers[i];
-      const double misses_at_r = std::clamp(a.emb_misses + a.emb_lookups * emb_change, 0.0,
-                                            static_cast<double>(a.emb_lookups));
-      double d = (misses_at_r - a.emb_misses) * miss_us;
+      double d = emb_us(a.emb_misses, a.emb_lookups);
       if (shadows) {
-        d += own_spared_us(i, p0) - own_spared_us(i, p);
+        d += own_at_r0[i] - own_spared_us(i, p);
       } else if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
         const int held_now = reuse < t0, held_at_r = reuse < t;
@@ -118,11 +127,8 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       delta[i] = d;
       delta_sum += d;
       if (shadows && a.batch.size > 0) {  // the batch's own change, this answer's included
-        const double batch_misses_at_r =
-            std::clamp(a.batch.emb_misses + a.batch.emb_lookups * emb_change, 0.0,
-                       static_cast<double>(a.batch.emb_lookups));
-        batch_delta[i] = (batch_misses_at_r - a.batch.emb_misses) * miss_us +
-                         batch_spared_us(i, p0) - batch_spared_us(i, p);
+        batch_delta[i] = emb_us(a.batch.emb_misses, a.batch.emb_lookups) + batch_at_r0[i] -
+                         batch_spared_us(i, p);
       } else {  // else its own and the mean batch-mate's (below)
         batch_delta[i] = std::numeric_limits<double>::quiet_NaN();
       }

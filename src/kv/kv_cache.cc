@@ -10,7 +10,6 @@
 #include "helm/common/dtype.h"
 #include "helm/common/hash.h"
 #include "helm/common/logging.h"
-#include "helm/kv/kv_shadow.h"
 #include "spdlog/spdlog.h"
 
 namespace helm::kv {
@@ -138,11 +137,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheOptions& o
 KvCache::KvCache(const KvCacheOptions& options, pool::Pool* pool)
     : options_(options.kv),
       block_bytes_(options.block_bytes),
-      cost_aware_(options.kv.eviction == "cost_aware"),
-      attention_ratio_(options.attention_ratio),
       pool_(pool),
       storage_(pool->storage()),
-      slots_(pool->num_chunks(), pool->chunk_bytes(), options.block_bytes) {
+      slots_(pool->num_chunks(), pool->chunk_bytes(), options.block_bytes),
+      priority_(options.kv.eviction == "cost_aware", options.attention_ratio) {
   absl::MutexLock lock(&mu_);
   const size_t n = slots_.slot_id_limit();
   block_user_.assign(n, kNoUser);
@@ -166,11 +164,7 @@ KvCache::~KvCache() { pool_->Detach(pool::ChunkOwner::kKv); }
 
 void KvCache::Reprioritize(int64_t user_id, User& u, bool used) {
   by_priority_.erase({u.priority, user_id});
-  if (cost_aware_) {
-    u.priority = GdsfPriority(inflation_, u.requests, u.cached, attention_ratio_);
-  } else if (used) {
-    u.priority = static_cast<double>(++lru_clock_);
-  }
+  u.priority = priority_.Next(u.priority, u.requests, u.cached, used);
   by_priority_.insert({u.priority, user_id});
 }
 
@@ -251,7 +245,7 @@ bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user, int64_t max_e
   bool ok = true;
   while (slots_.allocatable() < blocks) {
     const int64_t shortfall = blocks - slots_.allocatable();
-    const bool trim_allowed = cost_aware_ && options_.allow_trim;
+    const bool trim_allowed = priority_.cost_aware() && options_.allow_trim;
     // A trimming policy needs to know only whether more than `shortfall` blocks are evictable.
     const int64_t cap = trim_allowed ? shortfall + 1 : kNoLimit;
     int64_t victim = -1;
@@ -283,7 +277,7 @@ bool KvCache::MakeRoomLocked(int64_t blocks, int64_t protect_user, int64_t max_e
       break;
     }
     const int64_t keep = held - drop;
-    if (cost_aware_) inflation_ = std::max(inflation_, priority);
+    priority_.Evicted(priority);
     const int64_t cached_before = u.cached;
     evicted += TrimLocked(victim, keep);
     GhostLostLocked(victim, cached_before);

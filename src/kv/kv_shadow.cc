@@ -6,10 +6,9 @@ namespace helm::kv {
 
 KvShadow::KvShadow(const KvOptions& options, double attention_ratio, int64_t capacity_blocks)
     : tokens_per_block_(std::max(1, options.tokens_per_block)),
-      cost_aware_(options.eviction == "cost_aware"),
       allow_trim_(options.allow_trim),
-      attention_ratio_(attention_ratio),
-      capacity_blocks_(std::max<int64_t>(0, capacity_blocks)) {}
+      capacity_blocks_(std::max<int64_t>(0, capacity_blocks)),
+      priority_(options.eviction == "cost_aware", attention_ratio) {}
 
 // Each step is the cache's own (kv_cache.cc): Acquire, then Reserve and Commit of the suffix.
 int64_t KvShadow::Request(int64_t user_id, int64_t history_tokens, uint64_t history_start) {
@@ -44,11 +43,7 @@ int64_t KvShadow::Request(int64_t user_id, int64_t history_tokens, uint64_t hist
 
 void KvShadow::Reprioritize(int64_t user_id, User& u, bool used) {
   by_priority_.erase({u.priority, user_id});
-  if (cost_aware_) {
-    u.priority = GdsfPriority(inflation_, u.requests, u.cached, attention_ratio_);
-  } else if (used) {
-    u.priority = static_cast<double>(++lru_clock_);
-  }
+  u.priority = priority_.Next(u.priority, u.requests, u.cached, used);
   by_priority_.insert({u.priority, user_id});
 }
 
@@ -68,16 +63,15 @@ bool KvShadow::MakeRoom(int64_t blocks, int64_t protect) {
   while (capacity_blocks_ - used_blocks_ < blocks) {
     const int64_t shortfall = blocks - (capacity_blocks_ - used_blocks_);
     auto victim = by_priority_.begin();
-    while (victim != by_priority_.end() &&
-           (victim->second == protect || users_.find(victim->second)->second.cached == 0)) {
-      ++victim;
-    }
+    // Every other user in the order holds blocks (one left with none is forgotten).
+    while (victim != by_priority_.end() && victim->second == protect) ++victim;
     if (victim == by_priority_.end()) return false;
     const auto [priority, user_id] = *victim;
     User& u = users_.find(user_id)->second;
     const int64_t held = Blocks(u.cached);
-    const int64_t keep = cost_aware_ && allow_trim_ && held > shortfall ? held - shortfall : 0;
-    if (cost_aware_) inflation_ = std::max(inflation_, priority);
+    const int64_t keep =
+        priority_.cost_aware() && allow_trim_ && held > shortfall ? held - shortfall : 0;
+    priority_.Evicted(priority);
     Trim(user_id, u, keep, /*keep_user=*/false);
   }
   return true;

@@ -4,7 +4,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "helm/common/bloom.h"
-#include "helm/common/hash.h"
 #include "helm/common/status.h"
 #include "helm/control/features.h"
 #include "helm/model/kv_geometry.h"
@@ -60,7 +59,6 @@ NodeCore::NodeCore(const config::Config& config, Clock* clock)
       clock_(clock),
       queue_(QueueOptions(config.node), clock),
       window_latency_(std::make_unique<LatencyHistogram>()),
-      attention_ratio_(model::KvAttentionRatio(config.model)),
       track_reuse_(config.control.policy == "predictive"),
       answers_(kWindowAnswerSamples, /*seed=*/0x616e73776572ull),
       last_window_(std::make_unique<StatsWindow>()) {
@@ -88,7 +86,7 @@ void NodeCore::ShadowKvCache(const config::Config& config) {
     capacity_blocks.push_back((n - std::lround(split * n)) * blocks_per_chunk);
   }
   absl::MutexLock lock(&reuse_mu_);
-  reuse_->ShadowKv(config.kv, attention_ratio_, capacity_blocks);
+  reuse_->ShadowKv(config.kv, model::KvAttentionRatio(config.model), capacity_blocks);
 }
 
 absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config& config,
@@ -189,14 +187,9 @@ PreparedBatch NodeCore::BeginBatch(absl::Span<QueuedJob* const> batch) {
     }
     if (track_reuse_) {
       absl::MutexLock lock(&reuse_mu_);
-      const RankInput& in = job->input;
-      const uint64_t start =
-          in.history_length() > 0
-              ? HistoryStartFingerprint(in.history_item_ids[0], in.history_actions[0],
-                                        in.history_timestamps_ms[0])
-              : 0;
-      job->reuse = reuse_->Observe(in.user_id, in.history_length(), start,
-                                   job->prepared.looked_up_ids(), batch_id);
+      job->reuse =
+          reuse_->Observe(job->input.user_id, job->input.history_length(),
+                          job->prepared.history_start(), job->prepared.looked_up_ids(), batch_id);
     }
     jobs.push_back(job);
   }

@@ -325,7 +325,7 @@ struct Simulator::Impl {
   void WriteAudit(size_t node, const serve::ControlDecision& decision,
                   const serve::StatsWindow& closed) {
     const std::string line =
-        serve::ControlAuditLine(absl::StrCat("node-", node), config.control.policy,
+        serve::ControlAuditLine(nodes[node].core->config().node.id, config.control.policy,
                                 decision.time_us / 1000, decision, closed);
     if (absl::Status written = audit->Append(line); !written.ok()) {
       spdlog::warn("{}; no more decisions are logged", written.ToString());

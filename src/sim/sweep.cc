@@ -182,6 +182,10 @@ absl::StatusOr<CellConfig> ConfigForCell(const config::Config& base, const std::
   return cell;
 }
 
+std::string SweepCell::FileStem() const {
+  return absl::StrFormat("%s-%s-%g", profile, regime, scale);
+}
+
 const SweepRun* SweepCell::BestStatic() const {
   const SweepRun* best = nullptr;
   for (const SweepRun& r : runs) {
@@ -261,8 +265,8 @@ absl::Status RunCell(int index, int total, const std::vector<double>& splits,
     config::Config run = c;
     HELM_RETURN_IF_ERROR(ApplyControllerRow(controller, run));
     if (!run.control.audit_log.empty()) {  // one log a run: <audit_log>.<cell>.<row>.jsonl
-      run.control.audit_log = absl::StrFormat("%s.%s-%s-%g.%s.jsonl", run.control.audit_log,
-                                              cell.profile, cell.regime, cell.scale, controller);
+      run.control.audit_log =
+          absl::StrCat(run.control.audit_log, ".", cell.FileStem(), ".", controller, ".jsonl");
     }
     HELM_ASSIGN_OR_RETURN(SimResult r, Simulate(run));
     cell.runs.push_back(Summarize(controller, run.pool.initial_split, r));

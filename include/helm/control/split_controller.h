@@ -29,8 +29,9 @@
 //              against reversals, [r_min, r_max]) apply. It reads no latency: the gain is measured,
 //              not probed for.
 //   predictive model-predictive: every window it predicts the P99 the window would have had at
-//              each split on a grid (r_min to r_max by `min_step`) from the node's own answers and
-//              both caches' reuse times (predict.h: AET miss-ratio curves, Kingman's queueing), and
+//              each split on a grid (r_min to r_max by `min_step`) from the node's own answers
+//              with their batches, the EMB ids' reuse times and the KV cache's miniature copies
+//              (predict.h: an AET miss-ratio curve, miniature caches, Kingman's queueing), and
 //              moves toward the best one when that is better than the current split's prediction
 //              by more than the `hysteresis` fraction. The reuse-time histograms are averaged over
 //              windows (each window's weight halves every window). It sees the whole curve where

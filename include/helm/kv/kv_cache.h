@@ -73,6 +73,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/types/span.h"
 #include "helm/common/ghost_list.h"
+#include "helm/kv/eviction.h"
 #include "helm/kv/options.h"
 #include "helm/pool/chunk_slots.h"
 #include "helm/pool/pool.h"
@@ -145,6 +146,8 @@ class KvLease {
   bool active() const { return cache_ != nullptr; }
   int64_t user_id() const { return user_id_; }
   int64_t history_tokens() const { return history_tokens_; }
+  // HistoryStartFingerprint of the history's first event; 0 when unverified or empty.
+  uint64_t history_start() const { return history_start_; }
   // The verified reusable prefix (tokens) and the pinned blocks covering it, in sequence order;
   // after Commit, the committed length and all its blocks (still pinned by this lease).
   int64_t cached_tokens() const { return prefix_; }
@@ -286,9 +289,6 @@ class KvCache final : public pool::ChunkClient {
 
   const KvOptions options_;
   const int64_t block_bytes_;
-  const bool cost_aware_;
-  // Recompute cost model: a token at position t costs (1 + attention_ratio_ * t) units.
-  const double attention_ratio_;
   pool::Pool* const pool_;
   pool::Storage* const storage_;
 
@@ -296,8 +296,9 @@ class KvCache final : public pool::ChunkClient {
   pool::ChunkSlots slots_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<int64_t, User> users_ ABSL_GUARDED_BY(mu_);
   absl::btree_set<std::pair<double, int64_t>> by_priority_ ABSL_GUARDED_BY(mu_);
-  double inflation_ ABSL_GUARDED_BY(mu_) = 0;  // GDSF's L
-  int64_t lru_clock_ ABSL_GUARDED_BY(mu_) = 0;
+  // The eviction order's priorities (eviction.h); the recompute cost model: a token at position t
+  // costs (1 + attention_ratio * t) units.
+  EvictionPriority priority_ ABSL_GUARDED_BY(mu_);
   uint64_t next_lease_id_ ABSL_GUARDED_BY(mu_) = 1;
   // Per block id: owner user (kNoUser, kReservedBlock), index in its table, pins, write generation.
   std::vector<int64_t> block_user_ ABSL_GUARDED_BY(mu_);

@@ -16,18 +16,10 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "helm/kv/eviction.h"
 #include "helm/kv/options.h"
 
 namespace helm::kv {
-
-// The cost-aware eviction priority (Greedy-Dual-Size-Frequency): inflation + frequency x cost /
-// size, where the cost / size of a prefix of n tokens is the average per-token recompute cost
-// (1 + ratio x n / 2) over a constant bytes per token.
-inline double GdsfPriority(double inflation, int64_t requests, int64_t cached_tokens,
-                           double attention_ratio) {
-  return inflation + static_cast<double>(requests) *
-                         (1.0 + attention_ratio * static_cast<double>(cached_tokens) / 2.0);
-}
 
 // Thread-compatible.
 class KvShadow {
@@ -63,12 +55,10 @@ class KvShadow {
   bool MakeRoom(int64_t blocks, int64_t protect);
 
   const int64_t tokens_per_block_;
-  const bool cost_aware_, allow_trim_;
-  const double attention_ratio_;
+  const bool allow_trim_;
   const int64_t capacity_blocks_;
   int64_t used_blocks_ = 0;
-  double inflation_ = 0;
-  uint64_t lru_clock_ = 0;
+  EvictionPriority priority_;
   absl::flat_hash_map<int64_t, User> users_;
   absl::btree_set<std::pair<double, int64_t>> by_priority_;
 };

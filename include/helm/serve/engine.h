@@ -42,6 +42,8 @@ class Prepared {
   Prepared& operator=(const Prepared&) = delete;
 
   int64_t cached_tokens() const { return lease_.cached_tokens(); }
+  // HistoryStartFingerprint of the history's first event (the KV lease's); 0 when empty.
+  uint64_t history_start() const { return lease_.history_start(); }
   int64_t suffix_tokens() const { return forward_.actions.size() - lease_.cached_tokens(); }
   int64_t num_candidates() const { return forward_.num_candidates; }
   int64_t emb_hits() const { return emb_hits_; }

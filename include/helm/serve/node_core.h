@@ -232,9 +232,6 @@ class NodeCore {
   // For control.policy "predictive" (track_reuse_): the current window's answer sample and both
   // caches' reuse times (StatsWindow::answers, emb_reuse, kv_reuse); reuse_ is null otherwise.
   static constexpr size_t kWindowAnswerSamples = 4096;
-  // The model's attention work per earlier token over a token's linear work (the miniature KV
-  // caches' eviction priorities).
-  const double attention_ratio_;
   const bool track_reuse_;
   absl::Mutex answers_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);
   AnswerReservoir answers_ ABSL_GUARDED_BY(answers_mu_);

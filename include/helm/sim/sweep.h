@@ -128,6 +128,8 @@ struct SweepCell {
   std::vector<SweepRun> runs;  // static splits in order, then the controllers
   // The static run with the lowest P99 (ties: the lower split).
   const SweepRun* BestStatic() const;
+  // "<profile>-<regime>-<scale>": the stem of the cell's files (checkpoint, windows, audit logs).
+  std::string FileStem() const;
   const SweepRun* Controller(const std::string& name) const;
 };
 
