@@ -6,11 +6,12 @@
 // timed alone (steady_clock around Decide); its window is copied in just before (untimed).
 // The predictive controller replays a window's sampled answers at every split of its grid: it is
 // timed on windows that carry the most answers a node samples (4096), their miniature KV caches'
-// reuse and their batches' totals, and both reuse histograms,
+// reuse and their batches' totals, the miniature EMB caches' miss ratios and both reuse
+// histograms,
 // HELM_RESULT predictive_decision_p99_us (once a window, off the request path). Its cost on the
-// request path, the tracker's work per request with its 10 miniature KV caches, is
-// HELM_RESULT predictive_observe_ns, against the tracker without them side by side
-// (predictive_observe_vs_no_kv_caches); the caches' replay of the window's requests, on the
+// request path, the tracker's work per request with its 10 miniature KV and 10 miniature EMB
+// caches, is HELM_RESULT predictive_observe_ns, against the tracker without them side by side
+// (predictive_observe_vs_reuse_times); the caches' replay of the window's requests, on the
 // control thread, HELM_RESULT predictive_replay_ns a request.
 // HELM_RESULT decision_p99_ns is the full helm decision. The paper reports 32 us.
 // The base policy's forward alone is timed against a plain scalar forward of the same weights
@@ -70,7 +71,11 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
     w.requests.batches = w.requests.completions / 4 + 1;
     w.requests.batched_requests = w.requests.completions;
     w.requests.computed_attention = w.requests.computed_rows * 2000;
-    for (int s = 0; s < 10; ++s) w.kv_shadow_splits.push_back(0.05 + 0.1 * s);
+    for (int s = 0; s < 10; ++s) {
+      w.kv_shadow_splits.push_back(0.05 + 0.1 * s);
+      w.emb_shadow_splits.push_back(0.05 + 0.1 * s);
+      w.emb_shadow_miss_ratios.push_back(0.6 - 0.05 * s);
+    }
     for (int i = 0; i < 4096; ++i) {
       helm::serve::AnswerSample a;
       a.latency_us = latency(rng);
@@ -86,7 +91,8 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
       w.answers.push_back(a);
     }
     for (size_t i = 0; i < w.answers.size(); i += 4) {  // batches of 4
-      helm::serve::BatchTotals batch{.size = 4};
+      helm::serve::BatchTotals batch;
+      batch.size = 4;
       for (size_t j = i; j < i + 4; ++j) {
         const helm::serve::AnswerSample& a = w.answers[j];
         batch.emb_lookups += a.emb_lookups;
@@ -111,10 +117,12 @@ std::vector<helm::serve::StatsWindow> PredictiveWindows(int n, uint64_t seed) {
 
 // The predictive controller's cost per request on the node: ReuseTracker::Observe (BeginBatch,
 // under a mutex: the request path) for a request of a user among 64k, with a history of about
-// 1000 tokens and 256 ids looked up, with `shadows` miniature KV caches (10 by default, at the
-// splits 0.05 to 0.95 of a KV cache of 2M blocks of 16 tokens, about half the users' 64M tokens);
-// and the caches' replay of those requests (ReuseTracker::Replay, the control thread, once a
-// window of 2000 requests). ns a request, each.
+// 1000 tokens and 256 ids looked up (drawn evenly from 10M: every one a miss, the EMB miniatures'
+// dearest case), with `shadows` miniature KV and EMB caches each (10 by default, at the splits 0.05
+// to 0.95: KV caches of 2M blocks of 16 tokens at most, about half the users' 64M tokens; EMB
+// caches of 8M rows at most, on the sample that makes that one 32768 rows), or without any (the
+// reuse times alone); and the caches' replay of those requests (ReuseTracker::Replay, the control
+// thread, once a window of 2000 requests). ns a request, each.
 struct ObserveCost {
   double observe_ns, replay_ns;
 };
@@ -123,9 +131,15 @@ ObserveCost ObserveNs(int shadows, int requests) {
   helm::serve::ReuseTracker tracker(1.0 / 16, /*salt=*/1);
   helm::kv::KvOptions kv;
   kv.tokens_per_block = 16;
-  std::vector<int64_t> capacity_blocks;
-  for (int s = 0; s < shadows; ++s) capacity_blocks.push_back(std::llround((0.95 - 0.1 * s) * 2e6));
+  constexpr double kEmbRows = 8e6, kEmbRate = 32768 / (0.95 * kEmbRows);
+  std::vector<int64_t> capacity_blocks, capacity_rows;
+  for (int s = 0; s < shadows; ++s) {
+    const double split = 0.05 + 0.9 * s / std::max(1, shadows - 1);
+    capacity_blocks.push_back(std::llround((1 - split) * 2e6));
+    capacity_rows.push_back(std::llround(split * kEmbRows * kEmbRate));
+  }
   tracker.ShadowKv(kv, /*attention_ratio=*/0.001, capacity_blocks);
+  tracker.ShadowEmb(helm::emb::EmbOptions(), kEmbRate, capacity_rows, 32768);
   std::mt19937_64 rng(5);
   std::vector<int64_t> history(1 << 16, 0), ids(256);
   double observe_ns = 0, replay_ns = 0;
@@ -267,9 +281,9 @@ int main() {
   const ObserveCost without = ObserveNs(0, kObserves);
   const ObserveCost with = ObserveNs(10, kObserves);
   std::printf(
-      "%-34s %10.0f ns a request (%.0f ns without the KV caches); their replay %.0f ns "
+      "%-34s %10.0f ns a request (%.0f ns with reuse times alone); their replay %.0f ns "
       "a request on the control thread\n",
-      "predictive tracker, 10 KV caches", with.observe_ns, without.observe_ns, with.replay_ns);
+      "predictive tracker, 10+10 caches", with.observe_ns, without.observe_ns, with.replay_ns);
   std::printf("HELM_RESULT decision_p99_ns %.0f\n", h.p99_ns);
   std::printf("HELM_RESULT decision_base_p99_ns %.0f\n", a.p99_ns);
   std::printf("HELM_RESULT decision_p99_vs_heuristic %.2f\n", h.p99_ns / b.p99_ns);
@@ -277,7 +291,7 @@ int main() {
   std::printf("HELM_RESULT mlp_forward_vs_scalar %.2f\n", forward_ns / scalar_ns);
   std::printf("HELM_RESULT predictive_decision_p99_us %.0f\n", p.p99_ns / 1000);
   std::printf("HELM_RESULT predictive_observe_ns %.0f\n", with.observe_ns);
-  std::printf("HELM_RESULT predictive_observe_vs_no_kv_caches %.2f\n",
+  std::printf("HELM_RESULT predictive_observe_vs_reuse_times %.2f\n",
               with.observe_ns / without.observe_ns);
   std::printf("HELM_RESULT predictive_replay_ns %.0f\n", with.replay_ns);
   return 0;

@@ -60,13 +60,21 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   // what miniature cache k did (BatchTotals: sum p and sum p (p - 1) / 2), in us, once a
   // decision: own_us[i * caches + k], batch_us[i * caches + k].
   const size_t caches = std::min<size_t>(w.kv_shadow_splits.size(), serve::kMaxKvShadows);
+  // A reused token is also an embedding not looked up (the node looks up the suffix's ids and the
+  // candidates'): it spares its share of the answer's (the batch's) misses.
+  const auto fetch_us_per_token = [&](int32_t misses, int32_t lookups) {
+    return lookups > 0 ? miss_us * misses / lookups : 0.0;
+  };
   std::vector<double> own_us(n * caches), batch_us(n * caches);
   for (size_t i = 0; i < n; ++i) {
     const serve::AnswerSample& a = w.answers[i];
+    const double own_fetch_us = fetch_us_per_token(a.emb_misses, a.emb_lookups);
+    const double batch_fetch_us = fetch_us_per_token(a.batch.emb_misses, a.batch.emb_lookups);
     for (size_t k = 0; k < caches; ++k) {
-      own_us[i * caches + k] = price.PrefixUs(a.reuse.kv_shadow_prefix[k]);
-      batch_us[i * caches + k] =
-          price.row_us * a.batch.shadow.tokens[k] + price.attention_us * a.batch.shadow.pairs[k];
+      own_us[i * caches + k] =
+          price.PrefixUs(a.reuse.kv_shadow_prefix[k]) + own_fetch_us * a.reuse.kv_shadow_prefix[k];
+      batch_us[i * caches + k] = (price.row_us + batch_fetch_us) * a.batch.shadow.tokens[k] +
+                                 price.attention_us * a.batch.shadow.pairs[k];
     }
   }
   const auto own_spared_us = [&](size_t i, ShadowPoint p) {
@@ -85,7 +93,15 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   }
   const auto emb_rows = [&](double r) { return r * s.pool_bytes / s.emb_row_bytes; };
   const auto kv_tokens = [&](double r) { return (1 - r) * s.pool_bytes / s.kv_token_bytes; };
-  const double m0 = emb.MissRatio(emb_rows(r0));
+  // The EMB miss ratio from the miniature EMB caches when they ran, else from the reuse times.
+  const bool emb_shadows = w.emb_shadow_miss_ratios.size() >= 2 &&
+                           w.emb_shadow_miss_ratios.size() == w.emb_shadow_splits.size();
+  const auto miss_ratio = [&](double r) {
+    if (!emb_shadows) return emb.MissRatio(emb_rows(r));
+    return Interpolate(LocateShadow(w.emb_shadow_splits, r),
+                       [&](size_t k) { return w.emb_shadow_miss_ratios[k]; });
+  };
+  const double m0 = miss_ratio(r0);
   const double t0 = shadows ? 0 : kv.EvictionTime(kv_tokens(r0));
   const double window_us = std::max(w.seconds(), 1e-6) * 1e6;
   const double capacity_us = window_us * std::max(1.0, s.workers);
@@ -104,7 +120,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
 
   std::vector<double> delta(n), batch_delta(n), latency(n);
   for (double r : splits) {
-    const double emb_change = emb.MissRatio(emb_rows(r)) - m0;
+    const double emb_change = miss_ratio(r) - m0;
     const double t = shadows ? 0 : kv.EvictionTime(kv_tokens(r));
     const ShadowPoint p = LocateShadow(w.kv_shadow_splits, r);
     // The time `misses` of `lookups` take more at r: the miss ratio's change, within the lookups.
@@ -122,7 +138,9 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       } else if (a.reuse.kv_reuse_tokens >= 0) {
         const double reuse = static_cast<double>(a.reuse.kv_reuse_tokens);
         const int held_now = reuse < t0, held_at_r = reuse < t;
-        d += (held_now - held_at_r) * price.PrefixUs(static_cast<double>(a.reuse.kv_prefix_tokens));
+        const double prefix = static_cast<double>(a.reuse.kv_prefix_tokens);
+        d += (held_now - held_at_r) *
+             (price.PrefixUs(prefix) + fetch_us_per_token(a.emb_misses, a.emb_lookups) * prefix);
       }
       delta[i] = d;
       delta_sum += d;

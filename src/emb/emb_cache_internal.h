@@ -1,7 +1,7 @@
 // Helpers that emb_cache.cc (creation, lookups, readers) and emb_eviction.cc (slots, aging,
 // victims) share. The other EmbCache translation units: emb_pins.cc (live lookups), emb_lock.cc
 // (the lock between lookups and drains), emb_resize.cc (chunks added and drained, prefetch).
-// Private to src/emb.
+// emb_shadow.cc shares the eviction's constants. Private to src/emb.
 #pragma once
 
 #include <atomic>
@@ -14,6 +14,9 @@ template <typename T>
 std::atomic_ref<T> Atomic(T& field) {
   return std::atomic_ref<T>(field);
 }
+
+// Resident rows compared per eviction (the cache's sampled LFU, and its miniature's: emb_shadow.h).
+inline constexpr int kVictimSamples = 8;
 
 // A frequency after `periods` halvings (aging).
 inline uint8_t Decay(uint8_t freq, uint8_t periods) {

@@ -10,13 +10,13 @@ namespace helm::emb {
 namespace {
 
 constexpr size_t kSketchHalvingSlice = 64 << 10;  // sketch counters halved per writer section
-constexpr int kVictimSamples = 8;                 // candidate rows compared per eviction
 constexpr int kVictimAttempts = 32;               // random slots tried per eviction at most
 
 }  // namespace
 
 using internal::Atomic;
 using internal::Decay;
+using internal::kVictimSamples;
 
 void EmbCache::MaybeAgeLocked() {
   const int64_t period = std::max<int64_t>(

@@ -71,22 +71,55 @@ NodeCore::NodeCore(const config::Config& config, Clock* clock)
 
 NodeCore::~NodeCore() { Stop(); }
 
+namespace {
+
+// The miniature caches' splits: `count` spread evenly over [r_min, r_max] (count >= 2).
+std::vector<double> ShadowSplits(const pool::PoolOptions& options, int count) {
+  std::vector<double> splits;
+  for (int i = 0; i < count; ++i) {
+    splits.push_back(options.r_min + (options.r_max - options.r_min) * i / (count - 1));
+  }
+  return splits;
+}
+
+// The EMB cache's chunks at `split`.
+int64_t EmbChunks(const pool::Pool& pool, double split) {
+  return std::lround(split * pool.num_chunks());
+}
+
+}  // namespace
+
 void NodeCore::ShadowKvCache(const config::Config& config) {
-  // control.kv_shadows splits spread over [r_min, r_max], each KV cache its whole chunks' blocks.
-  const int shadows = std::clamp(config.control.kv_shadows, 2, kMaxKvShadows);
+  // Each KV cache its whole chunks' blocks.
+  kv_shadow_splits_ =
+      ShadowSplits(config.pool, std::clamp(config.control.kv_shadows, 2, kMaxKvShadows));
   const pool::Pool& pool = engine_->pool();
-  const kv::KvCache& kv = engine_->kv();
-  const int64_t blocks_per_chunk = pool.chunk_bytes() / kv.block_bytes();
-  const int32_t n = pool.num_chunks();
+  const int64_t blocks_per_chunk = pool.chunk_bytes() / engine_->kv().block_bytes();
   std::vector<int64_t> capacity_blocks;
-  for (int i = 0; i < shadows; ++i) {
-    const double split =
-        config.pool.r_min + (config.pool.r_max - config.pool.r_min) * i / (shadows - 1);
-    kv_shadow_splits_.push_back(split);
-    capacity_blocks.push_back((n - std::lround(split * n)) * blocks_per_chunk);
+  for (double split : kv_shadow_splits_) {
+    capacity_blocks.push_back((pool.num_chunks() - EmbChunks(pool, split)) * blocks_per_chunk);
   }
   absl::MutexLock lock(&reuse_mu_);
   reuse_->ShadowKv(config.kv, model::KvAttentionRatio(config.model), capacity_blocks);
+}
+
+void NodeCore::ShadowEmbCache(const config::Config& config) {
+  // Each EMB cache its whole chunks' full-size rows (a sampling cache's slots are larger), on the
+  // sample that makes the one at r_max emb_shadow_rows rows.
+  emb_shadow_splits_ =
+      ShadowSplits(config.pool, std::clamp(config.control.emb_shadows, 2, kMaxEmbShadows));
+  const pool::Pool& pool = engine_->pool();
+  const emb::EmbCache& emb = engine_->emb();
+  const double rows_per_chunk =
+      static_cast<double>(pool.chunk_bytes() / (int64_t{emb.dim()} * DtypeBytes(emb.dtype())));
+  const double largest = std::max(1.0, EmbChunks(pool, config.pool.r_max) * rows_per_chunk);
+  const double rate = std::min(1.0, static_cast<double>(config.control.emb_shadow_rows) / largest);
+  std::vector<int64_t> capacity_rows;
+  for (double split : emb_shadow_splits_) {
+    capacity_rows.push_back(std::llround(EmbChunks(pool, split) * rows_per_chunk * rate));
+  }
+  absl::MutexLock lock(&reuse_mu_);
+  reuse_->ShadowEmb(config.emb, rate, capacity_rows, std::llround(largest * rate));
 }
 
 absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config& config,
@@ -94,6 +127,7 @@ absl::StatusOr<std::unique_ptr<NodeCore>> NodeCore::Create(const config::Config&
   std::unique_ptr<NodeCore> core(new NodeCore(config, clock));
   HELM_ASSIGN_OR_RETURN(core->engine_, Engine::Create(config, clock));
   if (core->track_reuse_ && config.control.kv_shadows > 0) core->ShadowKvCache(config);
+  if (core->track_reuse_ && config.control.emb_shadows > 0) core->ShadowEmbCache(config);
   if (config.control.policy != "static") {
     // The learned policy's features are normalised by the node's own sizes (features.h).
     HELM_ASSIGN_OR_RETURN(const control::FeatureScales scales, FeatureScalesForConfig(config));
@@ -381,14 +415,18 @@ StatsWindow NodeCore::CloseWindow() {
   if (track_reuse_) {
     absl::MutexLock lock(&reuse_mu_);
     reuse_->Take(&w->emb_reuse, &w->kv_reuse);
+    // The miniature caches run the window's requests now, off the request path: each sampled
+    // answer gets its own K/V reuse and its batch's, the window each EMB cache's miss ratio.
+    if (!kv_shadow_splits_.empty() || !emb_shadow_splits_.empty()) reuse_->Replay();
     w->kv_shadow_splits = kv_shadow_splits_;
-    // The miniature KV caches run the window's requests now, off the request path, and each
-    // sampled answer gets its own reuse and its batch's.
     if (!kv_shadow_splits_.empty()) {
-      reuse_->Replay();
       for (AnswerSample& a : w->answers) {
         reuse_->FillShadowReuse(&a.reuse, &a.batch.shadow);  // unknown: zeros, nothing spared
       }
+    }
+    if (!reuse_->emb_shadow_miss_ratios().empty()) {
+      w->emb_shadow_splits = emb_shadow_splits_;
+      w->emb_shadow_miss_ratios = reuse_->emb_shadow_miss_ratios();
     }
   }
   w->queue_depth = load.queue_depth;

@@ -98,6 +98,9 @@ TEST(Config, CrossFieldChecksNameTheKey) {
   ExpectError("model:\n  num_layers: 64\n  num_heads: 64\nkv:\n  tokens_per_block: 1024\n",
               "kv.tokens_per_block: a KV block");
   ExpectError("control:\n  kv_shadows: 1\n", "control.kv_shadows: must be 0 (none) or at least 2");
+  ExpectError("control:\n  emb_shadows: 1\n",
+              "control.emb_shadows: must be 0 (none) or at least 2");
+  ExpectError("control:\n  emb_shadow_rows: 100\n", "control.emb_shadow_rows");
   ExpectError("control:\n  burst_short_windows: 9\n  burst_long_windows: 9\n",
               "control.burst_short_windows: must be < burst_long_windows");
 }

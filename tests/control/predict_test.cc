@@ -182,6 +182,67 @@ TEST(PredictSplits, AnAnswerMissesAtMostItsLookups) {
   EXPECT_LT(p[1].p99_us, 60'000);
 }
 
+// A reused token is an embedding not looked up: it spares its share of the answer's misses, at
+// the window's fetch time per miss.
+TEST(PredictSplits, AReusedTokenSparesItsShareOfTheAnswersMisses) {
+  Scenario s = FeedBehindACliff();
+  s.emb = ReuseHistogram();
+  s.emb.AddCold(1);  // the same miss ratio at every size: no EMB change of its own
+  s.window.kv_shadow_splits = {0.5, 0.9};
+  for (serve::AnswerSample& a : s.window.answers) {
+    a.queue_us = 0;  // no queueing: the latency is the service time and its change
+    if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {4000, 0};
+  }
+  const std::vector<double> splits = {0.9, 0.5};
+  const auto at_half = [&] {
+    return PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits)[1].p99_us;
+  };
+  // 4000 tokens at 5 us a row.
+  EXPECT_NEAR(at_half(), 50'000 - 20'000, 1e-6);
+  for (serve::AnswerSample& a : s.window.answers) {
+    if (a.history_tokens > 0) {
+      a.emb_lookups = 4000;
+      a.emb_misses = 40;
+    }
+  }
+  // And 1% of those 4000 lookups missed, at 0.1 ms a miss.
+  EXPECT_NEAR(at_half(), 50'000 - 20'000 - 4'000, 1e-6);
+}
+
+// A window at split 0.5 of 1000 search answers, 5 ms each (none of it in the queue), each
+// missing 20 of its 40 EMB lookups at 0.1 ms a miss; the miniature EMB caches at 0.05 and 0.95
+// missed `m005` and `m095` of the window's lookups.
+serve::StatsWindow SearchWindow(double m005, double m095) {
+  serve::StatsWindow w = SteadyWindow(0.5, 1000, 5000);
+  w.emb.lookups = 40 * 1000;
+  w.emb.misses = 20 * 1000;
+  w.emb.fetch_ns = w.emb.misses * 100'000;
+  w.requests.compute_us = w.emb.fetch_ns / 1000;
+  w.answers.assign(
+      1000,
+      serve::AnswerSample{.latency_us = 5000, .queue_us = 0, .emb_lookups = 40, .emb_misses = 20});
+  w.emb_shadow_splits = {0.05, 0.95};
+  w.emb_shadow_miss_ratios = {m005, m095};
+  return w;
+}
+
+// With miniature EMB caches their miss ratios, interpolated by split, say how the window's misses
+// change; the reuse-time curve is not read.
+TEST(PredictSplits, TheMiniatureEmbCachesSayHowTheMissesChange) {
+  const serve::StatsWindow w = SearchWindow(0.6, 0.2);  // 0.4 at 0.5
+  ReuseHistogram emb;  // every id's reuse time says no size would hit
+  emb.AddCold(1);
+  const std::vector<double> splits = {0.5, 0.95, 0.05, 0.275};
+  const std::vector<SplitPrediction> p =
+      PredictSplits(w, emb, ReuseHistogram(), UnitScales(), Price(w), splits);
+  ASSERT_EQ(p.size(), 4u);
+  EXPECT_DOUBLE_EQ(p[0].p99_us, 5000);
+  // 0.95: 40 x (0.2 - 0.4) = 8 misses fewer, 0.8 ms; 0.05: 8 more; 0.275: 4 more.
+  EXPECT_NEAR(p[1].p99_us, 4200, 1e-6);
+  EXPECT_NEAR(p[2].p99_us, 5800, 1e-6);
+  EXPECT_NEAR(p[3].p99_us, 5400, 1e-6);
+}
+
 TEST(PredictiveController, MovesTowardTheBestPredictedSplitAndHoldsWithin) {
   ControlOptions o;
   o.policy = "predictive";

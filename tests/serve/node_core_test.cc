@@ -4,6 +4,7 @@
 // request sequence give identical statistics.
 #include "helm/serve/node_core.h"
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <memory>
@@ -260,7 +261,38 @@ TEST(NodeCore, APredictiveNodeSamplesItsAnswersAndTheCachesReuseTimes) {
   EXPECT_EQ(cached, w.kv.hit_tokens);
   EXPECT_GT(returning, 100) << "64 users, 200 requests";
   EXPECT_NEAR(w.kv_reuse.total(), static_cast<double>(history), 0.5);
-  EXPECT_GT(w.emb_reuse.total(), 0);
+  // The miniature EMB caches (every id: the pool is far smaller than emb_shadow_rows) stand for
+  // the EMB reuse times. The two around the node's split (0.5) bracket its cache's miss ratio,
+  // and the one at r_min misses more than the one at r_max.
+  EXPECT_EQ(w.emb_reuse.total(), 0);
+  const std::vector<double>& m = w.emb_shadow_miss_ratios;
+  ASSERT_EQ(m.size(), static_cast<size_t>(config.control.emb_shadows));
+  ASSERT_EQ(w.emb_shadow_splits, w.kv_shadow_splits);
+  const size_t above = static_cast<size_t>(
+      std::upper_bound(w.emb_shadow_splits.begin(), w.emb_shadow_splits.end(), 0.5) -
+      w.emb_shadow_splits.begin());
+  ASSERT_TRUE(above > 0 && above < m.size());
+  const double cache_ratio = static_cast<double>(misses) / static_cast<double>(lookups);
+  EXPECT_GE(m[above - 1], cache_ratio - 0.01);
+  EXPECT_LE(m[above], cache_ratio + 0.01);
+  EXPECT_GT(m.front(), m.back() + 0.05);
+  for (size_t i = 1; i < m.size(); ++i) EXPECT_LE(m[i], m[i - 1] + 0.01) << i;
+
+  // Without them, the EMB reuse times are measured.
+  config.control.emb_shadows = 0;
+  auto timed = NodeCore::Create(config, &clock);
+  ASSERT_TRUE(timed.ok());
+  auto timed_worker = (*timed)->NewWorker();
+  ASSERT_TRUE(timed_worker.ok());
+  for (int i = 0; i < 4; ++i) {
+    jobs.push_back(std::make_unique<TestJob>(i, 40, 64, i));
+    ASSERT_TRUE((*timed)->Submit(jobs.back().get()).ok());
+  }
+  clock.AdvanceMicros(200);  // the batching wait
+  RunReady(**timed, **timed_worker);
+  const StatsWindow timed_window = (*timed)->CloseWindow();
+  EXPECT_GT(timed_window.emb_reuse.total(), 0);
+  EXPECT_TRUE(timed_window.emb_shadow_miss_ratios.empty());
 
   // Any other policy keeps none of it.
   config.control.policy = "static";

@@ -42,6 +42,13 @@ struct ControlOptions {
   // at splits spread evenly over [r_min, r_max], to read each answer's reuse at other KV sizes (0,
   // or 2 to 16); 0: read it off the users' reuse times (AET) instead.
   int32_t kv_shadows = 10;
+  // Predictive: how many miniature EMB caches (emb/emb_shadow.h) run beside the node's, at the
+  // same splits, to read the EMB miss ratio at other sizes (0, or 2 to 16; 0: read it off the
+  // ids' reuse times, LRU's curve, instead), and the rows of the largest one: they run on a hashed
+  // sample of the ids at the rate that makes the cache at r_max this many rows (every id when the
+  // cache is smaller).
+  int32_t emb_shadows = 10;
+  int64_t emb_shadow_rows = int64_t{1} << 15;
   // Oracle: the candidate splits r_min, r_min + oracle_step, ..., r_max.
   double oracle_step = 0.05;
   // "helm": the frozen base policy's file (policy.h), the largest change of the split per window,
@@ -108,6 +115,12 @@ struct ControlOptions {
     v.Field("kv_shadows", kv_shadows,
             "predictive: miniature KV caches at splits over [r_min, r_max] (0: reuse times)",
             config::InRange<int32_t>(0, 16));
+    v.Field("emb_shadows", emb_shadows,
+            "predictive: miniature EMB caches at splits over [r_min, r_max] (0: reuse times)",
+            config::InRange<int32_t>(0, 16));
+    v.Field("emb_shadow_rows", emb_shadow_rows,
+            "predictive: rows of the largest miniature EMB cache (sets its id sampling rate)",
+            config::InRange<int64_t>(1024, int64_t{1} << 26));
     v.Field("oracle_step", oracle_step, "oracle: spacing of the candidate splits",
             config::InRange(0.01, 0.5));
     v.Field("policy_path", policy_path,
@@ -165,9 +178,12 @@ struct ControlOptions {
       return absl::InvalidArgumentError(absl::StrCat("adapter_probe: must be <= adapter_bound (",
                                                      adapter_bound, "), got ", adapter_probe));
     }
-    if (kv_shadows == 1) {
-      return absl::InvalidArgumentError(
-          "kv_shadows: must be 0 (none) or at least 2 (one at r_min and one at r_max), got 1");
+    for (const auto& [key, count] :
+         {std::pair{"kv_shadows", kv_shadows}, std::pair{"emb_shadows", emb_shadows}}) {
+      if (count == 1) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            key, ": must be 0 (none) or at least 2 (one at r_min and one at r_max), got 1"));
+      }
     }
     return absl::OkStatus();
   }

@@ -1,27 +1,31 @@
 // What a node's last window would have looked like at another split (the predictive split
 // controller, split_controller.h): each sampled answer (StatsWindow::answers) replayed against the
-// EMB cache's miss-ratio curve, read off its reuse times (common/reuse_histogram.h, AET), and the
-// KV cache's miniature copies (kv/kv_shadow.h), or the users' reuse times without them.
+// EMB and KV caches' miniature copies (emb/emb_shadow.h, kv/kv_shadow.h), or without them against
+// the miss-ratio curves read off the ids' and users' reuse times (common/reuse_histogram.h, AET).
 //
 // At split r, for an answer of the window (taken at the committed split r0):
-//   EMB   its misses plus its lookups x (m(r) - m(r0)), within [0, lookups], m the EMB
-//         miss-ratio curve at r x pool / row bytes (a change of the miss ratio, not a ratio of
-//         them: the curve's own level is LRU's, below what TinyLFU and the sampled ids show, and
-//         a ratio of two small miss ratios is no measure of anything);
+//   EMB   its misses plus its lookups x (m(r) - m(r0)), within [0, lookups], m the miss ratio the
+//         miniature EMB caches on either side of r had over the window (interpolated by split;
+//         StatsWindow::emb_shadow_miss_ratios). Without them (control.emb_shadows 0) m is the AET
+//         curve at r x pool / row bytes, LRU's, which cannot see TinyLFU's admission. A change of
+//         the miss ratio, not a ratio of them: a ratio of two small miss ratios is no measure of
+//         anything;
 //   KV    the prefix it reuses at r is what the miniature KV caches on either side of r reused
 //         (interpolated by split). Without them (control.kv_shadows 0): its user's previous
 //         history is held at r when the user's reuse time is below the KV cache's eviction time
 //         T(r) at (1 - r) x pool / token bytes. The difference from r0 is recomputed or spared;
 //   time  the change of its service time is those misses x the window's fetch time per miss plus
 //         those tokens' recompute time (RecomputePrice: the token at position t costs a row and t
-//         attended tokens, priced by the model's FLOP ratio, PriceByRatio). A batch takes
-//         its members' time together, so an answer takes its whole batch's change (BatchTotals;
-//         without them its own plus the mean change x the window's mean batch size less one).
+//         attended tokens, priced by the model's FLOP ratio, PriceByRatio) and their lookups (a
+//         reused token's embedding is not looked up: each spares the answer's misses / lookups
+//         of a miss). A batch takes its members' time together, so an answer takes its whole
+//         batch's change (BatchTotals; without them its own plus the mean change x the window's
+//         mean batch size less one).
 //         Its wait in the queue scales as Kingman's formula for a G/G/1 queue:
 //         rho / (1 - rho) x the mean service time, rho the workers' utilisation with every
 //         answer's own change of service time added.
-// The prediction's P99 is the P99 of those latencies. Only the changes from r0 count, so the EMB
-// curve's own bias (TinyLFU admission is not LRU) mostly cancels.
+// The prediction's P99 is the P99 of those latencies. Only the changes from r0 count, so a curve's
+// own bias in level cancels.
 #pragma once
 
 #include <vector>

@@ -202,8 +202,10 @@ class NodeCore {
   NodeStateUpdate BaseState() const;
   EmbSummary BuildSummary() const;
   void RecordAnswer(const RankJob& job, int64_t latency_us);
-  // Starts the reuse tracker's miniature KV caches (control.kv_shadows), once, from Create.
+  // Start the reuse tracker's miniature KV and EMB caches (control.kv_shadows, emb_shadows), once,
+  // from Create.
   void ShadowKvCache(const config::Config& config);
+  void ShadowEmbCache(const config::Config& config);
 
   const config::Config config_;
   Clock* const clock_;
@@ -240,6 +242,7 @@ class NodeCore {
   std::atomic<int64_t> next_batch_id_{0};  // the tracker's batch numbering (RequestReuse::batch)
   // The splits of the tracker's miniature KV caches (control.kv_shadows; empty: none), set once.
   std::vector<double> kv_shadow_splits_;
+  std::vector<double> emb_shadow_splits_;  // and of its miniature EMB caches
 
   mutable absl::Mutex window_mu_ ABSL_ACQUIRED_AFTER(latency_mu_);
   int64_t window_start_us_ ABSL_GUARDED_BY(window_mu_) = 0;

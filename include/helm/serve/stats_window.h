@@ -103,6 +103,10 @@ struct StatsWindow {
   // The splits whose miniature KV caches' reuse each answer carries (RequestReuse::
   // kv_shadow_prefix), ascending; empty when none ran.
   std::vector<double> kv_shadow_splits;
+  // The splits of the miniature EMB caches, ascending, and each one's miss ratio over the
+  // window's requests (ReuseTracker::emb_shadow_miss_ratios); empty when none ran.
+  std::vector<double> emb_shadow_splits;
+  std::vector<double> emb_shadow_miss_ratios;
 
   double seconds() const { return end_us > start_us ? (end_us - start_us) / 1e6 : 0.0; }
   double arrival_rate_per_s() const;
