@@ -7,12 +7,6 @@
 namespace helm::control {
 namespace {
 
-// Kingman's formula's dependence on utilisation, with rho capped short of 1.
-double WaitFactor(double rho) {
-  rho = std::clamp(rho, 0.0, 0.99);
-  return rho / (1 - rho);
-}
-
 // Where split r falls among the miniature KV caches' splits: the lower cache and the weight of the
 // upper one (clamped to the outermost caches).
 struct ShadowPoint {
@@ -115,8 +109,11 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
       w.requests.batches > 0
           ? std::max(0.0, static_cast<double>(w.requests.batched_requests) / w.requests.batches - 1)
           : 0.0;
-  double service0 = 0;
-  for (const serve::AnswerSample& a : w.answers) service0 += a.latency_us - a.queue_us;
+  double service_sq0 = 0;
+  for (const serve::AnswerSample& a : w.answers) {
+    const double service = static_cast<double>(a.latency_us - a.queue_us);
+    service_sq0 += service * service;
+  }
 
   std::vector<double> delta(n), batch_delta(n), latency(n);
   for (double r : splits) {
@@ -154,13 +151,25 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
     // A batch takes its members' time together: an answer's batch-mates' changes are its own too.
     const double mates_delta = batch_mates * delta_sum / static_cast<double>(n);
     const double rho = rho0 + delta_sum * answers_per_sample / capacity_us;
-    const double mean_ratio = service0 > 0 ? std::max(0.0, service0 + delta_sum) / service0 : 1.0;
-    const double wait_scale = rho0 > 0.01 ? WaitFactor(rho) / WaitFactor(rho0) * mean_ratio : 1.0;
+    // Pollaczek-Khinchine: the mean wait is lambda E[S^2] / (2 (1 - rho)), S an answer's service
+    // (its batch's) with its change; the arrivals are the window's.
+    double service_sq = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const serve::AnswerSample& a = w.answers[i];
+      if (std::isnan(batch_delta[i])) batch_delta[i] = delta[i] + mates_delta;
+      const double service =
+          std::max(0.0, static_cast<double>(a.latency_us - a.queue_us) + batch_delta[i]);
+      service_sq += service * service;
+    }
+    const double wait_scale = rho0 > 0.01 && service_sq0 > 0
+                                  ? (1 - std::min(rho0, 0.99)) / (1 - std::clamp(rho, 0.0, 0.99)) *
+                                        service_sq / service_sq0
+                                  : 1.0;
     for (size_t i = 0; i < n; ++i) {
       const serve::AnswerSample& a = w.answers[i];
       latency[i] =
           std::max(0.0, a.queue_us * wait_scale + static_cast<double>(a.latency_us - a.queue_us) +
-                            (std::isnan(batch_delta[i]) ? delta[i] + mates_delta : batch_delta[i]));
+                            batch_delta[i]);
     }
     out.push_back(
         SplitPrediction{.split = r, .p99_us = QuantileOf(latency, 0.99), .utilisation = rho});

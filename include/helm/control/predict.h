@@ -21,9 +21,11 @@
 //         of a miss). A batch takes its members' time together, so an answer takes its whole
 //         batch's change (BatchTotals; without them its own plus the mean change x the window's
 //         mean batch size less one).
-//         Its wait in the queue scales as Kingman's formula for a G/G/1 queue:
-//         rho / (1 - rho) x the mean service time, rho the workers' utilisation with every
-//         answer's own change of service time added.
+//         Its wait in the queue scales as the mean wait of an M/G/1 queue (Pollaczek-Khinchine):
+//         lambda E[S^2] / (2 (1 - rho)), S an answer's service time with its change, rho the
+//         workers' utilisation with every answer's own change of service time added. The second
+//         moment matters: sparing the longest services (long recomputed histories) shortens the
+//         wait by more than the mean service alone says.
 // The prediction's P99 is the P99 of those latencies. Only the changes from r0 count, so a curve's
 // own bias in level cancels.
 #pragma once
