@@ -188,12 +188,29 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
   for (size_t i = 0; i + 1 < p.size(); ++i) {
     absl::StrAppendFormat(&curve, "%s[%.4f,%.0f]", i > 0 ? "," : "", p[i].split, p[i].p99_us);
   }
+  // And what the miniature caches read: each KV copy's share of the sampled answers' history
+  // tokens reused, each EMB copy's miss ratio, [split, ratio] pairs.
+  std::string caches;
+  double history = 0;
+  for (const serve::AnswerSample& a : w.answers) history += a.history_tokens;
+  for (size_t k = 0; k < std::min<size_t>(w.kv_shadow_splits.size(), serve::kMaxKvShadows); ++k) {
+    double reused = 0;
+    for (const serve::AnswerSample& a : w.answers) reused += a.reuse.kv_shadow_prefix[k];
+    absl::StrAppendFormat(&caches, "%s[%.4f,%.4f]", k > 0 ? "," : "", w.kv_shadow_splits[k],
+                          history > 0 ? reused / history : 0.0);
+  }
+  std::string emb_caches;
+  for (size_t k = 0; k < w.emb_shadow_miss_ratios.size(); ++k) {
+    absl::StrAppendFormat(&emb_caches, "%s[%.4f,%.4f]", k > 0 ? "," : "", w.emb_shadow_splits[k],
+                          w.emb_shadow_miss_ratios[k]);
+  }
   last_json_ =
       absl::StrFormat(R"({"policy":"predictive","split":%.4f,"p99_now_us":%.1f,"best_split":%.4f,)"
                       R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"row_us":%.4g,)"
-                      R"("attention_us":%.4g,"predicted":[%s]})",
+                      R"("attention_us":%.4g,"predicted":[%s],"kv_copies_hit":[%s],)"
+                      R"("emb_copies_miss":[%s]})",
                       r0, now.p99_us, best->split, best->p99_us, now.utilisation, next,
-                      price.row_us, price.attention_us, curve);
+                      price.row_us, price.attention_us, curve, caches, emb_caches);
   return next;
 }
 

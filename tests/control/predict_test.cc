@@ -289,6 +289,21 @@ TEST(PredictiveController, MovesTowardTheBestPredictedSplitAndHoldsWithin) {
   auto* predictive = static_cast<PredictiveController*>(c->get());
   EXPECT_LT(predictive->best_split(), 0.75);
   EXPECT_NE((*c)->LastDecisionJson().find("\"best_split\""), std::string::npos);
+  // The audit also shows what the miniature caches read, [split, share] pairs.
+  auto read = CreateSplitController(o, pool, &scales);
+  ASSERT_TRUE(read.ok());
+  serve::StatsWindow searched = SearchWindow(0.6, 0.2);
+  searched.kv_shadow_splits = {0.05, 0.95};
+  for (serve::AnswerSample& a : searched.answers) {
+    a.history_tokens = 100;
+    a.reuse.kv_shadow_prefix = {50, 0};
+  }
+  (*read)->Decide(searched);
+  const std::string json = (*read)->LastDecisionJson();
+  EXPECT_NE(json.find("\"kv_copies_hit\":[[0.0500,0.5000],[0.9500,0.0000]]"), std::string::npos)
+      << json;
+  EXPECT_NE(json.find("\"emb_copies_miss\":[[0.0500,0.6000],[0.9500,0.2000]]"), std::string::npos)
+      << json;
 
   // Where every split predicts the same (no reuse at all), it holds.
   auto flat = CreateSplitController(o, pool, &scales);
