@@ -7,8 +7,8 @@
 namespace helm::control {
 namespace {
 
-// Where split r falls among the miniature KV caches' splits: the lower cache and the weight of the
-// upper one (clamped to the outermost caches).
+// Where split r falls among the miniature caches' splits (KV or EMB): the lower cache and the
+// weight of the upper one (clamped to the outermost caches).
 struct ShadowPoint {
   size_t lower = 0;
   double upper_weight = 0;

@@ -46,9 +46,9 @@ struct BatchShadowSums {
 // The miniature caches (ShadowKv: ~1.3 us a cache a request; ShadowEmb) cost too much for the
 // request path: Observe only logs the request (user, history, start, batch, and the EMB
 // miniatures' sample of its ids), and Replay, once a window on the control thread, runs the log
-// through the caches in arrival order. What each logged request
-// reused, and each batch's sums, are kept for two replays, so that a request answered in the
-// window after the one it was logged in still finds them. Thread-compatible.
+// through the caches in arrival order. What each logged request reused, and each batch's sums,
+// are kept for two replays, so that a request answered in the window after the one it was logged
+// in still finds them. Thread-compatible.
 class ReuseTracker {
  public:
   ReuseTracker(double emb_sample_rate, uint64_t salt, size_t max_keys = size_t{1} << 22);
