@@ -183,27 +183,32 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
   double delta = 0;
   if (best->p99_us < now.p99_us * (1 - options_.hysteresis)) delta = best->split - w.target_split;
   const double next = gate_.Apply(w, delta);
-  // The whole predicted curve too, [split, P99 us] pairs, so that an audit shows why.
-  std::string curve;
-  for (size_t i = 0; i + 1 < p.size(); ++i) {
-    absl::StrAppendFormat(&curve, "%s[%.4f,%.0f]", i > 0 ? "," : "", p[i].split, p[i].p99_us);
-  }
-  // And what the miniature caches read: each KV copy's share of the sampled answers' history
-  // tokens reused, each EMB copy's miss ratio, [split, ratio] pairs.
-  std::string caches;
+  // The whole predicted curve too, [split, P99 us] pairs, so that an audit shows why; and what the
+  // miniature caches read, [split, share] pairs: each KV copy's share of the sampled answers'
+  // history tokens reused, each EMB copy's miss ratio.
+  const auto pairs = [](size_t n, auto split, auto value, int precision) {
+    std::string out;
+    for (size_t i = 0; i < n; ++i) {
+      absl::StrAppendFormat(&out, "%s[%.4f,%.*f]", i > 0 ? "," : "", split(i), precision, value(i));
+    }
+    return out;
+  };
+  const std::string curve = pairs(
+      p.size() - 1, [&](size_t i) { return p[i].split; }, [&](size_t i) { return p[i].p99_us; }, 0);
   double history = 0;
   for (const serve::AnswerSample& a : w.answers) history += a.history_tokens;
-  for (size_t k = 0; k < std::min<size_t>(w.kv_shadow_splits.size(), serve::kMaxKvShadows); ++k) {
-    double reused = 0;
-    for (const serve::AnswerSample& a : w.answers) reused += a.reuse.kv_shadow_prefix[k];
-    absl::StrAppendFormat(&caches, "%s[%.4f,%.4f]", k > 0 ? "," : "", w.kv_shadow_splits[k],
-                          history > 0 ? reused / history : 0.0);
-  }
-  std::string emb_caches;
-  for (size_t k = 0; k < w.emb_shadow_miss_ratios.size(); ++k) {
-    absl::StrAppendFormat(&emb_caches, "%s[%.4f,%.4f]", k > 0 ? "," : "", w.emb_shadow_splits[k],
-                          w.emb_shadow_miss_ratios[k]);
-  }
+  const std::string caches = pairs(
+      std::min<size_t>(w.kv_shadow_splits.size(), serve::kMaxKvShadows),
+      [&](size_t k) { return w.kv_shadow_splits[k]; },
+      [&](size_t k) {
+        double reused = 0;
+        for (const serve::AnswerSample& a : w.answers) reused += a.reuse.kv_shadow_prefix[k];
+        return history > 0 ? reused / history : 0.0;
+      },
+      4);
+  const std::string emb_caches = pairs(
+      w.emb_shadow_miss_ratios.size(), [&](size_t k) { return w.emb_shadow_splits[k]; },
+      [&](size_t k) { return w.emb_shadow_miss_ratios[k]; }, 4);
   last_json_ =
       absl::StrFormat(R"({"policy":"predictive","split":%.4f,"p99_now_us":%.1f,"best_split":%.4f,)"
                       R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"row_us":%.4g,)"

@@ -24,6 +24,7 @@ constexpr int64_t kMinStagingBytes = int64_t{64} << 10;
 }  // namespace
 
 using internal::Atomic;
+using internal::Bumped;
 using internal::Decay;
 
 EmbStats EmbStats::operator-(const EmbStats& o) const {
@@ -290,7 +291,7 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
         f = Decay(f, static_cast<uint8_t>(now - age));
         Atomic(e.age).store(now, std::memory_order_relaxed);
       }
-      if (f != 255) Atomic(e.freq).store(static_cast<uint8_t>(f + 1), std::memory_order_relaxed);
+      if (f != 255) Atomic(e.freq).store(Bumped(f), std::memory_order_relaxed);
       loc[i] = slots_.Offset(e.slot);
       ++hits;
     }
@@ -327,8 +328,7 @@ absl::Status EmbCache::LookupValid(absl::Span<const int64_t> ids, EmbLookup* out
           if (id == victim_hint) victim_hint = -1;
           if (e.mark != mark) ++unique;
           e.tag = std::max(e.tag, reg_epoch);
-          e.freq = static_cast<uint8_t>(
-              std::min(255, Decay(e.freq, static_cast<uint8_t>(now_w - e.age)) + 1));
+          e.freq = Bumped(Decay(e.freq, static_cast<uint8_t>(now_w - e.age)));
           e.age = now_w;
           e.mark = mark;
           loc[pos] = slots_.Offset(e.slot);

@@ -14,13 +14,14 @@ constexpr int kVictimAttempts = 32;               // random slots tried per evic
 
 }  // namespace
 
+using internal::AgePeriod;
 using internal::Atomic;
 using internal::Decay;
 using internal::kVictimSamples;
+using internal::ReturnFrequency;
 
 void EmbCache::MaybeAgeLocked() {
-  const int64_t period = std::max<int64_t>(
-      1, int64_t{options_.sketch_reset_factor} * std::max<int64_t>(slots_.capacity(), 1));
+  const int64_t period = AgePeriod(options_.sketch_reset_factor, slots_.capacity());
   if (accesses_since_age_.load(std::memory_order_relaxed) >= period) {
     accesses_since_age_.fetch_sub(period, std::memory_order_relaxed);
     // The last period's halving, when too few writer sections came to finish it, ends now.
@@ -119,11 +120,7 @@ int64_t EmbCache::FindVictimLocked(uint64_t min_live, int64_t* visits) {
 void EmbCache::EvictLocked(Index::iterator it) {
   const int64_t id = it->first;
   const Entry& e = it->second;
-  // The sketch does not see hits; hand it the evicted row's frequency so that a quick return
-  // is judged on its whole history.
-  const uint8_t freq = EffectiveFreq(e);
-  const uint8_t est = sketch_.Estimate(id);
-  if (freq > est) sketch_.Increment(id, freq - est);
+  ReturnFrequency(sketch_, id, EffectiveFreq(e));
   --chunk_live_[slots_.Chunk(e.slot)];
   index_.erase(it);
   if (ghost_sampler_.Contains(id)) ghost_.Add(id, 1);

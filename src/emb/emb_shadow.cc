@@ -7,15 +7,17 @@
 
 namespace helm::emb {
 
+using internal::AgePeriod;
+using internal::Bumped;
 using internal::Decay;
 using internal::kVictimSamples;
+using internal::ReturnFrequency;
 
 EmbShadow::EmbShadow(const EmbOptions& options, int64_t capacity_rows, int64_t sketch_rows,
                      uint64_t seed)
     : use_admission_(options.admission == "tinylfu"),
       capacity_(capacity_rows),
-      age_period_(std::max<int64_t>(
-          1, int64_t{options.sketch_reset_factor} * std::max<int64_t>(capacity_rows, 1))),
+      age_period_(AgePeriod(options.sketch_reset_factor, capacity_rows)),
       sketch_(int64_t{options.sketch_width_per_row} * std::max<int64_t>(sketch_rows, 1)),
       rng_(SplitMix64(seed) | 1) {
   index_.reserve(static_cast<size_t>(capacity_rows));
@@ -55,10 +57,7 @@ int64_t EmbShadow::FindVictim() {
 
 void EmbShadow::Evict(Index::iterator it) {
   const int64_t id = it->first;
-  // The sketch does not see hits: it takes the evicted row's frequency back (as the cache).
-  const uint8_t freq = EffectiveFreq(it->second);
-  const uint8_t est = sketch_.Estimate(id);
-  if (freq > est) sketch_.Increment(id, freq - est);
+  ReturnFrequency(sketch_, id, EffectiveFreq(it->second));
   const uint32_t pos = it->second.pos;
   resident_[pos] = resident_.back();
   index_.find(resident_[pos])->second.pos = pos;
@@ -83,8 +82,7 @@ int64_t EmbShadow::Lookup(absl::Span<const int64_t> ids) {
       continue;
     }
     Entry& e = it->second;
-    const uint8_t f = EffectiveFreq(e);
-    e.freq = f == 255 ? f : static_cast<uint8_t>(f + 1);
+    e.freq = Bumped(EffectiveFreq(e));
     e.age = age_epoch_;
   }
   accesses_since_age_ += static_cast<int64_t>(ids.size());

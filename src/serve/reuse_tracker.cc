@@ -90,8 +90,9 @@ void ReuseTracker::Replay() {
     const Logged& l = log_[j];
     const absl::Span<const int64_t> sampled(emb_log_.data() + emb_begin, l.emb_end - emb_begin);
     emb_begin = l.emb_end;
-    for (size_t i = 0; i < emb_shadows_.size(); ++i)
+    for (size_t i = 0; i < emb_shadows_.size(); ++i) {
       emb_misses[i] += emb_shadows_[i].Lookup(sampled);
+    }
     BatchShadowSums* sums = l.batch >= 0 ? &next.batches[l.batch] : nullptr;
     for (size_t i = 0; i < kv_shadows_.size(); ++i) {
       const int64_t p = kv_shadows_[i].Request(l.user_id, l.history_tokens, l.history_start);

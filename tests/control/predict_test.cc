@@ -63,11 +63,15 @@ Scenario FeedBehindACliff() {
   return s;
 }
 
+// The scenario's window at each split, on UnitScales at the window's own time per row.
+std::vector<SplitPrediction> Predict(const Scenario& s, const std::vector<double>& splits) {
+  return PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
+}
+
 TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
   const Scenario s = FeedBehindACliff();
   const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5};
-  const std::vector<SplitPrediction> p =
-      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
+  const std::vector<SplitPrediction> p = Predict(s, splits);
   ASSERT_EQ(p.size(), 4u);
   // At its own split nothing changes: the sample's P99 (50 ms) and the worker's utilisation.
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
@@ -106,8 +110,7 @@ TEST(PredictSplits, TheMiniatureKvCachesSayWhatEachAnswerWouldReuse) {
     if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {4000, 0, 0};
   }
   const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5, 0.3};
-  const std::vector<SplitPrediction> p =
-      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
+  const std::vector<SplitPrediction> p = Predict(s, splits);
   ASSERT_EQ(p.size(), 5u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   EXPECT_GE(p[1].p99_us, 50'000);
@@ -152,15 +155,13 @@ TEST(PredictSplits, AnAnswerTakesItsBatchsChange) {
     }
   }
   const std::vector<double> splits = {0.9, 0.5};
-  const std::vector<SplitPrediction> p =
-      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
+  const std::vector<SplitPrediction> p = Predict(s, splits);
   ASSERT_EQ(p.size(), 2u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   EXPECT_NEAR(p[1].p99_us, 30'000, 2'000);
   // Without the batches' totals, only its own: nothing changes for the feed.
   for (serve::AnswerSample& a : s.window.answers) a.batch = serve::BatchTotals();
-  EXPECT_GE(PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits)[1].p99_us,
-            50'000);
+  EXPECT_GE(Predict(s, splits)[1].p99_us, 50'000);
 }
 
 // Where the EMB curve says almost nothing misses at the current split, a smaller cache adds at most
@@ -173,8 +174,7 @@ TEST(PredictSplits, AnAnswerMissesAtMostItsLookups) {
   s.emb.AddCold(1e-7);
   for (serve::AnswerSample& a : s.window.answers) a.reuse.kv_reuse_tokens = -1;  // no K/V reuse
   const std::vector<double> splits = {0.9, 0.0005};
-  const std::vector<SplitPrediction> p =
-      PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
+  const std::vector<SplitPrediction> p = Predict(s, splits);
   ASSERT_EQ(p.size(), 2u);
   EXPECT_DOUBLE_EQ(p[0].p99_us, 50'000);
   // Every search answer misses its other 2 lookups (0.2 ms more), the feed's P99 barely moves.
@@ -194,9 +194,7 @@ TEST(PredictSplits, AReusedTokenSparesItsShareOfTheAnswersMisses) {
     if (a.history_tokens > 0) a.reuse.kv_shadow_prefix = {4000, 0};
   }
   const std::vector<double> splits = {0.9, 0.5};
-  const auto at_half = [&] {
-    return PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits)[1].p99_us;
-  };
+  const auto at_half = [&] { return Predict(s, splits)[1].p99_us; };
   // 4000 tokens at 5 us a row.
   EXPECT_NEAR(at_half(), 50'000 - 20'000, 1e-6);
   for (serve::AnswerSample& a : s.window.answers) {

@@ -28,21 +28,11 @@ struct Fixture {
 
 // 16 chunks of 64 KiB; blocks of 2 layers x 4 tokens x 16 floats = 512 B: 128 blocks per chunk.
 Fixture Make(int kv_chunks, const std::string& eviction = "cost_aware", bool allow_trim = true) {
-  pool::PoolOptions po;
-  po.bytes = 1 << 20;
-  po.chunk_bytes = 64 << 10;
-  po.initial_split = 1.0 - kv_chunks / 16.0;
-  po.r_min = 0.0;
-  po.r_max = 1.0;
-  po.backend = "cpu";
-  po.max_step_bytes = 64 << 10;
-  KvOptions ko;
-  ko.tokens_per_block = kTpb;
-  ko.eviction = eviction;
-  ko.allow_trim = allow_trim;
   Fixture f;
-  f.pool = *pool::Pool::Create(po);
-  auto kv = KvCache::Create(testutil::CacheOptions(ko, f.model, kAttentionRatio), f.pool.get());
+  f.pool = *pool::Pool::Create(testutil::SixteenChunks(kv_chunks));
+  auto kv = KvCache::Create(testutil::CacheOptions(testutil::Eviction(kTpb, eviction, allow_trim),
+                                                   f.model, kAttentionRatio),
+                            f.pool.get());
   EXPECT_TRUE(kv.ok()) << kv.status();
   f.kv = *std::move(kv);
   return f;

@@ -27,19 +27,8 @@ struct Case {
 TEST(KvShadow, ReusesExactlyWhatTheCacheReusesOnASerialStream) {
   for (const Case& c : {Case{"cost_aware", true}, Case{"cost_aware", false}, Case{"lru", false}}) {
     SCOPED_TRACE(c.eviction + (c.allow_trim ? " with trimming" : ""));
-    pool::PoolOptions po;
-    po.bytes = 1 << 20;
-    po.chunk_bytes = 64 << 10;  // 128 blocks of 512 B a chunk
-    po.initial_split = 12.0 / 16.0;
-    po.r_min = 0.0;
-    po.r_max = 1.0;
-    po.backend = "cpu";
-    po.max_step_bytes = 64 << 10;
-    KvOptions ko;
-    ko.tokens_per_block = kTpb;
-    ko.eviction = c.eviction;
-    ko.allow_trim = c.allow_trim;
-    auto pool = *pool::Pool::Create(po);
+    const KvOptions ko = testutil::Eviction(kTpb, c.eviction, c.allow_trim);
+    auto pool = *pool::Pool::Create(testutil::SixteenChunks(4));  // 128 blocks of 512 B a chunk
     const testutil::BlockShape shape{.num_layers = 2, .num_heads = 1, .d_qk = 8, .d_v = 8};
     auto cache = *KvCache::Create(testutil::CacheOptions(ko, shape, kAttentionRatio), pool.get());
     ASSERT_EQ(cache->capacity_blocks(), 512);

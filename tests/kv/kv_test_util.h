@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -46,6 +47,30 @@ inline uint32_t Word(int64_t user, const UserHistory& h, int64_t t, int layer, i
 
 // The layers inside a block, which the cache itself does not know: tests write and verify every
 // element the way the model's kernels lay them out. fp32 only in tests.
+// A CPU-backed pool of 16 chunks of `chunk_bytes`, `kv_chunks` of them the KV cache's, resized at
+// most `max_step_bytes` a step.
+inline pool::PoolOptions SixteenChunks(int kv_chunks, int64_t chunk_bytes = 64 << 10,
+                                       int64_t max_step_bytes = 64 << 10) {
+  pool::PoolOptions po;
+  po.bytes = 16 * chunk_bytes;
+  po.chunk_bytes = chunk_bytes;
+  po.initial_split = 1.0 - kv_chunks / 16.0;
+  po.r_min = 0.0;
+  po.r_max = 1.0;
+  po.backend = "cpu";
+  po.max_step_bytes = max_step_bytes;
+  return po;
+}
+
+// Blocks of `tokens_per_block` tokens under `eviction`, trimming tails or not.
+inline KvOptions Eviction(int tokens_per_block, const std::string& eviction, bool allow_trim) {
+  KvOptions ko;
+  ko.tokens_per_block = tokens_per_block;
+  ko.eviction = eviction;
+  ko.allow_trim = allow_trim;
+  return ko;
+}
+
 struct BlockShape {
   int num_layers = 1;
   int num_heads = 1;

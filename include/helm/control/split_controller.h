@@ -30,8 +30,8 @@
 //              not probed for.
 //   predictive model-predictive: every window it predicts the P99 the window would have had at
 //              each split on a grid (r_min to r_max by `min_step`) from the node's own answers
-//              with their batches, the EMB ids' reuse times and the KV cache's miniature copies
-//              (predict.h: an AET miss-ratio curve, miniature caches, Kingman's queueing), and
+//              with their batches and both caches' miniature copies (predict.h: miniature caches,
+//              or AET miss-ratio curves without them; an M/G/1 queue's wait), and
 //              moves toward the best one when that is better than the current split's prediction
 //              by more than the `hysteresis` fraction. The reuse-time histograms are averaged over
 //              windows (each window's weight halves every window). It sees the whole curve where

@@ -21,7 +21,7 @@ inline constexpr int kMaxEmbShadows = 16;
 
 // Per request, what the tracker saw: the user's K/V reuse time in tokens (-1: first request seen),
 // the prefix a large enough cache would hold for it (the longest history the user sent before, up
-// to this request's length), its place in the tracker's request log (-1: no miniature KV caches
+// to this request's length), its place in the tracker's request log (-1: no miniature caches
 // run), and, once the log is replayed (Replay, FillShadowReuse), the prefix each miniature KV cache
 // reused.
 struct RequestReuse {
