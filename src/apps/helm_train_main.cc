@@ -153,6 +153,8 @@ int main(int argc, char** argv) {
     manifest["iterations"] = last.iteration;
     manifest["iterations_planned"] = o.iterations;
     manifest["imitate_iterations"] = o.imitate_iterations;
+    if (o.imitate_iterations > 0) manifest["teacher"] = o.teacher;
+    manifest["features"] = o.features;
     manifest["episodes_per_iteration"] = o.episodes_per_iteration;
     manifest["episode_s"] = o.episode_s;
     manifest["steps"] = last.total_steps;

@@ -36,7 +36,7 @@ HelmController::HelmController(Policy base, const FeatureScales& scales,
                                const ControlOptions& options, double r_min, double r_max)
     : base_(std::move(base)),
       scales_(scales),
-      extractor_(scales),
+      extractor_(FeatureExtractor::For(base_.mlp.inputs(), scales, options, r_min, r_max)),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       logits_(base_.actions.size()) {
   if (options.adapter) adapter_.emplace(AdapterOptionsFrom(options));

@@ -254,7 +254,7 @@ std::string PolicyToJson(const Policy& p) {
 PolicyController::PolicyController(Policy policy, const FeatureScales& scales,
                                    const ControlOptions& options, double r_min, double r_max)
     : policy_(std::move(policy)),
-      extractor_(scales),
+      extractor_(FeatureExtractor::For(policy_.mlp.inputs(), scales, options, r_min, r_max)),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       logits_(policy_.actions.size()) {}
 

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -53,6 +54,13 @@ absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
       "control.policy: '%s' runs only in helm-sim (the oracle replays windows offline); nodes "
       "take static, heuristic, marginal or helm",
       options.policy));
+}
+
+bool NeedsReuseTracking(const ControlOptions& options) {
+  if (options.policy == "predictive") return true;
+  if (options.policy != "helm") return false;
+  const absl::StatusOr<Policy> policy = LoadPolicy(options.policy_path);
+  return policy.ok() && ReadsModel(policy->mlp.inputs());
 }
 
 HillClimbController::HillClimbController(const ControlOptions& options, double r_min, double r_max)
@@ -147,41 +155,23 @@ double MarginalController::Decide(const serve::StatsWindow& w) {
 PredictiveController::PredictiveController(const ControlOptions& options,
                                            const FeatureScales& scales, double r_min, double r_max)
     : options_(options),
-      scales_(scales),
-      gate_(options.max_move, options.hold_windows, r_min, r_max) {
-  const int points = static_cast<int>(std::floor((r_max - r_min) / options.min_step + 1e-9));
-  for (int i = 0; i <= points; ++i) grid_.push_back(r_min + i * options.min_step);
-  if (r_max - grid_.back() > 1e-9) grid_.push_back(r_max);
-}
+      gate_(options.max_move, options.hold_windows, r_min, r_max),
+      model_(scales, options.min_step, r_min, r_max) {}
 
 double PredictiveController::Decide(const serve::StatsWindow& w) {
-  constexpr double kKeep = 0.5;  // each window's reuse times count half as much a window later
-  emb_.Scale(kKeep);
-  emb_.Merge(w.emb_reuse);
-  kv_.Scale(kKeep);
-  kv_.Merge(w.kv_reuse);
+  model_.Observe(w);
   if (SafetyGate::MoveInFlight(w) ||
       static_cast<int64_t>(w.answers.size()) < options_.min_window_answers) {
     return gate_.Apply(w, 0);
   }
+  const std::optional<SplitModel::View> view = model_.Predict(w);
+  if (!view) return gate_.Apply(w, 0);
+  const SplitPrediction &now = view->now, &best = view->best;
+  const RecomputePrice& price = view->price;
   const double r0 = w.committed_split;
-  std::vector<double> splits = grid_;
-  splits.push_back(r0);  // the current split's own prediction is the reference
-  const RecomputePrice price = PriceByRatio(w, scales_.attention_ratio);
-  const std::vector<SplitPrediction> p = PredictSplits(w, emb_, kv_, scales_, price, splits);
-  const SplitPrediction& now = p.back();
-  const SplitPrediction* best = &now;
-  for (size_t i = 0; i + 1 < p.size(); ++i) {
-    // The lowest P99; of equals, the split nearest the current one.
-    if (p[i].p99_us < best->p99_us - 1e-9 ||
-        (std::abs(p[i].p99_us - best->p99_us) <= 1e-9 &&
-         std::abs(p[i].split - r0) < std::abs(best->split - r0))) {
-      best = &p[i];
-    }
-  }
-  best_split_ = best->split;
+  best_split_ = best.split;
   double delta = 0;
-  if (best->p99_us < now.p99_us * (1 - options_.hysteresis)) delta = best->split - w.target_split;
+  if (best.p99_us < now.p99_us * (1 - options_.hysteresis)) delta = best.split - w.target_split;
   const double next = gate_.Apply(w, delta);
   // The whole predicted curve too, [split, P99 us] pairs, so that an audit shows why; and what the
   // miniature caches read, [split, share] pairs: each KV copy's share of the sampled answers'
@@ -193,8 +183,9 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
     }
     return out;
   };
+  const std::vector<SplitPrediction>& p = view->curve;
   const std::string curve = pairs(
-      p.size() - 1, [&](size_t i) { return p[i].split; }, [&](size_t i) { return p[i].p99_us; }, 0);
+      p.size(), [&](size_t i) { return p[i].split; }, [&](size_t i) { return p[i].p99_us; }, 0);
   double history = 0;
   for (const serve::AnswerSample& a : w.answers) history += a.history_tokens;
   const std::string caches = pairs(
@@ -214,7 +205,7 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
                       R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"row_us":%.4g,)"
                       R"("attention_us":%.4g,"predicted":[%s],"kv_copies_hit":[%s],)"
                       R"("emb_copies_miss":[%s]})",
-                      r0, now.p99_us, best->split, best->p99_us, now.utilisation, next,
+                      r0, now.p99_us, best.split, best.p99_us, now.utilisation, next,
                       price.row_us, price.attention_us, curve, caches, emb_caches);
   return next;
 }

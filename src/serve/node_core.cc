@@ -59,7 +59,7 @@ NodeCore::NodeCore(const config::Config& config, Clock* clock)
       clock_(clock),
       queue_(QueueOptions(config.node), clock),
       window_latency_(std::make_unique<LatencyHistogram>()),
-      track_reuse_(config.control.policy == "predictive"),
+      track_reuse_(control::NeedsReuseTracking(config.control)),
       answers_(kWindowAnswerSamples, /*seed=*/0x616e73776572ull),
       last_window_(std::make_unique<StatsWindow>()) {
   if (track_reuse_) {

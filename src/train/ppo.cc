@@ -50,10 +50,11 @@ std::vector<torch::nn::LinearImpl*> Linears(torch::nn::Sequential net) {
   return out;
 }
 
-torch::Tensor FeaturesTensor(const std::vector<control::Features>& rows) {
-  torch::Tensor t = torch::empty({static_cast<int64_t>(rows.size()), control::kNumFeatures});
+// The first `inputs` features of every row (the ones the actor reads).
+torch::Tensor FeaturesTensor(const std::vector<control::Features>& rows, int inputs) {
+  torch::Tensor t = torch::empty({static_cast<int64_t>(rows.size()), inputs});
   float* p = t.data_ptr<float>();
-  for (const control::Features& f : rows) p = std::copy(f.begin(), f.end(), p);
+  for (const control::Features& f : rows) p = std::copy(f.begin(), f.begin() + inputs, p);
   return t;
 }
 
@@ -86,8 +87,8 @@ absl::StatusOr<std::unique_ptr<PpoTrainer>> PpoTrainer::Create(const TrainConfig
     torch::set_num_threads(1);
     torch::manual_seed(o.seed);
     const int actions = static_cast<int>(o.actions.size());
-    impl->actor = MakeNet(control::kNumFeatures, o.hidden, actions, 0.01);
-    impl->critic = MakeNet(control::kNumFeatures, o.hidden, 1, 1.0);
+    impl->actor = MakeNet(o.features, o.hidden, actions, 0.01);
+    impl->critic = MakeNet(o.features, o.hidden, 1, 1.0);
     std::vector<torch::Tensor> params = impl->actor->parameters();
     for (const torch::Tensor& p : impl->critic->parameters()) params.push_back(p);
     impl->optimizer = std::make_unique<torch::optim::Adam>(
@@ -126,7 +127,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
 
   // ---- Rollouts (no torch: the actor's weights run in control::Mlp on plain threads) ----------
   const Clock::time_point rollout_start = Clock::now();
-  // Behaviour cloning first (TrainOptions::imitate_iterations): the marginal rule acts.
+  // Behaviour cloning first (TrainOptions::imitate_iterations): the teacher rule acts.
   const bool imitate = m.iteration < o.imitate_iterations;
   HELM_ASSIGN_OR_RETURN(std::vector<EpisodeResult> episodes,
                         CollectRollouts(m.config.base, o, IterationEnvs(o, m.iteration), Actor(),
@@ -190,7 +191,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
     for (auto& group : m.optimizer->param_groups()) {
       static_cast<torch::optim::AdamOptions&>(group.options()).lr(stats.learning_rate);
     }
-    const torch::Tensor obs_t = FeaturesTensor(obs);
+    const torch::Tensor obs_t = FeaturesTensor(obs, o.features);
     const torch::Tensor actions_t = torch::from_blob(actions.data(), {n}, torch::kLong).clone();
     const torch::Tensor old_logp_t = torch::from_blob(old_log_probs.data(), {n}).clone();
     const torch::Tensor decided_t = torch::from_blob(decided.data(), {n}).clone();
@@ -202,7 +203,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
       const torch::Tensor v = m.critic->forward(obs_t).reshape({n}).contiguous();
       std::copy(v.data_ptr<float>(), v.data_ptr<float>() + n, values.begin());
       if (!bootstrap_obs.empty()) {
-        const torch::Tensor b = m.critic->forward(FeaturesTensor(bootstrap_obs)).reshape({-1});
+        const torch::Tensor b = m.critic->forward(FeaturesTensor(bootstrap_obs, o.features)).reshape({-1});
         std::copy(b.data_ptr<float>(), b.data_ptr<float>() + b.numel(), boot_values.begin());
       }
     }

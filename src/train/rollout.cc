@@ -55,7 +55,7 @@ TrainingController::TrainingController(const control::Policy& actor,
     : actor_(actor),
       scales_(scales),
       weights_(weights),
-      extractor_(scales),
+      extractor_(control::FeatureExtractor::For(actor_.mlp.inputs(), scales, options, r_min, r_max)),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       rng_(seed),
       teacher_(std::move(teacher)),
@@ -171,7 +171,11 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
   c.workload.duration_s = o.episode_s;
   c.simulator.sweep_profiles.clear();
   c.pool.initial_split = std::clamp(env.initial_split, c.pool.r_min, c.pool.r_max);
-  c.control.policy = "static";
+  // The trainer's hook installs every node's controller; a policy that reads the model's features,
+  // or the predictive teacher, needs the nodes to keep the miniature caches the model reads
+  // (control::NeedsReuseTracking).
+  c.control.policy = control::ReadsModel(o.features) || o.teacher == "predictive" ? "predictive"
+                                                                                   : "static";
   c.control.slo_ms = c.workload.slo_ms;
   if (o.capacity_s > 0) {
     config::Config probe = c;
@@ -203,7 +207,10 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
   sim::SimulatorHooks hooks;
   hooks.controller = [&](int node, const control::FeatureScales& scales) {
     std::unique_ptr<control::SplitController> teacher;
-    if (imitate) {
+    if (imitate && options.teacher == "predictive") {
+      teacher = std::make_unique<control::PredictiveController>(c.control, scales, c.pool.r_min,
+                                                                c.pool.r_max);
+    } else if (imitate) {
       teacher =
           std::make_unique<control::MarginalController>(c.control, c.pool.r_min, c.pool.r_max);
     }

@@ -2,10 +2,14 @@
 // splits from its answers and both caches' reuse times, and moves toward the best predicted split.
 #include "helm/control/predict.h"
 
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "control/window_support.h"
 #include "gtest/gtest.h"
+#include "helm/control/features.h"
+#include "helm/control/policy.h"
 #include "helm/control/split_controller.h"
 
 namespace helm::control {
@@ -314,6 +318,65 @@ TEST(PredictiveController, MovesTowardTheBestPredictedSplitAndHoldsWithin) {
   w.emb_reuse = s.emb;
   w.kv_reuse = s.kv;
   EXPECT_DOUBLE_EQ((*flat)->Decide(w), 0.5);
+}
+
+// Features 19-20 (features.h) are the predictive model's view: its best split less the target and
+// its predicted gain there, as the predictive controller sees them; 0 without the model, while a
+// move is in flight, and on a window with too few answers.
+TEST(FeatureExtractor, TheModelsFeaturesAreThePredictiveControllersView) {
+  ControlOptions o;
+  o.policy = "predictive";
+  const FeatureScales scales = UnitScales();
+  Scenario s = FeedBehindACliff();
+  s.window.emb_reuse = s.emb;
+  s.window.kv_reuse = s.kv;
+  PredictiveController predictive(o, scales, 0.05, 0.95);
+  predictive.Decide(s.window);
+  const std::vector<double> grid_and_now = {predictive.best_split(), s.window.committed_split};
+  const std::vector<SplitPrediction> p = Predict(s, grid_and_now);
+
+  FeatureExtractor with_model = FeatureExtractor::For(kNumFeatures, scales, o, 0.05, 0.95);
+  const Features f = with_model.Extract(s.window);
+  EXPECT_NEAR(f[19], predictive.best_split() - s.window.target_split, 1e-6);
+  EXPECT_LT(f[19], -0.15) << "across the cliff, toward the KV end";
+  EXPECT_NEAR(f[20], 1 - p[0].p99_us / p[1].p99_us, 1e-6);
+  EXPECT_GT(f[20], 0.1);
+
+  FeatureExtractor without = FeatureExtractor::For(kFirstModelFeature, scales, o, 0.05, 0.95);
+  const Features g = without.Extract(s.window);
+  EXPECT_EQ(g[19], 0.0f);
+  EXPECT_EQ(g[20], 0.0f);
+  for (int i = 0; i < kFirstModelFeature; ++i) EXPECT_EQ(f[i], g[i]) << "feature " << i;
+
+  serve::StatsWindow moving = s.window;
+  moving.target_split = 0.5;  // a move in flight
+  EXPECT_EQ(with_model.Extract(moving)[19], 0.0f);
+  serve::StatsWindow thin = s.window;
+  thin.answers.resize(o.min_window_answers - 1);
+  EXPECT_EQ(with_model.Extract(thin)[20], 0.0f);
+}
+
+// A node keeps the reuse tracker and miniature caches only for a controller that reads them.
+TEST(NeedsReuseTracking, ThePredictiveControllerAndAPolicyReadingTheModel) {
+  ControlOptions o;
+  for (const char* policy : {"static", "heuristic", "marginal"}) {
+    o.policy = policy;
+    EXPECT_FALSE(NeedsReuseTracking(o)) << policy;
+  }
+  o.policy = "predictive";
+  EXPECT_TRUE(NeedsReuseTracking(o));
+  o.policy = "helm";
+  o.policy_path = "builtin:helm-base-v2";  // features 0-18
+  EXPECT_FALSE(NeedsReuseTracking(o));
+  const std::string path = ::testing::TempDir() + "/reads_model.json";
+  {
+    std::ofstream f(path);
+    f << PolicyToJson(Policy{Mlp::Random({kNumFeatures, 8, 3}, 1), {-0.1, 0, 0.1}});
+  }
+  o.policy_path = path;
+  EXPECT_TRUE(NeedsReuseTracking(o));
+  o.policy_path = ::testing::TempDir() + "/no_such_policy.json";
+  EXPECT_FALSE(NeedsReuseTracking(o)) << "CreateSplitController reports the file";
 }
 
 }  // namespace

@@ -11,10 +11,10 @@
 namespace helm::train {
 namespace {
 
-std::vector<float> RandomInputs(int rows, uint64_t seed) {
+std::vector<float> RandomInputs(int rows, int inputs, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(rows) * control::kNumFeatures);
+  std::vector<float> x(static_cast<size_t>(rows) * inputs);
   for (float& v : x) v = u(rng);
   return x;
 }
@@ -26,14 +26,15 @@ void ExpectMlpMatchesTorch(const control::Policy& policy, uint64_t seed) {
       control::ParsePolicy(control::PolicyToJson(policy), "round trip");
   ASSERT_TRUE(parsed.ok()) << parsed.status();
   constexpr int kRows = 256;
-  const std::vector<float> x = RandomInputs(kRows, seed);
+  const int inputs = policy.mlp.inputs();
+  const std::vector<float> x = RandomInputs(kRows, inputs, seed);
   const std::vector<float> want = TorchForward(policy, x);
   const int outputs = policy.mlp.outputs();
   ASSERT_EQ(want.size(), size_t(kRows) * outputs);
   std::vector<float> got(outputs);
   double worst = 0;
   for (int r = 0; r < kRows; ++r) {
-    parsed->mlp.Forward(x.data() + size_t(r) * control::kNumFeatures, got.data());
+    parsed->mlp.Forward(x.data() + size_t(r) * inputs, got.data());
     for (int o = 0; o < outputs; ++o) {
       worst = std::max(worst, double(std::abs(got[o] - want[size_t(r) * outputs + o])));
     }
@@ -57,16 +58,20 @@ TEST(TorchCheck, HandWrittenMlpEqualsTorchForwardThroughTheJsonRoundTrip) {
 
 TEST(TorchCheck, TheTrainersActorIsThePolicyANodeRuns) {
   const uint64_t seed = ::testing::UnitTest::GetInstance()->random_seed();
-  TrainConfig config = Tiny::Config();
-  config.train.seed = seed;
-  auto trainer = PpoTrainer::Create(config);
-  ASSERT_TRUE(trainer.ok()) << trainer.status();
-  const control::Policy actor = (*trainer)->Actor();
-  ASSERT_EQ(actor.mlp.layers().size(), 3u);
-  EXPECT_EQ(actor.mlp.inputs(), control::kNumFeatures);
-  EXPECT_EQ(actor.mlp.layers()[0].out, 64);
-  EXPECT_EQ(actor.mlp.outputs(), 7);
-  ExpectMlpMatchesTorch(actor, seed);
+  // Reading the features before the model's (as v2) and all of them.
+  for (int features : {control::kFirstModelFeature, control::kNumFeatures}) {
+    TrainConfig config = Tiny::Config();
+    config.train.seed = seed;
+    config.train.features = features;
+    auto trainer = PpoTrainer::Create(config);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    const control::Policy actor = (*trainer)->Actor();
+    ASSERT_EQ(actor.mlp.layers().size(), 3u);
+    EXPECT_EQ(actor.mlp.inputs(), features);
+    EXPECT_EQ(actor.mlp.layers()[0].out, 64);
+    EXPECT_EQ(actor.mlp.outputs(), 7);
+    ExpectMlpMatchesTorch(actor, seed);
+  }
 }
 
 // A few PPO iterations on a tiny cluster that starts at a bad split raise the mean reward per

@@ -29,10 +29,10 @@ serve::StatsWindow Window(double split, int64_t answers, int64_t latency_us) {
   return w;
 }
 
-// A 16 -> 7 policy whose logits are its biases: softmax(biases) whatever the features.
+// A 19 -> 7 policy whose logits are its biases: softmax(biases) whatever the features.
 control::Policy BiasPolicy(const std::vector<float>& biases) {
   control::Mlp::Layer l;
-  l.in = control::kNumFeatures;
+  l.in = control::kFirstModelFeature;
   l.out = static_cast<int>(biases.size());
   l.weight.assign(size_t(l.in) * l.out, 0.0f);
   l.bias = biases;
@@ -176,6 +176,49 @@ TEST(Rollout, AnEpisodeRecordsEveryNodesStepsAndIsDeterministic) {
       ASSERT_EQ(x.features, y.features);
     }
   }
+}
+
+// train.teacher predictive with train.features 21: the nodes keep the miniature caches, the
+// predictive rule acts, and the states carry the model's view (features 19-20) that the actor
+// will learn to read: its best split, which the rule then moves toward.
+TEST(Rollout, ThePredictiveTeacherActsAndTheStatesCarryTheModelsView) {
+  TrainConfig config = Tiny::Config();
+  config.train.teacher = "predictive";
+  config.train.features = control::kNumFeatures;
+  config.train.profiles = {"kuairand"};  // long histories: the split matters to the model
+  config.base.control.min_window_answers = 20;
+  EnvSpec env = Tiny::Env();
+  env.profile = "kuairand";
+  env.initial_split = 0.9;
+  absl::StatusOr<config::Config> c = EnvConfig(config.base, config.train, env);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->control.policy, "predictive") << "the nodes keep the miniature caches";
+  control::Policy actor = Tiny::Random(3);
+  actor.mlp = control::Mlp::Random({control::kNumFeatures, 8, 7}, 3);
+  absl::StatusOr<EpisodeResult> e =
+      RunEpisode(config.base, config.train, env, actor, nullptr, /*imitate=*/true);
+  ASSERT_TRUE(e.ok()) << e.status();
+  ASSERT_EQ(e->trajectories.size(), 1u);
+  int modelled = 0, followed = 0;
+  const std::vector<Step>& steps = e->trajectories[0].steps;
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const Step& s = steps[i];
+    if (!s.decided || s.features[19] == 0) continue;
+    ++modelled;
+    // The rule moved the way its model pointed, or held where the gain was within hysteresis.
+    // (The window's target is features 0 + 1, in float.)
+    const double moved = s.target - (double{s.features[0]} + s.features[1]);
+    const bool held = std::abs(moved) < 1e-6;
+    if ((!held && moved * s.features[19] > 0) ||
+        (held && s.features[20] <= config.base.control.hysteresis + 1e-6)) {
+      ++followed;
+    } else {
+      ADD_FAILURE() << "step " << i << ": moved " << moved << ", model " << s.features[19]
+                    << " for " << s.features[20];
+    }
+  }
+  EXPECT_GT(modelled, 0) << "no window carried the model's view";
+  EXPECT_EQ(followed, modelled);
 }
 
 TEST(Rollout, ParallelEnvironmentsGiveWhatOneThreadGives) {

@@ -86,7 +86,7 @@ train:
   }
 
   static control::Policy Random(uint64_t seed) {
-    return control::Policy{control::Mlp::Random({control::kNumFeatures, 64, 64, 7}, seed),
+    return control::Policy{control::Mlp::Random({control::kFirstModelFeature, 64, 64, 7}, seed),
                            {-0.10, -0.05, -0.02, 0, 0.02, 0.05, 0.10}};
   }
 };

@@ -33,6 +33,14 @@
 //  18  which way memory pays         (g_emb - g_kv) / (g_emb + g_kv), 0 when both are < 1e-4:
 //                                    the slope of the two hit-rate curves where the split stands
 //                                    (Cliffhanger's shadow-queue gradient), in [-1, 1]
+//  19  the model's best split        r* - target, clamped to [-1, 1]: r* the split of the lowest
+//                                    P99 the predictive model (split_model.h, the predictive
+//                                    controller's) predicts for the window at any split
+//  20  the model's predicted gain    1 - P99(r*) / P99(committed split), in [0, 1]
+//      Features 19-20 are 0 unless the extractor runs the model (a policy that reads them:
+//      ReadsModel), and on windows with a move in flight or fewer than
+//      control.min_window_answers sampled answers. The node then keeps the miniature caches the
+//      model reads (NeedsReuseTracking, split_controller.h).
 // A policy file may read only the first N features (policy.h): features are only ever appended.
 //
 // Thread-compatible: one control loop calls Extract (it keeps the arrival-rate averages).
@@ -40,13 +48,20 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "helm/control/options.h"
 #include "helm/serve/stats_window.h"
 
 namespace helm::control {
 
-inline constexpr int kNumFeatures = 19;
+inline constexpr int kNumFeatures = 21;
+inline constexpr int kFirstModelFeature = 19;  // features 19-20 need the predictive model
+// Whether a policy reading the first `inputs` features reads the model's.
+inline bool ReadsModel(int inputs) { return inputs > kFirstModelFeature; }
+
+class SplitModel;
 using Features = std::array<float, kNumFeatures>;
 
 struct FeatureScales {
@@ -73,7 +88,19 @@ double QuantileOf(std::vector<double>& v, double q);
 
 class FeatureExtractor {
  public:
-  explicit FeatureExtractor(const FeatureScales& scales) : s_(scales) {}
+  // Features 0-18; 19-20 are 0.
+  explicit FeatureExtractor(const FeatureScales& scales);
+  // All of them: the predictive model (split_model.h) on the grid r_min to r_max by
+  // options.min_step, predicting windows of at least options.min_window_answers answers.
+  FeatureExtractor(const FeatureScales& scales, const ControlOptions& options, double r_min,
+                   double r_max);
+  // The extractor a policy reading the first `inputs` features needs: with the model when
+  // ReadsModel(inputs).
+  static FeatureExtractor For(int inputs, const FeatureScales& scales,
+                              const ControlOptions& options, double r_min, double r_max);
+  FeatureExtractor(FeatureExtractor&&) noexcept;
+  ~FeatureExtractor();
+
   Features Extract(const serve::StatsWindow& window);
   double short_rate() const { return short_rate_; }
   double long_rate() const { return long_rate_; }
@@ -83,6 +110,8 @@ class FeatureExtractor {
 
  private:
   FeatureScales s_;
+  std::unique_ptr<SplitModel> model_;  // null: features 19-20 are 0
+  int64_t min_window_answers_ = 0;
   bool primed_ = false;
   double short_rate_ = 0, long_rate_ = 0;
 };

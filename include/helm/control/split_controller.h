@@ -52,11 +52,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "helm/common/reuse_histogram.h"
 #include "helm/control/features.h"
 #include "helm/control/options.h"
 #include "helm/control/predict.h"
 #include "helm/control/safety.h"
+#include "helm/control/split_model.h"
 #include "helm/pool/options.h"
 #include "helm/serve/stats_window.h"
 
@@ -87,6 +87,12 @@ class SplitController {
 absl::StatusOr<std::unique_ptr<SplitController>> CreateSplitController(
     const ControlOptions& options, const pool::PoolOptions& pool,
     const struct FeatureScales* scales = nullptr);
+
+// Whether a node running `options`' controller keeps the reuse tracker and the miniature caches
+// the predictive model reads (predict.h): for the predictive controller, and for the learned one
+// when its policy reads the model's features (features.h 19-20). A policy that cannot be read
+// needs none (CreateSplitController reports it).
+bool NeedsReuseTracking(const ControlOptions& options);
 
 class StaticController final : public SplitController {
  public:
@@ -157,10 +163,8 @@ class PredictiveController final : public SplitController {
 
  private:
   ControlOptions options_;
-  FeatureScales scales_;
   SafetyGate gate_;
-  std::vector<double> grid_;
-  ReuseHistogram emb_, kv_;
+  SplitModel model_;
   double best_split_ = 0;
   std::string last_json_;
 };

@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "helm/config/config.h"
 #include "helm/config/describe.h"
+#include "helm/control/features.h"
 
 namespace helm::train {
 
@@ -32,10 +33,16 @@ struct TrainOptions {
   // numbers: the reward curve then shows the policy, not the draw). For tests and ablations.
   bool same_envs_each_iteration = false;
   // The first imitate_iterations iterations kickstart the actor by behaviour cloning: their
-  // rollouts are acted by the `marginal` rule (split_controller.h, with the config's control
+  // rollouts are acted by the `teacher` rule (split_controller.h, with the config's control
   // knobs), and the update fits the actor's log-probability of the rule's action (cross-entropy)
   // and the critic to the returns, where PPO's clipped surrogate would be. PPO goes on from there.
   int32_t imitate_iterations = 0;
+  // The rule the kickstart imitates: "marginal" (the ghost gains) or "predictive" (the model's
+  // best split; the nodes then keep the miniature caches it reads).
+  std::string teacher = "marginal";
+  // The features the actor and critic read: the first N of features.h. 19 is every feature but
+  // the predictive model's (19-20); 21 reads those too, and the nodes keep the miniature caches.
+  int32_t features = 19;
   // > 0: after the kickstart, PPO's loss adds this times KL(kickstart actor || actor) on the
   // decided states, so that it improves on the rule's imitation without drifting off it.
   double kickstart_kl = 0;
@@ -95,6 +102,10 @@ struct TrainOptions {
     v.Field("imitate_iterations", imitate_iterations,
             "first iterations that clone the marginal rule's decisions before PPO",
             config::InRange<int32_t>(0, 1000000));
+    v.Field("teacher", teacher, "the rule the kickstart imitates",
+            config::OneOf({"marginal", "predictive"}));
+    v.Field("features", features, "features the policy reads (the first N of features.h)",
+            config::InRange<int32_t>(1, control::kNumFeatures));
     v.Field("kickstart_kl", kickstart_kl,
             "weight of KL(kickstart actor || actor) in PPO's loss after the kickstart",
             config::InRange(0.0, 1000.0));

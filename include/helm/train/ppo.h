@@ -16,7 +16,7 @@
 // all steps, the entropy bonus, Adam with the gradient norm clipped; the step size annealed
 // linearly over the run.
 //
-// Kickstart: the first train.imitate_iterations iterations roll out with the marginal rule acting
+// Kickstart: the first train.imitate_iterations iterations roll out with the train.teacher rule acting
 // (split_controller.h) and replace the clipped surrogate by the cross-entropy of the rule's
 // actions (no entropy bonus); the critic learns the rule's returns. PPO goes on from that actor,
 // with train.kickstart_kl x KL(the kickstart's actor || the actor) added to its loss.

@@ -147,7 +147,7 @@ std::string EpisodeCsvHeader();
 std::string EpisodeCsvRow(int32_t iteration, const EpisodeResult& episode);
 
 // Runs one episode of `env` (EnvConfig) with `actor` sampling every node's decisions, or with the
-// marginal rule deciding (`imitate`: TrainingController's teacher).
+// train.teacher rule deciding (`imitate`: TrainingController's teacher).
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
                                          const EnvSpec& env, const control::Policy& actor,
                                          sim::CapacityRuns* capacities = nullptr,

@@ -1,0 +1,42 @@
+// The predictive model over a run of windows (predict.h): the reuse-time histograms averaged over
+// windows (each window's weight halves a window later), and each window's predicted P99 on a grid
+// of splits, r_min to r_max by control.min_step, against the committed split's own prediction.
+// The predictive controller (split_controller.h) decides on it; the learned controller reads it as
+// features 19-20 (features.h) when its policy reads them.
+//
+// Thread-compatible: one control loop calls Observe and Predict.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "helm/common/reuse_histogram.h"
+#include "helm/control/features.h"
+#include "helm/control/predict.h"
+#include "helm/serve/stats_window.h"
+
+namespace helm::control {
+
+class SplitModel {
+ public:
+  struct View {
+    std::vector<SplitPrediction> curve;  // one per grid split
+    SplitPrediction now;                 // at the window's committed split
+    SplitPrediction best;  // the curve's lowest P99; of equals, the split nearest the committed one
+    RecomputePrice price;
+  };
+
+  SplitModel(const FeatureScales& scales, double min_step, double r_min, double r_max);
+
+  // Folds the window's reuse times into the averages. Every window, whether predicted or not.
+  void Observe(const serve::StatsWindow& window);
+  // The window's predicted curve; nullopt when it has no sampled answers.
+  std::optional<View> Predict(const serve::StatsWindow& window) const;
+
+ private:
+  FeatureScales scales_;
+  std::vector<double> grid_;
+  ReuseHistogram emb_, kv_;
+};
+
+}  // namespace helm::control
