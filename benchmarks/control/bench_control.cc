@@ -14,6 +14,9 @@
 // (predictive_observe_vs_reuse_times); the caches' replay of the window's requests, on the
 // control thread, HELM_RESULT predictive_replay_ns a request.
 // HELM_RESULT decision_p99_ns is the full helm decision. The paper reports 32 us.
+// A base policy that reads the predictive model's view (features 19-20, a 21-64-64-7 MLP) makes
+// the helm decision the model's prediction plus the rest, timed on the predictive controller's
+// windows: HELM_RESULT helm_model_decision_p99_us.
 // The base policy's forward alone is timed against a plain scalar forward of the same weights
 // (one output at a time, [out][in] rows), hot in cache: HELM_RESULT mlp_forward_vs_scalar.
 #include <algorithm>
@@ -234,7 +237,8 @@ int main() {
   scales.emb_row_bytes = 512;
   scales.kv_token_bytes = 6144;
   scales.queue_capacity = 1024;
-  Policy policy{Mlp::Random({kNumFeatures, 64, 64, 7}, 3),
+  // v2's shape: every feature but the model's.
+  Policy policy{Mlp::Random({kFirstModelFeature, 64, 64, 7}, 3),
                 {-0.1, -0.05, -0.02, 0, 0.02, 0.05, 0.1}};
   PolicyController base(policy, scales, options, 0.05, 0.95);
   ControlOptions helm_options = options;
@@ -249,6 +253,10 @@ int main() {
   constexpr int kPredictions = 400;
   Time(predictive, sampled, kPredictions / 4);  // warm-up
   const Timing p = Time(predictive, sampled, kPredictions);
+  HelmController helm_model(Policy{Mlp::Random({kNumFeatures, 64, 64, 7}, 3), policy.actions},
+                            scales, helm_options, 0.05, 0.95);
+  Time(helm_model, sampled, kPredictions / 4);  // warm-up
+  const Timing m = Time(helm_model, sampled, kPredictions);
   Time(helm, windows, kDecisions);  // warm-up
   Time(base, windows, kDecisions);
   Time(heuristic, windows, kDecisions);
@@ -269,11 +277,13 @@ int main() {
   const double scalar_ns = ForwardNs(scalar, kForwards);
   std::printf("%-34s %10s %10s\n", "decision (features->action)", "p50_ns", "p99_ns");
   std::printf("%-34s %10.0f %10.0f\n", "helm: base+adapter+recovery+gate", h.p50_ns, h.p99_ns);
-  const std::string base_name = "base policy " + std::to_string(kNumFeatures) + "-64-64-7 + gate";
+  const std::string base_name =
+      "base policy " + std::to_string(kFirstModelFeature) + "-64-64-7 + gate";
   std::printf("%-34s %10.0f %10.0f\n", base_name.c_str(), a.p50_ns, a.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "heuristic (hill climbing)", b.p50_ns, b.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "marginal (ghost gains) + gate", g.p50_ns, g.p99_ns);
   std::printf("%-34s %10.0f %10.0f\n", "predictive (4096 answers, 46 splits)", p.p50_ns, p.p99_ns);
+  std::printf("%-34s %10.0f %10.0f\n", "helm reading the model (the same)", m.p50_ns, m.p99_ns);
   std::printf("%-34s %10.0f ns (scalar forward %.0f ns)\n", "base policy forward alone, hot",
               forward_ns, scalar_ns);
   constexpr int kObserves = 400'000;
@@ -290,6 +300,7 @@ int main() {
   std::printf("HELM_RESULT mlp_forward_ns %.0f\n", forward_ns);
   std::printf("HELM_RESULT mlp_forward_vs_scalar %.2f\n", forward_ns / scalar_ns);
   std::printf("HELM_RESULT predictive_decision_p99_us %.0f\n", p.p99_ns / 1000);
+  std::printf("HELM_RESULT helm_model_decision_p99_us %.0f\n", m.p99_ns / 1000);
   std::printf("HELM_RESULT predictive_observe_ns %.0f\n", with.observe_ns);
   std::printf("HELM_RESULT predictive_observe_vs_reuse_times %.2f\n",
               with.observe_ns / without.observe_ns);

@@ -153,7 +153,11 @@ int main(int argc, char** argv) {
     manifest["iterations"] = last.iteration;
     manifest["iterations_planned"] = o.iterations;
     manifest["imitate_iterations"] = o.imitate_iterations;
-    if (o.imitate_iterations > 0) manifest["teacher"] = o.teacher;
+    if (o.imitate_iterations > 0) {
+      manifest["teacher"] = o.teacher;
+      manifest["imitate_aggregate"] = o.imitate_aggregate;
+      manifest["imitate_balance"] = o.imitate_balance;
+    }
     manifest["features"] = o.features;
     manifest["episodes_per_iteration"] = o.episodes_per_iteration;
     manifest["episode_s"] = o.episode_s;
@@ -200,14 +204,16 @@ int main(int argc, char** argv) {
     rewards.push_back(last.mean_reward);
     std::printf(
         "[iter %3d/%d]%s steps %5lld (total %7lld, %4.0f%% decided) reward %8.4f p99/slo %6.3f | "
-        "pg %7.4f v %8.4f ent %5.3f kl %6.4f clip %4.2f ce %5.3f lr %.2e | rollout %5.1f s update "
+        "pg %7.4f v %8.4f ent %5.3f kl %6.4f clip %4.2f ce %5.3f moves %4.2f lr %.2e | rollout "
+        "%5.1f s "
+        "update "
         "%4.1f s wall %6.0f s\n",
         last.iteration, o.iterations, last.iteration <= o.imitate_iterations ? " imitate" : "",
         static_cast<long long>(last.steps), static_cast<long long>(last.total_steps),
         last.steps > 0 ? 100.0 * last.decisions / last.steps : 0.0, last.mean_reward,
         last.mean_p99_over_slo, last.policy_loss, last.value_loss, last.entropy, last.approx_kl,
-        last.clip_fraction, last.rollout_cross_entropy, last.learning_rate, last.rollout_wall_s,
-        last.update_wall_s, last.wall_s);
+        last.clip_fraction, last.rollout_cross_entropy, last.moved_share, last.learning_rate,
+        last.rollout_wall_s, last.update_wall_s, last.wall_s);
     std::fflush(stdout);
     csv += helm::train::CurveCsvRow(last);
     for (const helm::train::EpisodeResult& e : last.episodes) {

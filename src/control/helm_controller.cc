@@ -26,6 +26,7 @@ RecoveryOptions RecoveryOptionsFrom(const ControlOptions& o) {
   r.warmup_windows = o.cusum_warmup_windows;
   r.burst_max_move = o.burst_max_move;
   r.cooldown_windows = o.burst_cooldown_windows;
+  r.shape_margin = o.burst_shape_margin;
   r.rollback_windows = o.rollback_windows;
   r.rollback_margin = o.rollback_margin;
   r.min_window_answers = o.min_window_answers;
@@ -122,7 +123,8 @@ std::string HelmController::LastDecisionJson() const {
     j["recovery"] = {
         {"mode", RecoveryModeName(d.recovery_mode)}, {"delta", d.recovery_delta},
         {"ratio", recovery_->rate_ratio()},          {"cusum_rate", recovery_->cusum_rate()},
-        {"cusum_p99", recovery_->cusum_p99()},       {"stable_split", recovery_->stable_split()}};
+        {"cusum_p99", recovery_->cusum_p99()},       {"stable_split", recovery_->stable_split()},
+        {"shape_shift", recovery_->shape_shift()}};
   } else {
     j["recovery"] = nullptr;
   }

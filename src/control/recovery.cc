@@ -66,6 +66,29 @@ void Recovery::ObserveBurst(const serve::StatsWindow& w, bool p99_valid, double 
   s_rate_ = rate_cusum_.Observe(rate, rate_floor, o_, !in_burst_);
   if (p99_valid) s_p99_ = p99_cusum_.Observe(log_p99, 0.01, o_, !in_burst_);
 
+  // The requests' shape: a change of mix, not a burst, when it moved.
+  if (w.kv.requests > 0) {
+    const double n = static_cast<double>(w.kv.requests);
+    shapes_.emplace_back(w.emb.lookups / n, w.kv.requested_tokens / n);
+    if (shapes_.size() > static_cast<size_t>(o_.long_windows)) shapes_.pop_front();
+  }
+  shape_shift_ = false;
+  if (o_.shape_margin > 0 && shapes_.size() > static_cast<size_t>(o_.short_windows)) {
+    const auto mean = [](auto begin, auto end, auto field) {
+      double sum = 0;
+      for (auto it = begin; it != end; ++it) sum += field(*it);
+      return sum / static_cast<double>(end - begin);
+    };
+    const auto moved = [&](auto field) {
+      const double recent = mean(shapes_.end() - o_.short_windows, shapes_.end(), field);
+      const double usual = mean(shapes_.begin(), shapes_.end(), field);
+      const double limit = 1 + o_.shape_margin;
+      return recent > 0 && usual > 0 && (recent > usual * limit || usual > recent * limit);
+    };
+    shape_shift_ = moved([](const auto& s) { return s.first; }) ||
+                   moved([](const auto& s) { return s.second; });
+  }
+
   const bool warm = windows_ >= o_.warmup_windows;
   const bool material = short_sum * seconds >= kMinBurstArrivals;
   const double half_ratio = (1 + o_.burst_ratio) / 2;
@@ -74,7 +97,7 @@ void Recovery::ObserveBurst(const serve::StatsWindow& w, bool p99_valid, double 
   // Entering takes the full ratio, or a CUSUM alarm and half of it; a burst goes on while either
   // holds on its own.
   const bool trigger =
-      warm && material &&
+      warm && material && !shape_shift_ &&
       (in_burst_ ? ratio_ >= half_ratio || cusum_alarm
                  : ratio_ >= o_.burst_ratio || (cusum_alarm && ratio_ >= half_ratio));
   if (in_burst_ && ++burst_windows_ >= o_.long_windows) {

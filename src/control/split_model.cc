@@ -32,9 +32,8 @@ std::optional<SplitModel::View> SplitModel::Predict(const serve::StatsWindow& w)
   v.best = v.now;
   for (const SplitPrediction& p : v.curve) {
     // The lowest P99; of equals, the split nearest the current one.
-    if (p.p99_us < v.best.p99_us - 1e-9 ||
-        (std::abs(p.p99_us - v.best.p99_us) <= 1e-9 &&
-         std::abs(p.split - r0) < std::abs(v.best.split - r0))) {
+    if (p.p99_us < v.best.p99_us - 1e-9 || (std::abs(p.p99_us - v.best.p99_us) <= 1e-9 &&
+                                            std::abs(p.split - r0) < std::abs(v.best.split - r0))) {
       v.best = p;
     }
   }

@@ -75,6 +75,9 @@ struct PpoTrainer::Impl {
   int64_t total_steps = 0;
   Clock::time_point start = Clock::now();
   sim::CapacityRuns capacities;  // train.capacity_s: measured once per cluster, kept for the run
+  // The imitated decisions (train.imitate_aggregate: of every imitated iteration so far).
+  std::vector<control::Features> imitated_obs;
+  std::vector<int64_t> imitated_actions;
 };
 
 absl::StatusOr<std::unique_ptr<PpoTrainer>> PpoTrainer::Create(const TrainConfig& config) {
@@ -143,6 +146,12 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
   };
   std::vector<Range> ranges;
   double reward_sum = 0, p99_over_slo = 0, surprisal = 0;
+  int64_t moves = 0;
+  const int64_t hold = NearestAction(o.actions, 0);  // the action that holds the split
+  if (imitate && !o.imitate_aggregate) {
+    m.imitated_obs.clear();
+    m.imitated_actions.clear();
+  }
   for (const EpisodeResult& e : episodes) {
     reward_sum += e.reward_sum;
     stats.decisions += e.decisions;
@@ -156,7 +165,14 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
         old_log_probs.push_back(s.log_prob);
         rewards.push_back(s.reward);
         decided.push_back(s.decided ? 1.0f : 0.0f);
-        if (s.decided) surprisal -= s.log_prob;
+        if (s.decided) {
+          surprisal -= s.log_prob;
+          moves += s.action != hold ? 1 : 0;
+          if (imitate) {
+            m.imitated_obs.push_back(s.features);
+            m.imitated_actions.push_back(s.action);
+          }
+        }
       }
       if (t.has_bootstrap) {
         r.bootstrap = static_cast<int>(bootstrap_obs.size());
@@ -172,6 +188,7 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
   stats.mean_reward = n > 0 ? reward_sum / n : 0;
   stats.mean_p99_over_slo = episodes.empty() ? 0 : p99_over_slo / episodes.size();
   stats.rollout_cross_entropy = stats.decisions > 0 ? surprisal / stats.decisions : 0;
+  stats.moved_share = stats.decisions > 0 ? static_cast<double>(moves) / stats.decisions : 0;
   if (n == 0) {
     return absl::FailedPreconditionError(
         "the iteration's episodes made no step: train.episode_s is shorter than two statistics "
@@ -203,7 +220,8 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
       const torch::Tensor v = m.critic->forward(obs_t).reshape({n}).contiguous();
       std::copy(v.data_ptr<float>(), v.data_ptr<float>() + n, values.begin());
       if (!bootstrap_obs.empty()) {
-        const torch::Tensor b = m.critic->forward(FeaturesTensor(bootstrap_obs, o.features)).reshape({-1});
+        const torch::Tensor b =
+            m.critic->forward(FeaturesTensor(bootstrap_obs, o.features)).reshape({-1});
         std::copy(b.data_ptr<float>(), b.data_ptr<float>() + b.numel(), boot_values.begin());
       }
     }
@@ -225,10 +243,29 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
     }
     const torch::Tensor adv_t = torch::from_blob(advantages.data(), {n}).clone();
     const torch::Tensor ret_t = torch::from_blob(returns.data(), {n}).clone();
-
+    // Imitating: the rule's decisions (this iteration's, or every imitated one's), each weighing
+    // (its action's share of them)^-imitate_balance, normalised to a mean of 1.
+    const int64_t imitated = static_cast<int64_t>(m.imitated_actions.size());
+    torch::Tensor bc_obs, bc_actions, bc_weights, step_weights;
+    if (imitate && imitated > 0) {
+      std::vector<float> weight = ImitationWeights(
+          m.imitated_actions, static_cast<int>(o.actions.size()), o.imitate_balance);
+      const torch::Tensor action_weight =
+          torch::from_blob(weight.data(), {static_cast<int64_t>(weight.size())}).clone();
+      bc_obs = FeaturesTensor(m.imitated_obs, o.features);
+      bc_actions = torch::from_blob(m.imitated_actions.data(), {imitated}, torch::kLong).clone();
+      bc_weights = action_weight.index_select(0, bc_actions);
+      step_weights = action_weight.index_select(0, actions_t);
+    }
     const int64_t minibatch = std::max<int64_t>(1, n / o.minibatches);
+    // The aggregated decisions in as many minibatches as this iteration's steps make.
+    const int64_t bc_minibatch = (imitated + (n + minibatch - 1) / minibatch - 1) /
+                                 std::max<int64_t>(1, (n + minibatch - 1) / minibatch);
     for (int epoch = 0; epoch < o.update_epochs; ++epoch) {
       const torch::Tensor order = torch::randperm(n, torch::kLong);
+      const torch::Tensor bc_order = o.imitate_aggregate && imitate
+                                         ? torch::randperm(imitated, torch::kLong)
+                                         : torch::Tensor();
       double pg_sum = 0, v_sum = 0, ent_sum = 0, kl_sum = 0, clip_sum = 0;
       int batches = 0;
       for (int64_t begin = 0; begin < n; begin += minibatch) {
@@ -251,10 +288,26 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
         const torch::Tensor ratio = log_ratio.exp();
         const torch::Tensor pg1 = -mb_adv * ratio;
         const torch::Tensor pg2 = -mb_adv * torch::clamp(ratio, 1 - o.clip, 1 + o.clip);
-        // Imitating, the policy loss is the cross-entropy of the rule's actions, with no entropy
-        // bonus (the rule is deterministic); otherwise PPO's clipped surrogate.
-        const torch::Tensor pg_loss =
-            imitate ? -MaskedMean(new_logp, mb_mask) : MaskedMean(torch::max(pg1, pg2), mb_mask);
+        // Imitating, the policy loss is the cross-entropy of the rule's actions (weighted), with
+        // no entropy bonus (the rule is deterministic); otherwise PPO's clipped surrogate.
+        torch::Tensor pg_loss;
+        if (!imitate) {
+          pg_loss = MaskedMean(torch::max(pg1, pg2), mb_mask);
+        } else if (!o.imitate_aggregate) {  // this iteration's decisions, the minibatch's
+          pg_loss = -MaskedMean(
+              o.imitate_balance > 0 ? new_logp * step_weights.index_select(0, idx) : new_logp,
+              mb_mask);
+        } else {
+          const int64_t b = begin / minibatch;
+          const torch::Tensor bc_idx = bc_order.slice(0, std::min(imitated, b * bc_minibatch),
+                                                      std::min(imitated, (b + 1) * bc_minibatch));
+          const torch::Tensor bc_logp =
+              torch::log_softmax(m.actor->forward(bc_obs.index_select(0, bc_idx)), 1)
+                  .gather(1, bc_actions.index_select(0, bc_idx).unsqueeze(1))
+                  .squeeze(1);
+          pg_loss = bc_idx.numel() > 0 ? -(bc_logp * bc_weights.index_select(0, bc_idx)).mean()
+                                       : torch::zeros({});
+        }
         const torch::Tensor ent = MaskedMean(entropy, mb_mask);
         const torch::Tensor v = m.critic->forward(mb_obs).reshape({-1});
         const torch::Tensor v_loss = 0.5 * (v - ret_t.index_select(0, idx)).pow(2).mean();
@@ -308,6 +361,24 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
   return stats;
 }
 
+int64_t PpoTrainer::imitated_decisions() const {
+  return static_cast<int64_t>(impl_->imitated_actions.size());
+}
+
+std::vector<float> ImitationWeights(const std::vector<int64_t>& actions, int num_actions,
+                                    double balance) {
+  std::vector<double> count(num_actions, 0);
+  for (int64_t a : actions) count[a] += 1;
+  std::vector<float> weight(num_actions, 0);
+  double sum = 0;
+  for (int a = 0; a < num_actions; ++a) {
+    if (count[a] > 0) weight[a] = static_cast<float>(std::pow(count[a] / actions.size(), -balance));
+    sum += weight[a] * count[a];
+  }
+  for (float& w : weight) w = static_cast<float>(w * actions.size() / sum);
+  return weight;
+}
+
 std::vector<float> TorchForward(const control::Policy& policy, const std::vector<float>& inputs) {
   torch::NoGradGuard no_grad;
   const std::vector<control::Mlp::Layer>& layers = policy.mlp.layers();
@@ -331,15 +402,15 @@ std::vector<float> TorchForward(const control::Policy& policy, const std::vector
 std::string CurveCsvHeader() {
   return "iteration,steps,total_steps,decisions,mean_reward,mean_p99_over_slo,policy_loss,"
          "value_loss,entropy,approx_kl,clip_fraction,learning_rate,rollout_s,update_s,wall_s,"
-         "rollout_cross_entropy\n";
+         "rollout_cross_entropy,moved_share\n";
 }
 
 std::string CurveCsvRow(const IterationStats& s) {
   return absl::StrFormat(
-      "%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.3e,%.3f,%.3f,%.3f,%.6f\n", s.iteration,
+      "%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.3e,%.3f,%.3f,%.3f,%.6f,%.4f\n", s.iteration,
       s.steps, s.total_steps, s.decisions, s.mean_reward, s.mean_p99_over_slo, s.policy_loss,
       s.value_loss, s.entropy, s.approx_kl, s.clip_fraction, s.learning_rate, s.rollout_wall_s,
-      s.update_wall_s, s.wall_s, s.rollout_cross_entropy);
+      s.update_wall_s, s.wall_s, s.rollout_cross_entropy, s.moved_share);
 }
 
 }  // namespace helm::train

@@ -23,7 +23,8 @@ uint64_t Mix(uint64_t a, uint64_t b) {
   return z ^ (z >> 31);
 }
 
-// The index of the action (a split change) nearest `delta`; the first of equals.
+}  // namespace
+
 int32_t NearestAction(const std::vector<double>& actions, double delta) {
   int32_t best = 0;
   for (size_t a = 1; a < actions.size(); ++a) {
@@ -33,8 +34,6 @@ int32_t NearestAction(const std::vector<double>& actions, double delta) {
   }
   return best;
 }
-
-}  // namespace
 
 std::vector<float> LogSoftmax(const std::vector<float>& logits) {
   const float max = *std::max_element(logits.begin(), logits.end());
@@ -55,7 +54,8 @@ TrainingController::TrainingController(const control::Policy& actor,
     : actor_(actor),
       scales_(scales),
       weights_(weights),
-      extractor_(control::FeatureExtractor::For(actor_.mlp.inputs(), scales, options, r_min, r_max)),
+      extractor_(
+          control::FeatureExtractor::For(actor_.mlp.inputs(), scales, options, r_min, r_max)),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       rng_(seed),
       teacher_(std::move(teacher)),
@@ -174,8 +174,8 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
   // The trainer's hook installs every node's controller; a policy that reads the model's features,
   // or the predictive teacher, needs the nodes to keep the miniature caches the model reads
   // (control::NeedsReuseTracking).
-  c.control.policy = control::ReadsModel(o.features) || o.teacher == "predictive" ? "predictive"
-                                                                                   : "static";
+  c.control.policy =
+      control::ReadsModel(o.features) || o.teacher == "predictive" ? "predictive" : "static";
   c.control.slo_ms = c.workload.slo_ms;
   if (o.capacity_s > 0) {
     config::Config probe = c;

@@ -77,6 +77,34 @@ TEST(Recovery, TheRateRatioAloneDetectsABurstWithinTheShortWindow) {
   EXPECT_LE(at, o.short_windows) << "seed " << Seed();
 }
 
+// The same rise of the rate is a burst when the requests keep their shape, and a change of mix
+// (no freeze) when they do not: here a second surface of short histories and many candidates.
+TEST(Recovery, ARiseOfAnotherKindOfRequestIsAChangeOfMixNotABurst) {
+  for (const bool same_shape : {true, false}) {
+    RecoveryOptions o;
+    Recovery r(o);
+    Load load(Seed());
+    const auto shaped = [&](double rate, double lookups, double tokens) {
+      serve::StatsWindow w = load.Next(0.5, rate, 20'000);
+      w.kv.requests = w.requests.arrivals;
+      w.emb.lookups = static_cast<int64_t>(lookups * w.kv.requests);
+      w.kv.requested_tokens = static_cast<int64_t>(tokens * w.kv.requests);
+      return w;
+    };
+    for (int i = 0; i < 40; ++i) r.Observe(shaped(1000, 300, 2000));
+    ASSERT_FALSE(r.in_burst());
+    bool burst = false, shift = false;
+    for (int i = 0; i < 8; ++i) {
+      r.Observe(same_shape ? shaped(3000, 300, 2000) : shaped(3000, 1500, 400));
+      burst = burst || r.in_burst();
+      shift = shift || r.shape_shift();
+      EXPECT_EQ(r.Filter(0.5, 0.05).delta, r.in_burst() ? 0.0 : 0.05);
+    }
+    EXPECT_EQ(burst, same_shape) << "seed " << Seed();
+    EXPECT_EQ(shift, !same_shape);
+  }
+}
+
 TEST(Recovery, ASlowTrendIsNotABurst) {
   RecoveryOptions o;
   Recovery r(o);

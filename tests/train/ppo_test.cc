@@ -107,6 +107,52 @@ TEST(Ppo, ImitationIterationsTeachTheActorTheRulesActions) {
   EXPECT_LT(losses.back(), 0.5 * losses.front());
 }
 
+// train.imitate_balance: 0 weighs every decision alike; 1 gives every action taken the same total
+// weight; the weights always average 1 over the decisions.
+TEST(Ppo, ImitationWeightsBalanceTheRareMoves) {
+  std::vector<int64_t> actions(90, 3);  // 90 holds, 9 moves down, 1 up
+  actions.insert(actions.end(), 9, 0);
+  actions.push_back(6);
+  const std::vector<float> none = ImitationWeights(actions, 7, 0);
+  EXPECT_FLOAT_EQ(none[3], 1);
+  EXPECT_FLOAT_EQ(none[0], 1);
+  EXPECT_FLOAT_EQ(none[1], 0) << "an action not taken";
+  const std::vector<float> full = ImitationWeights(actions, 7, 1);
+  EXPECT_NEAR(90 * full[3], 9 * full[0], 1e-4);
+  EXPECT_NEAR(90 * full[3], 1 * full[6], 1e-4);
+  for (double balance : {0.0, 0.5, 1.0}) {
+    const std::vector<float> w = ImitationWeights(actions, 7, balance);
+    double sum = 0;
+    for (int64_t a : actions) sum += w[a];
+    EXPECT_NEAR(sum / actions.size(), 1, 1e-5) << balance;
+  }
+  const std::vector<float> half = ImitationWeights(actions, 7, 0.5);
+  EXPECT_GT(half[6], half[0]);
+  EXPECT_GT(half[0], half[3]);
+}
+
+// train.imitate_aggregate: the kickstart fits every imitated iteration's decisions so far.
+TEST(Ppo, TheAggregatedKickstartKeepsEveryImitatedDecision) {
+  for (bool aggregate : {false, true}) {
+    TrainConfig config = Replayed(5, 3);
+    config.train.imitate_iterations = 3;
+    config.train.imitate_aggregate = aggregate;
+    config.train.imitate_balance = 0.5;
+    auto trainer = PpoTrainer::Create(config);
+    ASSERT_TRUE(trainer.ok()) << trainer.status();
+    int64_t decisions = 0, last = 0;
+    for (int i = 0; i < config.train.iterations; ++i) {
+      absl::StatusOr<IterationStats> s = (*trainer)->Iterate();
+      ASSERT_TRUE(s.ok()) << s.status();
+      decisions += s->decisions;
+      last = s->decisions;
+      EXPECT_GE(s->moved_share, 0);
+      EXPECT_LE(s->moved_share, 1);
+    }
+    EXPECT_EQ((*trainer)->imitated_decisions(), aggregate ? decisions : last);
+  }
+}
+
 // Mean KL(p || q) of two policies' action distributions over `states`.
 double MeanKl(const control::Policy& p, const control::Policy& q,
               const std::vector<control::Features>& states) {

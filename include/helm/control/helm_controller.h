@@ -21,7 +21,8 @@
 //   {"t_us", "mode", "in_flight", "features": [19],
 //    "base": {"action", "delta"},
 //    "adapter": {"u", "c", "probing", "frozen"} | null,
-//    "recovery": {"mode", "delta", "ratio", "cusum_rate", "cusum_p99", "stable_split"} | null,
+//    "recovery": {"mode", "delta", "ratio", "cusum_rate", "cusum_p99", "stable_split",
+//                 "shape_shift"} | null,
 //    "proposed", "target_before", "target",
 //    "reward": {"reward", "latency", "violations", "refill", "churn"}}   (the window just closed)
 //

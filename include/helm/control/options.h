@@ -73,10 +73,12 @@ struct ControlOptions {
   // cusum_h (slack cusum_k; both in standard deviations, estimated online after
   // cusum_warmup_windows windows) with the ratio at (1 + burst_ratio) / 2. During one the split
   // moves by at most burst_max_move per window (0: frozen); it ends after burst_cooldown_windows
-  // calm windows (or burst_long_windows at most). A move after which P99 stays above the last
-  // stable split's P99 by more than rollback_margin (a fraction) and does not fall, the load
-  // staying within that margin, for rollback_windows settled windows is undone: back to the last
-  // stable split.
+  // calm windows (or burst_long_windows at most). A rise whose requests look different (EMB
+  // lookups or history tokens per request over the short window off their long-window mean by
+  // more than burst_shape_margin, a fraction) is a change of mix, not a burst: no freeze. A move
+  // after which P99 stays above the last stable split's P99 by more than rollback_margin (a
+  // fraction) and does not fall, the load staying within that margin, for rollback_windows settled
+  // windows is undone: back to the last stable split.
   bool recovery = true;
   double burst_ratio = 2.0;
   int32_t burst_short_windows = 3;
@@ -86,6 +88,7 @@ struct ControlOptions {
   int32_t cusum_warmup_windows = 10;
   double burst_max_move = 0.0;
   int32_t burst_cooldown_windows = 5;
+  double burst_shape_margin = 0.25;
   int32_t rollback_windows = 3;
   double rollback_margin = 0.10;
 
@@ -159,6 +162,10 @@ struct ControlOptions {
             config::InRange(0.0, 0.5));
     v.Field("burst_cooldown_windows", burst_cooldown_windows,
             "recovery: calm windows that end a burst", config::InRange<int32_t>(1, 10000));
+    v.Field("burst_shape_margin", burst_shape_margin,
+            "recovery: change of the requests' shape that makes a rise a change of mix, not a "
+            "burst (a fraction; 0: never)",
+            config::InRange(0.0, 100.0));
     v.Field("rollback_windows", rollback_windows,
             "recovery: settled windows of rising P99 after a move that undo it",
             config::InRange<int32_t>(1, 10000));

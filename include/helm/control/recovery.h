@@ -20,6 +20,11 @@
 //   before warmup_windows windows, nor with fewer than 20 arrivals over the short window.
 //   During a burst a proposed change is capped at burst_max_move (0: the split is frozen: refill
 //   traffic would compete with the burst's misses for the PCIe link).
+//   A burst is more of the same requests. When the requests' shape moves instead (the mean EMB
+//   lookups or history tokens per request over the short window off their mean over the long
+//   window by more than shape_margin, as a ratio either way), what rises is another kind of
+//   request: a change of mix that moves the best split, which is what the controller is for. No
+//   burst begins, and one under way counts the window calm.
 //
 // Rollback: the stable split is one held for rollback_windows settled windows (no move in flight,
 // enough answers, no burst) whose P99 did not rise; its P99 is their mean (in log). After the
@@ -38,6 +43,7 @@
 #include <cstdint>
 #include <deque>
 #include <string>
+#include <utility>
 
 #include "helm/serve/stats_window.h"
 
@@ -52,6 +58,7 @@ struct RecoveryOptions {
   int32_t warmup_windows = 10;
   double burst_max_move = 0.0;
   int32_t cooldown_windows = 5;
+  double shape_margin = 0.25;  // 0: the requests' shape is not watched
   int32_t rollback_windows = 3;
   double rollback_margin = 0.10;
   int64_t min_window_answers = 50;  // fewer answers: the window's P99 is not judged
@@ -82,6 +89,8 @@ class Recovery {
   bool rolling_back() const { return rolling_back_; }
   double stable_split() const { return stable_split_; }
   double rate_ratio() const { return ratio_; }  // short / long mean rate, last window
+  // The requests' shape moved by more than shape_margin at the last window (a change of mix).
+  bool shape_shift() const { return shape_shift_; }
   double cusum_rate() const { return s_rate_; }
   double cusum_p99() const { return s_p99_; }
   int64_t bursts() const { return bursts_; }        // bursts begun
@@ -102,6 +111,9 @@ class Recovery {
   RecoveryOptions o_;
   // Burst detection.
   std::deque<double> rates_;
+  // Per window with requests: EMB lookups and history tokens per request (the last long_windows).
+  std::deque<std::pair<double, double>> shapes_;
+  bool shape_shift_ = false;
   int64_t windows_ = 0;
   double ratio_ = 1;
   double short_rate_ = 0;  // mean arrivals/s over the last short_windows windows

@@ -43,6 +43,14 @@ struct TrainOptions {
   // The features the actor and critic read: the first N of features.h. 19 is every feature but
   // the predictive model's (19-20); 21 reads those too, and the nodes keep the miniature caches.
   int32_t features = 19;
+  // The kickstart fits the actor to every imitated iteration's decisions so far (the dataset
+  // aggregated over iterations), not only the latest iteration's: a rule that seldom moves gives
+  // few moves an iteration.
+  bool imitate_aggregate = false;
+  // Each imitated decision weighs (its action's share of the decisions)^-imitate_balance,
+  // normalised to a mean of 1: 0 weighs all alike; 1 weighs every action alike, so that the rare
+  // moves count as much as the common hold.
+  double imitate_balance = 0;
   // > 0: after the kickstart, PPO's loss adds this times KL(kickstart actor || actor) on the
   // decided states, so that it improves on the rule's imitation without drifting off it.
   double kickstart_kl = 0;
@@ -106,6 +114,11 @@ struct TrainOptions {
             config::OneOf({"marginal", "predictive"}));
     v.Field("features", features, "features the policy reads (the first N of features.h)",
             config::InRange<int32_t>(1, control::kNumFeatures));
+    v.Field("imitate_aggregate", imitate_aggregate,
+            "fit the kickstart to every imitated iteration's decisions so far");
+    v.Field("imitate_balance", imitate_balance,
+            "weigh each imitated decision by its action's share to the minus this power",
+            config::InRange(0.0, 1.0));
     v.Field("kickstart_kl", kickstart_kl,
             "weight of KL(kickstart actor || actor) in PPO's loss after the kickstart",
             config::InRange(0.0, 1000.0));

@@ -16,10 +16,12 @@
 // all steps, the entropy bonus, Adam with the gradient norm clipped; the step size annealed
 // linearly over the run.
 //
-// Kickstart: the first train.imitate_iterations iterations roll out with the train.teacher rule acting
-// (split_controller.h) and replace the clipped surrogate by the cross-entropy of the rule's
-// actions (no entropy bonus); the critic learns the rule's returns. PPO goes on from that actor,
-// with train.kickstart_kl x KL(the kickstart's actor || the actor) added to its loss.
+// Kickstart: the first train.imitate_iterations iterations roll out with the train.teacher rule
+// acting (split_controller.h) and replace the clipped surrogate by the cross-entropy of the rule's
+// actions (no entropy bonus), weighted by train.imitate_balance, over the iteration's decisions or
+// (train.imitate_aggregate) every imitated iteration's so far, split into as many minibatches as
+// the iteration's steps; the critic learns the rule's returns. PPO goes on from that actor, with
+// train.kickstart_kl x KL(the kickstart's actor || the actor) added to its loss.
 //
 // Value loss: 0.5 (V - return)^2, unclipped (returns run to hundreds of reward units, where
 // CleanRL's value clip of 0.2 would stall the critic); the actor's and the critic's gradient norms
@@ -54,6 +56,8 @@ struct IterationStats {
   // -mean log-prob, under the actor that rolled out, of the decided steps' actions: its sampled
   // actions' surprisal, or (imitating) its cross-entropy against the rule's choices.
   double rollout_cross_entropy = 0;
+  // Of the decided steps, the share whose action was a move (not the action nearest 0).
+  double moved_share = 0;
   double policy_loss = 0;  // the last epoch's means
   double value_loss = 0;
   double entropy = 0;
@@ -78,12 +82,19 @@ class PpoTrainer {
   // The actor's current weights as the node's policy (actions: train.actions).
   control::Policy Actor() const;
   int32_t iterations_done() const;
+  // The teacher's decisions the kickstart fits now (train.imitate_aggregate: all so far).
+  int64_t imitated_decisions() const;
 
  private:
   struct Impl;
   explicit PpoTrainer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
+
+// Each action's weight in the kickstart's loss: (its share of `actions`)^-balance, normalised so
+// that the weights of `actions` average 1 (train.imitate_balance); 0 for actions not taken.
+std::vector<float> ImitationWeights(const std::vector<int64_t>& actions, int num_actions,
+                                    double balance);
 
 // Torch's forward of `policy`'s MLP (torch::nn::Linear layers, tanh between) on `inputs`
 // ([n][policy.mlp.inputs()], row-major): [n][outputs], for checking control::Mlp against it.

@@ -90,6 +90,9 @@ class TrainingController final : public control::SplitController {
   double previous_target_ = 0;
 };
 
+// The index of the action (a split change) nearest `delta`; the first of equals.
+int32_t NearestAction(const std::vector<double>& actions, double delta);
+
 // log softmax(logits)[i] for every i (max-subtracted, as torch computes it).
 std::vector<float> LogSoftmax(const std::vector<float>& logits);
 
