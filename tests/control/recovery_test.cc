@@ -211,6 +211,29 @@ TEST(Recovery, P99RisingWithTheLoadIsNotBlamedOnTheMove) {
   EXPECT_EQ(r.bursts(), 0);
 }
 
+// P99 climbing after a move at the same rate is blamed on the move when the requests keep their
+// shape, and on the mix when their shape moves (longer histories here).
+TEST(Recovery, P99RisingWithAChangeOfMixIsNotBlamedOnTheMove) {
+  for (const bool same_shape : {true, false}) {
+    RecoveryOptions o;
+    Recovery r(o);
+    const auto shaped = [](double split, double p99, double tokens) {
+      serve::StatsWindow w = Window(split, 1000, p99);
+      w.kv.requests = 1000;
+      w.emb.lookups = 300 * 1000;
+      w.kv.requested_tokens = static_cast<int64_t>(tokens * 1000);
+      return w;
+    };
+    for (int i = 0; i < 40; ++i) r.Observe(shaped(0.5, 10'000, 500));
+    double p99 = 10'000;
+    for (int i = 0; i < 8; ++i) {
+      p99 *= 1.2;
+      r.Observe(shaped(0.6, p99, same_shape ? 500 : 2000));
+    }
+    EXPECT_EQ(r.rollbacks(), same_shape ? 1 : 0);
+  }
+}
+
 TEST(Recovery, P99RisingUnderABurstIsNotBlamedOnTheMove) {
   RecoveryOptions o;
   Recovery r(o);

@@ -31,7 +31,8 @@
 // target moves away from it, each settled window whose P99 is above the stable P99 by more than
 // rollback_margin, and not below the previous window's by more than that margin, counts as rising
 // if the mean arrival rate over the short window is within the margin of the stable split's (P99
-// rising with the load is the load's doing); rollback_windows of them in a row undo the move:
+// rising with the load is the load's doing) and the requests' shape has not moved (nor with a
+// change of mix); rollback_windows of them in a row undo the move:
 // the target goes back to the stable split (capped per window by the safety gate, whose hysteresis
 // does not refuse an undo), and then, for long_windows windows, changes in the undone direction are
 // refused. A move whose P99 has not kept rising within 2 x rollback_windows settled windows is
