@@ -6,7 +6,6 @@
 #include <optional>
 #include <vector>
 
-#include "helm/control/safety.h"
 #include "helm/control/split_model.h"
 
 namespace helm::control {
@@ -37,9 +36,7 @@ FeatureExtractor::FeatureExtractor(const FeatureScales& scales) : s_(scales) {}
 
 FeatureExtractor::FeatureExtractor(const FeatureScales& scales, const ControlOptions& options,
                                    double r_min, double r_max)
-    : s_(scales),
-      model_(std::make_unique<SplitModel>(scales, options.min_step, r_min, r_max)),
-      min_window_answers_(options.min_window_answers) {}
+    : s_(scales), model_(std::make_unique<SplitModel>(scales, options, r_min, r_max)) {}
 
 FeatureExtractor FeatureExtractor::For(int inputs, const FeatureScales& scales,
                                        const ControlOptions& options, double r_min, double r_max) {
@@ -100,12 +97,9 @@ Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
   f[18] = g_emb + g_kv < 1e-4 ? 0.0f : static_cast<float>((g_emb - g_kv) / (g_emb + g_kv));
   if (model_ != nullptr) {
     model_->Observe(w);
-    if (!SafetyGate::MoveInFlight(w) &&
-        static_cast<int64_t>(w.answers.size()) >= min_window_answers_) {
-      if (const std::optional<SplitModel::View> v = model_->Predict(w); v && v->now.p99_us > 0) {
-        f[19] = static_cast<float>(std::clamp(v->best.split - w.target_split, -1.0, 1.0));
-        f[20] = static_cast<float>(std::clamp(1 - v->best.p99_us / v->now.p99_us, 0.0, 1.0));
-      }
+    if (const std::optional<SplitModel::View> v = model_->Predict(w); v && v->now.p99_us > 0) {
+      f[19] = static_cast<float>(std::clamp(v->best.split - w.target_split, -1.0, 1.0));
+      f[20] = static_cast<float>(std::clamp(1 - v->best.p99_us / v->now.p99_us, 0.0, 1.0));
     }
   }
   return f;

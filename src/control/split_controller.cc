@@ -156,14 +156,10 @@ PredictiveController::PredictiveController(const ControlOptions& options,
                                            const FeatureScales& scales, double r_min, double r_max)
     : options_(options),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
-      model_(scales, options.min_step, r_min, r_max) {}
+      model_(scales, options, r_min, r_max) {}
 
 double PredictiveController::Decide(const serve::StatsWindow& w) {
   model_.Observe(w);
-  if (SafetyGate::MoveInFlight(w) ||
-      static_cast<int64_t>(w.answers.size()) < options_.min_window_answers) {
-    return gate_.Apply(w, 0);
-  }
   const std::optional<SplitModel::View> view = model_.Predict(w);
   if (!view) return gate_.Apply(w, 0);
   const SplitPrediction &now = view->now, &best = view->best;
@@ -205,8 +201,8 @@ double PredictiveController::Decide(const serve::StatsWindow& w) {
                       R"("p99_best_us":%.1f,"utilisation":%.3f,"target":%.4f,"row_us":%.4g,)"
                       R"("attention_us":%.4g,"predicted":[%s],"kv_copies_hit":[%s],)"
                       R"("emb_copies_miss":[%s]})",
-                      r0, now.p99_us, best.split, best.p99_us, now.utilisation, next,
-                      price.row_us, price.attention_us, curve, caches, emb_caches);
+                      r0, now.p99_us, best.split, best.p99_us, now.utilisation, next, price.row_us,
+                      price.attention_us, curve, caches, emb_caches);
   return next;
 }
 

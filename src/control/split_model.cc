@@ -1,13 +1,18 @@
 #include "helm/control/split_model.h"
 
+#include <algorithm>
 #include <cmath>
+
+#include "helm/control/safety.h"
 
 namespace helm::control {
 
-SplitModel::SplitModel(const FeatureScales& scales, double min_step, double r_min, double r_max)
-    : scales_(scales) {
-  const int points = static_cast<int>(std::floor((r_max - r_min) / min_step + 1e-9));
-  for (int i = 0; i <= points; ++i) grid_.push_back(r_min + i * min_step);
+SplitModel::SplitModel(const FeatureScales& scales, const ControlOptions& options, double r_min,
+                       double r_max)
+    : scales_(scales), min_answers_(std::max<int64_t>(1, options.min_window_answers)) {
+  const double step = options.min_step;
+  const int points = static_cast<int>(std::floor((r_max - r_min) / step + 1e-9));
+  for (int i = 0; i <= points; ++i) grid_.push_back(r_min + i * step);
   if (r_max - grid_.back() > 1e-9) grid_.push_back(r_max);
 }
 
@@ -20,7 +25,9 @@ void SplitModel::Observe(const serve::StatsWindow& w) {
 }
 
 std::optional<SplitModel::View> SplitModel::Predict(const serve::StatsWindow& w) const {
-  if (w.answers.empty()) return std::nullopt;
+  if (SafetyGate::MoveInFlight(w) || static_cast<int64_t>(w.answers.size()) < min_answers_) {
+    return std::nullopt;
+  }
   const double r0 = w.committed_split;
   std::vector<double> splits = grid_;
   splits.push_back(r0);  // the current split's own prediction is the reference

@@ -111,7 +111,6 @@ class FeatureExtractor {
  private:
   FeatureScales s_;
   std::unique_ptr<SplitModel> model_;  // null: features 19-20 are 0
-  int64_t min_window_answers_ = 0;
   bool primed_ = false;
   double short_rate_ = 0, long_rate_ = 0;
 };

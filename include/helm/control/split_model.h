@@ -12,6 +12,7 @@
 
 #include "helm/common/reuse_histogram.h"
 #include "helm/control/features.h"
+#include "helm/control/options.h"
 #include "helm/control/predict.h"
 #include "helm/serve/stats_window.h"
 
@@ -26,15 +27,20 @@ class SplitModel {
     RecomputePrice price;
   };
 
-  SplitModel(const FeatureScales& scales, double min_step, double r_min, double r_max);
+  // The grid r_min to r_max by options.min_step; windows of at least options.min_window_answers
+  // sampled answers are predicted.
+  SplitModel(const FeatureScales& scales, const ControlOptions& options, double r_min,
+             double r_max);
 
   // Folds the window's reuse times into the averages. Every window, whether predicted or not.
   void Observe(const serve::StatsWindow& window);
-  // The window's predicted curve; nullopt when it has no sampled answers.
+  // The window's predicted curve; nullopt while a move is in flight (the window is no one split's)
+  // and on a window with too few sampled answers (or none).
   std::optional<View> Predict(const serve::StatsWindow& window) const;
 
  private:
   FeatureScales scales_;
+  int64_t min_answers_;
   std::vector<double> grid_;
   ReuseHistogram emb_, kv_;
 };
