@@ -69,8 +69,12 @@ int main(int argc, char** argv) {
   std::string python = "/usr/bin/python3";
   std::string plot_script = std::string(HELM_SOURCE_DIR) + "/scripts/plot_train.py";
   bool no_plot = false;
+  std::vector<std::string> settings;
   cli.add_option("--config", config_path, "training config (YAML; configs/train/base.yaml)")
       ->required();
+  cli.add_option("--set", settings,
+                 "section.key=value, as if the config said so (repeatable; train.* too, e.g. "
+                 "--set train.dagger_iterations=20)");
   cli.add_option("--out", out_dir, "directory for policy.json, curve.csv, curve.png, manifest")
       ->required();
   cli.add_option("--iterations", iterations, "PPO iterations (overrides train.iterations)")
@@ -94,7 +98,8 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  absl::StatusOr<helm::train::TrainConfig> loaded = helm::train::LoadTrainConfig(config_path);
+  absl::StatusOr<helm::train::TrainConfig> loaded =
+      helm::train::LoadTrainConfig(config_path, settings);
   if (!loaded.ok()) {
     std::fprintf(stderr, "helm-train: config error: %s\n",
                  std::string(loaded.status().message()).c_str());

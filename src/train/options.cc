@@ -18,6 +18,9 @@ absl::Status TrainOptions::Validate() const {
   if (imitate_iterations > iterations) {
     return bad("imitate_iterations: must be <= train.iterations");
   }
+  if (dagger_iterations > imitate_iterations) {
+    return bad("dagger_iterations: must be <= train.imitate_iterations");
+  }
   if (slo_batches > 0 && capacity_s <= 0) {
     return bad("slo_batches: needs train.capacity_s > 0 (the SLO is set from the capacity)");
   }
@@ -114,12 +117,17 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
   return out;
 }
 
-absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path) {
+absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
+                                            const std::vector<std::string>& settings) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config file '", path, "'"));
   std::stringstream buffer;
   buffer << in.rdbuf();
-  return ParseTrainConfig(buffer.str(), path);
+  absl::StatusOr<std::string> text = config::ApplySettings(buffer.str(), settings);
+  if (!text.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", text.status().message()));
+  }
+  return ParseTrainConfig(*text, path);
 }
 
 }  // namespace helm::train

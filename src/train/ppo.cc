@@ -130,11 +130,16 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
 
   // ---- Rollouts (no torch: the actor's weights run in control::Mlp on plain threads) ----------
   const Clock::time_point rollout_start = Clock::now();
-  // Behaviour cloning first (TrainOptions::imitate_iterations): the teacher rule acts.
+  // Behaviour cloning first (TrainOptions::imitate_iterations): the teacher rule acts, and in the
+  // last dagger_iterations of them the actor does, the rule labelling.
   const bool imitate = m.iteration < o.imitate_iterations;
+  const Acting acting = !imitate ? Acting::kActor
+                        : m.iteration >= o.imitate_iterations - o.dagger_iterations
+                            ? Acting::kActorLabelledByTeacher
+                            : Acting::kTeacher;
   HELM_ASSIGN_OR_RETURN(std::vector<EpisodeResult> episodes,
                         CollectRollouts(m.config.base, o, IterationEnvs(o, m.iteration), Actor(),
-                                        o.envs, &m.capacities, imitate));
+                                        o.envs, &m.capacities, acting));
   stats.rollout_wall_s = Seconds(rollout_start);
 
   std::vector<control::Features> obs, bootstrap_obs;

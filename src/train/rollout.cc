@@ -50,7 +50,8 @@ TrainingController::TrainingController(const control::Policy& actor,
                                        const control::ControlOptions& options, double r_min,
                                        double r_max, uint64_t seed,
                                        const control::RewardWeights& weights,
-                                       std::unique_ptr<control::SplitController> teacher)
+                                       std::unique_ptr<control::SplitController> teacher,
+                                       bool actor_acts)
     : actor_(actor),
       scales_(scales),
       weights_(weights),
@@ -59,6 +60,7 @@ TrainingController::TrainingController(const control::Policy& actor,
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       rng_(seed),
       teacher_(std::move(teacher)),
+      actor_acts_(actor_acts),
       logits_(actor.actions.size()),
       hold_action_(NearestAction(actor_.actions, 0)) {}
 
@@ -76,11 +78,16 @@ double TrainingController::Decide(const serve::StatsWindow& window) {
     // The teacher sees every window (it keeps averages) and obeys the same safety rules.
     step.target = teacher_->Decide(window);
     step.action = hold_action_;
-    if (!control::SafetyGate::MoveInFlight(window)) {
+    const bool in_flight = control::SafetyGate::MoveInFlight(window);
+    if (!in_flight) {
       step.action = NearestAction(actor_.actions, step.target - window.target_split);
       actor_.mlp.Forward(features.data(), logits_.data());
       step.log_prob = LogSoftmax(logits_)[step.action];
       step.decided = true;
+    }
+    if (actor_acts_) {  // the actor's argmax acts; the teacher's choice stays the label
+      const auto greedy = std::max_element(logits_.begin(), logits_.end()) - logits_.begin();
+      step.target = gate_.Apply(window, in_flight ? 0.0 : actor_.actions[greedy]);
     }
   } else if (control::SafetyGate::MoveInFlight(window)) {
     step.action = hold_action_;
@@ -197,7 +204,7 @@ absl::StatusOr<config::Config> EnvConfig(const config::Config& base, const Train
 
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
                                          const EnvSpec& env, const control::Policy& actor,
-                                         sim::CapacityRuns* capacities, bool imitate) {
+                                         sim::CapacityRuns* capacities, Acting acting) {
   const auto start = std::chrono::steady_clock::now();
   HELM_ASSIGN_OR_RETURN(config::Config c, EnvConfig(base, options, env, capacities));
   HELM_ASSIGN_OR_RETURN(const double rate_per_s, sim::OfferedRate(c));
@@ -207,6 +214,7 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
   sim::SimulatorHooks hooks;
   hooks.controller = [&](int node, const control::FeatureScales& scales) {
     std::unique_ptr<control::SplitController> teacher;
+    const bool imitate = acting != Acting::kActor;
     if (imitate && options.teacher == "predictive") {
       teacher = std::make_unique<control::PredictiveController>(c.control, scales, c.pool.r_min,
                                                                 c.pool.r_max);
@@ -216,7 +224,7 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
     }
     auto controller = std::make_unique<TrainingController>(
         actor, scales, c.control, c.pool.r_min, c.pool.r_max, Mix(env.seed, 1000 + node),
-        control::RewardWeights{}, std::move(teacher));
+        control::RewardWeights{}, std::move(teacher), acting == Acting::kActorLabelledByTeacher);
     controllers[node] = controller.get();
     return std::unique_ptr<control::SplitController>(std::move(controller));
   };
@@ -245,12 +253,12 @@ absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const Train
 
 absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(
     const config::Config& base, const TrainOptions& options, const std::vector<EnvSpec>& envs,
-    const control::Policy& actor, int threads, sim::CapacityRuns* capacities, bool imitate) {
+    const control::Policy& actor, int threads, sim::CapacityRuns* capacities, Acting acting) {
   std::vector<absl::StatusOr<EpisodeResult>> results(envs.size(), absl::UnknownError("not run"));
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next.fetch_add(1); i < envs.size(); i = next.fetch_add(1)) {
-      results[i] = RunEpisode(base, options, envs[i], actor, capacities, imitate);
+      results[i] = RunEpisode(base, options, envs[i], actor, capacities, acting);
     }
   };
   const int n = std::max(1, std::min<int>(threads, static_cast<int>(envs.size())));

@@ -1,6 +1,7 @@
 #include "helm/train/rollout.h"
 
 #include <cmath>
+#include <fstream>
 #include <map>
 
 #include "control/window_support.h"
@@ -93,6 +94,29 @@ TEST(TrainingController, WithATeacherRecordsTheRulesActions) {
     EXPECT_TRUE(s.decided);
     EXPECT_EQ(s.action, 1) << "the action nearest the rule's -0.05";
     EXPECT_LT(s.log_prob, std::log(0.2f)) << "the actor's own log-prob of it, not its choice";
+  }
+}
+
+// DAgger (train.dagger_iterations): the actor's argmax acts, the rule's choice is the label.
+TEST(TrainingController, UnderDaggerTheActorActsAndTheRuleLabels) {
+  control::ControlOptions options = Options();
+  options.policy = "marginal";
+  TrainingController c(BiasPolicy({0, 0, 0, 0, 0, 0, 3}), Scales(), options, 0.1, 0.9, 42,
+                       control::RewardWeights{},
+                       std::make_unique<control::MarginalController>(options, 0.1, 0.9),
+                       /*actor_acts=*/true);
+  double split = 0.5;
+  for (int i = 0; i < 3; ++i) {
+    serve::StatsWindow w = Window(split, 100, 20'000);
+    control::SetGrowthGains(w, 0.01, 0.03);
+    split = c.Decide(w);
+  }
+  EXPECT_NEAR(split, 0.8, 1e-9) << "the actor's +0.10 a window";
+  const Trajectory t = c.Finish();
+  ASSERT_EQ(t.steps.size(), 2u);
+  for (const Step& s : t.steps) {
+    EXPECT_TRUE(s.decided);
+    EXPECT_EQ(s.action, 1) << "the rule's -0.05 is the label";
   }
 }
 
@@ -196,7 +220,7 @@ TEST(Rollout, ThePredictiveTeacherActsAndTheStatesCarryTheModelsView) {
   control::Policy actor = Tiny::Random(3);
   actor.mlp = control::Mlp::Random({control::kNumFeatures, 8, 7}, 3);
   absl::StatusOr<EpisodeResult> e =
-      RunEpisode(config.base, config.train, env, actor, nullptr, /*imitate=*/true);
+      RunEpisode(config.base, config.train, env, actor, nullptr, Acting::kTeacher);
   ASSERT_TRUE(e.ok()) << e.status();
   ASSERT_EQ(e->trajectories.size(), 1u);
   int modelled = 0, followed = 0;
@@ -346,6 +370,26 @@ TEST(Rollout, EnvConfigLoadsAShareOfTheMeasuredCapacity) {
   EXPECT_DOUBLE_EQ(e->control.slo_ms, 8 * batch_ms) << "the features and reward use it too";
   config.train.capacity_s = 0;
   EXPECT_FALSE(config.train.Validate().ok()) << "slo_batches needs measured capacities";
+}
+
+// helm-train's --set: settings applied to the file's text, the train section's too.
+TEST(TrainConfig, SettingsApplyToTheFileAsIfItSaidSo) {
+  const std::string path = ::testing::TempDir() + "/train_settings.yaml";
+  {
+    std::ofstream f(path);
+    f << "train:\n  iterations: 10\n  imitate_iterations: 10\n";
+  }
+  absl::StatusOr<TrainConfig> c =
+      LoadTrainConfig(path, {"train.dagger_iterations=4", "control.hysteresis=0.2"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->train.iterations, 10);
+  EXPECT_EQ(c->train.dagger_iterations, 4);
+  EXPECT_DOUBLE_EQ(c->base.control.hysteresis, 0.2);
+  absl::StatusOr<TrainConfig> bad = LoadTrainConfig(path, {"train.dagger_iterations=11"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("train.dagger_iterations"), std::string::npos)
+      << bad.status();
+  EXPECT_FALSE(LoadTrainConfig(path, {"no_equals_sign"}).ok());
 }
 
 TEST(TrainConfig, ErrorsNameTheKey) {

@@ -43,6 +43,11 @@ struct TrainOptions {
   // The features the actor and critic read: the first N of features.h. 19 is every feature but
   // the predictive model's (19-20); 21 reads those too, and the nodes keep the miniature caches.
   int32_t features = 19;
+  // The last dagger_iterations of the imitate_iterations let the actor act (greedily, as a node's
+  // frozen policy does) while the teacher's choice is still the label (DAgger, Ross et al. 2011):
+  // the kickstart then sees the states its own mistakes lead to, which the teacher's rollouts
+  // never visit.
+  int32_t dagger_iterations = 0;
   // The kickstart fits the actor to every imitated iteration's decisions so far (the dataset
   // aggregated over iterations), not only the latest iteration's: a rule that seldom moves gives
   // few moves an iteration.
@@ -114,6 +119,9 @@ struct TrainOptions {
             config::OneOf({"marginal", "predictive"}));
     v.Field("features", features, "features the policy reads (the first N of features.h)",
             config::InRange<int32_t>(1, control::kNumFeatures));
+    v.Field("dagger_iterations", dagger_iterations,
+            "last imitated iterations acted by the actor, labelled by the teacher",
+            config::InRange<int32_t>(0, 1000000));
     v.Field("imitate_aggregate", imitate_aggregate,
             "fit the kickstart to every imitated iteration's decisions so far");
     v.Field("imitate_balance", imitate_balance,
@@ -173,7 +181,9 @@ struct TrainConfig {
 // train section or in the HELM sections.
 absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
                                              const std::string& source);
-// Reads and parses a file; NotFound when it cannot be read.
-absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path);
+// Reads and parses a file, `settings` ("section.key=value", helm-train's --set, train.* too)
+// applied to its text first (config::ApplySettings); NotFound when it cannot be read.
+absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
+                                            const std::vector<std::string>& settings = {});
 
 }  // namespace helm::train

@@ -59,13 +59,15 @@ class TrainingController final : public control::SplitController {
  public:
   // `actor`'s MLP is copied (Forward keeps scratch buffers). The gate uses control.max_move and
   // control.hold_windows and [r_min, r_max].
-  // With a `teacher`, it decides instead of the actor (which is not sampled): each decided step
-  // records the action nearest the teacher's change, with the actor's log-probability of it
-  // (behaviour cloning, TrainOptions::imitate_iterations).
+  // With a `teacher`, each decided step records the action nearest the teacher's change, with the
+  // actor's log-probability of it (behaviour cloning, TrainOptions::imitate_iterations), and the
+  // teacher decides; or, with `actor_acts` (DAgger, TrainOptions::dagger_iterations), the actor's
+  // argmax action does, through the gate.
   TrainingController(const control::Policy& actor, const control::FeatureScales& scales,
                      const control::ControlOptions& options, double r_min, double r_max,
                      uint64_t seed, const control::RewardWeights& weights = {},
-                     std::unique_ptr<control::SplitController> teacher = nullptr);
+                     std::unique_ptr<control::SplitController> teacher = nullptr,
+                     bool actor_acts = false);
 
   double Decide(const serve::StatsWindow& window) override;
   std::string name() const override { return "train"; }
@@ -83,6 +85,7 @@ class TrainingController final : public control::SplitController {
   control::SafetyGate gate_;
   std::mt19937_64 rng_;
   std::unique_ptr<control::SplitController> teacher_;
+  bool actor_acts_ = false;
   std::vector<float> logits_;
   int32_t hold_action_ = 0;  // the action nearest 0, recorded for windows with no decision
   Trajectory trajectory_;
@@ -149,18 +152,22 @@ struct EpisodeResult {
 std::string EpisodeCsvHeader();
 std::string EpisodeCsvRow(int32_t iteration, const EpisodeResult& episode);
 
-// Runs one episode of `env` (EnvConfig) with `actor` sampling every node's decisions, or with the
-// train.teacher rule deciding (`imitate`: TrainingController's teacher).
+// How an episode's decisions are made: the actor samples them (PPO), the train.teacher rule makes
+// them and labels them (the kickstart), or the actor makes them greedily and the rule labels them
+// (DAgger).
+enum class Acting { kActor, kTeacher, kActorLabelledByTeacher };
+
+// Runs one episode of `env` (EnvConfig), its nodes' decisions made as `acting` says.
 absl::StatusOr<EpisodeResult> RunEpisode(const config::Config& base, const TrainOptions& options,
                                          const EnvSpec& env, const control::Policy& actor,
                                          sim::CapacityRuns* capacities = nullptr,
-                                         bool imitate = false);
+                                         Acting acting = Acting::kActor);
 
 // Runs every env on up to `threads` std::threads at once; results in the order of `envs`. The
 // first error (in env order) is returned.
 absl::StatusOr<std::vector<EpisodeResult>> CollectRollouts(
     const config::Config& base, const TrainOptions& options, const std::vector<EnvSpec>& envs,
     const control::Policy& actor, int threads, sim::CapacityRuns* capacities = nullptr,
-    bool imitate = false);
+    Acting acting = Acting::kActor);
 
 }  // namespace helm::train
