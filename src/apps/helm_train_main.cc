@@ -162,6 +162,7 @@ int main(int argc, char** argv) {
       manifest["teacher"] = o.teacher;
       manifest["imitate_aggregate"] = o.imitate_aggregate;
       manifest["imitate_balance"] = o.imitate_balance;
+      manifest["dagger_iterations"] = o.dagger_iterations;
     }
     manifest["features"] = o.features;
     manifest["episodes_per_iteration"] = o.episodes_per_iteration;

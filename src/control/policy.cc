@@ -215,6 +215,7 @@ absl::StatusOr<Policy> ParsePolicy(absl::string_view text, absl::string_view sou
 extern const char* const kBuiltinHelmBaseV1;  // builtin_policy_v1.cc, generated
 extern const char* const kBuiltinHelmBaseV2;  // builtin_policy_v2.cc, generated
 extern const char* const kBuiltinHelmBaseV3;  // builtin_policy_v3.cc, generated
+extern const char* const kBuiltinHelmBaseV4;  // builtin_policy_v4.cc, generated
 
 absl::StatusOr<Policy> LoadPolicy(const std::string& path) {
   if (absl::StartsWith(path, kBuiltinPrefix)) {
@@ -222,9 +223,11 @@ absl::StatusOr<Policy> LoadPolicy(const std::string& path) {
     if (name == "helm-base-v1") return ParsePolicy(kBuiltinHelmBaseV1, path);
     if (name == "helm-base-v2") return ParsePolicy(kBuiltinHelmBaseV2, path);
     if (name == "helm-base-v3") return ParsePolicy(kBuiltinHelmBaseV3, path);
+    if (name == "helm-base-v4") return ParsePolicy(kBuiltinHelmBaseV4, path);
     return absl::NotFoundError(absl::StrCat("policy ", path,
                                             ": no such builtin policy (known: builtin:helm-base-v1, "
-                                            "builtin:helm-base-v2, builtin:helm-base-v3)"));
+                                            "builtin:helm-base-v2, builtin:helm-base-v3, "
+                                            "builtin:helm-base-v4)"));
   }
   std::ifstream f(path);
   if (!f) return absl::NotFoundError(absl::StrCat("policy ", path, ": cannot open the file"));

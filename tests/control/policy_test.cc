@@ -138,12 +138,13 @@ TEST(Mlp, ForwardMatchesTheReferenceAtEveryLayerWidth) {
 }
 
 TEST(LoadPolicy, TheBuiltinBasePoliciesAreTheCommittedFiles) {
-  // v1 reads the first 16 features (from before the ghost gains), v2 the first 19, v3 all 21
-  // (features.h).
+  // v1 reads the first 16 features (from before the ghost gains), v2 the first 19, v3 and v4 all
+  // 21 (features.h).
   for (const auto& [name, inputs] :
        {std::pair<std::string, int>{"helm-base-v1", 16},
         std::pair<std::string, int>{"helm-base-v2", kFirstModelFeature},
-        std::pair<std::string, int>{"helm-base-v3", kNumFeatures}}) {
+        std::pair<std::string, int>{"helm-base-v3", kNumFeatures},
+        std::pair<std::string, int>{"helm-base-v4", kNumFeatures}}) {
     absl::StatusOr<Policy> builtin = LoadPolicy("builtin:" + name);
     ASSERT_TRUE(builtin.ok()) << builtin.status();
     absl::StatusOr<Policy> file =

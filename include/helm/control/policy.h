@@ -68,8 +68,8 @@ struct Policy {
 // A policy path "builtin:helm-base-vN" names a base policy trained by helm-train and committed as
 // configs/policies/helm-base-vN.json (its manifest beside it), compiled into the serving binaries
 // so that a node needs no file: v1 (PPO, features 0-15), v2 (kickstarted by the marginal rule,
-// features 0-18) and v3 (kickstarted by the predictive rule, features 0-20; README "Training the
-// base policy").
+// features 0-18), v3 (kickstarted by the predictive rule, features 0-20) and v4 (the same with
+// DAgger; README "Training the base policy").
 inline constexpr absl::string_view kBuiltinPrefix = "builtin:";
 
 // Parses / reads a policy file (above), or a builtin policy. InvalidArgument naming the source and
