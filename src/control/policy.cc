@@ -224,10 +224,11 @@ absl::StatusOr<Policy> LoadPolicy(const std::string& path) {
     if (name == "helm-base-v2") return ParsePolicy(kBuiltinHelmBaseV2, path);
     if (name == "helm-base-v3") return ParsePolicy(kBuiltinHelmBaseV3, path);
     if (name == "helm-base-v4") return ParsePolicy(kBuiltinHelmBaseV4, path);
-    return absl::NotFoundError(absl::StrCat("policy ", path,
-                                            ": no such builtin policy (known: builtin:helm-base-v1, "
-                                            "builtin:helm-base-v2, builtin:helm-base-v3, "
-                                            "builtin:helm-base-v4)"));
+    return absl::NotFoundError(
+        absl::StrCat("policy ", path,
+                     ": no such builtin policy (known: builtin:helm-base-v1, "
+                     "builtin:helm-base-v2, builtin:helm-base-v3, "
+                     "builtin:helm-base-v4)"));
   }
   std::ifstream f(path);
   if (!f) return absl::NotFoundError(absl::StrCat("policy ", path, ": cannot open the file"));

@@ -164,8 +164,7 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
     // P99 rising with the load is the load's doing, and with a change of mix the mix's: only a
     // window whose short-window mean rate is within the margin of the stable split's, its
     // requests' shape kept, can blame the move.
-    const bool same_load =
-        !shape_shift_ && short_rate_ <= stable_rate_ * (1 + o_.rollback_margin);
+    const bool same_load = !shape_shift_ && short_rate_ <= stable_rate_ * (1 + o_.rollback_margin);
     const bool rising =
         same_load && log_p99 > stable_log_p99_ + margin && log_p99 >= previous_log_p99_ - margin;
     rising_ = rising ? rising_ + 1 : 0;

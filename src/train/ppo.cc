@@ -264,8 +264,8 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
     }
     const int64_t minibatch = std::max<int64_t>(1, n / o.minibatches);
     // The aggregated decisions in as many minibatches as this iteration's steps make.
-    const int64_t bc_minibatch = (imitated + (n + minibatch - 1) / minibatch - 1) /
-                                 std::max<int64_t>(1, (n + minibatch - 1) / minibatch);
+    const int64_t batches_per_epoch = (n + minibatch - 1) / minibatch;
+    const int64_t bc_minibatch = (imitated + batches_per_epoch - 1) / batches_per_epoch;
     for (int epoch = 0; epoch < o.update_epochs; ++epoch) {
       const torch::Tensor order = torch::randperm(n, torch::kLong);
       const torch::Tensor bc_order = o.imitate_aggregate && imitate
