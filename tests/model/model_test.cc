@@ -217,7 +217,11 @@ TEST(ModelForward, EmptyHistoryScoresCandidatesAlone) {
   const auto a = RunForward(*ref, *ws_ref, r, 0, 0, nullptr, false);
   const auto b = RunForward(*cpu, *ws_cpu, r, 0, 0, nullptr, false);
   ASSERT_EQ(a.size(), 4u);
-  EXPECT_LE(MaxRelativeError(b, a), 1e-5);
+  // 1e-4, not 1e-5 as with a history: a candidate that sees only itself has for its attention
+  // output one SiLU-weighted V row, whose variance can come near the LayerNorm's eps (2e-5 at
+  // one seed in 2,000). The gate's 1/sqrt(var + eps) then magnifies fp32 rounding ~200x; the
+  // largest error over seeds 1-2000 was 2.4e-5.
+  EXPECT_LE(MaxRelativeError(b, a), 1e-4);
 }
 
 TEST(ModelForward, GathersEmbeddingsFromArenaAndStagingLocations) {

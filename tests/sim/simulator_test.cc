@@ -94,7 +94,9 @@ TEST(Simulator, EachSurfaceOfAMixIsMeasuredOnItsOwn) {
   EXPECT_EQ(within_slo, r.within_slo);
   EXPECT_EQ(r.surfaces[0].latency_us.Count() + r.surfaces[1].latency_us.Count(),
             r.latency_us.Count());
-  EXPECT_NE(r.surfaces[0].latency_us.Quantile(0.99), r.surfaces[1].latency_us.Quantile(0.99));
+  // Their own latencies: the means differ (the P99s are histogram buckets, and two surfaces
+  // sharing the nodes' queues can fall in the same one, as at seeds 100 and 204).
+  EXPECT_NE(r.surfaces[0].latency_us.Mean(), r.surfaces[1].latency_us.Mean());
   const std::string json = ToJson(r, config);
   EXPECT_NE(json.find("\"per_surface\""), std::string::npos) << json;
 }
@@ -206,7 +208,9 @@ config::Config Contended(uint64_t seed) {
 
 // The predictive controller in the simulator: its nodes sample their answers and reuse times, and
 // its decisions reach the pools, within bounds and at most max_move a window. (50 users with long
-// histories, 16 candidates: from the EMB end, K/V is worth more.)
+// histories, 16 candidates: from the EMB end, K/V is worth more. At 400 requests/s the model's
+// predicted gain clears the hysteresis at every seed tried, 1-700; at 200/s it stayed under 10%
+// at seeds 174 and 281, and the split rightly held.)
 TEST(Simulator, ThePredictiveControllerMovesTheSplitWithinBounds) {
   config::Config config = Contended(Seed());
   config.control.policy = "predictive";
@@ -215,6 +219,7 @@ TEST(Simulator, ThePredictiveControllerMovesTheSplitWithinBounds) {
   config.simulator.duration_s = config.workload.duration_s = 6;
   config.workload.candidates = 16;
   config.workload.max_users = 50;
+  config.workload.rate_per_s = 400;
   // Every decision goes to the audit log, on the simulated clock.
   config.control.audit_log = TempPath("predictive-audit.jsonl");
   std::remove(config.control.audit_log.c_str());
