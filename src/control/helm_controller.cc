@@ -41,6 +41,7 @@ HelmController::HelmController(Policy base, const FeatureScales& scales,
       gate_(options.max_move, options.hold_windows, r_min, r_max),
       logits_(base_.actions.size()) {
   if (options.adapter) adapter_.emplace(AdapterOptionsFrom(options));
+  reset_on_shift_ = options.adapter_reset_on_shift;
   if (options.recovery) recovery_.emplace(RecoveryOptionsFrom(options));
   last_.mode = "base";  // before the first decision
 }
@@ -66,6 +67,10 @@ double HelmController::Decide(const serve::StatsWindow& w) {
     recovery_->Observe(w, d.reward.latency < 4 ? d.reward.latency * slo_us : -1.0);
   }
   const bool calm = !recovery_ || (!recovery_->in_burst() && !recovery_->rolling_back());
+  // A change of mix starts the adapter afresh: its correction was learned on the old mix.
+  const bool shift = recovery_ && recovery_->shape_shift();
+  if (shift && !shape_shift_ && adapter_ && reset_on_shift_) adapter_->Reset();
+  shape_shift_ = shift;
 
   // Layer 1.
   d.base_action = -1;

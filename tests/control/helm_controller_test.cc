@@ -148,6 +148,41 @@ TEST(HelmController, TheAdapterLearnsOnlyFromCalmWindows) {
   EXPECT_EQ(helm.adapter()->updates(), updates_in_burst);
 }
 
+// The adapter's correction is learned on one mix of requests: when recovery sees the requests'
+// shape change (EMB lookups per request up 5x: a second surface), it starts again from 0, unless
+// control.adapter_reset_on_shift is off.
+TEST(HelmController, AChangeOfMixStartsTheAdapterAfresh) {
+  for (const bool reset : {true, false}) {
+    ControlOptions o = Options(true, true);
+    o.adapter_reset_on_shift = reset;
+    Policy hold = UpOnAFullQueue();  // holds: the queue stays empty
+    HelmController helm(hold, Scales(), o, 0.1, 0.9);
+    // P99 rises with the split above 0.3: the adapter learns to push the split down.
+    const auto window = [](double split, int64_t lookups_per_request) {
+      serve::StatsWindow w =
+          Window(split, 1000, 10'000 + static_cast<int64_t>(200'000 * std::max(0.0, split - 0.3)));
+      w.kv.requests = 1000;
+      w.emb.lookups = 1000 * lookups_per_request;
+      return w;
+    };
+    double split = 0.5;
+    for (int i = 0; i < 80; ++i) split = helm.Decide(window(split, 100));
+    const double learned = helm.adapter()->correction();
+    ASSERT_LT(learned, 0) << "reset " << reset;
+    bool shifted = false;
+    for (int i = 0; i < 4; ++i) {
+      split = helm.Decide(window(split, 500));
+      shifted = shifted || helm.recovery()->shape_shift();
+    }
+    EXPECT_TRUE(shifted);
+    if (reset) {
+      EXPECT_EQ(helm.adapter()->correction(), 0.0);
+    } else {
+      EXPECT_EQ(helm.adapter()->correction(), learned);
+    }
+  }
+}
+
 TEST(HelmController, RollsBackABadMoveEvenWithinTheHysteresisHold) {
   ControlOptions o = Options(false, true);
   o.hold_windows = 10;

@@ -97,6 +97,8 @@ class HelmController final : public SplitController {
   std::optional<Recovery> recovery_;
   std::vector<float> logits_;
   bool primed_ = false;
+  bool reset_on_shift_ = true;  // control.adapter_reset_on_shift
+  bool shape_shift_ = false;    // recovery's shape_shift() at the last decision
   double previous_target_ = 0;  // the target before the window's (for the reward's churn)
   HelmDecision last_;
   int64_t decisions_ = 0;

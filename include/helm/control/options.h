@@ -61,12 +61,15 @@ struct ControlOptions {
   // included); adapter_probe is the size of an exploratory offset; adapter_step is how far one
   // probe's reward gain (reward units, clipped to [-1, 1]) moves the correction; each nominal and
   // probe block lasts adapter_block_windows windows (more than hold_windows, so a probe can turn
-  // the split round).
+  // the split round). With adapter_reset_on_shift, the correction goes back to 0 when recovery
+  // sees the requests' shape change (a change of mix, burst_shape_margin): it was learned on the
+  // old mix.
   bool adapter = true;
   double adapter_step = 0.05;
   double adapter_bound = 0.05;
   double adapter_probe = 0.02;
   int32_t adapter_block_windows = 8;
+  bool adapter_reset_on_shift = true;
   // "helm", Layer 3 (recovery.h): burst-aware recovery. A burst: the mean arrival rate over
   // burst_short_windows windows is burst_ratio times that over burst_long_windows (Knative's panic
   // mode: 2x over a window 1/10 as long), or a CUSUM on the arrival rate or on log P99 passes
@@ -143,6 +146,8 @@ struct ControlOptions {
             config::InRange(0.001, 0.5));
     v.Field("adapter_block_windows", adapter_block_windows,
             "adapter: windows per nominal or probe block", config::InRange<int32_t>(2, 10000));
+    v.Field("adapter_reset_on_shift", adapter_reset_on_shift,
+            "adapter: the correction back to 0 when recovery sees a change of mix");
     v.Field("recovery", recovery, "helm: burst-aware recovery (Layer 3) on");
     v.Field("burst_ratio", burst_ratio, "recovery: short/long arrival-rate ratio of a burst",
             config::InRange(1.01, 100.0));
