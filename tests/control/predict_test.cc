@@ -2,7 +2,9 @@
 // splits from its answers and both caches' reuse times, and moves toward the best predicted split.
 #include "helm/control/predict.h"
 
+#include <algorithm>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -70,6 +72,28 @@ Scenario FeedBehindACliff() {
 // The scenario's window at each split, on UnitScales at the window's own time per row.
 std::vector<SplitPrediction> Predict(const Scenario& s, const std::vector<double>& splits) {
   return PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
+}
+
+// QuantileOf is element ceil(q n) - 1 of the sorted values, whichever way it selects it (a heap of
+// the largest for high quantiles of many values, nth_element otherwise), ties and all.
+TEST(QuantileOf, IsTheElementOfItsRankInSortedOrder) {
+  std::mt19937_64 rng(::testing::UnitTest::GetInstance()->random_seed());
+  for (const size_t n : {1, 2, 7, 100, 1000, 4096, 5000}) {
+    for (const double q : {0.0, 0.5, 0.9, 0.99, 0.999, 1.0}) {
+      for (const int distinct : {3, 1 << 30}) {  // many ties, or almost none
+        std::uniform_int_distribution<int> value(0, distinct);
+        std::vector<double> v(n);
+        for (double& x : v) x = value(rng);
+        std::vector<double> sorted = v;
+        std::sort(sorted.begin(), sorted.end());
+        const size_t rank =
+            std::min(n - 1, static_cast<size_t>(std::max(1.0, std::ceil(q * n))) - 1);
+        EXPECT_EQ(QuantileOf(v, q), sorted[rank]) << "n " << n << " q " << q;
+        std::sort(v.begin(), v.end());
+        EXPECT_EQ(v, sorted) << "reordered, nothing lost";
+      }
+    }
+  }
 }
 
 TEST(PredictSplits, TheCurrentSplitIsTheWindowAsItWasAndACliffIsSeenAcross) {
