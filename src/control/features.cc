@@ -112,14 +112,26 @@ Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
   f[16] = static_cast<float>(std::sqrt(g_emb));
   f[17] = static_cast<float>(std::sqrt(g_kv));
   f[18] = g_emb + g_kv < 1e-4 ? 0.0f : static_cast<float>((g_emb - g_kv) / (g_emb + g_kv));
+  curve_.clear();
+  now_p99_us_ = 0;
   if (model_ != nullptr) {
     model_->Observe(w);
     if (const std::optional<SplitModel::View> v = model_->Predict(w); v && v->now.p99_us > 0) {
       f[19] = static_cast<float>(std::clamp(v->best.split - w.target_split, -1.0, 1.0));
       f[20] = static_cast<float>(std::clamp(1 - v->best.p99_us / v->now.p99_us, 0.0, 1.0));
+      for (const SplitPrediction& p : v->curve) curve_.emplace_back(p.split, p.p99_us);
+      now_p99_us_ = v->now.p99_us;
     }
   }
   return f;
+}
+
+std::optional<double> FeatureExtractor::PredictedP99Ratio(double split) const {
+  if (curve_.empty() || now_p99_us_ <= 0) return std::nullopt;
+  const auto nearest = std::min_element(curve_.begin(), curve_.end(), [&](auto& a, auto& b) {
+    return std::abs(a.first - split) < std::abs(b.first - split);
+  });
+  return nearest->second / now_p99_us_;
 }
 
 }  // namespace helm::control

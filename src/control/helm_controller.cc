@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "nlohmann/json.hpp"
 
@@ -42,6 +43,7 @@ HelmController::HelmController(Policy base, const FeatureScales& scales,
       logits_(base_.actions.size()) {
   if (options.adapter) adapter_.emplace(AdapterOptionsFrom(options));
   reset_on_shift_ = options.adapter_reset_on_shift;
+  model_veto_ = options.rollback_model_veto;
   if (options.recovery) recovery_.emplace(RecoveryOptionsFrom(options));
   last_.mode = "base";  // before the first decision
 }
@@ -65,6 +67,17 @@ double HelmController::Decide(const serve::StatsWindow& w) {
     // The reward's latency term is P99 / SLO below its cap: the P99 without another histogram scan.
     const double slo_us = std::max(1.0, scales_.slo_us);
     recovery_->Observe(w, d.reward.latency < 4 ? d.reward.latency * slo_us : -1.0);
+    // A rollback begins: kept instead where the predictive model (when the base reads it) sees
+    // the split it would return to as no better than this one.
+    d.rollback_vetoed = false;
+    if (recovery_->rollbacks() > rollbacks_seen_) {
+      rollbacks_seen_ = recovery_->rollbacks();
+      const std::optional<double> back = extractor_.PredictedP99Ratio(recovery_->rollback_to());
+      if (model_veto_ && recovery_->rolling_back() && back && *back >= 1.0) {
+        recovery_->KeepMove();
+        d.rollback_vetoed = true;
+      }
+    }
   }
   const bool calm = !recovery_ || (!recovery_->in_burst() && !recovery_->rolling_back());
   // A change of mix starts the adapter afresh: its correction was learned on the old mix.
@@ -129,7 +142,7 @@ std::string HelmController::LastDecisionJson() const {
         {"mode", RecoveryModeName(d.recovery_mode)}, {"delta", d.recovery_delta},
         {"ratio", recovery_->rate_ratio()},          {"cusum_rate", recovery_->cusum_rate()},
         {"cusum_p99", recovery_->cusum_p99()},       {"stable_split", recovery_->stable_split()},
-        {"shape_shift", recovery_->shape_shift()}};
+        {"shape_shift", recovery_->shape_shift()},   {"rollback_vetoed", d.rollback_vetoed}};
   } else {
     j["recovery"] = nullptr;
   }

@@ -159,6 +159,8 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
   }
   const double margin = std::log1p(o_.rollback_margin);
   const double rate = w.requests.arrivals / std::max(w.seconds(), 1e-6);
+  last_log_p99_ = log_p99;
+  last_rate_ = rate;
   if (watching_) {
     ++watched_;
     // P99 rising with the load is the load's doing, and with a change of mix the mix's: only a
@@ -196,6 +198,19 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
     have_stable_p99_ = true;
     watching_ = false;
   }
+}
+
+void Recovery::KeepMove() {
+  if (!rolling_back_) return;
+  rolling_back_ = false;
+  undone_sign_ = 0;
+  stable_split_ = last_target_;
+  stable_log_p99_ = last_log_p99_;
+  stable_rate_ = last_rate_;
+  have_stable_p99_ = true;
+  held_ = 0;
+  held_sum_ = held_rate_sum_ = 0;
+  ++kept_moves_;
 }
 
 void Recovery::Observe(const serve::StatsWindow& w, double p99_us) {

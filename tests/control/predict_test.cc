@@ -11,6 +11,7 @@
 #include "control/window_support.h"
 #include "gtest/gtest.h"
 #include "helm/control/features.h"
+#include "helm/control/helm_controller.h"
 #include "helm/control/policy.h"
 #include "helm/control/split_controller.h"
 
@@ -378,6 +379,75 @@ TEST(FeatureExtractor, TheModelsFeaturesAreThePredictiveControllersView) {
   serve::StatsWindow thin = s.window;
   thin.answers.resize(o.min_window_answers - 1);
   EXPECT_EQ(with_model.Extract(thin)[20], 0.0f);
+}
+
+// PredictedP99Ratio: the model's P99 at the nearest split of its grid over its P99 now, from the
+// last window extracted; none without the model or when it did not predict.
+TEST(FeatureExtractor, SaysWhatTheModelPredictsAtAnotherSplit) {
+  ControlOptions o;
+  const FeatureScales scales = UnitScales();
+  Scenario s = FeedBehindACliff();
+  s.window.emb_reuse = s.emb;
+  s.window.kv_reuse = s.kv;
+  FeatureExtractor with_model = FeatureExtractor::For(kNumFeatures, scales, o, 0.05, 0.95);
+  EXPECT_FALSE(with_model.PredictedP99Ratio(0.5).has_value()) << "nothing extracted yet";
+  const Features f = with_model.Extract(s.window);
+  const double best = s.window.target_split + f[19];
+  ASSERT_TRUE(with_model.PredictedP99Ratio(best).has_value());
+  EXPECT_NEAR(*with_model.PredictedP99Ratio(best), 1 - f[20], 1e-6);
+  EXPECT_LT(*with_model.PredictedP99Ratio(0.5), 0.9) << "across the cliff: the feed's K/V held";
+  EXPECT_NEAR(*with_model.PredictedP99Ratio(0.9), 1.0, 0.02) << "the current split";
+  serve::StatsWindow moving = s.window;
+  moving.target_split = 0.5;  // a move in flight: no prediction
+  with_model.Extract(moving);
+  EXPECT_FALSE(with_model.PredictedP99Ratio(0.5).has_value());
+  FeatureExtractor without = FeatureExtractor::For(kFirstModelFeature, scales, o, 0.05, 0.95);
+  without.Extract(s.window);
+  EXPECT_FALSE(without.PredictedP99Ratio(0.5).has_value());
+}
+
+// Recovery's rollback blames a move for a P99 that rose after it. With a base that reads the model
+// (control.rollback_model_veto), the move is kept where the model predicts the split it would
+// return to (0.9, the feed's K/V recomputed) no better than the current one (0.6, held).
+TEST(HelmController, TheModelVetoesARollbackToASplitItPredictsWorse) {
+  for (const bool veto : {true, false}) {
+    ControlOptions o;
+    o.policy = "helm";
+    o.adapter = false;
+    o.rollback_model_veto = veto;
+    Mlp::Layer hold;  // one action, 0: the base holds
+    hold.in = kNumFeatures;
+    hold.out = 1;
+    hold.weight.assign(kNumFeatures, 0.0f);
+    hold.bias = {0.0f};
+    HelmController helm(Policy{Mlp({hold}), {0.0}}, UnitScales(), o, 0.05, 0.95);
+    Scenario s = FeedBehindACliff();
+    s.window.emb_reuse = s.emb;
+    s.window.kv_reuse = s.kv;
+    for (int i = 0; i < 20; ++i) ASSERT_DOUBLE_EQ(helm.Decide(s.window), 0.9);
+    // Moved to 0.6 (by an operator, say); P99 climbs window after window.
+    serve::StatsWindow w = s.window;
+    w.committed_split = w.target_split = 0.6;
+    double target = 0.6;
+    for (int i = 1; i <= o.rollback_windows; ++i) {
+      w.latency_us.Reset();
+      for (serve::AnswerSample& a : w.answers) {
+        a.latency_us = a.latency_us * 6 / 5;
+        w.latency_us.Record(a.latency_us);
+      }
+      target = helm.Decide(w);
+    }
+    EXPECT_EQ(helm.recovery()->rollbacks(), 1) << "veto " << veto;
+    EXPECT_EQ(helm.last_decision().rollback_vetoed, veto);
+    if (veto) {
+      EXPECT_DOUBLE_EQ(target, 0.6);
+      EXPECT_EQ(helm.mode(), "base");
+      EXPECT_DOUBLE_EQ(helm.recovery()->stable_split(), 0.6);
+    } else {
+      EXPECT_NEAR(target, 0.6 + o.max_move, 1e-9) << "on the way back to 0.9";
+      EXPECT_EQ(helm.mode(), "rollback");
+    }
+  }
 }
 
 // A node keeps the reuse tracker and miniature caches only for a controller that reads them.

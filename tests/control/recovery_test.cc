@@ -184,6 +184,31 @@ TEST(Recovery, RollsBackAMoveAfterWhichP99KeepsRising) {
   EXPECT_DOUBLE_EQ(r.Filter(0.5, 0.05).delta, 0.05) << "the block ends";
 }
 
+// KeepMove (the predictive model's veto, helm_controller.h): the rollback under way is dropped,
+// the move is the new stable split, and nothing is blocked.
+TEST(Recovery, AKeptMoveEndsTheRollbackAndBecomesTheStableSplit) {
+  RecoveryOptions o;
+  Recovery r(o);
+  r.KeepMove();  // no rollback under way: nothing happens
+  EXPECT_EQ(r.kept_moves(), 0);
+  for (int i = 0; i < 20; ++i) r.Observe(Window(0.5, 1000, 10'000));
+  double p99 = 10'000;
+  for (int i = 1; i <= o.rollback_windows; ++i) r.Observe(Window(0.6, 1000, p99 *= 1.2));
+  ASSERT_TRUE(r.rolling_back());
+  EXPECT_DOUBLE_EQ(r.rollback_to(), 0.5);
+  r.KeepMove();
+  EXPECT_FALSE(r.rolling_back());
+  EXPECT_EQ(r.kept_moves(), 1);
+  EXPECT_DOUBLE_EQ(r.stable_split(), 0.6);
+  const RecoveryVerdict v = r.Filter(0.6, 0.05);
+  EXPECT_EQ(v.mode, RecoveryMode::kNormal) << "no direction blocked";
+  EXPECT_DOUBLE_EQ(v.delta, 0.05);
+  // The same P99 at 0.6 is the stable one now: no rollback for it.
+  for (int i = 0; i < 10; ++i) r.Observe(Window(0.6, 1000, p99));
+  EXPECT_FALSE(r.rolling_back());
+  EXPECT_EQ(r.rollbacks(), 1);
+}
+
 TEST(Recovery, KeepsAGoodMoveAndMakesItTheStableSplit) {
   RecoveryOptions o;
   Recovery r(o);

@@ -49,6 +49,8 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "helm/control/options.h"
@@ -103,6 +105,10 @@ class FeatureExtractor {
 
   Features Extract(const serve::StatsWindow& window);
   double short_rate() const { return short_rate_; }
+  // The predictive model's P99 at `split` (the nearest split of its grid) over its P99 at the
+  // current split, at the last window Extract saw; none without the model or when it did not
+  // predict that window (a move in flight, too few answers).
+  std::optional<double> PredictedP99Ratio(double split) const;
   double long_rate() const { return long_rate_; }
   // g_emb and g_kv (features 16-18) of a window.
   static double EmbGrowthGain(const serve::StatsWindow& window);
@@ -111,6 +117,10 @@ class FeatureExtractor {
  private:
   FeatureScales s_;
   std::unique_ptr<SplitModel> model_;  // null: features 19-20 are 0
+  // The model's last prediction: [split, P99 us] over its grid, and its P99 at the current split
+  // (0: none).
+  std::vector<std::pair<double, double>> curve_;
+  double now_p99_us_ = 0;
   bool primed_ = false;
   double short_rate_ = 0, long_rate_ = 0;
 };

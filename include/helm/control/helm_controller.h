@@ -58,11 +58,12 @@ struct HelmDecision {
   bool adapter_probing = false;
   bool recovery_on = false;
   RecoveryMode recovery_mode = RecoveryMode::kNormal;
-  double recovery_delta = 0;  // the change recovery passed on
-  double proposed = 0;        // base + adapter
-  double target_before = 0;   // the window's target split
-  double target = 0;          // the decision
-  RewardTerms reward;         // of the window just closed (it judged the previous decision)
+  bool rollback_vetoed = false;  // a rollback began and the model kept the move
+  double recovery_delta = 0;     // the change recovery passed on
+  double proposed = 0;           // base + adapter
+  double target_before = 0;      // the window's target split
+  double target = 0;             // the decision
+  RewardTerms reward;            // of the window just closed (it judged the previous decision)
   std::string mode;
 };
 
@@ -98,6 +99,8 @@ class HelmController final : public SplitController {
   std::vector<float> logits_;
   bool primed_ = false;
   bool reset_on_shift_ = true;  // control.adapter_reset_on_shift
+  bool model_veto_ = true;      // control.rollback_model_veto
+  int64_t rollbacks_seen_ = 0;
   bool shape_shift_ = false;    // recovery's shape_shift() at the last decision
   double previous_target_ = 0;  // the target before the window's (for the reward's churn)
   HelmDecision last_;

@@ -81,7 +81,10 @@ struct ControlOptions {
   // more than burst_shape_margin, a fraction) is a change of mix, not a burst: no freeze. A move
   // after which P99 stays above the last stable split's P99 by more than rollback_margin (a
   // fraction) and does not fall, the load staying within that margin, for rollback_windows settled
-  // windows is undone: back to the last stable split.
+  // windows is undone: back to the last stable split. With rollback_model_veto and a base policy
+  // that reads the predictive model (v3, v4), a rollback is not made when the model, which sees
+  // the load and the mix, predicts the split it would return to no better than the current one:
+  // the P99 rose for another reason. The move is kept as the new stable split.
   bool recovery = true;
   double burst_ratio = 2.0;
   int32_t burst_short_windows = 3;
@@ -94,6 +97,7 @@ struct ControlOptions {
   double burst_shape_margin = 0.25;
   int32_t rollback_windows = 3;
   double rollback_margin = 0.10;
+  bool rollback_model_veto = true;
 
   template <class V>
   void Describe(V& v) {
@@ -177,6 +181,8 @@ struct ControlOptions {
     v.Field("rollback_margin", rollback_margin,
             "recovery: P99 rise over the stable split's that counts (fraction)",
             config::InRange(0.0, 10.0));
+    v.Field("rollback_model_veto", rollback_model_veto,
+            "recovery: no rollback where the predictive model prefers the current split");
   }
 
   // Checks across fields; errors name the key (the config reader prefixes "control.").

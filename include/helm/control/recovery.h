@@ -94,8 +94,14 @@ class Recovery {
   bool shape_shift() const { return shape_shift_; }
   double cusum_rate() const { return s_rate_; }
   double cusum_p99() const { return s_p99_; }
-  int64_t bursts() const { return bursts_; }        // bursts begun
-  int64_t rollbacks() const { return rollbacks_; }  // rollbacks begun
+  int64_t bursts() const { return bursts_; }           // bursts begun
+  int64_t rollbacks() const { return rollbacks_; }     // rollbacks begun
+  double rollback_to() const { return rollback_to_; }  // while rolling_back()
+  // The caller knows better than the P99 (the predictive model prefers the current split): the
+  // rollback under way is dropped, and the current target is the stable split, with the last
+  // settled window's P99 and load. No effect when no rollback is under way.
+  void KeepMove();
+  int64_t kept_moves() const { return kept_moves_; }
 
  private:
   // One-sided CUSUM with online mean and sigma (see the header comment).
@@ -138,11 +144,14 @@ class Recovery {
   int32_t watched_ = 0;  // settled windows judged since the move
   int32_t rising_ = 0;
   double previous_log_p99_ = 0;
+  double last_log_p99_ = 0;  // of the last settled window with a P99
+  double last_rate_ = 0;     // its arrivals/s
   bool rolling_back_ = false;
   double rollback_to_ = 0;
   int undone_sign_ = 0;
   int32_t blocked_left_ = 0;
   int64_t rollbacks_ = 0;
+  int64_t kept_moves_ = 0;
 };
 
 }  // namespace helm::control
