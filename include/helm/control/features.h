@@ -105,11 +105,11 @@ class FeatureExtractor {
 
   Features Extract(const serve::StatsWindow& window);
   double short_rate() const { return short_rate_; }
+  double long_rate() const { return long_rate_; }
   // The predictive model's P99 at `split` (the nearest split of its grid) over its P99 at the
   // current split, at the last window Extract saw; none without the model or when it did not
   // predict that window (a move in flight, too few answers).
   std::optional<double> PredictedP99Ratio(double split) const;
-  double long_rate() const { return long_rate_; }
   // g_emb and g_kv (features 16-18) of a window.
   static double EmbGrowthGain(const serve::StatsWindow& window);
   static double KvGrowthGain(const serve::StatsWindow& window);
