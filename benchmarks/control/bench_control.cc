@@ -19,8 +19,11 @@
 // windows: HELM_RESULT helm_model_decision_p99_us.
 // The base policy's forward alone is timed against a plain scalar forward of the same weights
 // (one output at a time, [out][in] rows), hot in cache: HELM_RESULT mlp_forward_vs_scalar.
+// The model's P99 of 4,096 predicted latencies (QuantileOf, a heap of the largest) is timed
+// against std::nth_element on the same values: HELM_RESULT quantile_p99_vs_nth_element.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -224,6 +227,18 @@ double ForwardNs(F forward, int n) {
   return std::chrono::duration<double, std::nano>(t1 - t0).count() / n;
 }
 
+// Mean ns of `select` on copies of `sets` (each call reorders its copy).
+template <typename F>
+double SelectNs(const std::vector<std::vector<double>>& sets, F select) {
+  std::vector<std::vector<double>> copies = sets;
+  double sink = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (std::vector<double>& v : copies) sink += select(v);
+  const auto t1 = std::chrono::steady_clock::now();
+  if (sink == 12345.678) std::printf("%f\n", sink);
+  return std::chrono::duration<double, std::nano>(t1 - t0).count() / copies.size();
+}
+
 }  // namespace
 
 int main() {
@@ -286,6 +301,23 @@ int main() {
   std::printf("%-34s %10.0f %10.0f\n", "helm reading the model (the same)", m.p50_ns, m.p99_ns);
   std::printf("%-34s %10.0f ns (scalar forward %.0f ns)\n", "base policy forward alone, hot",
               forward_ns, scalar_ns);
+  // QuantileOf's P99 against nth_element's, on lognormal latencies (4,096: the model's answers).
+  std::mt19937_64 qrng(11);
+  std::lognormal_distribution<double> latency(8, 0.7);
+  std::vector<std::vector<double>> sets(400, std::vector<double>(4096));
+  for (std::vector<double>& v : sets) {
+    for (double& x : v) x = latency(qrng);
+  }
+  const auto heap = [](std::vector<double>& v) { return QuantileOf(v, 0.99); };
+  const auto nth = [](std::vector<double>& v) {
+    const auto k = v.begin() + static_cast<std::ptrdiff_t>(std::ceil(0.99 * v.size()) - 1);
+    std::nth_element(v.begin(), k, v.end());
+    return *k;
+  };
+  SelectNs(sets, heap);  // warm-up
+  SelectNs(sets, nth);
+  const double heap_ns = SelectNs(sets, heap), nth_ns = SelectNs(sets, nth);
+  std::printf("%-34s %10.0f ns (nth_element %.0f ns)\n", "P99 of 4,096 values", heap_ns, nth_ns);
   constexpr int kObserves = 400'000;
   ObserveNs(10, kObserves / 4);  // warm-up
   const ObserveCost without = ObserveNs(0, kObserves);
@@ -299,6 +331,7 @@ int main() {
   std::printf("HELM_RESULT decision_p99_vs_heuristic %.2f\n", h.p99_ns / b.p99_ns);
   std::printf("HELM_RESULT mlp_forward_ns %.0f\n", forward_ns);
   std::printf("HELM_RESULT mlp_forward_vs_scalar %.2f\n", forward_ns / scalar_ns);
+  std::printf("HELM_RESULT quantile_p99_vs_nth_element %.2f\n", heap_ns / nth_ns);
   std::printf("HELM_RESULT predictive_decision_p99_us %.0f\n", p.p99_ns / 1000);
   std::printf("HELM_RESULT helm_model_decision_p99_us %.0f\n", m.p99_ns / 1000);
   std::printf("HELM_RESULT predictive_observe_ns %.0f\n", with.observe_ns);

@@ -210,10 +210,8 @@ int main(int argc, char** argv) {
     rewards.push_back(last.mean_reward);
     std::printf(
         "[iter %3d/%d]%s steps %5lld (total %7lld, %4.0f%% decided) reward %8.4f p99/slo %6.3f | "
-        "pg %7.4f v %8.4f ent %5.3f kl %6.4f clip %4.2f ce %5.3f moves %4.2f lr %.2e | rollout "
-        "%5.1f s "
-        "update "
-        "%4.1f s wall %6.0f s\n",
+        "pg %7.4f v %8.4f ent %5.3f kl %6.4f clip %4.2f ce %5.3f moves %4.2f lr %.2e | "
+        "rollout %5.1f s update %4.1f s wall %6.0f s\n",
         last.iteration, o.iterations, last.iteration <= o.imitate_iterations ? " imitate" : "",
         static_cast<long long>(last.steps), static_cast<long long>(last.total_steps),
         last.steps > 0 ? 100.0 * last.decisions / last.steps : 0.0, last.mean_reward,

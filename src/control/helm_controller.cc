@@ -40,10 +40,10 @@ HelmController::HelmController(Policy base, const FeatureScales& scales,
       scales_(scales),
       extractor_(FeatureExtractor::For(base_.mlp.inputs(), scales, options, r_min, r_max)),
       gate_(options.max_move, options.hold_windows, r_min, r_max),
-      logits_(base_.actions.size()) {
+      logits_(base_.actions.size()),
+      reset_on_shift_(options.adapter_reset_on_shift),
+      model_veto_(options.rollback_model_veto) {
   if (options.adapter) adapter_.emplace(AdapterOptionsFrom(options));
-  reset_on_shift_ = options.adapter_reset_on_shift;
-  model_veto_ = options.rollback_model_veto;
   if (options.recovery) recovery_.emplace(RecoveryOptionsFrom(options));
   last_.mode = "base";  // before the first decision
 }
@@ -67,13 +67,13 @@ double HelmController::Decide(const serve::StatsWindow& w) {
     // The reward's latency term is P99 / SLO below its cap: the P99 without another histogram scan.
     const double slo_us = std::max(1.0, scales_.slo_us);
     recovery_->Observe(w, d.reward.latency < 4 ? d.reward.latency * slo_us : -1.0);
-    // A rollback begins: kept instead where the predictive model (when the base reads it) sees
-    // the split it would return to as no better than this one.
+    // A rollback begins (rollbacks() counts those begun): kept instead where the predictive model
+    // (when the base reads it) sees the split it would return to as no better than this one.
     d.rollback_vetoed = false;
     if (recovery_->rollbacks() > rollbacks_seen_) {
       rollbacks_seen_ = recovery_->rollbacks();
       const std::optional<double> back = extractor_.PredictedP99Ratio(recovery_->rollback_to());
-      if (model_veto_ && recovery_->rolling_back() && back && *back >= 1.0) {
+      if (model_veto_ && back && *back >= 1.0) {
         recovery_->KeepMove();
         d.rollback_vetoed = true;
       }

@@ -257,10 +257,12 @@ absl::StatusOr<IterationStats> PpoTrainer::Iterate() {
           m.imitated_actions, static_cast<int>(o.actions.size()), o.imitate_balance);
       const torch::Tensor action_weight =
           torch::from_blob(weight.data(), {static_cast<int64_t>(weight.size())}).clone();
-      bc_obs = FeaturesTensor(m.imitated_obs, o.features);
-      bc_actions = torch::from_blob(m.imitated_actions.data(), {imitated}, torch::kLong).clone();
-      bc_weights = action_weight.index_select(0, bc_actions);
       step_weights = action_weight.index_select(0, actions_t);
+      if (o.imitate_aggregate) {  // the aggregated decisions are fitted apart from the steps
+        bc_obs = FeaturesTensor(m.imitated_obs, o.features);
+        bc_actions = torch::from_blob(m.imitated_actions.data(), {imitated}, torch::kLong).clone();
+        bc_weights = action_weight.index_select(0, bc_actions);
+      }
     }
     const int64_t minibatch = std::max<int64_t>(1, n / o.minibatches);
     // The aggregated decisions in as many minibatches as this iteration's steps make.

@@ -86,8 +86,11 @@ double TrainingController::Decide(const serve::StatsWindow& window) {
       step.decided = true;
     }
     if (actor_acts_) {  // the actor's argmax acts; the teacher's choice stays the label
-      const auto greedy = std::max_element(logits_.begin(), logits_.end()) - logits_.begin();
-      step.target = gate_.Apply(window, in_flight ? 0.0 : actor_.actions[greedy]);
+      double delta = 0;
+      if (!in_flight) {  // the logits are this window's
+        delta = actor_.actions[std::max_element(logits_.begin(), logits_.end()) - logits_.begin()];
+      }
+      step.target = gate_.Apply(window, delta);
     }
   } else if (control::SafetyGate::MoveInFlight(window)) {
     step.action = hold_action_;
