@@ -1,6 +1,7 @@
 #include "helm/control/features.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
 #include <functional>
@@ -26,14 +27,62 @@ double ComputeNsPerRow(const serve::StatsWindow& w) {
          static_cast<double>(w.requests.computed_rows);
 }
 
+namespace {
+
+// The `top`-th largest of v by a threshold read off a sample (every 32nd value): the values at or
+// above the sample's j-th largest (j chosen so that about three times `top` are) are gathered and
+// the answer selected among them. Exact whenever it answers: nullopt when fewer than `top` values
+// reach the threshold (a sample that ran high, ~1% of lognormal draws) or too many do (ties).
+// About a third of the heap's time on 4,096 values in cache.
+std::optional<double> LargestBySample(const std::vector<double>& v, size_t top) {
+  constexpr size_t kStride = 32, kMaxJ = 16;
+  const size_t m = v.size() / kStride;
+  const size_t j = std::min({m, top * 3 / kStride + 2, kMaxJ});
+  if (j == 0) return std::nullopt;
+  // The sample's j largest, in a min-heap: the threshold is its front.
+  std::array<double, kMaxJ> largest;
+  size_t held = 0;
+  for (size_t i = 0; i < m; ++i) {
+    const double x = v[i * kStride];
+    if (held < j) {
+      largest[held++] = x;
+      std::push_heap(largest.begin(), largest.begin() + held, std::greater<>());
+    } else if (x > largest[0]) {
+      std::pop_heap(largest.begin(), largest.begin() + j, std::greater<>());
+      largest[j - 1] = x;
+      std::push_heap(largest.begin(), largest.begin() + j, std::greater<>());
+    }
+  }
+  const double threshold = largest[0];
+  // Every value at or above the threshold, up to `cap` of them (written always, counted when kept:
+  // no branch on the data).
+  const size_t cap = 8 * top + 64;
+  std::vector<double> above(cap + 1);
+  size_t count = 0;
+  for (size_t i = 0; i < v.size() && count <= cap; ++i) {
+    above[count] = v[i];
+    count += v[i] >= threshold;
+  }
+  if (count < top || count > cap) return std::nullopt;
+  // The values below the threshold are below every gathered one: the `top`-th largest of v is the
+  // `top`-th largest gathered.
+  const auto x = above.begin() + static_cast<std::ptrdiff_t>(count - top);
+  std::nth_element(above.begin(), x, above.begin() + static_cast<std::ptrdiff_t>(count));
+  return *x;
+}
+
+}  // namespace
+
 double QuantileOf(std::vector<double>& v, double q) {
   const size_t n = v.size();
   const size_t k = std::min(n - 1, static_cast<size_t>(std::max(1.0, std::ceil(q * n))) - 1);
   const size_t top = n - k;  // element k is the smallest of the `top` largest
   if (top <= 128 && top * 16 <= n) {
-    // A high quantile (the predictive model's P99 of 4,096 answers at each of ~46 splits): the
-    // `top` largest kept in a min-heap at the front, one comparison for most elements. 2-3x
-    // faster than nth_element there, and the same element.
+    // A high quantile (the predictive model's P99 of 4,096 answers at each of ~46 splits): by a
+    // sampled threshold, else the `top` largest kept in a min-heap at the front, one comparison
+    // for most elements. Either is several times faster than nth_element there, and gives the
+    // same element.
+    if (const std::optional<double> x = LargestBySample(v, top)) return *x;
     const auto heap_end = v.begin() + static_cast<std::ptrdiff_t>(top);
     std::make_heap(v.begin(), heap_end, std::greater<>());
     for (size_t i = top; i < n; ++i) {

@@ -24,7 +24,7 @@ void SplitModel::Observe(const serve::StatsWindow& w) {
   kv_.Merge(w.kv_reuse);
 }
 
-std::optional<SplitModel::View> SplitModel::Predict(const serve::StatsWindow& w) const {
+std::optional<SplitModel::View> SplitModel::Predict(const serve::StatsWindow& w) {
   if (SafetyGate::MoveInFlight(w) || static_cast<int64_t>(w.answers.size()) < min_answers_) {
     return std::nullopt;
   }
@@ -33,7 +33,7 @@ std::optional<SplitModel::View> SplitModel::Predict(const serve::StatsWindow& w)
   splits.push_back(r0);  // the current split's own prediction is the reference
   View v;
   v.price = PriceByRatio(w, scales_.attention_ratio);
-  v.curve = PredictSplits(w, emb_, kv_, scales_, v.price, splits);
+  v.curve = PredictSplits(w, emb_, kv_, scales_, v.price, splits, &buffers_);
   v.now = v.curve.back();
   v.curve.pop_back();
   v.best = v.now;

@@ -75,8 +75,9 @@ std::vector<SplitPrediction> Predict(const Scenario& s, const std::vector<double
   return PredictSplits(s.window, s.emb, s.kv, UnitScales(), Price(s.window), splits);
 }
 
-// QuantileOf is element ceil(q n) - 1 of the sorted values, whichever way it selects it (a heap of
-// the largest for high quantiles of many values, nth_element otherwise), ties and all.
+// QuantileOf is element ceil(q n) - 1 of the sorted values, whichever way it selects it (for high
+// quantiles of many values a threshold from a sample, which many ties defeat, else a heap of the
+// largest; nth_element otherwise), ties and all.
 TEST(QuantileOf, IsTheElementOfItsRankInSortedOrder) {
   std::mt19937_64 rng(::testing::UnitTest::GetInstance()->random_seed());
   for (const size_t n : {1, 2, 7, 100, 1000, 4096, 5000}) {
@@ -191,6 +192,46 @@ TEST(PredictSplits, AnAnswerTakesItsBatchsChange) {
   // Without the batches' totals, only its own: nothing changes for the feed.
   for (serve::AnswerSample& a : s.window.answers) a.batch = serve::BatchTotals();
   EXPECT_GE(Predict(s, splits)[1].p99_us, 50'000);
+}
+
+// A caller's buffers carry nothing from one window to the next: windows of other sizes, with and
+// without miniature caches and batches, predicted one after the other in the same buffers give
+// exactly what each gives in arrays of its own.
+TEST(PredictSplits, ReusedBuffersCarryNothingOver) {
+  Scenario batched = FeedBehindACliff();
+  batched.window.kv_shadow_splits = {0.5, 0.7, 0.9};
+  for (serve::AnswerSample& a : batched.window.answers) {
+    a.batch.size = 1;
+    if (a.history_tokens > 0) {
+      a.reuse.kv_shadow_prefix = {4000, 0, 0};
+      a.batch.size = 2;
+      a.batch.shadow.tokens = {4000, 0, 0};
+      a.batch.shadow.pairs = {4000.0f * 3999 / 2, 0, 0};
+    }
+  }
+  Scenario plain = FeedBehindACliff();
+  plain.window.answers.resize(500);
+  const std::vector<double> splits = {0.9, 0.8, 0.6, 0.5, 0.3};
+  PredictBuffers buffers;
+  for (const Scenario* s : {&batched, &plain, &batched, &plain}) {
+    const RecomputePrice price = Price(s->window);
+    const std::vector<SplitPrediction> fresh =
+        PredictSplits(s->window, s->emb, s->kv, UnitScales(), price, splits);
+    const std::vector<SplitPrediction> reused =
+        PredictSplits(s->window, s->emb, s->kv, UnitScales(), price, splits, &buffers);
+    ASSERT_EQ(reused.size(), fresh.size());
+    for (size_t i = 0; i < fresh.size(); ++i) {
+      EXPECT_EQ(reused[i].p99_us, fresh[i].p99_us) << "split " << splits[i];
+      EXPECT_EQ(reused[i].utilisation, fresh[i].utilisation) << "split " << splits[i];
+    }
+  }
+  // The two windows predict differently, so a buffer that leaked would show.
+  EXPECT_NE(
+      PredictSplits(batched.window, batched.emb, batched.kv, UnitScales(), Price(batched.window),
+                    splits)[3]
+          .p99_us,
+      PredictSplits(plain.window, plain.emb, plain.kv, UnitScales(), Price(plain.window), splits)[3]
+          .p99_us);
 }
 
 // Where the EMB curve says almost nothing misses at the current split, a smaller cache adds at most

@@ -84,7 +84,7 @@ struct FeatureScales {
 // ((compute_us - fetch time) / computed_rows), in ns; 0 without misses or rows.
 double FetchNsPerMiss(const serve::StatsWindow& window);
 double ComputeNsPerRow(const serve::StatsWindow& window);
-// The value at quantile q of `v` by rank (element ceil(q n) - 1); reorders v. REQUIRES: v not
+// The value at quantile q of `v` by rank (element ceil(q n) - 1); may reorder v. REQUIRES: v not
 // empty.
 double QuantileOf(std::vector<double>& v, double q);
 

@@ -30,6 +30,7 @@
 // own bias in level cancels.
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -60,10 +61,29 @@ struct SplitPrediction {
   double utilisation = 0;  // rho at this split
 };
 
-// One prediction per split; empty when the window has no sampled answers.
+// PredictSplits's working arrays, one element an answer (the miniature KV caches': one an answer
+// a cache), so that the per-split loops run along contiguous doubles. A caller that predicts window
+// after window keeps one, so that they are not allocated (and faulted in: ~0.6 MB at 4,096
+// answers) each time.
+struct PredictBuffers {
+  // The answer as sampled.
+  std::vector<double> misses, lookups, batch_misses, batch_lookups, service, queue;
+  std::vector<uint8_t> has_batch;  // its batch's own totals are known (miniature caches ran)
+  std::vector<double> own_fetch_us, batch_fetch_us;  // the fetch time a reused token spares
+  // The time spared had the KV cache reused what miniature cache k did ([k * answers + i]), its
+  // own and its batch's, and at the committed split.
+  std::vector<double> own, batch, own_at_r0, batch_at_r0;
+  std::vector<double> aet_reuse, aet_us;  // without miniatures: its reuse time, the time it spares
+  // At one split: the change of its service time, its batch's, its service squared, its latency.
+  std::vector<double> delta, batch_delta, square, latency;
+};
+
+// One prediction per split; empty when the window has no sampled answers. `buffers`: where to
+// work (nullptr: arrays of its own).
 std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& window,
                                            const ReuseHistogram& emb, const ReuseHistogram& kv,
                                            const FeatureScales& scales, const RecomputePrice& price,
-                                           absl::Span<const double> splits);
+                                           absl::Span<const double> splits,
+                                           PredictBuffers* buffers = nullptr);
 
 }  // namespace helm::control

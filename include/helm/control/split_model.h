@@ -36,13 +36,14 @@ class SplitModel {
   void Observe(const serve::StatsWindow& window);
   // The window's predicted curve; nullopt while a move is in flight (the window is no one split's)
   // and on a window with too few sampled answers (or none).
-  std::optional<View> Predict(const serve::StatsWindow& window) const;
+  std::optional<View> Predict(const serve::StatsWindow& window);
 
  private:
   FeatureScales scales_;
   int64_t min_answers_;
   std::vector<double> grid_;
   ReuseHistogram emb_, kv_;
+  PredictBuffers buffers_;  // reused window after window
 };
 
 }  // namespace helm::control
