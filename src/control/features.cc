@@ -8,8 +8,6 @@
 #include <optional>
 #include <vector>
 
-#include "helm/control/split_model.h"
-
 namespace helm::control {
 namespace {
 
@@ -102,16 +100,13 @@ FeatureExtractor::FeatureExtractor(const FeatureScales& scales) : s_(scales) {}
 
 FeatureExtractor::FeatureExtractor(const FeatureScales& scales, const ControlOptions& options,
                                    double r_min, double r_max)
-    : s_(scales), model_(std::make_unique<SplitModel>(scales, options, r_min, r_max)) {}
+    : s_(scales), model_(std::in_place, scales, options, r_min, r_max) {}
 
 FeatureExtractor FeatureExtractor::For(int inputs, const FeatureScales& scales,
                                        const ControlOptions& options, double r_min, double r_max) {
   return ReadsModel(inputs) ? FeatureExtractor(scales, options, r_min, r_max)
                             : FeatureExtractor(scales);
 }
-
-FeatureExtractor::FeatureExtractor(FeatureExtractor&&) noexcept = default;
-FeatureExtractor::~FeatureExtractor() = default;
 
 double FeatureExtractor::EmbGrowthGain(const serve::StatsWindow& w) {
   const double window_ns = std::max(w.seconds(), 1e-6) * 1e9;
@@ -161,26 +156,24 @@ Features FeatureExtractor::Extract(const serve::StatsWindow& w) {
   f[16] = static_cast<float>(std::sqrt(g_emb));
   f[17] = static_cast<float>(std::sqrt(g_kv));
   f[18] = g_emb + g_kv < 1e-4 ? 0.0f : static_cast<float>((g_emb - g_kv) / (g_emb + g_kv));
-  curve_.clear();
-  now_p99_us_ = 0;
-  if (model_ != nullptr) {
+  view_.reset();
+  if (model_) {
     model_->Observe(w);
-    if (const std::optional<SplitModel::View> v = model_->Predict(w); v && v->now.p99_us > 0) {
-      f[19] = static_cast<float>(std::clamp(v->best.split - w.target_split, -1.0, 1.0));
-      f[20] = static_cast<float>(std::clamp(1 - v->best.p99_us / v->now.p99_us, 0.0, 1.0));
-      for (const SplitPrediction& p : v->curve) curve_.emplace_back(p.split, p.p99_us);
-      now_p99_us_ = v->now.p99_us;
+    view_ = model_->Predict(w);
+    if (view_ && view_->now.p99_us > 0) {
+      f[19] = static_cast<float>(std::clamp(view_->best.split - w.target_split, -1.0, 1.0));
+      f[20] = static_cast<float>(std::clamp(1 - view_->best.p99_us / view_->now.p99_us, 0.0, 1.0));
     }
   }
   return f;
 }
 
 std::optional<double> FeatureExtractor::PredictedP99Ratio(double split) const {
-  if (curve_.empty() || now_p99_us_ <= 0) return std::nullopt;
-  const auto nearest = std::min_element(curve_.begin(), curve_.end(), [&](auto& a, auto& b) {
-    return std::abs(a.first - split) < std::abs(b.first - split);
-  });
-  return nearest->second / now_p99_us_;
+  if (!view_ || view_->curve.empty() || view_->now.p99_us <= 0) return std::nullopt;
+  const auto nearest = std::min_element(
+      view_->curve.begin(), view_->curve.end(),
+      [&](auto& a, auto& b) { return std::abs(a.split - split) < std::abs(b.split - split); });
+  return nearest->p99_us / view_->now.p99_us;
 }
 
 }  // namespace helm::control

@@ -81,9 +81,7 @@ double HelmController::Decide(const serve::StatsWindow& w) {
   }
   const bool calm = !recovery_ || (!recovery_->in_burst() && !recovery_->rolling_back());
   // A change of mix starts the adapter afresh: its correction was learned on the old mix.
-  const bool shift = recovery_ && recovery_->shape_shift();
-  if (shift && !shape_shift_ && adapter_ && reset_on_shift_) adapter_->Reset();
-  shape_shift_ = shift;
+  if (recovery_ && recovery_->shape_shift_began() && adapter_ && reset_on_shift_) adapter_->Reset();
 
   // Layer 1.
   d.base_action = -1;

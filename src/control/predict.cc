@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "helm/control/features.h"
+
 namespace helm::control {
 namespace {
 

@@ -72,6 +72,7 @@ void Recovery::ObserveBurst(const serve::StatsWindow& w, bool p99_valid, double 
     shapes_.emplace_back(w.emb.lookups / n, w.kv.requested_tokens / n);
     if (shapes_.size() > static_cast<size_t>(o_.long_windows)) shapes_.pop_front();
   }
+  const bool shifted_before = shape_shift_;
   shape_shift_ = false;
   if (o_.shape_margin > 0 && shapes_.size() > static_cast<size_t>(o_.short_windows)) {
     const auto mean = [](auto begin, auto end, auto field) {
@@ -88,6 +89,7 @@ void Recovery::ObserveBurst(const serve::StatsWindow& w, bool p99_valid, double 
     shape_shift_ = moved([](const auto& s) { return s.first; }) ||
                    moved([](const auto& s) { return s.second; });
   }
+  shape_shift_began_ = shape_shift_ && !shifted_before;
 
   const bool warm = windows_ >= o_.warmup_windows;
   const bool material = short_sum * seconds >= kMinBurstArrivals;

@@ -94,14 +94,18 @@ TEST(Recovery, ARiseOfAnotherKindOfRequestIsAChangeOfMixNotABurst) {
     for (int i = 0; i < 40; ++i) r.Observe(shaped(1000, 300, 2000));
     ASSERT_FALSE(r.in_burst());
     bool burst = false, shift = false;
+    int began = 0;  // windows that begin a change of mix
     for (int i = 0; i < 8; ++i) {
       r.Observe(same_shape ? shaped(3000, 300, 2000) : shaped(3000, 1500, 400));
       burst = burst || r.in_burst();
       shift = shift || r.shape_shift();
+      began += r.shape_shift_began();
+      EXPECT_TRUE(!r.shape_shift_began() || r.shape_shift());
       EXPECT_EQ(r.Filter(0.5, 0.05).delta, r.in_burst() ? 0.0 : 0.05);
     }
     EXPECT_EQ(burst, same_shape) << "seed " << Seed();
     EXPECT_EQ(shift, !same_shape);
+    EXPECT_EQ(began, same_shape ? 0 : 1) << "one change of mix, begun once";
   }
 }
 

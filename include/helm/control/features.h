@@ -48,12 +48,12 @@
 
 #include <array>
 #include <cstdint>
-#include <memory>
 #include <optional>
-#include <utility>
 #include <vector>
 
+#include "helm/control/feature_scales.h"
 #include "helm/control/options.h"
+#include "helm/control/split_model.h"
 #include "helm/serve/stats_window.h"
 
 namespace helm::control {
@@ -63,22 +63,7 @@ inline constexpr int kFirstModelFeature = 19;  // features 19-20 need the predic
 // Whether a policy reading the first `inputs` features reads the model's.
 inline bool ReadsModel(int inputs) { return inputs > kFirstModelFeature; }
 
-class SplitModel;
 using Features = std::array<float, kNumFeatures>;
-
-struct FeatureScales {
-  double slo_us = 50'000;
-  double pool_bytes = 1;
-  double emb_row_bytes = 1;   // bytes of one EMB row in the pool
-  double kv_token_bytes = 1;  // bytes of one token's K/V in the pool
-  double queue_capacity = 1;
-  double workers = 1;  // compute workers (node.workers): the predictive controller's utilisation
-  // The model's attention work per earlier token over a token's linear work
-  // (model::KvAttentionRatio): the predictive controller prices a recomputed prefix with it.
-  double attention_ratio = 0;
-  double short_windows = 3;  // EWMA spans, in windows (Knative's panic window is 1/10 the stable)
-  double long_windows = 30;
-};
 
 // A window's time per EMB miss fetched (EmbStats::fetch_ns / misses) and per row computed
 // ((compute_us - fetch time) / computed_rows), in ns; 0 without misses or rows.
@@ -100,8 +85,6 @@ class FeatureExtractor {
   // ReadsModel(inputs).
   static FeatureExtractor For(int inputs, const FeatureScales& scales,
                               const ControlOptions& options, double r_min, double r_max);
-  FeatureExtractor(FeatureExtractor&&) noexcept;
-  ~FeatureExtractor();
 
   Features Extract(const serve::StatsWindow& window);
   double short_rate() const { return short_rate_; }
@@ -116,11 +99,8 @@ class FeatureExtractor {
 
  private:
   FeatureScales s_;
-  std::unique_ptr<SplitModel> model_;  // null: features 19-20 are 0
-  // The model's last prediction: [split, P99 us] over its grid, and its P99 at the current split
-  // (0: none).
-  std::vector<std::pair<double, double>> curve_;
-  double now_p99_us_ = 0;
+  std::optional<SplitModel> model_;       // none: features 19-20 are 0
+  std::optional<SplitModel::View> view_;  // the model's prediction of the last window, if any
   bool primed_ = false;
   double short_rate_ = 0, long_rate_ = 0;
 };

@@ -35,7 +35,7 @@
 
 #include "absl/types/span.h"
 #include "helm/common/reuse_histogram.h"
-#include "helm/control/features.h"
+#include "helm/control/feature_scales.h"
 #include "helm/serve/stats_window.h"
 
 namespace helm::control {

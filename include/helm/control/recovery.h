@@ -92,6 +92,8 @@ class Recovery {
   double rate_ratio() const { return ratio_; }  // short / long mean rate, last window
   // The requests' shape moved by more than shape_margin at the last window (a change of mix).
   bool shape_shift() const { return shape_shift_; }
+  // ... and had not at the window before: the first window of a change of mix.
+  bool shape_shift_began() const { return shape_shift_began_; }
   double cusum_rate() const { return s_rate_; }
   double cusum_p99() const { return s_p99_; }
   int64_t bursts() const { return bursts_; }           // bursts begun
@@ -120,7 +122,7 @@ class Recovery {
   std::deque<double> rates_;
   // Per window with requests: EMB lookups and history tokens per request (the last long_windows).
   std::deque<std::pair<double, double>> shapes_;
-  bool shape_shift_ = false;
+  bool shape_shift_ = false, shape_shift_began_ = false;
   int64_t windows_ = 0;
   double ratio_ = 1;
   double short_rate_ = 0;  // mean arrivals/s over the last short_windows windows

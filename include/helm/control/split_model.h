@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "helm/common/reuse_histogram.h"
-#include "helm/control/features.h"
+#include "helm/control/feature_scales.h"
 #include "helm/control/options.h"
 #include "helm/control/predict.h"
 #include "helm/serve/stats_window.h"
