@@ -69,12 +69,19 @@ int main(int argc, char** argv) {
   options.policy = config.router.policy;
   options.start_timeout = absl::Milliseconds(config.cluster.start_timeout_ms);
   options.extra_node_args = node_args;
+  // The processes read the config file themselves: they take the same --set settings, so that
+  // what the launcher checked is what they run.
+  for (const std::string& setting : flags.settings) {
+    options.extra_node_args.insert(options.extra_node_args.end(), {"--set", setting});
+    options.extra_router_args.insert(options.extra_router_args.end(), {"--set", setting});
+  }
   // The processes serve TLS when the config says so (they read the same grpc.tls section); the
   // launcher's health checks then connect as their clients do.
   options.security = helm::app::ClientSecurityOrExit(config);
   if (!flags.log_level.empty()) {
     options.extra_node_args.insert(options.extra_node_args.end(), {"--log-level", flags.log_level});
-    options.extra_router_args = {"--log-level", flags.log_level};
+    options.extra_router_args.insert(options.extra_router_args.end(),
+                                     {"--log-level", flags.log_level});
   }
   if (log_dir.empty()) {
     std::string pattern = (std::filesystem::temp_directory_path() / "helm-cluster-XXXXXX").string();
