@@ -63,6 +63,16 @@ int main(int argc, char** argv) {
                config.node.id, (*server)->port(), (*node)->engine().backend_description(),
                config.pool.bytes >> 20, config.pool.initial_split,
                helm::kernels::cpu::BlasCoreDescription());
+  const helm::control::ControlOptions& control = config.control;
+  if (control.policy == "helm") {
+    spdlog::info("split controller: helm, base {}{}{}, every {} ms{}", control.policy_path,
+                 control.adapter ? " + adapter" : "", control.recovery ? " + recovery" : "",
+                 control.interval_ms,
+                 control.audit_log.empty() ? "" : "; audit log " + control.audit_log);
+  } else {
+    spdlog::info("split controller: {}, every {} ms{}", control.policy, control.interval_ms,
+                 control.audit_log.empty() ? "" : "; audit log " + control.audit_log);
+  }
   std::printf("LISTENING %d\n", (*server)->port());
   std::fflush(stdout);
 
