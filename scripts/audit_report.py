@@ -29,7 +29,7 @@ def describe(line):
         return ""
     parts = [f"base {d['base'].get('delta', 0):+.3f}"]
     adapter = d.get("adapter")
-    if adapter is not None and d.get("adapter_on", True):
+    if adapter is not None:  # null with the adapter off
         parts.append(f"adapter u {adapter.get('u', 0):+.3f} (c {adapter.get('c', 0):+.3f})")
     recovery = d.get("recovery")
     if recovery is not None:

@@ -243,8 +243,10 @@ absl::StatusOr<Report> RunPolicy(const Flags& flags, const config::Config& confi
   if (!run.ok()) return run.status();
 
   Report report = BuildReport(*run, w.slo_ms);
-  for (const Completion& c : run->completions) {
-    if (ok_latencies_us != nullptr && c.code == 0) ok_latencies_us->push_back(c.latency_us);
+  if (ok_latencies_us != nullptr) {
+    for (const Completion& c : run->completions) {
+      if (c.code == 0) ok_latencies_us->push_back(c.latency_us);
+    }
   }
   RunInfo info;
   info.target = policy + " router";

@@ -3,7 +3,9 @@
 // within node.grace_period_ms.
 #include <cstdio>
 #include <optional>
+#include <string>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "apps/app.h"
 #include "cpu/blas_core.h"
@@ -64,15 +66,13 @@ int main(int argc, char** argv) {
                config.pool.bytes >> 20, config.pool.initial_split,
                helm::kernels::cpu::BlasCoreDescription());
   const helm::control::ControlOptions& control = config.control;
-  if (control.policy == "helm") {
-    spdlog::info("split controller: helm, base {}{}{}, every {} ms{}", control.policy_path,
-                 control.adapter ? " + adapter" : "", control.recovery ? " + recovery" : "",
-                 control.interval_ms,
-                 control.audit_log.empty() ? "" : "; audit log " + control.audit_log);
-  } else {
-    spdlog::info("split controller: {}, every {} ms{}", control.policy, control.interval_ms,
-                 control.audit_log.empty() ? "" : "; audit log " + control.audit_log);
-  }
+  const std::string layers =
+      control.policy != "helm"
+          ? ""
+          : absl::StrCat(", base ", control.policy_path, control.adapter ? " + adapter" : "",
+                         control.recovery ? " + recovery" : "");
+  spdlog::info("split controller: {}{}, every {} ms{}", control.policy, layers, control.interval_ms,
+               control.audit_log.empty() ? "" : "; audit log " + control.audit_log);
   std::printf("LISTENING %d\n", (*server)->port());
   std::fflush(stdout);
 

@@ -67,11 +67,10 @@ double HelmController::Decide(const serve::StatsWindow& w) {
     // The reward's latency term is P99 / SLO below its cap: the P99 without another histogram scan.
     const double slo_us = std::max(1.0, scales_.slo_us);
     recovery_->Observe(w, d.reward.latency < 4 ? d.reward.latency * slo_us : -1.0);
-    // A rollback begins (rollbacks() counts those begun): kept instead where the predictive model
-    // (when the base reads it) sees the split it would return to as no better than this one.
+    // A rollback begins: kept instead where the predictive model (when the base reads it) sees
+    // the split it would return to as no better than this one.
     d.rollback_vetoed = false;
-    if (recovery_->rollbacks() > rollbacks_seen_) {
-      rollbacks_seen_ = recovery_->rollbacks();
+    if (recovery_->rollback_began()) {
       const std::optional<double> back = extractor_.PredictedP99Ratio(recovery_->rollback_to());
       if (model_veto_ && back && *back >= 1.0) {
         recovery_->KeepMove();

@@ -124,8 +124,7 @@ std::vector<SplitPrediction> PredictSplits(const serve::StatsWindow& w, const Re
   }
   // What miniature cache interpolation p spares each answer (its own, its batch's).
   const auto spared = [&](const std::vector<double>& by_cache, ShadowPoint p, size_t i) {
-    return (1 - p.upper_weight) * by_cache[p.lower * n + i] +
-           p.upper_weight * by_cache[(p.lower + 1) * n + i];
+    return Interpolate(p, [&](size_t k) { return by_cache[k * n + i]; });
   };
   const ShadowPoint p0 = LocateShadow(w.kv_shadow_splits, r0);
   std::vector<double>&own_at_r0 = c.own_at_r0, &batch_at_r0 = c.batch_at_r0;

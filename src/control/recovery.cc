@@ -178,6 +178,7 @@ void Recovery::ObserveMove(const serve::StatsWindow& w, bool p99_valid, double l
       rollback_to_ = stable_split_;
       undone_sign_ = Sign(target - stable_split_);
       ++rollbacks_;
+      rollback_began_ = true;
       watching_ = false;
       rising_ = 0;
       return;
@@ -221,6 +222,7 @@ void Recovery::Observe(const serve::StatsWindow& w, double p99_us) {
   if (p99_valid && p99_us < 0) p99_us = w.latency_us.Quantile(0.99);
   const double log_p99 = p99_valid ? std::log(std::max(1.0, p99_us)) : 0.0;
   if (blocked_left_ > 0) --blocked_left_;
+  shape_shift_began_ = rollback_began_ = false;  // edges of this window only
   ObserveBurst(w, p99_valid, log_p99);
   ObserveMove(w, p99_valid, log_p99);
 }

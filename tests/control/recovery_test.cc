@@ -167,6 +167,7 @@ TEST(Recovery, RollsBackAMoveAfterWhichP99KeepsRising) {
     p99 *= 1.2;
     r.Observe(Window(0.6, 1000, p99));
     if (r.Filter(0.6, 0.05).mode == RecoveryMode::kRollback) rolled_at = i;
+    EXPECT_EQ(r.rollback_began(), rolled_at == i) << "the rollback's first window only";
   }
   EXPECT_EQ(rolled_at, o.rollback_windows);
   RecoveryVerdict v = r.Filter(0.6, 0.05);
@@ -177,6 +178,7 @@ TEST(Recovery, RollsBackAMoveAfterWhichP99KeepsRising) {
   // while, a move down is not.
   r.Observe(Window(0.5, 1000, 10'000));
   EXPECT_FALSE(r.rolling_back());
+  EXPECT_FALSE(r.rollback_began());
   v = r.Filter(0.5, 0.05);
   EXPECT_EQ(v.mode, RecoveryMode::kRollback);
   EXPECT_DOUBLE_EQ(v.delta, 0.0);

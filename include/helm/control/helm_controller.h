@@ -100,7 +100,6 @@ class HelmController final : public SplitController {
   bool primed_ = false;
   bool reset_on_shift_ = true;  // control.adapter_reset_on_shift
   bool model_veto_ = true;      // control.rollback_model_veto
-  int64_t rollbacks_seen_ = 0;
   double previous_target_ = 0;  // the target before the window's (for the reward's churn)
   HelmDecision last_;
   int64_t decisions_ = 0;

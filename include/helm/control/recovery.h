@@ -96,9 +96,10 @@ class Recovery {
   bool shape_shift_began() const { return shape_shift_began_; }
   double cusum_rate() const { return s_rate_; }
   double cusum_p99() const { return s_p99_; }
-  int64_t bursts() const { return bursts_; }           // bursts begun
-  int64_t rollbacks() const { return rollbacks_; }     // rollbacks begun
-  double rollback_to() const { return rollback_to_; }  // while rolling_back()
+  int64_t bursts() const { return bursts_; }               // bursts begun
+  int64_t rollbacks() const { return rollbacks_; }         // rollbacks begun
+  bool rollback_began() const { return rollback_began_; }  // at the last window
+  double rollback_to() const { return rollback_to_; }      // while rolling_back()
   // The caller knows better than the P99 (the predictive model prefers the current split): the
   // rollback under way is dropped, and the current target is the stable split, with the last
   // settled window's P99 and load. No effect when no rollback is under way.
@@ -123,6 +124,7 @@ class Recovery {
   // Per window with requests: EMB lookups and history tokens per request (the last long_windows).
   std::deque<std::pair<double, double>> shapes_;
   bool shape_shift_ = false, shape_shift_began_ = false;
+  bool rollback_began_ = false;
   int64_t windows_ = 0;
   double ratio_ = 1;
   double short_rate_ = 0;  // mean arrivals/s over the last short_windows windows
